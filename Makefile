@@ -1,0 +1,48 @@
+# The two commands a newcomer needs: `make run` and `make test`. Both create the
+# virtualenv and install what they need themselves.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+DB     := var/clearwall.db
+
+.PHONY: run test check lint typecheck bench fmt clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## run: start clearwall on its embedded default (SQLite, demo policy, DNS 127.0.0.1:8053, portal 127.0.0.1:8080)
+run: $(STAMP)
+	@mkdir -p var
+	@test -f $(DB) || $(PY) -m clearwall init --demo --db sqlite:///$(DB)
+	$(PY) -m clearwall serve --config examples/clearwall.toml
+
+## test: install system test dependencies, then run the whole test suite
+test: $(STAMP)
+	bash scripts/install-system-deps.sh
+	$(PY) -m pytest -q
+
+## check: the quality gates: lint, types, tests
+check: lint typecheck test
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+fmt: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+## bench: benchmarks against the anchors (installs dnsperf and the anchor resolvers)
+bench: $(STAMP)
+	$(PY) bench/matcher.py
+	$(PY) bench/dns.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite starts for real: an authoritative DNS
+# server (nsd) as upstream, PostgreSQL, Chromium for the browser tests, Go's sumdb
+# packages for the ledger interoperability test, iproute2/nftables for the probe's
+# network-in-a-box. Idempotent; needs root (CI runs as root). Without root it only
+# reports what is missing, and the tests that need a missing component say so.
+set -euo pipefail
+
+PACKAGES=(
+  nsd                       # real upstream authoritative server for DNS tests
+  postgresql                # the store at scale
+  chromium                  # real browser for portal tests (Playwright drives it)
+  golang-go                 # Go toolchain for the ledger interop verifier
+  golang-golang-x-mod-dev   # golang.org/x/mod/sumdb/{note,tlog}
+  iproute2                  # ip netns / veth for the probe's test network
+  nftables                  # interference rules in the probe's test network
+  iptables
+  openssl                   # test CA for HTTPS targets
+  procps                    # pkill/ps used by service scripts
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  echo "system packages: all present"
+  exit 0
+fi
+if [[ $(id -u) -ne 0 ]]; then
+  echo "system packages missing and not root, tests needing them will skip: ${missing[*]}" >&2
+  exit 0
+fi
+echo "installing system packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+# Debian starts daemons on install; the tests start their own instances.
+for svc in nsd postgresql; do
+  (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || service "$svc" stop >/dev/null 2>&1 || true
+done
+echo "system packages installed"

@@ -1,0 +1,3 @@
+"""clearwall: a transparent, jurisdiction-aware DNS policy gateway."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""``python -m clearwall`` runs the CLI."""
+
+from clearwall.cli.main import main
+
+main()

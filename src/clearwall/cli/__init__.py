@@ -1,0 +1,1 @@
+"""The ``clearwall`` command: one typer app, a module per command group."""

@@ -1,0 +1,252 @@
+"""One typed, frozen configuration for clearwall, loaded from TOML; a section per component.
+
+Strings are parsed into value objects (addresses, CIDRs, durations) at load time, and
+every error names the section and option. Defaults are the embedded single-machine setup:
+SQLite under ``./var``, DNS on 127.0.0.1:8053, the web app on 127.0.0.1:8080.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clearwall.errors import ConfigError
+
+DEFAULT_VAR = Path("var")
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    """An address to listen on or send to; ``host`` is an IP literal."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, default_port: int) -> HostPort:
+        """Parse ``IP``, ``IP:PORT``, ``[IPv6]:PORT`` or a bare IPv6 literal."""
+        text = text.strip()
+        host, port = text, default_port
+        if text.startswith("["):
+            end = text.find("]")
+            if end < 0:
+                raise ValueError(f"unclosed '[' in {text!r}")
+            host = text[1:end]
+            rest = text[end + 1 :]
+            if rest:
+                if not rest.startswith(":"):
+                    raise ValueError(f"junk after ']' in {text!r}")
+                port = int(rest[1:])
+        elif text.count(":") == 1:
+            host, port_text = text.split(":")
+            port = int(port_text)
+        ipaddress.ip_address(host)
+        if not 0 <= port <= 65535:
+            raise ValueError(f"port out of range in {text!r}")
+        return cls(host, port)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where the policy lives."""
+
+    url: str = f"sqlite:///{DEFAULT_VAR}/clearwall.db"  # SQLAlchemy URL; postgresql+psycopg://…
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    """The transparency log: key, tiles directory, public name."""
+
+    key_file: Path = DEFAULT_VAR / "ledger.key"  # Ed25519 signer, mode 0600, never logged
+    tiles_dir: Path = DEFAULT_VAR / "log"  # static C2SP tlog-tiles
+    origin: str = "clearwall.example/log"  # checkpoint origin line and note key name
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamConfig:
+    """Where cache misses are forwarded, and how patiently."""
+
+    servers: tuple[HostPort, ...] = (HostPort("127.0.0.1", 53),)
+    per_jurisdiction: Mapping[str, tuple[HostPort, ...]] = field(default_factory=dict)
+    timeout: float = 1.5  # seconds per upstream attempt
+    attempts: int = 2  # tries per server before failing over
+    edns_buffer: int = 1232
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """Answer cache bounds (RFC 2308 negative caching, RFC 8767 serve-stale)."""
+
+    max_entries: int = 100_000
+    min_ttl: int = 0
+    max_ttl: int = 86_400
+    negative_ttl: int = 900  # cap for NXDOMAIN/NODATA (RFC 2308 section 5)
+    serve_stale: bool = True
+    stale_ttl: int = 30  # TTL of a stale answer (RFC 8767 section 4)
+    max_stale: int = 86_400  # how long past expiry an answer may be served stale
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitConfig:
+    """RRL-style per-client-prefix limiting."""
+
+    enabled: bool = True
+    queries_per_second: float = 1000.0
+    burst: float = 2000.0
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 56
+    slip: int = 2  # every Nth limited UDP reply is a truncated (TC) answer; 0 = drop all
+
+
+@dataclass(frozen=True, slots=True)
+class BlockConfig:
+    """How block answers look."""
+
+    ttl: int = 60
+    sinkhole_ipv4: str = "127.0.0.1"  # where the block-page server listens
+    sinkhole_ipv6: str = "::1"
+    language: str = "en"
+    operator: str = "clearwall operator"  # the SDE 'o' field
+    public_url: str = "http://127.0.0.1:8080"  # base of order links in SDE and block pages
+
+
+@dataclass(frozen=True, slots=True)
+class DNSConfig:
+    """The DNS gateway: listeners, access control and the default jurisdiction."""
+
+    listen: tuple[HostPort, ...] = (HostPort("127.0.0.1", 8053),)
+    allow_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    default_jurisdiction: str = ""  # for clients in no configured network; "" = none
+    workers: int = 1
+    tcp_idle_timeout: float = 10.0
+    max_tcp_connections: int = 1000
+    max_inflight: int = 10_000
+    reload_interval: float = 0.5  # how often the store's policy version is polled
+    upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    block: BlockConfig = field(default_factory=BlockConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The web app: API, portal, block pages, metrics, log tiles."""
+
+    listen: HostPort | None = HostPort("127.0.0.1", 8080)
+    blockpage_listen: HostPort | None = None  # optional dedicated block-page listener
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """What the process logs. Client addresses are never logged unless enabled."""
+
+    level: str = "INFO"
+    query_log: bool = False
+    client_prefix_v4: int = 24  # truncation applied when query_log is on
+    client_prefix_v6: int = 48
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; each component receives only its own section."""
+
+    store: StoreConfig = field(default_factory=StoreConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    dns: DNSConfig = field(default_factory=DNSConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def _convert(section: str, name: str, annotation: str, value: Any, default: Any) -> Any:
+    """Turn one TOML value into the type the field declares; errors name the option."""
+    where = f"[{section}] {name}"
+    try:
+        if "HostPort" in annotation and "tuple" in annotation and "Mapping" not in annotation:
+            items = [value] if isinstance(value, str) else list(value)
+            port = default[0].port if default else 53
+            return tuple(HostPort.parse(str(v), port) for v in items)
+        if "HostPort" in annotation and "Mapping" in annotation:
+            return {
+                str(k): tuple(HostPort.parse(str(v), 53) for v in vs) for k, vs in value.items()
+            }
+        if "HostPort" in annotation:
+            if value in ("", None, False):
+                return None
+            return HostPort.parse(str(value), default.port if default else 8080)
+        if "Network" in annotation:
+            return tuple(ipaddress.ip_network(str(v), strict=False) for v in value)
+        if annotation == "Path":
+            return Path(str(value))
+        if annotation == "bool":
+            if not isinstance(value, bool):
+                raise TypeError("expected true or false")
+            return value
+        if annotation == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError("expected an integer")
+            return value
+        if annotation == "float":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError("expected a number")
+            return float(value)
+        if annotation == "str":
+            if not isinstance(value, str):
+                raise TypeError("expected a string")
+            return value
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    raise ConfigError(f"{where}: unsupported option type {annotation}")
+
+
+def _build(cls: type[Any], section: str, data: Mapping[str, Any]) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"[{section}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise ConfigError(f"[{section}] unknown option(s): {', '.join(sorted(unknown))}")
+    defaults = cls()
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        f = fields[name]
+        annotation = str(f.type)
+        default = getattr(defaults, name)
+        if dataclasses.is_dataclass(default) and not isinstance(default, HostPort):
+            sub = name if section == "config" else f"{section}.{name}"
+            kwargs[name] = _build(type(default), sub, value)
+        else:
+            kwargs[name] = _convert(section, name, annotation, value, default)
+    return cls(**kwargs)
+
+
+def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Load the config from a TOML file (if given), then apply nested ``overrides``."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file not found: {path}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    if overrides:
+        data = _merge(data, overrides)
+    return _build(Config, "config", data)  # type: ignore[no-any-return]
+
+
+def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
