@@ -1,0 +1,83 @@
+"""The typed config: TOML and overrides become frozen value objects; errors name the option."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from clearwall.config import Config, HostPort, load_config
+from clearwall.errors import ConfigError
+
+
+def test_defaults_are_the_embedded_setup() -> None:
+    config = load_config()
+    assert config == Config()
+    assert config.dns.listen == (HostPort("127.0.0.1", 8053),)
+    assert config.web.listen == HostPort("127.0.0.1", 8080)
+    assert config.store.url.startswith("sqlite:///")
+
+
+def test_toml_file_and_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        """
+[store]
+url = "sqlite:///x.db"
+[dns]
+listen = ["127.0.0.1:9053", "[::1]:9053"]
+allow_networks = ["10.0.0.0/8", "2001:db8::/32"]
+[dns.upstream]
+servers = ["127.0.0.1:5300"]
+timeout = 2
+"""
+    )
+    config = load_config(path, overrides={"dns": {"workers": 2}})
+    assert config.store.url == "sqlite:///x.db"
+    assert config.dns.listen == (HostPort("127.0.0.1", 9053), HostPort("::1", 9053))
+    assert config.dns.allow_networks[1] == ipaddress.ip_network("2001:db8::/32")
+    assert config.dns.upstream.servers == (HostPort("127.0.0.1", 5300),)
+    assert config.dns.upstream.timeout == 2.0
+    assert config.dns.workers == 2
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"dns": {"workers": "two"}}, "[dns] workers: expected an integer"),
+        ({"dns": {"listen": ["nonsense"]}}, "[dns] listen"),
+        ({"dns": {"bogus": 1}}, "[dns] unknown option(s): bogus"),
+        ({"dns": {"upstream": {"servers": ["1.2.3.4:99999"]}}}, "[dns.upstream] servers"),
+        ({"dns": {"allow_networks": ["10.0.0.0/33"]}}, "[dns] allow_networks"),
+        ({"web": {"listen": "localhost:80"}}, "[web] listen"),
+        ({"nosuch": {}}, "unknown option(s): nosuch"),
+    ],
+)
+def test_errors_name_the_option(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=overrides)
+    assert message in str(info.value)
+
+
+def test_missing_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[dns\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_config(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "port", "expected"),
+    [
+        ("127.0.0.1", 53, HostPort("127.0.0.1", 53)),
+        ("127.0.0.1:5353", 53, HostPort("127.0.0.1", 5353)),
+        ("::1", 53, HostPort("::1", 53)),
+        ("[::1]:8053", 53, HostPort("::1", 8053)),
+    ],
+)
+def test_hostport(text: str, port: int, expected: HostPort) -> None:
+    assert HostPort.parse(text, port) == expected
+    assert HostPort.parse(str(expected), 1) == expected
