@@ -15,10 +15,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## run: start clearwall on its embedded default (SQLite, demo policy, DNS 127.0.0.1:8053, portal 127.0.0.1:8080)
+# ARGS passes extra flags to `clearwall serve`, e.g. make run ARGS="--dns 127.0.0.1:5353"
 run: $(STAMP)
 	@mkdir -p var
 	@test -f $(DB) || $(PY) -m clearwall init --demo --db sqlite:///$(DB)
-	$(PY) -m clearwall serve --config examples/clearwall.toml
+	$(PY) -m clearwall serve --config examples/clearwall.toml --db sqlite:///$(DB) $(ARGS)
 
 ## test: install system test dependencies, then run the whole test suite
 test: $(STAMP)
