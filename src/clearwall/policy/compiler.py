@@ -1,0 +1,298 @@
+"""Turns orders and their rules into the compact tables a ``PolicySnapshot`` serves from.
+
+The compiler streams: each rule becomes one trie key (the name reversed, with a trailing
+dot) and one integer code, buffered in a bytes blob and an integer array rather than as
+Python objects, so that ten million rules compile in bounded memory. Rules of the same
+name are merged into a *rule group*; groups are deduplicated, so the per-name state is a
+single 32-bit group id in an array parallel to the trie's key ids.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import math
+import time
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import marisa_trie
+
+from clearwall.errors import SnapshotError
+from clearwall.model import Action, OrderRef, OrderStatus, RuleKind
+from clearwall.policy.model import CompiledOrder, Jurisdiction
+
+FORMAT_VERSION = 1
+
+# Rule codes pack (order index, kind, action override) into one int: the low 3 bits are
+# the action (0 = the order's own), the next 3 the kind, the rest the order index.
+KINDS: tuple[RuleKind, ...] = tuple(RuleKind)
+ACTIONS: tuple[Action | None, ...] = (None, *Action)
+_KIND_INDEX = {kind: i for i, kind in enumerate(KINDS)}
+_ACTION_INDEX = {action: i for i, action in enumerate(ACTIONS)}
+ACTION_BITS = 3
+KIND_BITS = 3
+ORDER_SHIFT = ACTION_BITS + KIND_BITS
+MAX_ORDERS = (1 << (64 - ORDER_SHIFT)) - 1
+
+# How often (in rules) the progress callback is told how far the build has come.
+PROGRESS_EVERY = 1 << 16
+
+
+def encode_rule(order_index: int, kind: RuleKind, action: Action | None) -> int:
+    """Pack one rule's order index, kind and action override into a rule code."""
+    return (order_index << ORDER_SHIFT) | (_KIND_INDEX[kind] << ACTION_BITS) | _ACTION_INDEX[action]
+
+
+def decode_rule(code: int) -> tuple[int, RuleKind, Action | None]:
+    """Unpack a rule code into (order index, kind, action override)."""
+    return (
+        code >> ORDER_SHIFT,
+        KINDS[(code >> ACTION_BITS) & ((1 << KIND_BITS) - 1)],
+        ACTIONS[code & ((1 << ACTION_BITS) - 1)],
+    )
+
+
+def name_key(name: str) -> str:
+    """The trie key of a canonical name: reversed, with a trailing dot.
+
+    ``example.com`` becomes ``moc.elpmaxe.``; every key that is a prefix of a query's key
+    then ends on a label boundary, so a prefix search yields exactly the listed ancestors.
+    """
+    return ("." + name)[::-1]
+
+
+def key_name(key: str) -> str:
+    """The canonical name of a trie key (inverse of ``name_key``)."""
+    return key[::-1][1:]
+
+
+def epoch(moment: dt.datetime) -> float:
+    """Seconds since the epoch of a datetime; a naive datetime is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+@dataclass(slots=True)
+class OrderEntry:
+    """An order as the snapshot carries it: its citation and its force window."""
+
+    ref: OrderRef
+    start: float
+    end: float  # math.inf when the order has no sunset
+
+
+@dataclass(slots=True)
+class Tables:
+    """Everything a snapshot serves from, as built in memory or read back from disk."""
+
+    trie: marisa_trie.Trie
+    key_groups: Any  # array('I') or a memoryview cast to "I": trie key id -> group id
+    groups: list[tuple[int, ...]]  # group id -> sorted rule codes; group 0 is empty
+    orders: list[OrderEntry]
+    jurisdictions: list[Jurisdiction]
+    ip_rules: list[tuple[str, int]]  # (canonical CIDR, rule code)
+    tree_size: int
+    base_url: str
+    compiled_at: float
+    valid_until: float | None
+    version: str = ""
+    keepalive: list[Any] = field(default_factory=list)  # mmaps the views depend on
+
+
+def ref_to_json(ref: OrderRef) -> dict[str, Any]:
+    """A JSON-ready dict of an order reference."""
+    return {
+        "id": ref.id,
+        "jurisdiction": ref.jurisdiction,
+        "authority": ref.authority,
+        "authority_kind": ref.authority_kind.value,
+        "category": ref.category.value,
+        "action": ref.action.value,
+        "title": ref.title,
+        "legal_basis": ref.legal_basis,
+        "reference": ref.reference,
+        "contacts": list(ref.contacts),
+        "url": ref.url,
+    }
+
+
+def ref_from_json(data: dict[str, Any]) -> OrderRef:
+    """The order reference a ``ref_to_json`` dict describes."""
+    from clearwall.model import AuthorityKind, Category
+
+    return OrderRef(
+        id=int(data["id"]),
+        jurisdiction=str(data["jurisdiction"]),
+        authority=str(data["authority"]),
+        authority_kind=AuthorityKind(data["authority_kind"]),
+        category=Category(data["category"]),
+        action=Action(data["action"]),
+        title=str(data["title"]),
+        legal_basis=str(data["legal_basis"]),
+        reference=str(data["reference"]),
+        contacts=tuple(str(c) for c in data["contacts"]),
+        url=str(data["url"]),
+    )
+
+
+def next_boundary(orders: Iterable[OrderEntry], now: float) -> float | None:
+    """The first effective-from or expiry instant after ``now``, or None if none is left."""
+    later = [t for o in orders for t in (o.start, o.end) if now < t < math.inf]
+    return min(later) if later else None
+
+
+def _iter_blob(blob: bytearray) -> Iterator[str]:
+    """The newline-separated keys of a blob, decoded one at a time."""
+    start = 0
+    find = blob.find
+    while True:
+        end = find(b"\n", start)
+        if end < 0:
+            return
+        yield blob[start:end].decode()
+        start = end + 1
+
+
+class _GroupTable:
+    """Interns rule groups (sorted tuples of rule codes) to small integer ids."""
+
+    def __init__(self) -> None:
+        self.groups: list[tuple[int, ...]] = [()]
+        self._ids: dict[tuple[int, ...], int] = {(): 0}
+        self._added: dict[tuple[int, int], int] = {}
+
+    def add(self, group: int, code: int) -> int:
+        """The id of ``group`` with ``code`` added to it."""
+        step = (group, code)
+        found = self._added.get(step)
+        if found is not None:
+            return found
+        codes = self.groups[group]
+        merged = codes if code in codes else tuple(sorted((*codes, code)))
+        gid = self._ids.get(merged)
+        if gid is None:
+            gid = len(self.groups)
+            self.groups.append(merged)
+            self._ids[merged] = gid
+        self._added[step] = gid
+        return gid
+
+
+def build(
+    orders: Iterable[CompiledOrder],
+    jurisdictions: Iterable[Jurisdiction],
+    tree_size: int = 0,
+    base_url: str = "",
+    progress: Callable[[int], None] | None = None,
+    now: float | None = None,
+) -> Tables:
+    """Compile orders into tables. Orders whose status is not active are left out.
+
+    ``CompiledOrder.rules`` is read once and may be any iterable (a generator streams
+    without holding one object per rule). ``progress`` is called with the number of rules
+    read so far, every ``PROGRESS_EVERY`` rules and once at the end.
+    """
+    entries: list[OrderEntry] = []
+    blob = bytearray()
+    codes = array("Q")
+    ip_rules: list[tuple[str, int]] = []
+    count = 0
+    for compiled in orders:
+        order = compiled.order
+        if order.status is not OrderStatus.ACTIVE:
+            continue
+        index = len(entries)
+        if index > MAX_ORDERS:
+            raise SnapshotError(f"too many orders for one snapshot ({index})")
+        end = math.inf if order.expires is None else epoch(order.expires)
+        entries.append(OrderEntry(compiled.ref(base_url), epoch(order.effective_from), end))
+        for rule in compiled.rules:
+            count += 1
+            if progress is not None and count % PROGRESS_EVERY == 0:
+                progress(count)
+            code = encode_rule(index, rule.kind, rule.action)
+            if rule.kind.is_ip:
+                try:
+                    network = ipaddress.ip_network(rule.value, strict=False)
+                except ValueError as exc:
+                    raise SnapshotError(f"order {order.id}: bad CIDR {rule.value!r}") from exc
+                ip_rules.append((str(network), code))
+                continue
+            if not rule.value or "\n" in rule.value or rule.value.endswith("."):
+                raise SnapshotError(f"order {order.id}: name not canonical: {rule.value!r}")
+            blob += name_key(rule.value).encode()
+            blob += b"\n"
+            codes.append(code)
+    if progress is not None:
+        progress(count)
+
+    trie = marisa_trie.Trie(_iter_blob(blob))
+    table = _GroupTable()
+    key_groups = array("I", bytes(4 * len(trie)))
+    key_id = trie.key_id
+    add = table.add
+    for key, code in zip(_iter_blob(blob), codes, strict=True):
+        kid = key_id(key)
+        key_groups[kid] = add(key_groups[kid], code)
+    del blob, codes
+
+    moment = time.time() if now is None else now
+    tables = Tables(
+        trie=trie,
+        key_groups=key_groups,
+        groups=table.groups,
+        orders=entries,
+        jurisdictions=list(jurisdictions),
+        ip_rules=sorted(ip_rules),
+        tree_size=tree_size,
+        base_url=base_url,
+        compiled_at=moment,
+        valid_until=next_boundary(entries, moment),
+    )
+    tables.version = f"{tree_size}-{content_hash(tables)[:12]}"
+    return tables
+
+
+def metadata(tables: Tables) -> dict[str, Any]:
+    """The JSON-ready metadata of a snapshot: all but the trie and the key-group array."""
+    return {
+        "format": FORMAT_VERSION,
+        "version": tables.version,
+        "tree_size": tables.tree_size,
+        "base_url": tables.base_url,
+        "compiled_at": tables.compiled_at,
+        "valid_until": tables.valid_until,
+        "keys": len(tables.trie),
+        "orders": [
+            {
+                "ref": ref_to_json(o.ref),
+                "start": o.start,
+                "end": None if o.end == math.inf else o.end,
+            }
+            for o in tables.orders
+        ],
+        "groups": [list(g) for g in tables.groups],
+        "jurisdictions": [
+            {"code": j.code, "name": j.name, "networks": [str(n) for n in j.networks]}
+            for j in tables.jurisdictions
+        ],
+        "ip_rules": [list(r) for r in tables.ip_rules],
+    }
+
+
+def content_hash(tables: Tables) -> str:
+    """SHA-256 (hex) over the trie, the key-group array and the policy metadata."""
+    meta = metadata(tables)
+    for volatile in ("version", "compiled_at", "valid_until", "tree_size"):
+        meta.pop(volatile)
+    digest = hashlib.sha256()
+    digest.update(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode())
+    digest.update(tables.trie.tobytes())
+    digest.update(memoryview(tables.key_groups).cast("B"))
+    return digest.hexdigest()

@@ -1,0 +1,457 @@
+"""The compiled, immutable policy snapshot the data plane asks per query and per answer.
+
+See ``docs/matcher.md`` for the exact precedence rules; ``policy.reference`` states the
+same rules as a slow, obviously-correct implementation the tests compare against.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import math
+import mmap
+import os
+import shutil
+import tempfile
+import time
+from array import array
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import marisa_trie
+import pytricia
+
+from clearwall.errors import SnapshotError
+from clearwall.model import (
+    ACTION_PRECEDENCE,
+    ALLOWED,
+    Action,
+    Citation,
+    Decision,
+    OrderRef,
+    RuleKind,
+    Verdict,
+)
+from clearwall.policy.compiler import (
+    FORMAT_VERSION,
+    OrderEntry,
+    Tables,
+    build,
+    decode_rule,
+    key_name,
+    metadata,
+    ref_from_json,
+)
+from clearwall.policy.model import ALL_JURISDICTIONS, CompiledOrder, Jurisdiction, RuleSpec
+
+TRIE_FILE = "names.marisa"
+GROUPS_FILE = "groups.u32"
+META_FILE = "meta.json"
+
+# Memoized verdicts per view are a cache, not an index: past this many entries a memo is
+# emptied rather than allowed to grow with the number of distinct names ever hit.
+MEMO_LIMIT = 1 << 18
+
+_EXACT_KINDS = frozenset({RuleKind.EXACT, RuleKind.ALLOW_EXACT})
+_BELOW_ONLY_KINDS = frozenset({RuleKind.WILDCARD, RuleKind.ALLOW_WILDCARD})
+_ACTION_RANK = {action: rank for rank, action in enumerate(ACTION_PRECEDENCE)}
+
+# One matching rule while a verdict is worked out: (specificity, order index, kind,
+# effective action, selector text).
+_Hit = tuple[int, int, RuleKind, Action, str]
+
+
+class _View:
+    """What one client jurisdiction sees at the current time: the orders that apply to it,
+    and the verdicts already worked out, keyed by the deepest matching trie key."""
+
+    __slots__ = ("applies", "below", "exact", "ip")
+
+    def __init__(self) -> None:
+        self.applies = bytearray()
+        self.exact: dict[str, Verdict] = {}
+        self.below: dict[str, Verdict] = {}
+        self.ip: dict[str, Verdict] = {}
+
+    def reset(self, applies: bytearray) -> None:
+        """Switch to a new set of applicable orders and forget the memoized verdicts."""
+        self.applies = applies
+        self.exact.clear()
+        self.below.clear()
+        self.ip.clear()
+
+
+def _decide(hits: list[_Hit], orders: list[OrderEntry]) -> Verdict:
+    """The verdict for a list of matching rules (all from applicable orders)."""
+    blocks = [h for h in hits if not h[2].is_allow]
+    if not blocks:
+        return ALLOWED
+    best_block = max(h[0] for h in blocks)
+    best_allow = max((h[0] for h in hits if h[2].is_allow), default=-1)
+    if best_allow >= best_block:
+        cited = [h for h in hits if h[2].is_allow and h[0] >= best_block]
+        return Verdict(Decision.ALLOW, None, _citations(cited, orders))
+    action = min((h[3] for h in blocks if h[0] == best_block), key=_ACTION_RANK.__getitem__)
+    cited = [h for h in blocks if h[0] > best_allow]
+    return Verdict(Decision.BLOCK, action, _citations(cited, orders))
+
+
+def _citations(hits: list[_Hit], orders: list[OrderEntry]) -> tuple[Citation, ...]:
+    """One citation per order, its most specific rule; most specific first, then order id."""
+    best: dict[int, tuple[int, str]] = {}
+    for spec, index, _kind, _action, text in hits:
+        seen = best.get(index)
+        if seen is None or (-spec, text) < (-seen[0], seen[1]):
+            best[index] = (spec, text)
+    ranked = sorted(
+        best.items(), key=lambda item: (-item[1][0], orders[item[0]].ref.id, item[1][1])
+    )
+    return tuple(Citation(orders[index].ref, text) for index, (_spec, text) in ranked)
+
+
+def _describe(kind: RuleKind, value: str, override: Action | None) -> str:
+    return RuleSpec(kind, value, override).describe()
+
+
+class PolicySnapshot:
+    """An immutable compiled policy: names in a marisa trie, addresses in prefix trees.
+
+    Build one with ``compile`` or ``load``; ask it with ``match``/``match_ip``. The only
+    mutable state is a verdict memo per jurisdiction, which never changes an answer.
+    """
+
+    def __init__(self, tables: Tables) -> None:
+        """Serve from ``tables`` (use ``compile`` or ``load`` rather than this)."""
+        self._tables = tables
+        self.tree_size: int = tables.tree_size
+        self.version: str = tables.version
+        self.valid_until: float | None = tables.valid_until
+        self._orders = tables.orders
+        self._groups = [tuple(decode_rule(c) for c in g) for g in tables.groups]
+        self._key_groups = tables.key_groups
+        self._trie = tables.trie
+        self._prefixes = tables.trie.prefixes
+        self._key_id = tables.trie.key_id
+        self._refs = tuple(o.ref for o in tables.orders)
+
+        self._ip4 = pytricia.PyTricia(32)
+        self._ip6 = pytricia.PyTricia(128)
+        for cidr, code in tables.ip_rules:
+            tree = self._ip6 if ":" in cidr else self._ip4
+            group: tuple[int, ...] = tree.get(cidr) if tree.has_key(cidr) else ()
+            tree[cidr] = (*group, code)
+        self._nets4 = pytricia.PyTricia(32)
+        self._nets6 = pytricia.PyTricia(128)
+        for jurisdiction in tables.jurisdictions:
+            for network in jurisdiction.networks:
+                nets = self._nets6 if network.version == 6 else self._nets4
+                nets[str(network)] = jurisdiction.code
+
+        codes = {j.code for j in tables.jurisdictions}
+        codes.update(o.ref.jurisdiction for o in tables.orders)
+        codes.discard(ALL_JURISDICTIONS)
+        self._codes = tuple(sorted(codes))
+        self._views = {code: _View() for code in self._codes}
+        self._star = _View()  # clients of unknown jurisdictions: only "*" orders apply
+        self._bounds = sorted({t for o in tables.orders for t in (o.start, o.end) if t != math.inf})
+        self._lo = math.inf
+        self._hi = -math.inf
+
+    # -- building and persistence -------------------------------------------------------
+
+    @classmethod
+    def compile(
+        cls,
+        orders: Iterable[CompiledOrder],
+        jurisdictions: Iterable[Jurisdiction],
+        tree_size: int = 0,
+        base_url: str = "",
+        progress: Callable[[int], None] | None = None,
+    ) -> PolicySnapshot:
+        """Compile orders (only active ones are kept) and jurisdictions into a snapshot.
+
+        Each order's ``rules`` is read once and may be a generator; ``progress`` receives
+        the running count of rules read.
+        """
+        return cls(build(orders, jurisdictions, tree_size, base_url, progress))
+
+    def save(self, path: Path) -> None:
+        """Write the snapshot as a directory at ``path``, replacing any previous one.
+
+        Files are written into a fresh sibling directory and fsynced; ``path`` then
+        becomes a symlink to it, swapped in with one atomic rename, and the directory it
+        pointed to before is removed (processes that mapped it keep their pages).
+        """
+        path = Path(path)
+        parent = path.parent
+        parent.mkdir(parents=True, exist_ok=True)
+        target = Path(tempfile.mkdtemp(prefix=f".{path.name}.{self.version}.", dir=parent))
+        try:
+            self._write(target)
+            previous = Path(os.readlink(path)) if path.is_symlink() else None
+            if path.exists() and not path.is_symlink():
+                # A plain directory cannot be swapped atomically; move it aside first.
+                aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=parent))
+                os.rename(path, aside / "snapshot")
+                previous = aside
+            link = parent / f".{path.name}.link.{os.getpid()}"
+            if link.is_symlink():
+                link.unlink()
+            os.symlink(target.name, link)
+            os.replace(link, path)
+            _fsync_dir(parent)
+        except BaseException:
+            shutil.rmtree(target, ignore_errors=True)
+            raise
+        if previous is not None:
+            old = previous if previous.is_absolute() else parent / previous
+            if old.resolve() != target.resolve():
+                shutil.rmtree(old, ignore_errors=True)
+
+    def _write(self, directory: Path) -> None:
+        self._trie.save(str(directory / TRIE_FILE))
+        meta = metadata(self._tables)
+        meta["byteorder"] = _byteorder()
+        with open(directory / GROUPS_FILE, "wb") as out:
+            out.write(memoryview(self._key_groups).cast("B"))
+            out.flush()
+            os.fsync(out.fileno())
+        with open(directory / META_FILE, "w", encoding="utf-8") as out:
+            json.dump(meta, out, separators=(",", ":"))
+            out.flush()
+            os.fsync(out.fileno())
+        fd = os.open(directory / TRIE_FILE, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(directory)
+
+    @classmethod
+    def load(cls, path: Path) -> PolicySnapshot:
+        """Map a saved snapshot: the trie and the key-group array stay file-backed pages
+        that every process loading the same files shares."""
+        path = Path(path)
+        try:
+            with open(path / META_FILE, encoding="utf-8") as src:
+                meta = json.load(src)
+            if meta.get("format") != FORMAT_VERSION:
+                raise SnapshotError(f"{path}: snapshot format {meta.get('format')!r} unsupported")
+            if meta.get("byteorder") != _byteorder():
+                raise SnapshotError(f"{path}: snapshot written on a machine of other byte order")
+            trie = marisa_trie.Trie([])
+            if meta["keys"]:
+                trie = marisa_trie.Trie()
+                trie.mmap(str(path / TRIE_FILE))
+            keepalive: list[Any] = []
+            key_groups: Any = array("I")
+            if meta["keys"]:
+                with open(path / GROUPS_FILE, "rb") as src:
+                    mapped = mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ)
+                keepalive.append(mapped)
+                key_groups = memoryview(mapped).cast("I")
+                if len(key_groups) != meta["keys"] or len(trie) != meta["keys"]:
+                    raise SnapshotError(f"{path}: trie and key-group array disagree")
+            tables = Tables(
+                trie=trie,
+                key_groups=key_groups,
+                groups=[tuple(g) for g in meta["groups"]],
+                orders=[
+                    OrderEntry(
+                        ref_from_json(o["ref"]),
+                        float(o["start"]),
+                        math.inf if o["end"] is None else float(o["end"]),
+                    )
+                    for o in meta["orders"]
+                ],
+                jurisdictions=[
+                    Jurisdiction(
+                        j["code"],
+                        j["name"],
+                        tuple(ipaddress.ip_network(n) for n in j["networks"]),
+                    )
+                    for j in meta["jurisdictions"]
+                ],
+                ip_rules=[(str(cidr), int(code)) for cidr, code in meta["ip_rules"]],
+                tree_size=int(meta["tree_size"]),
+                base_url=str(meta["base_url"]),
+                compiled_at=float(meta["compiled_at"]),
+                valid_until=meta["valid_until"],
+                version=str(meta["version"]),
+                keepalive=keepalive,
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SnapshotError(f"cannot load policy snapshot {path}: {exc}") from exc
+        return cls(tables)
+
+    # -- the data plane -----------------------------------------------------------------
+
+    def match(self, name: str, jurisdiction: str, now: float | None = None) -> Verdict:
+        """The verdict for a canonical query name (lowercase, no trailing dot) asked by a
+        client of ``jurisdiction`` at ``now`` (epoch seconds, default: the clock).
+
+        Names no rule touches return the shared ``ALLOWED`` without allocating a verdict;
+        a hit returns the same memoized verdict object for the same matched rules.
+        """
+        key = ("." + name)[::-1]
+        found = self._prefixes(key)
+        if not found:
+            return ALLOWED
+        if now is None:
+            now = time.time()
+        if not self._lo <= now < self._hi:
+            self._enter(now)
+        view = self._views.get(jurisdiction, self._star)
+        deepest = found[-1]
+        memo = view.exact if len(deepest) == len(key) else view.below
+        verdict = memo.get(deepest)
+        if verdict is None:
+            verdict = self._resolve_name(key, found, view)
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[deepest] = verdict
+        return verdict
+
+    def _resolve_name(self, key: str, found: list[str], view: _View) -> Verdict:
+        applies = view.applies
+        orders = self._orders
+        hits: list[_Hit] = []
+        for prefix in found:
+            exact = len(prefix) == len(key)
+            labels = prefix.count(".")
+            name = key_name(prefix)
+            for index, kind, override in self._groups[self._key_groups[self._key_id(prefix)]]:
+                if not applies[index]:
+                    continue
+                if exact and kind in _BELOW_ONLY_KINDS:
+                    continue
+                if not exact and kind in _EXACT_KINDS:
+                    continue
+                spec = 2 * labels + (kind in _EXACT_KINDS)
+                action = override or orders[index].ref.action
+                hits.append((spec, index, kind, action, _describe(kind, name, override)))
+        return _decide(hits, orders)
+
+    def match_ip(self, address: str, jurisdiction: str, now: float | None = None) -> Verdict:
+        """The verdict for an answer address (v4 or v6 text) for a client of
+        ``jurisdiction``; raises ValueError when ``address`` is not an IP address."""
+        tree = self._ip6 if ":" in address else self._ip4
+        deepest = tree.get_key(address)
+        if deepest is None:
+            return ALLOWED
+        if now is None:
+            now = time.time()
+        if not self._lo <= now < self._hi:
+            self._enter(now)
+        view = self._views.get(jurisdiction, self._star)
+        verdict = view.ip.get(deepest)
+        if verdict is None:
+            verdict = self._resolve_ip(tree, deepest, view)
+            if len(view.ip) >= MEMO_LIMIT:
+                view.ip.clear()
+            view.ip[deepest] = verdict
+        return verdict
+
+    def _resolve_ip(self, tree: Any, deepest: str, view: _View) -> Verdict:
+        applies = view.applies
+        orders = self._orders
+        hits: list[_Hit] = []
+        cidr: str | None = deepest
+        while cidr is not None:
+            length = int(cidr.rsplit("/", 1)[1])
+            for code in tree[cidr]:
+                index, kind, override = decode_rule(code)
+                if applies[index]:
+                    action = override or orders[index].ref.action
+                    hits.append((length, index, kind, action, _describe(kind, cidr, override)))
+            cidr = tree.parent(cidr)
+        return _decide(hits, orders)
+
+    def _enter(self, now: float) -> None:
+        """Recompute which orders apply to each view for the time segment holding ``now``."""
+        lo, hi = -math.inf, math.inf
+        for bound in self._bounds:
+            if bound <= now:
+                lo = bound
+            else:
+                hi = bound
+                break
+        live = [o.start <= now < o.end for o in self._orders]
+        for code, view in (*self._views.items(), (ALL_JURISDICTIONS, self._star)):
+            view.reset(
+                bytearray(
+                    is_live and o.ref.jurisdiction in (code, ALL_JURISDICTIONS)
+                    for is_live, o in zip(live, self._orders, strict=True)
+                )
+            )
+        self._lo, self._hi = lo, hi
+
+    def jurisdiction_of(self, client_ip: str) -> str | None:
+        """The jurisdiction whose networks hold ``client_ip`` most specifically, if any.
+
+        IPv4-mapped IPv6 addresses (``::ffff:192.0.2.1``, as dual-stack sockets report
+        IPv4 clients) are looked up as the IPv4 address they carry.
+        """
+        if client_ip.startswith("::ffff:") and "." in client_ip:
+            client_ip = client_ip[7:]
+        nets = self._nets6 if ":" in client_ip else self._nets4
+        try:
+            code: str | None = nets.get(client_ip)
+        except ValueError:
+            return None
+        return code
+
+    # -- inspection and export ----------------------------------------------------------
+
+    def jurisdictions(self) -> tuple[str, ...]:
+        """Codes of every jurisdiction the snapshot knows (declared or named by an order)."""
+        return self._codes
+
+    def orders(self) -> tuple[OrderRef, ...]:
+        """Every order the snapshot carries (active status; in force or not at a given time)."""
+        return self._refs
+
+    def __len__(self) -> int:
+        """The number of distinct names that carry rules."""
+        return len(self._trie)
+
+    def rules_for(
+        self, jurisdiction: str, now: float | None = None
+    ) -> Iterator[tuple[RuleSpec, OrderRef]]:
+        """Every rule in force for clients of ``jurisdiction`` at ``now``, with its order.
+
+        This is the jurisdiction's effective policy for export (RPZ, domains, hosts): its
+        own orders and the all-jurisdiction ones, allow rules included. Names come in trie
+        order, then response-IP rules by CIDR.
+        """
+        moment = time.time() if now is None else now
+        applies = [
+            o.start <= moment < o.end and o.ref.jurisdiction in (jurisdiction, ALL_JURISDICTIONS)
+            for o in self._orders
+        ]
+        if not any(applies):
+            return
+        for key, kid in self._trie.iteritems():
+            name = key_name(key)
+            for index, kind, override in self._groups[self._key_groups[kid]]:
+                if applies[index]:
+                    yield RuleSpec(kind, name, override), self._orders[index].ref
+        for cidr, code in self._tables.ip_rules:
+            index, kind, override = decode_rule(code)
+            if applies[index]:
+                yield RuleSpec(kind, cidr, override), self._orders[index].ref
+
+
+def _byteorder() -> str:
+    import sys
+
+    return f"{sys.byteorder}-{array('I').itemsize}"
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
