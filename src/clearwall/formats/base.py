@@ -1,0 +1,130 @@
+"""Result types every list parser returns, and the collector the parsers fill line by line."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from clearwall.errors import InvalidName
+from clearwall.model import Action, RuleKind
+from clearwall.policy.model import RuleSpec
+from clearwall.policy.names import normalize_name
+
+MAX_LINE = 4096
+"""Longer lines are reported and skipped: no list format needs them, and they cost memory."""
+
+# A name that already is canonical: lowercase LDH/underscore labels, no IDNA to check.
+# Such names skip normalize_name's per-label loop; everything else goes through it.
+_CANONICAL = re.compile(
+    r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+)
+
+
+def fast_normalize(text: str) -> str:
+    """Canonical form of a name, like ``normalize_name`` but quick for names already clean.
+
+    Raises InvalidName exactly when ``normalize_name`` does.
+    """
+    if text.isascii():
+        lowered = text.lower()
+        if len(lowered) <= 253 and _CANONICAL.fullmatch(lowered) and "xn--" not in lowered:
+            return lowered
+    return normalize_name(text)
+
+
+def strip_comment(line: str, marker: str) -> str:
+    """``line`` without a trailing comment that starts with ``marker`` outside quotes."""
+    if '"' not in line:
+        return line.split(marker, 1)[0].rstrip()
+    quoted = False
+    for i, char in enumerate(line):
+        if char == '"':
+            quoted = not quoted
+        elif char == marker and not quoted:
+            return line[:i].rstrip()
+    return line
+
+
+@dataclass(frozen=True, slots=True)
+class ParseIssue:
+    """One line of a list that was not imported as written, and why."""
+
+    source: str
+    line: int
+    message: str
+    text: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.message}"
+
+
+@dataclass(slots=True)
+class ParseResult:
+    """What a list file held: its format, its rules, and what was skipped or reported.
+
+    ``rules`` is deduplicated and in input order. ``skipped`` counts lines that are not
+    rules by design (comments, blank lines, cosmetic filters, ``localhost`` entries…);
+    ``issues`` lists lines that should have been rules but were not imported as written.
+    ``lines`` is the number of lines read.
+    """
+
+    format: str
+    rules: list[RuleSpec] = field(default_factory=list)
+    issues: list[ParseIssue] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+    lines: int = 0
+
+
+class Collector:
+    """Accumulates rules, issues and skip counts while a parser walks a file.
+
+    Rules are deduplicated on the full ``RuleSpec`` value (a dict keeps input order).
+    """
+
+    __slots__ = ("_rules", "issues", "lines", "skipped", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self._rules: dict[RuleSpec, None] = {}
+        self.issues: list[ParseIssue] = []
+        self.skipped: Counter[str] = Counter()
+        self.lines = 0
+
+    def add(self, kind: RuleKind, value: str, action: Action | None = None) -> None:
+        """Record one rule (a duplicate of an earlier one is counted, not repeated)."""
+        rule = RuleSpec(kind, value, action)
+        if rule in self._rules:
+            self.skipped["duplicate"] += 1
+        else:
+            self._rules[rule] = None
+
+    def add_name(
+        self, kind: RuleKind, text: str, lineno: int, line: str, action: Action | None = None
+    ) -> bool:
+        """Normalize ``text`` and record it; report the line and return False if invalid."""
+        try:
+            name = fast_normalize(text)
+        except InvalidName as exc:
+            self.issue(lineno, str(exc), line)
+            return False
+        self.add(kind, name, action)
+        return True
+
+    def issue(self, lineno: int, message: str, line: str) -> None:
+        """Report a line that was not imported as written."""
+        self.issues.append(ParseIssue(self.source, lineno, message, line.rstrip("\r\n")[:200]))
+
+    def skip(self, reason: str) -> None:
+        """Count a line that is not a rule by design."""
+        self.skipped[reason] += 1
+
+    def result(self, fmt: str) -> ParseResult:
+        """The finished result for format ``fmt``."""
+        return ParseResult(
+            format=fmt,
+            rules=list(self._rules),
+            issues=sorted(self.issues, key=lambda issue: issue.line),
+            skipped=dict(self.skipped),
+            lines=self.lines,
+        )

@@ -1,0 +1,75 @@
+"""The hosts-file format: ``0.0.0.0 name [name…]`` lines, each name an exact-match block."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from clearwall.formats.base import MAX_LINE, Collector
+from clearwall.model import RuleKind
+
+NAME = "hosts"
+
+# Names every stock hosts file maps to loopback; a blocklist that lists them is
+# describing the machine, not blocking anything.
+LOCAL_NAMES = frozenset(
+    {
+        "localhost",
+        "localhost.localdomain",
+        "local",
+        "broadcasthost",
+        "ip6-localhost",
+        "ip6-loopback",
+        "ip6-localnet",
+        "ip6-mcastprefix",
+        "ip6-allnodes",
+        "ip6-allrouters",
+        "ip6-allhosts",
+        "0.0.0.0",
+    }
+)
+
+_COMMON_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1"})
+
+
+def is_address(token: str) -> bool:
+    """True when ``token`` is an IPv4 or IPv6 address (a zone index like ``%lo0`` allowed)."""
+    if token in _COMMON_ADDRESSES:
+        return True
+    try:
+        ipaddress.ip_address(token)
+    except ValueError:
+        return False
+    return True
+
+
+def parse(lines: Iterable[str], out: Collector) -> None:
+    """Read hosts lines into ``out``; every listed name becomes an EXACT rule."""
+    exact = RuleKind.EXACT
+    lineno = 0
+    for lineno, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line:
+            out.skip("blank")
+            continue
+        if line[0] == "#":
+            out.skip("comment")
+            continue
+        if len(line) > MAX_LINE:
+            out.issue(lineno, "line too long", raw)
+            continue
+        if "#" in line:
+            line = line.split("#", 1)[0]
+        fields = line.split()
+        if not is_address(fields[0]):
+            out.issue(lineno, f"not a hosts line: {fields[0]!r} is not an IP address", raw)
+            continue
+        if len(fields) == 1:
+            out.issue(lineno, "address without a host name", raw)
+            continue
+        for token in fields[1:]:
+            if token.lower() in LOCAL_NAMES:
+                out.skip("local")
+            else:
+                out.add_name(exact, token, lineno, raw)
+    out.lines = lineno

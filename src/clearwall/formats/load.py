@@ -1,0 +1,116 @@
+"""Reading a list from text or a file: sniffing, decoding, streaming, dispatch by format."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from clearwall.errors import FormatError
+from clearwall.formats import adblock, dnsmasq, domains, hosts, rpz, unbound, wildcard
+from clearwall.formats.base import Collector, ParseResult
+from clearwall.formats.detect import SAMPLE, detect_format, meaningful
+
+Parser = Callable[[Iterable[str], Collector], None]
+
+PARSERS: dict[str, Parser] = {
+    hosts.NAME: hosts.parse,
+    domains.NAME: domains.parse,
+    wildcard.NAME: wildcard.parse,
+    adblock.NAME: adblock.parse,
+    dnsmasq.NAME: dnsmasq.parse,
+    unbound.NAME: unbound.parse,
+    rpz.NAME: rpz.parse,
+}
+
+FORMATS: tuple[str, ...] = tuple(PARSERS)
+"""Every format name ``parse_text``/``parse_file`` accept besides ``"auto"``."""
+
+CHUNK = 1 << 20
+_HEAD_LINES = 5000  # raw lines buffered at most while looking for SAMPLE meaningful ones
+
+
+def _sniff(head: bytes, source: str) -> None:
+    """Refuse input that is binary rather than text (NUL bytes or mostly undecodable)."""
+    if b"\x00" in head:
+        raise FormatError(f"{source} is binary data, not a blocklist")
+    text = head.decode("utf-8", "replace")
+    if text.count("\ufffd") * 10 > len(text):
+        raise FormatError(f"{source} is not UTF-8 text, not a blocklist")
+
+
+def _stream(f: BinaryIO, progress: Callable[[int], None] | None) -> Iterator[str]:
+    """The lines of ``f`` (without line ends), reading a chunk at a time."""
+    total = 0
+    tail = b""
+    while chunk := f.read(CHUNK):
+        total += len(chunk)
+        data = tail + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            tail = data
+        else:
+            tail = data[cut + 1 :]
+            yield from data[:cut].decode("utf-8", "replace").split("\n")
+        if progress is not None:
+            progress(total)
+    if tail:
+        yield tail.decode("utf-8", "replace")
+
+
+def _run(lines: Iterator[str], fmt: str, source: str) -> ParseResult:
+    if fmt == "auto":
+        head: list[str] = []
+        seen = 0
+        for line in lines:
+            head.append(line)
+            if meaningful(line) is not None:
+                seen += 1
+            if seen >= SAMPLE or len(head) >= _HEAD_LINES:
+                break
+        fmt = detect_format(head, source)
+        lines = itertools.chain(head, lines)
+        explicit = False
+    elif fmt not in PARSERS:
+        raise FormatError(f"unknown list format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    else:
+        explicit = True
+    out = Collector(source)
+    PARSERS[fmt](lines, out)
+    result = out.result(fmt)
+    if explicit and not result.rules and result.issues:
+        meaningful_lines = result.lines - sum(
+            result.skipped.get(k, 0) for k in ("blank", "comment")
+        )
+        if len(result.issues) * 2 >= meaningful_lines:
+            raise FormatError(f"{source} is not a {fmt} list (first problem: {result.issues[0]})")
+    return result
+
+
+def parse_text(text: str, format: str = "auto", source: str = "<input>") -> ParseResult:
+    """Parse a list held in memory; ``format`` is one of ``FORMATS`` or ``"auto"``.
+
+    Raises FormatError when the text is not a list at all; bad lines become issues.
+    """
+    _sniff(text[:65536].encode("utf-8", "surrogatepass"), source)
+    text = text.removeprefix("\ufeff")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return _run(iter(lines), format, source)
+
+
+def parse_file(
+    path: Path, format: str = "auto", progress: Callable[[int], None] | None = None
+) -> ParseResult:
+    """Parse a list file, streaming it; ``progress(bytes_read)`` is called per chunk.
+
+    Issues name the file as ``str(path)``. Raises FormatError when the file is not a list.
+    """
+    source = str(path)
+    with open(path, "rb") as f:
+        head = f.read(65536)
+        _sniff(head, source)
+        f.seek(3 if head.startswith(b"\xef\xbb\xbf") else 0)
+        return _run(_stream(f, progress), format, source)
