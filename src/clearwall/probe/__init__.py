@@ -1,0 +1,1 @@
+"""The audit probe: measure what a network interferes with and reconcile it with the log."""
