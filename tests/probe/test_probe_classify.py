@@ -1,0 +1,119 @@
+"""Table tests of the pure classifier: one row per way a page load can go."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from clearwall.probe.classify import Kind, classify, http_matches
+from clearwall.probe.dnsmeasure import DNSMeasurement, EDEInfo
+from clearwall.probe.inputs import parse_target
+from clearwall.probe.netmeasure import HTTPResponse, TCPConnect, TLSHandshake
+from clearwall.probe.records import ControlMeasurement, TargetMeasurement
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+IP = "198.18.0.10"
+OTHER = "198.19.255.1"
+
+
+def dns(*addresses: str, failure: str | None = None, ede: int | None = None) -> DNSMeasurement:
+    rcode = {"dns_nxdomain_error": "NXDOMAIN", "generic_timeout_error": None}.get(failure or "", "NOERROR")
+    return DNSMeasurement(
+        resolver="udp://100.64.1.1:53",
+        query_name="site.test",
+        rcode=rcode,
+        failure=failure,
+        addresses=addresses,
+        ede=(EDEInfo(ede, '{"j":"order 7"}'),) if ede else (),
+        sde={"j": "order 7"} if ede else None,
+    )
+
+
+def tcp(ok: bool, failure: str = "connection_refused") -> tuple[TCPConnect, ...]:
+    return (TCPConnect(IP, 443, ok, None if ok else failure),)
+
+
+def tls(failure: str | None = None) -> TLSHandshake:
+    return TLSHandshake(f"{IP}:443", "site.test", failure, failure is None)
+
+
+def page(status: int = 200, title: str = "Site", length: int = 1000, **kw: object) -> HTTPResponse:
+    return HTTPResponse("https://site.test/", f"{IP}:443", None, status, {}, title, length, **kw)  # type: ignore[arg-type]
+
+
+def failed_http(failure: str) -> HTTPResponse:
+    return HTTPResponse("https://site.test/", f"{IP}:443", failure)
+
+
+GOOD_CONTROL = ControlMeasurement(dns(IP), tcp(True), tls(), page())
+DOWN_CONTROL = ControlMeasurement(dns(IP), tcp(False), None, failed_http("connection_refused"))
+
+
+def measure(
+    probe_dns: DNSMeasurement,
+    *,
+    control_dns: DNSMeasurement | None = None,
+    tcp_connect: tuple[TCPConnect, ...] = tcp(True),
+    tls_handshake: TLSHandshake | None = None,
+    http: HTTPResponse | None = None,
+    control: ControlMeasurement | None = GOOD_CONTROL,
+    url: str = "https://site.test/",
+) -> TargetMeasurement:
+    target = parse_target(url)
+    if tls_handshake is None and target.is_https and http is not None and http.failure is None:
+        tls_handshake = tls()
+    return TargetMeasurement(target, T0, probe_dns, control_dns, tcp_connect, tls_handshake, http, control)
+
+
+CASES: list[tuple[str, TargetMeasurement, Kind]] = [
+    ("plain success", measure(dns(IP), control_dns=dns(IP), http=page()), Kind.ACCESSIBLE),
+    ("ede 16 nxdomain", measure(dns(failure="dns_nxdomain_error", ede=16)), Kind.DNS_TRANSPARENT_BLOCK),
+    ("ede 15 sinkhole answer", measure(dns("198.18.9.9", ede=15)), Kind.DNS_TRANSPARENT_BLOCK),
+    ("ede without control", measure(dns(failure="dns_nxdomain_error", ede=18), control=None), Kind.DNS_TRANSPARENT_BLOCK),
+    ("nxdomain, control resolves", measure(dns(failure="dns_nxdomain_error"), control_dns=dns(IP)), Kind.DNS_TAMPERING),
+    ("timeout, control resolves", measure(dns(failure="generic_timeout_error"), control_dns=dns(IP)), Kind.DNS_TAMPERING),
+    ("nxdomain both", measure(dns(failure="dns_nxdomain_error"), control_dns=dns(failure="dns_nxdomain_error")), Kind.DOWN),
+    ("nxdomain no control", measure(dns(failure="dns_nxdomain_error"), control=None), Kind.UNDETERMINED),
+    ("forged address", measure(dns(OTHER), control_dns=dns(IP), tcp_connect=(TCPConnect(OTHER, 443, False, "connection_refused"),)), Kind.DNS_TAMPERING),
+    ("bogon answer", measure(dns("127.0.0.1"), control_dns=dns("93.184.216.34"), control=None), Kind.DNS_TAMPERING),
+    ("cdn: other address, same page", measure(dns(OTHER), control_dns=dns(IP), http=page()), Kind.ACCESSIBLE),
+    ("tcp reset, helper connects", measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False)), Kind.TCP_BLOCKING),
+    ("tcp fails everywhere", measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=DOWN_CONTROL), Kind.DOWN),
+    ("tcp fails, no helper", measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=None), Kind.UNDETERMINED),
+    ("tls timeout, helper ok", measure(dns(IP), control_dns=dns(IP), tls_handshake=tls("generic_timeout_error"), http=failed_http("generic_timeout_error")), Kind.TLS_INTERFERENCE),
+    ("tls bad cert, helper ok", measure(dns(IP), control_dns=dns(IP), tls_handshake=tls("ssl_unknown_authority"), http=failed_http("ssl_unknown_authority")), Kind.TLS_INTERFERENCE),
+    ("tls fails, no helper", measure(dns(IP), control_dns=dns(IP), tls_handshake=tls("connection_reset"), http=failed_http("connection_reset"), control=None), Kind.UNDETERMINED),
+    ("451 with link", measure(dns(IP), control_dns=dns(IP), http=page(451, "Blocked", 300, blocked_by="https://portal/o/1")), Kind.HTTP_451),
+    ("site serves 451 itself", measure(dns(IP), control_dns=dns(IP), http=page(451), control=ControlMeasurement(dns(IP), tcp(True), tls(), page(451))), Kind.ACCESSIBLE),
+    ("blockpage fingerprint", measure(dns(IP), control_dns=dns(IP), http=page(200, "Access denied", 500, blockpage="generic-title"), url="http://site.test/"), Kind.HTTP_BLOCKPAGE),
+    ("title differs", measure(dns(IP), control_dns=dns(IP), http=page(200, "Other")), Kind.HTTP_DIFF),
+    ("body shrinks", measure(dns(IP), control_dns=dns(IP), http=page(200, "Site", 100)), Kind.HTTP_DIFF),
+    ("http reset, helper ok", measure(dns(IP), control_dns=dns(IP), http=failed_http("connection_reset"), url="http://site.test/"), Kind.HTTP_DIFF),
+    ("no helper, page loads", measure(dns(IP), control_dns=dns(IP), http=page(), control=None), Kind.ACCESSIBLE),
+    ("helper unreachable", measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=ControlMeasurement(failure="helper_unreachable")), Kind.UNDETERMINED),
+]
+
+
+@pytest.mark.parametrize(("measurement", "kind"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_classify(measurement: TargetMeasurement, kind: Kind) -> None:
+    result = classify(measurement)
+    assert result.kind is kind, result.evidence
+    assert result.evidence
+
+
+def test_undetermined_names_what_it_cannot_separate() -> None:
+    result = classify(measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=None))
+    assert set(result.candidates) == {Kind.TCP_BLOCKING, Kind.DOWN}
+    assert result.accessible is None and result.blocking is None
+
+
+def test_ooni_keys() -> None:
+    assert classify(measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False))).blocking == "tcp_ip"
+    ok = classify(measure(dns(IP), control_dns=dns(IP), http=page()))
+    assert ok.blocking is False and ok.accessible is True
+
+
+def test_http_matches_threshold() -> None:
+    assert http_matches(page(length=1000), page(length=700))[0]
+    assert not http_matches(page(length=1000), page(length=699))[0]
