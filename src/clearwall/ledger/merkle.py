@@ -43,3 +43,77 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
 def merkle_root(entries: Iterable[bytes]) -> bytes:
     """The Merkle Tree Hash of a list of entries (section 2.1.1)."""
     return root_from_leaf_hashes([leaf_hash(e) for e in entries])
+
+
+def _parent_row(row: bytes | bytearray) -> bytearray:
+    """Hash adjacent pairs of a packed row of 32-byte hashes (a trailing odd one is dropped)."""
+    sha = hashlib.sha256
+    out = bytearray()
+    view = memoryview(row)
+    for off in range(0, len(row) - 2 * HASH_SIZE + 1, 2 * HASH_SIZE):
+        h = sha(b"\x01")
+        h.update(view[off : off + 2 * HASH_SIZE])
+        out += h.digest()
+    return out
+
+
+class MemoryTree:
+    """Every complete subtree hash of a tree, packed in one bytearray per height.
+
+    Implements ``proofs.HashReader``. Row ``h`` holds the hashes of the complete subtrees
+    of height ``h`` (32 bytes each, no per-object overhead), so a million leaves take about
+    64 MB and any proof is a handful of slices. Appending updates only the right edge.
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self, leaf_hashes: bytes | bytearray = b"") -> None:
+        """Build the tree over packed leaf hashes (a multiple of 32 bytes)."""
+        if len(leaf_hashes) % HASH_SIZE:
+            raise ValueError("packed leaf hashes must be a multiple of 32 bytes")
+        self.rows: list[bytearray] = [bytearray(leaf_hashes)]
+        while len(self.rows[-1]) >= 2 * HASH_SIZE:
+            self.rows.append(_parent_row(self.rows[-1]))
+
+    @classmethod
+    def from_entries(cls, entries: Iterable[bytes]) -> MemoryTree:
+        """The tree whose leaves are the RFC 6962 leaf hashes of ``entries``."""
+        return cls(b"".join(leaf_hash(e) for e in entries))
+
+    @property
+    def size(self) -> int:
+        """Number of leaves."""
+        return len(self.rows[0]) // HASH_SIZE
+
+    def hash_at(self, height: int, index: int) -> bytes:
+        """The hash of the complete subtree ``index`` at ``height``."""
+        if height >= len(self.rows) or (index + 1) * HASH_SIZE > len(self.rows[height]):
+            raise IndexError(f"no complete subtree at height {height} index {index}")
+        off = index * HASH_SIZE
+        return bytes(self.rows[height][off : off + HASH_SIZE])
+
+    def leaf(self, index: int) -> bytes:
+        """The leaf hash at ``index``."""
+        return self.hash_at(0, index)
+
+    def append(self, leaf_hashes: bytes | bytearray) -> None:
+        """Append packed leaf hashes, computing only the new complete subtrees."""
+        if len(leaf_hashes) % HASH_SIZE:
+            raise ValueError("packed leaf hashes must be a multiple of 32 bytes")
+        self.rows[0] += leaf_hashes
+        h = 0
+        while len(self.rows[h]) >= 2 * HASH_SIZE:
+            below = self.rows[h]
+            if h + 1 == len(self.rows):
+                self.rows.append(bytearray())
+            above = self.rows[h + 1]
+            done = len(above) // HASH_SIZE
+            start = 2 * done * HASH_SIZE
+            above += _parent_row(memoryview(below)[start:].tobytes())
+            h += 1
+
+    def root(self, size: int | None = None) -> bytes:
+        """The Merkle Tree Hash of the first ``size`` leaves (default: all)."""
+        from clearwall.ledger.proofs import tree_hash  # proofs imports this module
+
+        return tree_hash(self, self.size if size is None else size)

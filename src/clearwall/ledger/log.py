@@ -1,0 +1,504 @@
+"""The transparency log as files: tiles, entry bundles, rule files and signed checkpoints.
+
+The store is the source of truth (entries commit with the policy in one transaction);
+``TransparencyLog.sync`` derives everything public from it: the C2SP tlog-tiles hash
+tiles and entry bundles for the new entries, the published rule file of each new order
+version, then a signed checkpoint, written last. A crash between the store commit and
+``sync`` loses nothing: the next ``sync`` (run at start) re-derives the missing tiles
+from the committed entries. This module is the I/O edge of the ledger; the hashing,
+proofs and formats it uses are pure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from clearwall.config import LedgerConfig
+from clearwall.errors import LedgerError, TileError, VerificationError
+from clearwall.ledger import proofs, tiles
+from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
+from clearwall.ledger.merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash, merkle_root
+from clearwall.ledger.signing import Signer, Verifier, load_signer
+from clearwall.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
+
+CHECKPOINT_FILE = "checkpoint"
+RULES_DIR = "rules"
+
+
+class StoredEntry(Protocol):
+    """A committed log entry as the store returns it."""
+
+    index: int
+    data: bytes
+    leaf_hash: bytes
+
+
+class StoredCheckpoint(Protocol):
+    """A checkpoint row as the store returns it."""
+
+    tree_size: int
+    root_hash: bytes
+    note: str
+
+
+class LogStore(Protocol):
+    """The store's read side of the log tables (``clearwall.store.Store`` implements it)."""
+
+    def log_size(self) -> int:
+        """Number of committed entries."""
+        ...
+
+    def log_entries(self, start: int = 0, end: int | None = None) -> Sequence[StoredEntry]:
+        """Committed entries ``start <= index < end`` in index order."""
+        ...
+
+    def add_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> None:
+        """Record a signed checkpoint (idempotent per size)."""
+        ...
+
+    def checkpoints(self) -> Sequence[StoredCheckpoint]:
+        """Every stored checkpoint, oldest first."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEntry:
+    """An in-memory committed entry (the twin of the store's ``LogEntry``)."""
+
+    index: int
+    data: bytes
+    leaf_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryCheckpoint:
+    """An in-memory stored checkpoint."""
+
+    tree_size: int
+    root_hash: bytes
+    note: str
+
+
+class MemoryLogStore:
+    """The in-memory twin of the store's log tables, for fast tests and benchmarks."""
+
+    def __init__(self) -> None:
+        """An empty log."""
+        self.entries: list[MemoryEntry] = []
+        self.stored: dict[int, MemoryCheckpoint] = {}
+
+    def append(self, data: bytes) -> int:
+        """Commit one entry; return its index."""
+        idx = len(self.entries)
+        self.entries.append(MemoryEntry(idx, data, leaf_hash(data)))
+        return idx
+
+    def log_size(self) -> int:
+        """Number of committed entries."""
+        return len(self.entries)
+
+    def log_entries(self, start: int = 0, end: int | None = None) -> list[MemoryEntry]:
+        """Committed entries ``start <= index < end``."""
+        return self.entries[start:end]
+
+    def add_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> None:
+        """Record a checkpoint once per size."""
+        self.stored.setdefault(tree_size, MemoryCheckpoint(tree_size, root_hash, note))
+
+    def checkpoints(self) -> list[MemoryCheckpoint]:
+        """Stored checkpoints, oldest first."""
+        return [self.stored[k] for k in sorted(self.stored)]
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+class TileDir:
+    """A tiles directory: reads and writes tiles by ``TileID`` (the only file access)."""
+
+    def __init__(self, root: Path) -> None:
+        """Tiles live under ``root/tile/...``, the checkpoint at ``root/checkpoint``."""
+        self.root = root
+
+    def path(self, tile: TileID) -> Path:
+        """File path of a tile."""
+        return self.root / tile.path
+
+    def write(self, tile: TileID, data: bytes) -> None:
+        """Write a tile atomically."""
+        _write_atomic(self.path(tile), data)
+
+    def read(self, tile: TileID) -> bytes:
+        """Read a tile; a wider version of the same tile serves too (hashes never change).
+
+        Raises TileError when no version at least ``tile.width`` wide exists.
+        """
+        candidates = [tile, TileID(tile.level, tile.index)]
+        for cand in candidates:
+            with contextlib.suppress(FileNotFoundError):
+                data = self.path(cand).read_bytes()
+                return self._prefix(tile, cand, data)
+        part_dir = self.path(TileID(tile.level, tile.index)).with_name(
+            self.path(TileID(tile.level, tile.index)).name + ".p"
+        )
+        if part_dir.is_dir():
+            widths = sorted(int(p.name) for p in part_dir.iterdir() if p.name.isdigit())
+            for w in widths:
+                if w > tile.width:
+                    cand = TileID(tile.level, tile.index, w)
+                    return self._prefix(tile, cand, self.path(cand).read_bytes())
+        raise TileError(f"tile {tile.path} is missing")
+
+    @staticmethod
+    def _prefix(want: TileID, got: TileID, data: bytes) -> bytes:
+        if want.level == tiles.ENTRIES:
+            entries = tiles.decode_bundle(data, got.width)
+            return tiles.encode_bundle(entries[: want.width])
+        tiles.split_hashes(data, got.width)  # checks the length
+        return data[: want.width * HASH_SIZE]
+
+    def read_checkpoint(self) -> str | None:
+        """The published signed checkpoint note, if any."""
+        try:
+            return (self.root / CHECKPOINT_FILE).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+
+    def write_checkpoint(self, note: str) -> None:
+        """Publish a signed checkpoint (last step of a sync)."""
+        _write_atomic(self.root / CHECKPOINT_FILE, note.encode("utf-8"))
+
+
+class TileHashReader:
+    """``proofs.HashReader`` over the hash tiles of a tree of a given size.
+
+    A subtree of height 8·L + r is the root of 2^r consecutive hashes of the level-L tile
+    row (C2SP tlog-tiles, "Merkle Tree"); tiles and computed subtree roots are cached.
+    """
+
+    def __init__(self, read_tile: TileDir, size: int) -> None:
+        """Read tiles through ``read_tile`` for a tree of ``size`` leaves."""
+        self.tiles = read_tile
+        self.size = size
+        self._tiles: dict[tuple[int, int], bytes] = {}
+        self._hashes: dict[tuple[int, int], bytes] = {}
+
+    def _tile(self, level: int, index: int) -> bytes:
+        key = (level, index)
+        data = self._tiles.get(key)
+        if data is None:
+            tile = tiles.tile_for(self.size, level, index)
+            data = self.tiles.read(tile)
+            tiles.split_hashes(data, tile.width)
+            self._tiles[key] = data
+        return data
+
+    def hash_at(self, height: int, index: int) -> bytes:
+        """Hash of the complete subtree ``index`` at ``height``."""
+        key = (height, index)
+        cached = self._hashes.get(key)
+        if cached is not None:
+            return cached
+        if (index + 1) << height > self.size:
+            raise VerificationError(
+                f"no complete subtree at height {height} index {index} in size {self.size}"
+            )
+        level, r = divmod(height, TILE_HEIGHT)
+        first = index << r
+        data = self._tile(level, first // TILE_WIDTH)
+        off = (first % TILE_WIDTH) * HASH_SIZE
+        run = [data[off + i * HASH_SIZE : off + (i + 1) * HASH_SIZE] for i in range(1 << r)]
+        result = tiles.subtree_root(run)
+        self._hashes[key] = result
+        return result
+
+
+@dataclass
+class _Frontier:
+    """The right edge of the tree: for each tile level, the row hashes of its last tile."""
+
+    size: int
+    rows: list[bytearray]  # rows[L] = hashes at height 8L from index (size_L // 256) * 256
+
+    def root(self) -> bytes:
+        """Root hash of the tree, from the frontier alone (every needed hash is in it)."""
+        if self.size == 0:
+            return EMPTY_ROOT
+        return proofs.tree_hash(_FrontierReader(self), self.size)
+
+
+class _FrontierReader:
+    def __init__(self, frontier: _Frontier) -> None:
+        self.f = frontier
+
+    def hash_at(self, height: int, index: int) -> bytes:
+        level, r = divmod(height, TILE_HEIGHT)
+        start = (tiles.row_size(self.f.size, level) // TILE_WIDTH) * TILE_WIDTH
+        first = (index << r) - start
+        row = self.f.rows[level]
+        if first < 0 or (first + (1 << r)) * HASH_SIZE > len(row):
+            raise LedgerError(f"frontier lacks the subtree at height {height} index {index}")
+        run = [bytes(row[(first + i) * HASH_SIZE : (first + i + 1) * HASH_SIZE]) for i in range(1 << r)]
+        return tiles.subtree_root(run)
+
+
+@dataclass(frozen=True, slots=True)
+class SyncResult:
+    """What a sync did: the old and new published sizes and the new checkpoint note."""
+
+    old_size: int
+    new_size: int
+    checkpoint: str
+    tiles_written: int
+
+
+class TransparencyLog:
+    """The log of a store: sync tiles and checkpoints, serve proofs, recover after a crash.
+
+    ``sync`` is safe to call after every commit, concurrently from several processes (a
+    file lock serializes writers) and at start (it finishes what a crash interrupted).
+    """
+
+    def __init__(
+        self, store: Any, config: LedgerConfig, signer: Signer | None = None
+    ) -> None:
+        """Bind the log to ``store`` (a ``LogStore``) and the ledger config section."""
+        self.store: LogStore = store
+        self.config = config
+        self.dir = TileDir(Path(config.tiles_dir))
+        self._signer = signer
+
+    # -- keys ----------------------------------------------------------------------
+
+    @property
+    def signer(self) -> Signer:
+        """The log's signer, loaded from the key file on first use."""
+        if self._signer is None:
+            self._signer = load_signer(Path(self.config.key_file))
+            if self._signer.name != self.config.origin:
+                raise LedgerError(
+                    f"ledger key is named {self._signer.name!r} but the log origin is "
+                    f"{self.config.origin!r}"
+                )
+        return self._signer
+
+    @property
+    def verifier(self) -> Verifier:
+        """The log's public verifier key."""
+        return self.signer.verifier
+
+    # -- reading the published state -----------------------------------------------
+
+    def published(self) -> Checkpoint | None:
+        """The verified checkpoint in the tiles directory, or None when there is none."""
+        note = self.dir.read_checkpoint()
+        if note is None:
+            return None
+        return open_checkpoint(note, self.verifier, self.config.origin)
+
+    def checkpoint_note(self) -> str:
+        """The published signed checkpoint note (raises when the log was never synced)."""
+        note = self.dir.read_checkpoint()
+        if note is None:
+            raise LedgerError("the log has no checkpoint yet (run `clearwall ledger sync`)")
+        return note
+
+    def reader(self, size: int) -> TileHashReader:
+        """A hash reader over the published tiles for a tree of ``size``."""
+        return TileHashReader(self.dir, size)
+
+    def entry(self, index: int, size: int) -> bytes:
+        """Entry ``index`` read from its published entry bundle (tree of ``size``)."""
+        if not 0 <= index < size:
+            raise LedgerError(f"no entry {index} in a log of size {size}")
+        tile = tiles.tile_for(size, tiles.ENTRIES, index // TILE_WIDTH)
+        bundle = tiles.decode_bundle(self.dir.read(tile), tile.width)
+        return bundle[index % TILE_WIDTH]
+
+    # -- sync -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        self.dir.root.mkdir(parents=True, exist_ok=True)
+        with open(self.dir.root / ".lock", "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _load_frontier(self, size: int) -> _Frontier:
+        """Read the last tile of every row of the published tree of ``size``."""
+        rows: list[bytearray] = [bytearray()]
+        level = 0
+        while tiles.row_size(size, level) > 0:
+            n = tiles.row_size(size, level)
+            if level == len(rows):
+                rows.append(bytearray())
+            if n % TILE_WIDTH:
+                tile = TileID(level, n // TILE_WIDTH, n % TILE_WIDTH)
+                data = self.dir.read(tile)
+                tiles.split_hashes(data, tile.width)
+                rows[level] += data
+            level += 1
+        return _Frontier(size, rows)
+
+    def _recover_size(self) -> int:
+        """The size whose tiles are known complete: the published checkpoint's, if valid."""
+        try:
+            cp = self.published()
+        except (VerificationError, LedgerError):
+            return 0  # unreadable or forged checkpoint file: re-derive everything
+        return 0 if cp is None else cp.size
+
+    def sync(self) -> SyncResult:
+        """Publish every committed entry: tiles, bundles, rule files, then a checkpoint."""
+        with self._lock():
+            old = self._recover_size()
+            size = self.store.log_size()
+            if size < old:
+                raise LedgerError(
+                    f"the store has {size} entries but checkpoint size {old} was published: "
+                    "committed entries were lost or rolled back"
+                )
+            try:
+                frontier = self._load_frontier(old)
+                if frontier.root() != self._published_root(old):
+                    raise TileError("published tiles do not match the published checkpoint")
+            except (TileError, LedgerError):
+                old, frontier = 0, _Frontier(0, [bytearray()])
+            written = self._extend(frontier, size)
+            root = frontier.root()
+            note = Checkpoint(self.config.origin, size, root).sign(self.signer)
+            self.dir.write_checkpoint(note)
+            self.store.add_checkpoint(size, root, note)
+            return SyncResult(old, size, note, written)
+
+    def _published_root(self, size: int) -> bytes:
+        cp = self.published()
+        if cp is None:
+            return EMPTY_ROOT if size == 0 else b""
+        return cp.root
+
+    def _extend(self, frontier: _Frontier, size: int) -> int:
+        """Grow ``frontier`` to ``size`` from the store, writing tiles; return tiles written."""
+        old = frontier.size
+        if size == old:
+            return 0
+        start = (old // TILE_WIDTH) * TILE_WIDTH
+        written = 0
+        batch = 1 << 16
+        # Work through the new entries in aligned batches so memory stays bounded.
+        pos = old
+        while pos < size:
+            end = min(size, (pos // batch + 1) * batch)
+            entries = self.store.log_entries(start, end)
+            if len(entries) != end - start or any(
+                e.index != start + i for i, e in enumerate(entries)
+            ):
+                raise LedgerError(f"the store is missing log entries between {start} and {end}")
+            new_hashes = bytearray()
+            for e in entries[pos - start :]:
+                h = leaf_hash(bytes(e.data))
+                if h != bytes(e.leaf_hash):
+                    raise VerificationError(
+                        f"log entry {e.index}: stored leaf hash does not match its data"
+                    )
+                new_hashes += h
+            written += self._write_bundles(pos, end, [bytes(e.data) for e in entries])
+            written += self._grow(frontier, end, new_hashes)
+            self._publish_rule_files([bytes(e.data) for e in entries[pos - start :]])
+            start = (end // TILE_WIDTH) * TILE_WIDTH
+            pos = end
+        return written
+
+    def _write_bundles(self, old: int, new: int, entries: list[bytes]) -> int:
+        """Write entry bundles growing old → new; ``entries`` start at old's tile."""
+        base = (old // TILE_WIDTH) * TILE_WIDTH
+        count = 0
+        for tile in tiles.new_bundles(old, new):
+            lo = tile.index * TILE_WIDTH - base
+            self.dir.write(tile, tiles.encode_bundle(entries[lo : lo + tile.width]))
+            count += 1
+        return count
+
+    def _grow(self, frontier: _Frontier, new: int, leaf_hashes: bytes) -> int:
+        """Append leaf hashes to the frontier, writing each new or grown hash tile."""
+        old = frontier.size
+        rows = frontier.rows
+        rows[0] += leaf_hashes
+        level = 0
+        while tiles.row_size(new, level) >= TILE_WIDTH:
+            if level + 1 == len(rows):
+                rows.append(bytearray())
+            # Every complete 256-hash tile of this row is one hash of the row above
+            # (tlog-tiles: a level-L+1 tile row is the level-L tiles' subtree roots).
+            base = (tiles.row_size(old, level) // TILE_WIDTH) * TILE_WIDTH
+            for t in range(
+                tiles.row_size(old, level) // TILE_WIDTH, tiles.row_size(new, level) // TILE_WIDTH
+            ):
+                off = (t * TILE_WIDTH - base) * HASH_SIZE
+                seg = bytes(rows[level][off : off + TILE_WIDTH * HASH_SIZE])
+                run = [seg[i : i + HASH_SIZE] for i in range(0, len(seg), HASH_SIZE)]
+                rows[level + 1] += tiles.subtree_root(run)
+            level += 1
+        count = 0
+        for tile in tiles.new_tiles(old, new):
+            base = (tiles.row_size(old, tile.level) // TILE_WIDTH) * TILE_WIDTH
+            off = (tile.index * TILE_WIDTH - base) * HASH_SIZE
+            self.dir.write(tile, bytes(rows[tile.level][off : off + tile.width * HASH_SIZE]))
+            count += 1
+        # Keep only each row's last (incomplete) tile in memory.
+        for level, row in enumerate(rows):
+            drop = (tiles.row_size(new, level) // TILE_WIDTH) - (
+                tiles.row_size(old, level) // TILE_WIDTH
+            )
+            del row[: drop * TILE_WIDTH * HASH_SIZE]
+        frontier.size = new
+        return count
+
+    # -- rule files --------------------------------------------------------------------
+
+    def rule_file(self, order_id: int, digest: str) -> Path:
+        """Where the sorted canonical rule lines of one order version are published."""
+        return self.dir.root / RULES_DIR / f"{order_id}-{digest}.txt"
+
+    def _publish_rule_files(self, entries: list[bytes]) -> None:
+        """Write the rule file of every order version the new entries commit to."""
+        lines_for = getattr(self.store, "order_rule_lines", None)
+        if lines_for is None:
+            from clearwall.ledger.storeview import rule_lines_from_store
+
+            def lines_for(order_id: int) -> list[bytes] | None:
+                return rule_lines_from_store(self.store, order_id)
+
+        for data in entries:
+            try:
+                event = json.loads(data)
+            except ValueError:
+                continue
+            rules = event.get("rules") if isinstance(event, dict) else None
+            if not isinstance(rules, dict) or "digest" not in rules:
+                continue
+            order_id = int(event["order"]["id"])
+            path = self.rule_file(order_id, str(rules["digest"]))
+            if path.exists():
+                continue
+            lines = lines_for(order_id)
+            if lines is None:
+                continue
+            if merkle_root(lines).hex() != rules["digest"]:
+                continue  # the order changed since; a later entry carries its digest
+            _write_atomic(path, b"".join(line + b"\n" for line in lines))

@@ -1,0 +1,179 @@
+"""Ed25519 note keys in the C2SP signed-note formats (the ones Go's sumdb/note reads).
+
+Verifier key (``vkey``): ``<name>+<key id, 8 hex digits>+<base64(0x01 || public key)>``.
+Signer key (``skey``, the key file): ``PRIVATE+KEY+<name>+<key id>+<base64(0x01 || seed)>``.
+The key id is the first four bytes of SHA-256(name || 0x0A || 0x01 || public key)
+(C2SP signed-note, "Signatures" and "Ed25519"). Only ``create_key_file``/``load_signer``
+touch the file system; the private key is never printed or logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from clearwall.errors import LedgerError, VerificationError
+
+ALG_ED25519 = 0x01  # signed-note signature type byte for Ed25519
+
+
+def check_key_name(name: str) -> None:
+    """A key name is non-empty and has no Unicode spaces and no plus (signed-note)."""
+    if not name or "+" in name or any(c.isspace() for c in name):
+        raise LedgerError(f"invalid note key name {name!r}: empty, '+' or whitespace")
+
+
+def key_id(name: str, public_key: bytes) -> int:
+    """The 32-bit key id: SHA-256(name || "\\n" || 0x01 || public key)[:4], big-endian."""
+    digest = hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()
+    return int.from_bytes(digest[:4], "big")
+
+
+@dataclass(frozen=True, slots=True)
+class Verifier:
+    """A note verifier: key name, key id and Ed25519 public key."""
+
+    name: str
+    key_id: int
+    public_key: bytes
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """True when ``signature`` is this key's Ed25519 signature of ``message``."""
+        try:
+            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    @property
+    def vkey(self) -> str:
+        """The C2SP vkey text of this verifier."""
+        encoded = base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode()
+        return f"{self.name}+{self.key_id:08x}+{encoded}"
+
+
+@dataclass(frozen=True, slots=True)
+class Signer:
+    """A note signer: key name, key id and the Ed25519 private key seed."""
+
+    name: str
+    key_id: int
+    seed: bytes
+
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of ``message``."""
+        return Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
+
+    @property
+    def verifier(self) -> Verifier:
+        """The matching verifier."""
+        public = (
+            Ed25519PrivateKey.from_private_bytes(self.seed)
+            .public_key()
+            .public_bytes(Encoding.Raw, PublicFormat.Raw)
+        )
+        return Verifier(self.name, self.key_id, public)
+
+    @property
+    def skey(self) -> str:
+        """The signer key text (Go's ``note.NewSigner`` format). Keep it secret."""
+        encoded = base64.b64encode(bytes([ALG_ED25519]) + self.seed).decode()
+        return f"PRIVATE+KEY+{self.name}+{self.key_id:08x}+{encoded}"
+
+    def __repr__(self) -> str:  # never show the seed in logs or tracebacks
+        return f"Signer(name={self.name!r}, key_id={self.key_id:08x})"
+
+
+def generate_signer(name: str, seed: bytes | None = None) -> Signer:
+    """A new Ed25519 signer for key ``name`` (random unless ``seed`` is given, for tests)."""
+    check_key_name(name)
+    if seed is None:
+        seed = os.urandom(32)
+    if len(seed) != 32:
+        raise LedgerError("an Ed25519 seed is 32 bytes")
+    public = (
+        Ed25519PrivateKey.from_private_bytes(seed)
+        .public_key()
+        .public_bytes(Encoding.Raw, PublicFormat.Raw)
+    )
+    return Signer(name, key_id(name, public), seed)
+
+
+def _decode_key_bytes(text: str, what: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise VerificationError(f"{what}: key is not valid base64") from exc
+    if len(raw) != 33 or raw[0] != ALG_ED25519:
+        raise VerificationError(f"{what}: not an Ed25519 key (type 0x01, 32 bytes)")
+    return raw[1:]
+
+
+def parse_vkey(text: str) -> Verifier:
+    """Parse a vkey, checking that its key id matches its name and key."""
+    parts = text.strip().split("+", 2)
+    if len(parts) != 3 or len(parts[1]) != 8:
+        raise VerificationError(f"malformed verifier key {text.strip()!r}: want name+id+key")
+    name, hex_id, key_text = parts
+    check_key_name(name)
+    try:
+        kid = int(hex_id, 16)
+    except ValueError as exc:
+        raise VerificationError(f"malformed verifier key id {hex_id!r}") from exc
+    public = _decode_key_bytes(key_text, "verifier key")
+    if key_id(name, public) != kid:
+        raise VerificationError(f"verifier key id {hex_id} does not match its name and key")
+    return Verifier(name, kid, public)
+
+
+def parse_skey(text: str) -> Signer:
+    """Parse a signer key text, checking its key id."""
+    parts = text.strip().split("+", 4)
+    if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
+        raise LedgerError("malformed signer key file: want PRIVATE+KEY+name+id+key")
+    name, hex_id, key_text = parts[2:]
+    try:
+        seed = _decode_key_bytes(key_text, "signer key")
+    except VerificationError as exc:
+        raise LedgerError(str(exc)) from exc
+    signer = generate_signer(name, seed)
+    if f"{signer.key_id:08x}" != hex_id.lower():
+        raise LedgerError("signer key id does not match its name and key")
+    return signer
+
+
+def create_key_file(path: Path, name: str) -> str:
+    """Create the log's signer key file (mode 0600, never overwritten); return its vkey."""
+    signer = generate_signer(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise LedgerError(f"key file {path} already exists; refusing to overwrite it") from exc
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(signer.skey + "\n")
+    os.chmod(path, 0o600)
+    return signer.verifier.vkey
+
+
+def load_signer(path: Path) -> Signer:
+    """Load the signer key file, refusing a file readable by group or others."""
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError as exc:
+        raise LedgerError(f"ledger key file {path} not found (run `clearwall init`)") from exc
+    if mode & 0o077:
+        raise LedgerError(f"ledger key file {path} is accessible to others; chmod 600 it")
+    return parse_skey(text)
