@@ -1,0 +1,948 @@
+#!/usr/bin/env python3
+"""DNS benchmark: clearwall against the anchor resolvers, same machine, same run.
+
+Every server is started in turn on loopback, pinned to core 0, forwarding to one nsd
+upstream (pinned with dnsperf to core 1), with the same blocklist loaded natively.
+dnsperf then runs three workloads against it:
+
+* ``hit``     -- 1,000 allowed names, cache warmed first (cache hits);
+* ``blocked`` -- names sampled from the blocklist (policy answers);
+* ``miss``    -- 100,000 distinct allowed names, each sent once (cache misses to nsd).
+
+On two cores dnsperf saturates its own core, so the headline figure is queries per
+server-CPU-second: completed queries divided by the CPU time (utime+stime of the
+server's whole process tree) spent during the run. Results are printed as tables and
+written to ``bench/results/dns-latest.json``.
+
+The whole run happens inside a private network and PID namespace (``unshare``): only
+loopback exists there, and every process started is killed when the run ends, even
+on Ctrl-C or a crash. Run ``bench/dns.py --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from string import Template
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+ANCHORS = ROOT / "bench" / "anchors"
+RESULTS = ROOT / "bench" / "results" / "dns-latest.json"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+INSTALL_SCRIPT = ROOT / "scripts" / "install-bench-deps.sh"
+VENV_BIN = ROOT / ".venv" / "bin"
+
+ALL_SERVERS = ("clearwall", "unbound", "pdns-recursor", "knot-resolver", "dnsmasq")
+ANCHOR_NAMES = ALL_SERVERS[1:]
+WORKLOADS = ("hit", "blocked", "miss")
+ZONE = "cwbench."  # the allowed names live here, served by nsd
+HIT_NAMES = 1_000
+MISS_NAMES = 100_000
+BLOCKED_SAMPLE = 100_000
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+DATA_VERSION = "v1"  # bump when the generated data changes shape
+NSD_PORT = 25300
+SERVER_PORT = 25353
+READY_TIMEOUT_S = 900.0  # 1M rules: some servers take minutes to load them
+DNSPERF_CLIENTS = 8
+DNSPERF_OUTSTANDING = 128
+DNSPERF_TIMEOUT_S = 2
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+# Real blocklists at hand (plain domain lists); the rest of the rules are synthetic.
+REAL_LISTS = (
+    "hagezi/light.domains.txt",
+    "hagezi/personal.domains.txt",
+    "stevenblack/unified-hosts.trimmed-domains.txt",
+    "blocklistproject/phishing.domains.txt",
+    "blocklistproject/ransomware.domains.txt",
+)
+SYNTHETIC_TLDS = ("com", "net", "org", "info", "xyz", "top", "ru", "de", "io", "cn")
+RESERVED_TLDS = frozenset(
+    {"localhost", "local", "test", "invalid", "onion", "arpa", "example", "home", "lan",
+     "internal", "cwbench"}
+)
+LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
+NAME_RE = re.compile(rf"^(?:{LABEL}\.)+{LABEL}$")
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """Paths of the generated, deterministic benchmark inputs."""
+
+    root: Path
+    rules: int
+
+    @property
+    def domains(self) -> Path:
+        """Blocklist, one name per line (clearwall's ``--format domains``)."""
+        return self.root / "blocklist.domains.txt"
+
+    @property
+    def unbound(self) -> Path:
+        """Blocklist as Unbound ``local-zone`` lines."""
+        return self.root / "blocklist.unbound.conf"
+
+    @property
+    def rpz(self) -> Path:
+        """Blocklist as an RPZ zone file (PowerDNS Recursor, Knot Resolver)."""
+        return self.root / "blocklist.rpz"
+
+    @property
+    def dnsmasq(self) -> Path:
+        """Blocklist as dnsmasq ``address=/name/`` lines."""
+        return self.root / "blocklist.dnsmasq.conf"
+
+    @property
+    def zonefile(self) -> Path:
+        """The nsd zone holding every allowed name."""
+        return self.root / "cwbench.zone"
+
+    def queries(self, workload: str) -> Path:
+        """dnsperf input file of one workload."""
+        return self.root / f"queries.{workload}.txt"
+
+    @property
+    def marker(self) -> Path:
+        """Written last: the dataset is complete."""
+        return self.root / "complete"
+
+
+def hit_name(i: int) -> str:
+    """The i-th allowed name of the cache-hit workload."""
+    return f"h{i:04d}.hit.{ZONE}"
+
+
+def miss_name(i: int) -> str:
+    """The i-th allowed name of the cache-miss workload."""
+    return f"m{i:06d}.miss.{ZONE}"
+
+
+def real_blocked_names() -> list[str]:
+    """Valid, de-duplicated names from the real lists in ../shared/data, in file order."""
+    seen: dict[str, None] = {}
+    for rel in REAL_LISTS:
+        path = SHARED_DATA / rel
+        if not path.is_file():
+            continue
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            name = line.strip().lower().rstrip(".")
+            if not name or name.startswith("#") or len(name) > 253:
+                continue
+            if name.rsplit(".", 1)[-1] in RESERVED_TLDS or not NAME_RE.match(name):
+                continue
+            seen.setdefault(name)
+    return list(seen)
+
+
+def synthetic_name(i: int) -> str:
+    """A deterministic made-up name; a third of them one label deeper."""
+    tld = SYNTHETIC_TLDS[i % len(SYNTHETIC_TLDS)]
+    base = f"cwb{i:07d}-blocked.{tld}"
+    return f"ads.{base}" if i % 3 == 0 else base
+
+
+def blocked_names(rules: int) -> list[str]:
+    """``rules`` distinct names: the real lists first, then synthetic names."""
+    names = real_blocked_names()[:rules]
+    taken = set(names)
+    i = 0
+    while len(names) < rules:
+        name = synthetic_name(i)
+        i += 1
+        if name not in taken:
+            names.append(name)
+            taken.add(name)
+    return names
+
+
+def write_lines(path: Path, lines: Iterator[str] | Sequence[str]) -> None:
+    """Write lines with a trailing newline each."""
+    with path.open("w", encoding="ascii") as out:
+        for line in lines:
+            out.write(line)
+            out.write("\n")
+
+
+def write_zone(path: Path) -> None:
+    """The nsd zone: SOA, NS and an A record per allowed name (TTL 1 day)."""
+    header = [
+        "$ORIGIN " + ZONE,
+        "$TTL 86400",
+        "@ IN SOA ns.cwbench. hostmaster.cwbench. 1 3600 600 86400 300",
+        "@ IN NS ns.cwbench.",
+        "ns IN A 127.0.0.1",
+    ]
+    hits = (f"{hit_name(i)} IN A 198.18.{i // 256}.{i % 256}" for i in range(HIT_NAMES))
+    misses = (
+        f"{miss_name(i)} IN A 198.19.{i // 256 % 256}.{i % 256}" for i in range(MISS_NAMES)
+    )
+    write_lines(path, [*header, *hits, *misses])
+
+
+def write_blocklists(ds: Dataset, names: list[str]) -> None:
+    """The same blocklist in each server's native format."""
+    write_lines(ds.domains, names)
+    write_lines(ds.unbound, ["server:", *(f'local-zone: "{n}." always_nxdomain' for n in names)])
+    write_lines(ds.dnsmasq, (f"address=/{n}/" for n in names))
+    rpz_header = [
+        "$TTL 60",
+        "@ IN SOA localhost. hostmaster.localhost. 1 3600 600 86400 60",
+        "@ IN NS localhost.",
+    ]
+    write_lines(ds.rpz, [*rpz_header, *(f"{n} CNAME ." for n in names)])
+
+
+def write_queries(ds: Dataset, names: list[str]) -> None:
+    """dnsperf inputs: hits, a deterministic sample of blocked names, misses."""
+    write_lines(ds.queries("hit"), (f"{hit_name(i)} A" for i in range(HIT_NAMES)))
+    sample = random.Random(20261123).sample(names, min(BLOCKED_SAMPLE, len(names)))
+    write_lines(ds.queries("blocked"), (f"{n}. A" for n in sample))
+    write_lines(ds.queries("miss"), (f"{miss_name(i)} A" for i in range(MISS_NAMES)))
+
+
+def prepare_dataset(cache: Path, rules: int) -> Dataset:
+    """Generate (once; cached by rule count) every input file of the benchmark."""
+    ds = Dataset(cache / f"data-{DATA_VERSION}-{rules}", rules)
+    if ds.marker.exists():
+        return ds
+    ds.root.mkdir(parents=True, exist_ok=True)
+    log(f"generating {rules:,} blocked names and {HIT_NAMES + MISS_NAMES:,} allowed names")
+    names = blocked_names(rules)
+    write_blocklists(ds, names)
+    write_zone(ds.zonefile)
+    write_queries(ds, names)
+    ds.marker.write_text(dt.datetime.now(dt.UTC).isoformat() + "\n")
+    return ds
+
+
+# ----------------------------------------------------------------- process helpers
+
+
+def log(message: str) -> None:
+    """Progress line on stderr."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def render(template: str, target: Path, **values: object) -> Path:
+    """Render ``bench/anchors/<template>`` with ``${name}`` values into ``target``."""
+    text = (ANCHORS / template).read_text(encoding="utf-8")
+    target.write_text(Template(text).substitute({k: str(v) for k, v in values.items()}))
+    return target
+
+
+def read_stat(pid: int) -> tuple[int, int] | None:
+    """(ppid, utime+stime+cutime+cstime in ticks) of a process, None if it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    ppid = int(fields[1])
+    ticks = sum(int(fields[i]) for i in (11, 12, 13, 14))
+    return ppid, ticks
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and all its live descendants."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            stat = read_stat(int(entry))
+            if stat is not None:
+                children.setdefault(stat[0], []).append(int(entry))
+    tree, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        tree.append(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """CPU seconds (user+system, reaped children included) of the process tree."""
+    ticks = 0
+    for pid in process_tree(root):
+        stat = read_stat(pid)
+        if stat is not None:
+            ticks += stat[1]
+    return ticks / CLK_TCK
+
+
+def status_kib(pid: int, field: str) -> int:
+    """A ``kB`` field of /proc/<pid>/status (VmRSS...), 0 if unavailable."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def pss_kib(pid: int) -> int:
+    """Proportional set size of a process (shared pages split among sharers)."""
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    return 0
+
+
+def tree_memory_mib(root: int) -> tuple[float, float]:
+    """(sum of VmRSS, sum of PSS) of the process tree, in MiB."""
+    pids = process_tree(root)
+    rss = sum(status_kib(p, "VmRSS") for p in pids)
+    pss = sum(pss_kib(p) for p in pids)
+    return rss / 1024, pss / 1024
+
+
+class Proc:
+    """A started server: its own session, output to a log file, always torn down."""
+
+    def __init__(self, name: str, argv: list[str], logfile: Path, core: str) -> None:
+        """Start ``argv`` pinned to ``core`` (taskset execs, so the pid is the server's)."""
+        self.name = name
+        self.logfile = logfile
+        self.started = time.monotonic()
+        with logfile.open("wb") as out:
+            self.popen = subprocess.Popen(
+                ["taskset", "-c", core, *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        """The server's pid (root of its process tree)."""
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        """True while the server process runs."""
+        return self.popen.poll() is None
+
+    def tail(self, lines: int = 6) -> str:
+        """Last lines of the server's output, for error reports."""
+        with contextlib.suppress(OSError):
+            text = self.logfile.read_text(errors="replace").strip().splitlines()
+            return " | ".join(text[-lines:])
+        return ""
+
+    def stop(self) -> None:
+        """SIGTERM the whole session, SIGKILL what is left after 5 s."""
+        pids = process_tree(self.pid)
+        for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=grace)
+                if not any(read_stat(p) for p in pids if p != self.pid):
+                    return
+
+
+def run_checked(argv: list[str], timeout: float = 600.0, cwd: Path | None = None) -> str:
+    """Run a helper command; raise RuntimeError with its output if it fails."""
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=timeout, cwd=cwd, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RuntimeError(f"{argv[0]}: {exc}") from exc
+    if done.returncode != 0:
+        out = (done.stderr.strip() or done.stdout.strip()).splitlines()[-4:]
+        raise RuntimeError(f"{' '.join(argv[:3])} failed: {' | '.join(out)}")
+    return done.stdout
+
+
+# ------------------------------------------------------------------- DNS probing
+
+
+def build_query(name: str, qid: int) -> bytes:
+    """A minimal RD=1 A query with EDNS (4096), built by hand to avoid dependencies."""
+    labels = b"".join(
+        len(part).to_bytes(1, "big") + part.encode() for part in name.rstrip(".").split(".")
+    )
+    header = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01"
+    opt = b"\x00\x00\x29\x10\x00\x00\x00\x00\x00\x00\x00"
+    return header + labels + b"\x00\x00\x01\x00\x01" + opt
+
+
+def ask(port: int, name: str, timeout: float = 0.5) -> tuple[int, int] | None:
+    """Send one UDP query to 127.0.0.1:port: (rcode, ancount), or None on no answer."""
+    qid = random.randrange(65536)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.sendto(build_query(name, qid), ("127.0.0.1", port))
+            while True:
+                data = sock.recv(4096)
+                if len(data) >= 12 and int.from_bytes(data[:2], "big") == qid:
+                    return data[3] & 0x0F, int.from_bytes(data[6:8], "big")
+        except OSError:
+            return None
+
+
+RCODE_NOERROR, RCODE_NXDOMAIN = 0, 3
+
+
+def wait_ready(proc: Proc, port: int, deadline_s: float) -> float:
+    """Seconds from start until the server answers an allowed name correctly."""
+    probe = hit_name(HIT_NAMES - 1)
+    end = proc.started + deadline_s
+    while time.monotonic() < end:
+        if not proc.alive():
+            raise RuntimeError(f"exited with {proc.popen.returncode}: {proc.tail()}")
+        answer = ask(port, probe, timeout=0.25)
+        if answer is not None and answer[0] == RCODE_NOERROR and answer[1] > 0:
+            return time.monotonic() - proc.started
+        time.sleep(0.05)
+    raise RuntimeError(f"not answering after {deadline_s:.0f} s: {proc.tail()}")
+
+
+# -------------------------------------------------------------------- dnsperf
+
+
+@dataclasses.dataclass
+class WorkloadResult:
+    """One dnsperf run against one server."""
+
+    workload: str
+    sent: int = 0
+    completed: int = 0
+    lost: int = 0
+    wall_qps: float = 0.0
+    avg_latency_ms: float = 0.0
+    max_latency_ms: float = 0.0
+    rcodes: dict[str, int] = dataclasses.field(default_factory=dict)
+    server_cpu_s: float = 0.0
+    qps_per_cpu: float = 0.0
+    error: str | None = None
+
+
+def parse_dnsperf(workload: str, text: str) -> WorkloadResult:
+    """Read dnsperf's statistics block into a WorkloadResult."""
+    res = WorkloadResult(workload)
+
+    def number(label: str) -> float:
+        m = re.search(rf"{label}:\s+([\d.]+)", text)
+        return float(m.group(1)) if m else 0.0
+
+    res.sent = int(number("Queries sent"))
+    res.completed = int(number("Queries completed"))
+    res.lost = int(number("Queries lost"))
+    res.wall_qps = number("Queries per second")
+    lat = re.search(r"Average Latency \(s\):\s+([\d.]+) \(min [\d.]+, max ([\d.]+)\)", text)
+    if lat:
+        res.avg_latency_ms = float(lat.group(1)) * 1000
+        res.max_latency_ms = float(lat.group(2)) * 1000
+    codes = re.search(r"Response codes:\s+(.*)", text)
+    if codes:
+        for code, count in re.findall(r"([A-Z]+) (\d+) \(", codes.group(1)):
+            res.rcodes[code] = int(count)
+    return res
+
+
+def dnsperf(port: int, queries: Path, duration: float, once: bool) -> str:
+    """Run dnsperf on the client core at full rate; return its output."""
+    argv = [
+        "taskset", "-c", CLIENT_CORE, "dnsperf",
+        "-s", "127.0.0.1", "-p", str(port), "-d", str(queries),
+        "-l", str(duration), "-c", str(DNSPERF_CLIENTS), "-q", str(DNSPERF_OUTSTANDING),
+        "-t", str(DNSPERF_TIMEOUT_S),
+    ]  # fmt: skip
+    if once:
+        argv += ["-n", "1"]
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=duration + 60, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"dnsperf failed: {done.stderr.strip()[-300:]}")
+    return done.stdout
+
+
+def measure(proc: Proc, port: int, ds: Dataset, workload: str, duration: float) -> WorkloadResult:
+    """One workload: dnsperf at full rate, server CPU time measured around it."""
+    cpu_before = tree_cpu_seconds(proc.pid)
+    try:
+        out = dnsperf(port, ds.queries(workload), duration, once=workload == "miss")
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        return WorkloadResult(workload, error=str(exc))
+    cpu = tree_cpu_seconds(proc.pid) - cpu_before
+    res = parse_dnsperf(workload, out)
+    res.server_cpu_s = round(cpu, 3)
+    res.qps_per_cpu = round(res.completed / cpu) if cpu > 0 else 0.0
+    if not proc.alive():
+        res.error = f"server died: {proc.tail()}"
+    return res
+
+
+# ------------------------------------------------------------------- servers
+
+
+@dataclasses.dataclass
+class ServerResult:
+    """Everything measured for one server (one row of the summary table)."""
+
+    server: str
+    label: str
+    version: str = ""
+    workers: int = 1
+    setup_s: float = 0.0
+    ready_s: float = 0.0
+    rss_ready_mib: float = 0.0
+    rss_mib: float = 0.0
+    pss_mib: float = 0.0
+    blocks_correctly: bool = False
+    workloads: dict[str, WorkloadResult] = dataclasses.field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclasses.dataclass
+class Launch:
+    """How to start one server: its command and how long its setup took."""
+
+    argv: list[str]
+    version: str
+    setup_s: float = 0.0
+
+
+def version_of(argv: list[str]) -> str:
+    """First line of a ``--version``-style output, best effort."""
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+        for line in (done.stdout + done.stderr).splitlines():
+            if re.search(r"\d+\.\d+", line):
+                return re.sub(r"^\w{3} \d+ [\d:]+ ", "", line.strip())[:80]
+    return ""
+
+
+def launch_unbound(ds: Dataset, work: Path, port: int, upstream: int, workers: int) -> Launch:
+    """Unbound: local-zone always_nxdomain blocklist, checked by unbound-checkconf."""
+    conf = render("unbound.conf", work / "unbound.conf", port=port,
+                  upstream_port=upstream, workdir=work, blocklist=ds.unbound)  # fmt: skip
+    run_checked(["unbound-checkconf", str(conf)])
+    return Launch(["unbound", "-d", "-c", str(conf)], version_of(["unbound", "-V"]))
+
+
+def launch_pdns(ds: Dataset, work: Path, port: int, upstream: int, workers: int) -> Launch:
+    """PowerDNS Recursor: RPZ file from the Lua config."""
+    render("recursor.conf", work / "recursor.conf", port=port, upstream_port=upstream,
+           workdir=work)  # fmt: skip
+    render("recursor.lua", work / "recursor.lua", rpz=ds.rpz)
+    argv = ["pdns_recursor", f"--config-dir={work}"]
+    run_checked([*argv, "--config=check"], timeout=60)
+    return Launch(argv, version_of(["pdns_recursor", "--version"]))
+
+
+def launch_kresd(ds: Dataset, work: Path, port: int, upstream: int, workers: int) -> Launch:
+    """Knot Resolver: policy.rpz with the RPZ file, STUB to nsd."""
+    conf = render("kresd.conf", work / "kresd.conf", port=port, upstream_port=upstream,
+                  workdir=work, rpz=ds.rpz)  # fmt: skip
+    rundir = work / "kresd-run"
+    rundir.mkdir(exist_ok=True)
+    argv = ["kresd", "--noninteractive", "-c", str(conf), str(rundir)]
+    return Launch(argv, version_of(["kresd", "--version"]))
+
+
+def launch_dnsmasq(ds: Dataset, work: Path, port: int, upstream: int, workers: int) -> Launch:
+    """dnsmasq: address=/name/ lines, checked by ``dnsmasq --test``."""
+    conf = render("dnsmasq.conf", work / "dnsmasq.conf", port=port, upstream_port=upstream,
+                  blocklist=ds.dnsmasq)  # fmt: skip
+    run_checked(["dnsmasq", "--test", f"--conf-file={conf}"], timeout=300)
+    return Launch(["dnsmasq", f"--conf-file={conf}"], version_of(["dnsmasq", "--version"]))
+
+
+def clearwall_cmd() -> list[str]:
+    """The clearwall command of this checkout (the venv's entry point)."""
+    exe = VENV_BIN / "clearwall"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "clearwall"]
+
+
+def clearwall_has_serve() -> bool:
+    """True when this checkout has the ``clearwall serve`` command."""
+    return (ROOT / "src" / "clearwall" / "cli" / "serve.py").exists()
+
+
+def launch_clearwall(ds: Dataset, work: Path, port: int, upstream: int, workers: int) -> Launch:
+    """clearwall: a fresh SQLite store with the blocklist as one order, then serve."""
+    if not clearwall_has_serve():
+        raise RuntimeError("clearwall serve is not in this checkout yet")
+    cw = clearwall_cmd()
+    db = f"sqlite:///{work / 'clearwall.db'}"
+    started = time.monotonic()
+    for step in clearwall_policy_steps(db, ds):
+        run_checked([*cw, *step], timeout=1800, cwd=work)
+    setup_s = time.monotonic() - started
+    argv = [*cw, "serve", "--dns", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{upstream}",
+            "--db", db, "--workers", str(workers)]  # fmt: skip
+    return Launch(argv, version_of([*cw, "--version"]) or git_head(), round(setup_s, 1))
+
+
+def clearwall_policy_steps(db: str, ds: Dataset) -> list[list[str]]:
+    """CLI steps that load the blocklist into clearwall as one operator security order."""
+    return [
+        ["init", "--db", db],
+        ["jurisdictions", "add", "bench", "--name", "Benchmark", "--db", db],
+        ["authorities", "add", "bench-operator", "--jurisdiction", "bench",
+         "--name", "Benchmark operator", "--db", db],
+        ["orders", "add", "--authority", "bench-operator", "--title", "Benchmark blocklist",
+         "--basis", "operator security policy", "--reference", "BENCH-1",
+         "--category", "security", "--rules", str(ds.domains), "--format", "domains",
+         "--db", db],
+    ]  # fmt: skip
+
+
+LAUNCHERS = {
+    "clearwall": launch_clearwall,
+    "unbound": launch_unbound,
+    "pdns-recursor": launch_pdns,
+    "knot-resolver": launch_kresd,
+    "dnsmasq": launch_dnsmasq,
+}
+
+
+def git_head() -> str:
+    """Short commit of this checkout, for the record."""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        return subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=False,
+        ).stdout.strip()  # fmt: skip
+    return ""
+
+
+def bench_server(
+    server: str, workers: int, ds: Dataset, run_dir: Path, upstream: int, duration: float
+) -> ServerResult:
+    """Start one server, wait for it, warm it, run the workloads, tear it down."""
+    label = server if workers == 1 else f"{server} ×{workers}"
+    result = ServerResult(server, label, workers=workers)
+    work = run_dir / f"{server}-{workers}"
+    work.mkdir()
+    port = SERVER_PORT
+    proc: Proc | None = None
+    try:
+        launch = LAUNCHERS[server](ds, work, port, upstream, workers)
+        result.version, result.setup_s = launch.version, launch.setup_s
+        log(f"{label}: starting ({result.version})")
+        proc = Proc(server, launch.argv, work / "server.log", SERVER_CORE)
+        result.ready_s = round(wait_ready(proc, port, READY_TIMEOUT_S), 2)
+        result.rss_ready_mib = round(tree_memory_mib(proc.pid)[0], 1)
+        log(f"{label}: ready in {result.ready_s} s, RSS {result.rss_ready_mib} MiB")
+        result.blocks_correctly = check_blocking(ds, port)
+        warm = dnsperf(port, ds.queries("hit"), 30, once=True)
+        if parse_dnsperf("warm", warm).completed < HIT_NAMES:
+            log(f"{label}: warm-up incomplete")
+        for workload in WORKLOADS:
+            res = measure(proc, port, ds, workload, duration)
+            result.workloads[workload] = res
+            log(f"{label}: {workload}: {res.completed:,} answered, {res.lost} lost, "
+                f"{res.qps_per_cpu:,.0f} q/CPU-s {res.rcodes} {res.error or ''}")  # fmt: skip
+        rss, pss = tree_memory_mib(proc.pid)
+        result.rss_mib, result.pss_mib = round(rss, 1), round(pss, 1)
+    except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+        result.error = str(exc)[:400]
+        log(f"{label}: FAILED: {result.error}")
+    finally:
+        if proc is not None:
+            proc.stop()
+    return result
+
+
+def check_blocking(ds: Dataset, port: int) -> bool:
+    """A few blocked names answer NXDOMAIN and an allowed one NOERROR."""
+    names = ds.queries("blocked").read_text().splitlines()[:5]
+    for line in names:
+        answer = ask(port, line.split()[0], timeout=1.0)
+        if answer is None or answer[0] != RCODE_NXDOMAIN:
+            log(f"blocked name {line.split()[0]} answered {answer}")
+            return False
+    answer = ask(port, hit_name(0), timeout=1.0)
+    return answer is not None and answer[0] == RCODE_NOERROR
+
+
+def start_nsd(ds: Dataset, run_dir: Path) -> Proc:
+    """The shared upstream: nsd on the client core, serving every allowed name."""
+    work = run_dir / "nsd"
+    work.mkdir()
+    conf = render("nsd.conf", work / "nsd.conf", port=NSD_PORT, workdir=work, zone=ZONE,
+                  zonefile=ds.zonefile)  # fmt: skip
+    run_checked(["nsd-checkconf", str(conf)])
+    run_checked(["nsd-checkzone", ZONE, str(ds.zonefile)], timeout=300)
+    proc = Proc("nsd", ["nsd", "-d", "-c", str(conf)], work / "nsd.out", CLIENT_CORE)
+    ready = wait_ready(proc, NSD_PORT, 120)
+    log(f"nsd upstream ready in {ready:.2f} s on 127.0.0.1:{NSD_PORT}")
+    return proc
+
+
+# -------------------------------------------------------------------- report
+
+
+def ratio(a: float, b: float) -> float | None:
+    """a/b rounded, None when either side is missing."""
+    return round(a / b, 3) if a and b else None
+
+
+def qpc(result: ServerResult, workload: str) -> float:
+    """Queries per server-CPU-second of a workload, 0 when it did not run."""
+    w = result.workloads.get(workload)
+    return float(w.qps_per_cpu) if w and not w.error else 0.0
+
+
+def compute_ratios(results: list[ServerResult]) -> dict[str, dict[str, float | None]]:
+    """clearwall (one worker) against each anchor: per workload and for RSS."""
+    cw = next((r for r in results if r.server == "clearwall" and r.workers == 1), None)
+    if cw is None or cw.error:
+        return {}
+    table: dict[str, dict[str, float | None]] = {}
+    for r in results:
+        if r.server == "clearwall" or r.error:
+            continue
+        row = {w: ratio(qpc(cw, w), qpc(r, w)) for w in WORKLOADS}
+        row["rss"] = ratio(cw.rss_mib, r.rss_mib)
+        table[r.server] = row
+    return table
+
+
+def worker_scaling(results: list[ServerResult]) -> dict[str, Any]:
+    """clearwall with N workers against one: aggregate queries per server-CPU-second."""
+    cws = {r.workers: r for r in results if r.server == "clearwall" and not r.error}
+    one = cws.get(1)
+    out: dict[str, Any] = {}
+    for n, r in sorted(cws.items()):
+        if n == 1 or one is None:
+            continue
+        out[f"{n}_vs_1"] = {w: ratio(qpc(r, w), qpc(one, w)) for w in WORKLOADS}
+    if out:
+        out["note"] = (
+            "all workers share core 0 on this 2-core machine (dnsperf and nsd hold core 1):"
+            " this shows contention overhead, not scaling"
+        )
+    return out
+
+
+def fmt_k(value: float) -> str:
+    """Queries per CPU-second as e.g. 203.4k."""
+    return f"{value / 1000:,.1f}k" if value else "—"
+
+
+def fmt_ratio(value: float | None) -> str:
+    """A ratio as 1.23×."""
+    return f"{value:.2f}×" if value is not None else "—"
+
+
+def print_tables(results: list[ServerResult], report: dict[str, Any]) -> None:
+    """Summary, per-workload detail and clearwall's ratios, with rich."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(140, shutil.get_terminal_size().columns))
+    meta = report["meta"]
+    summary = Table(title=f"DNS benchmark: {meta['rules']:,} rules, {meta['duration_s']} s "
+                    "per workload, queries per server-CPU-second")  # fmt: skip
+    for col in ("server", "hit", "blocked", "miss", "lost", "ready s", "RSS MiB", "blocks",
+                "error"):
+        summary.add_column(col, justify="left" if col in ("server", "error") else "right")
+    for r in results:
+        lost = sum(w.lost for w in r.workloads.values())
+        summary.add_row(
+            r.label, *(fmt_k(qpc(r, w)) for w in WORKLOADS), str(lost) if r.workloads else "—",
+            f"{r.ready_s:.2f}" if r.ready_s else "—", f"{r.rss_mib:,.0f}" if r.rss_mib else "—",
+            "yes" if r.blocks_correctly else "no", (r.error or "")[:60],
+        )  # fmt: skip
+    console.print(summary)
+
+    detail = Table(title="Per workload")
+    for col in ("server", "workload", "answered", "lost", "wall q/s", "CPU s", "q/CPU-s",
+                "avg ms", "max ms", "rcodes"):
+        detail.add_column(col, justify="left" if col in ("server", "workload", "rcodes")
+                          else "right")  # fmt: skip
+    for r in results:
+        for w in r.workloads.values():
+            detail.add_row(
+                r.label, w.workload, f"{w.completed:,}", str(w.lost), f"{w.wall_qps:,.0f}",
+                f"{w.server_cpu_s:.2f}", fmt_k(w.qps_per_cpu), f"{w.avg_latency_ms:.3f}",
+                f"{w.max_latency_ms:.1f}", " ".join(f"{k}:{v}" for k, v in w.rcodes.items()),
+            )  # fmt: skip
+    console.print(detail)
+
+    if report["ratios"]:
+        rt = Table(title="clearwall ÷ anchor (q/CPU-s; RSS: lower is better)")
+        for col in ("anchor", *WORKLOADS, "rss"):
+            rt.add_column(col, justify="left" if col == "anchor" else "right")
+        for anchor, row in report["ratios"].items():
+            rt.add_row(anchor, *(fmt_ratio(row[k]) for k in (*WORKLOADS, "rss")))
+        console.print(rt)
+    for key, value in report["workers"].items():
+        console.print(f"clearwall workers {key}: {value}")
+
+
+def build_report(results: list[ServerResult], args: argparse.Namespace) -> dict[str, Any]:
+    """The JSON document written to bench/results/dns-latest.json."""
+    return {
+        "meta": {
+            "date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
+            "command": args.command_line,
+            "commit": git_head(),
+            "rules": args.rules,
+            "duration_s": args.duration,
+            "hit_names": HIT_NAMES,
+            "miss_names": MISS_NAMES,
+            "blocked_sample": BLOCKED_SAMPLE,
+            "dnsperf": f"-c {DNSPERF_CLIENTS} -q {DNSPERF_OUTSTANDING} -t {DNSPERF_TIMEOUT_S}",
+            "cpus": os.cpu_count(),
+            "server_core": SERVER_CORE,
+            "client_core": CLIENT_CORE,
+            "kernel": os.uname().release,
+            "isolated_netns": args.in_netns,
+        },
+        "servers": [dataclasses.asdict(r) for r in results],
+        "ratios": compute_ratios(results),
+        "workers": worker_scaling(results),
+    }
+
+
+# ---------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Command-line options."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    p.add_argument("--rules", type=int, default=None, help="blocklist size (default 1000000)")
+    p.add_argument("--duration", type=float, default=None, help="seconds per workload (10)")
+    p.add_argument("--servers", default=",".join(ALL_SERVERS),
+                   help=f"comma-separated subset of {','.join(ALL_SERVERS)}")  # fmt: skip
+    p.add_argument("--workers", default="1,2", help="clearwall worker counts to run (1,2)")
+    p.add_argument("--quick", action="store_true",
+                   help="100k rules, 3 s per workload: proves the harness")  # fmt: skip
+    p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "clearwall-bench",
+                   help="where generated data is kept between runs")  # fmt: skip
+    p.add_argument("--output", type=Path, default=RESULTS, help="JSON result file")
+    p.add_argument("--no-install", action="store_true", help="skip scripts/install-bench-deps.sh")
+    p.add_argument("--no-netns", action="store_true",
+                   help="do not isolate the run in a private network/PID namespace")  # fmt: skip
+    p.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--command-line", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    args.rules = args.rules or (100_000 if args.quick else 1_000_000)
+    args.duration = args.duration or (3.0 if args.quick else 10.0)
+    args.command_line = args.command_line or " ".join(["bench/dns.py", *argv])
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    unknown = sorted(set(servers) - set(ALL_SERVERS))
+    if unknown:
+        p.error(f"unknown servers: {', '.join(unknown)}")
+    args.server_list = servers
+    args.worker_list = [int(w) for w in args.workers.split(",") if w.strip()]
+    return args
+
+
+def reexec_isolated(argv: Sequence[str], command_line: str) -> int:
+    """Run this program again inside fresh network + PID namespaces (loopback only).
+
+    When the namespace's first process (this program) ends, the kernel kills every
+    process left in it, so no server can outlive the run.
+    """
+    inner = [sys.executable, str(Path(__file__).resolve()), *argv, "--in-netns",
+             "--command-line", command_line]  # fmt: skip
+    cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child", "--", *inner]
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 130
+
+
+def in_isolated_setup() -> None:
+    """Bring loopback up inside the fresh network namespace; stop on SIGTERM."""
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def can_isolate() -> bool:
+    """True when unshare can make network and PID namespaces here."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        return False
+    probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "true"],
+                           capture_output=True, timeout=10, check=False)  # fmt: skip
+    return probe.returncode == 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Generate data, start nsd, benchmark every requested server, report."""
+    missing = [t for t in ("dnsperf", "taskset", "nsd") if shutil.which(t) is None]
+    if missing:
+        log(f"missing tools: {', '.join(missing)} (run scripts/install-bench-deps.sh)")
+        return 2
+    ds = prepare_dataset(args.cache_dir, args.rules)
+    results: list[ServerResult] = []
+    with tempfile.TemporaryDirectory(prefix="clearwall-bench-run-") as tmp:
+        run_dir = Path(tmp)
+        nsd = start_nsd(ds, run_dir)
+        try:
+            for server in args.server_list:
+                counts = args.worker_list if server == "clearwall" else [1]
+                for workers in counts:
+                    results.append(
+                        bench_server(server, workers, ds, run_dir, NSD_PORT, args.duration)
+                    )
+        finally:
+            nsd.stop()
+    report = build_report(results, args)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print_tables(results, report)
+    log(f"wrote {args.output}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: install deps, isolate, run."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.in_netns:
+        in_isolated_setup()
+        try:
+            return run(args)
+        except KeyboardInterrupt:
+            log("interrupted; servers stopped")
+            return 130
+    if not args.no_install:
+        subprocess.run(["bash", str(INSTALL_SCRIPT)], check=True, timeout=1800)
+    if not args.no_netns and can_isolate():
+        return reexec_isolated(argv, args.command_line)
+    log("running without namespace isolation (not root or no unshare)")
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        log("interrupted; servers stopped")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
