@@ -1,0 +1,238 @@
+"""Opening a store: engine setup per backend, migrations, and the log's read helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+from clearwall.errors import StoreError
+from clearwall.store import schema
+from clearwall.store.records import Checkpoint, LogEntry
+
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def normalize_url(url: str) -> str:
+    """Map the short PostgreSQL scheme to the psycopg 3 driver SQLAlchemy should use."""
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """Give SQLite real transactions: foreign keys on, WAL, and BEGIN IMMEDIATE for writes.
+
+    pysqlite's own implicit transactions begin lazily and would let two writers both read
+    the log head and then collide; with autocommit at the driver and an explicit
+    ``BEGIN IMMEDIATE`` for write transactions the write lock is taken up front, which is
+    what ``SELECT … FOR UPDATE`` gives on PostgreSQL.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cur = dbapi_connection.cursor()
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.execute("PRAGMA busy_timeout = 30000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        if conn.get_execution_options().get("clearwall_write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+class Store:
+    """A policy database: its engine, its migrations and the log tables' read side.
+
+    Writes go through ``PolicyService``; the ledger reads committed entries with
+    ``log_size``/``log_entries`` and records checkpoints with ``add_checkpoint``.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        """Create the engine for ``url`` (``sqlite:///path`` or ``postgresql://…``)."""
+        self.url = normalize_url(url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError as exc:
+            raise StoreError(f"invalid database URL {url!r}") from exc
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.dialect == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["poolclass"] = NullPool  # each process/thread opens its own file handle
+        elif self.dialect == "postgresql":
+            kwargs["pool_pre_ping"] = True
+        else:
+            raise StoreError(f"unsupported database {self.dialect!r}: use sqlite or postgresql")
+        try:
+            self.engine = create_engine(self.url, **kwargs)
+        except (ArgumentError, ImportError) as exc:
+            raise StoreError(f"cannot open database {url!r}: {exc}") from exc
+        if self.dialect == "sqlite":
+            _sqlite_setup(self.engine)
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    # -- connections -------------------------------------------------------------
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection inside a read transaction (a consistent view on both backends)."""
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database read failed: {_short(exc)}") from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A connection inside a write transaction; commits on exit, rolls back on error."""
+        try:
+            with self.engine.connect() as raw:
+                conn = raw.execution_options(clearwall_write=True)
+                with conn.begin():
+                    yield conn
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database write failed: {_short(exc)}") from exc
+
+    def dispose(self) -> None:
+        """Close pooled connections (tests and short-lived commands call this)."""
+        self.engine.dispose()
+
+    # -- schema ------------------------------------------------------------------
+
+    def migrate(self, revision: str = "head") -> None:
+        """Bring the schema to ``revision`` with Alembic (the initial revision creates all)."""
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        try:
+            with self.engine.connect() as conn:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                conn.commit()
+        except SQLAlchemyError as exc:
+            raise StoreError(f"migration failed: {_short(exc)}") from exc
+
+    def is_initialized(self) -> bool:
+        """True when the schema exists (``clearwall init`` has run)."""
+        try:
+            return inspect(self.engine).has_table("log_head")
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open database: {_short(exc)}") from exc
+
+    def require_initialized(self) -> None:
+        """Raise StoreError with the fix when the store has no schema yet."""
+        if not self.is_initialized():
+            raise StoreError(
+                f"no clearwall store at {self.engine.url.render_as_string(hide_password=True)}"
+                " (run `clearwall init` first)"
+            )
+
+    # -- the log tables ----------------------------------------------------------
+
+    def log_size(self) -> int:
+        """Number of committed log entries: the policy version."""
+        with self.read() as conn:
+            size = conn.execute(select(schema.log_head.c.size)).scalar()
+        return int(size or 0)
+
+    def log_entries(self, start: int = 0, end: int | None = None) -> list[LogEntry]:
+        """Committed entries with ``start <= index < end`` (``end`` defaults to the size)."""
+        t = schema.log_entries
+        query = select(t.c.idx, t.c.data, t.c.leaf_hash, t.c.created_at).where(t.c.idx >= start)
+        if end is not None:
+            query = query.where(t.c.idx < end)
+        with self.read() as conn:
+            rows = conn.execute(query.order_by(t.c.idx)).all()
+        return [LogEntry(int(r.idx), bytes(r.data), bytes(r.leaf_hash), r.created_at) for r in rows]
+
+    def leaf_hashes(self, start: int = 0, end: int | None = None) -> list[bytes]:
+        """Leaf hashes of entries ``start <= index < end`` in index order."""
+        t = schema.log_entries
+        query = select(t.c.leaf_hash).where(t.c.idx >= start)
+        if end is not None:
+            query = query.where(t.c.idx < end)
+        with self.read() as conn:
+            return [bytes(h) for h in conn.execute(query.order_by(t.c.idx)).scalars()]
+
+    def add_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> None:
+        """Record a signed checkpoint; recording the same tree size again is a no-op."""
+        t = schema.checkpoints
+        with self.write() as conn:
+            exists = conn.execute(select(t.c.tree_size).where(t.c.tree_size == tree_size)).first()
+            if exists is None:
+                conn.execute(
+                    t.insert().values(
+                        tree_size=tree_size, root_hash=root_hash, note=note, created_at=utcnow()
+                    )
+                )
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every stored checkpoint, oldest first."""
+        t = schema.checkpoints
+        with self.read() as conn:
+            rows = conn.execute(select(t).order_by(t.c.tree_size)).all()
+        return [
+            Checkpoint(int(r.tree_size), bytes(r.root_hash), r.note, r.created_at) for r in rows
+        ]
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint with the largest tree size, if any."""
+        t = schema.checkpoints
+        with self.read() as conn:
+            top = conn.execute(select(func.max(t.c.tree_size))).scalar()
+            if top is None:
+                return None
+            r = conn.execute(select(t).where(t.c.tree_size == top)).one()
+        return Checkpoint(int(r.tree_size), bytes(r.root_hash), r.note, r.created_at)
+
+
+def _short(exc: SQLAlchemyError) -> str:
+    """The first line of a driver error, without SQLAlchemy's statement dump."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def open_store(url: str | None = None, *, migrate: bool = False) -> Store:
+    """Open the store at ``url`` (default: ``$CLEARWALL_DB`` or the config default).
+
+    With ``migrate`` the schema is created or upgraded first; otherwise a store without a
+    schema raises StoreError telling the user to run ``clearwall init``.
+    """
+    if url is None:
+        from clearwall.config import StoreConfig
+
+        url = os.environ.get("CLEARWALL_DB") or StoreConfig().url
+    store = Store(url)
+    if migrate:
+        store.migrate()
+    else:
+        store.require_initialized()
+    return store

@@ -1,0 +1,1 @@
+"""Alembic migrations of the clearwall store, shipped inside the package."""

@@ -1,0 +1,1 @@
+"""Alembic revision scripts, oldest first; the initial revision creates every table."""

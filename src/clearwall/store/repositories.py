@@ -1,0 +1,219 @@
+"""Read queries over the schema, returning the policy model's frozen values (never rows)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Connection, Row, select
+
+from clearwall.errors import NotFound
+from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
+from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order, RuleSpec
+from clearwall.store import schema
+from clearwall.store.records import ApiToken, Appeal, AppealStatus, Subscription, TokenRole
+
+RULE_FETCH_BATCH = 50_000
+
+
+def jurisdiction_from_rows(code: str, name: str, cidrs: list[str]) -> Jurisdiction:
+    """Build a Jurisdiction value, networks sorted by address family then prefix."""
+    nets = sorted(
+        (ipaddress.ip_network(c) for c in cidrs),
+        key=lambda n: (n.version, n.network_address.packed, n.prefixlen),
+    )
+    return Jurisdiction(code=code, name=name, networks=tuple(nets))
+
+
+def list_jurisdictions(conn: Connection) -> list[Jurisdiction]:
+    """Every jurisdiction with its networks, ordered by code."""
+    j, n = schema.jurisdictions, schema.jurisdiction_networks
+    nets: dict[str, list[str]] = {}
+    for code, cidr in conn.execute(select(n.c.jurisdiction, n.c.cidr)):
+        nets.setdefault(code, []).append(cidr)
+    rows = conn.execute(select(j.c.code, j.c.name).order_by(j.c.code)).all()
+    return [jurisdiction_from_rows(r.code, r.name, nets.get(r.code, [])) for r in rows]
+
+
+def get_jurisdiction(conn: Connection, code: str) -> Jurisdiction:
+    """The jurisdiction ``code``; NotFound when it does not exist."""
+    j, n = schema.jurisdictions, schema.jurisdiction_networks
+    row = conn.execute(select(j.c.code, j.c.name).where(j.c.code == code)).first()
+    if row is None:
+        raise NotFound(f"no jurisdiction {code!r}")
+    cidrs = list(conn.execute(select(n.c.cidr).where(n.c.jurisdiction == code)).scalars())
+    return jurisdiction_from_rows(row.code, row.name, cidrs)
+
+
+def authority_from_row(row: Row[Any]) -> Authority:
+    """Map an ``authorities`` row to an Authority value."""
+    return Authority(
+        id=int(row.id),
+        name=row.name,
+        kind=AuthorityKind(row.kind),
+        jurisdiction=row.jurisdiction,
+        contacts=tuple(json.loads(row.contacts or "[]")),
+    )
+
+
+def get_authority(conn: Connection, authority_id: int) -> Authority:
+    """The authority ``authority_id``; NotFound when it does not exist."""
+    a = schema.authorities
+    row = conn.execute(select(a).where(a.c.id == authority_id)).first()
+    if row is None:
+        raise NotFound(f"no authority {authority_id}")
+    return authority_from_row(row)
+
+
+def list_authorities(conn: Connection, jurisdiction: str | None = None) -> list[Authority]:
+    """Authorities ordered by id, optionally only those of one jurisdiction."""
+    a = schema.authorities
+    query = select(a).order_by(a.c.id)
+    if jurisdiction is not None:
+        query = query.where(a.c.jurisdiction == jurisdiction)
+    return [authority_from_row(r) for r in conn.execute(query)]
+
+
+def order_from_row(row: Row[Any]) -> Order:
+    """Map an ``orders`` row to an Order value."""
+    return Order(
+        id=int(row.id),
+        authority_id=int(row.authority_id),
+        title=row.title,
+        legal_basis=row.legal_basis,
+        reference=row.reference,
+        category=Category(row.category),
+        action=Action(row.action),
+        issued=row.issued,
+        effective_from=row.effective_from,
+        expires=row.expires,
+        document_url=row.document_url or "",
+        status=OrderStatus(row.status),
+        all_jurisdictions=bool(row.all_jurisdictions),
+        log_index=None if row.log_index is None else int(row.log_index),
+    )
+
+
+def get_order(conn: Connection, order_id: int) -> Order:
+    """The order ``order_id``; NotFound when it does not exist."""
+    o = schema.orders
+    row = conn.execute(select(o).where(o.c.id == order_id)).first()
+    if row is None:
+        raise NotFound(f"no order {order_id}")
+    return order_from_row(row)
+
+
+def list_orders(
+    conn: Connection,
+    *,
+    authority_id: int | None = None,
+    jurisdiction: str | None = None,
+    status: OrderStatus | None = None,
+) -> list[Order]:
+    """Orders ordered by id, filtered by authority, authority jurisdiction and/or status."""
+    o, a = schema.orders, schema.authorities
+    query = select(o).order_by(o.c.id)
+    if authority_id is not None:
+        query = query.where(o.c.authority_id == authority_id)
+    if jurisdiction is not None:
+        query = query.join(a, a.c.id == o.c.authority_id).where(a.c.jurisdiction == jurisdiction)
+    if status is not None:
+        query = query.where(o.c.status == status.value)
+    return [order_from_row(r) for r in conn.execute(query)]
+
+
+def iter_rules(conn: Connection, order_id: int) -> Iterator[RuleSpec]:
+    """The rules of one order in (kind, value) order, streamed from the database."""
+    r = schema.rules
+    query = (
+        select(r.c.kind, r.c.value, r.c.action)
+        .where(r.c.order_id == order_id)
+        .order_by(r.c.kind, r.c.value)
+        .execution_options(yield_per=RULE_FETCH_BATCH)
+    )
+    for kind, value, action in conn.execute(query):
+        yield RuleSpec(RuleKind(kind), value, Action(action) if action else None)
+
+
+def order_rules(conn: Connection, order_id: int) -> tuple[RuleSpec, ...]:
+    """All rules of one order."""
+    return tuple(iter_rules(conn, order_id))
+
+
+def compiled_order(conn: Connection, order_id: int) -> CompiledOrder:
+    """An order with its authority and rules."""
+    order = get_order(conn, order_id)
+    return CompiledOrder(
+        order, get_authority(conn, order.authority_id), order_rules(conn, order_id)
+    )
+
+
+def appeal_from_row(row: Row[Any]) -> Appeal:
+    """Map an ``appeals`` row to an Appeal value."""
+    return Appeal(
+        id=int(row.id),
+        order_id=int(row.order_id),
+        name=row.name,
+        contact=row.contact,
+        reason=row.reason,
+        status=AppealStatus(row.status),
+        decision=row.decision or "",
+        filed_at=row.filed_at,
+        decided_at=row.decided_at,
+        filed_log_index=None if row.filed_log_index is None else int(row.filed_log_index),
+        decided_log_index=None if row.decided_log_index is None else int(row.decided_log_index),
+    )
+
+
+def get_appeal(conn: Connection, appeal_id: int) -> Appeal:
+    """The appeal ``appeal_id``; NotFound when it does not exist."""
+    t = schema.appeals
+    row = conn.execute(select(t).where(t.c.id == appeal_id)).first()
+    if row is None:
+        raise NotFound(f"no appeal {appeal_id}")
+    return appeal_from_row(row)
+
+
+def list_appeals(conn: Connection, order_id: int | None = None) -> list[Appeal]:
+    """Appeals ordered by id, optionally of one order."""
+    t = schema.appeals
+    query = select(t).order_by(t.c.id)
+    if order_id is not None:
+        query = query.where(t.c.order_id == order_id)
+    return [appeal_from_row(r) for r in conn.execute(query)]
+
+
+def subscription_from_row(row: Row[Any]) -> Subscription:
+    """Map a ``subscriptions`` row to a Subscription value."""
+    return Subscription(
+        id=int(row.id),
+        order_id=int(row.order_id),
+        source=row.source,
+        format=row.format,
+        refresh_seconds=int(row.refresh_seconds),
+        last_refresh=row.last_refresh,
+        last_status=row.last_status or "",
+    )
+
+
+def list_subscriptions(conn: Connection, order_id: int | None = None) -> list[Subscription]:
+    """Subscriptions ordered by id, optionally of one order."""
+    t = schema.subscriptions
+    query = select(t).order_by(t.c.id)
+    if order_id is not None:
+        query = query.where(t.c.order_id == order_id)
+    return [subscription_from_row(r) for r in conn.execute(query)]
+
+
+def token_from_row(row: Row[Any]) -> ApiToken:
+    """Map an ``api_tokens`` row to an ApiToken value (the hash stays in the database)."""
+    return ApiToken(
+        id=int(row.id),
+        role=TokenRole(row.role),
+        authority_id=None if row.authority_id is None else int(row.authority_id),
+        label=row.label or "",
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )

@@ -1,0 +1,780 @@
+"""PolicyService: the one write path for policy, each write atomic with its log entry.
+
+Every method that changes policy runs in one database transaction that also appends the
+change's canonical entry to ``log_entries`` (the next index is read from ``log_head``
+under ``SELECT … FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite, so appends are
+serialized). Any exception rolls the whole transaction back: no half order, no rules
+without their entry, no entry without its rules. Only after the commit does the optional
+``after_commit`` callback run (the CLI passes the ledger's tile/checkpoint sync).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import logging
+import re
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, select, update
+
+from clearwall.errors import Conflict, InvalidName, NotFound, ScopeError, StoreError
+from clearwall.ledger import entries
+from clearwall.ledger.merkle import leaf_hash
+from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
+from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order, RuleSpec
+from clearwall.policy.names import normalize_name
+from clearwall.store import repositories as repo
+from clearwall.store import schema
+from clearwall.store.db import Store, utcnow
+from clearwall.store.records import ApiToken, Appeal, AppealStatus, Subscription, TokenRole
+
+log = logging.getLogger(__name__)
+
+INSERT_BATCH = 20_000  # rows per executemany: large enough to amortize, small enough for RAM
+ProgressCallback = Callable[[int, int], None]  # (rules written, rules in total)
+
+_CODE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
+_CHEAP_NAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?$")
+_CONTACT_SCHEMES = ("mailto:", "tel:", "https://", "http://")
+
+
+def normalize_code(code: str) -> str:
+    """Validate a jurisdiction code (ISO 3166-1 alpha-2 or an operator code such as ``corp``)."""
+    text = code.strip().lower()
+    if not _CODE.match(text):
+        raise StoreError(
+            f"invalid jurisdiction code {code!r}: 2-32 characters, a letter then letters, "
+            "digits or '-'"
+        )
+    return text
+
+
+def _as_utc(value: dt.date | dt.datetime | str | None, what: str) -> dt.datetime | None:
+    """Parse a date or datetime (ISO text accepted) into an aware UTC datetime."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.strip())
+        except ValueError as exc:
+            raise StoreError(
+                f"invalid {what} {value!r}: use YYYY-MM-DD[THH:MM[:SS][+HH:MM]]"
+            ) from exc
+    if isinstance(value, dt.datetime):
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
+
+
+def _as_date(value: dt.date | dt.datetime | str | None, default: dt.date) -> dt.date:
+    if value is None:
+        return default
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value.strip()[:10])
+    except ValueError as exc:
+        raise StoreError(f"invalid issued date {value!r}: use YYYY-MM-DD") from exc
+
+
+def _enum(cls: Any, value: Any, what: str) -> Any:
+    try:
+        return cls(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in cls)
+        raise StoreError(f"invalid {what} {value!r}: one of {choices}") from None
+
+
+def check_rule(rule: RuleSpec) -> None:
+    """Reject a rule whose value is not canonical (formats normalize; this is the backstop)."""
+    if rule.kind.is_ip:
+        try:
+            net = ipaddress.ip_network(rule.value)
+        except ValueError as exc:
+            raise StoreError(f"invalid response-IP rule value {rule.value!r}") from exc
+        if str(net) != rule.value:
+            raise StoreError(f"response-IP rule {rule.value!r} is not canonical ({net})")
+    elif len(rule.value) > 253 or not _CHEAP_NAME.match(rule.value) or ".." in rule.value:
+        raise InvalidName(f"rule value {rule.value!r} is not a canonical domain name")
+
+
+def unique_rules(rules: Iterable[RuleSpec]) -> list[RuleSpec]:
+    """Rules de-duplicated by (kind, value), first occurrence kept, each value checked."""
+    seen: set[tuple[RuleKind, str]] = set()
+    out: list[RuleSpec] = []
+    for rule in rules:
+        key = (rule.kind, rule.value)
+        if key in seen:
+            continue
+        check_rule(rule)
+        seen.add(key)
+        out.append(rule)
+    return out
+
+
+def with_digest(entry: bytes, digest: str, count: int) -> bytes:
+    """Re-encode an entry built over no rules with the real rule-set digest and count.
+
+    ``ledger.entries`` computes the digest itself; for a million rules that costs seconds,
+    so the service computes it once (before taking the write lock) and patches it into
+    the entry the ledger module built, keeping the entry's layout defined in one place.
+    """
+    event = json.loads(entry)
+    event["rules"]["count"] = count
+    event["rules"]["digest"] = digest
+    data = entries.canonical_json(event)
+    if len(data) > entries.MAX_ENTRY_SIZE:
+        raise StoreError(f"log entry of {len(data)} bytes exceeds {entries.MAX_ENTRY_SIZE}")
+    return data
+
+
+def append_entry(conn: Connection, data: bytes, at: dt.datetime) -> int:
+    """Append one log entry inside the caller's transaction and return its index.
+
+    The head row is locked first (FOR UPDATE; SQLite holds the write lock already), so
+    concurrent writers get consecutive indexes and the head always equals the entry count.
+    """
+    head = schema.log_head
+    size = conn.execute(select(head.c.size).where(head.c.id == 1).with_for_update()).scalar_one()
+    index = int(size)
+    conn.execute(
+        schema.log_entries.insert().values(
+            idx=index, data=data, leaf_hash=leaf_hash(data), created_at=at
+        )
+    )
+    conn.execute(update(head).where(head.c.id == 1).values(size=index + 1))
+    return index
+
+
+class PolicyService:
+    """Every policy write (CLI and web API alike) goes through one instance of this class.
+
+    ``actor_jurisdiction`` on a write means "an authority of this jurisdiction asks":
+    acting on anything outside it raises ScopeError and writes nothing. Operators pass
+    ``None``.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        after_commit: Callable[[], None] | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+    ) -> None:
+        """Bind the service to ``store``; ``after_commit`` runs after each logged write."""
+        self.store = store
+        self.after_commit = after_commit
+        self.clock = clock
+
+    def _committed(self) -> None:
+        """Run the after-commit hook; its failure never undoes the committed write."""
+        if self.after_commit is None:
+            return
+        try:
+            self.after_commit()
+        except Exception as exc:  # the ledger re-derives tiles from entries on next start
+            log.warning("after-commit hook failed (the write is committed): %s", exc)
+
+    # -- jurisdictions and authorities ---------------------------------------------
+
+    def add_jurisdiction(
+        self,
+        code: str,
+        name: str,
+        networks: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+    ) -> Jurisdiction:
+        """Create a jurisdiction with its client networks; Conflict when the code exists."""
+        code = normalize_code(code)
+        if not name.strip():
+            raise StoreError("a jurisdiction needs a name")
+        cidrs: list[str] = []
+        for net in networks:
+            try:
+                parsed = ipaddress.ip_network(str(net).strip(), strict=True)
+            except ValueError as exc:
+                raise StoreError(f"invalid network {str(net)!r}: {exc}") from exc
+            if str(parsed) not in cidrs:
+                cidrs.append(str(parsed))
+        j, n = schema.jurisdictions, schema.jurisdiction_networks
+        with self.store.write() as conn:
+            if conn.execute(select(j.c.code).where(j.c.code == code)).first() is not None:
+                raise Conflict(f"jurisdiction {code!r} already exists")
+            taken = (
+                conn.execute(select(n.c.cidr, n.c.jurisdiction).where(n.c.cidr.in_(cidrs))).first()
+                if cidrs
+                else None
+            )
+            if taken is not None:
+                raise Conflict(f"network {taken.cidr} already belongs to {taken.jurisdiction!r}")
+            conn.execute(j.insert().values(code=code, name=name.strip()))
+            if cidrs:
+                conn.execute(n.insert(), [{"jurisdiction": code, "cidr": c} for c in cidrs])
+            return repo.get_jurisdiction(conn, code)
+
+    def add_authority(
+        self,
+        name: str,
+        kind: AuthorityKind | str,
+        jurisdiction: str,
+        contacts: Iterable[str] = (),
+        *,
+        actor_jurisdiction: str | None = None,
+    ) -> Authority:
+        """Create an authority that may act in exactly ``jurisdiction``."""
+        kind_value: AuthorityKind = _enum(AuthorityKind, kind, "authority kind")
+        jurisdiction = normalize_code(jurisdiction)
+        if actor_jurisdiction is not None and actor_jurisdiction != jurisdiction:
+            raise ScopeError(
+                f"an authority of {actor_jurisdiction!r} cannot create authorities in "
+                f"{jurisdiction!r}"
+            )
+        if not name.strip():
+            raise StoreError("an authority needs a name")
+        contact_list = [c.strip() for c in contacts if c.strip()]
+        for contact in contact_list:
+            if not contact.lower().startswith(_CONTACT_SCHEMES):
+                raise StoreError(
+                    f"invalid contact {contact!r}: use a mailto:, tel: or http(s):// URI"
+                )
+        with self.store.write() as conn:
+            repo.get_jurisdiction(conn, jurisdiction)
+            result = conn.execute(
+                schema.authorities.insert().values(
+                    name=name.strip(),
+                    kind=kind_value.value,
+                    jurisdiction=jurisdiction,
+                    contacts=json.dumps(contact_list),
+                    created_at=self.clock(),
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            return repo.get_authority(conn, int(pk[0]))
+
+    # -- orders ----------------------------------------------------------------------
+
+    def add_order(
+        self,
+        authority_id: int,
+        title: str,
+        legal_basis: str,
+        reference: str,
+        category: Category | str,
+        action: Action | str,
+        rules: Iterable[RuleSpec],
+        issued: dt.date | str | None = None,
+        effective_from: dt.date | dt.datetime | str | None = None,
+        expires: dt.date | dt.datetime | str | None = None,
+        document_url: str = "",
+        all_jurisdictions: bool = False,
+        actor_jurisdiction: str | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> Order:
+        """Publish an order with its rules: rows and log entry in one transaction.
+
+        Conflict when the authority already has an active order with the same reference
+        (re-importing a list into an existing order is ``amend_order``).
+        """
+        category_value: Category = _enum(Category, category, "category")
+        action_value: Action = _enum(Action, action, "action")
+        for what, text in (
+            ("title", title),
+            ("legal basis", legal_basis),
+            ("reference", reference),
+        ):
+            if not text.strip():
+                raise StoreError(f"an order needs a {what}")
+        now = self.clock()
+        start = _as_utc(effective_from, "effective-from date") or now
+        end = _as_utc(expires, "expiry date")
+        if end is not None and end <= start:
+            raise StoreError(f"order expires ({end.isoformat()}) before it takes effect")
+        issued_date = _as_date(issued, start.date())
+        rule_list = unique_rules(rules)
+        # The digest is pure CPU: computed before the write lock is taken.
+        digest, count = entries.rules_digest(rule_list)
+        o = schema.orders
+        with self.store.write() as conn:
+            authority = repo.get_authority(conn, authority_id)
+            self._check_scope(authority, actor_jurisdiction, "publish orders for")
+            if all_jurisdictions and authority.kind is not AuthorityKind.OPERATOR:
+                raise ScopeError(
+                    f"only operator authorities may issue all-jurisdiction orders "
+                    f"({authority.name!r} is a {authority.kind.value})"
+                )
+            clash = conn.execute(
+                select(o.c.id).where(
+                    and_(
+                        o.c.authority_id == authority.id,
+                        o.c.reference == reference.strip(),
+                        o.c.status == OrderStatus.ACTIVE.value,
+                    )
+                )
+            ).first()
+            if clash is not None:
+                raise Conflict(
+                    f"authority {authority.id} already has active order {clash.id} with "
+                    f"reference {reference.strip()!r} (amend it instead)"
+                )
+            result = conn.execute(
+                o.insert().values(
+                    authority_id=authority.id,
+                    title=title.strip(),
+                    legal_basis=legal_basis.strip(),
+                    reference=reference.strip(),
+                    category=category_value.value,
+                    action=action_value.value,
+                    issued=issued_date,
+                    effective_from=start,
+                    expires=end,
+                    document_url=document_url.strip(),
+                    status=OrderStatus.ACTIVE.value,
+                    all_jurisdictions=all_jurisdictions,
+                    created_at=now,
+                    log_index=None,
+                    rules_digest=digest,
+                    rule_count=count,
+                    revoked_reason=None,
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            order_id = int(pk[0])
+            self._insert_rules(conn, order_id, rule_list, progress)
+            order = repo.get_order(conn, order_id)
+            data = with_digest(entries.order_published(order, authority, (), now), digest, count)
+            index = append_entry(conn, data, now)
+            conn.execute(update(o).where(o.c.id == order_id).values(log_index=index))
+            order = repo.get_order(conn, order_id)
+        self._committed()
+        return order
+
+    @staticmethod
+    def _insert_rules(
+        conn: Connection,
+        order_id: int,
+        rules: Sequence[RuleSpec],
+        progress: ProgressCallback | None,
+    ) -> None:
+        """Insert rules in bulk inside the caller's transaction (no ORM object per rule).
+
+        SQLite gets the driver's ``executemany`` directly; PostgreSQL gets ``COPY``, the
+        fastest way in, on the same connection and so in the same transaction.
+        """
+        total = len(rules)
+        if progress is not None:
+            progress(0, total)
+        for start in range(0, total, INSERT_BATCH):
+            batch = [
+                (order_id, r.kind.value, r.value, r.action.value if r.action else None)
+                for r in rules[start : start + INSERT_BATCH]
+            ]
+            if conn.dialect.name == "postgresql":
+                driver = conn.connection.driver_connection
+                assert driver is not None
+                with (
+                    driver.cursor() as cur,
+                    cur.copy("COPY rules (order_id, kind, value, action) FROM STDIN") as copy,
+                ):
+                    for row in batch:
+                        copy.write_row(row)
+            else:
+                conn.exec_driver_sql(
+                    "INSERT INTO rules (order_id, kind, value, action) VALUES (?, ?, ?, ?)",
+                    batch,
+                )
+            if progress is not None:
+                progress(min(start + INSERT_BATCH, total), total)
+
+    def amend_order(
+        self,
+        order_id: int,
+        add: Iterable[RuleSpec] = (),
+        remove: Iterable[RuleSpec] = (),
+        reason: str = "",
+        actor_jurisdiction: str | None = None,
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> Order:
+        """Add and/or remove rules of an active order, logged as one ``order-amended`` entry.
+
+        Rules already present are not added again and absent ones are not removed; when
+        nothing changes no entry is written (re-importing the same list is idempotent).
+        """
+        add_list = unique_rules(add)
+        remove_keys = {(r.kind.value, r.value) for r in remove}
+        r = schema.rules
+        o = schema.orders
+        with self.store.write() as conn:
+            order = repo.get_order(conn, order_id)
+            authority = repo.get_authority(conn, order.authority_id)
+            self._check_scope(authority, actor_jurisdiction, "amend orders of")
+            if order.status is not OrderStatus.ACTIVE:
+                raise Conflict(f"order {order_id} is {order.status.value}; it cannot be amended")
+            existing: dict[tuple[str, str], str | None] = {
+                (kind, value): action
+                for kind, value, action in conn.execute(
+                    select(r.c.kind, r.c.value, r.c.action).where(r.c.order_id == order_id)
+                )
+            }
+            to_remove = [k for k in remove_keys if k in existing]
+            to_add = [
+                x
+                for x in add_list
+                if (x.kind.value, x.value) not in existing
+                and (x.kind.value, x.value) not in remove_keys
+            ]
+            if not to_remove and not to_add:
+                return order
+            if to_remove:
+                stmt = delete(r).where(
+                    and_(
+                        r.c.order_id == bindparam("oid"),
+                        r.c.kind == bindparam("k"),
+                        r.c.value == bindparam("v"),
+                    )
+                )
+                for start in range(0, len(to_remove), INSERT_BATCH):
+                    conn.execute(
+                        stmt,
+                        [
+                            {"oid": order_id, "k": k, "v": v}
+                            for k, v in to_remove[start : start + INSERT_BATCH]
+                        ],
+                    )
+            self._insert_rules(conn, order_id, to_add, progress)
+            for key in to_remove:
+                del existing[key]
+            final = [
+                RuleSpec(RuleKind(k), v, Action(a) if a else None) for (k, v), a in existing.items()
+            ]
+            final.extend(to_add)
+            digest, count = entries.rules_digest(final)
+            now = self.clock()
+            conn.execute(
+                update(o).where(o.c.id == order_id).values(rules_digest=digest, rule_count=count)
+            )
+            empty = entries.order_amended(
+                order, authority, (), len(to_add), len(to_remove), reason.strip(), now
+            )
+            data = with_digest(empty, digest, count)
+            append_entry(conn, data, now)
+            order = repo.get_order(conn, order_id)
+        self._committed()
+        return order
+
+    def revoke_order(
+        self, order_id: int, reason: str, actor_jurisdiction: str | None = None
+    ) -> Order:
+        """Withdraw an active order; its rules stop being enforced at the next snapshot."""
+        if not reason.strip():
+            raise StoreError("revoking an order needs a reason")
+        o = schema.orders
+        with self.store.write() as conn:
+            order = repo.get_order(conn, order_id)
+            authority = repo.get_authority(conn, order.authority_id)
+            self._check_scope(authority, actor_jurisdiction, "revoke orders of")
+            if order.status is not OrderStatus.ACTIVE:
+                raise Conflict(f"order {order_id} is already {order.status.value}")
+            now = self.clock()
+            conn.execute(
+                update(o)
+                .where(o.c.id == order_id)
+                .values(status=OrderStatus.REVOKED.value, revoked_reason=reason.strip())
+            )
+            append_entry(conn, entries.order_revoked(order_id, reason.strip(), now), now)
+            order = repo.get_order(conn, order_id)
+        self._committed()
+        return order
+
+    def expire_due(self, now: dt.datetime | None = None) -> list[int]:
+        """Mark active orders past their sunset as expired, one log entry each; their ids."""
+        at = now or self.clock()
+        o = schema.orders
+        with self.store.write() as conn:
+            due = list(
+                conn.execute(
+                    select(o.c.id)
+                    .where(
+                        and_(
+                            o.c.status == OrderStatus.ACTIVE.value,
+                            o.c.expires.is_not(None),
+                            o.c.expires <= at,
+                        )
+                    )
+                    .order_by(o.c.id)
+                ).scalars()
+            )
+            for order_id in due:
+                conn.execute(
+                    update(o).where(o.c.id == order_id).values(status=OrderStatus.EXPIRED.value)
+                )
+                append_entry(conn, entries.order_expired(order_id, at), at)
+        if due:
+            self._committed()
+        return [int(i) for i in due]
+
+    @staticmethod
+    def _check_scope(authority: Authority, actor_jurisdiction: str | None, verb: str) -> None:
+        if actor_jurisdiction is not None and authority.jurisdiction != actor_jurisdiction:
+            raise ScopeError(
+                f"an authority of {actor_jurisdiction!r} cannot {verb} "
+                f"{authority.jurisdiction!r} (authority {authority.id})"
+            )
+
+    # -- appeals ---------------------------------------------------------------------
+
+    def file_appeal(self, order_id: int, name: str, contact: str, reason: str) -> Appeal:
+        """File an appeal against a published order; the filing is a log entry."""
+        canonical = normalize_name(name)
+        if not contact.strip() or not reason.strip():
+            raise StoreError("an appeal needs a contact and a reason")
+        t = schema.appeals
+        with self.store.write() as conn:
+            order = repo.get_order(conn, order_id)
+            if order.log_index is None:
+                raise NotFound(f"no published order {order_id}")
+            now = self.clock()
+            result = conn.execute(
+                t.insert().values(
+                    order_id=order_id,
+                    name=canonical,
+                    contact=contact.strip(),
+                    reason=reason.strip(),
+                    status=AppealStatus.OPEN.value,
+                    decision="",
+                    filed_at=now,
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            appeal_id = int(pk[0])
+            data = entries.appeal_filed(appeal_id, order_id, canonical, reason.strip(), now)
+            index = append_entry(conn, data, now)
+            conn.execute(update(t).where(t.c.id == appeal_id).values(filed_log_index=index))
+            appeal = repo.get_appeal(conn, appeal_id)
+        self._committed()
+        return appeal
+
+    def decide_appeal(
+        self,
+        appeal_id: int,
+        outcome: AppealStatus | str,
+        explanation: str,
+        actor_jurisdiction: str | None = None,
+    ) -> Appeal:
+        """Decide an open appeal (``upheld`` or ``rejected``); the decision is a log entry."""
+        status = _enum(AppealStatus, outcome, "appeal outcome")
+        if status is AppealStatus.OPEN:
+            raise StoreError("an appeal is decided as upheld or rejected")
+        if not explanation.strip():
+            raise StoreError("a decision needs an explanation")
+        t = schema.appeals
+        with self.store.write() as conn:
+            appeal = repo.get_appeal(conn, appeal_id)
+            order = repo.get_order(conn, appeal.order_id)
+            authority = repo.get_authority(conn, order.authority_id)
+            self._check_scope(authority, actor_jurisdiction, "decide appeals against")
+            if appeal.status is not AppealStatus.OPEN:
+                raise Conflict(f"appeal {appeal_id} is already {appeal.status.value}")
+            now = self.clock()
+            data = entries.appeal_decided(
+                appeal_id, appeal.order_id, status.value, explanation.strip(), now
+            )
+            index = append_entry(conn, data, now)
+            conn.execute(
+                update(t)
+                .where(t.c.id == appeal_id)
+                .values(
+                    status=status.value,
+                    decision=explanation.strip(),
+                    decided_at=now,
+                    decided_log_index=index,
+                )
+            )
+            appeal = repo.get_appeal(conn, appeal_id)
+        self._committed()
+        return appeal
+
+    # -- subscriptions and tokens (not policy changes: no log entry) -------------------
+
+    def add_subscription(
+        self,
+        order_id: int,
+        source: str,
+        format: str = "auto",
+        refresh_seconds: int = 86_400,
+        actor_jurisdiction: str | None = None,
+    ) -> Subscription:
+        """Subscribe an order to a list file or URL; refreshes import via ``amend_order``."""
+        if refresh_seconds < 60:
+            raise StoreError("refresh interval must be at least 60 seconds")
+        t = schema.subscriptions
+        with self.store.write() as conn:
+            order = repo.get_order(conn, order_id)
+            self._check_scope(
+                repo.get_authority(conn, order.authority_id), actor_jurisdiction, "subscribe"
+            )
+            result = conn.execute(
+                t.insert().values(
+                    order_id=order_id,
+                    source=source.strip(),
+                    format=format,
+                    refresh_seconds=refresh_seconds,
+                    last_status="",
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            row = conn.execute(select(t).where(t.c.id == int(pk[0]))).one()
+            return repo.subscription_from_row(row)
+
+    def record_refresh(
+        self, subscription_id: int, status: str, at: dt.datetime | None = None
+    ) -> None:
+        """Record the outcome of a subscription refresh."""
+        t = schema.subscriptions
+        with self.store.write() as conn:
+            result = conn.execute(
+                update(t)
+                .where(t.c.id == subscription_id)
+                .values(last_refresh=at or self.clock(), last_status=status)
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no subscription {subscription_id}")
+
+    def create_token(
+        self, role: TokenRole | str, authority_id: int | None = None, label: str = ""
+    ) -> tuple[ApiToken, str]:
+        """Create an API token; returns its record and the secret (shown once, stored hashed)."""
+        role_value: TokenRole = _enum(TokenRole, role, "token role")
+        if (role_value is TokenRole.AUTHORITY) != (authority_id is not None):
+            raise StoreError("an authority token needs --authority; other roles take none")
+        secret = "cw_" + secrets.token_urlsafe(32)
+        t = schema.api_tokens
+        with self.store.write() as conn:
+            if authority_id is not None:
+                repo.get_authority(conn, authority_id)
+            result = conn.execute(
+                t.insert().values(
+                    token_hash=token_hash(secret),
+                    role=role_value.value,
+                    authority_id=authority_id,
+                    label=label,
+                    created_at=self.clock(),
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            row = conn.execute(select(t).where(t.c.id == int(pk[0]))).one()
+            return repo.token_from_row(row), secret
+
+    def find_token(self, secret: str) -> ApiToken | None:
+        """The active token whose secret this is, or None (lookup by SHA-256 of the secret)."""
+        t = schema.api_tokens
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(t).where(
+                    and_(t.c.token_hash == token_hash(secret), t.c.revoked_at.is_(None))
+                )
+            ).first()
+        return None if row is None else repo.token_from_row(row)
+
+    def revoke_token(self, token_id: int) -> None:
+        """Revoke a token; it stops authenticating immediately."""
+        t = schema.api_tokens
+        with self.store.write() as conn:
+            result = conn.execute(
+                update(t)
+                .where(and_(t.c.id == token_id, t.c.revoked_at.is_(None)))
+                .values(revoked_at=self.clock())
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no active token {token_id}")
+
+    # -- reads -----------------------------------------------------------------------
+
+    def jurisdictions(self) -> list[Jurisdiction]:
+        """Every jurisdiction, by code."""
+        with self.store.read() as conn:
+            return repo.list_jurisdictions(conn)
+
+    def jurisdiction(self, code: str) -> Jurisdiction:
+        """One jurisdiction; NotFound if absent."""
+        with self.store.read() as conn:
+            return repo.get_jurisdiction(conn, code.strip().lower())
+
+    def authorities(self, jurisdiction: str | None = None) -> list[Authority]:
+        """Authorities by id, optionally of one jurisdiction."""
+        with self.store.read() as conn:
+            return repo.list_authorities(conn, jurisdiction)
+
+    def authority(self, authority_id: int) -> Authority:
+        """One authority; NotFound if absent."""
+        with self.store.read() as conn:
+            return repo.get_authority(conn, authority_id)
+
+    def orders(
+        self,
+        *,
+        authority_id: int | None = None,
+        jurisdiction: str | None = None,
+        status: OrderStatus | None = None,
+    ) -> list[Order]:
+        """Orders by id, filtered by authority, jurisdiction and/or status."""
+        with self.store.read() as conn:
+            return repo.list_orders(
+                conn, authority_id=authority_id, jurisdiction=jurisdiction, status=status
+            )
+
+    def order(self, order_id: int) -> Order:
+        """One order; NotFound if absent."""
+        with self.store.read() as conn:
+            return repo.get_order(conn, order_id)
+
+    def order_rules(self, order_id: int) -> tuple[RuleSpec, ...]:
+        """The rules of one order, sorted by kind then value."""
+        with self.store.read() as conn:
+            repo.get_order(conn, order_id)
+            return repo.order_rules(conn, order_id)
+
+    def compiled_order(self, order_id: int) -> CompiledOrder:
+        """One order with its authority and rules."""
+        with self.store.read() as conn:
+            return repo.compiled_order(conn, order_id)
+
+    def order_revoked_reason(self, order_id: int) -> str | None:
+        """Why an order was revoked, if it was."""
+        o = schema.orders
+        with self.store.read() as conn:
+            row = conn.execute(select(o.c.revoked_reason).where(o.c.id == order_id)).first()
+        if row is None:
+            raise NotFound(f"no order {order_id}")
+        return row.revoked_reason  # type: ignore[no-any-return]
+
+    def appeals(self, order_id: int | None = None) -> list[Appeal]:
+        """Appeals by id, optionally of one order."""
+        with self.store.read() as conn:
+            return repo.list_appeals(conn, order_id)
+
+    def appeal(self, appeal_id: int) -> Appeal:
+        """One appeal; NotFound if absent."""
+        with self.store.read() as conn:
+            return repo.get_appeal(conn, appeal_id)
+
+    def subscriptions(self, order_id: int | None = None) -> list[Subscription]:
+        """Subscriptions by id, optionally of one order."""
+        with self.store.read() as conn:
+            return repo.list_subscriptions(conn, order_id)
+
+
+def token_hash(secret: str) -> str:
+    """The stored form of an API token: hex SHA-256 (tokens are 256-bit random)."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
