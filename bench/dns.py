@@ -47,6 +47,7 @@ RESULTS = ROOT / "bench" / "results" / "dns-latest.json"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 INSTALL_SCRIPT = ROOT / "scripts" / "install-bench-deps.sh"
 VENV_BIN = ROOT / ".venv" / "bin"
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "clearwall-bench"
 
 ALL_SERVERS = ("clearwall", "unbound", "pdns-recursor", "knot-resolver", "dnsmasq")
 ANCHOR_NAMES = ALL_SERVERS[1:]
@@ -76,8 +77,19 @@ REAL_LISTS = (
 )
 SYNTHETIC_TLDS = ("com", "net", "org", "info", "xyz", "top", "ru", "de", "io", "cn")
 RESERVED_TLDS = frozenset(
-    {"localhost", "local", "test", "invalid", "onion", "arpa", "example", "home", "lan",
-     "internal", "cwbench"}
+    {
+        "localhost",
+        "local",
+        "test",
+        "invalid",
+        "onion",
+        "arpa",
+        "example",
+        "home",
+        "lan",
+        "internal",
+        "cwbench",
+    }
 )
 LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 NAME_RE = re.compile(rf"^(?:{LABEL}\.)+{LABEL}$")
@@ -194,9 +206,7 @@ def write_zone(path: Path) -> None:
         "ns IN A 127.0.0.1",
     ]
     hits = (f"{hit_name(i)} IN A 198.18.{i // 256}.{i % 256}" for i in range(HIT_NAMES))
-    misses = (
-        f"{miss_name(i)} IN A 198.19.{i // 256 % 256}.{i % 256}" for i in range(MISS_NAMES)
-    )
+    misses = (f"{miss_name(i)} IN A 198.19.{i // 256 % 256}.{i % 256}" for i in range(MISS_NAMES))
     write_lines(path, [*header, *hits, *misses])
 
 
@@ -468,16 +478,28 @@ def parse_dnsperf(workload: str, text: str) -> WorkloadResult:
 def dnsperf(port: int, queries: Path, duration: float, once: bool) -> str:
     """Run dnsperf on the client core at full rate; return its output."""
     argv = [
-        "taskset", "-c", CLIENT_CORE, "dnsperf",
-        "-s", "127.0.0.1", "-p", str(port), "-d", str(queries),
-        "-l", str(duration), "-c", str(DNSPERF_CLIENTS), "-q", str(DNSPERF_OUTSTANDING),
-        "-t", str(DNSPERF_TIMEOUT_S),
-    ]  # fmt: skip
+        "taskset",
+        "-c",
+        CLIENT_CORE,
+        "dnsperf",
+        "-s",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-d",
+        str(queries),
+        "-l",
+        str(duration),
+        "-c",
+        str(DNSPERF_CLIENTS),
+        "-q",
+        str(DNSPERF_OUTSTANDING),
+        "-t",
+        str(DNSPERF_TIMEOUT_S),
+    ]
     if once:
         argv += ["-n", "1"]
-    done = subprocess.run(
-        argv, capture_output=True, text=True, timeout=duration + 60, check=False
-    )
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"dnsperf failed: {done.stderr.strip()[-300:]}")
     return done.stdout
@@ -541,16 +563,21 @@ def version_of(argv: list[str]) -> str:
 
 def launch_unbound(ds: Dataset, work: Path, port: int, upstream: int, workers: int) -> Launch:
     """Unbound: local-zone always_nxdomain blocklist, checked by unbound-checkconf."""
-    conf = render("unbound.conf", work / "unbound.conf", port=port,
-                  upstream_port=upstream, workdir=work, blocklist=ds.unbound)  # fmt: skip
+    conf = render(
+        "unbound.conf",
+        work / "unbound.conf",
+        port=port,
+        upstream_port=upstream,
+        workdir=work,
+        blocklist=ds.unbound,
+    )
     run_checked(["unbound-checkconf", str(conf)])
     return Launch(["unbound", "-d", "-c", str(conf)], version_of(["unbound", "-V"]))
 
 
 def launch_pdns(ds: Dataset, work: Path, port: int, upstream: int, workers: int) -> Launch:
     """PowerDNS Recursor: RPZ file from the Lua config."""
-    render("recursor.conf", work / "recursor.conf", port=port, upstream_port=upstream,
-           workdir=work)  # fmt: skip
+    render("recursor.conf", work / "recursor.conf", port=port, upstream_port=upstream, workdir=work)
     render("recursor.lua", work / "recursor.lua", rpz=ds.rpz)
     argv = ["pdns_recursor", f"--config-dir={work}"]
     run_checked([*argv, "--config=check"], timeout=60)
@@ -559,8 +586,14 @@ def launch_pdns(ds: Dataset, work: Path, port: int, upstream: int, workers: int)
 
 def launch_kresd(ds: Dataset, work: Path, port: int, upstream: int, workers: int) -> Launch:
     """Knot Resolver: policy.rpz with the RPZ file, STUB to nsd."""
-    conf = render("kresd.conf", work / "kresd.conf", port=port, upstream_port=upstream,
-                  workdir=work, rpz=ds.rpz)  # fmt: skip
+    conf = render(
+        "kresd.conf",
+        work / "kresd.conf",
+        port=port,
+        upstream_port=upstream,
+        workdir=work,
+        rpz=ds.rpz,
+    )
     rundir = work / "kresd-run"
     rundir.mkdir(exist_ok=True)
     argv = ["kresd", "--noninteractive", "-c", str(conf), str(rundir)]
@@ -569,8 +602,13 @@ def launch_kresd(ds: Dataset, work: Path, port: int, upstream: int, workers: int
 
 def launch_dnsmasq(ds: Dataset, work: Path, port: int, upstream: int, workers: int) -> Launch:
     """dnsmasq: address=/name/ lines, checked by ``dnsmasq --test``."""
-    conf = render("dnsmasq.conf", work / "dnsmasq.conf", port=port, upstream_port=upstream,
-                  blocklist=ds.dnsmasq)  # fmt: skip
+    conf = render(
+        "dnsmasq.conf",
+        work / "dnsmasq.conf",
+        port=port,
+        upstream_port=upstream,
+        blocklist=ds.dnsmasq,
+    )
     run_checked(["dnsmasq", "--test", f"--conf-file={conf}"], timeout=300)
     return Launch(["dnsmasq", f"--conf-file={conf}"], version_of(["dnsmasq", "--version"]))
 
@@ -596,8 +634,18 @@ def launch_clearwall(ds: Dataset, work: Path, port: int, upstream: int, workers:
     for step in clearwall_policy_steps(db, ds):
         run_checked([*cw, *step], timeout=1800, cwd=work)
     setup_s = time.monotonic() - started
-    argv = [*cw, "serve", "--dns", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{upstream}",
-            "--db", db, "--workers", str(workers)]  # fmt: skip
+    argv = [
+        *cw,
+        "serve",
+        "--dns",
+        f"127.0.0.1:{port}",
+        "--upstream",
+        f"127.0.0.1:{upstream}",
+        "--db",
+        db,
+        "--workers",
+        str(workers),
+    ]
     return Launch(argv, version_of([*cw, "--version"]) or git_head(), round(setup_s, 1))
 
 
@@ -606,13 +654,38 @@ def clearwall_policy_steps(db: str, ds: Dataset) -> list[list[str]]:
     return [
         ["init", "--db", db],
         ["jurisdictions", "add", "bench", "--name", "Benchmark", "--db", db],
-        ["authorities", "add", "bench-operator", "--jurisdiction", "bench",
-         "--name", "Benchmark operator", "--db", db],
-        ["orders", "add", "--authority", "bench-operator", "--title", "Benchmark blocklist",
-         "--basis", "operator security policy", "--reference", "BENCH-1",
-         "--category", "security", "--rules", str(ds.domains), "--format", "domains",
-         "--db", db],
-    ]  # fmt: skip
+        [
+            "authorities",
+            "add",
+            "bench-operator",
+            "--jurisdiction",
+            "bench",
+            "--name",
+            "Benchmark operator",
+            "--db",
+            db,
+        ],
+        [
+            "orders",
+            "add",
+            "--authority",
+            "bench-operator",
+            "--title",
+            "Benchmark blocklist",
+            "--basis",
+            "operator security policy",
+            "--reference",
+            "BENCH-1",
+            "--category",
+            "security",
+            "--rules",
+            str(ds.domains),
+            "--format",
+            "domains",
+            "--db",
+            db,
+        ],
+    ]
 
 
 LAUNCHERS = {
@@ -629,8 +702,11 @@ def git_head() -> str:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         return subprocess.run(
             ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=False,
-        ).stdout.strip()  # fmt: skip
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        ).stdout.strip()
     return ""
 
 
@@ -659,8 +735,10 @@ def bench_server(
         for workload in WORKLOADS:
             res = measure(proc, port, ds, workload, duration)
             result.workloads[workload] = res
-            log(f"{label}: {workload}: {res.completed:,} answered, {res.lost} lost, "
-                f"{res.qps_per_cpu:,.0f} q/CPU-s {res.rcodes} {res.error or ''}")  # fmt: skip
+            log(
+                f"{label}: {workload}: {res.completed:,} answered, {res.lost} lost, "
+                f"{res.qps_per_cpu:,.0f} q/CPU-s {res.rcodes} {res.error or ''}"
+            )
         rss, pss = tree_memory_mib(proc.pid)
         result.rss_mib, result.pss_mib = round(rss, 1), round(pss, 1)
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
@@ -688,8 +766,9 @@ def start_nsd(ds: Dataset, run_dir: Path) -> Proc:
     """The shared upstream: nsd on the client core, serving every allowed name."""
     work = run_dir / "nsd"
     work.mkdir()
-    conf = render("nsd.conf", work / "nsd.conf", port=NSD_PORT, workdir=work, zone=ZONE,
-                  zonefile=ds.zonefile)  # fmt: skip
+    conf = render(
+        "nsd.conf", work / "nsd.conf", port=NSD_PORT, workdir=work, zone=ZONE, zonefile=ds.zonefile
+    )
     run_checked(["nsd-checkconf", str(conf)])
     run_checked(["nsd-checkzone", ZONE, str(ds.zonefile)], timeout=300)
     proc = Proc("nsd", ["nsd", "-d", "-c", str(conf)], work / "nsd.out", CLIENT_CORE)
@@ -761,32 +840,65 @@ def print_tables(results: list[ServerResult], report: dict[str, Any]) -> None:
 
     console = Console(width=max(140, shutil.get_terminal_size().columns))
     meta = report["meta"]
-    summary = Table(title=f"DNS benchmark: {meta['rules']:,} rules, {meta['duration_s']} s "
-                    "per workload, queries per server-CPU-second")  # fmt: skip
-    for col in ("server", "hit", "blocked", "miss", "lost", "ready s", "RSS MiB", "blocks",
-                "error"):
+    summary = Table(
+        title=f"DNS benchmark: {meta['rules']:,} rules, {meta['duration_s']} s "
+        "per workload, queries per server-CPU-second"
+    )
+    for col in (
+        "server",
+        "hit",
+        "blocked",
+        "miss",
+        "lost",
+        "ready s",
+        "RSS MiB",
+        "blocks",
+        "error",
+    ):
         summary.add_column(col, justify="left" if col in ("server", "error") else "right")
     for r in results:
         lost = sum(w.lost for w in r.workloads.values())
         summary.add_row(
-            r.label, *(fmt_k(qpc(r, w)) for w in WORKLOADS), str(lost) if r.workloads else "—",
-            f"{r.ready_s:.2f}" if r.ready_s else "—", f"{r.rss_mib:,.0f}" if r.rss_mib else "—",
-            "yes" if r.blocks_correctly else "no", (r.error or "")[:60],
-        )  # fmt: skip
+            r.label,
+            *(fmt_k(qpc(r, w)) for w in WORKLOADS),
+            str(lost) if r.workloads else "—",
+            f"{r.ready_s:.2f}" if r.ready_s else "—",
+            f"{r.rss_mib:,.0f}" if r.rss_mib else "—",
+            "yes" if r.blocks_correctly else "no",
+            (r.error or "")[:60],
+        )
     console.print(summary)
 
     detail = Table(title="Per workload")
-    for col in ("server", "workload", "answered", "lost", "wall q/s", "CPU s", "q/CPU-s",
-                "avg ms", "max ms", "rcodes"):
-        detail.add_column(col, justify="left" if col in ("server", "workload", "rcodes")
-                          else "right")  # fmt: skip
+    for col in (
+        "server",
+        "workload",
+        "answered",
+        "lost",
+        "wall q/s",
+        "CPU s",
+        "q/CPU-s",
+        "avg ms",
+        "max ms",
+        "rcodes",
+    ):
+        detail.add_column(
+            col, justify="left" if col in ("server", "workload", "rcodes") else "right"
+        )
     for r in results:
         for w in r.workloads.values():
             detail.add_row(
-                r.label, w.workload, f"{w.completed:,}", str(w.lost), f"{w.wall_qps:,.0f}",
-                f"{w.server_cpu_s:.2f}", fmt_k(w.qps_per_cpu), f"{w.avg_latency_ms:.3f}",
-                f"{w.max_latency_ms:.1f}", " ".join(f"{k}:{v}" for k, v in w.rcodes.items()),
-            )  # fmt: skip
+                r.label,
+                w.workload,
+                f"{w.completed:,}",
+                str(w.lost),
+                f"{w.wall_qps:,.0f}",
+                f"{w.server_cpu_s:.2f}",
+                fmt_k(w.qps_per_cpu),
+                f"{w.avg_latency_ms:.3f}",
+                f"{w.max_latency_ms:.1f}",
+                " ".join(f"{k}:{v}" for k, v in w.rcodes.items()),
+            )
     console.print(detail)
 
     if report["ratios"]:
@@ -798,6 +910,32 @@ def print_tables(results: list[ServerResult], report: dict[str, Any]) -> None:
         console.print(rt)
     for key, value in report["workers"].items():
         console.print(f"clearwall workers {key}: {value}")
+    console.print(f"command: {report['meta']['command']}")
+
+
+def markdown_summary(results: list[ServerResult], report: dict[str, Any]) -> str:
+    """The summary and ratio tables as Markdown, for bench/README.md."""
+    lines = [
+        "| server | hit q/CPU-s | blocked q/CPU-s | miss q/CPU-s | lost | avg ms hit/blocked/miss"
+        " | max ms | ready s | RSS MiB | blocks | error |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
+    ]
+    for r in results:
+        ws = [r.workloads.get(w) for w in WORKLOADS]
+        avg = "/".join(f"{w.avg_latency_ms:.2f}" if w else "—" for w in ws)
+        mx = max((w.max_latency_ms for w in ws if w), default=0.0)
+        lost = sum(w.lost for w in ws if w)
+        lines.append(
+            f"| {r.label} | {' | '.join(fmt_k(qpc(r, w)) for w in WORKLOADS)} | {lost} | {avg}"
+            f" | {mx:.1f} | {r.ready_s:.2f} | {r.rss_mib:,.0f} |"
+            f" {'yes' if r.blocks_correctly else 'no'} | {(r.error or '')[:80]} |"
+        )
+    if report["ratios"]:
+        lines += ["", "| clearwall ÷ | hit | blocked | miss | RSS |", "|---|--:|--:|--:|--:|"]
+        for anchor, row in report["ratios"].items():
+            cells = " | ".join(fmt_ratio(row[k]) for k in (*WORKLOADS, "rss"))
+            lines.append(f"| {anchor} | {cells} |")
+    return "\n".join(lines)
 
 
 def build_report(results: list[ServerResult], args: argparse.Namespace) -> dict[str, Any]:
@@ -833,17 +971,29 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--rules", type=int, default=None, help="blocklist size (default 1000000)")
     p.add_argument("--duration", type=float, default=None, help="seconds per workload (10)")
-    p.add_argument("--servers", default=",".join(ALL_SERVERS),
-                   help=f"comma-separated subset of {','.join(ALL_SERVERS)}")  # fmt: skip
+    p.add_argument(
+        "--servers",
+        default=",".join(ALL_SERVERS),
+        help=f"comma-separated subset of {','.join(ALL_SERVERS)}",
+    )
     p.add_argument("--workers", default="1,2", help="clearwall worker counts to run (1,2)")
-    p.add_argument("--quick", action="store_true",
-                   help="100k rules, 3 s per workload: proves the harness")  # fmt: skip
-    p.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "clearwall-bench",
-                   help="where generated data is kept between runs")  # fmt: skip
+    p.add_argument(
+        "--quick", action="store_true", help="100k rules, 3 s per workload: proves the harness"
+    )
+    p.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=DEFAULT_CACHE,
+        help="where generated data is kept between runs",
+    )
     p.add_argument("--output", type=Path, default=RESULTS, help="JSON result file")
+    p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
     p.add_argument("--no-install", action="store_true", help="skip scripts/install-bench-deps.sh")
-    p.add_argument("--no-netns", action="store_true",
-                   help="do not isolate the run in a private network/PID namespace")  # fmt: skip
+    p.add_argument(
+        "--no-netns",
+        action="store_true",
+        help="do not isolate the run in a private network/PID namespace",
+    )
     p.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--command-line", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -865,8 +1015,14 @@ def reexec_isolated(argv: Sequence[str], command_line: str) -> int:
     When the namespace's first process (this program) ends, the kernel kills every
     process left in it, so no server can outlive the run.
     """
-    inner = [sys.executable, str(Path(__file__).resolve()), *argv, "--in-netns",
-             "--command-line", command_line]  # fmt: skip
+    inner = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *argv,
+        "--in-netns",
+        "--command-line",
+        command_line,
+    ]
     cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child", "--", *inner]
     try:
         return subprocess.call(cmd)
@@ -888,8 +1044,12 @@ def can_isolate() -> bool:
     """True when unshare can make network and PID namespaces here."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         return False
-    probe = subprocess.run(["unshare", "--net", "--pid", "--fork", "--mount-proc", "true"],
-                           capture_output=True, timeout=10, check=False)  # fmt: skip
+    probe = subprocess.run(
+        ["unshare", "--net", "--pid", "--fork", "--mount-proc", "true"],
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
     return probe.returncode == 0
 
 
@@ -917,6 +1077,8 @@ def run(args: argparse.Namespace) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print_tables(results, report)
+    if args.markdown:
+        print(markdown_summary(results, report))
     log(f"wrote {args.output}")
     return 0
 
