@@ -1,0 +1,94 @@
+"""Answer kinds: what every handler returns, with its kind, reason and deciding order.
+
+One table (``KIND_DECISION``) names each kind for metrics and logs; the rcode and EDE
+of a block come from the order's action and basis (``RCODE_FOR_ACTION``, ``model.ede_for``).
+"""
+
+from __future__ import annotations
+
+import enum
+
+from clearwall.dnsserver import wire
+from clearwall.model import Action, Verdict
+
+
+class AnswerKind(enum.Enum):
+    """What sort of answer a handler produced."""
+
+    FORWARDED = "forwarded"  # fresh from an upstream (after response policy)
+    CACHED = "cached"  # served from the answer cache
+    STALE = "stale"  # served past expiry because every upstream failed (RFC 8767)
+    BLOCKED = "blocked"  # a policy order withholds the name or an answer address
+    REFUSED = "refused"  # the client is not allowed to use this server (ACL)
+    DROPPED = "dropped"  # rate limited: no reply at all
+    TRUNCATED = "truncated"  # rate limited: TC reply so a real client retries over TCP
+    MINIMAL = "minimal"  # synthesized minimal reply (RFC 8482 ANY)
+    FAILED = "failed"  # no upstream gave a usable answer: SERVFAIL
+
+
+KIND_DECISION: dict[AnswerKind, str] = {
+    AnswerKind.FORWARDED: "allow",
+    AnswerKind.CACHED: "allow",
+    AnswerKind.STALE: "allow",
+    AnswerKind.BLOCKED: "block",
+    AnswerKind.REFUSED: "refuse",
+    AnswerKind.DROPPED: "ratelimit",
+    AnswerKind.TRUNCATED: "ratelimit",
+    AnswerKind.MINIMAL: "allow",
+    AnswerKind.FAILED: "fail",
+}
+"""The metric/log label of each kind."""
+
+RCODE_FOR_ACTION: dict[Action, int] = {
+    Action.NXDOMAIN: wire.NXDOMAIN,
+    Action.NODATA: wire.NOERROR,
+    Action.REFUSED: wire.REFUSED,
+    Action.SINKHOLE: wire.NOERROR,
+}
+"""The rcode of a block answer, by the order's action."""
+
+
+class Answer:
+    """One handler's answer; immutable by convention once returned (caches share it).
+
+    ``body`` is a complete reply message for kinds that carry one (forwarded, cached,
+    stale): its ID and question case are replaced by the client's when rendered, so the
+    question must have the query's length. Block, refusal, failure and minimal answers
+    carry no body; the responder renders them from ``verdict``/``kind``.
+    """
+
+    __slots__ = ("body", "kind", "lifetime", "reason", "scan", "verdict")
+
+    def __init__(
+        self,
+        kind: AnswerKind,
+        body: bytes | None = None,
+        verdict: Verdict | None = None,
+        reason: str = "",
+        lifetime: int = -1,
+        scan: wire.ReplyScan | None = None,
+    ) -> None:
+        self.kind = kind
+        self.body = body
+        self.verdict = verdict
+        self.reason = reason
+        self.lifetime = lifetime  # seconds the answer may be cached; -1 = never
+        self.scan = scan  # the body's record scan (TTL offsets, CNAMEs, addresses)
+
+    @property
+    def order_id(self) -> int | None:
+        """The deciding order's id for blocks, else None."""
+        if self.verdict is not None and self.verdict.citations:
+            return self.verdict.citations[0].order.id
+        return None
+
+    def __repr__(self) -> str:
+        return f"Answer({self.kind.value}, order={self.order_id}, reason={self.reason!r})"
+
+
+DROP = Answer(AnswerKind.DROPPED, reason="rate limited")
+"""The shared answer that sends nothing."""
+FAILED = Answer(AnswerKind.FAILED, reason="no upstream answered")
+"""The shared answer when every upstream failed (SERVFAIL, EDE 22)."""
+MINIMAL_ANY = Answer(AnswerKind.MINIMAL, reason="RFC 8482 minimal ANY answer")
+"""The shared RFC 8482 answer to ANY queries."""

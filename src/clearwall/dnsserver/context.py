@@ -1,0 +1,83 @@
+"""The per-query context: raw packet, parsed question/EDNS facts, and what handlers learn.
+
+A context belongs to one query and is never shared, so handlers may set its fields
+(``jurisdiction``, ``reply``); the full message is parsed with dnspython only by a
+handler that truly needs it, never on the hot path.
+"""
+
+from __future__ import annotations
+
+from clearwall.dnsserver import wire
+
+OUR_UDP_PAYLOAD = 1232
+"""The largest UDP reply we send, whatever the client offers (DNS flag day 2020)."""
+
+
+class Context:
+    """One query in flight: ``data`` is the raw query, ``q`` its parsed question.
+
+    ``host`` is the client address as text (never logged by default); ``tcp`` says which
+    listener received it, deciding whether replies may be truncated.
+    """
+
+    __slots__ = ("_key", "_qname", "data", "host", "jurisdiction", "port", "q", "reply", "tcp")
+
+    def __init__(self, data: bytes, host: str, port: int, tcp: bool, q: wire.Question) -> None:
+        self.data = data
+        self.host = host
+        self.port = port
+        self.tcp = tcp
+        self.q = q
+        self.jurisdiction = ""  # set by the jurisdiction handler; "" = no jurisdiction
+        self.reply: bytes | None = None  # set by the responder; None = send nothing
+        self._qname: str | None = None
+        self._key: tuple[bytes, int, str] | None = None
+
+    @property
+    def qname(self) -> str:
+        """The question name as canonical text (lowercase, no trailing dot), decoded lazily."""
+        name = self._qname
+        if name is None:
+            name = self._qname = wire.read_name(self.data, 12)[0]
+        return name
+
+    @property
+    def name_wire(self) -> bytes:
+        """The question name in wire form, lowercased (ASCII only, RFC 4343)."""
+        return self.data[12 : self.q.name_end].lower()
+
+    @property
+    def flag_bits(self) -> int:
+        """The query bits that change an upstream answer: RD, CD, DO, EDNS presence."""
+        q = self.q
+        data = self.data
+        return (
+            (data[2] & wire.RD)
+            | (data[3] & wire.CD)
+            | (0x100 if q.do else 0)
+            | (0x200 if q.edns else 0)
+        )
+
+    @property
+    def cache_key(self) -> tuple[bytes, int, str]:
+        """(lowercase question wire incl. type/class, flag bits, jurisdiction view)."""
+        key = self._key
+        if key is None:
+            data = self.data
+            q = self.q
+            key = self._key = (
+                data[12 : q.name_end].lower() + data[q.name_end : q.name_end + 4],
+                self.flag_bits,
+                self.jurisdiction,
+            )
+        return key
+
+    @property
+    def limit(self) -> int:
+        """The largest reply this client can take on this transport."""
+        if self.tcp:
+            return wire.MAX_UDP
+        q = self.q
+        if q.edns:
+            return min(q.payload, OUR_UDP_PAYLOAD) if q.payload > wire.MIN_UDP else wire.MIN_UDP
+        return wire.MIN_UDP

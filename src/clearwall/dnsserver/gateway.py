@@ -1,0 +1,64 @@
+"""Assembles one data-plane process: policy holder, handler chain, listeners, metrics."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from clearwall.config import DNSConfig, HostPort
+from clearwall.dnsserver.handlers import build_chain, describe
+from clearwall.dnsserver.handlers.base import Handler, Services, UpstreamTransport
+from clearwall.dnsserver.metrics import DNSMetrics
+from clearwall.dnsserver.policy import PolicyHolder, PolicyView
+from clearwall.dnsserver.server import DNSServer, SocketTransport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Gateway:
+    """A built data plane; ``start``/``stop`` run its listeners."""
+
+    config: DNSConfig
+    policy: PolicyHolder
+    metrics: DNSMetrics
+    chain: Handler
+    handlers: list[str]
+    server: DNSServer
+
+    async def start(self, listen: tuple[HostPort, ...] | None = None) -> None:
+        """Bind every listener."""
+        await self.server.start(listen)
+        log.info("DNS chain: %s", describe(self.handlers))
+        for host, port in self.server.addresses:
+            log.info("DNS listening on %s (UDP and TCP)", HostPort(host, port))
+
+    async def stop(self) -> None:
+        """Stop listening and let in-flight queries finish."""
+        await self.server.stop()
+
+    def swap(self, policy: PolicyView) -> None:
+        """Enforce a new policy snapshot from the next query on."""
+        self.policy.swap(policy)
+        self.metrics.policy_version = policy.version
+        self.metrics.policy_swaps += 1
+
+
+def build_gateway(
+    config: DNSConfig,
+    policy: PolicyView | None = None,
+    *,
+    transport: UpstreamTransport | None = None,
+    metrics: DNSMetrics | None = None,
+    reuse_port: bool = False,
+) -> Gateway:
+    """Build the chain and listeners for ``config`` (nothing is bound yet)."""
+    holder = PolicyHolder() if policy is None else PolicyHolder(policy)
+    metrics = metrics or DNSMetrics()
+    metrics.policy_version = holder.current.version
+    services = Services(
+        config=config, policy=holder, metrics=metrics, transport=transport or SocketTransport()
+    )
+    chain, names = build_chain(services)
+    server = DNSServer(config, chain, metrics, reuse_port=reuse_port)
+    return Gateway(config, holder, metrics, chain, names, server)

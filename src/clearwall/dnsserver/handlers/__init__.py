@@ -1,0 +1,66 @@
+"""The DNS handler chain: its order, declared once, and how it is built.
+
+``CHAIN`` lists the handlers outermost first. Each is built once with the next one
+(innermost first); a factory returning ``None`` (disabled by config) is left out of
+the built chain, and ``describe`` gives the built order for the start-up log.
+"""
+
+from __future__ import annotations
+
+from clearwall.dnsserver.handlers import (
+    acl,
+    cache,
+    jurisdiction,
+    minimal_any,
+    query_policy,
+    ratelimit,
+    responder,
+    response_policy,
+    upstream,
+)
+from clearwall.dnsserver.handlers.base import Factory, Handler, Services
+
+CHAIN: tuple[tuple[str, Factory], ...] = (
+    # Outermost: renders every answer below it (refusals, blocks, cache hits, upstream
+    # data) into bytes the same way, and counts it.
+    ("responder", responder.build),
+    # Before anything costs work: outsiders get REFUSED + EDE 18 (no open resolver).
+    ("acl", acl.build),
+    # Admitted clients are still capped per prefix before cache or upstream work.
+    ("ratelimit", ratelimit.build),
+    # Everything below depends on whose orders apply (and the cache is keyed by it).
+    ("jurisdiction", jurisdiction.build),
+    # Holds policy-applied answers per jurisdiction and policy version, so a hit skips
+    # the matcher and the upstream; misses go on and the result is stored.
+    ("cache", cache.build),
+    # Name-based blocks answer without asking upstream.
+    ("query_policy", query_policy.build),
+    # ANY is answered minimally (RFC 8482) rather than forwarded for amplification.
+    ("minimal_any", minimal_any.build),
+    # Checks CNAME targets and addresses of what the upstream returns, before caching.
+    ("response_policy", response_policy.build),
+    # Terminal: forwards to the upstream resolvers.
+    ("upstream", upstream.build),
+)
+
+
+def build_chain(
+    services: Services, chain: tuple[tuple[str, Factory], ...] = CHAIN
+) -> tuple[Handler, list[str]]:
+    """Build the chain innermost first; return its entry and the names of built handlers."""
+    next_handler: Handler | None = None
+    built: list[str] = []
+    for name, factory in reversed(chain):
+        handler = factory(services, next_handler)
+        if handler is not None:
+            next_handler = handler
+            built.append(name)
+    if next_handler is None:
+        raise ValueError("the DNS chain is empty")
+    built.reverse()
+    return next_handler, built
+
+
+def describe(built: list[str]) -> str:
+    """The built chain for the start-up log, e.g. ``responder → acl → … → upstream``."""
+    return " → ".join(built)

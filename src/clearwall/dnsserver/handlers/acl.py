@@ -1,0 +1,61 @@
+"""ACL: answer only loopback and the configured client networks (no open resolver).
+
+Others get REFUSED with EDE 18 Prohibited (RFC 8914 section 4.19). The decision per
+client address is memoized in a bounded dict so the hot path costs one lookup.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from clearwall.dnsserver.answer import Answer, AnswerKind
+from clearwall.dnsserver.context import Context
+from clearwall.dnsserver.handlers.base import Handler, Result, Services
+
+_MEMO_MAX = 65_536
+REFUSAL = Answer(AnswerKind.REFUSED, reason="client not in allowed networks")
+
+
+class ACL:
+    """Lets allowed clients through to ``next``; refuses the rest."""
+
+    def __init__(
+        self,
+        networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+        next_handler: Handler,
+    ) -> None:
+        self.networks = (
+            ipaddress.ip_network("127.0.0.0/8"),
+            ipaddress.ip_network("::1/128"),
+            *networks,
+        )
+        self.next = next_handler
+        self._memo: dict[str, bool] = {}
+
+    def allowed(self, host: str) -> bool:
+        """True when ``host`` lies in loopback or a configured network."""
+        verdict = self._memo.get(host)
+        if verdict is None:
+            try:
+                ip = ipaddress.ip_address(host.split("%", 1)[0])
+            except ValueError:
+                return False
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+                ip = ip.ipv4_mapped
+            verdict = any(ip in net for net in self.networks)
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo.clear()
+            self._memo[host] = verdict
+        return verdict
+
+    def __call__(self, ctx: Context) -> Result:
+        """Refuse outsiders; pass the rest on."""
+        if self.allowed(ctx.host):
+            return self.next(ctx)
+        return REFUSAL
+
+
+def build(services: Services, next_handler: Handler | None) -> Handler | None:
+    """The ACL is always on: an empty allow list still admits loopback only."""
+    assert next_handler is not None
+    return ACL(services.config.allow_networks, next_handler)

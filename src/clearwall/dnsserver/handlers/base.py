@@ -1,0 +1,67 @@
+"""The handler contract: a handler gets the query context and returns an answer, or an
+awaitable of one when it must wait (only the upstream does).
+
+Handlers are built once, innermost first, each given the next handler; a factory that
+returns ``None`` is disabled and simply left out of the built chain (no pass-throughs).
+A handler returns its own answer (block, refusal, cache hit) or what ``next`` gives; one
+that post-processes must accept both a ready ``Answer`` and an awaitable (``then``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeAlias
+
+from clearwall.config import DNSConfig
+from clearwall.dnsserver.answer import Answer
+from clearwall.dnsserver.context import Context
+from clearwall.dnsserver.metrics import DNSMetrics
+from clearwall.dnsserver.policy import PolicyHolder
+
+Result: TypeAlias = Answer | Awaitable[Answer]
+Handler: TypeAlias = Callable[[Context], Result]
+
+
+class UpstreamTransport(Protocol):
+    """Sends one query to one upstream and returns the raw reply (the socket side).
+
+    Implementations pick a fresh random source port per query and accept only replies
+    from the server's address; ID/question checks are the caller's.
+    """
+
+    async def udp(
+        self, server: tuple[str, int], query: bytes, timeout: float, check: Callable[[bytes], bool]
+    ) -> bytes:
+        """Send over UDP; return the first reply passing ``check`` or raise TimeoutError."""
+        ...
+
+    async def tcp(self, server: tuple[str, int], query: bytes, timeout: float) -> bytes:
+        """Send over TCP (RFC 7766 framing); return the reply or raise OSError/TimeoutError."""
+        ...
+
+
+@dataclass
+class Services:
+    """Everything a handler factory may use; each takes only what it needs."""
+
+    config: DNSConfig
+    policy: PolicyHolder
+    metrics: DNSMetrics = field(default_factory=DNSMetrics)
+    transport: UpstreamTransport | None = None
+    clock: Callable[[], float] = time.monotonic
+
+
+Factory: TypeAlias = Callable[[Services, Handler | None], Handler | None]
+
+
+def then(result: Result, after: Callable[[Answer], Answer]) -> Result:
+    """Apply ``after`` to a ready answer now, or to an awaited one later."""
+    if result.__class__ is Answer:
+        return after(result)
+    return _then_async(result, after)  # type: ignore[arg-type]
+
+
+async def _then_async(result: Awaitable[Answer], after: Callable[[Answer], Answer]) -> Answer:
+    return after(await result)

@@ -1,0 +1,142 @@
+"""Cache: policy-applied answers per (question, query bits, jurisdiction), bounded LRU.
+
+It stands before the query policy, so a hit costs one dict lookup: entries hold the
+final answer for that jurisdiction (blocks included) and are tagged with the policy
+version they were decided under; an entry of an older version is a miss, so a policy
+swap takes effect at once without flushing. Forwarded answers keep their TTL offsets
+and are re-stamped at most once per second (TTL counts down, RFC 1035 section 3.2.1).
+Negative answers live min(SOA TTL, MINIMUM, negative_ttl) (RFC 2308 section 5). When
+every upstream fails, an expired answer up to ``max_stale`` old is served with
+``stale_ttl`` (RFC 8767 section 4).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+
+from clearwall.config import CacheConfig
+from clearwall.dnsserver import wire
+from clearwall.dnsserver.answer import Answer, AnswerKind
+from clearwall.dnsserver.context import Context
+from clearwall.dnsserver.handlers.base import Handler, Result, Services, then
+from clearwall.dnsserver.metrics import DNSMetrics
+from clearwall.dnsserver.policy import PolicyHolder
+
+# Entry layout (a list, for speed): see Cache._store.
+_ANSWER, _EXPIRES, _STORED, _VERSION, _TTLS, _MEMO_SEC, _MEMO, _STALE_UNTIL = range(8)
+
+
+class Cache:
+    """The answer cache handler."""
+
+    def __init__(
+        self,
+        config: CacheConfig,
+        policy: PolicyHolder,
+        metrics: DNSMetrics,
+        clock: Callable[[], float],
+        next_handler: Handler,
+    ) -> None:
+        self.config = config
+        self.policy = policy
+        self.metrics = metrics
+        self.clock = clock
+        self.next = next_handler
+        self.entries: OrderedDict[tuple[bytes, int, str], list[object]] = OrderedDict()
+        metrics.cache_size = self.entries.__len__
+
+    def __call__(self, ctx: Context) -> Result:
+        """Serve a fresh entry of the current policy version, else ask ``next`` and store."""
+        key = ctx.cache_key
+        entries = self.entries
+        e = entries.get(key)
+        version = self.policy.current.version
+        if e is not None:
+            now = self.clock()
+            if now < e[_EXPIRES] and e[_VERSION] == version:  # type: ignore[operator]
+                entries.move_to_end(key)
+                self.metrics.cache_hits += 1
+                sec = int(now)
+                if e[_MEMO_SEC] == sec:
+                    return e[_MEMO]  # type: ignore[return-value]
+                return self._restamp(e, sec)
+        self.metrics.cache_misses += 1
+        return then(self.next(ctx), partial(self._store, key, version))
+
+    def _restamp(self, e: list[object], sec: int) -> Answer:
+        answer: Answer = e[_ANSWER]  # type: ignore[assignment]
+        if answer.body is not None and answer.scan is not None:
+            age = sec - e[_STORED]  # type: ignore[operator]
+            body = wire.patch_ttls(answer.body, answer.scan.ttl_offsets, e[_TTLS], age)  # type: ignore[arg-type]
+            answer = Answer(AnswerKind.CACHED, body, answer.verdict, "cache hit", scan=answer.scan)
+        e[_MEMO_SEC] = sec
+        e[_MEMO] = answer
+        return answer
+
+    def _store(self, key: tuple[bytes, int, str], version: int, answer: Answer) -> Answer:
+        cfg = self.config
+        if answer.kind is AnswerKind.FAILED:
+            return self._stale(key, answer)
+        lifetime = answer.lifetime
+        if lifetime < 0:
+            return answer
+        if lifetime < cfg.min_ttl:
+            lifetime = cfg.min_ttl
+        if lifetime > cfg.max_ttl:
+            lifetime = cfg.max_ttl
+        if lifetime <= 0:
+            return answer
+        now = self.clock()
+        sec = int(now)
+        ttls = (
+            wire.read_ttls(answer.body, answer.scan.ttl_offsets)
+            if answer.body is not None and answer.scan is not None
+            else []
+        )
+        entry: list[object] = [
+            answer,
+            now + lifetime,
+            sec,
+            version,
+            ttls,
+            sec,
+            answer,
+            now + lifetime + cfg.max_stale,
+        ]
+        entries = self.entries
+        entries[key] = entry
+        entries.move_to_end(key)
+        while len(entries) > cfg.max_entries:
+            entries.popitem(last=False)
+        return answer
+
+    def _stale(self, key: tuple[bytes, int, str], failed: Answer) -> Answer:
+        """RFC 8767: an expired forwarded answer beats SERVFAIL while within max_stale."""
+        if not self.config.serve_stale:
+            return failed
+        e = self.entries.get(key)
+        if e is None or self.clock() > e[_STALE_UNTIL]:  # type: ignore[operator]
+            return failed
+        answer: Answer = e[_ANSWER]  # type: ignore[assignment]
+        if answer.body is None or answer.scan is None:
+            return failed  # only data from upstream is served stale, never an old block
+        self.metrics.stale_served += 1
+        body = wire.set_ttls(answer.body, answer.scan.ttl_offsets, self.config.stale_ttl)
+        return Answer(
+            AnswerKind.STALE, body, reason="stale: every upstream failed", scan=answer.scan
+        )
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self.entries.clear()
+
+
+def build(services: Services, next_handler: Handler | None) -> Handler | None:
+    """Present unless ``[dns.cache] max_entries = 0``."""
+    assert next_handler is not None
+    cfg = services.config.cache
+    if cfg.max_entries <= 0:
+        return None
+    return Cache(cfg, services.policy, services.metrics, services.clock, next_handler)

@@ -1,0 +1,53 @@
+"""Jurisdiction: which jurisdiction's orders apply to this client.
+
+The client address is looked up in the snapshot's jurisdiction networks; unknown
+clients get ``[dns] default_jurisdiction``. Memoized per address and snapshot.
+"""
+
+from __future__ import annotations
+
+from clearwall.dnsserver.context import Context
+from clearwall.dnsserver.handlers.base import Handler, Result, Services
+from clearwall.dnsserver.policy import PolicyHolder, PolicyView
+
+_MEMO_MAX = 65_536
+
+
+class Jurisdiction:
+    """Sets ``ctx.jurisdiction`` and passes the query on."""
+
+    def __init__(self, policy: PolicyHolder, default: str, next_handler: Handler) -> None:
+        self.policy = policy
+        self.default = default
+        self.next = next_handler
+        self._memo: dict[str, str] = {}
+        policy.on_swap(self._forget)
+
+    def _forget(self, _new: PolicyView) -> None:
+        self._memo = {}
+
+    def of(self, host: str) -> str:
+        """The jurisdiction code of a client address."""
+        code = self._memo.get(host)
+        if code is None:
+            try:
+                code = self.policy.current.jurisdiction_of(host.split("%", 1)[0])
+            except ValueError:
+                code = None
+            if code is None:
+                code = self.default
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo = {}
+            self._memo[host] = code
+        return code
+
+    def __call__(self, ctx: Context) -> Result:
+        """Tag the query with its jurisdiction."""
+        ctx.jurisdiction = self.of(ctx.host)
+        return self.next(ctx)
+
+
+def build(services: Services, next_handler: Handler | None) -> Handler | None:
+    """Always on: every query belongs to a jurisdiction (possibly "")."""
+    assert next_handler is not None
+    return Jurisdiction(services.policy, services.config.default_jurisdiction, next_handler)

@@ -1,0 +1,86 @@
+"""Rate limit: a token bucket per client prefix (RRL-style), with slip.
+
+Clients are grouped by /24 (IPv4) or /56 (IPv6) so one host cannot dodge the limit by
+hopping addresses, and spoofed floods are capped per network. Over the limit, every
+``slip``-th UDP reply is a truncated answer (a real client retries over TCP, which
+cannot be spoofed) and the rest are dropped: no amplification. TCP is never limited here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+from clearwall.config import RateLimitConfig
+from clearwall.dnsserver.answer import DROP, Answer, AnswerKind
+from clearwall.dnsserver.context import Context
+from clearwall.dnsserver.handlers.base import Handler, Result, Services
+
+_MAX_BUCKETS = 100_000
+SLIPPED = Answer(AnswerKind.TRUNCATED, reason="rate limited, retry over TCP")
+
+
+class RateLimiter:
+    """Token buckets keyed by client prefix; bounded (oldest buckets dropped first)."""
+
+    def __init__(
+        self, config: RateLimitConfig, clock: Callable[[], float], next_handler: Handler
+    ) -> None:
+        self.rate = config.queries_per_second
+        self.burst = config.burst
+        self.slip = config.slip
+        self.v4 = config.ipv4_prefix
+        self.v6 = config.ipv6_prefix
+        self.clock = clock
+        self.next = next_handler
+        self._buckets: dict[str, list[float]] = {}  # prefix -> [tokens, last time, slips]
+        self._prefix: dict[str, str] = {}
+
+    def prefix(self, host: str) -> str:
+        """The client's prefix as text (e.g. "192.0.2.0/24"); memoized."""
+        p = self._prefix.get(host)
+        if p is None:
+            try:
+                ip = ipaddress.ip_address(host.split("%", 1)[0])
+                bits = self.v4 if ip.version == 4 else self.v6
+                p = str(ipaddress.ip_network(f"{ip}/{bits}", strict=False))
+            except ValueError:
+                p = host
+            if len(self._prefix) >= _MAX_BUCKETS:
+                self._prefix.clear()
+            self._prefix[host] = p
+        return p
+
+    def __call__(self, ctx: Context) -> Result:
+        """Pass the query on while the prefix has tokens; slip or drop otherwise."""
+        if ctx.tcp:
+            return self.next(ctx)
+        key = self.prefix(ctx.host)
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= _MAX_BUCKETS:
+                # Drop the oldest half: dicts keep insertion order.
+                for old in list(self._buckets)[: _MAX_BUCKETS // 2]:
+                    del self._buckets[old]
+            bucket = self._buckets[key] = [self.burst, now, 0.0]
+        else:
+            tokens = bucket[0] + (now - bucket[1]) * self.rate
+            bucket[0] = tokens if tokens < self.burst else self.burst
+            bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return self.next(ctx)
+        bucket[2] += 1
+        if self.slip and bucket[2] % self.slip == 0:
+            return SLIPPED
+        return DROP
+
+
+def build(services: Services, next_handler: Handler | None) -> Handler | None:
+    """Present only when ``[dns.ratelimit] enabled``."""
+    assert next_handler is not None
+    cfg = services.config.ratelimit
+    if not cfg.enabled:
+        return None
+    return RateLimiter(cfg, services.clock, next_handler)

@@ -1,0 +1,177 @@
+"""Responder: turns every answer into the bytes sent to this client.
+
+It is the outermost handler, so it renders answers from every position the same way:
+the client's ID and question (original case) are put into forwarded/cached bodies;
+blocks become NXDOMAIN/NODATA/REFUSED/sinkhole per the order's action, with an EDE
+(RFC 8914) chosen by basis and Structured DNS Error JSON as EXTRA-TEXT for EDNS
+clients; refusals carry EDE 18, failures EDE 22. Block parts are memoized per
+(verdict, qtype, query bits) so a block costs two concatenations. A reply longer than
+the client's UDP size is cut to header and question with TC set (RFC 7766 section 5).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from clearwall.config import BlockConfig
+from clearwall.dnsserver import sde, wire
+from clearwall.dnsserver.answer import KIND_DECISION, RCODE_FOR_ACTION, Answer, AnswerKind
+from clearwall.dnsserver.context import OUR_UDP_PAYLOAD, Context
+from clearwall.dnsserver.handlers.base import Handler, Result, Services
+from clearwall.dnsserver.metrics import DNSMetrics
+from clearwall.dnsserver.policy import PolicyHolder, PolicyView
+from clearwall.model import Action, EDECode, Verdict
+
+EDE_NO_REACHABLE_AUTHORITY = 22  # RFC 8914 section 4.23
+EDE_STALE_ANSWER = 3  # RFC 8914 section 4.4
+_HINFO_RFC8482 = b"\x07RFC8482\x00"
+_MEMO_MAX = 50_000
+
+# A memoized block: flags+counts (bytes 2-11) and the records after the question, for
+# each SDE size variant (full, compact, none), largest first.
+BlockParts = tuple[tuple[bytes, bytes], ...]
+
+
+class Responder:
+    """Renders answers into ``ctx.reply`` and counts them."""
+
+    def __init__(
+        self, block: BlockConfig, policy: PolicyHolder, metrics: DNSMetrics, next_handler: Handler
+    ) -> None:
+        self.block = block
+        self.metrics = metrics
+        self.next = next_handler
+        self.sinkhole4 = ipaddress.IPv4Address(block.sinkhole_ipv4).packed
+        self.sinkhole6 = ipaddress.IPv6Address(block.sinkhole_ipv6).packed
+        self._memo: dict[tuple[int, int, int], tuple[Verdict, BlockParts]] = {}
+        self._version = policy.current.version
+        policy.on_swap(self._forget)
+
+    def _forget(self, new: PolicyView) -> None:
+        self._memo = {}
+        self._version = new.version
+
+    def __call__(self, ctx: Context) -> Result:
+        """Render what the rest of the chain answers."""
+        result = self.next(ctx)
+        if result.__class__ is Answer:
+            self.render(ctx, result)
+            return result
+        return self._later(ctx, result)
+
+    async def _later(self, ctx: Context, result: Result) -> Answer:
+        answer: Answer = await result  # type: ignore[misc]
+        self.render(ctx, answer)
+        return answer
+
+    def render(self, ctx: Context, answer: Answer) -> None:
+        """Set ``ctx.reply`` to the wire reply for ``answer`` (None: send nothing)."""
+        data = ctx.data
+        q = ctx.q
+        qend = q.name_end + 4
+        body = answer.body
+        kind = answer.kind
+        if body is not None:
+            out = data[:2] + body[2:12] + data[12:qend] + body[qend:]
+            rcode = body[3] & 0x0F
+            if len(out) > ctx.limit:
+                out = wire.truncated_reply(out, qend, self._opt(q) if q.edns else b"")
+        elif kind is AnswerKind.BLOCKED and answer.verdict is not None:
+            out, rcode = self._block(ctx, answer.verdict)
+        elif kind is AnswerKind.DROPPED:
+            ctx.reply = None
+            self.metrics.count_query(q.qtype, 0, "ratelimit")
+            return
+        elif kind is AnswerKind.TRUNCATED:
+            rcode = wire.NOERROR
+            out = wire.truncated_reply(
+                data[:2] + wire.response_flags(data[2], 0) + data[4:],
+                qend,
+                self._opt(q) if q.edns else b"",
+            )
+        elif kind is AnswerKind.REFUSED:
+            rcode = wire.REFUSED
+            out = wire.error_reply(data, rcode, q, wire.ede_option(EDECode.PROHIBITED))
+        elif kind is AnswerKind.MINIMAL:
+            rcode = wire.NOERROR
+            out = (
+                data[:2]
+                + wire.response_flags(data[2], rcode, cd=bool(data[3] & wire.CD))
+                + wire.counts(1, 1, 0, 1 if q.edns else 0)
+                + data[12:qend]
+                + wire.answer_rr(wire.TYPE_HINFO, 3600, _HINFO_RFC8482)
+                + (self._opt(q) if q.edns else b"")
+            )
+        else:
+            rcode = wire.SERVFAIL
+            out = wire.error_reply(data, rcode, q, wire.ede_option(EDE_NO_REACHABLE_AUTHORITY))
+        ctx.reply = out
+        self.metrics.count_query(q.qtype, rcode, KIND_DECISION[kind])
+
+    @staticmethod
+    def _opt(q: wire.Question) -> bytes:
+        return wire.opt_record(OUR_UDP_PAYLOAD, do=q.do)
+
+    def _block(self, ctx: Context, verdict: Verdict) -> tuple[bytes, int]:
+        data = ctx.data
+        q = ctx.q
+        bits = ctx.flag_bits
+        key = (id(verdict), q.qtype, bits)
+        memo = self._memo.get(key)
+        if memo is None or memo[0] is not verdict:
+            parts = self._block_parts(verdict, q, data[2], data[3])
+            if len(self._memo) >= _MEMO_MAX:
+                self._memo = {}
+            self._memo[key] = (verdict, parts)
+        else:
+            parts = memo[1]
+        if verdict.citations:
+            self.metrics.count_block(verdict.citations[0].order)
+        qend = q.name_end + 4
+        question = data[12:qend]
+        limit = ctx.limit - qend
+        for head, tail in parts:
+            if len(tail) <= limit:
+                out = data[:2] + head + question + tail
+                return out, out[3] & 0x0F
+        head, tail = parts[-1]
+        out = wire.truncated_reply(
+            data[:2] + head + question + tail, qend, self._opt(q) if q.edns else b""
+        )
+        return out, out[3] & 0x0F
+
+    def _block_parts(self, verdict: Verdict, q: wire.Question, b2: int, b3: int) -> BlockParts:
+        """Header bytes 2-11 and the records after the question, per SDE size variant."""
+        action = verdict.action or Action.NXDOMAIN
+        rcode = RCODE_FOR_ACTION[action]
+        ttl = self.block.ttl
+        answers = b""
+        if action is Action.SINKHOLE and q.qclass == wire.CLASS_IN:
+            if q.qtype == wire.TYPE_A:
+                answers = wire.answer_rr(wire.TYPE_A, ttl, self.sinkhole4)
+            elif q.qtype == wire.TYPE_AAAA:
+                answers = wire.answer_rr(wire.TYPE_AAAA, ttl, self.sinkhole6)
+        authority = b""
+        if action in (Action.NXDOMAIN, Action.NODATA) or (
+            action is Action.SINKHOLE and not answers
+        ):
+            authority = wire.synthetic_soa(ttl, self._version)
+        flags = wire.response_flags(b2, rcode, cd=bool(b3 & wire.CD))
+        an = 1 if answers else 0
+        ns = 1 if authority else 0
+        if not q.edns:
+            return ((flags + wire.counts(1, an, ns, 0), answers + authority),)
+        head = flags + wire.counts(1, an, ns, 1)
+        code = verdict.ede or EDECode.BLOCKED
+        full, compact = sde.variants(verdict, self.block)
+        out = []
+        for text in dict.fromkeys((full, compact, b"")):
+            opt = wire.opt_record(OUR_UDP_PAYLOAD, do=q.do, options=wire.ede_option(code, text))
+            out.append((head, answers + authority + opt))
+        return tuple(out)
+
+
+def build(services: Services, next_handler: Handler | None) -> Handler | None:
+    """Always on: the outermost handler."""
+    assert next_handler is not None
+    return Responder(services.config.block, services.policy, services.metrics, next_handler)

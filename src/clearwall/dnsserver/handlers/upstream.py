@@ -1,0 +1,170 @@
+"""Upstream: forward a cache miss to the jurisdiction's (or the default) upstreams.
+
+Cache-poisoning defences (RFC 5452): a fresh random query ID and source port per
+attempt, and a reply is accepted only from the server's address (the transport's
+connected socket), with our ID and our exact question. EDNS0 with a 1232-octet buffer;
+a truncated UDP reply is retried over TCP (RFC 7766). Each server gets ``attempts``
+tries of ``timeout`` seconds; SERVFAIL/REFUSED/garbage fail over to the next server;
+when all fail the answer is FAILED (the cache may then serve stale data).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+
+import dns.message
+
+from clearwall.config import DNSConfig, HostPort
+from clearwall.dnsserver import wire
+from clearwall.dnsserver.answer import FAILED, Answer, AnswerKind
+from clearwall.dnsserver.context import OUR_UDP_PAYLOAD, Context
+from clearwall.dnsserver.handlers.base import Handler, Result, Services, UpstreamTransport
+from clearwall.dnsserver.metrics import DNSMetrics
+from clearwall.errors import DNSWireError
+
+log = logging.getLogger(__name__)
+
+_FAILOVER_RCODES = frozenset({wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR})
+
+
+def _servers(hosts: tuple[HostPort, ...]) -> tuple[tuple[str, int], ...]:
+    return tuple((h.host, h.port) for h in hosts)
+
+
+class Upstream:
+    """The terminal handler: asks upstream servers, returns a FORWARDED or FAILED answer."""
+
+    def __init__(
+        self,
+        config: DNSConfig,
+        transport: UpstreamTransport,
+        metrics: DNSMetrics,
+        clock: Callable[[], float],
+    ) -> None:
+        up = config.upstream
+        self.default = _servers(up.servers)
+        self.per_jurisdiction = {k: _servers(v) for k, v in up.per_jurisdiction.items()}
+        self.timeout = up.timeout
+        self.attempts = max(1, up.attempts)
+        self.payload = up.edns_buffer
+        self.negative_ttl = config.cache.negative_ttl
+        self.max_inflight = config.max_inflight
+        self.transport = transport
+        self.metrics = metrics
+        self.clock = clock
+
+    def __call__(self, ctx: Context) -> Result:
+        """Forward, unless too many queries are already waiting upstream."""
+        if self.metrics.inflight >= self.max_inflight:
+            return FAILED
+        return self.resolve(ctx)
+
+    async def resolve(self, ctx: Context) -> Answer:
+        """Try each server in turn until one gives a usable reply."""
+        servers = self.per_jurisdiction.get(ctx.jurisdiction) or self.default
+        q = ctx.q
+        name = ctx.name_wire
+        data = ctx.data
+        cd = bool(data[3] & wire.CD)
+        metrics = self.metrics
+        metrics.inflight += 1
+        try:
+            for server in servers:
+                for _attempt in range(self.attempts):
+                    qid = secrets.randbits(16)
+                    query = wire.build_query(
+                        qid, name, q.qtype, q.qclass, cd=cd, do=q.do, payload=self.payload
+                    )
+                    qend = 12 + len(name) + 4
+                    question = query[12:qend]
+                    head = query[:2]
+
+                    def matches(
+                        reply: bytes,
+                        head: bytes = head,
+                        question: bytes = question,
+                        qend: int = qend,
+                    ) -> bool:
+                        return (
+                            len(reply) >= qend
+                            and reply[:2] == head
+                            and bool(reply[2] & wire.QR)
+                            and reply[4:6] == b"\x00\x01"
+                            and reply[12:qend].lower() == question
+                        )
+
+                    start = self.clock()
+                    try:
+                        reply = await self.transport.udp(server, query, self.timeout, matches)
+                        scan = wire.scan_reply(reply)
+                        if scan.truncated:
+                            reply = await self.transport.tcp(server, query, self.timeout)
+                            if not matches(reply):
+                                raise DNSWireError("TCP reply does not match the query")
+                            scan = wire.scan_reply(reply)
+                    except (TimeoutError, OSError, DNSWireError) as exc:
+                        log.debug("upstream %s:%d attempt failed: %s", *server, exc)
+                        continue
+                    metrics.observe_upstream(self.clock() - start)
+                    if scan.rcode in _FAILOVER_RCODES:
+                        break  # this server cannot help; the next one might
+                    return self.finish(ctx, reply, scan)
+            metrics.upstream_failures += 1
+            return FAILED
+        finally:
+            metrics.inflight -= 1
+
+    def finish(self, ctx: Context, reply: bytes, scan: wire.ReplyScan) -> Answer:
+        """Turn an upstream reply into this client's variant: flags, OPT, cache lifetime."""
+        data = ctx.data
+        q = ctx.q
+        # We are not authoritative (clear AA); echo the client's RD and CD; AD only for
+        # clients that asked for DNSSEC (RFC 6840 section 5.8).
+        b2 = wire.QR | (data[2] & wire.RD)
+        b3 = (
+            wire.RA
+            | (reply[3] & 0x0F)
+            | (data[3] & wire.CD)
+            | (reply[3] & wire.AD if (q.do or data[3] & wire.AD) else 0)
+        )
+        body = reply[:2] + bytes((b2, b3)) + reply[4:]
+        if scan.opt_start >= 0:
+            if q.edns:
+                at = scan.opt_start + 3  # OPT CLASS = the sender's UDP payload size
+                body = body[:at] + OUR_UDP_PAYLOAD.to_bytes(2, "big") + body[at + 2 :]
+            elif scan.opt_end == len(body):
+                arcount = int.from_bytes(body[10:12], "big") - 1
+                body = body[:10] + arcount.to_bytes(2, "big") + body[12 : scan.opt_start]
+            else:
+                body = self._without_opt(body)
+                scan = wire.scan_reply(body)
+        return Answer(
+            AnswerKind.FORWARDED, body, reason="forwarded", lifetime=self.lifetime(scan), scan=scan
+        )
+
+    def lifetime(self, scan: wire.ReplyScan) -> int:
+        """How long the reply may be cached; -1 for never."""
+        if scan.rcode == wire.NOERROR and scan.ancount > 0:
+            return scan.min_all_ttl if scan.min_all_ttl is not None else -1
+        if scan.rcode in (wire.NXDOMAIN, wire.NOERROR):
+            if scan.soa_ttl is None:
+                return -1  # RFC 2308 section 5: no SOA, no negative caching
+            return min(scan.soa_ttl, self.negative_ttl)
+        return -1
+
+    @staticmethod
+    def _without_opt(body: bytes) -> bytes:
+        # OPT not last (rare): let dnspython re-render rather than shift compression.
+        msg = dns.message.from_wire(body)
+        msg.use_edns(False)
+        out: bytes = msg.to_wire()
+        return out
+
+
+def build(services: Services, next_handler: Handler | None) -> Handler | None:
+    """The terminal handler; needs a transport."""
+    if services.transport is None:
+        raise ValueError("the upstream handler needs a transport")
+    return Upstream(services.config, services.transport, services.metrics, services.clock)

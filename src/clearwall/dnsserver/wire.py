@@ -1,0 +1,476 @@
+"""The hand-written DNS wire codec of the hot path: parse queries, scan replies, build answers.
+
+Pure functions over ``bytes`` (RFC 1035 section 4, EDNS0 RFC 6891, EDE RFC 8914); no
+sockets, no clocks. dnspython is about 40x slower per message, so the per-query path
+(header, question, OPT) and the answers clearwall synthesizes are handled here, and the
+tests check every function against dnspython.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from dataclasses import dataclass, field
+
+from clearwall.errors import DNSWireError
+
+# Header flag bits (RFC 1035 section 4.1.1), as they sit in bytes 2 and 3.
+QR = 0x80  # byte 2
+OPCODE_MASK = 0x78  # byte 2
+AA = 0x04  # byte 2
+TC = 0x02  # byte 2
+RD = 0x01  # byte 2
+RA = 0x80  # byte 3
+AD = 0x20  # byte 3
+CD = 0x10  # byte 3
+
+# Response codes (RFC 1035 section 4.1.1, RFC 6891 section 9 for BADVERS).
+NOERROR = 0
+FORMERR = 1
+SERVFAIL = 2
+NXDOMAIN = 3
+NOTIMP = 4
+REFUSED = 5
+BADVERS = 16
+
+# Record types and classes used by the codec.
+TYPE_A = 1
+TYPE_NS = 2
+TYPE_CNAME = 5
+TYPE_SOA = 6
+TYPE_HINFO = 13
+TYPE_AAAA = 28
+TYPE_OPT = 41
+TYPE_ANY = 255
+CLASS_IN = 1
+
+OPTION_EDE = 15  # RFC 8914 section 2
+DO_BIT = 0x8000  # in the OPT TTL's low 16 bits (RFC 3225)
+MAX_UDP = 65535
+MIN_UDP = 512  # without EDNS (RFC 1035 section 2.3.4)
+MAX_NAME = 255
+
+_H = struct.Struct("!HBBHHHH")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
+_QTAIL = struct.Struct("!HH")
+
+
+@dataclass(slots=True)
+class Question:
+    """The parsed question and EDNS facts of a query, as offsets into its raw bytes.
+
+    ``name_end`` is the offset just past the QNAME's root label; the question section
+    is ``data[12:qend]`` with ``qend = name_end + 4``.
+    """
+
+    name_end: int
+    qtype: int
+    qclass: int
+    edns: bool = False
+    payload: int = MIN_UDP  # the client's advertised UDP size, at least 512
+    do: bool = False
+    edns_version: int = 0
+
+    @property
+    def qend(self) -> int:
+        """Offset just past the question section."""
+        return self.name_end + 4
+
+
+def skip_name(data: bytes, off: int) -> int:
+    """Offset just past the (possibly compressed) name at ``off``; raise on bad input.
+
+    A compression pointer ends the name in place (RFC 1035 section 4.1.4), so no pointer
+    is followed here and loops cannot occur.
+    """
+    end = len(data)
+    total = 0
+    while True:
+        if off >= end:
+            raise DNSWireError("name runs past the message")
+        length = data[off]
+        if length == 0:
+            return off + 1
+        if length >= 0xC0:
+            if off + 1 >= end:
+                raise DNSWireError("truncated compression pointer")
+            return off + 2
+        if length > 63:
+            raise DNSWireError("reserved label type")
+        total += length + 1
+        if total > MAX_NAME:
+            raise DNSWireError("name longer than 255 octets")
+        off += length + 1
+
+
+def read_name(data: bytes, off: int) -> tuple[str, int]:
+    """Decode the name at ``off`` to lowercase text without trailing dot, following pointers.
+
+    Returns the text and the offset just past the name as stored at ``off``. Pointers
+    must point strictly backwards (that rules out loops). Labels holding a dot or a
+    non-printable octet are escaped RFC 1035 style (``\\.``, ``\\DDD``) so they can never
+    be mistaken for two labels by the policy matcher.
+    """
+    labels: list[str] = []
+    end = len(data)
+    after = -1
+    total = 0
+    limit = off
+    while True:
+        if off >= end:
+            raise DNSWireError("name runs past the message")
+        length = data[off]
+        if length >= 0xC0:
+            if off + 1 >= end:
+                raise DNSWireError("truncated compression pointer")
+            target = ((length & 0x3F) << 8) | data[off + 1]
+            if after < 0:
+                after = off + 2
+            if target >= limit:
+                raise DNSWireError("forward or looping compression pointer")
+            off = limit = target
+            continue
+        if length == 0:
+            break
+        if length > 63:
+            raise DNSWireError("reserved label type")
+        total += length + 1
+        if total > MAX_NAME:
+            raise DNSWireError("name longer than 255 octets")
+        raw = data[off + 1 : off + 1 + length]
+        if len(raw) != length:
+            raise DNSWireError("label runs past the message")
+        labels.append(label_text(raw.lower()))
+        off += length + 1
+    return ".".join(labels), (after if after >= 0 else off + 1)
+
+
+def label_text(raw: bytes) -> str:
+    """Presentation form of one lowercase label; escapes anything a matcher could misread."""
+    if raw.isalnum() or all(c in _PLAIN for c in raw):
+        return raw.decode("ascii")
+    out = []
+    for c in raw:
+        if c in _PLAIN:
+            out.append(chr(c))
+        elif 0x21 <= c <= 0x7E and c not in b".\\":
+            out.append("\\" + chr(c) if c in b'"();@$' else chr(c))
+        elif c == 0x2E:
+            out.append("\\.")
+        elif c == 0x5C:
+            out.append("\\\\")
+        else:
+            out.append(f"\\{c:03d}")
+    return "".join(out)
+
+
+_PLAIN = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def wire_to_text(name_wire: bytes) -> str:
+    """Text form (lowercase, no trailing dot) of an uncompressed wire name; "" for the root."""
+    return read_name(name_wire, 0)[0]
+
+
+def text_to_wire(name: str) -> bytes:
+    """Uncompressed wire form of a plain text name (no escapes); "" or "." is the root."""
+    name = name.rstrip(".")
+    if not name:
+        return b"\x00"
+    out = bytearray()
+    for label in name.split("."):
+        raw = label.encode("ascii")
+        if not 0 < len(raw) <= 63:
+            raise DNSWireError(f"bad label in {name!r}")
+        out.append(len(raw))
+        out += raw
+    out.append(0)
+    if len(out) > MAX_NAME:
+        raise DNSWireError("name longer than 255 octets")
+    return bytes(out)
+
+
+def parse_query(data: bytes) -> Question:
+    """Parse a query's header, single question and OPT record (RFC 1035, RFC 6891).
+
+    Raises ``DNSWireError`` for anything malformed: the caller answers FORMERR when at
+    least the 12-octet header was readable. The question name must not be compressed
+    (there is nothing before it to point to).
+    """
+    if len(data) < 12:
+        raise DNSWireError("message shorter than a header")
+    _id, _b2, _b3, qd, an, ns, ar = _H.unpack_from(data)
+    if qd != 1:
+        raise DNSWireError("query must hold exactly one question")
+    end = len(data)
+    off = 12
+    total = 0
+    while True:
+        if off >= end:
+            raise DNSWireError("question name runs past the message")
+        length = data[off]
+        if length == 0:
+            break
+        if length > 63:
+            raise DNSWireError("compressed or reserved label in question")
+        total += length + 1
+        off += length + 1
+    if total + 1 > MAX_NAME:
+        raise DNSWireError("name longer than 255 octets")
+    name_end = off + 1
+    if name_end + 4 > end:
+        raise DNSWireError("question truncated")
+    qtype, qclass = _QTAIL.unpack_from(data, name_end)
+    q = Question(name_end, qtype, qclass)
+    if ar:
+        _parse_opt(data, name_end + 4, an + ns, ar, q)
+    elif an or ns or name_end + 4 != end:
+        # Records are checked only to reject trailing garbage: a query carries none.
+        _skip_records(data, name_end + 4, an + ns)
+    return q
+
+
+def _skip_records(data: bytes, off: int, count: int) -> int:
+    end = len(data)
+    for _ in range(count):
+        off = skip_name(data, off)
+        if off + 10 > end:
+            raise DNSWireError("record header truncated")
+        rdlen = _U16.unpack_from(data, off + 8)[0]
+        off += 10 + rdlen
+        if off > end:
+            raise DNSWireError("record data truncated")
+    return off
+
+
+def _parse_opt(data: bytes, off: int, skip: int, ar: int, q: Question) -> None:
+    off = _skip_records(data, off, skip)
+    end = len(data)
+    seen = False
+    for _ in range(ar):
+        name_start = off
+        off = skip_name(data, off)
+        if off + 10 > end:
+            raise DNSWireError("record header truncated")
+        rtype, rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, off)
+        off += 10 + rdlen
+        if off > end:
+            raise DNSWireError("record data truncated")
+        if rtype == TYPE_OPT:
+            # RFC 6891 section 6.1.1: one OPT, owned by the root.
+            if seen or data[name_start] != 0:
+                raise DNSWireError("duplicate OPT or OPT not owned by the root")
+            seen = True
+            q.edns = True
+            q.payload = min(max(rclass, MIN_UDP), MAX_UDP)
+            q.edns_version = (ttl >> 16) & 0xFF
+            q.do = bool(ttl & DO_BIT)
+    if off != end:
+        raise DNSWireError("trailing octets after the last record")
+
+
+def response_flags(
+    query_b2: int, rcode: int, *, aa: bool = False, ad: bool = False, cd: bool = False
+) -> bytes:
+    """Bytes 2-3 of a response header: QR, the query's opcode and RD echoed, RA set."""
+    b2 = QR | (query_b2 & (OPCODE_MASK | RD)) | (AA if aa else 0)
+    b3 = RA | (AD if ad else 0) | (CD if cd else 0) | (rcode & 0x0F)
+    return bytes((b2, b3))
+
+
+def counts(qd: int, an: int, ns: int, ar: int) -> bytes:
+    """Bytes 4-11 of a header: the four section counts."""
+    return struct.pack("!HHHH", qd, an, ns, ar)
+
+
+def opt_record(
+    payload: int, *, do: bool = False, ext_rcode: int = 0, options: bytes = b""
+) -> bytes:
+    """An OPT pseudo-record (RFC 6891 section 6.1.2) with the given options."""
+    ttl = ((ext_rcode & 0xFF) << 24) | (DO_BIT if do else 0)
+    return b"\x00" + struct.pack("!HHIH", TYPE_OPT, payload, ttl, len(options)) + options
+
+
+def ede_option(code: int, text: bytes = b"") -> bytes:
+    """An Extended DNS Error option (RFC 8914 section 2): INFO-CODE then EXTRA-TEXT."""
+    return struct.pack("!HHH", OPTION_EDE, 2 + len(text), code) + text
+
+
+def answer_rr(rtype: int, ttl: int, rdata: bytes, rclass: int = CLASS_IN) -> bytes:
+    """A record owned by the question name (compression pointer to offset 12)."""
+    return b"\xc0\x0c" + struct.pack("!HHIH", rtype, rclass, ttl, len(rdata)) + rdata
+
+
+def synthetic_soa(ttl: int, serial: int) -> bytes:
+    """A SOA owned by the question name whose MINIMUM makes negative answers short-lived.
+
+    RFC 2308 section 3: a negative answer is cached for min(SOA TTL, MINIMUM); without
+    a SOA, downstream caches would not cache the block at all or guess a lifetime.
+    """
+    rdata = (
+        b"\xc0\x0c"  # MNAME: the name itself (a synthesized answer has no real primary)
+        + b"\x07blocked\xc0\x0c"  # RNAME
+        + struct.pack("!IIIII", serial & 0xFFFFFFFF, ttl, ttl, ttl, ttl)
+    )
+    return answer_rr(TYPE_SOA, ttl, rdata)
+
+
+def error_reply(data: bytes, rcode: int, q: Question | None = None, ede: bytes = b"") -> bytes:
+    """A bare error reply: FORMERR/SERVFAIL/REFUSED/NOTIMP/BADVERS, echoing what is readable.
+
+    With a parsed question the question is echoed and, for an EDNS client, an OPT with
+    ``ede`` (a ready EDE option) is appended; a header-only query gets a header-only reply.
+    """
+    b2 = data[2]
+    if q is None:
+        return data[:2] + response_flags(b2, rcode) + counts(0, 0, 0, 0)
+    if q.edns:
+        opt = opt_record(1232, do=q.do, ext_rcode=rcode >> 4, options=ede)
+        return (
+            data[:2]
+            + response_flags(b2, rcode, cd=bool(data[3] & CD))
+            + counts(1, 0, 0, 1)
+            + data[12 : q.qend]
+            + opt
+        )
+    return (
+        data[:2]
+        + response_flags(b2, rcode, cd=bool(data[3] & CD))
+        + counts(1, 0, 0, 0)
+        + data[12 : q.qend]
+    )
+
+
+def truncated_reply(reply: bytes, qend: int, opt: bytes = b"") -> bytes:
+    """Header and question of ``reply`` with TC set and no records (RFC 1035 4.2.1, 7766)."""
+    return (
+        reply[:2]
+        + bytes((reply[2] | TC, reply[3]))
+        + counts(1, 0, 0, 1 if opt else 0)
+        + reply[12:qend]
+        + opt
+    )
+
+
+def build_query(
+    qid: int,
+    name_wire: bytes,
+    qtype: int,
+    qclass: int,
+    *,
+    rd: bool = True,
+    cd: bool = False,
+    do: bool = False,
+    payload: int = 1232,
+) -> bytes:
+    """An upstream query with one question and an OPT record."""
+    flags = bytes((RD if rd else 0, CD if cd else 0))
+    return (
+        _U16.pack(qid)
+        + flags
+        + counts(1, 0, 0, 1)
+        + name_wire
+        + _QTAIL.pack(qtype, qclass)
+        + opt_record(payload, do=do)
+    )
+
+
+@dataclass(slots=True)
+class ReplyScan:
+    """What the data plane needs from an upstream reply, found in one pass."""
+
+    rcode: int
+    ancount: int
+    ttl_offsets: list[int] = field(default_factory=list)  # every non-OPT TTL field
+    min_ttl: int | None = None  # smallest TTL among answer records (None: no answers)
+    soa_ttl: int | None = None  # min(SOA TTL, SOA MINIMUM) from the authority section
+    min_all_ttl: int | None = None  # smallest TTL of any non-OPT record
+    cnames: list[str] = field(default_factory=list)  # CNAME targets in the answer
+    addresses: list[str] = field(default_factory=list)  # A/AAAA addresses in the answer
+    opt_start: int = -1
+    opt_end: int = -1
+    truncated: bool = False
+
+
+def scan_reply(data: bytes) -> ReplyScan:
+    """Walk every record of a reply once (RFC 1035 section 4.1.3); raise on malformed input."""
+    if len(data) < 12:
+        raise DNSWireError("reply shorter than a header")
+    _id, b2, b3, qd, an, ns, ar = _H.unpack_from(data)
+    scan = ReplyScan(rcode=b3 & 0x0F, ancount=an, truncated=bool(b2 & TC))
+    off = 12
+    end = len(data)
+    for _ in range(qd):
+        off = skip_name(data, off) + 4
+        if off > end:
+            raise DNSWireError("question truncated")
+    offsets = scan.ttl_offsets
+    for index in range(an + ns + ar):
+        start = off
+        off = skip_name(data, off)
+        if off + 10 > end:
+            raise DNSWireError("record header truncated")
+        rtype, _rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, off)
+        rdata_at = off + 10
+        off = rdata_at + rdlen
+        if off > end:
+            raise DNSWireError("record data truncated")
+        if rtype == TYPE_OPT:
+            if index < an + ns or scan.opt_start >= 0:
+                raise DNSWireError("misplaced or duplicate OPT")
+            scan.opt_start, scan.opt_end = start, off
+            scan.rcode |= ((ttl >> 24) & 0xFF) << 4
+            continue
+        if ttl > 0x7FFFFFFF:  # RFC 2181 section 8: treat as zero
+            ttl = 0
+        offsets.append(rdata_at - 6)
+        if scan.min_all_ttl is None or ttl < scan.min_all_ttl:
+            scan.min_all_ttl = ttl
+        if index < an:
+            if scan.min_ttl is None or ttl < scan.min_ttl:
+                scan.min_ttl = ttl
+            if rtype == TYPE_CNAME:
+                scan.cnames.append(read_name(data, rdata_at)[0])
+            elif rtype == TYPE_A and rdlen == 4:
+                scan.addresses.append(socket.inet_ntop(socket.AF_INET, data[rdata_at:off]))
+            elif rtype == TYPE_AAAA and rdlen == 16:
+                scan.addresses.append(socket.inet_ntop(socket.AF_INET6, data[rdata_at:off]))
+        elif index < an + ns and rtype == TYPE_SOA:
+            at = skip_name(data, skip_name(data, rdata_at))
+            if at + 20 > off:
+                raise DNSWireError("SOA record data truncated")
+            minimum = _U32.unpack_from(data, at + 16)[0]
+            scan.soa_ttl = min(ttl, minimum)
+    if off != end:
+        raise DNSWireError("trailing octets after the last record")
+    return scan
+
+
+def patch_ttls(
+    reply: bytes, offsets: list[int], ttls: list[int], age: int, floor: int = 0
+) -> bytes:
+    """Copy of ``reply`` with each TTL at ``offsets`` lowered by ``age`` (never below floor)."""
+    buf = bytearray(reply)
+    pack = _U32.pack_into
+    for off, ttl in zip(offsets, ttls, strict=True):
+        pack(buf, off, max(ttl - age, floor))
+    return bytes(buf)
+
+
+def read_ttls(reply: bytes, offsets: list[int]) -> list[int]:
+    """The TTL values at ``offsets``, clamped per RFC 2181 section 8."""
+    out = []
+    for off in offsets:
+        ttl = _U32.unpack_from(reply, off)[0]
+        out.append(0 if ttl > 0x7FFFFFFF else ttl)
+    return out
+
+
+def set_ttls(reply: bytes, offsets: list[int], ttl: int) -> bytes:
+    """Copy of ``reply`` with every TTL at ``offsets`` set to ``ttl`` (serve-stale)."""
+    buf = bytearray(reply)
+    for off in offsets:
+        _U32.pack_into(buf, off, ttl)
+    return bytes(buf)
