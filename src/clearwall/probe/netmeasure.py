@@ -11,6 +11,7 @@ import asyncio
 import re
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -381,3 +382,27 @@ async def _read_all(reader: asyncio.StreamReader, limit: int) -> tuple[bytes, bo
             return bytes(chunks), False
         chunks += data
     return bytes(chunks[:limit]), True
+
+
+async def measure_web(
+    target: Target,
+    addresses: Sequence[str],
+    *,
+    timeout: float,
+    ssl_context: ssl.SSLContext | None,
+) -> tuple[tuple[TCPConnect, ...], TLSHandshake | None, HTTPResponse | None]:
+    """TCP connect to every address, then TLS and HTTP through the first that answered.
+
+    Returns the connects, the handshake (HTTPS only) and the response; the last two are
+    None when no address accepted a connection.
+    """
+    if not addresses:
+        return (), None, None
+    connects = tuple(
+        await asyncio.gather(*(tcp_connect(ip, target.port, timeout) for ip in addresses))
+    )
+    reachable = next((c.ip for c in connects if c.success), None)
+    if reachable is None:
+        return connects, None, None
+    tls, http = await fetch(target, reachable, timeout=timeout, ssl_context=ssl_context)
+    return connects, tls, http
