@@ -55,10 +55,10 @@ WORKLOADS = ("hit", "blocked", "miss")
 ZONE = "cwbench."  # the allowed names live here, served by nsd
 HIT_NAMES = 1_000
 MISS_NAMES = 100_000
-BLOCKED_SAMPLE = 100_000
+BLOCKED_SAMPLE = 10_000
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
-DATA_VERSION = "v1"  # bump when the generated data changes shape
+DATA_VERSION = "v2"  # bump when the generated data changes shape
 NSD_PORT = 25300
 SERVER_PORT = 25353
 READY_TIMEOUT_S = 900.0  # 1M rules: some servers take minutes to load them
@@ -362,15 +362,29 @@ class Proc:
         """SIGTERM the whole session, SIGKILL what is left after 5 s."""
         pids = process_tree(self.pid)
         for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, sig)
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(timeout=grace)
-                if not any(read_stat(p) for p in pids if p != self.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, sig)
+            end = time.monotonic() + grace
+            while time.monotonic() < end:
+                if self.popen.poll() is not None and not any(map(pid_alive, pids)):
                     return
+                time.sleep(0.05)
+
+
+def pid_alive(pid: int) -> bool:
+    """True while a process runs; a zombie is reaped (we may be its reaper) and is dead."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if raw[raw.rindex(")") + 2] != "Z":
+        return True
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return False
 
 
 def run_checked(argv: list[str], timeout: float = 600.0, cwd: Path | None = None) -> str:
@@ -1012,32 +1026,38 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def reexec_isolated(argv: Sequence[str], command_line: str) -> int:
     """Run this program again inside fresh network + PID namespaces (loopback only).
 
-    When the namespace's first process (this program) ends, the kernel kills every
-    process left in it, so no server can outlive the run.
+    When the namespace's first process (the inner run) ends, the kernel kills every
+    process left in it, so no server can outlive the run. On Ctrl-C or SIGTERM here the
+    inner run is asked to stop (it tears its servers down), then killed if it lingers.
     """
-    inner = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        *argv,
-        "--in-netns",
-        "--command-line",
-        command_line,
-    ]
+    inner = [sys.executable, str(Path(__file__).resolve()), *argv, "--in-netns",
+             "--command-line", command_line]  # fmt: skip
     cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child", "--", *inner]
+    child = subprocess.Popen(cmd)
+    signal.signal(signal.SIGTERM, raise_interrupt)
     try:
-        return subprocess.call(cmd)
+        return child.wait()
     except KeyboardInterrupt:
+        for pid in process_tree(child.pid)[1:2]:  # the inner run, PID 1 of the namespace
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()  # --kill-child: the namespace and all in it die with it
+            child.wait()
         return 130
+
+
+def raise_interrupt(signum: int, frame: object) -> None:
+    """Signal handler: turn SIGTERM into KeyboardInterrupt so cleanup runs."""
+    raise KeyboardInterrupt
 
 
 def in_isolated_setup() -> None:
     """Bring loopback up inside the fresh network namespace; stop on SIGTERM."""
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-
-    def on_term(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGTERM, raise_interrupt)
 
 
 def can_isolate() -> bool:
