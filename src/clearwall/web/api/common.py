@@ -1,0 +1,18 @@
+"""Helpers the API routers share: list parsing with readable errors."""
+
+from __future__ import annotations
+
+from clearwall.formats import ParseResult, parse_text
+from clearwall.web.api.schemas import ParseIssueOut
+
+MAX_ISSUES = 50  # a response lists at most this many skipped lines; the count is exact
+
+
+def parse_rules(text: str, fmt: str, source: str) -> ParseResult:
+    """Parse list text in ``fmt`` (or detect it); FormatError when it is not a list."""
+    return parse_text(text, format=fmt, source=source)
+
+
+def issues_of(result: ParseResult) -> list[ParseIssueOut]:
+    """The first skipped lines of a parse, for the response body."""
+    return [ParseIssueOut(line=i.line, message=i.message) for i in result.issues[:MAX_ISSUES]]

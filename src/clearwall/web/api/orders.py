@@ -1,0 +1,147 @@
+"""Orders: list and read; publish, amend and revoke within the caller's jurisdiction."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from clearwall.model import OrderStatus
+from clearwall.policy.model import Authority, Order
+from clearwall.web.api.common import issues_of, parse_rules
+from clearwall.web.api.schemas import AmendIn, OrderIn, OrderOut, ParseIssueOut, RevokeIn, RuleOut
+from clearwall.web.auth import (
+    Principal,
+    check_jurisdiction,
+    deny,
+    require_reader,
+    require_writer,
+)
+from clearwall.web.context import WebContext, get_ctx
+from clearwall.web.queries import order_facts
+
+router = APIRouter(tags=["orders"])
+
+
+def _out(ctx: WebContext, order: Order, issues: list[ParseIssueOut] | None = None) -> OrderOut:
+    facts = order_facts(ctx.store, [order.id])[0]
+    return OrderOut.of(facts.order, facts.authority, facts.rule_count, ctx.base_url, issues)
+
+
+def _owned(request: Request, ctx: WebContext, principal: Principal, order_id: int) -> Authority:
+    """The authority of an order, after checking the caller may act on it."""
+    order = ctx.service.order(order_id)
+    authority = ctx.service.authority(order.authority_id)
+    check_jurisdiction(request, principal, authority.jurisdiction)
+    if order.all_jurisdictions and principal.authority is not None:
+        raise deny(request, "jurisdiction", "only operators may change all-jurisdiction orders")
+    return authority
+
+
+@router.get("/orders", response_model=list[OrderOut])
+def list_orders(
+    jurisdiction: str | None = None,
+    authority: int | None = None,
+    status: OrderStatus | None = None,
+    ctx: WebContext = Depends(get_ctx),
+    _: Principal = Depends(require_reader),
+) -> list[OrderOut]:
+    """Orders, newest first, filtered by jurisdiction, authority and/or stored status."""
+    out = []
+    for f in order_facts(ctx.store):
+        if jurisdiction is not None and f.jurisdiction != jurisdiction:
+            continue
+        if authority is not None and f.authority.id != authority:
+            continue
+        if status is not None and f.order.status is not status:
+            continue
+        out.append(OrderOut.of(f.order, f.authority, f.rule_count, ctx.base_url))
+    return out
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut)
+def get_order(
+    order_id: int, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
+) -> OrderOut:
+    """One order."""
+    return _out(ctx, ctx.service.order(order_id))
+
+
+@router.get("/orders/{order_id}/rules", response_model=list[RuleOut])
+def get_rules(
+    order_id: int, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
+) -> list[RuleOut]:
+    """The rules of one order, sorted by kind then value."""
+    return [
+        RuleOut(kind=r.kind.value, value=r.value, action=r.action)
+        for r in ctx.service.order_rules(order_id)
+    ]
+
+
+@router.post("/orders", response_model=OrderOut, status_code=201)
+def create_order(
+    body: OrderIn,
+    request: Request,
+    ctx: WebContext = Depends(get_ctx),
+    principal: Principal = Depends(require_writer),
+) -> OrderOut:
+    """Publish an order with its rules; the order and its log entry commit together.
+
+    ``rules`` is list text in ``format`` (``auto`` detects it). Lines that are not rules
+    are skipped and reported in ``issues``; a text that is no list at all is a 400.
+    """
+    authority = ctx.service.authority(body.authority)
+    check_jurisdiction(request, principal, authority.jurisdiction)
+    if body.all_jurisdictions and principal.authority is not None:
+        raise deny(request, "jurisdiction", "only operators may issue all-jurisdiction orders")
+    parsed = parse_rules(body.rules, body.format, f"order {body.reference}")
+    order = ctx.service.add_order(
+        authority.id,
+        body.title,
+        body.legal_basis,
+        body.reference,
+        body.category,
+        body.action,
+        parsed.rules,
+        issued=body.issued,
+        effective_from=body.effective_from,
+        expires=body.expires,
+        document_url=body.document_url,
+        all_jurisdictions=body.all_jurisdictions,
+        actor_jurisdiction=principal.jurisdiction,
+    )
+    return _out(ctx, order, issues_of(parsed))
+
+
+@router.post("/orders/{order_id}/amend", response_model=OrderOut)
+def amend_order(
+    order_id: int,
+    body: AmendIn,
+    request: Request,
+    ctx: WebContext = Depends(get_ctx),
+    principal: Principal = Depends(require_writer),
+) -> OrderOut:
+    """Add and/or remove rules of an active order (one ``order-amended`` log entry)."""
+    _owned(request, ctx, principal, order_id)
+    added = parse_rules(body.add, body.format, f"order {order_id} additions")
+    removed = parse_rules(body.remove, body.format, f"order {order_id} removals")
+    order = ctx.service.amend_order(
+        order_id,
+        add=added.rules,
+        remove=removed.rules,
+        reason=body.reason,
+        actor_jurisdiction=principal.jurisdiction,
+    )
+    return _out(ctx, order, issues_of(added) + issues_of(removed))
+
+
+@router.post("/orders/{order_id}/revoke", response_model=OrderOut)
+def revoke_order(
+    order_id: int,
+    body: RevokeIn,
+    request: Request,
+    ctx: WebContext = Depends(get_ctx),
+    principal: Principal = Depends(require_writer),
+) -> OrderOut:
+    """Withdraw an active order; the revocation and its reason are published on the log."""
+    _owned(request, ctx, principal, order_id)
+    order = ctx.service.revoke_order(order_id, body.reason, principal.jurisdiction)
+    return _out(ctx, order)

@@ -1,0 +1,137 @@
+"""Subscriptions: keep an order's rules in step with a list file or URL, refreshed on demand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+from fastapi import APIRouter, Depends, Request
+
+from clearwall.errors import FormatError
+from clearwall.store.records import Subscription, TokenRole
+from clearwall.web.api.common import issues_of, parse_rules
+from clearwall.web.api.schemas import RefreshOut, SubscriptionIn, SubscriptionOut
+from clearwall.web.auth import (
+    Principal,
+    check_jurisdiction,
+    deny,
+    require_reader,
+    require_writer,
+)
+from clearwall.web.context import WebContext, get_ctx
+
+router = APIRouter(tags=["subscriptions"])
+
+MAX_LIST_BYTES = 256 * 1024 * 1024  # larger downloads are refused, not truncated
+FETCH_TIMEOUT = 30.0
+
+
+def is_url(source: str) -> bool:
+    """True for http(s) URLs; anything else is a file path on the gateway host."""
+    return source.startswith(("http://", "https://"))
+
+
+def fetch(source: str) -> str:
+    """The text of a list file or URL; FormatError (a 400) when it cannot be read."""
+    if not is_url(source):
+        try:
+            return Path(source).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise FormatError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with (
+            httpx.Client(timeout=FETCH_TIMEOUT, follow_redirects=True) as client,
+            client.stream("GET", source) as response,
+        ):
+            response.raise_for_status()
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > MAX_LIST_BYTES:
+                    raise FormatError(f"{source} is larger than {MAX_LIST_BYTES} bytes")
+                chunks.append(chunk)
+    except httpx.HTTPError as exc:
+        raise FormatError(f"cannot fetch {source}: {exc}") from exc
+    return b"".join(chunks).decode("utf-8", errors="replace")
+
+
+def _check(request: Request, ctx: WebContext, principal: Principal, order_id: int) -> None:
+    order = ctx.service.order(order_id)
+    check_jurisdiction(request, principal, ctx.service.authority(order.authority_id).jurisdiction)
+    if order.all_jurisdictions and principal.authority is not None:
+        raise deny(request, "jurisdiction", "only operators may change all-jurisdiction orders")
+
+
+def _subscription(ctx: WebContext, subscription_id: int) -> Subscription:
+    for s in ctx.service.subscriptions():
+        if s.id == subscription_id:
+            return s
+    from clearwall.errors import NotFound
+
+    raise NotFound(f"no subscription {subscription_id}")
+
+
+@router.get("/subscriptions", response_model=list[SubscriptionOut])
+def list_subscriptions(
+    order_id: int | None = None,
+    ctx: WebContext = Depends(get_ctx),
+    _: Principal = Depends(require_reader),
+) -> list[SubscriptionOut]:
+    """Subscriptions, optionally of one order."""
+    return [SubscriptionOut.of(s) for s in ctx.service.subscriptions(order_id)]
+
+
+@router.post("/subscriptions", response_model=SubscriptionOut, status_code=201)
+def create_subscription(
+    body: SubscriptionIn,
+    request: Request,
+    ctx: WebContext = Depends(get_ctx),
+    principal: Principal = Depends(require_writer),
+) -> SubscriptionOut:
+    """Subscribe an order to a list. File paths on the gateway host are for operators only."""
+    _check(request, ctx, principal, body.order_id)
+    if not is_url(body.source) and principal.role is not TokenRole.OPERATOR:
+        raise deny(request, "operator-only", "only operators may subscribe to local files")
+    sub = ctx.service.add_subscription(
+        body.order_id, body.source, body.format, body.refresh_seconds, principal.jurisdiction
+    )
+    return SubscriptionOut.of(sub)
+
+
+@router.post("/subscriptions/{subscription_id}/refresh", response_model=RefreshOut)
+def refresh_subscription(
+    subscription_id: int,
+    request: Request,
+    ctx: WebContext = Depends(get_ctx),
+    principal: Principal = Depends(require_writer),
+) -> RefreshOut:
+    """Fetch the list now and make the order's rules equal to it (one amendment entry)."""
+    sub = _subscription(ctx, subscription_id)
+    _check(request, ctx, principal, sub.order_id)
+    try:
+        parsed = parse_rules(fetch(sub.source), sub.format, sub.source)
+    except FormatError as exc:
+        ctx.service.record_refresh(sub.id, f"failed: {exc}")
+        raise
+    current = set(ctx.service.order_rules(sub.order_id))
+    wanted = set(parsed.rules)
+    key = {(r.kind, r.value) for r in wanted}
+    add = wanted - current
+    remove = {r for r in current if (r.kind, r.value) not in key}
+    ctx.service.amend_order(
+        sub.order_id,
+        add=sorted(add),
+        remove=sorted(remove),
+        reason=f"subscription {sub.id} refresh from {sub.source}",
+        actor_jurisdiction=principal.jurisdiction,
+    )
+    status = f"ok: {len(wanted)} rules, +{len(add)} -{len(remove)}"
+    ctx.service.record_refresh(sub.id, status)
+    return RefreshOut(
+        subscription=SubscriptionOut.of(_subscription(ctx, sub.id)),
+        added=len(add),
+        removed=len(remove),
+        rule_count=len(wanted),
+        issues=issues_of(parsed),
+    )

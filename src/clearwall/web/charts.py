@@ -1,0 +1,150 @@
+"""Server-side SVG charts (horizontal bars, stepped lines) as escaped inline markup."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+from markupsafe import Markup
+
+PALETTE_SIZE = 8  # the stylesheet defines .s0 … .s7
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One line of a time chart: a label and its (date, value) points, sorted by date."""
+
+    label: str
+    points: tuple[tuple[dt.date, float], ...]
+
+
+def _fmt(value: float) -> str:
+    """Short human number: 1234 → 1,234; 1234567 → 1.2M."""
+    if abs(value) >= 1_000_000:
+        return f"{value / 1_000_000:.1f}M"
+    if value == int(value):
+        return f"{int(value):,}"
+    return f"{value:,.1f}"
+
+
+def _nice_max(value: float) -> float:
+    """Round an axis maximum up to 1, 2 or 5 times a power of ten."""
+    if value <= 0:
+        return 1.0
+    magnitude = 1.0
+    while magnitude * 10 <= value:
+        magnitude *= 10
+    for step in (1, 2, 5, 10):
+        if step * magnitude >= value:
+            return step * magnitude
+    return 10 * magnitude
+
+
+def bar_chart(items: Sequence[tuple[str, float]], title: str, unit: str = "") -> Markup:
+    """Horizontal bars, largest first; an empty input renders a short 'no data' chart."""
+    rows = sorted(items, key=lambda kv: (-kv[1], kv[0]))
+    label_w, bar_w, row_h, pad = 190, 330, 26, 8
+    width = label_w + bar_w + 90
+    height = pad * 2 + max(1, len(rows)) * row_h
+    top = max((v for _, v in rows), default=0.0) or 1.0
+    parts = [
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"'
+        f' width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
+    if not rows:
+        parts.append(f'<text class="muted" x="{pad}" y="{pad + 17}">No data yet.</text>')
+    for i, (label, value) in enumerate(rows):
+        y = pad + i * row_h
+        w = max(2.0, bar_w * value / top) if value > 0 else 0.0
+        shown = label if len(label) <= 28 else label[:27] + "…"
+        parts.append(
+            f"<g><title>{escape(label)}: {_fmt(value)}{escape(unit)}</title>"
+            f'<text class="label" x="{label_w - 8}" y="{y + 17}" text-anchor="end">'
+            f"{escape(shown)}</text>"
+            f'<rect class="bar s{i % PALETTE_SIZE}" x="{label_w}" y="{y + 4}" width="{w:.1f}"'
+            f' height="{row_h - 8}" rx="3"/>'
+            f'<text class="value" x="{label_w + w + 6:.1f}" y="{y + 17}">'
+            f"{_fmt(value)}{escape(unit)}</text></g>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def line_chart(series: Sequence[Series], title: str) -> Markup:
+    """Stepped lines over time (cumulative counts change only at events), with a legend."""
+    width, height = 640, 260
+    left, right, top, bottom = 56, 16, 16, 58
+    plot_w, plot_h = width - left - right, height - top - bottom
+    points = [p for s in series for p in s.points]
+    parts = [
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"'
+        f' width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
+    if not points:
+        parts.append(f'<text class="muted" x="{left}" y="{top + 20}">No data yet.</text></svg>')
+        return Markup("".join(parts))
+    start = min(d for d, _ in points)
+    end = max(max(d for d, _ in points), dt.datetime.now(dt.UTC).date())
+    span = max(1, (end - start).days)
+    y_max = _nice_max(max(v for _, v in points))
+
+    def x_of(day: dt.date) -> float:
+        return left + plot_w * (day - start).days / span
+
+    def y_of(value: float) -> float:
+        return top + plot_h - plot_h * value / y_max
+
+    for k in range(5):  # horizontal grid with value labels
+        v = y_max * k / 4
+        y = y_of(v)
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(v)}</text>'
+        )
+    parts.append(
+        f'<text class="axis" x="{left}" y="{top + plot_h + 16}">{start.isoformat()}</text>'
+        f'<text class="axis" x="{left + plot_w}" y="{top + plot_h + 16}" text-anchor="end">'
+        f"{end.isoformat()}</text>"
+    )
+    for i, s in enumerate(series):
+        if not s.points:
+            continue
+        coords: list[str] = []
+        last = 0.0
+        for day, value in s.points:
+            x = x_of(day)
+            coords.append(f"{x:.1f},{y_of(last):.1f}")
+            coords.append(f"{x:.1f},{y_of(value):.1f}")
+            last = value
+        coords.append(f"{x_of(end):.1f},{y_of(last):.1f}")
+        parts.append(
+            f"<g><title>{escape(s.label)}: {_fmt(last)} now</title>"
+            f'<polyline class="line s{i % PALETTE_SIZE}" fill="none" points="{" ".join(coords)}"/>'
+            f"</g>"
+        )
+        lx = left + (i % 3) * 190
+        ly = top + plot_h + 36 + (i // 3) * 16
+        parts.append(
+            f'<rect class="bar s{i % PALETTE_SIZE}" x="{lx}" y="{ly - 9}" width="12" height="10"'
+            f' rx="2"/><text class="label" x="{lx + 18}" y="{ly}">{escape(s.label)}'
+            f" ({_fmt(last)})</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+def cumulative(events: Sequence[tuple[dt.date, float]]) -> tuple[tuple[dt.date, float], ...]:
+    """Turn dated increments (negative for removals) into a running total per day."""
+    totals: dict[dt.date, float] = {}
+    for day, delta in sorted(events):
+        totals[day] = totals.get(day, 0.0) + delta
+    running = 0.0
+    out: list[tuple[dt.date, float]] = []
+    for day in sorted(totals):
+        running += totals[day]
+        out.append((day, running))
+    return tuple(out)

@@ -1,0 +1,103 @@
+"""What every route needs, built once per app: store, service, snapshot, templates, guards."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import Request
+from fastapi.templating import Jinja2Templates
+from prometheus_client import CollectorRegistry, Counter
+
+from clearwall.config import Config
+from clearwall.ledger.log import TransparencyLog
+from clearwall.model import OrderStatus
+from clearwall.policy.snapshot import PolicySnapshot
+from clearwall.store import repositories
+from clearwall.store.db import Store
+from clearwall.store.service import PolicyService
+from clearwall.web.queries import StatsCache
+from clearwall.web.security import CSRFProtector, RateLimiter
+from clearwall.web.tokens import TokenStore
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+SnapshotProvider = Callable[[], PolicySnapshot]
+
+
+def compile_from_store(store: Store, base_url: str) -> PolicySnapshot:
+    """Compile a snapshot of the store's active, published orders (standalone mode)."""
+    try:
+        from clearwall.store.loader import build_snapshot
+    except ImportError:  # the loader is optional; compiling here gives the same policy
+        pass
+    else:
+        return build_snapshot(store, base_url)
+    with store.read() as conn:
+        jurisdictions = repositories.list_jurisdictions(conn)
+        orders = [
+            repositories.compiled_order(conn, o.id)
+            for o in repositories.list_orders(conn, status=OrderStatus.ACTIVE)
+            if o.log_index is not None
+        ]
+    return PolicySnapshot.compile(orders, jurisdictions, store.log_size(), base_url)
+
+
+@dataclass
+class StoreSnapshots:
+    """A snapshot provider that recompiles from the store whenever the log has grown."""
+
+    store: Store
+    base_url: str
+    _size: int = -1
+    _snapshot: PolicySnapshot | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self) -> PolicySnapshot:
+        """The snapshot for the current log size (one cheap read per call)."""
+        size = self.store.log_size()
+        with self._lock:
+            if self._snapshot is None or size != self._size:
+                self._snapshot = compile_from_store(self.store, self.base_url)
+                self._size = size
+            return self._snapshot
+
+
+@dataclass
+class WebContext:
+    """The app's dependencies, injected through ``app.state.ctx`` (no module globals)."""
+
+    config: Config
+    store: Store
+    service: PolicyService
+    tokens: TokenStore
+    snapshot: SnapshotProvider
+    registry: CollectorRegistry
+    scope_denied: Counter
+    templates: Jinja2Templates
+    csrf: CSRFProtector
+    appeal_limiter: RateLimiter
+    stats: StatsCache
+    tlog: TransparencyLog
+    gateway_metrics: bool = False  # True when the registry holds the gateway's counters
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL of the portal, without a trailing slash."""
+        return self.config.dns.block.public_url.rstrip("/")
+
+    @property
+    def portal_hosts(self) -> frozenset[str]:
+        """Host names that always mean the portal itself, never a block page."""
+        host = (urlsplit(self.base_url).hostname or "").lower()
+        return frozenset({host, "localhost", "testserver", ""})
+
+
+def get_ctx(request: Request) -> WebContext:
+    """The app's context, as a FastAPI dependency."""
+    ctx: WebContext = request.app.state.ctx
+    return ctx

@@ -1,0 +1,152 @@
+"""Order, authority and jurisdiction pages, and the downloadable rule file of an order."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+
+from clearwall.errors import NotFound
+from clearwall.ledger.entries import rule_line
+from clearwall.web.context import WebContext
+from clearwall.web.portal.render import page
+from clearwall.web.queries import OrderFacts, order_facts
+
+router = APIRouter()
+
+SAMPLE_RULES = 12
+STATES = ("active", "scheduled", "revoked", "expired")
+
+
+def facts_of(ctx: WebContext, order_id: int) -> OrderFacts:
+    """One order's facts; NotFound (a 404 page) when there is no such order."""
+    found = order_facts(ctx.store, [order_id])
+    if not found:
+        raise NotFound(f"there is no order #{order_id}")
+    return found[0]
+
+
+def order_history(ctx: WebContext, order_id: int) -> list[dict[str, object]]:
+    """The log entries about one order, oldest first: its public history."""
+    out: list[dict[str, object]] = []
+    for entry in ctx.store.log_entries():
+        try:
+            event = json.loads(entry.data)
+        except ValueError:
+            continue
+        about = event.get("order")
+        ident = about.get("id") if isinstance(about, dict) else about
+        if ident != order_id:
+            continue
+        out.append(
+            {
+                "index": entry.index,
+                "type": event.get("type", ""),
+                "time": event.get("time", ""),
+                "reason": event.get("reason", "") or event.get("outcome", ""),
+            }
+        )
+    return out
+
+
+@router.get("/orders")
+def orders(request: Request, state: str = Query("", max_length=20)) -> Response:
+    """Every order, newest first, optionally only those in one state."""
+    ctx: WebContext = request.app.state.ctx
+    facts = order_facts(ctx.store)
+    if state in STATES:
+        facts = [f for f in facts if f.state() == state]
+    return page(
+        request,
+        "orders.html",
+        {"nav": "orders", "facts": facts, "state": state if state in STATES else ""},
+    )
+
+
+@router.get("/orders/{order_id}")
+def order(request: Request, order_id: int) -> Response:
+    """An order: who, why, reference, dates, document, rules, log entry and appeals."""
+    ctx: WebContext = request.app.state.ctx
+    f = facts_of(ctx, order_id)
+    sample = [rule_line(r).decode() for r in ctx.service.order_rules(order_id)[:SAMPLE_RULES]]
+    proof = getattr(request.app.state, "inclusion_url", lambda i: "")
+    return page(
+        request,
+        "order.html",
+        {
+            "nav": "orders",
+            "f": f,
+            "sample": sample,
+            "history": order_history(ctx, order_id),
+            "appeals": ctx.service.appeals(order_id),
+            "revoked_reason": ctx.service.order_revoked_reason(order_id),
+            "inclusion_url": proof(f.order.log_index) if f.order.log_index is not None else "",
+        },
+    )
+
+
+@router.get("/orders/{order_id}/rules.txt")
+def order_rules_file(request: Request, order_id: int) -> Response:
+    """The order's rules as sorted canonical lines; their Merkle root is the logged digest."""
+    ctx: WebContext = request.app.state.ctx
+    rules = ctx.service.order_rules(order_id)
+
+    def lines() -> Iterator[bytes]:
+        for line in sorted({rule_line(r) for r in rules}):
+            yield line + b"\n"
+
+    return StreamingResponse(
+        lines(),
+        media_type="text/plain; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="order-{order_id}-rules.txt"'},
+    )
+
+
+@router.get("/authorities/{authority_id}")
+def authority(request: Request, authority_id: int) -> Response:
+    """An authority, its jurisdiction and every order it issued."""
+    ctx: WebContext = request.app.state.ctx
+    a = ctx.service.authority(authority_id)
+    facts = [f for f in order_facts(ctx.store) if f.authority.id == authority_id]
+    return page(request, "authority.html", {"nav": "jurisdictions", "authority": a, "facts": facts})
+
+
+@router.get("/jurisdictions")
+def jurisdictions(request: Request) -> Response:
+    """Every jurisdiction with its networks, authorities and orders in force."""
+    ctx: WebContext = request.app.state.ctx
+    active: Counter[str] = Counter(
+        f.jurisdiction for f in order_facts(ctx.store) if f.state() == "active"
+    )
+    authority_count: Counter[str] = Counter(a.jurisdiction for a in ctx.service.authorities())
+    return page(
+        request,
+        "jurisdictions.html",
+        {
+            "nav": "jurisdictions",
+            "jurisdictions": ctx.service.jurisdictions(),
+            "active": active,
+            "authority_count": authority_count,
+        },
+    )
+
+
+@router.get("/jurisdictions/{code}")
+def jurisdiction(request: Request, code: str) -> Response:
+    """A jurisdiction: its networks, authorities and their orders."""
+    ctx: WebContext = request.app.state.ctx
+    j = ctx.service.jurisdiction(code)
+    facts = [f for f in order_facts(ctx.store) if f.jurisdiction == j.code]
+    return page(
+        request,
+        "jurisdiction.html",
+        {
+            "nav": "jurisdictions",
+            "jurisdiction": j,
+            "authorities": ctx.service.authorities(j.code),
+            "facts": facts,
+        },
+    )

@@ -1,0 +1,71 @@
+"""The home page and the name search: is it blocked, where, by whom, since when."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from clearwall.errors import InvalidName
+from clearwall.model import RuleKind
+from clearwall.web.context import WebContext
+from clearwall.web.portal.render import page
+from clearwall.web.queries import lookup, order_facts
+
+router = APIRouter()
+
+EXAMPLES = 4
+
+
+def example_names(ctx: WebContext) -> list[str]:
+    """A few names blocked somewhere, one per order, so a visitor can try the search."""
+    names: list[str] = []
+    seen: set[int] = set()
+    snapshot = ctx.snapshot()
+    for code in (*snapshot.jurisdictions(), "*"):
+        for rule, ref in snapshot.rules_for(code):
+            if ref.id in seen or rule.kind.is_allow or rule.kind.is_ip:
+                continue
+            if rule.kind is RuleKind.WILDCARD:
+                continue
+            seen.add(ref.id)
+            names.append(rule.value)
+            break
+        if len(names) >= EXAMPLES:
+            break
+    return names
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    """The search box, what the portal is, the headline numbers and the latest orders."""
+    ctx: WebContext = request.app.state.ctx
+    return page(
+        request,
+        "home.html",
+        {
+            "nav": "search",
+            "examples": example_names(ctx),
+            "stats": ctx.stats.get(None),
+            "jurisdictions": ctx.service.jurisdictions(),
+            "recent": order_facts(ctx.store)[:8],
+        },
+    )
+
+
+@router.get("/search")
+def search(request: Request, name: str = Query("", max_length=300)) -> Response:
+    """Per-jurisdiction verdicts for one name, with the orders behind each block."""
+    ctx: WebContext = request.app.state.ctx
+    values: dict[str, object] = {"nav": "search", "query": name}
+    if not name.strip():
+        values["error"] = "Type a domain name, for example example.com."
+        return page(request, "search.html", values, 400)
+    try:
+        result = lookup(ctx.store, ctx.snapshot(), ctx.service.jurisdictions(), name)
+    except InvalidName as exc:
+        values["error"] = f"That is not a valid domain name: {exc}"
+        return page(request, "search.html", values, 400)
+    values["result"] = result
+    values["query"] = result.unicode
+    values["proof_url"] = getattr(request.app.state, "name_proof_url", lambda n: "")(result.name)
+    return page(request, "search.html", values)
