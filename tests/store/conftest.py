@@ -1,0 +1,31 @@
+"""Fixtures for store tests: a migrated store and its service on each real database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from clearwall.store import PolicyService, Store, open_store
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A freshly migrated store on SQLite and on PostgreSQL."""
+    s = open_store(store_url, migrate=True)
+    try:
+        yield s
+    finally:
+        s.dispose()
+
+
+@pytest.fixture
+def service(store: Store) -> PolicyService:
+    """The write path over ``store``, with two jurisdictions and three authorities."""
+    svc = PolicyService(store)
+    svc.add_jurisdiction("xa", "Demo Republic A", ["127.0.0.0/8", "::1/128"])
+    svc.add_jurisdiction("xb", "Demo Republic B", ["127.77.0.0/16"])
+    svc.add_authority("Court A", "court", "xa", ["mailto:court@a.example"])
+    svc.add_authority("Regulator B", "regulator", "xb", ["https://reg.b.example"])
+    svc.add_authority("Operator security", "operator", "xa", ["tel:+10000000000"])
+    return svc

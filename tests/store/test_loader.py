@@ -1,0 +1,127 @@
+"""The loader enforces exactly what the log published; tampering is never enforced."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+import pytest
+from sqlalchemy import insert, update
+
+from clearwall.model import Action, Decision, OrderStatus, RuleKind
+from clearwall.policy.model import RuleSpec
+from clearwall.store import PolicyService, schema
+from clearwall.store.loader import build_snapshot, load_policy, policy_version
+
+from .test_service import OPERATOR, REGULATOR, add, rules
+
+
+def loaded_ids(service: PolicyService) -> list[int]:
+    """Ids of the orders the loader would enforce now."""
+    return [c.order.id for c in load_policy(service.store)[0]]
+
+
+def test_loads_published_orders_with_rules(service: PolicyService) -> None:
+    a = add(service, reference="A")
+    b = add(service, authority=REGULATOR, reference="B", rules=rules("b.example"))
+    orders, jurisdictions, size = load_policy(service.store)
+    assert size == 2 == policy_version(service.store)
+    assert [c.order.id for c in orders] == [a.id, b.id]
+    assert orders[1].authority.name == "Regulator B"
+    assert orders[1].rules == (RuleSpec(RuleKind.SUBTREE, "b.example"),)
+    assert [j.code for j in jurisdictions] == ["xa", "xb"]
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message"),
+    [
+        (
+            lambda conn, oid: conn.execute(
+                insert(schema.rules).values(order_id=oid, kind="subtree", value="secret.example")
+            ),
+            "do not match the digest",
+        ),
+        (
+            lambda conn, oid: conn.execute(
+                update(schema.rules).where(schema.rules.c.order_id == oid).values(action="refused")
+            ),
+            "do not match the digest",
+        ),
+        (
+            lambda conn, oid: conn.execute(
+                update(schema.orders).where(schema.orders.c.id == oid).values(action="sinkhole")
+            ),
+            "metadata differs",
+        ),
+        (
+            lambda conn, oid: conn.execute(
+                update(schema.orders).where(schema.orders.c.id == oid).values(log_index=None)
+            ),
+            "not on the log",
+        ),
+    ],
+)
+def test_tampering_is_not_enforced(
+    service: PolicyService, caplog: pytest.LogCaptureFixture, tamper, message: str
+) -> None:
+    good = add(service, reference="GOOD", rules=rules("good.example"))
+    bad = add(service, reference="BAD")
+    with service.store.write() as conn:
+        tamper(conn, bad.id)
+    with caplog.at_level(logging.WARNING, logger="clearwall.store.loader"):
+        assert loaded_ids(service) == [good.id]
+    assert f"order {bad.id}" in caplog.text and message in caplog.text
+
+
+def test_order_written_without_entry_is_not_enforced(service: PolicyService) -> None:
+    add(service)
+    with service.store.write() as conn:
+        conn.execute(update(schema.log_head).values(size=0))  # as if the entry were beyond the tree
+    assert loaded_ids(service) == []
+
+
+def test_revoked_expired_and_reactivated(service: PolicyService) -> None:
+    a = add(service, reference="A")
+    b = add(service, reference="B", expires="2030-01-01")
+    c = add(service, authority=OPERATOR, reference="C", all_jurisdictions=True)
+    service.revoke_order(a.id, "withdrawn")
+    assert loaded_ids(service) == [b.id, c.id]
+    assert [
+        o.order.id for o in load_policy(service.store, dt.datetime(2031, 1, 1, tzinfo=dt.UTC))[0]
+    ] == [c.id]
+    # Flipping the status back in the database does not bring a revoked order back.
+    with service.store.write() as conn:
+        conn.execute(
+            update(schema.orders)
+            .where(schema.orders.c.id == a.id)
+            .values(status=OrderStatus.ACTIVE.value)
+        )
+    assert loaded_ids(service) == [b.id, c.id]
+
+
+def test_amended_order_is_enforced_with_new_rules(service: PolicyService) -> None:
+    order = add(service)
+    service.amend_order(order.id, add=rules("new.example"), reason="extension")
+    [compiled] = load_policy(service.store)[0]
+    assert {r.value for r in compiled.rules} == {"blocked.example", "other.example", "new.example"}
+
+
+def test_build_snapshot_matches(service: PolicyService) -> None:
+    add(service, rules=rules("blocked.example"))
+    add(
+        service,
+        authority=OPERATOR,
+        reference="SEC",
+        category="malware",
+        action=Action.SINKHOLE,
+        all_jurisdictions=True,
+        rules=rules("evil.example"),
+        effective_from="2020-01-01",
+    )
+    add(service, authority=REGULATOR, reference="REG", effective_from="2020-01-01")
+    snap = build_snapshot(service.store)
+    assert snap.jurisdiction_of("127.77.0.1") == "xb"
+    assert snap.jurisdiction_of("127.0.0.1") == "xa"
+    assert snap.match("evil.example", "xb").decision is Decision.BLOCK
+    assert snap.match("www.blocked.example", "xa").decision is Decision.BLOCK
+    assert snap.match("unlisted.example", "xa").decision is Decision.ALLOW

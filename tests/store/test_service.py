@@ -1,0 +1,304 @@
+"""PolicyService on real SQLite and PostgreSQL: CRUD, scoping, atomicity, idempotence, the log."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import func, insert, select
+
+from clearwall.errors import Conflict, InvalidName, NotFound, ScopeError, StoreError
+from clearwall.ledger import entries
+from clearwall.ledger.merkle import leaf_hash
+from clearwall.model import Action, Category, OrderStatus, RuleKind
+from clearwall.policy.model import RuleSpec
+from clearwall.store import PolicyService, Store, schema
+from clearwall.store import service as service_module
+from clearwall.store.records import AppealStatus, TokenRole
+
+COURT, REGULATOR, OPERATOR = 1, 2, 3
+
+
+def rules(*names: str, kind: RuleKind = RuleKind.SUBTREE) -> list[RuleSpec]:
+    """Rules of one kind over ``names``."""
+    return [RuleSpec(kind, n) for n in names]
+
+
+def add(svc: PolicyService, authority: int = COURT, **kw: Any) -> Any:
+    """Add an order with sensible defaults."""
+    args: dict[str, Any] = {
+        "title": "Order on example sites",
+        "legal_basis": "Fictional Act s. 1",
+        "reference": "REF-1",
+        "category": "court-order",
+        "action": "nxdomain",
+        "rules": rules("blocked.example", "other.example"),
+    }
+    args.update(kw)
+    return svc.add_order(authority, **args)
+
+
+def counts(store: Store) -> tuple[int, int, int]:
+    """(orders, rules, log entries) rows in the store."""
+    with store.read() as conn:
+        return tuple(  # type: ignore[return-value]
+            int(conn.execute(select(func.count()).select_from(t)).scalar_one())
+            for t in (schema.orders, schema.rules, schema.log_entries)
+        )
+
+
+def test_jurisdictions_and_authorities_round_trip(service: PolicyService) -> None:
+    xa = service.jurisdiction("xa")
+    assert xa.name == "Demo Republic A"
+    assert [str(n) for n in xa.networks] == ["127.0.0.0/8", "::1/128"]
+    assert [j.code for j in service.jurisdictions()] == ["xa", "xb"]
+    court = service.authority(COURT)
+    assert (court.name, court.kind.value, court.jurisdiction) == ("Court A", "court", "xa")
+    assert court.contacts == ("mailto:court@a.example",)
+    assert [a.id for a in service.authorities("xa")] == [COURT, OPERATOR]
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        (lambda s: s.add_jurisdiction("xa", "again"), Conflict),
+        (lambda s: s.add_jurisdiction("x", "too short"), StoreError),
+        (lambda s: s.add_jurisdiction("xc", "bad net", ["10.0.0.1/8"]), StoreError),
+        (lambda s: s.add_jurisdiction("xc", "taken", ["127.77.0.0/16"]), Conflict),
+        (lambda s: s.add_authority("A", "king", "xa"), StoreError),
+        (lambda s: s.add_authority("A", "court", "zz"), NotFound),
+        (lambda s: s.add_authority("A", "court", "xa", ["court@example"]), StoreError),
+        (lambda s: s.authority(99), NotFound),
+        (lambda s: s.order(99), NotFound),
+        (lambda s: s.jurisdiction("zz"), NotFound),
+        (lambda s: add(s, authority=99), NotFound),
+        (lambda s: add(s, category="gossip"), StoreError),
+        (lambda s: add(s, action="explode"), StoreError),
+        (lambda s: add(s, title=" "), StoreError),
+        (lambda s: add(s, effective_from="2030-01-02", expires="2030-01-01"), StoreError),
+        (lambda s: add(s, expires="not a date"), StoreError),
+        (lambda s: add(s, rules=[RuleSpec(RuleKind.EXACT, "Bad Name")]), InvalidName),
+        (lambda s: add(s, rules=[RuleSpec(RuleKind.RESPONSE_IP, "10.0.0.1/8")]), StoreError),
+    ],
+)
+def test_bad_input_writes_nothing(
+    service: PolicyService, call: Callable[[PolicyService], Any], error: type[Exception]
+) -> None:
+    before = counts(service.store)
+    with pytest.raises(error):
+        call(service)
+    assert counts(service.store) == before
+
+
+def test_add_order_publishes_one_entry(service: PolicyService) -> None:
+    order = add(
+        service,
+        rules=[*rules("b.example", "a.example"), RuleSpec(RuleKind.RESPONSE_IP, "192.0.2.0/24")],
+        issued="2026-01-05",
+        effective_from="2026-01-10",
+        expires=dt.datetime(2027, 1, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+        document_url="https://court.a.example/orders/1",
+    )
+    assert order.log_index == 0 and order.status is OrderStatus.ACTIVE
+    assert order.effective_from == dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
+    assert order.expires == dt.datetime(2027, 1, 1, 10, tzinfo=dt.UTC)
+    assert order.expires.tzinfo is dt.UTC
+    assert order.issued == dt.date(2026, 1, 5)
+    stored = service.order_rules(order.id)
+    assert stored == (
+        RuleSpec(RuleKind.RESPONSE_IP, "192.0.2.0/24"),
+        RuleSpec(RuleKind.SUBTREE, "a.example"),
+        RuleSpec(RuleKind.SUBTREE, "b.example"),
+    )
+    [entry] = service.store.log_entries()
+    assert entry.index == 0 and entry.leaf_hash == leaf_hash(entry.data)
+    at = dt.datetime.fromisoformat(__import__("json").loads(entry.data)["time"])
+    # The service's patched digest must equal what the ledger module computes itself.
+    assert entry.data == entries.order_published(order, service.authority(COURT), stored, at)
+    assert service.store.log_size() == 1
+
+
+@pytest.mark.parametrize(
+    ("authority", "actor", "all_jurisdictions", "allowed"),
+    [
+        (COURT, "xa", False, True),
+        (COURT, "xb", False, False),
+        (REGULATOR, "xa", False, False),
+        (REGULATOR, "xb", False, True),
+        (COURT, None, True, False),  # only operators may act for all jurisdictions
+        (OPERATOR, None, True, True),
+        (OPERATOR, "xb", True, False),
+    ],
+)
+def test_order_scoping(
+    service: PolicyService,
+    authority: int,
+    actor: str | None,
+    all_jurisdictions: bool,
+    allowed: bool,
+) -> None:
+    call = lambda: add(  # noqa: E731
+        service, authority=authority, actor_jurisdiction=actor, all_jurisdictions=all_jurisdictions
+    )
+    if allowed:
+        assert call().all_jurisdictions is all_jurisdictions
+        return
+    with pytest.raises(ScopeError):
+        call()
+    assert counts(service.store) == (0, 0, 0)
+
+
+def test_scope_on_amend_revoke_and_appeals(service: PolicyService) -> None:
+    order = add(service)
+    before = counts(service.store)
+    with pytest.raises(ScopeError):
+        service.amend_order(order.id, add=rules("new.example"), actor_jurisdiction="xb")
+    with pytest.raises(ScopeError):
+        service.revoke_order(order.id, "no", actor_jurisdiction="xb")
+    appeal = service.file_appeal(order.id, "blocked.example", "mailto:me@x.example", "mistake")
+    with pytest.raises(ScopeError):
+        service.decide_appeal(appeal.id, "upheld", "ok", actor_jurisdiction="xb")
+    assert counts(service.store)[:2] == before[:2]
+    assert service.store.log_size() == before[2] + 1  # only the appeal filing
+
+
+def test_failure_mid_order_leaves_nothing(service: PolicyService) -> None:
+    """A failure after half the rules are written rolls back rules, order and entry."""
+    many = rules(*(f"n{i}.example" for i in range(service_module.INSERT_BATCH + 10)))
+
+    def explode(done: int, total: int) -> None:
+        if done >= service_module.INSERT_BATCH:
+            raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        service.add_order(COURT, "t", "lb", "r", "court-order", "nxdomain", many, progress=explode)
+    assert counts(service.store) == (0, 0, 0)
+    assert service.store.log_size() == 0
+
+
+def test_failure_writing_the_entry_leaves_nothing(
+    service: PolicyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> int:
+        raise StoreError("log head unavailable")
+
+    monkeypatch.setattr(service_module, "append_entry", broken)
+    with pytest.raises(StoreError):
+        add(service)
+    assert counts(service.store) == (0, 0, 0)
+
+
+def test_duplicate_reference_conflicts(service: PolicyService) -> None:
+    add(service)
+    with pytest.raises(Conflict):
+        add(service)
+    assert counts(service.store) == (1, 2, 1)
+
+
+def test_amend_is_idempotent_and_logged(service: PolicyService) -> None:
+    order = add(service)
+    same = service.amend_order(order.id, add=rules("blocked.example", "other.example"))
+    assert same == order and service.store.log_size() == 1
+    service.amend_order(order.id, add=rules("third.example"), remove=rules("other.example"))
+    assert service.store.log_size() == 2
+    current = service.order_rules(order.id)
+    assert [r.value for r in current] == ["blocked.example", "third.example"]
+    amended = service.store.log_entries(1)[0].data
+    event = __import__("json").loads(amended)
+    assert event["type"] == "order-amended"
+    assert (event["rules"]["added"], event["rules"]["removed"]) == (1, 1)
+    assert event["rules"]["digest"] == entries.rules_digest(current)[0]
+    service.amend_order(order.id, add=rules("third.example"), remove=rules("nothing.example"))
+    assert service.store.log_size() == 2
+
+
+def test_revoke_and_expire(service: PolicyService) -> None:
+    a = add(service, reference="A")
+    b = add(service, reference="B", expires="2020-06-01", effective_from="2020-01-01")
+    with pytest.raises(StoreError):
+        service.revoke_order(a.id, " ")
+    revoked = service.revoke_order(a.id, "set aside on appeal")
+    assert revoked.status is OrderStatus.REVOKED
+    assert service.order_revoked_reason(a.id) == "set aside on appeal"
+    with pytest.raises(Conflict):
+        service.revoke_order(a.id, "again")
+    with pytest.raises(Conflict):
+        service.amend_order(a.id, add=rules("x.example"))
+    assert service.expire_due(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) == [b.id]
+    assert service.expire_due() == []
+    assert service.order(b.id).status is OrderStatus.EXPIRED
+    kinds = [__import__("json").loads(e.data)["type"] for e in service.store.log_entries()]
+    assert kinds == ["order-published", "order-published", "order-revoked", "order-expired"]
+
+
+def test_appeals(service: PolicyService) -> None:
+    order = add(service)
+    appeal = service.file_appeal(order.id, "Blocked.Example.", "mailto:me@x.example", "wrong")
+    assert appeal.name == "blocked.example" and appeal.status is AppealStatus.OPEN
+    assert appeal.filed_log_index == 1
+    decided = service.decide_appeal(appeal.id, "rejected", "the order stands", "xa")
+    assert decided.status is AppealStatus.REJECTED and decided.decided_log_index == 2
+    assert decided.decided_at is not None and decided.decided_at.tzinfo is dt.UTC
+    with pytest.raises(Conflict):
+        service.decide_appeal(appeal.id, "upheld", "changed my mind")
+    assert service.appeals(order.id) == [decided]
+    with pytest.raises(NotFound):
+        service.file_appeal(99, "x.example", "c", "r")
+
+
+def test_tokens_and_subscriptions(service: PolicyService) -> None:
+    token, secret = service.create_token(TokenRole.AUTHORITY, COURT, "court clerk")
+    assert service.find_token(secret) == token
+    assert service.find_token(secret + "x") is None
+    with pytest.raises(StoreError):
+        service.create_token("operator", COURT)
+    service.revoke_token(token.id)
+    assert service.find_token(secret) is None
+    order = add(service)
+    sub = service.add_subscription(order.id, "https://lists.example/a.txt", "domains", 3600)
+    service.record_refresh(sub.id, "ok: 2 rules")
+    [stored] = service.subscriptions(order.id)
+    assert stored.last_status == "ok: 2 rules" and stored.last_refresh is not None
+
+
+def test_concurrent_writers_get_consecutive_indexes(service: PolicyService) -> None:
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        svc = PolicyService(service.store)
+        try:
+            for i in range(4):
+                add(svc, reference=f"T{n}-{i}", rules=rules(f"w{n}-{i}.example"))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert [e.index for e in service.store.log_entries()] == list(range(12))
+    assert sorted(o.log_index for o in service.orders()) == list(range(12))  # type: ignore[type-var]
+
+
+def test_bulk_rules_round_trip(service: PolicyService) -> None:
+    many = rules(*(f"host{i}.bulk.example" for i in range(45_000)))
+    order = add(service, rules=many, category=Category.MALWARE, action=Action.SINKHOLE)
+    assert service.order(order.id).log_index == 0
+    with service.store.read() as conn:
+        n = conn.execute(select(func.count()).select_from(schema.rules)).scalar_one()
+    assert n == 45_000
+    assert entries.rules_digest(service.order_rules(order.id)) == entries.rules_digest(many)
+
+
+def test_rule_added_behind_the_log_is_visible_in_store_only(service: PolicyService) -> None:
+    order = add(service)
+    with service.store.write() as conn:
+        conn.execute(
+            insert(schema.rules).values(order_id=order.id, kind="exact", value="x.example")
+        )
+    assert len(service.order_rules(order.id)) == 3
