@@ -86,8 +86,16 @@ def test_checkpoint_roundtrip_and_errors() -> None:
     assert open_checkpoint(note, signer.verifier) == cp
     other = generate_signer("other.example/log", b"\x04" * 32)
     with pytest.raises(VerificationError):
-        open_checkpoint(Checkpoint("other.example/log", 5, b"\xab" * 32).sign(other), signer.verifier)
-    for text in ("o\n05\n" + "q" * 43 + "=\n", "o\n5\nAAAA\n", "o\n5\n", "\n5\n" + "A" * 43 + "=\n", "o\n-1\nA\n"):
+        open_checkpoint(
+            Checkpoint("other.example/log", 5, b"\xab" * 32).sign(other), signer.verifier
+        )
+    for text in (
+        "o\n05\n" + "q" * 43 + "=\n",
+        "o\n5\nAAAA\n",
+        "o\n5\n",
+        "\n5\n" + "A" * 43 + "=\n",
+        "o\n-1\nA\n",
+    ):
         with pytest.raises(VerificationError):
             parse_checkpoint(text)
 

@@ -45,8 +45,10 @@ def parse_checkpoint(text: str) -> Checkpoint:
     origin, size_text, root_text, *ext = lines
     if not origin:
         raise VerificationError("checkpoint origin line is empty")
-    if not size_text.isascii() or not size_text.isdigit() or (
-        len(size_text) > 1 and size_text[0] == "0"
+    if (
+        not size_text.isascii()
+        or not size_text.isdigit()
+        or (len(size_text) > 1 and size_text[0] == "0")
     ):
         raise VerificationError(f"checkpoint size {size_text!r} is not a decimal number")
     try:
@@ -60,9 +62,7 @@ def parse_checkpoint(text: str) -> Checkpoint:
     return Checkpoint(origin, int(size_text), root, tuple(ext))
 
 
-def open_checkpoint(
-    note: str | bytes, verifier: Verifier, origin: str | None = None
-) -> Checkpoint:
+def open_checkpoint(note: str | bytes, verifier: Verifier, origin: str | None = None) -> Checkpoint:
     """Verify a signed checkpoint note and parse it; check the origin when given.
 
     The origin must equal the key name when ``origin`` is None, as the log signs with a

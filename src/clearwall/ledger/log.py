@@ -250,7 +250,9 @@ class _FrontierReader:
         row = self.f.rows[level]
         if first < 0 or (first + (1 << r)) * HASH_SIZE > len(row):
             raise LedgerError(f"frontier lacks the subtree at height {height} index {index}")
-        run = [bytes(row[(first + i) * HASH_SIZE : (first + i + 1) * HASH_SIZE]) for i in range(1 << r)]
+        run = [
+            bytes(row[(first + i) * HASH_SIZE : (first + i + 1) * HASH_SIZE]) for i in range(1 << r)
+        ]
         return tiles.subtree_root(run)
 
 
@@ -271,9 +273,7 @@ class TransparencyLog:
     file lock serializes writers) and at start (it finishes what a crash interrupted).
     """
 
-    def __init__(
-        self, store: Any, config: LedgerConfig, signer: Signer | None = None
-    ) -> None:
+    def __init__(self, store: Any, config: LedgerConfig, signer: Signer | None = None) -> None:
         """Bind the log to ``store`` (a ``LogStore``) and the ledger config section."""
         self.store: LogStore = store
         self.config = config
@@ -434,7 +434,7 @@ class TransparencyLog:
             count += 1
         return count
 
-    def _grow(self, frontier: _Frontier, new: int, leaf_hashes: bytes) -> int:
+    def _grow(self, frontier: _Frontier, new: int, leaf_hashes: bytes | bytearray) -> int:
         """Append leaf hashes to the frontier, writing each new or grown hash tile."""
         old = frontier.size
         rows = frontier.rows

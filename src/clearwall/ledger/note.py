@@ -45,9 +45,7 @@ def sign_note(text: str, signers: Sequence[Signer]) -> str:
     """The signed note of ``text`` by each of ``signers``."""
     _check_text(text)
     message = text.encode("utf-8")
-    lines = [
-        NoteSignature(s.name, s.key_id, s.sign(message)).line() + "\n" for s in signers
-    ]
+    lines = [NoteSignature(s.name, s.key_id, s.sign(message)).line() + "\n" for s in signers]
     return text + "\n" + "".join(lines)
 
 

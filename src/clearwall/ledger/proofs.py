@@ -104,9 +104,7 @@ def _check_hashes(proof: Sequence[bytes]) -> None:
             raise VerificationError(f"proof hash of {len(h)} bytes, expected {HASH_SIZE}")
 
 
-def root_from_inclusion_proof(
-    index: int, size: int, leaf: bytes, proof: Sequence[bytes]
-) -> bytes:
+def root_from_inclusion_proof(index: int, size: int, leaf: bytes, proof: Sequence[bytes]) -> bytes:
     """The root implied by an inclusion proof (RFC 9162 section 2.1.3.2, steps 1-5)."""
     if not 0 <= index < size:
         raise VerificationError(f"index {index} is not in a tree of size {size}")

@@ -1,0 +1,121 @@
+"""The tile-writing log over the in-memory store twin: sync, recovery, bad tiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clearwall.config import LedgerConfig
+from clearwall.errors import LedgerError, TileError, VerificationError
+from clearwall.ledger import proofs, tiles
+from clearwall.ledger.checkpoint import open_checkpoint
+from clearwall.ledger.log import MemoryLogStore, TransparencyLog
+from clearwall.ledger.merkle import MemoryTree
+from clearwall.ledger.signing import generate_signer
+
+ORIGIN = "clearwall.example/log"
+
+
+def make_log(tmp_path: Path, n: int = 0) -> tuple[MemoryLogStore, TransparencyLog]:
+    store = MemoryLogStore()
+    for i in range(n):
+        store.append(b'{"i":%d}' % i)
+    cfg = LedgerConfig(key_file=tmp_path / "k", tiles_dir=tmp_path / "log", origin=ORIGIN)
+    return store, TransparencyLog(store, cfg, generate_signer(ORIGIN, b"\x07" * 32))
+
+
+@pytest.mark.parametrize("steps", [[1], [5, 255, 256, 257], [300, 65536 + 70], [70000]])
+def test_incremental_sync_matches_full_tree(tmp_path: Path, steps: list[int]) -> None:
+    store, log = make_log(tmp_path)
+    for target in steps:
+        while store.log_size() < target:
+            store.append(b'{"i":%d}' % store.log_size())
+        result = log.sync()
+        assert result.new_size == target
+        tree = MemoryTree.from_entries(e.data for e in store.entries)
+        cp = open_checkpoint(log.checkpoint_note(), log.verifier)
+        assert (cp.size, cp.root) == (target, tree.root())
+        reader = log.reader(target)
+        assert proofs.tree_hash(reader, target) == tree.root()
+        for idx in {0, target // 2, target - 1}:
+            assert proofs.inclusion_proof(reader, idx, target) == proofs.inclusion_proof(
+                tree, idx, target
+            )
+            assert log.entry(idx, target) == store.entries[idx].data
+    assert [c.tree_size for c in store.checkpoints()] == sorted(set(steps))
+
+
+def test_empty_log_has_a_checkpoint(tmp_path: Path) -> None:
+    _, log = make_log(tmp_path)
+    log.sync()
+    cp = log.published()
+    assert cp is not None and cp.size == 0
+
+
+def test_crash_before_tiles_is_recovered(tmp_path: Path) -> None:
+    store, log = make_log(tmp_path, 300)
+    log.sync()
+    for i in range(300, 600):  # committed, but the process died before sync
+        store.append(b'{"i":%d}' % i)
+    assert log.published().size == 300  # type: ignore[union-attr]
+    log.sync()  # what start-up does
+    assert log.published().size == 600  # type: ignore[union-attr]
+    assert (
+        log.published().root
+        == MemoryTree.from_entries(  # type: ignore[union-attr]
+            e.data for e in store.entries
+        ).root()
+    )
+
+
+def test_corrupt_or_deleted_tiles_are_rederived(tmp_path: Path) -> None:
+    store, log = make_log(tmp_path, 1000)
+    log.sync()
+    part = tmp_path / "log" / tiles.tile_path(0, 3, 1000 - 768)
+    part.write_bytes(part.read_bytes()[:-1])  # truncated partial tile
+    store.append(b"x")
+    log.sync()
+    assert (
+        proofs.tree_hash(log.reader(1001), 1001)
+        == MemoryTree.from_entries(e.data for e in store.entries).root()
+    )
+    (tmp_path / "log" / "checkpoint").write_text("garbage")
+    log.sync()
+    assert log.published().size == 1001  # type: ignore[union-attr]
+
+
+def test_truncated_tile_is_a_clear_error(tmp_path: Path) -> None:
+    _, log = make_log(tmp_path, 10)
+    log.sync()
+    path = tmp_path / "log" / tiles.tile_path(0, 0, 10)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(TileError, match="bytes, expected"):
+        proofs.tree_hash(log.reader(10), 10)
+    path.unlink()
+    with pytest.raises(TileError, match="missing"):
+        proofs.tree_hash(log.reader(10), 10)
+
+
+def test_store_behind_checkpoint_is_refused(tmp_path: Path) -> None:
+    store, log = make_log(tmp_path, 10)
+    log.sync()
+    del store.entries[5:]
+    with pytest.raises(LedgerError, match="lost or rolled back"):
+        log.sync()
+
+
+def test_edited_entry_is_reported_with_its_index(tmp_path: Path) -> None:
+    store, log = make_log(tmp_path, 10)
+    e = store.entries[7]
+    store.entries[7] = type(e)(7, b"forged", e.leaf_hash)
+    with pytest.raises(VerificationError, match="entry 7"):
+        log.sync()
+
+
+def test_wrong_key_is_rejected(tmp_path: Path) -> None:
+    _, log = make_log(tmp_path, 3)
+    log.sync()
+    other = generate_signer(ORIGIN, b"\x08" * 32).verifier
+    with pytest.raises(VerificationError):
+        open_checkpoint(log.checkpoint_note(), other)
