@@ -21,7 +21,6 @@ NAME = "adblock"
 
 # ##, #@#, #?#, #@?#, #$#, #@$#, #%#, #@%#, #$?#, #@$?# and HTML filters $$ / $@$.
 COSMETIC = re.compile(r"#@?[$%?]{0,2}#|\$@?\$")
-_FAST_HOST = re.compile(r"[^|^$/*@#!\s]+")
 
 _BLOCK = {"subtree": RuleKind.SUBTREE, "exact": RuleKind.EXACT, "wildcard": RuleKind.WILDCARD}
 _ALLOW = {
@@ -60,7 +59,7 @@ def _split_pattern(pattern: str) -> tuple[str, str, str] | str:
 def parse(lines: Iterable[str], out: Collector) -> None:
     """Read AdBlock/AdGuard DNS rules into ``out``."""
     subtree = RuleKind.SUBTREE
-    fast_host = _FAST_HOST.fullmatch
+    add_canonical = out.add_canonical
     lineno = 0
     for lineno, raw in enumerate(lines, 1):
         line = raw.strip()
@@ -68,8 +67,7 @@ def parse(lines: Iterable[str], out: Collector) -> None:
             out.skip("blank")
             continue
         # The form that makes up nearly every line of real lists, checked first.
-        if line[:2] == "||" and line[-1] == "^" and fast_host(line, 2, len(line) - 1):
-            out.add_name(subtree, line[2:-1], lineno, raw)
+        if line[:2] == "||" and line[-1] == "^" and add_canonical(subtree, line[2:-1]):
             continue
         first = line[0]
         if first == "!":

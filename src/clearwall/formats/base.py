@@ -26,10 +26,8 @@ def fast_normalize(text: str) -> str:
 
     Raises InvalidName exactly when ``normalize_name`` does.
     """
-    if text.isascii():
-        lowered = text.lower()
-        if len(lowered) <= 253 and _CANONICAL.fullmatch(lowered) and "xn--" not in lowered:
-            return lowered
+    if len(text) <= 253 and _CANONICAL.fullmatch(text) and "xn--" not in text:
+        return text
     return normalize_name(text)
 
 
@@ -82,33 +80,49 @@ class Collector:
     Rules are deduplicated on the full ``RuleSpec`` value (a dict keeps input order).
     """
 
-    __slots__ = ("_rules", "issues", "lines", "skipped", "source")
+    __slots__ = ("_added", "_rules", "issues", "lines", "skipped", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self._rules: dict[RuleSpec, None] = {}
+        # Keyed on plain tuples: hashing them is several times cheaper than hashing
+        # RuleSpec dataclasses, and this runs once per line of million-line lists.
+        self._rules: dict[tuple[RuleKind, str, Action | None], None] = {}
+        self._added = 0
         self.issues: list[ParseIssue] = []
         self.skipped: Counter[str] = Counter()
         self.lines = 0
 
     def add(self, kind: RuleKind, value: str, action: Action | None = None) -> None:
         """Record one rule (a duplicate of an earlier one is counted, not repeated)."""
-        rule = RuleSpec(kind, value, action)
-        if rule in self._rules:
-            self.skipped["duplicate"] += 1
-        else:
-            self._rules[rule] = None
+        self._rules[kind, value, action] = None
+        self._added += 1
+
+    def add_canonical(self, kind: RuleKind, text: str) -> bool:
+        """Record ``text`` if it already is a canonical name; False (nothing done) if not.
+
+        The parsers' fast path: most lines of real lists hold a clean lowercase name.
+        """
+        if len(text) <= 253 and _CANONICAL.fullmatch(text) and "xn--" not in text:
+            self._rules[kind, text, None] = None
+            self._added += 1
+            return True
+        return False
 
     def add_name(
         self, kind: RuleKind, text: str, lineno: int, line: str, action: Action | None = None
     ) -> bool:
         """Normalize ``text`` and record it; report the line and return False if invalid."""
-        try:
-            name = fast_normalize(text)
-        except InvalidName as exc:
-            self.issue(lineno, str(exc), line)
-            return False
-        self.add(kind, name, action)
+        # The regex admits only lowercase ASCII, so a match is already canonical.
+        if len(text) <= 253 and _CANONICAL.fullmatch(text) and "xn--" not in text:
+            name = text
+        else:
+            try:
+                name = normalize_name(text)
+            except InvalidName as exc:
+                self.issue(lineno, str(exc), line)
+                return False
+        self._rules[kind, name, action] = None
+        self._added += 1
         return True
 
     def issue(self, lineno: int, message: str, line: str) -> None:
@@ -121,9 +135,12 @@ class Collector:
 
     def result(self, fmt: str) -> ParseResult:
         """The finished result for format ``fmt``."""
+        duplicates = self._added - len(self._rules)
+        if duplicates:
+            self.skipped["duplicate"] += duplicates
         return ParseResult(
             format=fmt,
-            rules=list(self._rules),
+            rules=[RuleSpec(kind, value, action) for kind, value, action in self._rules],
             issues=sorted(self.issues, key=lambda issue: issue.line),
             skipped=dict(self.skipped),
             lines=self.lines,

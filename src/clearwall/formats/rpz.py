@@ -33,8 +33,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 
-from clearwall.errors import InvalidName
-from clearwall.formats.base import MAX_LINE, Collector, fast_normalize, strip_comment
+from clearwall.formats.base import MAX_LINE, Collector, strip_comment
 from clearwall.model import Action, RuleKind
 
 NAME = "rpz"
@@ -60,6 +59,13 @@ class Policy(enum.Enum):
     DROP = "drop"
     LOCAL = "local-data"
 
+
+_FAST_TARGETS = {
+    ".": Policy.NXDOMAIN,
+    "*.": Policy.NODATA,
+    "rpz-passthru.": Policy.PASSTHRU,
+    "rpz-drop.": Policy.DROP,
+}
 
 _ACTION = {
     Policy.NXDOMAIN: Action.NXDOMAIN,
@@ -130,10 +136,29 @@ class _ZoneReader:
         self.pending_line = 0
         self.names: dict[str, _Trigger] = {}
         self.ips: dict[str, _Trigger] = {}
+        # True once relative owner names are relative to the zone itself: the common
+        # "name CNAME ." line then needs no name arithmetic at all.
+        self.fast = False
 
     def feed(self, lineno: int, raw: str) -> None:
         out = self.out
         line = raw.rstrip("\r\n")
+        if self.fast and not self.pending:
+            fields = line.split()
+            if (
+                len(fields) == 3
+                and fields[1] in ("CNAME", "cname")
+                and line[0] not in " \t$"
+                and ";" not in line
+                and "(" not in line
+                and "\\" not in line
+                and "rpz-" not in fields[0]
+            ):
+                policy = _FAST_TARGETS.get(fields[2])
+                owner = fields[0]
+                if policy is not None and owner[-1] != "." and owner != "@":
+                    self._add_trigger(self.names, owner.lower(), policy, lineno, raw)
+                    return
         if len(line) > MAX_LINE:
             out.issue(lineno, "line too long", raw)
             return
@@ -167,6 +192,7 @@ class _ZoneReader:
         if keyword == "$ORIGIN" and len(fields) == 2:
             self.origin = self._absolute(fields[1])
             self.explicit_origin = True
+            self.fast = self.origin == self.zone
             self.out.skip("directive")
         elif keyword == "$TTL":
             self.out.skip("directive")
@@ -237,6 +263,7 @@ class _ZoneReader:
             self.zone = owner
             if not self.explicit_origin:
                 self.origin = owner
+            self.fast = self.origin == self.zone
             self.out.skip("zone")
         elif owner == self.zone:
             self.out.issue(lineno, "second SOA record for the zone ignored", raw)
@@ -297,6 +324,11 @@ class _ZoneReader:
             table = self.ips
         else:
             key, table = relative, self.names
+        self._add_trigger(table, key, policy, lineno, raw)
+
+    def _add_trigger(
+        self, table: dict[str, _Trigger], key: str, policy: Policy, lineno: int, raw: str
+    ) -> None:
         known = table.get(key)
         if known is None:
             table[key] = _Trigger(policy, lineno, raw)
@@ -305,7 +337,7 @@ class _ZoneReader:
         else:
             self.out.issue(
                 lineno,
-                f"second action {policy.value} for {relative} ignored; "
+                f"second action {policy.value} for {key} ignored; "
                 f"line {known.lineno} ({known.policy.value}) is kept",
                 raw,
             )
@@ -330,13 +362,8 @@ class _ZoneReader:
                 kind = RuleKind.ALLOW_WILDCARD if allow else RuleKind.WILDCARD
             else:
                 kind = RuleKind.ALLOW_EXACT if allow else RuleKind.EXACT
-            try:
-                name = fast_normalize(base)
-            except InvalidName as exc:
-                out.issue(trig.lineno, str(exc), trig.line)
-                continue
-            self._note(trig)
-            out.add(kind, name, _ACTION[trig.policy])
+            if out.add_name(kind, base, trig.lineno, trig.line, _ACTION[trig.policy]):
+                self._note(trig)
         for cidr, trig in self.ips.items():
             kind = (
                 RuleKind.ALLOW_RESPONSE_IP
