@@ -104,6 +104,7 @@ class RateLimitConfig:
     ipv4_prefix: int = 24
     ipv6_prefix: int = 56
     slip: int = 2  # every Nth limited UDP reply is a truncated (TC) answer; 0 = drop all
+    exempt_loopback: bool = True  # loopback clients (local tools, benchmarks) are not limited
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,8 @@ class Gateway:
     chain: Handler
     handlers: list[str]
     server: DNSServer
+    transport: UpstreamTransport
+    transport: UpstreamTransport
 
     async def start(self, listen: tuple[HostPort, ...] | None = None) -> None:
         """Bind every listener."""
@@ -40,7 +42,7 @@ class Gateway:
     def swap(self, policy: PolicyView) -> None:
         """Enforce a new policy snapshot from the next query on."""
         self.policy.swap(policy)
-        self.metrics.policy_version = policy.version
+        self.metrics.policy_version = policy.tree_size
         self.metrics.policy_swaps += 1
 
 
@@ -55,10 +57,9 @@ def build_gateway(
     """Build the chain and listeners for ``config`` (nothing is bound yet)."""
     holder = PolicyHolder() if policy is None else PolicyHolder(policy)
     metrics = metrics or DNSMetrics()
-    metrics.policy_version = holder.current.version
-    services = Services(
-        config=config, policy=holder, metrics=metrics, transport=transport or SocketTransport()
-    )
+    metrics.policy_version = holder.current.tree_size
+    transport = transport or SocketTransport()
+    services = Services(config=config, policy=holder, metrics=metrics, transport=transport)
     chain, names = build_chain(services)
     server = DNSServer(config, chain, metrics, reuse_port=reuse_port)
-    return Gateway(config, holder, metrics, chain, names, server)
+    return Gateway(config, holder, metrics, chain, names, server, transport)

@@ -196,3 +196,41 @@ class DNSCollector(Collector):
                 total[bound] = total.get(bound, 0.0) + bucket_count
         hist.add_metric([], list(total.items()), total_sum)
         yield hist
+
+
+_SCALARS = (
+    "cache_hits",
+    "cache_misses",
+    "inflight",
+    "malformed",
+    "tcp_connections",
+    "upstream_failures",
+    "stale_served",
+    "policy_version",
+    "policy_swaps",
+)
+
+
+def export(m: DNSMetrics) -> dict[str, object]:
+    """A picklable copy of a worker's counters, sent to the supervisor."""
+    out: dict[str, object] = {name: getattr(m, name) for name in _SCALARS}
+    out["queries"] = dict(m.queries)
+    out["blocks"] = dict(m.blocks)
+    out["orders"] = dict(m.orders)
+    out["cache_entries"] = m.cache_size()
+    out["latency"] = list(m._latency)
+    out["latency_sum"] = m._latency_sum
+    return out
+
+
+def absorb(m: DNSMetrics, data: dict[str, object]) -> None:
+    """Replace ``m``'s counters by a worker's exported copy."""
+    for name in _SCALARS:
+        setattr(m, name, data[name])
+    m.queries = data["queries"]  # type: ignore[assignment]
+    m.blocks = data["blocks"]  # type: ignore[assignment]
+    m.orders = data["orders"]  # type: ignore[assignment]
+    entries = int(data["cache_entries"])  # type: ignore[call-overload]
+    m.cache_size = lambda: entries
+    m._latency = data["latency"]  # type: ignore[assignment]
+    m._latency_sum = data["latency_sum"]  # type: ignore[assignment]

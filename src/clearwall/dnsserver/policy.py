@@ -20,8 +20,13 @@ class PolicyView(Protocol):
     """The compiled policy as the DNS chain reads it (immutable)."""
 
     @property
-    def version(self) -> int:
-        """The policy version (ledger size) this snapshot was compiled from."""
+    def version(self) -> object:
+        """An identifier of this compiled policy; compared for equality only."""
+        ...
+
+    @property
+    def tree_size(self) -> int:
+        """The ledger size this snapshot was compiled from (the public policy version)."""
         ...
 
     def match(self, name: str, jurisdiction: str) -> Verdict:
@@ -50,6 +55,7 @@ class StaticPolicy:
     ips: dict[str, list[OrderRef]] = field(default_factory=dict)
     networks: dict[str, str] = field(default_factory=dict)
     version: int = 1
+    tree_size: int = 1
     _memo: dict[tuple[str, int], Verdict] = field(default_factory=dict, repr=False)
 
     def _verdict(self, orders: Iterable[OrderRef], rule: str, jurisdiction: str) -> Verdict:
@@ -100,7 +106,7 @@ class StaticPolicy:
         return best[1] if best else None
 
 
-EMPTY_POLICY = StaticPolicy(version=0)
+EMPTY_POLICY = StaticPolicy(version=0, tree_size=0)
 """The policy before the first snapshot is loaded: blocks nothing."""
 
 

@@ -52,10 +52,10 @@ class Cache:
         key = ctx.cache_key
         entries = self.entries
         e = entries.get(key)
-        version = self.policy.current.version
+        version = self.policy.current  # entries belong to the snapshot that decided them
         if e is not None:
             now = self.clock()
-            if now < e[_EXPIRES] and e[_VERSION] == version:  # type: ignore[operator]
+            if now < e[_EXPIRES] and e[_VERSION] is version:  # type: ignore[operator]
                 entries.move_to_end(key)
                 self.metrics.cache_hits += 1
                 sec = int(now)
@@ -75,7 +75,7 @@ class Cache:
         e[_MEMO] = answer
         return answer
 
-    def _store(self, key: tuple[bytes, int, str], version: int, answer: Answer) -> Answer:
+    def _store(self, key: tuple[bytes, int, str], version: object, answer: Answer) -> Answer:
         cfg = self.config
         if answer.kind is AnswerKind.FAILED:
             return self._stale(key, answer)

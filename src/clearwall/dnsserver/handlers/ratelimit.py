@@ -3,7 +3,8 @@
 Clients are grouped by /24 (IPv4) or /56 (IPv6) so one host cannot dodge the limit by
 hopping addresses, and spoofed floods are capped per network. Over the limit, every
 ``slip``-th UDP reply is a truncated answer (a real client retries over TCP, which
-cannot be spoofed) and the rest are dropped: no amplification. TCP is never limited here.
+cannot be spoofed) and the rest are dropped: no amplification. TCP is never limited here,
+nor (by default) loopback, which cannot be spoofed from outside the host.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class RateLimiter:
         self.v4 = config.ipv4_prefix
         self.v6 = config.ipv6_prefix
         self.clock = clock
+        self.exempt_loopback = config.exempt_loopback
         self.next = next_handler
         self._buckets: dict[str, list[float]] = {}  # prefix -> [tokens, last time, slips]
         self._prefix: dict[str, str] = {}
@@ -53,9 +55,10 @@ class RateLimiter:
 
     def __call__(self, ctx: Context) -> Result:
         """Pass the query on while the prefix has tokens; slip or drop otherwise."""
-        if ctx.tcp:
+        host = ctx.host
+        if ctx.tcp or (self.exempt_loopback and (host.startswith("127.") or host == "::1")):
             return self.next(ctx)
-        key = self.prefix(ctx.host)
+        key = self.prefix(host)
         now = self.clock()
         bucket = self._buckets.get(key)
         if bucket is None:

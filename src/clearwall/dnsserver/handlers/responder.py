@@ -44,12 +44,12 @@ class Responder:
         self.sinkhole4 = ipaddress.IPv4Address(block.sinkhole_ipv4).packed
         self.sinkhole6 = ipaddress.IPv6Address(block.sinkhole_ipv6).packed
         self._memo: dict[tuple[int, int, int], tuple[Verdict, BlockParts]] = {}
-        self._version = policy.current.version
+        self._version = policy.current.tree_size
         policy.on_swap(self._forget)
 
     def _forget(self, new: PolicyView) -> None:
         self._memo = {}
-        self._version = new.version
+        self._version = new.tree_size
 
     def __call__(self, ctx: Context) -> Result:
         """Render what the rest of the chain answers."""

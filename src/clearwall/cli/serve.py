@@ -1,0 +1,151 @@
+"""The ``clearwall serve`` command: the DNS gateway (and the web app beside it).
+
+Flags override the config file. Policy comes from the store (``--db``), compiled at
+start and hot-swapped when the log grows, or from a compiled snapshot (``--snapshot``).
+Client addresses are never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from clearwall.config import Config, HostPort, load_config
+from clearwall.errors import ConfigError
+
+log = logging.getLogger("clearwall.serve")
+
+
+def _overrides(
+    dns: list[str] | None,
+    web: str | None,
+    db: str | None,
+    upstream: list[str] | None,
+    workers: int | None,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    dns_section: dict[str, Any] = {}
+    if dns:
+        dns_section["listen"] = list(dns)
+    if upstream:
+        dns_section["upstream"] = {"servers": list(upstream)}
+    if workers is not None:
+        if workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        dns_section["workers"] = workers
+    if dns_section:
+        out["dns"] = dns_section
+    if web is not None:
+        out["web"] = {"listen": web}
+    if db is not None:
+        out["store"] = {"url": db}
+    return out
+
+
+def _web_starter(config: Config, store_url: str) -> Callable[[Any, Callable[[], Any]], None]:
+    """Start the web app (portal, API, block pages, /metrics) on a thread of its own."""
+
+    def start(collector: Any, policy: Callable[[], Any]) -> None:
+        import uvicorn
+        from prometheus_client import CollectorRegistry
+
+        from clearwall.web.app import create_app
+
+        listen = config.web.listen
+        if listen is None:
+            return
+        registry = CollectorRegistry()
+        registry.register(collector)
+        app = create_app(config, store_url, snapshot_provider=policy, metrics_registry=registry)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                app, host=listen.host, port=listen.port, log_level="warning", access_log=False
+            )
+        )
+        threading.Thread(target=server.run, name="web", daemon=True).start()
+        log.info("web app on http://%s (portal, API, block pages, /metrics)", listen)
+
+    return start
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``serve`` to the root app."""
+
+    @app.command("serve")
+    def serve(
+        config: Annotated[
+            Path | None, typer.Option("--config", "-c", help="TOML config file.")
+        ] = None,
+        dns: Annotated[
+            list[str] | None,
+            typer.Option("--dns", help="DNS listen address IP[:PORT] (repeatable)."),
+        ] = None,
+        web: Annotated[
+            str | None,
+            typer.Option("--web", help="Web app address IP:PORT; 'off' to not start it."),
+        ] = None,
+        db: Annotated[
+            str | None,
+            typer.Option(
+                "--db", envvar="CLEARWALL_DB", help="Store URL (sqlite:///… or postgresql://…)."
+            ),
+        ] = None,
+        upstream: Annotated[
+            list[str] | None,
+            typer.Option("--upstream", help="Upstream resolver IP[:PORT] (repeatable)."),
+        ] = None,
+        workers: Annotated[
+            int | None,
+            typer.Option("--workers", help="DNS worker processes sharing the port (SO_REUSEPORT)."),
+        ] = None,
+        snapshot: Annotated[
+            Path | None,
+            typer.Option(
+                "--snapshot", help="Serve this compiled snapshot instead of compiling the store."
+            ),
+        ] = None,
+        snapshot_dir: Annotated[
+            Path | None,
+            typer.Option(
+                "--snapshot-dir",
+                help="Where compiled snapshots are written (default var/snapshots).",
+            ),
+        ] = None,
+        log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, …")] = "",
+    ) -> None:
+        """Run the DNS gateway (and the web app) until SIGTERM/SIGINT; SIGHUP reloads config."""
+        from clearwall.dnsserver.workers import ServeOptions
+        from clearwall.dnsserver.workers import serve as run
+
+        web_off = web is not None and web.lower() in ("off", "none", "")
+        overrides = _overrides(dns, None if web_off else web, db, upstream, workers)
+        if web_off:
+            overrides["web"] = {"listen": ""}
+        cfg = load_config(config, overrides)
+        level = (log_level or cfg.logging.level).upper()
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        store_url = None if snapshot is not None else cfg.store.url
+        web_listen: HostPort | None = cfg.web.listen
+        log.info(
+            "clearwall serve starting: DNS %s, %d worker(s), upstream %s, policy %s",
+            ", ".join(str(hp) for hp in cfg.dns.listen),
+            cfg.dns.workers,
+            ", ".join(str(hp) for hp in cfg.dns.upstream.servers),
+            f"snapshot {snapshot}" if snapshot else "from the store",
+        )
+        opts = ServeOptions(
+            config=cfg,
+            config_path=config,
+            overrides=overrides,
+            store_url=store_url,
+            snapshot=snapshot,
+            snapshot_dir=snapshot_dir or Path("var/snapshots"),
+            metrics_listen=web_listen,
+            web_app=_web_starter(cfg, store_url) if (store_url and web_listen) else None,
+        )
+        run(opts)

@@ -1,0 +1,298 @@
+"""Runs the gateway: one process, or N worker processes sharing the port (SO_REUSEPORT).
+
+The supervisor (the process ``clearwall serve`` starts) owns the control plane: it
+compiles policy snapshots (``policy_source``) and serves metrics. Each worker runs its
+own event loop, listeners, chain and cache, and mmap-loads the same snapshot directory,
+so N workers share one copy of the policy in the page cache. The supervisor sends new
+snapshot paths down a pipe; workers send their counters back every second.
+SIGTERM/SIGINT stop everything gracefully; SIGHUP reloads the config file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvloop
+
+from clearwall.config import Config, DNSConfig, HostPort, load_config
+from clearwall.dnsserver.gateway import Gateway, build_gateway
+from clearwall.dnsserver.handlers import build_chain, describe
+from clearwall.dnsserver.handlers.base import Services
+from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
+from clearwall.dnsserver.policy import EMPTY_POLICY, PolicyHolder, PolicyView
+from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+
+log = logging.getLogger(__name__)
+
+METRICS_PUSH_INTERVAL = 1.0
+
+
+@dataclass
+class ServeOptions:
+    """What ``clearwall serve`` decided beyond the config file."""
+
+    config: Config
+    config_path: Path | None = None
+    overrides: dict[str, object] = field(default_factory=dict)
+    store_url: str | None = None  # compile and hot-swap from this store
+    snapshot: Path | None = None  # or serve this compiled snapshot as is
+    snapshot_dir: Path = Path("var/snapshots")
+    metrics_listen: HostPort | None = None
+    # Starts the web app beside DNS (given the metrics collector and a function returning
+    # the policy in force); None = serve only /metrics on ``metrics_listen``.
+    web_app: Callable[[DNSCollector, Callable[[], PolicyView]], None] | None = None
+
+
+def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | None]:
+    if opts.snapshot is not None:
+        return opts.snapshot, None
+    if opts.store_url is None:
+        return None, None
+    source = PolicySource(
+        opts.store_url,
+        opts.config.dns.block.public_url,
+        opts.snapshot_dir,
+        opts.config.dns.reload_interval,
+        publish=lambda _p: None,
+    )
+    return source.compile_now(), source
+
+
+def _start_metrics(
+    opts: ServeOptions, collector: DNSCollector, policy: Callable[[], PolicyView]
+) -> None:
+    if opts.web_app is not None:
+        try:
+            opts.web_app(collector, policy)
+        except Exception as exc:
+            log.error("web app not started: %s", exc)
+        return
+    listen = opts.metrics_listen
+    if listen is None:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(collector)
+    try:
+        start_http_server(listen.port, listen.host, registry=registry)
+        log.info("metrics on http://%s/metrics", listen)
+    except OSError as exc:
+        log.warning("metrics endpoint %s not started: %s", listen, exc)
+
+
+def serve(opts: ServeOptions) -> None:
+    """Run until SIGTERM/SIGINT: one process when workers == 1, else a supervisor."""
+    started_path, source = _initial_policy(opts)
+    if opts.config.dns.workers <= 1:
+        uvloop.run(_serve_single(opts, started_path, source))
+    else:
+        uvloop.run(_supervise(opts, started_path, source))
+    log.info("clearwall DNS stopped")
+
+
+def _stop_signals(stop: asyncio.Event, reload: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload)
+
+
+def _load(path: Path | None) -> PolicyView | None:
+    return None if path is None else load_snapshot(path)
+
+
+def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
+    """Rebuild the handler chain for a reloaded config (listeners stay as they are)."""
+    services = Services(config=dns, policy=gw.policy, metrics=gw.metrics, transport=gw.transport)
+    chain, names = build_chain(services)
+    gw.server.dispatcher.chain = chain
+    gw.chain, gw.handlers, gw.config = chain, names, dns
+    gw.server.config = dns
+    return names
+
+
+def _reloader(opts: ServeOptions, gw: Gateway) -> Callable[[], None]:
+    def reload() -> None:
+        if opts.config_path is None:
+            log.info("SIGHUP: no config file to reload")
+            return
+        try:
+            config = load_config(opts.config_path, opts.overrides)
+        except Exception as exc:
+            log.error("SIGHUP: config not reloaded: %s", exc)
+            return
+        if config.dns.listen != gw.config.listen:
+            log.warning("SIGHUP: listen addresses change only on restart")
+        names = rebuild_chain(gw, config.dns)
+        log.info("SIGHUP: config reloaded; DNS chain: %s", describe(names))
+
+    return reload
+
+
+async def _serve_single(opts: ServeOptions, path: Path | None, source: PolicySource | None) -> None:
+    loop = asyncio.get_running_loop()
+    gw = build_gateway(opts.config.dns, _load(path))
+    await gw.start()
+    _start_metrics(opts, DNSCollector(lambda: [gw.metrics]), lambda: gw.policy.current)
+
+    def apply(new_path: Path) -> None:
+        try:
+            gw.swap(load_snapshot(new_path))
+            log.info("policy swapped to version %d", gw.policy.current.tree_size)
+        except Exception as exc:
+            log.error("policy snapshot %s not loaded: %s", new_path, exc)
+
+    if source is not None:
+        source.publish = lambda p: loop.call_soon_threadsafe(apply, p)
+        source.start()
+    stop = asyncio.Event()
+    _stop_signals(stop, _reloader(opts, gw))
+    log.info("clearwall DNS ready (policy version %d, 1 process)", gw.policy.current.tree_size)
+    await stop.wait()
+    log.info("clearwall DNS stopping")
+    if source is not None:
+        source.stop()
+    await gw.stop()
+
+
+def worker_main(
+    dns: DNSConfig,
+    path: str | None,
+    conn: multiprocessing.connection.Connection,
+    index: int,
+    log_level: int,
+) -> None:
+    """Entry point of one worker process."""
+    logging.basicConfig(
+        level=log_level, format=f"%(asctime)s worker-{index} %(levelname)s %(name)s: %(message)s"
+    )
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
+    uvloop.run(_worker(dns, path, conn))
+
+
+async def _worker(
+    dns: DNSConfig, path: str | None, conn: multiprocessing.connection.Connection
+) -> None:
+    loop = asyncio.get_running_loop()
+    gw = build_gateway(dns, _load(Path(path) if path else None), reuse_port=True)
+    await gw.start()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+
+    def on_message() -> None:
+        try:
+            kind, value = conn.recv()
+        except (EOFError, OSError):
+            stop.set()
+            return
+        if kind == "swap":
+            try:
+                gw.swap(load_snapshot(Path(value)))
+            except Exception as exc:
+                log.error("policy snapshot %s not loaded: %s", value, exc)
+        elif kind == "config":
+            rebuild_chain(gw, value)
+        elif kind == "stop":
+            stop.set()
+
+    loop.add_reader(conn.fileno(), on_message)
+
+    async def push() -> None:
+        while True:
+            await asyncio.sleep(METRICS_PUSH_INTERVAL)
+            with contextlib.suppress(OSError, ValueError):
+                conn.send(("metrics", export(gw.metrics)))
+
+    pusher = asyncio.ensure_future(push())
+    await stop.wait()
+    pusher.cancel()
+    loop.remove_reader(conn.fileno())
+    await gw.stop()
+
+
+async def _supervise(opts: ServeOptions, path: Path | None, source: PolicySource | None) -> None:
+    loop = asyncio.get_running_loop()
+    ctx = multiprocessing.get_context("spawn")
+    dns = opts.config.dns
+    workers: list[
+        tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]
+    ] = []
+    sinks = [DNSMetrics() for _ in range(dns.workers)]
+    for index in range(dns.workers):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=worker_main,
+            name=f"clearwall-dns-{index}",
+            args=(dns, str(path) if path else None, child, index, logging.getLogger().level),
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        workers.append((proc, parent))
+
+        def on_message(
+            conn: multiprocessing.connection.Connection = parent, sink: DNSMetrics = sinks[index]
+        ) -> None:
+            try:
+                kind, value = conn.recv()
+            except (EOFError, OSError):
+                loop.remove_reader(conn.fileno())
+                return
+            if kind == "metrics":
+                absorb(sink, value)
+
+        loop.add_reader(parent.fileno(), on_message)
+    holder = PolicyHolder(_load(path) or EMPTY_POLICY)  # what the web app shows
+    _start_metrics(opts, DNSCollector(lambda: sinks), lambda: holder.current)
+
+    def broadcast(message: tuple[str, object]) -> None:
+        for _proc, conn in workers:
+            with contextlib.suppress(OSError):
+                conn.send(message)
+
+    def publish(new_path: Path) -> None:
+        broadcast(("swap", str(new_path)))
+        try:
+            holder.swap(load_snapshot(new_path))
+        except Exception as exc:
+            log.error("policy snapshot %s not loaded: %s", new_path, exc)
+
+    if source is not None:
+        source.publish = lambda p: loop.call_soon_threadsafe(publish, p)
+        source.start()
+
+    def reload() -> None:
+        if opts.config_path is None:
+            return
+        try:
+            config = load_config(opts.config_path, opts.overrides)
+        except Exception as exc:
+            log.error("SIGHUP: config not reloaded: %s", exc)
+            return
+        broadcast(("config", config.dns))
+        log.info("SIGHUP: config sent to %d workers", len(workers))
+
+    stop = asyncio.Event()
+    _stop_signals(stop, reload)
+    log.info(
+        "clearwall DNS ready: %d worker processes (pid %d supervising)", len(workers), os.getpid()
+    )
+    await stop.wait()
+    log.info("clearwall DNS stopping %d workers", len(workers))
+    if source is not None:
+        source.stop()
+    broadcast(("stop", None))
+    for proc, _conn in workers:
+        await loop.run_in_executor(None, proc.join, 5)
+        if proc.is_alive():
+            proc.terminate()
