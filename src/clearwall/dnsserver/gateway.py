@@ -26,7 +26,6 @@ class Gateway:
     handlers: list[str]
     server: DNSServer
     transport: UpstreamTransport
-    transport: UpstreamTransport
 
     async def start(self, listen: tuple[HostPort, ...] | None = None) -> None:
         """Bind every listener."""

@@ -89,7 +89,7 @@ class PolicySource:
         base_url: str,
         directory: Path,
         interval: float,
-        publish: Callable[[Path], None],
+        publish: Callable[[Path], object],
     ) -> None:
         self.store_url = store_url
         self.base_url = base_url

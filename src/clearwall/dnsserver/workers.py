@@ -292,7 +292,7 @@ async def _supervise(opts: ServeOptions, path: Path | None, source: PolicySource
     if source is not None:
         source.stop()
     broadcast(("stop", None))
-    for proc, _conn in workers:
-        await loop.run_in_executor(None, proc.join, 5)
-        if proc.is_alive():
-            proc.terminate()
+    for worker, _conn in workers:
+        await loop.run_in_executor(None, worker.join, 5)
+        if worker.is_alive():
+            worker.terminate()
