@@ -37,7 +37,9 @@ def main() -> int:
     """Build the box, run the probe over the list, report the time."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--list", type=Path, default=DEFAULT_LIST)
-    parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "probe-latest.json")
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "bench" / "results" / "probe-latest.json"
+    )
     args = parser.parse_args()
     reason = can_build()
     if reason:
@@ -70,8 +72,18 @@ def main() -> int:
             )
             box.start(
                 "ctl",
-                [PYTHON, "-m", "clearwall", "probe-helper", "--listen", f"{CTL_IP}:8090",
-                 "--resolver", AUTH_DNS_IP, "--ca-file", str(box.ca_file)],
+                [
+                    PYTHON,
+                    "-m",
+                    "clearwall",
+                    "probe-helper",
+                    "--listen",
+                    f"{CTL_IP}:8090",
+                    "--resolver",
+                    AUTH_DNS_IP,
+                    "--ca-file",
+                    str(box.ca_file),
+                ],
                 ready="listening",
                 stream="stderr",
             )
@@ -80,10 +92,24 @@ def main() -> int:
             start = time.monotonic()
             result = box.run(
                 "cli",
-                [PYTHON, "-m", "clearwall", "probe", str(args.list),
-                 "--resolver", MID_CLI_IP, "--control", f"tcp://{AUTH_DNS_IP}",
-                 "--control-helper", f"http://{CTL_IP}:8090", "--ca-file", str(box.ca_file),
-                 "--out", str(out), "--no-progress"],
+                [
+                    PYTHON,
+                    "-m",
+                    "clearwall",
+                    "probe",
+                    str(args.list),
+                    "--resolver",
+                    MID_CLI_IP,
+                    "--control",
+                    f"tcp://{AUTH_DNS_IP}",
+                    "--control-helper",
+                    f"http://{CTL_IP}:8090",
+                    "--ca-file",
+                    str(box.ca_file),
+                    "--out",
+                    str(out),
+                    "--no-progress",
+                ],
                 timeout=1800,
             )
             elapsed = time.monotonic() - start

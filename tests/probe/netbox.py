@@ -4,8 +4,10 @@ Topology (all addresses are private to the box: 100.64.0.0/10 links, 198.18.0.0/
 sites, both never routed outside the namespaces)::
 
     cli 100.64.1.2 ── 100.64.1.1 mid 100.64.2.1 ── 100.64.2.2 sites 100.64.3.1 ── 100.64.3.2 ctl
-        (probe)          (resolver, DNS proxy,         (authoritative DNS 198.18.0.53,   (test helper,
-                          nftables interference)        web servers on 198.18.0.x)        clearwall log)
+
+    cli: the probe.  mid: resolver, DNS proxy, nftables interference.
+    sites: authoritative DNS 198.18.0.53, web servers on 198.18.0.x.
+    ctl: the test helper and the clearwall log, outside the interference.
 
 The client reaches the sites only through ``mid``, where the interference lives; the
 control namespace reaches them directly. ``NetBox`` is a context manager: leaving it
@@ -14,6 +16,7 @@ kills every process it started and deletes every namespace, even after a failure
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import itertools
@@ -74,9 +77,12 @@ def make_pki(directory: Path, names: list[str]) -> tuple[Path, Path, Path]:
         .not_valid_after(now + dt.timedelta(days=2))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
     )
     key = ec.generate_private_key(ec.SECP256R1())
@@ -99,7 +105,11 @@ def make_pki(directory: Path, names: list[str]) -> tuple[Path, Path, Path]:
         )
         .sign(ca_key, hashes.SHA256())
     )
-    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca_path, cert_path, key_path = (
+        directory / "ca.pem",
+        directory / "server.pem",
+        directory / "server.key",
+    )
     ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
@@ -135,13 +145,30 @@ class NetBox:
         return self
 
     def __exit__(
-        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
     def _veth(self, a: str, a_ip: str, b: str, b_ip: str, short: str) -> None:
         left, right = f"{self.tag}{short}a"[-15:], f"{self.tag}{short}b"[-15:]
-        sh("ip", "link", "add", left, "netns", self.ns[a], "type", "veth", "peer", "name", right, "netns", self.ns[b])
+        sh(
+            "ip",
+            "link",
+            "add",
+            left,
+            "netns",
+            self.ns[a],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            right,
+            "netns",
+            self.ns[b],
+        )
         self.exec_(a, "ip", "addr", "add", f"{a_ip}/24", "dev", left)
         self.exec_(b, "ip", "addr", "add", f"{b_ip}/24", "dev", right)
         self.exec_(a, "ip", "link", "set", left, "up")
@@ -170,7 +197,10 @@ class NetBox:
         names = sorted(self.zone)
         self.ca_file, cert, key = make_pki(self.workdir, names)
         config = {"zone": self.zone, "cert": str(cert), "key": str(key), "dns": AUTH_DNS_IP}
-        self.start("sites", [PYTHON, str(HERE / "netbox_servers.py"), "sites", self._write("sites.json", config)])
+        self.start(
+            "sites",
+            [PYTHON, str(HERE / "netbox_servers.py"), "sites", self._write("sites.json", config)],
+        )
 
     def _write(self, name: str, value: Any) -> str:
         path = self.workdir / name
@@ -193,7 +223,13 @@ class NetBox:
         )
 
     def start(
-        self, role: str, argv: list[str], *, ready: str = "ready", wait: float = 20, stream: str = "stdout"
+        self,
+        role: str,
+        argv: list[str],
+        *,
+        ready: str = "ready",
+        wait: float = 20,
+        stream: str = "stdout",
     ) -> subprocess.Popen[str]:
         """Start a long-running process in a namespace; wait until it prints ``ready``."""
         log = self.workdir / f"{role}-{len(self.processes)}.log"
@@ -236,14 +272,28 @@ class NetBox:
         if self.run(role, [PYTHON, "-c", code], timeout=wait + 5).returncode != 0:
             raise RuntimeError(f"{host}:{port} not reachable from {role}")
 
-    def middle(self, *, forge: dict[str, str], blocks: dict[str, dict[str, Any]], upstream: str) -> None:
+    def middle(
+        self, *, forge: dict[str, str], blocks: dict[str, dict[str, Any]], upstream: str
+    ) -> None:
         """Start the middlebox DNS proxy and blockpage server in ``mid``."""
-        config = {"listen": MID_CLI_IP, "upstream": upstream, "forge": forge, "blocks": blocks, "blockpage_port": 8081}
-        self.start("mid", [PYTHON, str(HERE / "netbox_servers.py"), "middle", self._write("mid.json", config)])
+        config = {
+            "listen": MID_CLI_IP,
+            "upstream": upstream,
+            "forge": forge,
+            "blocks": blocks,
+            "blockpage_port": 8081,
+        }
+        self.start(
+            "mid",
+            [PYTHON, str(HERE / "netbox_servers.py"), "middle", self._write("mid.json", config)],
+        )
 
     def interfere(self, *, reset: list[str], tls_drop: list[str], blockpage: list[str]) -> None:
         """Install the nftables interference in ``mid`` (none of it is on any log)."""
-        lines = ["table ip cwprobe {", " chain forward { type filter hook forward priority 0; policy accept;"]
+        lines = [
+            "table ip cwprobe {",
+            " chain forward { type filter hook forward priority 0; policy accept;",
+        ]
         for ip in reset:
             lines.append(f"  ip daddr {ip} tcp dport {{ 80, 443 }} reject with tcp reset")
         for ip in tls_drop:
@@ -278,8 +328,6 @@ class NetBox:
             # Anything still running inside (e.g. a grandchild) goes with its namespace.
             pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
             for pid in pids:
-                try:
+                with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
             sh("ip", "netns", "del", ns, check=False)

@@ -27,7 +27,8 @@ import dns.rrset
 def page_for(name: str) -> bytes:
     """The deterministic page of a site (its title is its name)."""
     filler = ("<p>" + f"Content of {name}. " * 20 + "</p>\n") * 5
-    return f"<!doctype html><html><head><title>Site {name}</title></head><body>{filler}</body></html>".encode()
+    head = f"<!doctype html><html><head><title>Site {name}</title></head>"
+    return f"{head}<body>{filler}</body></html>".encode()
 
 
 BLOCKPAGE = (
@@ -42,12 +43,15 @@ class DNSProtocol(asyncio.DatagramProtocol):
     def __init__(self, answer: Any) -> None:
         self.answer = answer
         self.transport: asyncio.DatagramTransport | None = None
+        self.pending: set[asyncio.Future[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        asyncio.ensure_future(self._reply(data, addr))
+        task = asyncio.ensure_future(self._reply(data, addr))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
 
     async def _reply(self, data: bytes, addr: tuple[str, int]) -> None:
         wire = await self.answer(data)
@@ -77,22 +81,35 @@ async def serve_dns(host: str, port: int, answer: Any) -> None:
     await asyncio.start_server(tcp, host, port)
 
 
-async def serve_http(host: str, port: int, respond: Any, context: ssl.SSLContext | None = None) -> None:
+async def serve_http(
+    host: str, port: int, respond: Any, context: ssl.SSLContext | None = None
+) -> None:
     """A tiny HTTP/1.1 server: ``respond(host_header) -> (status, extra_headers, body)``."""
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
             lines = head.decode("iso-8859-1").split("\r\n")
-            headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)}
+            headers = {
+                k.strip().lower(): v.strip()
+                for k, _, v in (x.partition(":") for x in lines[1:] if x)
+            }
             status, extra, body = respond(headers.get("host", "").split(":")[0].lower())
-            reason = {200: "OK", 404: "Not Found", 451: "Unavailable For Legal Reasons"}.get(status, "OK")
+            reason = {200: "OK", 404: "Not Found", 451: "Unavailable For Legal Reasons"}.get(
+                status, "OK"
+            )
             out = f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n"
             out += "".join(f"{k}: {v}\r\n" for k, v in extra.items())
             out += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             writer.write(out.encode() + body)
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError, TimeoutError, ssl.SSLError):
+        except (
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+            ConnectionError,
+            TimeoutError,
+            ssl.SSLError,
+        ):
             pass
         finally:
             writer.close()
@@ -147,7 +164,9 @@ async def middle(config: dict[str, Any]) -> None:
         if name in forge:
             response = dns.message.make_response(query)
             if question.rdtype == dns.rdatatype.A:
-                response.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", forge[name]))
+                response.answer.append(
+                    dns.rrset.from_text(question.name, 60, "IN", "A", forge[name])
+                )
             return response.to_wire()
         if name in blocks:
             spec = blocks[name]
@@ -157,13 +176,17 @@ async def middle(config: dict[str, Any]) -> None:
             response.use_edns(0, options=[dns.edns.EDEOption(spec["ede"], text)])
             return response.to_wire()
         try:
-            reply = await dns.asyncquery.udp(query, upstream_host, port=int(upstream_port), timeout=3)
+            reply = await dns.asyncquery.udp(
+                query, upstream_host, port=int(upstream_port), timeout=3
+            )
         except Exception:
             return None
         return reply.to_wire()
 
     await serve_dns(config["listen"], 53, answer)
-    await serve_http(config["listen"], config.get("blockpage_port", 8081), lambda _h: (200, {}, BLOCKPAGE))
+    await serve_http(
+        config["listen"], config.get("blockpage_port", 8081), lambda _h: (200, {}, BLOCKPAGE)
+    )
 
 
 def main() -> None:

@@ -18,7 +18,9 @@ OTHER = "198.19.255.1"
 
 
 def dns(*addresses: str, failure: str | None = None, ede: int | None = None) -> DNSMeasurement:
-    rcode = {"dns_nxdomain_error": "NXDOMAIN", "generic_timeout_error": None}.get(failure or "", "NOERROR")
+    rcode = {"dns_nxdomain_error": "NXDOMAIN", "generic_timeout_error": None}.get(
+        failure or "", "NOERROR"
+    )
     return DNSMeasurement(
         resolver="udp://100.64.1.1:53",
         query_name="site.test",
@@ -63,35 +65,173 @@ def measure(
     target = parse_target(url)
     if tls_handshake is None and target.is_https and http is not None and http.failure is None:
         tls_handshake = tls()
-    return TargetMeasurement(target, T0, probe_dns, control_dns, tcp_connect, tls_handshake, http, control)
+    return TargetMeasurement(
+        target, T0, probe_dns, control_dns, tcp_connect, tls_handshake, http, control
+    )
 
 
 CASES: list[tuple[str, TargetMeasurement, Kind]] = [
     ("plain success", measure(dns(IP), control_dns=dns(IP), http=page()), Kind.ACCESSIBLE),
-    ("ede 16 nxdomain", measure(dns(failure="dns_nxdomain_error", ede=16)), Kind.DNS_TRANSPARENT_BLOCK),
+    (
+        "ede 16 nxdomain",
+        measure(dns(failure="dns_nxdomain_error", ede=16)),
+        Kind.DNS_TRANSPARENT_BLOCK,
+    ),
     ("ede 15 sinkhole answer", measure(dns("198.18.9.9", ede=15)), Kind.DNS_TRANSPARENT_BLOCK),
-    ("ede without control", measure(dns(failure="dns_nxdomain_error", ede=18), control=None), Kind.DNS_TRANSPARENT_BLOCK),
-    ("nxdomain, control resolves", measure(dns(failure="dns_nxdomain_error"), control_dns=dns(IP)), Kind.DNS_TAMPERING),
-    ("timeout, control resolves", measure(dns(failure="generic_timeout_error"), control_dns=dns(IP)), Kind.DNS_TAMPERING),
-    ("nxdomain both", measure(dns(failure="dns_nxdomain_error"), control_dns=dns(failure="dns_nxdomain_error")), Kind.DOWN),
-    ("nxdomain no control", measure(dns(failure="dns_nxdomain_error"), control=None), Kind.UNDETERMINED),
-    ("forged address", measure(dns(OTHER), control_dns=dns(IP), tcp_connect=(TCPConnect(OTHER, 443, False, "connection_refused"),)), Kind.DNS_TAMPERING),
-    ("bogon answer", measure(dns("127.0.0.1"), control_dns=dns("93.184.216.34"), control=None), Kind.DNS_TAMPERING),
-    ("cdn: other address, same page", measure(dns(OTHER), control_dns=dns(IP), http=page()), Kind.ACCESSIBLE),
-    ("tcp reset, helper connects", measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False)), Kind.TCP_BLOCKING),
-    ("tcp fails everywhere", measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=DOWN_CONTROL), Kind.DOWN),
-    ("tcp fails, no helper", measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=None), Kind.UNDETERMINED),
-    ("tls timeout, helper ok", measure(dns(IP), control_dns=dns(IP), tls_handshake=tls("generic_timeout_error"), http=failed_http("generic_timeout_error")), Kind.TLS_INTERFERENCE),
-    ("tls bad cert, helper ok", measure(dns(IP), control_dns=dns(IP), tls_handshake=tls("ssl_unknown_authority"), http=failed_http("ssl_unknown_authority")), Kind.TLS_INTERFERENCE),
-    ("tls fails, no helper", measure(dns(IP), control_dns=dns(IP), tls_handshake=tls("connection_reset"), http=failed_http("connection_reset"), control=None), Kind.UNDETERMINED),
-    ("451 with link", measure(dns(IP), control_dns=dns(IP), http=page(451, "Blocked", 300, blocked_by="https://portal/o/1")), Kind.HTTP_451),
-    ("site serves 451 itself", measure(dns(IP), control_dns=dns(IP), http=page(451), control=ControlMeasurement(dns(IP), tcp(True), tls(), page(451))), Kind.ACCESSIBLE),
-    ("blockpage fingerprint", measure(dns(IP), control_dns=dns(IP), http=page(200, "Access denied", 500, blockpage="generic-title"), url="http://site.test/"), Kind.HTTP_BLOCKPAGE),
-    ("title differs", measure(dns(IP), control_dns=dns(IP), http=page(200, "Other")), Kind.HTTP_DIFF),
-    ("body shrinks", measure(dns(IP), control_dns=dns(IP), http=page(200, "Site", 100)), Kind.HTTP_DIFF),
-    ("http reset, helper ok", measure(dns(IP), control_dns=dns(IP), http=failed_http("connection_reset"), url="http://site.test/"), Kind.HTTP_DIFF),
-    ("no helper, page loads", measure(dns(IP), control_dns=dns(IP), http=page(), control=None), Kind.ACCESSIBLE),
-    ("helper unreachable", measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=ControlMeasurement(failure="helper_unreachable")), Kind.UNDETERMINED),
+    (
+        "ede without control",
+        measure(dns(failure="dns_nxdomain_error", ede=18), control=None),
+        Kind.DNS_TRANSPARENT_BLOCK,
+    ),
+    (
+        "nxdomain, control resolves",
+        measure(dns(failure="dns_nxdomain_error"), control_dns=dns(IP)),
+        Kind.DNS_TAMPERING,
+    ),
+    (
+        "timeout, control resolves",
+        measure(dns(failure="generic_timeout_error"), control_dns=dns(IP)),
+        Kind.DNS_TAMPERING,
+    ),
+    (
+        "nxdomain both",
+        measure(dns(failure="dns_nxdomain_error"), control_dns=dns(failure="dns_nxdomain_error")),
+        Kind.DOWN,
+    ),
+    (
+        "nxdomain no control",
+        measure(dns(failure="dns_nxdomain_error"), control=None),
+        Kind.UNDETERMINED,
+    ),
+    (
+        "forged address",
+        measure(
+            dns(OTHER),
+            control_dns=dns(IP),
+            tcp_connect=(TCPConnect(OTHER, 443, False, "connection_refused"),),
+        ),
+        Kind.DNS_TAMPERING,
+    ),
+    (
+        "bogon answer",
+        measure(dns("127.0.0.1"), control_dns=dns("93.184.216.34"), control=None),
+        Kind.DNS_TAMPERING,
+    ),
+    (
+        "cdn: other address, same page",
+        measure(dns(OTHER), control_dns=dns(IP), http=page()),
+        Kind.ACCESSIBLE,
+    ),
+    (
+        "tcp reset, helper connects",
+        measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False)),
+        Kind.TCP_BLOCKING,
+    ),
+    (
+        "tcp fails everywhere",
+        measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=DOWN_CONTROL),
+        Kind.DOWN,
+    ),
+    (
+        "tcp fails, no helper",
+        measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=None),
+        Kind.UNDETERMINED,
+    ),
+    (
+        "tls timeout, helper ok",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            tls_handshake=tls("generic_timeout_error"),
+            http=failed_http("generic_timeout_error"),
+        ),
+        Kind.TLS_INTERFERENCE,
+    ),
+    (
+        "tls bad cert, helper ok",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            tls_handshake=tls("ssl_unknown_authority"),
+            http=failed_http("ssl_unknown_authority"),
+        ),
+        Kind.TLS_INTERFERENCE,
+    ),
+    (
+        "tls fails, no helper",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            tls_handshake=tls("connection_reset"),
+            http=failed_http("connection_reset"),
+            control=None,
+        ),
+        Kind.UNDETERMINED,
+    ),
+    (
+        "451 with link",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            http=page(451, "Blocked", 300, blocked_by="https://portal/o/1"),
+        ),
+        Kind.HTTP_451,
+    ),
+    (
+        "site serves 451 itself",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            http=page(451),
+            control=ControlMeasurement(dns(IP), tcp(True), tls(), page(451)),
+        ),
+        Kind.ACCESSIBLE,
+    ),
+    (
+        "blockpage fingerprint",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            http=page(200, "Access denied", 500, blockpage="generic-title"),
+            url="http://site.test/",
+        ),
+        Kind.HTTP_BLOCKPAGE,
+    ),
+    (
+        "title differs",
+        measure(dns(IP), control_dns=dns(IP), http=page(200, "Other")),
+        Kind.HTTP_DIFF,
+    ),
+    (
+        "body shrinks",
+        measure(dns(IP), control_dns=dns(IP), http=page(200, "Site", 100)),
+        Kind.HTTP_DIFF,
+    ),
+    (
+        "http reset, helper ok",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            http=failed_http("connection_reset"),
+            url="http://site.test/",
+        ),
+        Kind.HTTP_DIFF,
+    ),
+    (
+        "no helper, page loads",
+        measure(dns(IP), control_dns=dns(IP), http=page(), control=None),
+        Kind.ACCESSIBLE,
+    ),
+    (
+        "helper unreachable",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            tcp_connect=tcp(False),
+            control=ControlMeasurement(failure="helper_unreachable"),
+        ),
+        Kind.UNDETERMINED,
+    ),
 ]
 
 
@@ -109,7 +249,9 @@ def test_undetermined_names_what_it_cannot_separate() -> None:
 
 
 def test_ooni_keys() -> None:
-    assert classify(measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False))).blocking == "tcp_ip"
+    assert (
+        classify(measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False))).blocking == "tcp_ip"
+    )
     ok = classify(measure(dns(IP), control_dns=dns(IP), http=page()))
     assert ok.blocking is False and ok.accessible is True
 

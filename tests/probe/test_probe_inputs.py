@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 
 from clearwall.errors import ProbeError
-from clearwall.probe.inputs import load_targets, parse_citizenlab_csv, parse_plain_list, parse_target
+from clearwall.probe.inputs import (
+    load_targets,
+    parse_citizenlab_csv,
+    parse_plain_list,
+    parse_target,
+)
 
 
 @pytest.mark.parametrize(
@@ -24,7 +29,9 @@ def test_parse_target(text: str, name: str, scheme: str, port: int, path: str) -
     assert (target.name, target.scheme, target.port, target.path) == (name, scheme, port, path)
 
 
-@pytest.mark.parametrize("text", ["", "ftp://example.com/", "http://", "http://exa mple.com/", "http://a:99999/"])
+@pytest.mark.parametrize(
+    "text", ["", "ftp://example.com/", "http://", "http://exa mple.com/", "http://a:99999/"]
+)
 def test_parse_target_rejects(text: str) -> None:
     with pytest.raises(ProbeError):
         parse_target(text)
@@ -37,7 +44,7 @@ def test_citizenlab_bad_rows_are_reported_with_line_numbers() -> None:
         "not a url at all,NEWS,News Media,2020-01-01,citizenlab,\n"
         "https://short.example/,NEWS\n"
         "\n"
-        "http://ok.example/,HUMR,Human Rights Issues,2020-01-01,citizenlab,\"a, b\"\n"
+        'http://ok.example/,HUMR,Human Rights Issues,2020-01-01,citizenlab,"a, b"\n'
     )
     targets, problems = parse_citizenlab_csv(text)
     assert [(t.name, t.category_code, t.line) for t in targets] == [
@@ -54,7 +61,9 @@ def test_citizenlab_requires_header() -> None:
 
 
 def test_plain_list_comments_and_bad_lines() -> None:
-    targets, problems = parse_plain_list("# sites\nexample.com\n\nhttps://b.example/ # b\nbad..name\n")
+    targets, problems = parse_plain_list(
+        "# sites\nexample.com\n\nhttps://b.example/ # b\nbad..name\n"
+    )
     assert [t.name for t in targets] == ["example.com", "b.example"]
     assert [p.line for p in problems] == [5]
 

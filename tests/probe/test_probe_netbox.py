@@ -41,13 +41,23 @@ def probe(box: NetBox, workdir: Path, *extra: str) -> dict[str, dict[str, Any]]:
     result = box.run(
         "cli",
         [
-            PYTHON, "-m", "clearwall", "probe", str(listing),
-            "--resolver", MID_CLI_IP,
-            "--control", f"tcp://{AUTH_DNS_IP}",
-            "--ca-file", str(box.ca_file),
-            "--timeout", "2",
-            "--out", str(out),
-            "--html", str(workdir / "report.html"),
+            PYTHON,
+            "-m",
+            "clearwall",
+            "probe",
+            str(listing),
+            "--resolver",
+            MID_CLI_IP,
+            "--control",
+            f"tcp://{AUTH_DNS_IP}",
+            "--ca-file",
+            str(box.ca_file),
+            "--timeout",
+            "2",
+            "--out",
+            str(out),
+            "--html",
+            str(workdir / "report.html"),
             "--no-progress",
             *extra,
         ],
@@ -66,14 +76,32 @@ def censored(tmp_path: Path) -> Any:
     with NetBox(tmp_path, ZONE) as box:
         box.middle(
             forge={"forged.cw.test": "198.19.255.1"},
-            blocks={"censored.cw.test": {"ede": 16, "sde": {"j": "court order 1", "o": "XA court"}}},
+            blocks={
+                "censored.cw.test": {"ede": 16, "sde": {"j": "court order 1", "o": "XA court"}}
+            },
             upstream=f"{AUTH_DNS_IP}:53",
         )
-        box.interfere(reset=[ZONE["reset.cw.test"]], tls_drop=[ZONE["tlsdrop.cw.test"]], blockpage=[ZONE["blockpage.cw.test"]])
+        box.interfere(
+            reset=[ZONE["reset.cw.test"]],
+            tls_drop=[ZONE["tlsdrop.cw.test"]],
+            blockpage=[ZONE["blockpage.cw.test"]],
+        )
         box.start(
             "ctl",
-            [PYTHON, "-m", "clearwall", "probe-helper", "--listen", f"{CTL_IP}:8090",
-             "--resolver", AUTH_DNS_IP, "--ca-file", str(box.ca_file), "--timeout", "2"],
+            [
+                PYTHON,
+                "-m",
+                "clearwall",
+                "probe-helper",
+                "--listen",
+                f"{CTL_IP}:8090",
+                "--resolver",
+                AUTH_DNS_IP,
+                "--ca-file",
+                str(box.ca_file),
+                "--timeout",
+                "2",
+            ],
             ready="listening",
             stream="stderr",
         )
@@ -83,18 +111,28 @@ def censored(tmp_path: Path) -> Any:
 def test_every_target_is_classified(censored: NetBox, tmp_path: Path) -> None:
     results = probe(censored, tmp_path, "--control-helper", f"http://{CTL_IP}:8090")
     got = {url: r["clearwall"]["classification"] for url, r in results.items()}
-    assert got == TARGETS, json.dumps({u: results[u]["clearwall"]["evidence"] for u in got}, indent=1)
+    assert got == TARGETS, json.dumps(
+        {u: results[u]["clearwall"]["evidence"] for u in got}, indent=1
+    )
     censored_record = results["https://censored.cw.test/"]
     assert censored_record["test_keys"]["queries"][0]["ede"][0]["info_code"] == 16
-    assert censored_record["test_keys"]["queries"][0]["sde"] == {"j": "court order 1", "o": "XA court"}
+    assert censored_record["test_keys"]["queries"][0]["sde"] == {
+        "j": "court order 1",
+        "o": "XA court",
+    }
     assert results["https://reset.cw.test/"]["test_keys"]["blocking"] == "tcp_ip"
     assert "<svg" in (tmp_path / "report.html").read_text()
 
 
-def test_without_helper_outages_and_blocking_are_not_separated(censored: NetBox, tmp_path: Path) -> None:
+def test_without_helper_outages_and_blocking_are_not_separated(
+    censored: NetBox, tmp_path: Path
+) -> None:
     results = probe(censored, tmp_path)
     reset = results["https://reset.cw.test/"]["clearwall"]
     assert reset["classification"] == "undetermined"
     assert set(reset["candidates"]) == {"tcp-blocking", "down"}
-    assert results["https://censored.cw.test/"]["clearwall"]["classification"] == "dns-transparent-block"
+    assert (
+        results["https://censored.cw.test/"]["clearwall"]["classification"]
+        == "dns-transparent-block"
+    )
     assert results["http://forged.cw.test/"]["clearwall"]["classification"] == "dns-tampering"

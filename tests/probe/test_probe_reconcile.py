@@ -15,26 +15,65 @@ BLOCKED = Classification(Kind.DNS_TRANSPARENT_BLOCK, ("EDE 16",))
 OPEN = Classification(Kind.ACCESSIBLE, ("ok",))
 
 
-def order(start_min: float | None = -60, end_min: float | None = None, jurisdiction: str = "XA") -> PublishedOrder:
+def order(
+    start_min: float | None = -60, end_min: float | None = None, jurisdiction: str = "XA"
+) -> PublishedOrder:
     start = NOW + dt.timedelta(minutes=start_min) if start_min is not None else None
     end = NOW + dt.timedelta(minutes=end_min) if end_min is not None else None
     return PublishedOrder(7, jurisdiction, start, end)
 
 
 def proof(*orders: PublishedOrder, verified: bool = True) -> NameProof:
-    return NameProof("site.test", "XA", verified, orders, "origin/5/abc", None if verified else "bad signature")
+    return NameProof(
+        "site.test", "XA", verified, orders, "origin/5/abc", None if verified else "bad signature"
+    )
 
 
 CASES = [
     ("blocked, order in force", BLOCKED, proof(order()), Verdict.PUBLISHED_AND_ENFORCED),
     ("blocked, no order", BLOCKED, proof(), Verdict.ENFORCED_BUT_UNPUBLISHED),
-    ("tcp block, no order", Classification(Kind.TCP_BLOCKING), proof(), Verdict.ENFORCED_BUT_UNPUBLISHED),
-    ("blocked, other jurisdiction's order", BLOCKED, proof(order(jurisdiction="XB")), Verdict.ENFORCED_BUT_UNPUBLISHED),
-    ("blocked, all-jurisdiction order", BLOCKED, proof(order(jurisdiction="*")), Verdict.PUBLISHED_AND_ENFORCED),
-    ("blocked before the order starts", BLOCKED, proof(order(start_min=10)), Verdict.ENFORCED_BUT_UNPUBLISHED),
-    ("blocked just after start", BLOCKED, proof(order(start_min=-1)), Verdict.PUBLISHED_AND_ENFORCED),
-    ("blocked within delay after end", BLOCKED, proof(order(end_min=-2)), Verdict.PUBLISHED_AND_ENFORCED),
-    ("blocked long after end", BLOCKED, proof(order(end_min=-30)), Verdict.ENFORCED_BUT_UNPUBLISHED),
+    (
+        "tcp block, no order",
+        Classification(Kind.TCP_BLOCKING),
+        proof(),
+        Verdict.ENFORCED_BUT_UNPUBLISHED,
+    ),
+    (
+        "blocked, other jurisdiction's order",
+        BLOCKED,
+        proof(order(jurisdiction="XB")),
+        Verdict.ENFORCED_BUT_UNPUBLISHED,
+    ),
+    (
+        "blocked, all-jurisdiction order",
+        BLOCKED,
+        proof(order(jurisdiction="*")),
+        Verdict.PUBLISHED_AND_ENFORCED,
+    ),
+    (
+        "blocked before the order starts",
+        BLOCKED,
+        proof(order(start_min=10)),
+        Verdict.ENFORCED_BUT_UNPUBLISHED,
+    ),
+    (
+        "blocked just after start",
+        BLOCKED,
+        proof(order(start_min=-1)),
+        Verdict.PUBLISHED_AND_ENFORCED,
+    ),
+    (
+        "blocked within delay after end",
+        BLOCKED,
+        proof(order(end_min=-2)),
+        Verdict.PUBLISHED_AND_ENFORCED,
+    ),
+    (
+        "blocked long after end",
+        BLOCKED,
+        proof(order(end_min=-30)),
+        Verdict.ENFORCED_BUT_UNPUBLISHED,
+    ),
     ("open, order in force", OPEN, proof(order()), Verdict.PUBLISHED_BUT_NOT_ENFORCED),
     ("open, order within delay", OPEN, proof(order(start_min=-2)), Verdict.CONSISTENT_ALLOW),
     ("open, order ended", OPEN, proof(order(end_min=-1)), Verdict.CONSISTENT_ALLOW),
@@ -45,7 +84,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("classification", "name_proof", "verdict"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("classification", "name_proof", "verdict"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
+)
 def test_reconcile(classification: Classification, name_proof: NameProof, verdict: Verdict) -> None:
     assert reconcile(classification, name_proof, at=NOW, delay=DELAY).verdict is verdict
 

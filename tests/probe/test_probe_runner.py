@@ -60,7 +60,9 @@ async def loopback() -> Any:
             response.set_rcode(dns.rcode.NXDOMAIN)
             response.use_edns(0, options=[dns.edns.EDEOption(16, '{"j":"order 5"}')])
         elif name.endswith(".test") and name != "missing.test":
-            response.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN", "A", "127.0.0.1"))
+            response.answer.append(
+                dns.rrset.from_text(query.question[0].name, 60, "IN", "A", "127.0.0.1")
+            )
         else:
             response.set_rcode(dns.rcode.NXDOMAIN)
         response.flags |= dns.flags.AA
@@ -108,7 +110,10 @@ async def test_run_with_helper_log_twin_and_a_hung_target(loopback: dict[str, An
     results = await run_probe(targets, settings, proofs=Twin({"published.test": 3}))
     assert time.monotonic() - started < settings.target_deadline + 2
     await helper.close()
-    got = {r.measurement.target.name: (r.classification.kind.value, r.reconciliation.verdict.value) for r in results}
+    got = {
+        r.measurement.target.name: (r.classification.kind.value, r.reconciliation.verdict.value)
+        for r in results
+    }
     assert got["ok.test"] == ("accessible", "consistent-allow")
     assert got["published.test"] == ("accessible", "published-but-not-enforced")
     assert got["blocked.test"] == ("dns-transparent-block", "enforced-but-unpublished")
@@ -120,7 +125,9 @@ async def test_run_with_helper_log_twin_and_a_hung_target(loopback: dict[str, An
     first = json.loads(out.getvalue().splitlines()[0])
     for key in ("measurement_start_time", "input", "test_keys", "annotations", "test_runtime"):
         assert key in first
-    assert {"blocking", "accessible", "queries", "tcp_connect", "requests"} <= set(first["test_keys"])
+    assert {"blocking", "accessible", "queries", "tcp_connect", "requests"} <= set(
+        first["test_keys"]
+    )
     assert first["clearwall"]["reconciliation"]["verdict"] == "consistent-allow"
     page = html_report(results, context={"resolver": "loopback"})
     assert page.count("<svg") == 3 and "enforced-but-unpublished" in page
@@ -129,13 +136,17 @@ async def test_run_with_helper_log_twin_and_a_hung_target(loopback: dict[str, An
     assert "published-but-not-enforced" in console.file.getvalue()  # type: ignore[attr-defined]
 
 
-async def test_unreachable_helper_marks_results_instead_of_crashing(loopback: dict[str, Any]) -> None:
+async def test_unreachable_helper_marks_results_instead_of_crashing(
+    loopback: dict[str, Any],
+) -> None:
     port = await free_port()
     client = HelperClient(f"http://127.0.0.1:{port}", timeout=0.5)
     control = await client.measure("http://ok.test/", [])
     await client.aclose()
     assert control.failure is not None and control.failure.startswith("helper_failure")
-    settings = ProbeSettings(resolver=loopback["dns"], helper_url=f"http://127.0.0.1:{port}", timeout=0.5)
+    settings = ProbeSettings(
+        resolver=loopback["dns"], helper_url=f"http://127.0.0.1:{port}", timeout=0.5
+    )
     [result] = await run_probe([parse_target(f"http://ok.test:{loopback['web']}/")], settings)
     record = to_record(result)
     assert record["test_keys"]["control_failure"].startswith("helper_failure")

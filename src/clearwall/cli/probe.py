@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sys
 from pathlib import Path
@@ -33,7 +34,7 @@ def _targets(source: str | None, url: str | None) -> tuple[list[Target], list[In
     path = Path(source)
     if path.exists():
         return load_targets(path)
-    if "://" in source or "." in source and "/" not in source.split("://")[-1].split("/")[0]:
+    if "://" in source or ("." in source and "/" not in source.split("://")[-1].split("/")[0]):
         return [parse_target(source)], []
     raise ProbeError(f"input {source} is neither a file nor a URL")
 
@@ -56,33 +57,43 @@ def register(app: typer.Typer) -> None:
         url: Annotated[str | None, typer.Option("--url", help="Probe this one URL.")] = None,
         resolver: Annotated[
             str | None,
-            typer.Option(help="The network's resolver, [udp|tcp|tls://]IP[:PORT]; default: the system's."),
+            typer.Option(
+                help="The network's resolver, [udp|tcp|tls://]IP[:PORT]; default: the system's."
+            ),
         ] = None,
         control: Annotated[
             str | None,
-            typer.Option(help="A trusted resolver for comparison; plain IP means TCP (tls:// for DoT)."),
+            typer.Option(
+                help="A trusted resolver for comparison; plain IP means TCP (tls:// for DoT)."
+            ),
         ] = None,
         control_helper: Annotated[
-            str | None, typer.Option("--control-helper", help="Test helper URL (clearwall probe-helper).")
+            str | None,
+            typer.Option("--control-helper", help="Test helper URL (clearwall probe-helper)."),
         ] = None,
         log: Annotated[
             str | None, typer.Option(help="clearwall log/portal base URL to reconcile against.")
         ] = None,
         key: Annotated[
-            str | None, typer.Option(help="The log's verifier key (vkey text or a file holding it).")
+            str | None,
+            typer.Option(help="The log's verifier key (vkey text or a file holding it)."),
         ] = None,
         jurisdiction: Annotated[
             str, typer.Option(help="Jurisdiction code of the network under test.")
         ] = "",
         timeout: Annotated[float, typer.Option(help="Seconds per network step.")] = DEFAULT_TIMEOUT,
-        concurrency: Annotated[int, typer.Option(help="Targets measured at once.")] = DEFAULT_CONCURRENCY,
+        concurrency: Annotated[
+            int, typer.Option(help="Targets measured at once.")
+        ] = DEFAULT_CONCURRENCY,
         propagation_delay: Annotated[
             float, typer.Option(help="Seconds a network may take to apply an order's start or end.")
         ] = 300.0,
         ca_file: Annotated[
             str | None, typer.Option("--ca-file", help="Trust only these CA certificates (PEM).")
         ] = None,
-        out: Annotated[Path | None, typer.Option(help="Write JSON lines here ('-' for stdout).")] = None,
+        out: Annotated[
+            Path | None, typer.Option(help="Write JSON lines here ('-' for stdout).")
+        ] = None,
         html: Annotated[Path | None, typer.Option(help="Write the HTML report here.")] = None,
         progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     ) -> None:
@@ -112,9 +123,7 @@ def register(app: typer.Typer) -> None:
                 "[yellow]no --control-helper: outages cannot be told from TCP/TLS/HTTP "
                 "blocking (reported as undetermined)[/yellow]"
             )
-        results = asyncio.run(
-            _run(targets, settings, log, key, jurisdiction, console, progress)
-        )
+        results = asyncio.run(_run(targets, settings, log, key, jurisdiction, console, progress))
         context = {
             "resolver": str(settings.resolver),
             "control": str(settings.control or "none"),
@@ -137,7 +146,9 @@ def register(app: typer.Typer) -> None:
 
     @app.command("probe-helper")
     def probe_helper(
-        listen: Annotated[str, typer.Option(help="IP:PORT to serve the helper on.")] = "127.0.0.1:8090",
+        listen: Annotated[
+            str, typer.Option(help="IP:PORT to serve the helper on.")
+        ] = "127.0.0.1:8090",
         resolver: Annotated[
             str | None, typer.Option(help="Resolver the helper uses; default: the system's.")
         ] = None,
@@ -162,10 +173,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"probe-helper listening on {bound[0]}:{bound[1]}", err=True)
             await server.serve_forever()
 
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(serve())
-        except KeyboardInterrupt:
-            pass
 
 
 async def _run(
@@ -181,7 +190,9 @@ async def _run(
     closers = []
     if log:
         if not key:
-            raise ProbeError("--log needs --key (the log's verifier key): proofs are checked, not trusted")
+            raise ProbeError(
+                "--log needs --key (the log's verifier key): proofs are checked, not trusted"
+            )
         if not jurisdiction:
             raise ProbeError("--log needs --jurisdiction: orders are scoped to one")
         from clearwall.probe.logclient import LogProofs, load_vkey

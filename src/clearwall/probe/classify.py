@@ -158,9 +158,7 @@ def _dns_kind(
                 ),
             )
         return None
-    if any(is_bogon(a) for a in dns.addresses) and not any(
-        is_bogon(a) for a in control.addresses
-    ):
+    if any(is_bogon(a) for a in dns.addresses) and not any(is_bogon(a) for a in control.addresses):
         return Classification(
             Kind.DNS_TAMPERING,
             (f"resolver answered bogon {', '.join(dns.addresses)}",),
@@ -213,21 +211,28 @@ def classify(m: TargetMeasurement) -> Classification:
                 Kind.TCP_BLOCKING,
                 (f"every TCP connect failed ({failures})", "the test helper connected"),
             )
-        return Classification(Kind.DOWN, (f"TCP connect failed ({failures}), also from the helper",))
+        return Classification(
+            Kind.DOWN, (f"TCP connect failed ({failures}), also from the helper",)
+        )
     tls = m.tls_handshake
     if m.target.is_https and tls is not None and tls.failure is not None:
         control_tls = helper.tls_handshake if helper else None
         if helper is None or control_tls is None:
             return Classification(
                 Kind.UNDETERMINED,
-                (f"TLS handshake failed: {tls.failure}", "no test helper TLS result to compare with"),
+                (
+                    f"TLS handshake failed: {tls.failure}",
+                    "no test helper TLS result to compare with",
+                ),
                 (Kind.TLS_INTERFERENCE, Kind.DOWN),
             )
         if control_tls.failure is None:
             return Classification(
                 Kind.TLS_INTERFERENCE,
-                (f"TLS handshake with SNI {tls.server_name} failed: {tls.failure}",
-                 "the test helper completed the handshake"),
+                (
+                    f"TLS handshake with SNI {tls.server_name} failed: {tls.failure}",
+                    "the test helper completed the handshake",
+                ),
             )
         return Classification(
             Kind.DOWN, (f"TLS failed: {tls.failure}; helper too: {control_tls.failure}",)
@@ -252,12 +257,16 @@ def classify(m: TargetMeasurement) -> Classification:
             Kind.DOWN, (f"HTTP failed: {http.failure}; helper too: {control_http.failure}",)
         )
     control_ok = control_http is not None and control_http.failure is None
-    if http.status_code == 451 and not (control_ok and control_http and control_http.status_code == 451):
+    if http.status_code == 451 and not (
+        control_ok and control_http and control_http.status_code == 451
+    ):
         facts = ["HTTP 451 Unavailable For Legal Reasons"]
         if http.blocked_by:
             facts.append(f"Link rel=blocked-by: {http.blocked_by}")
         return Classification(Kind.HTTP_451, tuple(facts))
-    if http.blockpage and not (control_ok and control_http and control_http.blockpage == http.blockpage):
+    if http.blockpage and not (
+        control_ok and control_http and control_http.blockpage == http.blockpage
+    ):
         return Classification(
             Kind.HTTP_BLOCKPAGE,
             (f"response matches blockpage fingerprint {http.blockpage}", f"title {http.title!r}"),

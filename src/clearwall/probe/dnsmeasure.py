@@ -260,7 +260,9 @@ async def measure_dns(
     return summarize(response, server, name, qtype, time.monotonic() - start)
 
 
-async def _send(query: dns.message.Message, server: DNSServer, timeout: float) -> dns.message.Message:
+async def _send(
+    query: dns.message.Message, server: DNSServer, timeout: float
+) -> dns.message.Message:
     if server.transport == "tcp":
         return await dns.asyncquery.tcp(query, server.host, timeout=timeout, port=server.port)
     if server.transport == "tls":

@@ -142,7 +142,7 @@ class HelperServer:
             return 400, {"error": "body missing or too large"}
         request = json.loads(await reader.readexactly(length))
         if not isinstance(request, dict) or not isinstance(request.get("url"), str):
-            return 400, {"error": "expected {\"url\": ..., \"addresses\": [...]}"}
+            return 400, {"error": 'expected {"url": ..., "addresses": [...]}'}
         try:
             parse_target(request["url"])
         except ProbeError as exc:

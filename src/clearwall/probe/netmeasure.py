@@ -8,6 +8,7 @@ reads at most ``max_body`` bytes, so a hostile or hung server cannot stall the p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import ssl
 import time
@@ -39,16 +40,22 @@ FINGERPRINTS: tuple[BlockpageFingerprint, ...] = (
     BlockpageFingerprint(
         "generic-title",
         "title",
-        re.compile(r"(access|this site|this page|website)\b.{0,30}\b(blocked|restricted|denied)", re.I),
+        re.compile(
+            r"(access|this site|this page|website)\b.{0,30}\b(blocked|restricted|denied)", re.I
+        ),
     ),
     BlockpageFingerprint(
         "generic-body",
         "body",
-        re.compile(r"(this|the) (web ?site|site|page|resource) (has been|is) (blocked|restricted)", re.I),
+        re.compile(
+            r"(this|the) (web ?site|site|page|resource) (has been|is) (blocked|restricted)", re.I
+        ),
     ),
     BlockpageFingerprint("ru-rostelecom", "location", re.compile(r"warning\.rt\.ru", re.I)),
     BlockpageFingerprint("ir-iframe", "body", re.compile(r"10\.10\.34\.3[456]", re.I)),
-    BlockpageFingerprint("http-451-page", "body", re.compile(r"unavailable for legal reasons", re.I)),
+    BlockpageFingerprint(
+        "http-451-page", "body", re.compile(r"unavailable for legal reasons", re.I)
+    ),
 )
 
 
@@ -176,7 +183,11 @@ def net_failure(exc: BaseException) -> str:
     """OONI-style failure string for a socket or TLS exception."""
     if isinstance(exc, ssl.SSLCertVerificationError):
         reason = (exc.verify_message or "").lower()
-        if "unable to get local issuer" in reason or "self-signed" in reason or "self signed" in reason:
+        if (
+            "unable to get local issuer" in reason
+            or "self-signed" in reason
+            or "self signed" in reason
+        ):
             return "ssl_unknown_authority"
         if "hostname" in reason or "ip address mismatch" in reason:
             return "ssl_invalid_hostname"
@@ -187,7 +198,9 @@ def net_failure(exc: BaseException) -> str:
         return "connection_refused"
     if isinstance(exc, ConnectionResetError):
         return "connection_reset"
-    if isinstance(exc, ssl.SSLEOFError | asyncio.IncompleteReadError | ConnectionAbortedError | EOFError):
+    if isinstance(
+        exc, ssl.SSLEOFError | asyncio.IncompleteReadError | ConnectionAbortedError | EOFError
+    ):
         return "eof_error"
     if isinstance(exc, ssl.SSLError):
         return f"ssl_error: {exc.reason or exc}"
@@ -209,16 +222,16 @@ async def tcp_connect(ip: str, port: int, timeout: float) -> TCPConnect:
         return TCPConnect(ip, port, False, net_failure(exc), time.monotonic() - start)
     elapsed = time.monotonic() - start
     writer.close()
-    try:
+    with contextlib.suppress(Exception):  # closing a socket just reset is not a finding
         await asyncio.wait_for(writer.wait_closed(), 1.0)
-    except Exception:
-        pass  # closing a socket that was just reset is not a finding
     return TCPConnect(ip, port, True, None, elapsed)
 
 
 def make_ssl_context(ca_file: str | None = None) -> ssl.SSLContext:
     """A verifying client context: the system roots, or only ``ca_file`` when given."""
-    context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    context = (
+        ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    )
     context.set_alpn_protocols(["http/1.1"])
     return context
 
@@ -322,7 +335,9 @@ async def fetch(
                 tls = TLSHandshake(
                     address, target.name, net_failure(exc), verified, t=time.monotonic() - tls_start
                 )
-                return tls, HTTPResponse(target.url, address, tls.failure, t=time.monotonic() - start)
+                return tls, HTTPResponse(
+                    target.url, address, tls.failure, t=time.monotonic() - start
+                )
             ssl_object = writer.get_extra_info("ssl_object")
             cipher = writer.get_extra_info("cipher")
             tls = TLSHandshake(
@@ -365,10 +380,8 @@ async def fetch(
         return tls, HTTPResponse(target.url, address, net_failure(exc), t=time.monotonic() - start)
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(Exception):  # the peer may already have reset it
             await asyncio.wait_for(writer.wait_closed(), 1.0)
-        except Exception:
-            pass  # the peer may already have reset the connection
 
 
 async def _read_all(reader: asyncio.StreamReader, limit: int) -> tuple[bytes, bool]:

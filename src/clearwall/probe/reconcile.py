@@ -82,7 +82,11 @@ class Reconciliation:
 
     def to_json(self) -> dict[str, Any]:
         """JSON form."""
-        return {"verdict": self.verdict.value, "orders": list(self.orders), "evidence": list(self.evidence)}
+        return {
+            "verdict": self.verdict.value,
+            "orders": list(self.orders),
+            "evidence": list(self.evidence),
+        }
 
 
 def _applies(order: PublishedOrder, jurisdiction: str) -> bool:

@@ -73,9 +73,7 @@ def to_record(result: ProbeResult, *, jurisdiction: str = "", log_url: str = "")
             "tls_handshakes": [m.tls_handshake.to_json()] if m.tls_handshake else [],
             "requests": [m.http_request.to_json()] if m.http_request else [],
             "control": m.control.to_json() if m.control else None,
-            "control_failure": (
-                "no_test_helper" if m.control is None else m.control.failure
-            ),
+            "control_failure": ("no_test_helper" if m.control is None else m.control.failure),
             "blocking": c.blocking,
             "accessible": c.accessible,
         },
@@ -113,7 +111,9 @@ def write_jsonl(
     return count
 
 
-def summary_table(results: Sequence[ProbeResult], problems: Sequence[InputProblem] = ()) -> list[Table]:
+def summary_table(
+    results: Sequence[ProbeResult], problems: Sequence[InputProblem] = ()
+) -> list[Table]:
     """The terminal summary: counts per classification and verdict, then the findings."""
     kinds = Counter(r.classification.kind.value for r in results)
     verdicts = Counter(r.reconciliation.verdict.value for r in results)
@@ -183,7 +183,9 @@ def bar_chart(title: str, counts: Sequence[tuple[str, int]], colours: dict[str, 
         bar = int((width - label_w - 60) * n / total)
         colour = colours.get(label, "#607d8b")
         parts.append(f'<text x="0" y="{y + 16}">{html.escape(label)}</text>')
-        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{max(bar, 1)}" height="18" fill="{colour}"/>')
+        parts.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{max(bar, 1)}" height="18" fill="{colour}"/>'
+        )
         parts.append(f'<text x="{label_w + bar + 6}" y="{y + 16}">{n}</text>')
     parts.append("</svg>")
     return "".join(parts)
@@ -201,7 +203,8 @@ def stacked_categories(results: Sequence[ProbeResult]) -> str:
     most = max((sum(c.values()) for _, c in rows), default=1) or 1
     height = row_h * max(len(rows), 1) + 34
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="classifications per category" '
+        '<svg xmlns="http://www.w3.org/2000/svg" role="img" '
+        'aria-label="classifications per category" '
         f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
         '<text x="0" y="18" font-weight="bold">Classifications per category</text>',
     ]
@@ -250,7 +253,8 @@ def html_report(
         "unverified": "no verified proof from the log for this name",
     }
     legend_html = "".join(
-        f'<li><span class="sw" style="background:{VERDICT_COLOURS[k]}"></span><b>{esc(k)}</b>: {esc(v)}</li>'
+        f'<li><span class="sw" style="background:{VERDICT_COLOURS[k]}"></span>'
+        f"<b>{esc(k)}</b>: {esc(v)}</li>"
         for k, v in legend.items()
     )
     rows = []
@@ -270,9 +274,11 @@ def html_report(
         )
     problem_html = ""
     if problems:
-        problem_html = "<h2>Skipped input rows</h2><ul>" + "".join(
-            f"<li>line {p.line}: {esc(p.reason)}</li>" for p in problems
-        ) + "</ul>"
+        problem_html = (
+            "<h2>Skipped input rows</h2><ul>"
+            + "".join(f"<li>line {p.line}: {esc(p.reason)}</li>" for p in problems)
+            + "</ul>"
+        )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>

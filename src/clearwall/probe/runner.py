@@ -91,7 +91,10 @@ async def measure_target(
         helper.measure(target.url, addresses) if helper is not None else _none()
     )
     web_task = measure_web(
-        target, addresses, timeout=settings.timeout, ssl_context=ssl_context  # type: ignore[arg-type]
+        target,
+        addresses,
+        timeout=settings.timeout,
+        ssl_context=ssl_context,  # type: ignore[arg-type]
     )
     (connects, tls, http), control = await asyncio.gather(web_task, helper_task)
     return TargetMeasurement(
@@ -148,7 +151,9 @@ async def run_probe(
 ) -> list[ProbeResult]:
     """Probe every target, at most ``settings.concurrency`` at a time, in input order."""
     helper = (
-        HelperClient(settings.helper_url, timeout=settings.timeout * 5, concurrency=settings.concurrency)
+        HelperClient(
+            settings.helper_url, timeout=settings.timeout * 5, concurrency=settings.concurrency
+        )
         if settings.helper_url
         else None
     )
@@ -176,7 +181,9 @@ async def run_probe(
             try:
                 proof = await asyncio.wait_for(proof_task, settings.target_deadline)
             except TimeoutError:
-                proof = NameProof(target.name, settings.jurisdiction, False, failure="log timed out")
+                proof = NameProof(
+                    target.name, settings.jurisdiction, False, failure="log timed out"
+                )
         result = judge(measurement, proof, settings)
         if on_result is not None:
             on_result(result)
