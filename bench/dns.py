@@ -644,62 +644,37 @@ def launch_clearwall(ds: Dataset, work: Path, port: int, upstream: int, workers:
         raise RuntimeError("clearwall serve is not in this checkout yet")
     cw = clearwall_cmd()
     db = f"sqlite:///{work / 'clearwall.db'}"
+    conf = render("clearwall.toml", work / "clearwall.toml", db=db, workdir=work, port=port,
+                  upstream_port=upstream, workers=workers)  # fmt: skip
+    common = ["--db", db, "--config", str(conf)]
     started = time.monotonic()
-    for step in clearwall_policy_steps(db, ds):
-        run_checked([*cw, *step], timeout=1800, cwd=work)
+    clearwall_load_policy(cw, common, ds, work)
     setup_s = time.monotonic() - started
-    argv = [
-        *cw,
-        "serve",
-        "--dns",
-        f"127.0.0.1:{port}",
-        "--upstream",
-        f"127.0.0.1:{upstream}",
-        "--db",
-        db,
-        "--workers",
-        str(workers),
-    ]
-    return Launch(argv, version_of([*cw, "--version"]) or git_head(), round(setup_s, 1))
+    log(f"clearwall: store with {ds.rules:,} rules ready in {setup_s:.1f} s")
+    argv = [*cw, "serve", "--dns", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{upstream}",
+            "--workers", str(workers), *common]  # fmt: skip
+    return Launch(argv, f"clearwall {git_head()}", round(setup_s, 1))
 
 
-def clearwall_policy_steps(db: str, ds: Dataset) -> list[list[str]]:
-    """CLI steps that load the blocklist into clearwall as one operator security order."""
-    return [
-        ["init", "--db", db],
-        ["jurisdictions", "add", "bench", "--name", "Benchmark", "--db", db],
-        [
-            "authorities",
-            "add",
-            "bench-operator",
-            "--jurisdiction",
-            "bench",
-            "--name",
-            "Benchmark operator",
-            "--db",
-            db,
-        ],
-        [
-            "orders",
-            "add",
-            "--authority",
-            "bench-operator",
-            "--title",
-            "Benchmark blocklist",
-            "--basis",
-            "operator security policy",
-            "--reference",
-            "BENCH-1",
-            "--category",
-            "security",
-            "--rules",
-            str(ds.domains),
-            "--format",
-            "domains",
-            "--db",
-            db,
-        ],
-    ]
+def clearwall_load_policy(cw: list[str], common: list[str], ds: Dataset, work: Path) -> None:
+    """Load the blocklist as one operator security order for loopback clients.
+
+    The loopback network is the benchmark's jurisdiction, its operator the authority, and
+    the domain list the order's rules (NXDOMAIN, like the anchors' native lists).
+    """
+
+    def cli(*args: str) -> str:
+        return run_checked([*cw, *args, *common], timeout=3600, cwd=work).strip()
+
+    cli("init")
+    cli("jurisdictions", "add", "bench", "--name", "Benchmark network",
+        "--network", "127.0.0.0/8")  # fmt: skip
+    authority = cli("authorities", "add", "--name", "Benchmark operator", "--kind", "operator",
+                    "--jurisdiction", "bench").splitlines()[-1]  # fmt: skip
+    cli("orders", "add", "--authority", authority, "--title", "Benchmark blocklist",
+        "--legal-basis", "Operator security policy", "--reference", "BENCH-1",
+        "--category", "malware", "--action", "nxdomain", "--rules", str(ds.domains),
+        "--format", "domains")  # fmt: skip
 
 
 LAUNCHERS = {
