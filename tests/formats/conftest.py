@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,12 @@ def rpl_zones(path: Path) -> list[str]:
         elif current is not None:
             current.append(line)
     return zones
+
+
+@pytest.fixture(scope="session", name="rpl_zones")
+def rpl_zones_fixture() -> Callable[[Path], list[str]]:
+    """The ``rpl_zones`` reader, for tests that open Unbound scenarios."""
+    return rpl_zones
 
 
 @pytest.fixture(scope="session")

@@ -53,12 +53,12 @@ def export_rpz(
     (as in clearwall's matcher), otherwise the action first in ``ACTION_PRECEDENCE``.
     """
     origin = origin if origin.endswith(".") else origin + "."
-    chosen: dict[str, str | Action] = {}
+    chosen: dict[str, Action | None] = {}  # None stands for passthru
     for rule, action in rules:
-        policy: str | Action = _PASSTHRU if rule.kind.is_allow else action
+        policy = None if rule.kind.is_allow else action
         for owner in _owners(rule):
             known = chosen.get(owner)
-            if known is None or _stronger(policy, known):
+            if owner not in chosen or _stronger(policy, known):
                 chosen[owner] = policy
     lines = [f"; {line}".rstrip() for line in comment.splitlines()]
     lines += [
@@ -68,8 +68,8 @@ def export_rpz(
         "@ NS localhost.",
     ]
     for owner, policy in chosen.items():
-        if isinstance(policy, str):
-            lines.append(f"{owner} CNAME {policy}")
+        if policy is None:
+            lines.append(f"{owner} CNAME {_PASSTHRU}")
         elif policy is Action.SINKHOLE:
             lines.append(f"{owner} A {sinkhole_v4}")
             lines.append(f"{owner} AAAA {sinkhole_v6}")
@@ -78,10 +78,10 @@ def export_rpz(
     return "\n".join(lines) + "\n"
 
 
-def _stronger(new: str | Action, old: str | Action) -> bool:
-    if isinstance(old, str):
+def _stronger(new: Action | None, old: Action | None) -> bool:
+    if old is None:
         return False
-    if isinstance(new, str):
+    if new is None:
         return True
     return ACTION_PRECEDENCE.index(new) < ACTION_PRECEDENCE.index(old)
 

@@ -157,7 +157,9 @@ class _ZoneReader:
                 policy = _FAST_TARGETS.get(fields[2])
                 owner = fields[0]
                 if policy is not None and owner[-1] != "." and owner != "@":
-                    self._add_trigger(self.names, owner.lower(), policy, lineno, raw)
+                    key = owner.lower()
+                    self.owner = key + "." + self.origin
+                    self._add_trigger(self.names, key, policy, lineno, raw)
                     return
         if len(line) > MAX_LINE:
             out.issue(lineno, "line too long", raw)
