@@ -12,9 +12,11 @@ proofs and formats it uses are pure.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +26,8 @@ from clearwall.config import LedgerConfig
 from clearwall.errors import LedgerError, TileError, VerificationError
 from clearwall.ledger import proofs, tiles
 from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
-from clearwall.ledger.merkle import EMPTY_ROOT, HASH_SIZE, leaf_hash, merkle_root
+from clearwall.ledger.merkle import EMPTY_ROOT, HASH_SIZE, MemoryTree, leaf_hash, merkle_root
+from clearwall.ledger.nameproof import LogState, prove_name, rule_tree
 from clearwall.ledger.signing import Signer, Verifier, load_signer
 from clearwall.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
 
@@ -502,3 +505,73 @@ class TransparencyLog:
             if merkle_root(lines).hex() != rules["digest"]:
                 continue  # the order changed since; a later entry carries its digest
             _write_atomic(path, b"".join(line + b"\n" for line in lines))
+
+
+class NameProver:
+    """Builds per-name proof bundles from a log's published state (cached between calls).
+
+    Rule-set trees come from the published rule files (``rules/<order>-<digest>.txt``),
+    falling back to the store's current rules when they still have the logged digest.
+    """
+
+    def __init__(self, tlog: TransparencyLog, cache_orders: int = 8) -> None:
+        """Prove against ``tlog``; keep up to ``cache_orders`` rule-set trees in memory."""
+        self.tlog = tlog
+        self._state = LogState()
+        self._trees: dict[tuple[int, str], tuple[Sequence[bytes], MemoryTree]] = {}
+        self._cache_orders = cache_orders
+        self._lock = threading.Lock()  # one prover serves concurrent HTTP requests
+
+    def _rule_tree(self, order_id: int, digest: str) -> tuple[Sequence[bytes], proofs.HashReader]:
+        key = (order_id, digest)
+        hit = self._trees.get(key)
+        if hit is not None:
+            return hit
+        path = self.tlog.rule_file(order_id, digest)
+        lines: list[bytes] | None
+        if path.exists():
+            lines = path.read_bytes().splitlines()
+        else:
+            from clearwall.ledger.storeview import rule_lines_from_store
+
+            lines = rule_lines_from_store(self.tlog.store, order_id)
+        if lines is None or merkle_root_hex(lines) != digest:
+            raise LedgerError(
+                f"order {order_id}: no published rule file or stored rules with digest {digest}"
+            )
+        tree = rule_tree(lines)
+        if len(self._trees) >= self._cache_orders:
+            self._trees.pop(next(iter(self._trees)))
+        self._trees[key] = tree
+        return tree
+
+    def prove(self, name: str, jurisdiction: str, at: dt.datetime | None = None) -> dict[str, Any]:
+        """The proof bundle for ``name`` in ``jurisdiction`` at ``at`` (default: now)."""
+        with self._lock:
+            return self._prove(name, jurisdiction, at)
+
+    def _prove(self, name: str, jurisdiction: str, at: dt.datetime | None) -> dict[str, Any]:
+        note = self.tlog.checkpoint_note()
+        cp = open_checkpoint(note, self.tlog.verifier, self.tlog.config.origin)
+        if cp.size < self._state.size:
+            self._state = LogState()
+        if cp.size > self._state.size:
+            new = self.tlog.store.log_entries(self._state.size, cp.size)
+            self._state.extend((e.index, bytes(e.data)) for e in new)
+        reader = self.tlog.reader(cp.size)
+        return prove_name(
+            name,
+            jurisdiction,
+            note,
+            cp,
+            self._state,
+            reader,
+            lambda i: self.tlog.entry(i, cp.size),
+            self._rule_tree,
+            at or dt.datetime.now(dt.UTC),
+        )
+
+
+def merkle_root_hex(lines: Sequence[bytes]) -> str:
+    """Hex RFC 6962 root over rule lines (the digest an order entry commits to)."""
+    return merkle_root(lines).hex()

@@ -1,0 +1,144 @@
+"""The ``clearwall ledger`` commands: key, sync, verify, prove, verify-proof, serve.
+
+Every check exits with status 1 and a one-line reason on the first error, or (for
+``verify``) after listing every problem found, each naming the entry index or order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from clearwall.cli.common import ConfigOption, DbOption, errors, fail, settings
+from clearwall.config import HostPort
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``ledger`` command group to the root app."""
+    ledger = typer.Typer(
+        help="The public transparency log: keys, checkpoints, tiles, proofs, audits.",
+        no_args_is_help=True,
+    )
+    app.add_typer(ledger, name="ledger")
+
+    def open_log(db: str | None, config: Path | None):  # type: ignore[no-untyped-def]
+        from clearwall.ledger.log import TransparencyLog
+        from clearwall.store import open_store
+
+        s = settings(db, config)
+        store = open_store(s.db_url)
+        return TransparencyLog(store, s.config.ledger), store
+
+    @ledger.command("key")
+    def key(config: ConfigOption = None) -> None:
+        """Print the log's verifier key (C2SP vkey: name+keyid+base64); publish it."""
+        from clearwall.ledger.signing import load_signer
+
+        with errors():
+            s = settings(None, config)
+            typer.echo(load_signer(Path(s.config.ledger.key_file)).verifier.vkey)
+
+    @ledger.command("sync")
+    def sync(db: DbOption = None, config: ConfigOption = None) -> None:
+        """Write tiles, entry bundles, rule files and a signed checkpoint for new entries."""
+        with errors():
+            tlog, _ = open_log(db, config)
+            result = tlog.sync()
+            typer.echo(
+                f"log size {result.new_size} (was {result.old_size}), "
+                f"{result.tiles_written} tiles written"
+            )
+
+    @ledger.command("verify")
+    def verify(
+        db: DbOption = None,
+        config: ConfigOption = None,
+        vkey: Annotated[
+            str | None,
+            typer.Option("--vkey", help="Verifier key to trust (default: from the key file)."),
+        ] = None,
+    ) -> None:
+        """Recompute the tree from the stored entries and check checkpoints, tiles and rules."""
+        from clearwall.ledger.audit import audit
+        from clearwall.ledger.signing import parse_vkey
+
+        with errors():
+            tlog, store = open_log(db, config)
+            verifier = parse_vkey(vkey) if vkey else tlog.verifier
+            report = audit(store, tlog, verifier)
+        for problem in report.problems:
+            typer.echo(f"TAMPERED: {problem}", err=True)
+        if not report.ok:
+            fail(f"ledger verification failed: {len(report.problems)} problem(s)")
+        typer.echo(f"ok: {report.summary()}")
+
+    @ledger.command("prove")
+    def prove(
+        name: Annotated[str, typer.Argument(help="The domain name to prove about.")],
+        jurisdiction: Annotated[
+            str, typer.Option("--jurisdiction", "-j", help="Jurisdiction code of the clients.")
+        ] = "",
+        at: Annotated[
+            str | None, typer.Option(help="ISO time to prove for (default: now).")
+        ] = None,
+        db: DbOption = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Print a self-contained JSON proof of whether NAME is blocked, from the log."""
+        from clearwall.ledger.log import NameProver
+
+        with errors():
+            tlog, _ = open_log(db, config)
+            when = dt.datetime.fromisoformat(at) if at else None
+            if when is not None and when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
+            bundle = NameProver(tlog).prove(name, jurisdiction, when)
+        typer.echo(json.dumps(bundle, indent=1, sort_keys=True))
+
+    @ledger.command("verify-proof")
+    def verify_proof(
+        bundle: Annotated[str, typer.Argument(help="Proof bundle file, or - for stdin.")],
+        key: Annotated[str, typer.Option("--key", help="The log's verifier key (vkey).")],
+    ) -> None:
+        """Check a proof bundle offline; exit 1 on any mismatch."""
+        from clearwall.ledger.nameproof import verify_bundle
+        from clearwall.ledger.signing import parse_vkey
+
+        with errors():
+            text = sys.stdin.read() if bundle == "-" else Path(bundle).read_text("utf-8")
+            try:
+                data = json.loads(text)
+            except ValueError as exc:
+                fail(f"proof bundle is not JSON: {exc}")
+            conclusion = verify_bundle(data, parse_vkey(key))
+        who = conclusion["blocked_by"] or conclusion["allowed_by"]
+        orders = f" (orders {', '.join(map(str, who))})" if who else ""
+        typer.echo(
+            f"ok: {data['name']} is {conclusion['decision']}ed for "
+            f"{data['jurisdiction'] or 'clients of no jurisdiction'}{orders}"
+        )
+
+    @ledger.command("serve")
+    def serve(
+        web: Annotated[str, typer.Option("--web", help="IP:PORT to listen on.")] = "127.0.0.1:8080",
+        db: DbOption = None,
+        config: ConfigOption = None,
+    ) -> None:
+        """Serve /log/ (checkpoint, tiles, proof API) until interrupted."""
+        import uvicorn
+        from fastapi import FastAPI
+
+        from clearwall.ledger.http import log_router
+
+        with errors():
+            where = HostPort.parse(web, 8080)
+            tlog, store = open_log(db, config)
+            tlog.sync()  # recover anything a crash left unpublished
+            app = FastAPI(title="clearwall log", openapi_url=None, docs_url=None)
+            app.include_router(log_router(tlog, store))
+        uvicorn.run(app, host=where.host, port=where.port, log_level="warning")

@@ -1,0 +1,263 @@
+"""``ledger verify``: recompute the log from the store and report every inconsistency.
+
+Checks, each problem naming the entry index or order id:
+1. entries are numbered 0..size-1 with no gap and each stored leaf hash is
+   SHA-256(0x00 || data) (RFC 6962 section 2.1) — an edited or deleted entry shows here;
+2. every stored checkpoint is signed by the log key, states the root recomputed from the
+   entries at its size, and is consistent with the latest one (RFC 9162 2.1.4 proof);
+3. the published tiles and entry bundles equal what the entries imply (a rewrite of the
+   store that also forged leaf hashes is located by comparing with the public tiles);
+4. every order in the store is on the log, and each active order's stored rules and
+   metadata equal what its latest entry committed (a rule added behind the log's back);
+5. every published rule file hashes to the digest in its name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clearwall.errors import ClearwallError, TileError, VerificationError
+from clearwall.ledger import entries, proofs, tiles
+from clearwall.ledger.checkpoint import open_checkpoint
+from clearwall.ledger.log import RULES_DIR, TransparencyLog
+from clearwall.ledger.merkle import HASH_SIZE, MemoryTree, leaf_hash, merkle_root
+from clearwall.ledger.signing import Verifier
+
+
+@dataclass
+class AuditReport:
+    """The outcome of ``ledger verify``: problems found and what was checked."""
+
+    problems: list[str] = field(default_factory=list)
+    size: int = 0
+    root: bytes = b""
+    checkpoints: int = 0
+    orders: int = 0
+    rule_files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is wrong."""
+        return not self.problems
+
+    def summary(self) -> str:
+        """One line saying what was verified."""
+        return (
+            f"{self.size} entries, root {self.root.hex()}, {self.checkpoints} checkpoints "
+            f"consistent, {self.orders} orders match the log, {self.rule_files} rule files"
+        )
+
+
+def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
+    """Run every check of the module docstring against ``store`` and ``tlog``'s files."""
+    report = AuditReport()
+    problems = report.problems
+    rows = store.log_entries(0, None)
+    size = store.log_size()
+    packed = bytearray()
+    data_by_index: dict[int, bytes] = {}
+    events: dict[int, tuple[int, dict[str, Any]]] = {}
+    ended: dict[int, int] = {}
+    expect = 0
+    for row in rows:
+        if row.index != expect:
+            problems.append(f"entries {expect}..{row.index - 1} are missing (deleted entries)")
+            packed += b"\0" * HASH_SIZE * (row.index - expect)
+            expect = row.index
+        data = bytes(row.data)
+        h = leaf_hash(data)
+        if h != bytes(row.leaf_hash):
+            problems.append(f"entry {row.index}: data does not match its leaf hash (edited entry)")
+        packed += h
+        data_by_index[row.index] = data
+        try:
+            event = json.loads(data)
+            kind = event["type"]
+            if kind in (entries.ORDER_PUBLISHED, entries.ORDER_AMENDED):
+                events[int(event["order"]["id"])] = (row.index, event)
+            elif kind in (entries.ORDER_REVOKED, entries.ORDER_EXPIRED):
+                ended[int(event["order"])] = row.index
+        except (ValueError, KeyError, TypeError):
+            problems.append(f"entry {row.index}: not a clearwall entry")
+        expect += 1
+    if expect != size:
+        problems.append(f"log head says {size} entries but {expect} are stored")
+    tree = MemoryTree(packed)
+    report.size = tree.size
+    report.root = tree.root()
+    _check_checkpoints(store, tree, verifier, tlog, report)
+    _check_tiles(tlog, tree, data_by_index, verifier, report)
+    _check_orders(store, events, ended, report)
+    _check_rule_files(Path(tlog.config.tiles_dir) / RULES_DIR, report)
+    return report
+
+
+def _check_checkpoints(
+    store: Any, tree: MemoryTree, verifier: Verifier, tlog: TransparencyLog, report: AuditReport
+) -> None:
+    stored = list(store.checkpoints())
+    if not stored:
+        return
+    latest = stored[-1]
+    for cp_row in stored:
+        size = int(cp_row.tree_size)
+        what = f"checkpoint of size {size}"
+        try:
+            cp = open_checkpoint(cp_row.note, verifier, tlog.config.origin)
+        except VerificationError as exc:
+            report.problems.append(f"{what}: {exc} (forged checkpoint)")
+            continue
+        if cp.size != size or cp.root != bytes(cp_row.root_hash):
+            report.problems.append(f"{what}: stored row differs from its signed note")
+            continue
+        if size > tree.size:
+            report.problems.append(f"{what}: larger than the {tree.size} stored entries")
+            continue
+        if tree.root(size) != cp.root:
+            first = _first_bad_leaf(tlog, tree, size)
+            where = f" (first differing entry: {first})" if first is not None else ""
+            report.problems.append(f"{what}: signed root does not match the stored entries{where}")
+            continue
+        if size <= int(latest.tree_size) and int(latest.tree_size) <= tree.size:
+            proof = proofs.consistency_proof(tree, size, int(latest.tree_size))
+            try:
+                proofs.verify_consistency(
+                    size, int(latest.tree_size), cp.root, bytes(latest.root_hash), proof
+                )
+            except VerificationError as exc:
+                report.problems.append(f"{what}: not consistent with the latest: {exc}")
+                continue
+        report.checkpoints += 1
+
+
+def _first_bad_leaf(tlog: TransparencyLog, tree: MemoryTree, size: int) -> int | None:
+    """The first entry whose leaf hash differs from the published level-0 tiles."""
+    reader = tlog.reader(size)
+    for i in range(size):
+        try:
+            if reader.hash_at(0, i) != tree.leaf(i):
+                return i
+        except ClearwallError:
+            return None
+    return None
+
+
+def _check_tiles(
+    tlog: TransparencyLog,
+    tree: MemoryTree,
+    data: dict[int, bytes],
+    verifier: Verifier,
+    report: AuditReport,
+) -> None:
+    note = tlog.dir.read_checkpoint()
+    if note is None:
+        report.problems.append("no published checkpoint in the tiles directory (run sync)")
+        return
+    try:
+        cp = open_checkpoint(note, verifier, tlog.config.origin)
+    except VerificationError as exc:
+        report.problems.append(f"published checkpoint: {exc}")
+        return
+    if cp.size > tree.size:
+        report.problems.append(
+            f"published checkpoint has size {cp.size} but only {tree.size} entries are stored"
+        )
+        return
+    if tree.root(cp.size) != cp.root:
+        first = _first_bad_leaf(tlog, tree, cp.size)
+        where = f" at entry {first}" if first is not None else ""
+        report.problems.append(f"published checkpoint root differs from the stored entries{where}")
+    level = 0
+    while tiles.row_size(cp.size, level) > 0:
+        for n in range(0, (tiles.row_size(cp.size, level) + 255) // 256):
+            tile = tiles.tile_for(cp.size, level, n)
+            try:
+                got = tlog.dir.read(tile)
+            except TileError as exc:
+                report.problems.append(f"tile {tile.path}: {exc}")
+                continue
+            # MemoryTree row 8·L is exactly the row tile level L publishes.
+            off = n * 256 * HASH_SIZE
+            want = bytes(tree.rows[8 * level][off : off + tile.width * HASH_SIZE])
+            if got != want:
+                report.problems.append(f"tile {tile.path}: differs from the stored entries")
+        level += 1
+    for n in range(0, (cp.size + 255) // 256):
+        tile = tiles.tile_for(cp.size, tiles.ENTRIES, n)
+        try:
+            bundle = tiles.decode_bundle(tlog.dir.read(tile), tile.width)
+        except TileError as exc:
+            report.problems.append(f"entry bundle {tile.path}: {exc}")
+            continue
+        for i, entry in enumerate(bundle):
+            if data.get(n * 256 + i) != entry:
+                report.problems.append(
+                    f"entry {n * 256 + i}: published bundle differs from the store"
+                )
+
+
+def _check_orders(
+    store: Any,
+    events: dict[int, tuple[int, dict[str, Any]]],
+    ended: dict[int, int],
+    report: AuditReport,
+) -> None:
+    from sqlalchemy import select
+
+    from clearwall.model import OrderStatus
+    from clearwall.store import repositories as repo
+    from clearwall.store import schema
+
+    with store.read() as conn:
+        authorities = {a.id: a for a in repo.list_authorities(conn)}
+        orders = repo.list_orders(conn)
+        known = {o.id for o in orders}
+        strays = conn.execute(
+            select(schema.rules.c.order_id).distinct().where(schema.rules.c.order_id.notin_(known))
+        ).scalars()
+        for oid in strays:
+            report.problems.append(f"rules belong to order {oid}, which does not exist")
+        for order in orders:
+            logged = events.get(order.id)
+            if logged is None:
+                report.problems.append(f"order {order.id}: not on the log")
+                continue
+            index, event = logged
+            if order.status is OrderStatus.ACTIVE and order.id in ended:
+                report.problems.append(
+                    f"order {order.id}: active in the store but ended by entry {ended[order.id]}"
+                )
+                continue
+            if order.status is not OrderStatus.ACTIVE:
+                report.orders += 1
+                continue
+            problems_before = len(report.problems)
+            authority = authorities.get(order.authority_id)
+            if authority is None or entries.order_metadata(order, authority) != event["order"]:
+                report.problems.append(
+                    f"order {order.id}: stored metadata differs from log entry {index}"
+                )
+            digest, count = entries.rules_digest(repo.iter_rules(conn, order.id))
+            if digest != event["rules"]["digest"] or count != event["rules"]["count"]:
+                report.problems.append(
+                    f"order {order.id}: its {count} stored rules do not match the digest of "
+                    f"log entry {index} ({event['rules']['count']} rules): rules were edited "
+                    "behind the log's back"
+                )
+            if len(report.problems) == problems_before:
+                report.orders += 1
+
+
+def _check_rule_files(directory: Path, report: AuditReport) -> None:
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.glob("*.txt")):
+        digest = path.stem.rsplit("-", 1)[-1]
+        lines = path.read_bytes().splitlines()
+        if merkle_root(lines).hex() != digest:
+            report.problems.append(f"rule file {path.name}: lines do not hash to its digest")
+        else:
+            report.rule_files += 1
