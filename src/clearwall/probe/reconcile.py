@@ -10,10 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from clearwall.errors import VerificationError
+from clearwall.ledger.checkpoint import parse_checkpoint
+from clearwall.ledger.nameproof import verify_bundle
+from clearwall.ledger.note import split_note
+from clearwall.ledger.signing import Verifier
 from clearwall.probe.classify import Classification, Kind
 
 DEFAULT_PROPAGATION_DELAY = dt.timedelta(seconds=300)
@@ -164,3 +170,56 @@ def reconcile(
     if justified:
         facts.append("order(s) within the propagation delay: " + ", ".join(map(str, justified)))
     return Reconciliation(Verdict.CONSISTENT_ALLOW, (), tuple(facts))
+
+
+def _when(text: Any) -> dt.datetime | None:
+    if not text:
+        return None
+    value = dt.datetime.fromisoformat(str(text))
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def name_proof_from_bundle(
+    bundle: Mapping[str, Any], verifier: Verifier, name: str, jurisdiction: str
+) -> NameProof:
+    """Verify a ``clearwall-name-proof/v1`` bundle and keep what reconciliation needs.
+
+    Verification is the ledger's own (checkpoint signature, entry inclusion, rule-set
+    membership and non-membership, conclusion); on top, the bundle must be about the
+    name and jurisdiction that were asked for, so a proof for another name cannot stand
+    in. Never raises: a bundle that fails is a NameProof with ``verified=False``.
+    """
+    try:
+        conclusion = verify_bundle(bundle, verifier)
+        if bundle["name"] != name:
+            raise VerificationError(f"bundle is about {bundle['name']!r}, not {name!r}")
+        if str(bundle["jurisdiction"]).lower() != jurisdiction.lower():
+            raise VerificationError(f"bundle is for jurisdiction {bundle['jurisdiction']!r}")
+        checkpoint = parse_checkpoint(split_note(str(bundle["checkpoint"]))[0])
+        blocking = {int(i) for i in conclusion.get("blocked_by", ())}
+        orders = []
+        for item in bundle["orders"]:
+            if int(item["order"]) not in blocking:
+                continue
+            event = json.loads(item["entry"]["data"])
+            meta = event["order"]
+            orders.append(
+                PublishedOrder(
+                    id=int(meta["id"]),
+                    jurisdiction="*" if meta.get("all_jurisdictions") else jurisdiction,
+                    start=_when(meta.get("effective_from")),
+                    end=_when(meta.get("expires")),
+                    title=str(meta.get("title", "")),
+                    category=str(meta.get("category", "")),
+                    action=str(meta.get("action", "")),
+                )
+            )
+    except (VerificationError, KeyError, TypeError, ValueError) as exc:
+        return NameProof(name, jurisdiction, False, failure=str(exc))
+    return NameProof(
+        name,
+        jurisdiction,
+        True,
+        tuple(orders),
+        f"{checkpoint.origin}/{checkpoint.size}/{checkpoint.root.hex()[:16]}",
+    )
