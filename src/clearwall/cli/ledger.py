@@ -62,11 +62,37 @@ def register(app: typer.Typer) -> None:
             str | None,
             typer.Option("--vkey", help="Verifier key to trust (default: from the key file)."),
         ] = None,
+        url: Annotated[
+            str | None,
+            typer.Option(
+                "--url",
+                help="Verify a published log instead (https://host/log or a tiles directory);"
+                " needs --vkey.",
+            ),
+        ] = None,
     ) -> None:
-        """Recompute the tree from the stored entries and check checkpoints, tiles and rules."""
+        """Recompute the tree from the stored entries and check checkpoints, tiles and rules.
+
+        With --url, verify the public log anyone can fetch: the signature, every entry
+        bundle against the signed root, and every hash tile.
+        """
         from clearwall.ledger.audit import audit
         from clearwall.ledger.signing import parse_vkey
 
+        if url is not None:
+            from clearwall.ledger.remote import fetch_and_verify
+
+            if not vkey:
+                fail("--url needs --vkey (the log's published verifier key)")
+            with errors():
+                remote = fetch_and_verify(url, parse_vkey(vkey))
+            for problem in remote.problems:
+                typer.echo(f"TAMPERED: {problem}", err=True)
+            if remote.problems:
+                fail(f"log verification failed: {len(remote.problems)} problem(s)")
+            cp = remote.checkpoint
+            typer.echo(f"ok: {cp.size} entries, root {cp.root.hex()}, tiles match")
+            return
         with errors():
             tlog, store = open_log(db, config)
             verifier = parse_vkey(vkey) if vkey else tlog.verifier
@@ -104,6 +130,14 @@ def register(app: typer.Typer) -> None:
     def verify_proof(
         bundle: Annotated[str, typer.Argument(help="Proof bundle file, or - for stdin.")],
         key: Annotated[str, typer.Option("--key", help="The log's verifier key (vkey).")],
+        log: Annotated[
+            str | None,
+            typer.Option(
+                "--log",
+                help="Also check that no binding order was left out, against the published"
+                " log (https://host/log or a tiles directory).",
+            ),
+        ] = None,
     ) -> None:
         """Check a proof bundle offline; exit 1 on any mismatch."""
         from clearwall.ledger.nameproof import verify_bundle
@@ -115,7 +149,13 @@ def register(app: typer.Typer) -> None:
                 data = json.loads(text)
             except ValueError as exc:
                 fail(f"proof bundle is not JSON: {exc}")
-            conclusion = verify_bundle(data, parse_vkey(key))
+            verifier = parse_vkey(key)
+            entries = None
+            if log is not None:
+                from clearwall.ledger.remote import verified_entries
+
+                entries = verified_entries(log, verifier)
+            conclusion = verify_bundle(data, verifier, entries)
         who = conclusion["blocked_by"] or conclusion["allowed_by"]
         orders = f" (orders {', '.join(map(str, who))})" if who else ""
         typer.echo(

@@ -301,7 +301,7 @@ def _check_complete(
     """The bundle lists every order binding ``jurisdiction``, by its latest entry."""
     state = LogState()
     packed = bytearray()
-    items = list(log_entries)
+    items = list(log_entries)[: cp.size]  # the log may have grown since the bundle
     for _, data in items:
         packed += leaf_hash(data)
     state.extend(items)
