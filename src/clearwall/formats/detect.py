@@ -6,9 +6,9 @@ Each of the first ``SAMPLE`` meaningful lines is classified by its shape:
 ============  ==============================================================
 rpz           a ``$ORIGIN``/``$TTL``/``$INCLUDE`` directive, or a record whose
               type is SOA, NS, CNAME, A, AAAA or TXT (``name [ttl] [IN] TYPE …``)
-unbound       ``server:``, ``local-zone:`` or ``local-data:``
-dnsmasq       ``address=/``, ``server=/`` or ``local=/``
-adblock       ``||…``, ``|…^``, ``@@…``, ``[Adblock …]`` or a cosmetic rule
+unbound       ``server:``, ``local-zone:``, ``local-data:``, ``include:``, ``*-zone:``
+dnsmasq       ``address=``, ``server=`` or ``local=``
+adblock       ``|…``, ``@@…``, ``/regex/``, ``[Adblock …]`` or a cosmetic rule
 hosts         an IP address followed by at least one name
 wildcard      one token starting with ``*.`` or ``+.``
 domains       one token made of name characters (letters, digits, ``.-_``)
@@ -33,7 +33,8 @@ SAMPLE = 200
 
 ORDER = ("rpz", "unbound", "dnsmasq", "adblock", "hosts", "wildcard", "domains")
 
-_NAMEY = re.compile(r"[\w.-]+\.?", re.ASCII)
+_NAMEY = re.compile(r"[\w.-]+\.?")
+_UNBOUND = ("server:", "local-zone:", "local-data:", "include:", "forward-zone:", "stub-zone:")
 _RR_TYPES = frozenset({"SOA", "NS", "CNAME", "A", "AAAA", "TXT", "DNAME", "MX", "PTR"})
 _TTL_OR_CLASS = re.compile(r"\d+[smhdwSMHDW]?|IN|in|CH|HS")
 _COMMENTS = ("#", "!", ";", "//")
@@ -43,14 +44,19 @@ def classify(line: str) -> str | None:
     """The format one meaningful (stripped, non-comment) line fits best, if any."""
     if line[0] == "$":
         return "rpz" if line.split()[0].upper() in ("$ORIGIN", "$TTL", "$INCLUDE") else None
-    if line.startswith(("server:", "local-zone:", "local-data:")):
+    if line.startswith(_UNBOUND):
         return "unbound"
-    if line.startswith(("address=/", "server=/", "local=/")):
+    if line.startswith(("address=", "server=", "local=")):
         return "dnsmasq"
-    if line.startswith(("||", "@@", "[Adblock", "[AdGuard")) or (line[0] == "|" and "^" in line):
+    if line.startswith(("|", "@@", "[Adblock", "[AdGuard")) or (
+        len(line) > 1 and line[0] == line[-1] == "/"
+    ):
         return "adblock"
     if COSMETIC.search(line):
         return "adblock"
+    for marker in (" #", "\t#"):
+        if marker in line:
+            line = line.split(marker, 1)[0]
     fields = line.split()
     if len(fields) >= 2 and is_address(fields[0]):
         return "hosts"

@@ -10,7 +10,7 @@ from typing import BinaryIO
 from clearwall.errors import FormatError
 from clearwall.formats import adblock, dnsmasq, domains, hosts, rpz, unbound, wildcard
 from clearwall.formats.base import Collector, ParseResult
-from clearwall.formats.detect import SAMPLE, detect_format, meaningful
+from clearwall.formats.detect import SAMPLE, classify, detect_format, meaningful
 
 Parser = Callable[[Iterable[str], Collector], None]
 
@@ -60,32 +60,25 @@ def _stream(f: BinaryIO, progress: Callable[[int], None] | None) -> Iterator[str
 
 
 def _run(lines: Iterator[str], fmt: str, source: str) -> ParseResult:
-    if fmt == "auto":
-        head: list[str] = []
-        seen = 0
-        for line in lines:
-            head.append(line)
-            if meaningful(line) is not None:
-                seen += 1
-            if seen >= SAMPLE or len(head) >= _HEAD_LINES:
-                break
-        fmt = detect_format(head, source)
-        lines = itertools.chain(head, lines)
-        explicit = False
-    elif fmt not in PARSERS:
+    if fmt != "auto" and fmt not in PARSERS:
         raise FormatError(f"unknown list format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    else:
-        explicit = True
+    head: list[str] = []
+    sample: list[str] = []
+    for line in lines:
+        head.append(line)
+        stripped = meaningful(line)
+        if stripped is not None:
+            sample.append(stripped)
+        if len(sample) >= SAMPLE or len(head) >= _HEAD_LINES:
+            break
+    if fmt == "auto":
+        fmt = detect_format(head, source)
+    elif sample and not any(classify(line) for line in sample):
+        # An explicit format skips the vote, not the check that this is a list at all.
+        raise FormatError(f"{source} is not a blocklist in any supported format")
     out = Collector(source)
-    PARSERS[fmt](lines, out)
-    result = out.result(fmt)
-    if explicit and not result.rules and result.issues:
-        meaningful_lines = result.lines - sum(
-            result.skipped.get(k, 0) for k in ("blank", "comment")
-        )
-        if len(result.issues) * 2 >= meaningful_lines:
-            raise FormatError(f"{source} is not a {fmt} list (first problem: {result.issues[0]})")
-    return result
+    PARSERS[fmt](itertools.chain(head, lines), out)
+    return out.result(fmt)
 
 
 def parse_text(text: str, format: str = "auto", source: str = "<input>") -> ParseResult:
