@@ -230,17 +230,25 @@ class NetBox:
         ready: str = "ready",
         wait: float = 20,
         stream: str = "stdout",
+        cwd: Path | None = None,
     ) -> subprocess.Popen[str]:
-        """Start a long-running process in a namespace; wait until it prints ``ready``."""
+        """Start a long-running process in a namespace; wait until it prints ``ready``.
+
+        ``stream`` names the pipe to watch (``stdout``/``stderr``); with ``none`` both go
+        to a log file and the caller waits in its own way (e.g. ``wait_port``).
+        """
         log = self.workdir / f"{role}-{len(self.processes)}.log"
         process = subprocess.Popen(
             ["ip", "netns", "exec", self.ns[role], *argv],
             stdout=subprocess.PIPE if stream == "stdout" else open(log, "w"),  # noqa: SIM115
-            stderr=subprocess.PIPE if stream == "stderr" else open(log, "w"),  # noqa: SIM115
+            stderr=subprocess.PIPE if stream == "stderr" else open(log, "a"),  # noqa: SIM115
             text=True,
             start_new_session=True,
+            cwd=cwd,
         )
         self.processes.append(process)
+        if stream == "none":
+            return process
         pipe = process.stdout if stream == "stdout" else process.stderr
         assert pipe is not None
         deadline = time.monotonic() + wait
