@@ -89,13 +89,13 @@ def check(snapshot: PolicySnapshot, policy: list[CompiledOrder], queries: list) 
 queries = st.lists(st.tuples(names, addresses, jurisdictions, times), min_size=1, max_size=40)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(policy=orders(), queries=queries)
 def test_compiled_equals_reference(policy: list[CompiledOrder], queries: list) -> None:
     check(PolicySnapshot.compile(policy, JURISDICTIONS), policy, queries)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(policy=orders(), queries=queries)
 def test_loaded_equals_reference(policy: list[CompiledOrder], queries: list) -> None:
     with tempfile.TemporaryDirectory() as tmp:
