@@ -66,7 +66,7 @@ def classify(line: str) -> str | None:
         token = fields[0]
         if token[:2] in ("*.", "+.") and _NAMEY.fullmatch(token, 2):
             return "wildcard"
-        if _NAMEY.fullmatch(token) and not token.isdigit():
+        if _NAMEY.fullmatch(token):
             return "domains"
         if token.endswith("^") and _NAMEY.fullmatch(token, 0, len(token) - 1):
             return "adblock"
