@@ -82,7 +82,7 @@ BINARY = [
 def test_binary_files_fail_whole(tmp_path: Path, blob: bytes) -> None:
     path = tmp_path / "list.txt"
     path.write_bytes(blob)
-    with pytest.raises(FormatError, match="not a blocklist|binary|not UTF-8"):
+    with pytest.raises(FormatError, match=r"not a blocklist|binary|not UTF-8"):
         parse_file(path)
 
 
