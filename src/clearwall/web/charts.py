@@ -29,24 +29,28 @@ def _fmt(value: float) -> str:
     return f"{value:,.1f}"
 
 
+TICKS = 4  # horizontal grid lines above zero
+
+
 def _nice_max(value: float) -> float:
-    """Round an axis maximum up to 1, 2 or 5 times a power of ten."""
+    """An axis maximum of TICKS whole steps, each 1, 2 or 5 times a power of ten (≥ 1)."""
     if value <= 0:
-        return 1.0
+        return float(TICKS)
+    want = value / TICKS
     magnitude = 1.0
-    while magnitude * 10 <= value:
+    while magnitude * 10 <= want:
         magnitude *= 10
     for step in (1, 2, 5, 10):
-        if step * magnitude >= value:
-            return step * magnitude
-    return 10 * magnitude
+        if step * magnitude >= want:
+            return TICKS * step * magnitude
+    return TICKS * 10 * magnitude
 
 
 def bar_chart(items: Sequence[tuple[str, float]], title: str, unit: str = "") -> Markup:
     """Horizontal bars, largest first; an empty input renders a short 'no data' chart."""
     rows = sorted(items, key=lambda kv: (-kv[1], kv[0]))
-    label_w, bar_w, row_h, pad = 190, 330, 26, 8
-    width = label_w + bar_w + 90
+    label_w, bar_w, row_h, pad = 170, 230, 28, 8
+    width = label_w + bar_w + 70
     height = pad * 2 + max(1, len(rows)) * row_h
     top = max((v for _, v in rows), default=0.0) or 1.0
     parts = [
@@ -59,7 +63,7 @@ def bar_chart(items: Sequence[tuple[str, float]], title: str, unit: str = "") ->
     for i, (label, value) in enumerate(rows):
         y = pad + i * row_h
         w = max(2.0, bar_w * value / top) if value > 0 else 0.0
-        shown = label if len(label) <= 28 else label[:27] + "…"
+        shown = label if len(label) <= 26 else label[:25] + "…"
         parts.append(
             f"<g><title>{escape(label)}: {_fmt(value)}{escape(unit)}</title>"
             f'<text class="label" x="{label_w - 8}" y="{y + 17}" text-anchor="end">'
@@ -75,7 +79,7 @@ def bar_chart(items: Sequence[tuple[str, float]], title: str, unit: str = "") ->
 
 def line_chart(series: Sequence[Series], title: str) -> Markup:
     """Stepped lines over time (cumulative counts change only at events), with a legend."""
-    width, height = 640, 260
+    width, height = 900, 280
     left, right, top, bottom = 56, 16, 16, 58
     plot_w, plot_h = width - left - right, height - top - bottom
     points = [p for s in series for p in s.points]
@@ -98,8 +102,8 @@ def line_chart(series: Sequence[Series], title: str) -> Markup:
     def y_of(value: float) -> float:
         return top + plot_h - plot_h * value / y_max
 
-    for k in range(5):  # horizontal grid with value labels
-        v = y_max * k / 4
+    for k in range(TICKS + 1):  # horizontal grid with value labels
+        v = y_max * k / TICKS
         y = y_of(v)
         parts.append(
             f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>'
@@ -126,8 +130,8 @@ def line_chart(series: Sequence[Series], title: str) -> Markup:
             f'<polyline class="line s{i % PALETTE_SIZE}" fill="none" points="{" ".join(coords)}"/>'
             f"</g>"
         )
-        lx = left + (i % 3) * 190
-        ly = top + plot_h + 36 + (i // 3) * 16
+        lx = left + (i % 4) * 200
+        ly = top + plot_h + 36 + (i // 4) * 16
         parts.append(
             f'<rect class="bar s{i % PALETTE_SIZE}" x="{lx}" y="{ly - 9}" width="12" height="10"'
             f' rx="2"/><text class="label" x="{lx + 18}" y="{ly}">{escape(s.label)}'

@@ -167,6 +167,14 @@ class Stats:
     blocked_queries: Tally[str] = field(default_factory=Tally)
 
 
+def _day(text: object, default: dt.date) -> dt.date:
+    """The date of an ISO timestamp from a log entry, or ``default``."""
+    try:
+        return dt.datetime.fromisoformat(str(text)).date()
+    except ValueError:
+        return default
+
+
 def _replay_log(
     store: Store,
 ) -> tuple[dict[str, list[tuple[dt.date, float]]], list[tuple[dt.date, float]]]:
@@ -192,8 +200,10 @@ def _replay_log(
             count = int(event.get("rules", {}).get("count", 0))
             old = live.get(order_id)
             if old is None:
-                per_jurisdiction.setdefault(code, []).append((day, 1.0))
-                rules.append((day, float(count)))
+                # an order counts from the day it takes effect, not the day it was filed
+                start = _day(meta.get("effective_from"), day) if kind == "order-published" else day
+                per_jurisdiction.setdefault(code, []).append((start, 1.0))
+                rules.append((start, float(count)))
             else:
                 rules.append((day, float(count - old[1])))
             live[order_id] = (code, count)

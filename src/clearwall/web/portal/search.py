@@ -15,6 +15,13 @@ router = APIRouter()
 
 EXAMPLES = 4
 
+ACTION_TEXT = {
+    "sinkhole": "a block page explaining the order (sinkhole address)",
+    "nxdomain": "the answer “no such domain” (NXDOMAIN) with an explanation in the DNS reply",
+    "nodata": "an empty answer (NODATA) with an explanation in the DNS reply",
+    "refused": "a refusal (REFUSED) with an explanation in the DNS reply",
+}
+
 
 def example_names(ctx: WebContext) -> list[str]:
     """A few names blocked somewhere, one per order, so a visitor can try the search."""
@@ -66,6 +73,7 @@ def search(request: Request, name: str = Query("", max_length=300)) -> Response:
         values["error"] = f"That is not a valid domain name: {exc}"
         return page(request, "search.html", values, 400)
     values["result"] = result
+    values["action_text"] = ACTION_TEXT
     values["query"] = result.unicode
     values["proof_url"] = getattr(request.app.state, "name_proof_url", lambda n: "")(result.name)
     return page(request, "search.html", values)
