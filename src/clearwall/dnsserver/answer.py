@@ -57,7 +57,7 @@ class Answer:
     carry no body; the responder renders them from ``verdict``/``kind``.
     """
 
-    __slots__ = ("body", "kind", "lifetime", "reason", "scan", "verdict")
+    __slots__ = ("body", "decision", "kind", "lifetime", "reason", "scan", "tail", "verdict")
 
     def __init__(
         self,
@@ -69,11 +69,15 @@ class Answer:
         scan: wire.ReplyScan | None = None,
     ) -> None:
         self.kind = kind
+        self.decision = KIND_DECISION[kind]  # a str: cheap to hash for the metrics key
         self.body = body
         self.verdict = verdict
         self.reason = reason
         self.lifetime = lifetime  # seconds the answer may be cached; -1 = never
         self.scan = scan  # the body's record scan (TTL offsets, CNAMEs, addresses)
+        # body[2:] when the body's question is byte-identical to the query being answered
+        # (set by the cache on exact-case hits): the reply is then the query ID + tail.
+        self.tail: bytes | None = None
 
     @property
     def order_id(self) -> int | None:

@@ -20,7 +20,7 @@ class Context:
     listener received it, deciding whether replies may be truncated.
     """
 
-    __slots__ = ("_key", "_qname", "data", "host", "jurisdiction", "port", "q", "reply", "tcp")
+    __slots__ = ("_qname", "data", "host", "jurisdiction", "port", "q", "reply", "tcp")
 
     def __init__(self, data: bytes, host: str, port: int, tcp: bool, q: wire.Question) -> None:
         self.data = data
@@ -31,7 +31,6 @@ class Context:
         self.jurisdiction = ""  # set by the jurisdiction handler; "" = no jurisdiction
         self.reply: bytes | None = None  # set by the responder; None = send nothing
         self._qname: str | None = None
-        self._key: tuple[bytes, int, str] | None = None
 
     @property
     def qname(self) -> str:
@@ -48,29 +47,19 @@ class Context:
 
     @property
     def flag_bits(self) -> int:
-        """The query bits that change an upstream answer: RD, CD, DO, EDNS presence."""
-        q = self.q
-        data = self.data
-        return (
-            (data[2] & wire.RD)
-            | (data[3] & wire.CD)
-            | (0x100 if q.do else 0)
-            | (0x200 if q.edns else 0)
-        )
+        """The query bits that change an answer: RD, CD, DO, EDNS presence."""
+        return self.q.bits
 
     @property
     def cache_key(self) -> tuple[bytes, int, str]:
-        """(lowercase question wire incl. type/class, flag bits, jurisdiction view)."""
-        key = self._key
-        if key is None:
-            data = self.data
-            q = self.q
-            key = self._key = (
-                data[12 : q.name_end].lower() + data[q.name_end : q.name_end + 4],
-                self.flag_bits,
-                self.jurisdiction,
-            )
-        return key
+        """(question with the name lowercased, query bits, jurisdiction)."""
+        data = self.data
+        q = self.q
+        return (
+            data[12 : q.name_end].lower() + data[q.name_end : q.qend],
+            q.bits,
+            self.jurisdiction,
+        )
 
     @property
     def limit(self) -> int:
@@ -79,5 +68,5 @@ class Context:
             return wire.MAX_UDP
         q = self.q
         if q.edns:
-            return min(q.payload, OUR_UDP_PAYLOAD) if q.payload > wire.MIN_UDP else wire.MIN_UDP
+            return q.payload if q.payload < OUR_UDP_PAYLOAD else OUR_UDP_PAYLOAD
         return wire.MIN_UDP

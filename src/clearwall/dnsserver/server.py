@@ -25,6 +25,7 @@ from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.errors import DNSWireError
 
 log = logging.getLogger(__name__)
+parse_query = wire.parse_query
 
 _OPCODE_QUERY = 0
 _MAX_PIPELINE = 64  # queries in flight per TCP connection before we stop reading
@@ -37,19 +38,23 @@ def early_reply(data: bytes, metrics: DNSMetrics) -> tuple[wire.Question | None,
     NOTIMP for opcodes other than QUERY, BADVERS for EDNS versions other than 0
     (RFC 6891 section 6.1.3), silence for responses and for fragments of a header.
     """
-    if len(data) < 12 or data[2] & wire.QR:
-        metrics.malformed += 1
-        return None, None
-    if (data[2] >> 3) & 0x0F != _OPCODE_QUERY:
-        return None, wire.error_reply(data, wire.NOTIMP)
     try:
         q = wire.parse_query(data)
     except DNSWireError:
-        metrics.malformed += 1
-        return None, wire.error_reply(data, wire.FORMERR)
-    if q.edns and q.edns_version != 0:
+        return None, rejection(data, metrics)
+    if q.edns_version:
         return None, wire.error_reply(data, wire.BADVERS, q)
     return q, None
+
+
+def rejection(data: bytes, metrics: DNSMetrics) -> bytes | None:
+    """The reply to a query ``parse_query`` refused: FORMERR, NOTIMP, or None (drop)."""
+    metrics.malformed += 1
+    if len(data) < 12 or data[2] & wire.QR:
+        return None
+    if (data[2] >> 3) & 0x0F != _OPCODE_QUERY:
+        return wire.error_reply(data, wire.NOTIMP)
+    return wire.error_reply(data, wire.FORMERR)
 
 
 class _Dispatcher:
@@ -104,10 +109,15 @@ class UDPListener(asyncio.DatagramProtocol):
         """Parse, run the chain, reply (synchronously on the fast path)."""
         transport = self.transport
         assert transport is not None
-        q, early = early_reply(data, self.metrics)
-        if q is None:
+        try:
+            q = parse_query(data)
+        except DNSWireError:
+            early = rejection(data, self.metrics)
             if early is not None:
                 transport.sendto(early, addr)
+            return
+        if q.edns_version:
+            transport.sendto(wire.error_reply(data, wire.BADVERS, q), addr)
             return
         ctx = Context(data, addr[0], addr[1], False, q)
         dispatcher = self.dispatcher
@@ -118,8 +128,9 @@ class UDPListener(asyncio.DatagramProtocol):
             transport.sendto(wire.error_reply(data, wire.SERVFAIL, q), addr)
             return
         if result.__class__ is Answer:
-            if ctx.reply is not None:
-                transport.sendto(ctx.reply, addr)
+            reply = ctx.reply
+            if reply is not None:
+                transport.sendto(reply, addr)
             return
         task = asyncio.ensure_future(result)  # type: ignore[arg-type]
         dispatcher.tasks.add(task)

@@ -57,26 +57,57 @@ _RR_FIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
 _QTAIL = struct.Struct("!HH")
 
 
-@dataclass(slots=True)
 class Question:
     """The parsed question and EDNS facts of a query, as offsets into its raw bytes.
 
     ``name_end`` is the offset just past the QNAME's root label; the question section
-    is ``data[12:qend]`` with ``qend = name_end + 4``.
+    is ``data[12:qend]``. A plain slotted class: it is built once per query.
     """
 
-    name_end: int
-    qtype: int
-    qclass: int
-    edns: bool = False
-    payload: int = MIN_UDP  # the client's advertised UDP size, at least 512
-    do: bool = False
-    edns_version: int = 0
+    __slots__ = (
+        "bits",
+        "do",
+        "edns",
+        "edns_version",
+        "name_end",
+        "payload",
+        "qclass",
+        "qend",
+        "qtype",
+    )
 
-    @property
-    def qend(self) -> int:
-        """Offset just past the question section."""
-        return self.name_end + 4
+    def __init__(
+        self,
+        name_end: int,
+        qtype: int,
+        qclass: int,
+        edns: bool = False,
+        payload: int = MIN_UDP,
+        do: bool = False,
+        edns_version: int = 0,
+        bits: int = 0,
+    ) -> None:
+        # ``bits``: the query bits that change an answer (RD, CD, DO, EDNS presence),
+        # packed as one int for cache keys: RD=0x01, CD=0x10, DO=0x100, EDNS=0x200.
+        self.bits = bits
+        self.name_end = name_end
+        self.qend = name_end + 4
+        self.qtype = qtype
+        self.qclass = qclass
+        self.edns = edns
+        self.payload = payload  # the client's advertised UDP size, at least 512
+        self.do = do
+        self.edns_version = edns_version
+
+    def __repr__(self) -> str:
+        return (
+            f"Question(qtype={self.qtype}, qclass={self.qclass}, edns={self.edns}, "
+            f"payload={self.payload}, do={self.do})"
+        )
+
+
+class NotAQuery(DNSWireError):
+    """The message is a response (QR=1) or has an opcode other than QUERY."""
 
 
 def skip_name(data: bytes, off: int) -> int:
@@ -195,40 +226,73 @@ def text_to_wire(name: str) -> bytes:
 def parse_query(data: bytes) -> Question:
     """Parse a query's header, single question and OPT record (RFC 1035, RFC 6891).
 
-    Raises ``DNSWireError`` for anything malformed: the caller answers FORMERR when at
-    least the 12-octet header was readable. The question name must not be compressed
-    (there is nothing before it to point to).
+    Raises ``NotAQuery`` for responses and non-QUERY opcodes and ``DNSWireError`` for
+    anything malformed: the caller answers FORMERR when at least the 12-octet header was
+    readable. The question name must not be compressed (nothing precedes it). The
+    common layouts (no records, or one OPT right after the question) take a fast path.
     """
-    if len(data) < 12:
-        raise DNSWireError("message shorter than a header")
-    _id, _b2, _b3, qd, an, ns, ar = _H.unpack_from(data)
-    if qd != 1:
-        raise DNSWireError("query must hold exactly one question")
     end = len(data)
+    if end < 12:
+        raise DNSWireError("message shorter than a header")
+    if data[2] & 0xF8:
+        raise NotAQuery("response or opcode other than QUERY")
+    if data[4] or data[5] != 1:
+        raise DNSWireError("query must hold exactly one question")
     off = 12
-    total = 0
-    while True:
-        if off >= end:
-            raise DNSWireError("question name runs past the message")
-        length = data[off]
-        if length == 0:
-            break
-        if length > 63:
-            raise DNSWireError("compressed or reserved label in question")
-        total += length + 1
-        off += length + 1
-    if total + 1 > MAX_NAME:
+    try:
+        length = data[12]
+        while length:
+            if length > 63:
+                raise DNSWireError("compressed or reserved label in question")
+            off += length + 1
+            length = data[off]
+    except IndexError:
+        raise DNSWireError("question name runs past the message") from None
+    if off > 266:  # 12 + 255 - 1: the name is longer than 255 octets
         raise DNSWireError("name longer than 255 octets")
     name_end = off + 1
-    if name_end + 4 > end:
+    qend = off + 5
+    if qend > end:
         raise DNSWireError("question truncated")
-    qtype, qclass = _QTAIL.unpack_from(data, name_end)
+    qtype = (data[name_end] << 8) | data[name_end + 1]
+    qclass = (data[name_end + 2] << 8) | data[name_end + 3]
+    counts_ = data[6:12]
+    if counts_ == b"\0\0\0\0\0\0":
+        if qend != end:
+            raise DNSWireError("trailing octets after the question")
+        return Question(name_end, qtype, qclass, bits=(data[2] & 0x01) | (data[3] & 0x10))
+    if (
+        counts_ == b"\0\0\0\0\0\1"
+        and qend + 11 <= end
+        and data[qend] == 0
+        and data[qend + 1] == 0
+        and data[qend + 2] == TYPE_OPT
+    ):
+        # RFC 6891 section 6.1.2: root owner, TYPE, CLASS=payload, TTL=ext-rcode,
+        # version, DO and Z, then RDLEN.
+        if qend + 11 + ((data[qend + 9] << 8) | data[qend + 10]) != end:
+            raise DNSWireError("OPT record length does not match the message")
+        payload = (data[qend + 3] << 8) | data[qend + 4]
+        do = data[qend + 7] & 0x80
+        return Question(
+            name_end,
+            qtype,
+            qclass,
+            True,
+            payload if payload > MIN_UDP else MIN_UDP,
+            bool(do),
+            data[qend + 6],
+            (data[2] & 0x01) | (data[3] & 0x10) | 0x200 | (0x100 if do else 0),
+        )
     q = Question(name_end, qtype, qclass)
+    an = (data[6] << 8) | data[7]
+    ns = (data[8] << 8) | data[9]
+    ar = (data[10] << 8) | data[11]
     if ar:
-        _parse_opt(data, name_end + 4, an + ns, ar, q)
-    elif an or ns or name_end + 4 != end:
-        # Records are checked only to reject trailing garbage: a query carries none.
-        _skip_records(data, name_end + 4, an + ns)
+        _parse_opt(data, qend, an + ns, ar, q)
+    elif _skip_records(data, qend, an + ns) != end:
+        raise DNSWireError("trailing octets after the last record")
+    q.bits = (data[2] & 0x01) | (data[3] & 0x10) | (0x200 if q.edns else 0) | (0x100 if q.do else 0)
     return q
 
 

@@ -50,7 +50,10 @@ class ACL:
 
     def __call__(self, ctx: Context) -> Result:
         """Refuse outsiders; pass the rest on."""
-        if self.allowed(ctx.host):
+        ok = self._memo.get(ctx.host)
+        if ok is None:
+            ok = self.allowed(ctx.host)
+        if ok:
             return self.next(ctx)
         return REFUSAL
 

@@ -24,8 +24,11 @@ from clearwall.dnsserver.handlers.base import Handler, Result, Services, then
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder
 
+CacheKey = tuple[bytes, int, str]
+"""(question with lowercase name, query bits, jurisdiction)."""
+
 # Entry layout (a list, for speed): see Cache._store.
-_ANSWER, _EXPIRES, _STORED, _VERSION, _TTLS, _MEMO_SEC, _MEMO, _STALE_UNTIL = range(8)
+_ANSWER, _EXPIRES, _STORED, _VERSION, _TTLS, _MEMO_UNTIL, _MEMO, _STALE_UNTIL = range(8)
 
 
 class Cache:
@@ -44,38 +47,61 @@ class Cache:
         self.metrics = metrics
         self.clock = clock
         self.next = next_handler
-        self.entries: OrderedDict[tuple[bytes, int, str], list[object]] = OrderedDict()
+        self.entries: OrderedDict[CacheKey, list[object]] = OrderedDict()
         metrics.cache_size = self.entries.__len__
 
     def __call__(self, ctx: Context) -> Result:
         """Serve a fresh entry of the current policy version, else ask ``next`` and store."""
-        key = ctx.cache_key
+        data = ctx.data
+        q = ctx.q
+        # Keys hold the question with a lowercase name (RFC 4343). Most clients ask in
+        # lowercase, so the raw question is tried first and lowercasing is skipped.
+        key = (data[12 : q.qend], q.bits, ctx.jurisdiction)
         entries = self.entries
         e = entries.get(key)
+        exact = True
+        if e is None:
+            low = data[12 : q.name_end].lower() + data[q.name_end : q.qend]
+            if low != key[0]:
+                key = (low, q.bits, ctx.jurisdiction)
+                e = entries.get(key)
+                exact = False
         version = self.policy.current  # entries belong to the snapshot that decided them
         if e is not None:
             now = self.clock()
             if now < e[_EXPIRES] and e[_VERSION] is version:  # type: ignore[operator]
-                entries.move_to_end(key)
                 self.metrics.cache_hits += 1
-                sec = int(now)
-                if e[_MEMO_SEC] == sec:
-                    return e[_MEMO]  # type: ignore[return-value]
-                return self._restamp(e, sec)
+                answer: Answer = (
+                    e[_MEMO]
+                    if now < e[_MEMO_UNTIL]
+                    else self._restamp(  # type: ignore[assignment,operator]
+                        key, e, now
+                    )
+                )
+                if exact:
+                    return answer
+                # Mixed-case query: the responder must put the client's question back.
+                return Answer(
+                    answer.kind, answer.body, answer.verdict, answer.reason, scan=answer.scan
+                )
         self.metrics.cache_misses += 1
         return then(self.next(ctx), partial(self._store, key, version))
 
-    def _restamp(self, e: list[object], sec: int) -> Answer:
+    def _restamp(self, key: CacheKey, e: list[object], now: float) -> Answer:
+        """Count TTLs down (at most once a second per entry) and mark the entry used."""
+        self.entries.move_to_end(key)  # LRU order, refreshed at the same once-a-second pace
         answer: Answer = e[_ANSWER]  # type: ignore[assignment]
+        sec = int(now)
         if answer.body is not None and answer.scan is not None:
             age = sec - e[_STORED]  # type: ignore[operator]
             body = wire.patch_ttls(answer.body, answer.scan.ttl_offsets, e[_TTLS], age)  # type: ignore[arg-type]
             answer = Answer(AnswerKind.CACHED, body, answer.verdict, "cache hit", scan=answer.scan)
-        e[_MEMO_SEC] = sec
+            answer.tail = body[2:]
+        e[_MEMO_UNTIL] = sec + 1
         e[_MEMO] = answer
         return answer
 
-    def _store(self, key: tuple[bytes, int, str], version: object, answer: Answer) -> Answer:
+    def _store(self, key: CacheKey, version: object, answer: Answer) -> Answer:
         cfg = self.config
         if answer.kind is AnswerKind.FAILED:
             return self._stale(key, answer)
@@ -95,14 +121,20 @@ class Cache:
             if answer.body is not None and answer.scan is not None
             else []
         )
+        memo = answer
+        if answer.body is not None:
+            memo = Answer(
+                AnswerKind.CACHED, answer.body, answer.verdict, "cache hit", scan=answer.scan
+            )
+            memo.tail = answer.body[2:]
         entry: list[object] = [
             answer,
             now + lifetime,
             sec,
             version,
             ttls,
-            sec,
-            answer,
+            sec + 1,
+            memo,
             now + lifetime + cfg.max_stale,
         ]
         entries = self.entries
@@ -112,7 +144,7 @@ class Cache:
             entries.popitem(last=False)
         return answer
 
-    def _stale(self, key: tuple[bytes, int, str], failed: Answer) -> Answer:
+    def _stale(self, key: CacheKey, failed: Answer) -> Answer:
         """RFC 8767: an expired forwarded answer beats SERVFAIL while within max_stale."""
         if not self.config.serve_stale:
             return failed

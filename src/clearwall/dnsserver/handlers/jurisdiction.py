@@ -43,7 +43,8 @@ class Jurisdiction:
 
     def __call__(self, ctx: Context) -> Result:
         """Tag the query with its jurisdiction."""
-        ctx.jurisdiction = self.of(ctx.host)
+        code = self._memo.get(ctx.host)
+        ctx.jurisdiction = self.of(ctx.host) if code is None else code
         return self.next(ctx)
 
 

@@ -37,6 +37,7 @@ class RateLimiter:
         self.next = next_handler
         self._buckets: dict[str, list[float]] = {}  # prefix -> [tokens, last time, slips]
         self._prefix: dict[str, str] = {}
+        self._exempt: set[str] = set()
 
     def prefix(self, host: str) -> str:
         """The client's prefix as text (e.g. "192.0.2.0/24"); memoized."""
@@ -56,7 +57,11 @@ class RateLimiter:
     def __call__(self, ctx: Context) -> Result:
         """Pass the query on while the prefix has tokens; slip or drop otherwise."""
         host = ctx.host
-        if ctx.tcp or (self.exempt_loopback and (host.startswith("127.") or host == "::1")):
+        if ctx.tcp or host in self._exempt:
+            return self.next(ctx)
+        if self.exempt_loopback and (host.startswith("127.") or host == "::1"):
+            if len(self._exempt) < 1024:
+                self._exempt.add(host)
             return self.next(ctx)
         key = self.prefix(host)
         now = self.clock()

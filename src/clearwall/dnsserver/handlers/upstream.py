@@ -129,7 +129,17 @@ class Upstream:
             | (data[3] & wire.CD)
             | (reply[3] & wire.AD if (q.do or data[3] & wire.AD) else 0)
         )
-        body = reply[:2] + bytes((b2, b3)) + reply[4:]
+        # The question as we asked it (lowercase), whatever case the server echoed: the
+        # cache relies on it matching its key.
+        qend = 12 + len(ctx.name_wire) + 4
+        body = (
+            reply[:2]
+            + bytes((b2, b3))
+            + reply[4:12]
+            + ctx.name_wire
+            + data[q.name_end : q.qend]
+            + reply[qend:]
+        )
         if scan.opt_start >= 0:
             if q.edns:
                 at = scan.opt_start + 3  # OPT CLASS = the sender's UDP payload size
