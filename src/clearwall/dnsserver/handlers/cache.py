@@ -71,13 +71,10 @@ class Cache:
             now = self.clock()
             if now < e[_EXPIRES] and e[_VERSION] is version:  # type: ignore[operator]
                 self.metrics.cache_hits += 1
-                answer: Answer = (
-                    e[_MEMO]
-                    if now < e[_MEMO_UNTIL]
-                    else self._restamp(  # type: ignore[assignment,operator]
-                        key, e, now
-                    )
-                )
+                if now < e[_MEMO_UNTIL]:  # type: ignore[operator]
+                    answer: Answer = e[_MEMO]  # type: ignore[assignment]
+                else:
+                    answer = self._restamp(key, e, now)
                 if exact:
                     return answer
                 # Mixed-case query: the responder must put the client's question back.

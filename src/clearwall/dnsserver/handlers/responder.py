@@ -56,7 +56,7 @@ class Responder:
         """Render what the rest of the chain answers."""
         result = self.next(ctx)
         if result.__class__ is Answer:
-            tail = result.tail  # type: ignore[union-attr]
+            tail = result.tail
             if tail is not None:
                 # Cache hit with the very question asked: the query's ID, then our bytes.
                 out = ctx.data[:2] + tail
@@ -64,11 +64,11 @@ class Responder:
                 if len(out) > 512 and len(out) > ctx.limit:
                     out = wire.truncated_reply(out, q.qend, self._opt(q) if q.edns else b"")
                 ctx.reply = out
-                key = (q.qtype, out[3] & 0x0F, result.decision)  # type: ignore[union-attr]
+                key = (q.qtype, out[3] & 0x0F, result.decision)
                 counts = self.counts
                 counts[key] = counts.get(key, 0) + 1
                 return result
-            body = result.body  # type: ignore[union-attr]
+            body = result.body
             if body is not None:
                 # The hot path (cache hits), inlined: client ID and question, our body.
                 data = ctx.data
@@ -78,11 +78,11 @@ class Responder:
                 if len(out) > 512 and len(out) > ctx.limit:
                     out = wire.truncated_reply(out, qend, self._opt(q) if q.edns else b"")
                 ctx.reply = out
-                key = (q.qtype, out[3] & 0x0F, result.decision)  # type: ignore[union-attr]
+                key = (q.qtype, out[3] & 0x0F, result.decision)
                 counts = self.counts
                 counts[key] = counts.get(key, 0) + 1
                 return result
-            self.render(ctx, result)  # type: ignore[arg-type]
+            self.render(ctx, result)
             return result
         return self._later(ctx, result)
 
