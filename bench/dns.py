@@ -504,7 +504,15 @@ def parse_dnsperf(workload: str, text: str) -> WorkloadResult:
     return res
 
 
-def dnsperf(port: int, queries: Path, duration: float, once: bool) -> str:
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """How dnsperf drives every workload of a run."""
+
+    duration: float  # seconds per workload
+    edns: bool = False  # queries carry EDNS0 (clearwall then adds EDE/SDE to block answers)
+
+
+def dnsperf(port: int, queries: Path, duration: float, once: bool, edns: bool) -> str:
     """Run dnsperf on the client core at full rate; return its output."""
     options = {
         "-s": "127.0.0.1",
@@ -518,17 +526,20 @@ def dnsperf(port: int, queries: Path, duration: float, once: bool) -> str:
     argv = ["taskset", "-c", CLIENT_CORE, "dnsperf", *(x for kv in options.items() for x in kv)]
     if once:
         argv += ["-n", "1"]
+    if edns:
+        argv.append("-e")
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"dnsperf failed: {done.stderr.strip()[-300:]}")
     return done.stdout
 
 
-def measure(proc: Proc, port: int, ds: Dataset, workload: str, duration: float) -> WorkloadResult:
+def measure(proc: Proc, port: int, ds: Dataset, workload: str, load: Load) -> WorkloadResult:
     """One workload: dnsperf at full rate, server CPU time measured around it."""
     cpu_before = tree_cpu_seconds(proc.pid)
     try:
-        out = dnsperf(port, ds.queries(workload), duration, once=workload == "miss")
+        once = workload == "miss"
+        out = dnsperf(port, ds.queries(workload), load.duration, once=once, edns=load.edns)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         return WorkloadResult(workload, error=str(exc))
     cpu = tree_cpu_seconds(proc.pid) - cpu_before
@@ -721,7 +732,7 @@ def git_head() -> str:
 
 
 def bench_server(
-    server: str, workers: int, ds: Dataset, run_dir: Path, upstream: int, duration: float
+    server: str, workers: int, ds: Dataset, run_dir: Path, upstream: int, load: Load
 ) -> ServerResult:
     """Start one server, wait for it, warm it, run the workloads, tear it down."""
     label = server if workers == 1 else f"{server} ×{workers}"
@@ -739,11 +750,11 @@ def bench_server(
         result.rss_ready_mib = round(tree_memory_mib(proc.pid)[0], 1)
         log(f"{label}: ready in {result.ready_s} s, RSS {result.rss_ready_mib} MiB")
         result.blocks_correctly = check_blocking(ds, port)
-        warm = dnsperf(port, ds.queries("hit"), 30, once=True)
+        warm = dnsperf(port, ds.queries("hit"), 30, once=True, edns=load.edns)
         if parse_dnsperf("warm", warm).completed < HIT_NAMES:
             log(f"{label}: warm-up incomplete")
         for workload in WORKLOADS:
-            res = measure(proc, port, ds, workload, duration)
+            res = measure(proc, port, ds, workload, load)
             result.workloads[workload] = res
             log(
                 f"{label}: {workload}: {res.completed:,} answered, {res.lost} lost, "
@@ -960,7 +971,8 @@ def build_report(results: list[ServerResult], args: argparse.Namespace) -> dict[
             "hit_names": HIT_NAMES,
             "miss_names": MISS_NAMES,
             "blocked_sample": BLOCKED_SAMPLE,
-            "dnsperf": f"-c {DNSPERF_CLIENTS} -q {DNSPERF_OUTSTANDING} -t {DNSPERF_TIMEOUT_S}",
+            "dnsperf": f"-c {DNSPERF_CLIENTS} -q {DNSPERF_OUTSTANDING} -t {DNSPERF_TIMEOUT_S}"
+            + (" -e" if args.edns else ""),
             "cpus": os.cpu_count(),
             "server_core": SERVER_CORE,
             "client_core": CLIENT_CORE,
@@ -997,6 +1009,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="where generated data is kept between runs",
     )
     p.add_argument("--output", type=Path, default=RESULTS, help="JSON result file")
+    p.add_argument(
+        "--edns",
+        action="store_true",
+        help="dnsperf sends EDNS0 (clearwall then adds EDE/SDE to block answers)",
+    )
     p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
     p.add_argument("--no-install", action="store_true", help="skip scripts/install-bench-deps.sh")
     p.add_argument(
@@ -1071,6 +1088,7 @@ def can_isolate() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Generate data, start nsd, benchmark every requested server, report."""
+    load = Load(args.duration, args.edns)
     missing = [t for t in ("dnsperf", "taskset", "nsd") if shutil.which(t) is None]
     if missing:
         log(f"missing tools: {', '.join(missing)} (run scripts/install-bench-deps.sh)")
@@ -1084,9 +1102,7 @@ def run(args: argparse.Namespace) -> int:
             for server in args.server_list:
                 counts = args.worker_list if server == "clearwall" else [1]
                 for workers in counts:
-                    results.append(
-                        bench_server(server, workers, ds, run_dir, NSD_PORT, args.duration)
-                    )
+                    results.append(bench_server(server, workers, ds, run_dir, NSD_PORT, load))
         finally:
             nsd.stop()
     report = build_report(results, args)
