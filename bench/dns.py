@@ -978,6 +978,9 @@ def build_report(results: list[ServerResult], args: argparse.Namespace) -> dict[
             "client_core": CLIENT_CORE,
             "kernel": os.uname().release,
             "isolated_netns": args.in_netns,
+            "edns": args.edns,
+            "loadavg_start": [round(x, 2) for x in getattr(args, "loadavg_start", ())],
+            "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         },
         "servers": [dataclasses.asdict(r) for r in results],
         "ratios": compute_ratios(results),
@@ -1094,6 +1097,7 @@ def run(args: argparse.Namespace) -> int:
         log(f"missing tools: {', '.join(missing)} (run scripts/install-bench-deps.sh)")
         return 2
     ds = prepare_dataset(args.cache_dir, args.rules)
+    args.loadavg_start = os.getloadavg()
     results: list[ServerResult] = []
     with tempfile.TemporaryDirectory(prefix="clearwall-bench-run-") as tmp:
         run_dir = Path(tmp)
@@ -1127,7 +1131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("interrupted; servers stopped")
             return 130
     if not args.no_install:
-        subprocess.run(["bash", str(INSTALL_SCRIPT)], check=True, timeout=1800)
+        try:
+            subprocess.run(["bash", str(INSTALL_SCRIPT)], check=True, timeout=1800)
+        except (subprocess.SubprocessError, OSError) as exc:
+            log(f"installing the benchmark's packages failed ({exc}); see {INSTALL_SCRIPT}")
+            return 2
     if not args.no_netns and can_isolate():
         return reexec_isolated(argv, args.command_line)
     log("running without namespace isolation (not root or no unshare)")
