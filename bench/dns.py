@@ -272,7 +272,11 @@ def log(message: str) -> None:
 def render(template: str, target: Path, **values: object) -> Path:
     """Render ``bench/anchors/<template>`` with ``${name}`` values into ``target``."""
     text = (ANCHORS / template).read_text(encoding="utf-8")
-    target.write_text(Template(text).substitute({k: str(v) for k, v in values.items()}))
+    try:
+        rendered = Template(text).substitute({k: str(v) for k, v in values.items()})
+    except (KeyError, ValueError) as exc:
+        raise RuntimeError(f"bench/anchors/{template}: bad placeholder {exc}") from exc
+    target.write_text(rendered)
     return target
 
 
