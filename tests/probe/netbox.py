@@ -62,6 +62,13 @@ def sh(*argv: str, check: bool = True, timeout: float = 20) -> subprocess.Comple
     return subprocess.run(argv, check=check, capture_output=True, text=True, timeout=timeout)
 
 
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 def make_pki(directory: Path, names: list[str]) -> tuple[Path, Path, Path]:
     """A test CA and one server certificate for ``names`` (plus their wildcards)."""
     now = dt.datetime.now(dt.UTC)
@@ -95,7 +102,7 @@ def make_pki(directory: Path, names: list[str]) -> tuple[Path, Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in sans]), critical=False)
+        .add_extension(x509.SubjectAlternativeName([_san(n) for n in sans]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False

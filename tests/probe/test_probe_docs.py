@@ -10,8 +10,8 @@ from pathlib import Path
 from clearwall.probe.classify import classify
 from clearwall.probe.dnsmeasure import DNSMeasurement
 from clearwall.probe.inputs import parse_plain_list, parse_target
-from clearwall.probe.records import TargetMeasurement
 from clearwall.probe.reconcile import reconcile
+from clearwall.probe.records import TargetMeasurement
 from clearwall.probe.report import to_record
 from clearwall.probe.runner import ProbeResult
 

@@ -22,6 +22,8 @@ from clearwall.probe.inputs import (
         ("https://Example.COM/", "example.com", "https", 443, "/"),
         ("http://a.example:8080/x?y=1", "a.example", "http", 8080, "/x?y=1"),
         ("https://bücher.example/", "xn--bcher-kva.example", "https", 443, "/"),
+        ("https://1.1.1.1/dns-query?dns=q8", "1.1.1.1", "https", 443, "/dns-query?dns=q8"),
+        ("http://[2001:DB8::1]:8080/", "2001:db8::1", "http", 8080, "/"),
     ],
 )
 def test_parse_target(text: str, name: str, scheme: str, port: int, path: str) -> None:
@@ -78,3 +80,8 @@ def test_real_global_list(data_dir: Path) -> None:
 def test_unreadable_input(tmp_path: Path) -> None:
     with pytest.raises(ProbeError, match="cannot read"):
         load_targets(tmp_path / "missing.csv")
+
+
+def test_ip_literal_targets_have_no_dns_step() -> None:
+    assert parse_target("https://1.1.1.1/").is_ip
+    assert not parse_target("https://one.one.one.one/").is_ip

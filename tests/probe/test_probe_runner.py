@@ -97,6 +97,7 @@ async def test_run_with_helper_log_twin_and_a_hung_target(loopback: dict[str, An
         parse_target(f"http://blocked.test:{web}/"),
         parse_target(f"http://hung.test:{hung}/"),
         parse_target(f"http://missing.test:{web}/"),
+        parse_target(f"http://127.0.0.1:{web}/"),
     ]
     settings = ProbeSettings(
         resolver=loopback["dns"],
@@ -119,9 +120,13 @@ async def test_run_with_helper_log_twin_and_a_hung_target(loopback: dict[str, An
     assert got["blocked.test"] == ("dns-transparent-block", "enforced-but-unpublished")
     assert got["hung.test"][0] == "down"  # the helper hangs on it too
     assert got["missing.test"] == ("down", "consistent-allow")
+    # An IP-literal URL has no DNS step and no name the log could prove anything about.
+    assert got["127.0.0.1"] == ("accessible", "unverified")
+    literal = next(r for r in results if r.measurement.target.is_ip)
+    assert literal.measurement.dns.resolver.startswith("none")
 
     out = io.StringIO()
-    assert write_jsonl(results, out, jurisdiction="XA", log_url="twin") == 5
+    assert write_jsonl(results, out, jurisdiction="XA", log_url="twin") == 6
     first = json.loads(out.getvalue().splitlines()[0])
     for key in ("measurement_start_time", "input", "test_keys", "annotations", "test_runtime"):
         assert key in first

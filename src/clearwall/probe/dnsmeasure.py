@@ -150,6 +150,13 @@ class DNSMeasurement:
         )
 
 
+def literal(address: str) -> DNSMeasurement:
+    """The stand-in DNS record of a target whose host is an IP literal (nothing asked)."""
+    return DNSMeasurement(
+        resolver="none (IP literal)", query_name=address, rcode=None, addresses=(address,)
+    )
+
+
 def parse_sde(text: str) -> dict[str, Any] | None:
     """The Structured DNS Error JSON object carried in an EXTRA-TEXT, or None.
 

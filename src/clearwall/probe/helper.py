@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from clearwall.errors import ProbeError
-from clearwall.probe.dnsmeasure import DNSServer, measure_dns
+from clearwall.probe.dnsmeasure import DNSServer, literal, measure_dns
 from clearwall.probe.inputs import parse_target
 from clearwall.probe.netmeasure import make_ssl_context, measure_web
 from clearwall.probe.records import ControlMeasurement
@@ -47,7 +47,10 @@ async def control_measurement(
 ) -> ControlMeasurement:
     """Measure ``url`` from here: DNS, TCP to our and the probe's addresses, TLS, HTTP."""
     target = parse_target(url)
-    dns_result = await measure_dns(target.name, settings.resolver, timeout=settings.timeout)
+    if target.is_ip:
+        dns_result = literal(target.name)
+    else:
+        dns_result = await measure_dns(target.name, settings.resolver, timeout=settings.timeout)
     addresses: list[str] = []
     for address in [*dns_result.addresses, *probe_addresses]:
         if address not in addresses:

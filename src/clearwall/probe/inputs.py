@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -30,12 +31,21 @@ class Target:
     """One URL to measure, with the canonical host name it resolves and its list metadata."""
 
     url: str
-    name: str
+    name: str  # canonical host name, or the IP literal's canonical text
     scheme: str
     port: int
     path: str
     category_code: str = ""
     line: int | None = None
+
+    @property
+    def is_ip(self) -> bool:
+        """True when the URL's host is an IP literal: there is no DNS step to measure."""
+        try:
+            ipaddress.ip_address(self.name)
+        except ValueError:
+            return False
+        return True
 
     @property
     def is_https(self) -> bool:
@@ -73,9 +83,12 @@ def parse_target(text: str, *, category_code: str = "", line: int | None = None)
     if not parts.hostname:
         raise ProbeError(f"URL without a host: {text.strip()!r}")
     try:
-        name = normalize_name(parts.hostname)
-    except InvalidName as exc:
-        raise ProbeError(f"invalid host in {text.strip()!r}: {exc}") from exc
+        name = str(ipaddress.ip_address(parts.hostname))
+    except ValueError:
+        try:
+            name = normalize_name(parts.hostname)
+        except InvalidName as exc:
+            raise ProbeError(f"invalid host in {text.strip()!r}: {exc}") from exc
     port = port_value or (443 if scheme == "https" else 80)
     path = parts.path or "/"
     if parts.query:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from clearwall.probe.classify import Classification, classify
-from clearwall.probe.dnsmeasure import DNSMeasurement, DNSServer, measure_dns
+from clearwall.probe.dnsmeasure import DNSMeasurement, DNSServer, literal, measure_dns
 from clearwall.probe.helper import HelperClient
 from clearwall.probe.inputs import Target
 from clearwall.probe.netmeasure import make_ssl_context, measure_web
@@ -79,13 +79,16 @@ async def measure_target(
     started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     control_task: Awaitable[DNSMeasurement | None]
-    if settings.control is not None:
+    if target.is_ip:
+        probe_dns, control_dns = literal(target.name), None
+    elif settings.control is not None:
         control_task = measure_dns(target.name, settings.control, timeout=settings.timeout)
     else:
         control_task = _none()
-    probe_dns, control_dns = await asyncio.gather(
-        measure_dns(target.name, settings.resolver, timeout=settings.timeout), control_task
-    )
+    if not target.is_ip:
+        probe_dns, control_dns = await asyncio.gather(
+            measure_dns(target.name, settings.resolver, timeout=settings.timeout), control_task
+        )
     addresses = list(dict.fromkeys(probe_dns.addresses))[:MAX_ADDRESSES]
     helper_task: Awaitable[ControlMeasurement | None] = (
         helper.measure(target.url, addresses) if helper is not None else _none()
@@ -161,9 +164,13 @@ async def run_probe(
     slots = asyncio.Semaphore(settings.concurrency)
     proof_cache: dict[str, asyncio.Task[NameProof]] = {}
 
-    async def proof_for(name: str) -> NameProof | None:
+    async def proof_for(name: str, is_ip: bool) -> NameProof | None:
         if proofs is None:
             return None
+        if is_ip:
+            return NameProof(
+                name, settings.jurisdiction, False, failure="IP-literal URL: no name to prove"
+            )
         if name not in proof_cache:
             proof_cache[name] = asyncio.ensure_future(proofs.prove(name))
         return await proof_cache[name]
@@ -171,7 +178,7 @@ async def run_probe(
     async def one(target: Target) -> ProbeResult:
         async with slots:
             started = dt.datetime.now(dt.UTC)
-            proof_task = asyncio.ensure_future(proof_for(target.name))
+            proof_task = asyncio.ensure_future(proof_for(target.name, target.is_ip))
             try:
                 measurement = await asyncio.wait_for(
                     measure_target(target, settings, helper, ssl_context), settings.target_deadline
