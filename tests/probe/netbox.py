@@ -303,7 +303,14 @@ class NetBox:
             [PYTHON, str(HERE / "netbox_servers.py"), "middle", self._write("mid.json", config)],
         )
 
-    def interfere(self, *, reset: list[str], tls_drop: list[str], blockpage: list[str]) -> None:
+    def interfere(
+        self,
+        *,
+        reset: list[str],
+        tls_drop: list[str],
+        blockpage: list[str],
+        legal: tuple[str, ...] = (),
+    ) -> None:
         """Install the nftables interference in ``mid`` (none of it is on any log)."""
         lines = [
             "table ip cwprobe {",
@@ -318,6 +325,8 @@ class NetBox:
         lines.append(" chain prerouting { type nat hook prerouting priority -100; policy accept;")
         for ip in blockpage:
             lines.append(f"  ip daddr {ip} tcp dport 80 dnat to {MID_CLI_IP}:8081")
+        for ip in legal:
+            lines.append(f"  ip daddr {ip} tcp dport 80 dnat to {MID_CLI_IP}:8082")
         lines.append(" }")
         lines.append("}")
         path = self._write("rules.nft", None)

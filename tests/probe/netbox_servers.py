@@ -37,6 +37,12 @@ BLOCKPAGE = (
 )
 
 
+LEGAL = (
+    b"<!doctype html><html><head><title>451 Unavailable For Legal Reasons</title></head>"
+    b"<body><p>Withheld under order 77.</p></body></html>"
+)
+
+
 class DNSProtocol(asyncio.DatagramProtocol):
     """UDP front end calling an async answer function."""
 
@@ -186,6 +192,11 @@ async def middle(config: dict[str, Any]) -> None:
     await serve_dns(config["listen"], 53, answer)
     await serve_http(
         config["listen"], config.get("blockpage_port", 8081), lambda _h: (200, {}, BLOCKPAGE)
+    )
+    # An RFC 7725 block: 451 with a Link to the (here: unpublished) blocking authority.
+    link = {"Link": '<https://blocker.example/orders/77>; rel="blocked-by"'}
+    await serve_http(
+        config["listen"], config.get("legal_port", 8082), lambda _h: (451, link, LEGAL)
     )
 
 

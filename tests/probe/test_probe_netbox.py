@@ -19,6 +19,7 @@ ZONE = {
     "blockpage.cw.test": "198.18.0.14",
     "tlsdrop.cw.test": "198.18.0.15",
     "censored.cw.test": "198.18.0.16",
+    "legal.cw.test": "198.18.0.17",
     "down.cw.test": "198.19.254.1",
 }
 TARGETS = {
@@ -29,6 +30,7 @@ TARGETS = {
     "http://blockpage.cw.test/": "http-blockpage",
     "https://tlsdrop.cw.test/": "tls-interference",
     "https://censored.cw.test/": "dns-transparent-block",
+    "http://legal.cw.test/": "http-451",
     "https://down.cw.test/": "down",
     "https://missing.cw.test/": "down",
 }
@@ -85,6 +87,7 @@ def censored(tmp_path: Path) -> Any:
             reset=[ZONE["reset.cw.test"]],
             tls_drop=[ZONE["tlsdrop.cw.test"]],
             blockpage=[ZONE["blockpage.cw.test"]],
+            legal=(ZONE["legal.cw.test"],),
         )
         box.start(
             "ctl",
@@ -121,6 +124,8 @@ def test_every_target_is_classified(censored: NetBox, tmp_path: Path) -> None:
         "o": "XA court",
     }
     assert results["https://reset.cw.test/"]["test_keys"]["blocking"] == "tcp_ip"
+    legal = results["http://legal.cw.test/"]["test_keys"]["requests"][0]
+    assert legal["blocked_by"] == "https://blocker.example/orders/77"
     assert "<svg" in (tmp_path / "report.html").read_text()
 
 
