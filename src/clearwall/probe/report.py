@@ -228,6 +228,20 @@ def stacked_categories(results: Sequence[ProbeResult]) -> str:
     return "".join(parts)
 
 
+def summary_sentence(results: Sequence[ProbeResult]) -> str:
+    """One plain sentence: how much was blocked, and how much of it the log backs."""
+    blocked = [r for r in results if r.classification.kind.blocked]
+    verdicts = Counter(r.reconciliation.verdict for r in results)
+    text = f"{len(blocked)} of {len(results)} targets were blocked or interfered with"
+    if verdicts[Verdict.UNVERIFIED] == len(results):
+        return text + "; no log was checked."
+    return (
+        f"{text}: {verdicts[Verdict.PUBLISHED_AND_ENFORCED]} backed by a published order, "
+        f"{verdicts[Verdict.ENFORCED_BUT_UNPUBLISHED]} with no published order; "
+        f"{verdicts[Verdict.PUBLISHED_BUT_NOT_ENFORCED]} published orders were not enforced."
+    )
+
+
 def html_report(
     results: Sequence[ProbeResult],
     problems: Sequence[InputProblem] = (),
@@ -241,6 +255,7 @@ def html_report(
     kind_rows = [(k.value, kinds[k.value]) for k in Kind if kinds[k.value]]
     verdict_rows = [(v.value, verdicts[v.value]) for v in Verdict if verdicts[v.value]]
     esc = html.escape
+    headline = esc(summary_sentence(results))
     info = "".join(
         f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in (context or {}).items()
     )
@@ -290,12 +305,14 @@ svg text{{font-size:13px;font-family:system-ui,sans-serif}}
 .charts{{display:flex;flex-wrap:wrap;gap:2em}}
 </style></head><body>
 <h1>{esc(title)}</h1>
+<p><b>{headline}</b></p>
 <table>{info}<tr><th>targets</th><td>{len(results)}</td></tr></table>
 <h2>What the verdicts mean</h2><ul>{legend_html}</ul>
 <div class="charts">
 {bar_chart("Reconciliation with the published log", verdict_rows, VERDICT_COLOURS)}
 {bar_chart("What the network did", kind_rows, KIND_COLOURS)}
-{stacked_categories(results)}
+<div>{stacked_categories(results)}
+<p><small>Colours as in “What the network did”; hover a segment for its count.</small></p></div>
 </div>
 <h2>Targets</h2>
 <table><thead><tr><th>input</th><th>category</th><th>classification</th><th>verdict</th><th>evidence</th></tr></thead>
