@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -107,6 +108,10 @@ def test_no_parser_crashes(text: str, fmt: str) -> None:
 @settings(max_examples=500, deadline=None)
 @given(st.one_of(st.text(max_size=70), st.from_regex(r"[A-Za-z0-9_.*-]{1,70}", fullmatch=True)))
 def test_fast_normalize_agrees_with_normalize_name(text: str) -> None:
+    assert_agrees_with_normalize_name(text)
+
+
+def assert_agrees_with_normalize_name(text: str) -> None:
     try:
         expected = normalize_name(text)
     except InvalidName:
@@ -162,3 +167,31 @@ def test_wildcard_and_adblock_forms_agree(names: list[tuple[str]]) -> None:
     dnsmasq = parse_text("".join(f"address=/{n}/#\n" for n in valid), format="dnsmasq")
     assert adblock.rules == wildcard.rules == dnsmasq.rules
     assert [r.value for r in adblock.rules] == valid
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 63 + ".example",
+        "a" * 64 + ".example",
+        ".".join(["a" * 63] * 3) + "." + "b" * 61,  # 253 characters
+        ".".join(["a" * 63] * 3) + "." + "b" * 62,  # 254 characters
+        "-a.example",
+        "a-.example",
+        "a.-example",
+        "a.example-",
+        "a--b.example",
+        "xn--bcher-kva.example",
+        "xn--17g.ws",
+        "_dmarc.example",
+        "a..example",
+        ".a.example",
+        "a.example.",
+        "A.Example",
+        "a",
+        "-",
+        "_",
+    ],
+)
+def test_fast_normalize_boundaries(text: str) -> None:
+    assert_agrees_with_normalize_name(text)

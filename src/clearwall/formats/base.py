@@ -16,9 +16,7 @@ MAX_LINE = 4096
 
 # A name that already is canonical: lowercase LDH/underscore labels, no IDNA to check.
 # Such names skip normalize_name's per-label loop; everything else goes through it.
-_CANONICAL = re.compile(
-    r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
-)
+_CANONICAL = re.compile(r"(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)*(?!-)[a-z0-9_-]{1,63}(?<!-)")
 
 
 def fast_normalize(text: str) -> str:

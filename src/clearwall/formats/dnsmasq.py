@@ -23,6 +23,7 @@ _IGNORED_OPTIONS = frozenset({"no-resolv", "domain-needed", "bogus-priv", "no-ho
 def parse(lines: Iterable[str], out: Collector) -> None:
     """Read dnsmasq blocking lines into ``out`` as SUBTREE rules."""
     subtree = RuleKind.SUBTREE
+    add_canonical = out.add_canonical
     lineno = 0
     for lineno, raw in enumerate(lines, 1):
         line = raw.strip()
@@ -32,6 +33,15 @@ def parse(lines: Iterable[str], out: Collector) -> None:
         if line[0] == "#":
             out.skip("comment")
             continue
+        # HaGeZi's and Block List Project's one-domain lines, checked first.
+        if line[:9] == "address=/" and line[-2:] == "/#":
+            name = line[9:-2]
+            if "/" not in name and add_canonical(subtree, name):
+                continue
+        elif line[:8] == "server=/" and line[-1] == "/":
+            name = line[8:-1]
+            if "/" not in name and add_canonical(subtree, name):
+                continue
         if len(line) > MAX_LINE:
             out.issue(lineno, "line too long", raw)
             continue

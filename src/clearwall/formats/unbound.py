@@ -89,6 +89,8 @@ def _local_zone(value: str, lineno: int, raw: str, out: Collector) -> None:
         return
     kind, action = entry
     name = _unquote(fields[0])
+    if name[-1:] == "." and name != ".":
+        name = name[:-1]  # keeps the common form on the parsers' fast path
     out.add_name(kind, name, lineno, raw, action)
 
 
