@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clearwall.errors import ProbeError
-from clearwall.probe.dnsmeasure import parse_server, system_resolver
+from clearwall.probe.dnsmeasure import measure_dns, parse_server, system_resolver
 from clearwall.probe.inputs import InputProblem, Target, load_targets, parse_target
 from clearwall.probe.runner import (
     DEFAULT_CONCURRENCY,
@@ -188,6 +188,19 @@ async def _run(
 ) -> list[ProbeResult]:
     proofs: ProofSource | None = None
     closers = []
+    # A resolver that does not answer at all would make every target look tampered with.
+    first = next((t.name for t in targets if not t.is_ip), None)
+    if first is not None:
+        check = await measure_dns(first, settings.resolver, timeout=settings.timeout)
+        if check.rcode is None:
+            raise ProbeError(f"resolver {settings.resolver} does not answer: {check.failure}")
+        if settings.control is not None:
+            check = await measure_dns(first, settings.control, timeout=settings.timeout)
+            if check.rcode is None:
+                console.print(
+                    f"[yellow]control resolver {settings.control} does not answer "
+                    f"({check.failure}): DNS comparisons will be missing[/yellow]"
+                )
     if log:
         if not key:
             raise ProbeError(

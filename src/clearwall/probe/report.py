@@ -166,6 +166,7 @@ def print_summary(
     """Print the summary tables."""
     for table in summary_table(results, problems):
         console.print(table)
+    console.print(summary_sentence(results))
 
 
 def bar_chart(title: str, counts: Sequence[tuple[str, int]], colours: dict[str, str]) -> str:
