@@ -20,7 +20,7 @@ from clearwall.dnsserver.context import OUR_UDP_PAYLOAD, Context
 from clearwall.dnsserver.handlers.base import Handler, Result, Services
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder, PolicyView
-from clearwall.model import Action, EDECode, Verdict
+from clearwall.model import Action, EDECode, OrderRef, Verdict
 
 EDE_NO_REACHABLE_AUTHORITY = 22  # RFC 8914 section 4.23
 EDE_STALE_ANSWER = 3  # RFC 8914 section 4.4
@@ -44,7 +44,7 @@ class Responder:
         self.next = next_handler
         self.sinkhole4 = ipaddress.IPv4Address(block.sinkhole_ipv4).packed
         self.sinkhole6 = ipaddress.IPv6Address(block.sinkhole_ipv6).packed
-        self._memo: dict[tuple[int, int, int], tuple[Verdict, BlockParts]] = {}
+        self._memo: dict[tuple[object, ...], tuple[OrderRef | None, BlockParts]] = {}
         self._version = policy.current.tree_size
         policy.on_swap(self._forget)
 
@@ -142,18 +142,22 @@ class Responder:
     def _block(self, ctx: Context, verdict: Verdict) -> tuple[bytes, int]:
         data = ctx.data
         q = ctx.q
-        bits = ctx.flag_bits
-        key = (id(verdict), q.qtype, bits)
+        # The parts depend on the deciding order, how many more orders apply, the
+        # action, the question type/class and the query bits; not on the name or the
+        # rule, so one memo entry serves every name an order blocks.
+        citations = verdict.citations
+        first = citations[0].order if citations else None
+        key = (id(first), len(citations), verdict.action, q.qtype, q.qclass, q.bits)
         memo = self._memo.get(key)
-        if memo is None or memo[0] is not verdict:
+        if memo is None or memo[0] is not first:
             parts = self._block_parts(verdict, q, data[2], data[3])
             if len(self._memo) >= _MEMO_MAX:
                 self._memo = {}
-            self._memo[key] = (verdict, parts)
+            self._memo[key] = (first, parts)
         else:
             parts = memo[1]
-        if verdict.citations:
-            self.metrics.count_block(verdict.citations[0].order)
+        if first is not None:
+            self.metrics.count_block(first)
         qend = q.name_end + 4
         question = data[12:qend]
         limit = ctx.limit - qend

@@ -1,0 +1,187 @@
+"""The hand-written codec against dnspython: same facts from the same bytes (hypothesis)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clearwall.dnsserver import wire
+from clearwall.errors import DNSWireError
+
+LABEL = st.text(
+    alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_",
+    min_size=1,
+    max_size=20,
+)
+NAMES = st.lists(LABEL, min_size=1, max_size=6).map(".".join)
+TYPES = st.sampled_from(
+    [
+        "A",
+        "AAAA",
+        "MX",
+        "TXT",
+        "NS",
+        "HTTPS",
+        "SVCB",
+        "CNAME",
+        "SOA",
+        "PTR",
+        "SRV",
+        "CAA",
+        "DS",
+        "DNSKEY",
+    ]
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    name=NAMES,
+    rdtype=TYPES,
+    edns=st.sampled_from([-1, 0]),
+    payload=st.integers(0, 65535),
+    do=st.booleans(),
+    rd=st.booleans(),
+    cd=st.booleans(),
+    cookie=st.booleans(),
+)
+def test_parse_query_agrees_with_dnspython(
+    name: str, rdtype: str, edns: int, payload: int, do: bool, rd: bool, cd: bool, cookie: bool
+) -> None:
+    options = [dns.edns.GenericOption(10, b"\x01" * 8)] if cookie and edns == 0 else []
+    msg = dns.message.make_query(
+        name, rdtype, use_edns=edns, payload=payload, want_dnssec=do and edns == 0, options=options
+    )
+    msg.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    data = msg.to_wire()
+    q = wire.parse_query(data)
+    back = dns.message.from_wire(data)
+    assert q.qtype == back.question[0].rdtype
+    assert q.qclass == back.question[0].rdclass
+    assert q.edns == (back.edns >= 0)
+    if q.edns:
+        assert q.payload == max(back.payload, 512)
+        assert q.do == bool(back.ednsflags & dns.flags.DO)
+    assert wire.read_name(data, 12)[0] == back.question[0].name.to_text(True).lower()
+    assert data[12 : q.qend] == back.question[0].name.to_wire() + data[q.name_end : q.qend]
+    assert q.bits & 0x01 == rd and bool(q.bits & 0x10) == cd
+
+
+def _reply(
+    name: str,
+    rrs: list[tuple[str, str, int, str]],
+    rcode: int = 0,
+    authority: list[tuple[str, str, int, str]] = (),
+) -> bytes:  # type: ignore[assignment]
+    q = dns.message.make_query(name, "A")
+    r = dns.message.make_response(q)
+    r.set_rcode(rcode)
+    for owner, rdtype, ttl, text in rrs:
+        r.answer.append(dns.rrset.from_text(owner + ".", ttl, "IN", rdtype, text))
+    for owner, rdtype, ttl, text in authority:
+        r.authority.append(dns.rrset.from_text(owner + ".", ttl, "IN", rdtype, text))
+    return r.to_wire()  # type: ignore[no-any-return]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    name=NAMES,
+    target=NAMES,
+    ttls=st.lists(st.integers(0, 2**31 - 1), min_size=3, max_size=3),
+    a=st.ip_addresses(v=4),
+    aaaa=st.ip_addresses(v=6),
+)
+def test_scan_reply_agrees_with_dnspython(
+    name: str, target: str, ttls: list[int], a: object, aaaa: object
+) -> None:
+    data = _reply(
+        name,
+        [
+            (name, "CNAME", ttls[0], target + "."),
+            (target, "A", ttls[1], str(a)),
+            (target, "AAAA", ttls[2], str(aaaa)),
+        ],
+    )
+    scan = wire.scan_reply(data)
+    assert scan.cnames == [target.lower()]
+    assert [ipaddress.ip_address(x) for x in scan.addresses] == [a, aaaa]
+    assert scan.min_ttl == min(ttls)
+    # Patching every TTL through the offsets is what dnspython then reads.
+    patched = wire.set_ttls(data, scan.ttl_offsets, 7)
+    assert {rrset.ttl for rrset in dns.message.from_wire(patched).answer} == {7}
+    aged = wire.patch_ttls(data, scan.ttl_offsets, wire.read_ttls(data, scan.ttl_offsets), 5)
+    assert [r.ttl for r in dns.message.from_wire(aged).answer] == [max(t - 5, 0) for t in ttls]
+
+
+def test_scan_reply_negative_soa() -> None:
+    data = _reply(
+        "x.example",
+        [],
+        rcode=dns.rcode.NXDOMAIN,
+        authority=[("example", "SOA", 3600, "ns.example. hm.example. 1 2 3 4 300")],
+    )
+    scan = wire.scan_reply(data)
+    assert scan.rcode == dns.rcode.NXDOMAIN and scan.soa_ttl == 300
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=300))
+def test_garbage_never_raises_anything_but_wire_errors(data: bytes) -> None:
+    for parse in (wire.parse_query, wire.scan_reply):
+        try:
+            parse(data)
+        except DNSWireError:
+            pass
+
+
+def test_compression_loop_is_rejected() -> None:
+    # A reply whose answer owner points to itself.
+    header = b"\x00\x01\x81\x80\x00\x00\x00\x01\x00\x00\x00\x00"
+    loop = header + b"\xc0\x0c" + b"\x00\x05\x00\x01\x00\x00\x00\x10\x00\x02\xc0\x0c"
+    with pytest.raises(DNSWireError):
+        wire.read_name(loop, 12)
+    with pytest.raises(DNSWireError):
+        wire.scan_reply(loop)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\x00" * 11,
+        b"\x00\x01\x01\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01",  # qdcount 2
+        b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05ab",  # label past the end
+        b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01",  # pointer
+        b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01",  # truncated qtype
+        b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x01\x00\x01junk",
+        b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01\x00\x00\x01\x00\x01\x00\x00\x29",
+        b"\x00\x01\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00"
+        + b"\x3f"
+        + b"a" * 63
+        + b"\x3f"
+        + b"a" * 63
+        + b"\x3f"
+        + b"a" * 63
+        + b"\x3f"
+        + b"a" * 63
+        + b"\x00\x00\x01\x00\x01",
+    ],
+)
+def test_malformed_queries(data: bytes) -> None:
+    with pytest.raises(DNSWireError):
+        wire.parse_query(data)
+
+
+def test_labels_with_dots_cannot_pose_as_two_labels() -> None:
+    name = b"\x0bevil.domain\x04test\x00"
+    assert wire.read_name(name, 0)[0] == "evil\\.domain.test"
