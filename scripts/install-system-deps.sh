@@ -17,6 +17,7 @@ PACKAGES=(
   iptables
   openssl                   # test CA for HTTPS targets
   procps                    # pkill/ps used by service scripts
+  unbound                   # loads our RPZ export for real (tests/formats)
 )
 
 missing=()
