@@ -222,6 +222,7 @@ CASES: list[tuple[str, TargetMeasurement, Kind]] = [
         measure(dns(IP), control_dns=dns(IP), http=page(), control=None),
         Kind.ACCESSIBLE,
     ),
+    ("deadline exceeded", measure(dns(failure="probe_deadline_exceeded")), Kind.UNDETERMINED),
     (
         "helper unreachable",
         measure(

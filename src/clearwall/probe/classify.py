@@ -16,6 +16,11 @@ from clearwall.probe.dnsmeasure import DNSMeasurement
 from clearwall.probe.netmeasure import HTTPResponse
 from clearwall.probe.records import ControlMeasurement, TargetMeasurement
 
+DEADLINE_EXCEEDED = "probe_deadline_exceeded"
+"""DNS ``failure`` of a target the runner gave up on: nothing can be concluded."""
+INTERNAL_ERROR = "probe_internal_error"
+"""DNS ``failure`` of a target whose measurement raised: nothing can be concluded."""
+
 BODY_PROPORTION_THRESHOLD = 0.7
 """Bodies whose lengths differ by more than this ratio count as different (OONI's figure)."""
 
@@ -109,6 +114,12 @@ def http_matches(probe: HTTPResponse, control: HTTPResponse) -> tuple[bool, str]
 def _dns_kind(
     dns: DNSMeasurement, control: DNSMeasurement | None, helper: ControlMeasurement | None
 ) -> Classification | None:
+    if dns.failure in (DEADLINE_EXCEEDED, INTERNAL_ERROR):
+        return Classification(
+            Kind.UNDETERMINED,
+            (f"measurement did not finish: {dns.failure}",),
+            (Kind.DOWN, Kind.DNS_TAMPERING, Kind.TCP_BLOCKING, Kind.TLS_INTERFERENCE),
+        )
     block = dns.block_ede
     if block is not None:
         facts = [f"resolver answered {dns.rcode} with EDE {block.code}"]

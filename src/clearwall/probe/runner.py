@@ -13,7 +13,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from clearwall.probe.classify import Classification, classify
+from clearwall.probe.classify import (
+    DEADLINE_EXCEEDED,
+    INTERNAL_ERROR,
+    Classification,
+    classify,
+)
 from clearwall.probe.dnsmeasure import DNSMeasurement, DNSServer, literal, measure_dns
 from clearwall.probe.helper import HelperClient
 from clearwall.probe.inputs import Target
@@ -133,16 +138,13 @@ def judge(
     return ProbeResult(measurement, classification, reconciliation, proof)
 
 
-def timed_out(target: Target, settings: ProbeSettings, started: dt.datetime) -> TargetMeasurement:
-    """The record of a target that exceeded its deadline."""
-    dns = DNSMeasurement(str(settings.resolver), target.name, failure="generic_timeout_error")
-    return TargetMeasurement(
-        target,
-        started,
-        dns,
-        runtime=settings.target_deadline,
-        notes=(f"target exceeded its {settings.target_deadline:.0f} s deadline",),
-    )
+def unfinished(
+    target: Target, settings: ProbeSettings, started: dt.datetime, failure: str, note: str
+) -> TargetMeasurement:
+    """The record of a target whose measurement did not finish (deadline or error)."""
+    dns = DNSMeasurement(str(settings.resolver), target.name, failure=failure)
+    elapsed = (dt.datetime.now(dt.UTC) - started).total_seconds()
+    return TargetMeasurement(target, started, dns, runtime=elapsed, notes=(note,))
 
 
 async def run_probe(
@@ -184,7 +186,14 @@ async def run_probe(
                     measure_target(target, settings, helper, ssl_context), settings.target_deadline
                 )
             except TimeoutError:
-                measurement = timed_out(target, settings, started)
+                measurement = unfinished(
+                    target, settings, started, DEADLINE_EXCEEDED,
+                    f"target exceeded its {settings.target_deadline:.0f} s deadline",
+                )  # fmt: skip
+            except Exception as exc:  # a bug must cost one target, not the run
+                measurement = unfinished(
+                    target, settings, started, INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+                )
             try:
                 proof = await asyncio.wait_for(proof_task, settings.target_deadline)
             except TimeoutError:
