@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 
 import dns.edns
@@ -138,10 +139,8 @@ def test_scan_reply_negative_soa() -> None:
 @given(st.binary(max_size=300))
 def test_garbage_never_raises_anything_but_wire_errors(data: bytes) -> None:
     for parse in (wire.parse_query, wire.scan_reply):
-        try:
+        with contextlib.suppress(DNSWireError):
             parse(data)
-        except DNSWireError:
-            pass
 
 
 def test_compression_loop_is_rejected() -> None:

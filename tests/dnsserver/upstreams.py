@@ -132,6 +132,7 @@ class FaultyUpstream(asyncio.DatagramProtocol):
         self.behaviour = behaviour
         self.transport: asyncio.DatagramTransport | None = None
         self.queries: list[bytes] = []
+        self.sources: list[tuple[str, int]] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Keep the transport."""
@@ -140,6 +141,7 @@ class FaultyUpstream(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         """Reply as the behaviour says (nothing, one datagram, or several)."""
         self.queries.append(data)
+        self.sources.append(addr)
         out = self.behaviour(data)
         if out is None or self.transport is None:
             return

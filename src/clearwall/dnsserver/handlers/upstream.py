@@ -59,17 +59,18 @@ class Upstream:
         """Forward, unless too many queries are already waiting upstream."""
         if self.metrics.inflight >= self.max_inflight:
             return FAILED
+        # Counted now, not when the coroutine first runs, so a burst cannot overshoot.
+        self.metrics.inflight += 1
         return self.resolve(ctx)
 
     async def resolve(self, ctx: Context) -> Answer:
-        """Try each server in turn until one gives a usable reply."""
+        """Try each server in turn until one gives a usable reply (releases its in-flight slot)."""
         servers = self.per_jurisdiction.get(ctx.jurisdiction) or self.default
         q = ctx.q
         name = ctx.name_wire
         data = ctx.data
         cd = bool(data[3] & wire.CD)
         metrics = self.metrics
-        metrics.inflight += 1
         try:
             for server in servers:
                 for _attempt in range(self.attempts):

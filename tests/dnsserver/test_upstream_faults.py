@@ -1,0 +1,166 @@
+"""Upstream hardening: spoofed/garbage/slow/dead upstreams, failover, serve-stale."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+
+import dns.message
+import dns.rcode
+import dns.rrset
+
+from clearwall.config import CacheConfig, HostPort, UpstreamConfig
+from dnsserver.conftest import dns_config
+from dnsserver.helpers import ask, ede
+from dnsserver.upstreams import NSD, free_port, start_faulty
+
+
+def answer_for(query: bytes, ttl: int = 300, address: str = "192.0.2.99",
+               qid: int | None = None, name: str | None = None) -> bytes:
+    """A well-formed reply to ``query`` (optionally with a wrong ID or question)."""
+    q = dns.message.from_wire(query)
+    if name is not None:
+        q = dns.message.make_query(name, "A")
+        q.id = dns.message.from_wire(query).id
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text(q.question[0].name, ttl, "IN", "A", address))
+    if qid is not None:
+        r.id = qid
+    return r.to_wire()  # type: ignore[no-any-return]
+
+
+def servfail(query: bytes) -> bytes:
+    r = dns.message.make_response(dns.message.from_wire(query))
+    r.set_rcode(dns.rcode.SERVFAIL)
+    return r.to_wire()  # type: ignore[no-any-return]
+
+
+def upstreams(*ports: int, timeout: float = 0.3, attempts: int = 1) -> UpstreamConfig:
+    return UpstreamConfig(servers=tuple(HostPort("127.0.0.1", p) for p in ports),
+                          timeout=timeout, attempts=attempts)
+
+
+async def test_spoofed_replies_are_ignored(gateway_factory) -> None:
+    def behaviour(query: bytes) -> list[bytes]:
+        qid = dns.message.from_wire(query).id
+        return [
+            answer_for(query, address="6.6.6.6", qid=(qid + 1) % 65536),  # wrong ID
+            answer_for(query, address="6.6.6.7", name="other.example"),  # wrong question
+            b"\x00garbage",
+            answer_for(query),  # the real one
+        ]
+
+    proto, transport, port = await start_faulty(behaviour)
+    try:
+        gw = await gateway_factory(dataclasses.replace(dns_config(port),
+                                                       upstream=upstreams(port)))
+        r = await ask(gw, "www.example.org")
+        assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.99"]
+    finally:
+        transport.close()
+
+
+async def test_random_source_port_and_id_per_query(gateway_factory) -> None:
+    proto, transport, port = await start_faulty(answer_for)
+    try:
+        gw = await gateway_factory(dataclasses.replace(dns_config(port),
+                                                       upstream=upstreams(port)))
+        for i in range(20):
+            await ask(gw, f"n{i}.example.org")
+        ports = {src[1] for src in proto.sources}
+        ids = {dns.message.from_wire(q).id for q in proto.queries}
+        assert len(ports) >= 18 and len(ids) >= 18
+        sent = dns.message.from_wire(proto.queries[0])
+        assert sent.edns == 0 and sent.payload == 1232  # EDNS0 with a 1232-octet buffer
+    finally:
+        transport.close()
+
+
+async def test_timeout_gives_servfail_with_ede_within_bound(gateway_factory) -> None:
+    proto, transport, port = await start_faulty(lambda q: None)
+    try:
+        cfg = dataclasses.replace(dns_config(port), upstream=upstreams(port, timeout=0.2,
+                                                                        attempts=2))
+        gw = await gateway_factory(cfg)
+        start = time.monotonic()
+        r = await ask(gw, "slow.example.org")
+        assert time.monotonic() - start < 1.0
+        assert r.rcode() == dns.rcode.SERVFAIL and ede(r)[0] == 22  # type: ignore[index]
+        assert len(proto.queries) == 2  # both attempts
+        assert gw.metrics.inflight == 0
+    finally:
+        transport.close()
+
+
+async def test_failover_on_servfail_garbage_and_dead_server(nsd: NSD, gateway_factory) -> None:
+    bad, t1, p1 = await start_faulty(servfail)
+    junk, t2, p2 = await start_faulty(lambda q: q[:2] + b"\x80\x00garbage")
+    dead = free_port()  # nothing listens: ICMP port unreachable
+    try:
+        cfg = dataclasses.replace(dns_config(nsd.port),
+                                  upstream=upstreams(p1, p2, dead, nsd.port))
+        gw = await gateway_factory(cfg)
+        r = await ask(gw, "www.example.test")
+        assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.1"]
+        assert len(bad.queries) == 1 and len(junk.queries) == 1
+    finally:
+        t1.close()
+        t2.close()
+
+
+async def test_per_jurisdiction_upstreams(nsd: NSD, gateway_factory) -> None:
+    proto, transport, port = await start_faulty(answer_for)
+    try:
+        up = dataclasses.replace(upstreams(nsd.port),
+                                 per_jurisdiction={"xx": (HostPort("127.0.0.1", port),)})
+        cfg = dataclasses.replace(dns_config(nsd.port), upstream=up, default_jurisdiction="xx")
+        gw = await gateway_factory(cfg)
+        r = await ask(gw, "www.example.test")
+        assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.99"] and proto.queries
+    finally:
+        transport.close()
+
+
+async def test_serve_stale_when_every_upstream_fails(gateway_factory) -> None:
+    state = {"up": True}
+
+    def behaviour(query: bytes) -> bytes | None:
+        return answer_for(query, ttl=1) if state["up"] else None
+
+    proto, transport, port = await start_faulty(behaviour)
+    try:
+        cfg = dataclasses.replace(dns_config(port), upstream=upstreams(port, timeout=0.2),
+                                  cache=CacheConfig(stale_ttl=30))
+        gw = await gateway_factory(cfg)
+        fresh = await ask(gw, "www.example.org")
+        assert fresh.answer[0].ttl == 1
+        state["up"] = False
+        await asyncio.sleep(1.1)  # expired
+        stale = await ask(gw, "www.example.org")
+        assert stale.rcode() == dns.rcode.NOERROR
+        assert [rr.to_text() for rr in stale.answer[0]] == ["192.0.2.99"]
+        assert stale.answer[0].ttl == 30 and gw.metrics.stale_served == 1
+        # Without serve-stale the same failure is SERVFAIL.
+        cfg2 = dataclasses.replace(cfg, cache=CacheConfig(serve_stale=False))
+        gw2 = await gateway_factory(cfg2)
+        state["up"] = True
+        await ask(gw2, "www.example.org")
+        state["up"] = False
+        await asyncio.sleep(1.1)
+        assert (await ask(gw2, "www.example.org")).rcode() == dns.rcode.SERVFAIL
+    finally:
+        transport.close()
+
+
+async def test_inflight_bound(gateway_factory) -> None:
+    proto, transport, port = await start_faulty(lambda q: None)
+    try:
+        cfg = dataclasses.replace(dns_config(port), upstream=upstreams(port, timeout=0.5),
+                                  max_inflight=3)
+        gw = await gateway_factory(cfg)
+        replies = await asyncio.gather(*(ask(gw, f"q{i}.example.org") for i in range(6)))
+        assert all(r.rcode() == dns.rcode.SERVFAIL for r in replies)
+        assert len(proto.queries) == 3  # the others were refused before leaving
+    finally:
+        transport.close()
