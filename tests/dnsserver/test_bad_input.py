@@ -59,11 +59,16 @@ async def test_formerr_notimp_badvers_and_drops(nsd: NSD, gateway_factory) -> No
 
 def _seeds(pcaps: Path) -> list[bytes]:
     seeds = [m for p in sorted(pcaps.glob("*.pcap")) for m in dns_messages(p)]
-    for name, rdtype in [("www.example.test", "A"), ("big.example.test", "TXT"),
-                         ("alias.example.test", "AAAA"), ("x" * 63 + ".test", "MX")]:
+    for name, rdtype in [
+        ("www.example.test", "A"),
+        ("big.example.test", "TXT"),
+        ("alias.example.test", "AAAA"),
+        ("x" * 63 + ".test", "MX"),
+    ]:
         for edns in (-1, 0):
-            seeds.append(dns.message.make_query(name, rdtype, use_edns=edns,
-                                                want_dnssec=edns == 0).to_wire())
+            seeds.append(
+                dns.message.make_query(name, rdtype, use_edns=edns, want_dnssec=edns == 0).to_wire()
+            )
     return seeds
 
 
@@ -77,7 +82,7 @@ def _mutate(rng: random.Random, seed: bytes) -> bytes:
         elif op == 1 and data:  # random byte
             data[rng.randrange(len(data))] = rng.randrange(256)
         elif op == 2:  # truncate
-            del data[rng.randrange(len(data) + 1):]
+            del data[rng.randrange(len(data) + 1) :]
         elif op == 3:  # insert junk
             i = rng.randrange(len(data) + 1)
             data[i:i] = rng.randbytes(rng.randint(1, 8))
@@ -92,8 +97,9 @@ def _mutate(rng: random.Random, seed: bytes) -> bytes:
     return bytes(data)
 
 
-async def test_fuzz_100k_mutated_packets_then_still_answers(nsd: NSD, gateway_factory,
-                                                            data_dir: Path) -> None:
+async def test_fuzz_100k_mutated_packets_then_still_answers(
+    nsd: NSD, gateway_factory, data_dir: Path
+) -> None:
     gw = await gateway_factory(dns_config(nsd.port))
     addr = gw.server.addresses[0]
     seeds = _seeds(data_dir / "pcap")
@@ -136,8 +142,9 @@ async def test_fuzz_100k_mutated_packets_then_still_answers(nsd: NSD, gateway_fa
     assert gw.metrics.inflight == 0 and not gw.server.dispatcher.tasks
 
 
-async def test_tcp_garbage_closes_only_that_connection(nsd: NSD, gateway_factory,
-                                                       data_dir: Path) -> None:
+async def test_tcp_garbage_closes_only_that_connection(
+    nsd: NSD, gateway_factory, data_dir: Path
+) -> None:
     gw = await gateway_factory(dns_config(nsd.port))
     host, port = gw.server.addresses[0]
     rng = random.Random(7)
@@ -148,8 +155,9 @@ async def test_tcp_garbage_closes_only_that_connection(nsd: NSD, gateway_factory
         writer.write(len(packet).to_bytes(2, "big") + packet + rng.randbytes(rng.randint(0, 5)))
         await writer.drain()
         writer.close()
-    r = await dns.asyncquery.tcp(dns.message.make_query("www.example.test", "A"), host,
-                                 port=port, timeout=2)
+    r = await dns.asyncquery.tcp(
+        dns.message.make_query("www.example.test", "A"), host, port=port, timeout=2
+    )
     assert r.answer
     await asyncio.sleep(0.2)
     assert gw.metrics.tcp_connections == 0

@@ -16,8 +16,13 @@ from dnsserver.helpers import ask, ede
 from dnsserver.upstreams import NSD, free_port, start_faulty
 
 
-def answer_for(query: bytes, ttl: int = 300, address: str = "192.0.2.99",
-               qid: int | None = None, name: str | None = None) -> bytes:
+def answer_for(
+    query: bytes,
+    ttl: int = 300,
+    address: str = "192.0.2.99",
+    qid: int | None = None,
+    name: str | None = None,
+) -> bytes:
     """A well-formed reply to ``query`` (optionally with a wrong ID or question)."""
     q = dns.message.from_wire(query)
     if name is not None:
@@ -37,8 +42,9 @@ def servfail(query: bytes) -> bytes:
 
 
 def upstreams(*ports: int, timeout: float = 0.3, attempts: int = 1) -> UpstreamConfig:
-    return UpstreamConfig(servers=tuple(HostPort("127.0.0.1", p) for p in ports),
-                          timeout=timeout, attempts=attempts)
+    return UpstreamConfig(
+        servers=tuple(HostPort("127.0.0.1", p) for p in ports), timeout=timeout, attempts=attempts
+    )
 
 
 async def test_spoofed_replies_are_ignored(gateway_factory) -> None:
@@ -53,8 +59,7 @@ async def test_spoofed_replies_are_ignored(gateway_factory) -> None:
 
     proto, transport, port = await start_faulty(behaviour)
     try:
-        gw = await gateway_factory(dataclasses.replace(dns_config(port),
-                                                       upstream=upstreams(port)))
+        gw = await gateway_factory(dataclasses.replace(dns_config(port), upstream=upstreams(port)))
         r = await ask(gw, "www.example.org")
         assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.99"]
     finally:
@@ -64,8 +69,7 @@ async def test_spoofed_replies_are_ignored(gateway_factory) -> None:
 async def test_random_source_port_and_id_per_query(gateway_factory) -> None:
     proto, transport, port = await start_faulty(answer_for)
     try:
-        gw = await gateway_factory(dataclasses.replace(dns_config(port),
-                                                       upstream=upstreams(port)))
+        gw = await gateway_factory(dataclasses.replace(dns_config(port), upstream=upstreams(port)))
         for i in range(20):
             await ask(gw, f"n{i}.example.org")
         ports = {src[1] for src in proto.sources}
@@ -80,8 +84,9 @@ async def test_random_source_port_and_id_per_query(gateway_factory) -> None:
 async def test_timeout_gives_servfail_with_ede_within_bound(gateway_factory) -> None:
     proto, transport, port = await start_faulty(lambda q: None)
     try:
-        cfg = dataclasses.replace(dns_config(port), upstream=upstreams(port, timeout=0.2,
-                                                                        attempts=2))
+        cfg = dataclasses.replace(
+            dns_config(port), upstream=upstreams(port, timeout=0.2, attempts=2)
+        )
         gw = await gateway_factory(cfg)
         start = time.monotonic()
         r = await ask(gw, "slow.example.org")
@@ -98,8 +103,7 @@ async def test_failover_on_servfail_garbage_and_dead_server(nsd: NSD, gateway_fa
     junk, t2, p2 = await start_faulty(lambda q: q[:2] + b"\x80\x00garbage")
     dead = free_port()  # nothing listens: ICMP port unreachable
     try:
-        cfg = dataclasses.replace(dns_config(nsd.port),
-                                  upstream=upstreams(p1, p2, dead, nsd.port))
+        cfg = dataclasses.replace(dns_config(nsd.port), upstream=upstreams(p1, p2, dead, nsd.port))
         gw = await gateway_factory(cfg)
         r = await ask(gw, "www.example.test")
         assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.1"]
@@ -112,8 +116,9 @@ async def test_failover_on_servfail_garbage_and_dead_server(nsd: NSD, gateway_fa
 async def test_per_jurisdiction_upstreams(nsd: NSD, gateway_factory) -> None:
     proto, transport, port = await start_faulty(answer_for)
     try:
-        up = dataclasses.replace(upstreams(nsd.port),
-                                 per_jurisdiction={"xx": (HostPort("127.0.0.1", port),)})
+        up = dataclasses.replace(
+            upstreams(nsd.port), per_jurisdiction={"xx": (HostPort("127.0.0.1", port),)}
+        )
         cfg = dataclasses.replace(dns_config(nsd.port), upstream=up, default_jurisdiction="xx")
         gw = await gateway_factory(cfg)
         r = await ask(gw, "www.example.test")
@@ -130,8 +135,9 @@ async def test_serve_stale_when_every_upstream_fails(gateway_factory) -> None:
 
     proto, transport, port = await start_faulty(behaviour)
     try:
-        cfg = dataclasses.replace(dns_config(port), upstream=upstreams(port, timeout=0.2),
-                                  cache=CacheConfig(stale_ttl=30))
+        cfg = dataclasses.replace(
+            dns_config(port), upstream=upstreams(port, timeout=0.2), cache=CacheConfig(stale_ttl=30)
+        )
         gw = await gateway_factory(cfg)
         fresh = await ask(gw, "www.example.org")
         assert fresh.answer[0].ttl == 1
@@ -156,8 +162,9 @@ async def test_serve_stale_when_every_upstream_fails(gateway_factory) -> None:
 async def test_inflight_bound(gateway_factory) -> None:
     proto, transport, port = await start_faulty(lambda q: None)
     try:
-        cfg = dataclasses.replace(dns_config(port), upstream=upstreams(port, timeout=0.5),
-                                  max_inflight=3)
+        cfg = dataclasses.replace(
+            dns_config(port), upstream=upstreams(port, timeout=0.5), max_inflight=3
+        )
         gw = await gateway_factory(cfg)
         replies = await asyncio.gather(*(ask(gw, f"q{i}.example.org") for i in range(6)))
         assert all(r.rcode() == dns.rcode.SERVFAIL for r in replies)

@@ -1,7 +1,7 @@
 """The control plane: poll the store's policy version, compile off the data path, swap.
 
-A new snapshot is compiled in a child process (``python -m
-clearwall.dnsserver.policy_source``) that writes it to a fresh directory; the data plane
+A new snapshot is compiled in a warm child process (``Compiler``) that writes it to a
+fresh directory; the data plane
 then mmap-loads that directory (cheap) and swaps it in with one assignment, so queries
 never wait for a compile and in-flight queries finish on the snapshot they started with.
 Old snapshot directories are removed once two newer ones exist.
@@ -10,17 +10,23 @@ Old snapshot directories are removed once two newer ones exist.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import multiprocessing
+import multiprocessing.connection
 import shutil
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clearwall.dnsserver.policy import PolicyView
 from clearwall.errors import SnapshotError
+
+if TYPE_CHECKING:
+    from clearwall.store.db import Store
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +38,6 @@ def load_snapshot(path: Path) -> PolicyView:
     from clearwall.policy.snapshot import PolicySnapshot
 
     return PolicySnapshot.load(path)
-
-
-def store_version(store_url: str) -> int:
-    """The store's current policy version (log size); opens the store each time."""
-    from clearwall.store.db import open_store
-    from clearwall.store.loader import policy_version
-
-    store = open_store(store_url)
-    try:
-        return policy_version(store)
-    finally:
-        store.engine.dispose()
 
 
 def compile_to(store_url: str, base_url: str, out: Path) -> None:
@@ -58,23 +52,58 @@ def compile_to(store_url: str, base_url: str, out: Path) -> None:
         store.engine.dispose()
 
 
-def compile_in_child(store_url: str, base_url: str, out: Path, timeout: float = 3600) -> Path:
-    """Run ``compile_to`` in a child process so the data plane keeps its CPU and GIL."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "clearwall.dnsserver.policy_source",
-        "--db",
-        store_url,
-        "--base-url",
-        base_url,
-        "--out",
-        str(out),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        raise SnapshotError(f"snapshot compile failed: {proc.stderr.strip()[-500:]}")
-    return out
+def _compiler_loop(conn: multiprocessing.connection.Connection) -> None:
+    """The warm compiler process: imports done once, then one compile per request."""
+    import clearwall.policy.snapshot
+    import clearwall.store.loader  # noqa: F401
+
+    while True:
+        try:
+            request = conn.recv()
+        except (EOFError, OSError):
+            return
+        if request is None:
+            return
+        store_url, base_url, out = request
+        try:
+            compile_to(store_url, base_url, Path(out))
+            conn.send(("ok", out))
+        except Exception as exc:
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+
+
+class Compiler:
+    """A warm child process that compiles snapshots, so a policy change costs only the
+    compile itself (no interpreter start-up) and never the data plane's CPU or GIL."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_compiler_loop, args=(child,), daemon=True, name="clearwall-policy-compiler"
+        )
+        self._proc.start()
+        child.close()
+        self._lock = threading.Lock()
+
+    def compile(self, store_url: str, base_url: str, out: Path) -> Path:
+        """Compile into ``out`` (blocking); raise SnapshotError on failure."""
+        with self._lock:
+            if not self._proc.is_alive():
+                raise SnapshotError("the policy compiler process died")
+            self._conn.send((store_url, base_url, str(out)))
+            status, value = self._conn.recv()
+        if status != "ok":
+            raise SnapshotError(f"snapshot compile failed: {value}")
+        return out
+
+    def close(self) -> None:
+        """Stop the child."""
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self._proc.join(2)
+        if self._proc.is_alive():
+            self._proc.terminate()
 
 
 class PolicySource:
@@ -100,14 +129,27 @@ class PolicySource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._published: list[Path] = []
+        self._compiler: Compiler | None = None
+        self._store: Store | None = None
+
+    def store_version(self) -> int:
+        """The store's policy version (log size): one cheap query on a kept-open store."""
+        from clearwall.store.db import open_store
+        from clearwall.store.loader import policy_version
+
+        if self._store is None:
+            self._store = open_store(self.store_url)
+        return policy_version(self._store)
 
     def compile_now(self) -> Path:
         """Compile the current policy (blocking) and return its directory."""
-        version = store_version(self.store_url)
+        version = self.store_version()
         self.directory.mkdir(parents=True, exist_ok=True)
         out = self.directory / f"policy-{version}-{time.time_ns()}"
         started = time.monotonic()
-        compile_in_child(self.store_url, self.base_url, out)
+        if self._compiler is None:
+            self._compiler = Compiler()
+        self._compiler.compile(self.store_url, self.base_url, out)
         log.info("policy version %d compiled in %.2fs", version, time.monotonic() - started)
         self.version = version
         self._published.append(out)
@@ -129,11 +171,15 @@ class PolicySource:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        if self._compiler is not None:
+            self._compiler.close()
+        if self._store is not None:
+            self._store.engine.dispose()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                if store_version(self.store_url) == self.version:
+                if self.store_version() == self.version:
                     continue
                 path = self.compile_now()
                 self.publish(path)
