@@ -26,7 +26,14 @@ from clearwall.config import LedgerConfig
 from clearwall.errors import LedgerError, TileError, VerificationError
 from clearwall.ledger import proofs, tiles
 from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
-from clearwall.ledger.merkle import EMPTY_ROOT, HASH_SIZE, MemoryTree, leaf_hash, merkle_root
+from clearwall.ledger.merkle import (
+    EMPTY_ROOT,
+    HASH_SIZE,
+    MemoryTree,
+    leaf_hash,
+    merkle_root,
+    parent_row,
+)
 from clearwall.ledger.nameproof import LogState, prove_name, rule_tree
 from clearwall.ledger.signing import Signer, Verifier, load_signer
 from clearwall.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
@@ -191,12 +198,18 @@ class TileHashReader:
     row (C2SP tlog-tiles, "Merkle Tree"); tiles and computed subtree roots are cached.
     """
 
-    def __init__(self, read_tile: TileDir, size: int) -> None:
-        """Read tiles through ``read_tile`` for a tree of ``size`` leaves."""
+    def __init__(
+        self, read_tile: TileDir, size: int, shared: dict[tuple[int, int], bytes] | None = None
+    ) -> None:
+        """Read tiles through ``read_tile`` for a tree of ``size`` leaves.
+
+        ``shared`` caches complete-subtree hashes across readers: such a hash never
+        changes once the subtree is complete, whatever the tree size.
+        """
         self.tiles = read_tile
         self.size = size
         self._tiles: dict[tuple[int, int], bytes] = {}
-        self._hashes: dict[tuple[int, int], bytes] = {}
+        self._hashes: dict[tuple[int, int], bytes] = {} if shared is None else shared
 
     def _tile(self, level: int, index: int) -> bytes:
         key = (level, index)
@@ -222,8 +235,12 @@ class TileHashReader:
         first = index << r
         data = self._tile(level, first // TILE_WIDTH)
         off = (first % TILE_WIDTH) * HASH_SIZE
-        run = [data[off + i * HASH_SIZE : off + (i + 1) * HASH_SIZE] for i in range(1 << r)]
-        result = tiles.subtree_root(run)
+        row: bytes | bytearray = data[off : off + (HASH_SIZE << r)]
+        while len(row) > HASH_SIZE:
+            row = parent_row(row)
+        result = bytes(row)
+        if len(self._hashes) > 1_000_000:
+            self._hashes.clear()  # bound memory; everything is recomputable from tiles
         self._hashes[key] = result
         return result
 
@@ -253,10 +270,10 @@ class _FrontierReader:
         row = self.f.rows[level]
         if first < 0 or (first + (1 << r)) * HASH_SIZE > len(row):
             raise LedgerError(f"frontier lacks the subtree at height {height} index {index}")
-        run = [
-            bytes(row[(first + i) * HASH_SIZE : (first + i + 1) * HASH_SIZE]) for i in range(1 << r)
-        ]
-        return tiles.subtree_root(run)
+        seg: bytes | bytearray = row[first * HASH_SIZE : (first + (1 << r)) * HASH_SIZE]
+        while len(seg) > HASH_SIZE:
+            seg = parent_row(seg)
+        return bytes(seg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +299,7 @@ class TransparencyLog:
         self.config = config
         self.dir = TileDir(Path(config.tiles_dir))
         self._signer = signer
+        self._subtrees: dict[tuple[int, int], bytes] = {}
 
     # -- keys ----------------------------------------------------------------------
 
@@ -320,7 +338,7 @@ class TransparencyLog:
 
     def reader(self, size: int) -> TileHashReader:
         """A hash reader over the published tiles for a tree of ``size``."""
-        return TileHashReader(self.dir, size)
+        return TileHashReader(self.dir, size, self._subtrees)
 
     def entry(self, index: int, size: int) -> bytes:
         """Entry ``index`` read from its published entry bundle (tree of ``size``)."""
@@ -453,9 +471,10 @@ class TransparencyLog:
                 tiles.row_size(old, level) // TILE_WIDTH, tiles.row_size(new, level) // TILE_WIDTH
             ):
                 off = (t * TILE_WIDTH - base) * HASH_SIZE
-                seg = bytes(rows[level][off : off + TILE_WIDTH * HASH_SIZE])
-                run = [seg[i : i + HASH_SIZE] for i in range(0, len(seg), HASH_SIZE)]
-                rows[level + 1] += tiles.subtree_root(run)
+                seg: bytes | bytearray = rows[level][off : off + TILE_WIDTH * HASH_SIZE]
+                for _ in range(TILE_HEIGHT):
+                    seg = parent_row(seg)
+                rows[level + 1] += seg
             level += 1
         count = 0
         for tile in tiles.new_tiles(old, new):

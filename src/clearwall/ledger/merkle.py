@@ -45,7 +45,7 @@ def merkle_root(entries: Iterable[bytes]) -> bytes:
     return root_from_leaf_hashes([leaf_hash(e) for e in entries])
 
 
-def _parent_row(row: bytes | bytearray) -> bytearray:
+def parent_row(row: bytes | bytearray) -> bytearray:
     """Hash adjacent pairs of a packed row of 32-byte hashes (a trailing odd one is dropped)."""
     sha = hashlib.sha256
     out = bytearray()
@@ -73,7 +73,7 @@ class MemoryTree:
             raise ValueError("packed leaf hashes must be a multiple of 32 bytes")
         self.rows: list[bytearray] = [bytearray(leaf_hashes)]
         while len(self.rows[-1]) >= 2 * HASH_SIZE:
-            self.rows.append(_parent_row(self.rows[-1]))
+            self.rows.append(parent_row(self.rows[-1]))
 
     @classmethod
     def from_entries(cls, entries: Iterable[bytes]) -> MemoryTree:
@@ -109,7 +109,7 @@ class MemoryTree:
             above = self.rows[h + 1]
             done = len(above) // HASH_SIZE
             start = 2 * done * HASH_SIZE
-            above += _parent_row(memoryview(below)[start:].tobytes())
+            above += parent_row(memoryview(below)[start:].tobytes())
             h += 1
 
     def root(self, size: int | None = None) -> bytes:
