@@ -150,7 +150,7 @@ async def test_tcp_garbage_closes_only_that_connection(
     rng = random.Random(7)
     seeds = _seeds(data_dir / "pcap")
     for _ in range(200):
-        reader, writer = await asyncio.open_connection(host, port)
+        _reader, writer = await asyncio.open_connection(host, port)
         packet = _mutate(rng, rng.choice(seeds))
         writer.write(len(packet).to_bytes(2, "big") + packet + rng.randbytes(rng.randint(0, 5)))
         await writer.drain()

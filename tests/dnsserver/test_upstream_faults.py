@@ -57,7 +57,7 @@ async def test_spoofed_replies_are_ignored(gateway_factory) -> None:
             answer_for(query),  # the real one
         ]
 
-    proto, transport, port = await start_faulty(behaviour)
+    _proto, transport, port = await start_faulty(behaviour)
     try:
         gw = await gateway_factory(dataclasses.replace(dns_config(port), upstream=upstreams(port)))
         r = await ask(gw, "www.example.org")
@@ -133,7 +133,7 @@ async def test_serve_stale_when_every_upstream_fails(gateway_factory) -> None:
     def behaviour(query: bytes) -> bytes | None:
         return answer_for(query, ttl=1) if state["up"] else None
 
-    proto, transport, port = await start_faulty(behaviour)
+    _proto, transport, port = await start_faulty(behaviour)
     try:
         cfg = dataclasses.replace(
             dns_config(port), upstream=upstreams(port, timeout=0.2), cache=CacheConfig(stale_ttl=30)
