@@ -168,6 +168,7 @@ def test_every_reconciliation_verdict(network: tuple[NetBox, str], tmp_path: Pat
     assert secret["test_keys"]["queries"][0]["ede"][0]["info_code"] == 16
     assert secret["clearwall"]["proof"]["verified"] is True
     assert secret["clearwall"]["proof"]["orders"] == []
+    assert any("cites order 2" in e for e in secret["clearwall"]["reconciliation"]["evidence"])
     dishonest = records["https://dishonest.cw.test/"]["clearwall"]
     assert any("claim" in e for e in dishonest["reconciliation"]["evidence"])
     assert records["https://censored.cw.test/"]["clearwall"]["reconciliation"]["orders"] == [1]

@@ -99,3 +99,12 @@ def test_claims_are_evidence_not_proof() -> None:
     result = reconcile(BLOCKED, proof(), at=NOW, claims=("j=order 999",))
     assert result.verdict is Verdict.ENFORCED_BUT_UNPUBLISHED
     assert any("claim" in e for e in result.evidence)
+
+
+def test_cited_order_that_the_proof_does_not_show() -> None:
+    claims = ("j=Secret; ordered by XA Court <https://portal.example/orders/2>",)
+    result = reconcile(BLOCKED, proof(order()), at=NOW, claims=claims)
+    assert result.verdict is Verdict.PUBLISHED_AND_ENFORCED  # order 7 covers it
+    assert any("cites order 2" in e for e in result.evidence)
+    honest = reconcile(BLOCKED, proof(order()), at=NOW, claims=("j=x <https://p/orders/7>",))
+    assert not any("cites order" in e for e in honest.evidence)

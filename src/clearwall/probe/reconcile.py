@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -125,6 +126,14 @@ def claimed_orders(classification: Classification, sde: dict[str, Any] | None) -
     return tuple(claims)
 
 
+_ORDER_LINK = re.compile(r"/orders/(\d+)\b")
+
+
+def claimed_order_ids(claims: Sequence[str]) -> tuple[int, ...]:
+    """Order ids an answer's claims link to (``…/orders/<id>`` in an SDE justification)."""
+    return tuple(sorted({int(m) for c in claims for m in _ORDER_LINK.findall(c)}))
+
+
 def reconcile(
     classification: Classification,
     proof: NameProof | None,
@@ -146,6 +155,13 @@ def reconcile(
     facts: list[str] = [f"log checkpoint {proof.checkpoint}"] if proof.checkpoint else []
     if claims:
         facts.append("the answer claims " + ", ".join(claims) + " (a claim, not a proof)")
+        proven = {o.id for o in scoped}
+        for cited in claimed_order_ids(claims):
+            if cited not in proven:
+                facts.append(
+                    f"the answer cites order {cited}, which the verified proof does not show "
+                    f"covering {proof.name} in {proof.jurisdiction}"
+                )
     if classification.kind is Kind.UNDETERMINED or classification.kind is Kind.DOWN:
         facts.append(f"measurement is {classification.kind.value}")
         if classification.kind is Kind.DOWN and not required:
