@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clearwall.probe.classify import Kind, classify, http_matches
 from clearwall.probe.dnsmeasure import DNSMeasurement, EDEInfo
@@ -260,3 +262,79 @@ def test_ooni_keys() -> None:
 def test_http_matches_threshold() -> None:
     assert http_matches(page(length=1000), page(length=700))[0]
     assert not http_matches(page(length=1000), page(length=699))[0]
+
+
+FAILURES = st.sampled_from(
+    [None, "dns_nxdomain_error", "generic_timeout_error", "connection_reset", "eof_error"]
+)
+ADDRESSES = st.lists(st.sampled_from([IP, OTHER, "127.0.0.1", "93.184.216.34"]), max_size=2)
+
+
+@st.composite
+def dns_results(draw: st.DrawFn) -> DNSMeasurement:
+    failure = draw(FAILURES)
+    ede = draw(st.one_of(st.none(), st.integers(0, 30)))
+    return DNSMeasurement(
+        "udp://r:53",
+        "site.test",
+        rcode="NOERROR" if failure is None else "NXDOMAIN",
+        failure=failure,
+        addresses=tuple(draw(ADDRESSES)) if failure is None else (),
+        ede=(EDEInfo(ede, ""),) if ede is not None else (),
+    )
+
+
+@st.composite
+def pages(draw: st.DrawFn) -> HTTPResponse | None:
+    if draw(st.booleans()):
+        return None
+    failure = draw(FAILURES)
+    if failure:
+        return failed_http(failure)
+    return page(
+        draw(st.sampled_from([200, 404, 451])),
+        draw(st.sampled_from(["Site", "Other", ""])),
+        draw(st.integers(0, 2000)),
+        blockpage=draw(st.sampled_from([None, "generic-title"])),
+    )
+
+
+@st.composite
+def measurements(draw: st.DrawFn) -> TargetMeasurement:
+    control = None
+    if draw(st.booleans()):
+        control = ControlMeasurement(
+            draw(st.one_of(st.none(), dns_results())),
+            tuple(
+                TCPConnect(IP, 443, ok, None if ok else "x")
+                for ok in draw(st.lists(st.booleans(), max_size=2))
+            ),
+            draw(st.one_of(st.none(), st.builds(tls, FAILURES))),
+            draw(pages()),
+            draw(st.sampled_from([None, "helper_failure"])),
+        )
+    return TargetMeasurement(
+        parse_target(draw(st.sampled_from(["https://site.test/", "http://site.test/"]))),
+        T0,
+        draw(dns_results()),
+        draw(st.one_of(st.none(), dns_results())),
+        tuple(
+            TCPConnect(IP, 443, ok, None if ok else "x")
+            for ok in draw(st.lists(st.booleans(), max_size=2))
+        ),
+        draw(st.one_of(st.none(), st.builds(tls, FAILURES))),
+        draw(pages()),
+        control,
+    )
+
+
+@given(measurements())
+@settings(max_examples=400)
+def test_classify_is_total_and_ede_always_wins(m: TargetMeasurement) -> None:
+    result = classify(m)
+    assert result.evidence
+    assert (result.kind is Kind.UNDETERMINED) == bool(result.candidates)
+    if m.dns.block_ede is not None:
+        assert result.kind is Kind.DNS_TRANSPARENT_BLOCK
+    elif result.kind is Kind.DNS_TRANSPARENT_BLOCK:
+        raise AssertionError("transparent block without an EDE 15-18")
