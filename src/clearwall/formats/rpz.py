@@ -82,6 +82,8 @@ _NOTES = {
 
 @dataclass(slots=True)
 class _Trigger:
+    """The policy first stated for one trigger, and where."""
+
     policy: Policy
     lineno: int
     line: str
@@ -141,6 +143,7 @@ class _ZoneReader:
         self.fast = False
 
     def feed(self, lineno: int, raw: str) -> None:
+        """Read one line of the zone file."""
         out = self.out
         line = raw.rstrip("\r\n")
         if self.fast and not self.pending:
@@ -345,6 +348,7 @@ class _ZoneReader:
             )
 
     def finish(self) -> None:
+        """Turn the collected triggers into rules, merging ``name``/``*.name`` pairs."""
         out = self.out
         if self.pending:
             out.issue(self.pending_line, "unclosed parenthesis", self.pending[0])
