@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 
 from clearwall.config import DNSConfig, HostPort
+from clearwall.dnsserver.answer import Answer
+from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers import build_chain, describe
 from clearwall.dnsserver.handlers.base import Handler, Services, UpstreamTransport
 from clearwall.dnsserver.metrics import DNSMetrics
@@ -37,6 +39,24 @@ class Gateway:
     async def stop(self) -> None:
         """Stop listening and let in-flight queries finish."""
         await self.server.stop()
+
+    async def resolve(
+        self, query: bytes, client: str = "127.0.0.1", *, tcp: bool = False
+    ) -> bytes | None:
+        """Run raw query bytes through the chain as if ``client`` sent them; no sockets.
+
+        Returns the reply bytes, or None when nothing would be sent (dropped).
+        """
+        from clearwall.dnsserver.server import early_reply
+
+        q, early = early_reply(query, self.metrics)
+        if q is None:
+            return early
+        ctx = Context(query, client, 0, tcp, q)
+        result = self.chain(ctx)
+        if not isinstance(result, Answer):
+            await result
+        return ctx.reply
 
     def swap(self, policy: PolicyView) -> None:
         """Enforce a new policy snapshot from the next query on."""
