@@ -69,10 +69,13 @@ def _parse_rules(path: Path, fmt: str) -> list[RuleSpec]:
         fail(f"{path}: no such file")
     with file_progress(path, f"reading {path.name}") as progress:
         result = parse_file(path, format=fmt, progress=progress)
+    if not result.rules:
+        first = f" (first problem: {result.issues[0]})" if result.issues else ""
+        raise FormatError(
+            f"{path}: no rules found in this {result.format} list, nothing imported{first}"
+        )
     for issue in result.issues:
         typer.echo(str(issue), err=True)
-    if not result.rules:
-        raise FormatError(f"{path}: no rules found in this {result.format} list")
     typer.echo(
         f"{path}: {len(result.rules)} rules ({result.format}), {len(result.issues)} lines reported",
         err=True,
