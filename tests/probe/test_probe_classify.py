@@ -338,3 +338,9 @@ def test_classify_is_total_and_ede_always_wins(m: TargetMeasurement) -> None:
         assert result.kind is Kind.DNS_TRANSPARENT_BLOCK
     elif result.kind is Kind.DNS_TRANSPARENT_BLOCK:
         raise AssertionError("transparent block without an EDE 15-18")
+
+
+def test_content_only_difference_is_weak() -> None:
+    assert classify(measure(dns(IP), control_dns=dns(IP), http=page(200, "Other"))).weak
+    reset = measure(dns(IP), control_dns=dns(IP), http=failed_http("connection_reset"))
+    assert not classify(reset).weak

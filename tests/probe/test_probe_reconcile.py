@@ -81,6 +81,24 @@ CASES = [
     ("undetermined", Classification(Kind.UNDETERMINED), proof(order()), Verdict.INCONCLUSIVE),
     ("down, no order", Classification(Kind.DOWN), proof(), Verdict.CONSISTENT_ALLOW),
     ("proof failed", BLOCKED, proof(order(), verified=False), Verdict.UNVERIFIED),
+    (
+        "page differs, no order",
+        Classification(Kind.HTTP_DIFF, weak=True),
+        proof(),
+        Verdict.INCONCLUSIVE,
+    ),
+    (
+        "page differs, order",
+        Classification(Kind.HTTP_DIFF, weak=True),
+        proof(order()),
+        Verdict.PUBLISHED_AND_ENFORCED,
+    ),
+    (
+        "http reset, no order",
+        Classification(Kind.HTTP_DIFF),
+        proof(),
+        Verdict.ENFORCED_BUT_UNPUBLISHED,
+    ),
 ]
 
 

@@ -67,6 +67,7 @@ class Classification:
     kind: Kind
     evidence: tuple[str, ...] = ()
     candidates: tuple[Kind, ...] = ()
+    weak: bool = False  # only the page content differs: dynamic sites do that too
 
     @property
     def blocking(self) -> str | bool | None:
@@ -285,7 +286,7 @@ def classify(m: TargetMeasurement) -> Classification:
     if control_ok and control_http is not None:
         same, difference = http_matches(http, control_http)
         if not same:
-            return Classification(Kind.HTTP_DIFF, (difference,))
+            return Classification(Kind.HTTP_DIFF, (difference,), weak=True)
         return Classification(Kind.ACCESSIBLE, ("response matches the test helper's",))
     facts = [f"HTTP {http.status_code}, {http.body_length} bytes"]
     if control_http is not None and control_http.failure:

@@ -171,6 +171,11 @@ def reconcile(
         if justified:
             facts.append("the log proves order(s) " + ", ".join(map(str, justified)) + " in force")
             return Reconciliation(Verdict.PUBLISHED_AND_ENFORCED, justified, tuple(facts))
+        if classification.weak:
+            # A page that merely differs from the control's is not proof of a block:
+            # accusing a network of unpublished blocking needs more than a changed title.
+            facts.append("the page differs from the control's, which dynamic sites also do")
+            return Reconciliation(Verdict.INCONCLUSIVE, (), tuple(facts))
         facts.append(
             f"blocked ({classification.kind.value}) but the log proves no order in force "
             f"for {proof.name} in {proof.jurisdiction}"
