@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from clearwall.config import BlockConfig, Config, DNSConfig, LedgerConfig
+from clearwall.ledger.log import TransparencyLog
 from clearwall.ledger.signing import create_key_file
 from clearwall.model import Action, AuthorityKind, Category, RuleKind
 from clearwall.policy.model import RuleSpec
@@ -89,6 +90,7 @@ def seed(url: str, tmp_path: Path) -> Seeded:
         effective_from=start,
         all_jurisdictions=True,
     )
+    TransparencyLog(store, ledger).sync()  # tiles and a signed checkpoint, as `serve` does
     tokens = {
         "operator": service.create_token("operator", label="ops")[1],
         "auditor": service.create_token("auditor", label="audit")[1],

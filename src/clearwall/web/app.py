@@ -240,6 +240,8 @@ def _mount_ledger(app: FastAPI, ctx: WebContext) -> None:
         log.info("clearwall.ledger.http not available; /log/ tile routes not served")
         return
     app.include_router(log_router(ctx.tlog, ctx.store))
+    app.state.name_proof_url = lambda name, code: f"/log/proof/name/{name}?jurisdiction={code}"
+    app.state.inclusion_url = lambda index: f"/log/proof/inclusion?index={index}"
 
 
 def create_blockpage_app(

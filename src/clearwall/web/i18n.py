@@ -20,14 +20,16 @@ ENGLISH: dict[str, str] = {
     "nav.appeals": "Appeals",
     "nav.api": "API",
     "block.451.title": "Unavailable for legal reasons",
+    "block.451.headline": "{name} is blocked by order of {authority}",
     "block.451.lead": (
-        "{name} is blocked on this network by order of {authority}. "
-        "This page is shown instead of the site you asked for."
+        "This network shows you this page instead of the site you asked for, because a "
+        "legal order requires it. Here is what the order says and how to contest it."
     ),
     "block.403.title": "Blocked for your security",
+    "block.403.headline": "{name} is blocked for your security",
     "block.403.lead": (
-        "{name} is blocked on this network because it is listed as {category}. "
-        "The operator {operator} blocks it to protect you; nobody is tracking you."
+        "It is listed as {category}. The operator, {operator}, blocks it on this network "
+        "to protect you and your device. Nobody is tracking you."
     ),
     "block.who": "Who ordered it",
     "block.why": "Legal basis",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from clearwall.store.records import Appeal, TokenRole
-from clearwall.web.api.schemas import AppealOut, DecideIn
+from clearwall.web.api.schemas import AppealOut, DecideIn, PathId, QueryId
 from clearwall.web.auth import Principal, check_jurisdiction, require_reader, require_writer
 from clearwall.web.context import WebContext, get_ctx
 
@@ -22,7 +22,7 @@ def _may_see_contact(ctx: WebContext, principal: Principal, appeal: Appeal) -> b
 
 @router.get("/appeals", response_model=list[AppealOut])
 def list_appeals(
-    order_id: int | None = None,
+    order_id: QueryId = None,
     ctx: WebContext = Depends(get_ctx),
     principal: Principal = Depends(require_reader),
 ) -> list[AppealOut]:
@@ -34,7 +34,7 @@ def list_appeals(
 
 @router.get("/appeals/{appeal_id}", response_model=AppealOut)
 def get_appeal(
-    appeal_id: int,
+    appeal_id: PathId,
     ctx: WebContext = Depends(get_ctx),
     principal: Principal = Depends(require_reader),
 ) -> AppealOut:
@@ -45,7 +45,7 @@ def get_appeal(
 
 @router.post("/appeals/{appeal_id}/decide", response_model=AppealOut)
 def decide_appeal(
-    appeal_id: int,
+    appeal_id: PathId,
     body: DecideIn,
     request: Request,
     ctx: WebContext = Depends(get_ctx),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 
-from clearwall.web.api.schemas import AuthorityIn, AuthorityOut
+from clearwall.web.api.schemas import AuthorityIn, AuthorityOut, PathId
 from clearwall.web.auth import Principal, require_operator, require_reader
 from clearwall.web.context import WebContext, get_ctx
 
@@ -23,7 +23,7 @@ def list_authorities(
 
 @router.get("/authorities/{authority_id}", response_model=AuthorityOut)
 def get_authority(
-    authority_id: int, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
+    authority_id: PathId, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
 ) -> AuthorityOut:
     """One authority."""
     return AuthorityOut.of(ctx.service.authority(authority_id))

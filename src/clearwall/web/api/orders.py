@@ -7,7 +7,16 @@ from fastapi import APIRouter, Depends, Request
 from clearwall.model import OrderStatus
 from clearwall.policy.model import Authority, Order
 from clearwall.web.api.common import issues_of, parse_rules
-from clearwall.web.api.schemas import AmendIn, OrderIn, OrderOut, ParseIssueOut, RevokeIn, RuleOut
+from clearwall.web.api.schemas import (
+    AmendIn,
+    OrderIn,
+    OrderOut,
+    ParseIssueOut,
+    PathId,
+    QueryId,
+    RevokeIn,
+    RuleOut,
+)
 from clearwall.web.auth import (
     Principal,
     check_jurisdiction,
@@ -39,7 +48,7 @@ def _owned(request: Request, ctx: WebContext, principal: Principal, order_id: in
 @router.get("/orders", response_model=list[OrderOut])
 def list_orders(
     jurisdiction: str | None = None,
-    authority: int | None = None,
+    authority: QueryId = None,
     status: OrderStatus | None = None,
     ctx: WebContext = Depends(get_ctx),
     _: Principal = Depends(require_reader),
@@ -59,7 +68,7 @@ def list_orders(
 
 @router.get("/orders/{order_id}", response_model=OrderOut)
 def get_order(
-    order_id: int, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
+    order_id: PathId, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
 ) -> OrderOut:
     """One order."""
     return _out(ctx, ctx.service.order(order_id))
@@ -67,7 +76,7 @@ def get_order(
 
 @router.get("/orders/{order_id}/rules", response_model=list[RuleOut])
 def get_rules(
-    order_id: int, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
+    order_id: PathId, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
 ) -> list[RuleOut]:
     """The rules of one order, sorted by kind then value."""
     return [
@@ -113,7 +122,7 @@ def create_order(
 
 @router.post("/orders/{order_id}/amend", response_model=OrderOut)
 def amend_order(
-    order_id: int,
+    order_id: PathId,
     body: AmendIn,
     request: Request,
     ctx: WebContext = Depends(get_ctx),
@@ -135,7 +144,7 @@ def amend_order(
 
 @router.post("/orders/{order_id}/revoke", response_model=OrderOut)
 def revoke_order(
-    order_id: int,
+    order_id: PathId,
     body: RevokeIn,
     request: Request,
     ctx: WebContext = Depends(get_ctx),

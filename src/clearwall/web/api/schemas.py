@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Annotated
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus
 from clearwall.policy.model import Authority, Jurisdiction, Order
 from clearwall.store.records import Appeal, AppealStatus, Subscription
+
+MAX_ID = 2**31 - 1  # ids are 32-bit in the schema; larger numbers cannot name a record
+
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+
+CODE_PATTERN = r"^[A-Za-z][A-Za-z0-9-]{1,31}$"
+CONTACT_PATTERN = r"^(mailto:|tel:|https?://)\S+$"
 
 FORMATS = ("auto", "domains", "hosts", "adblock", "dnsmasq", "rpz", "unbound", "wildcard")
 
@@ -28,7 +38,7 @@ class Error(BaseModel):
 class JurisdictionIn(Body):
     """A new jurisdiction and the client networks that belong to it."""
 
-    code: str = Field(min_length=2, max_length=32, examples=["fr"])
+    code: str = Field(pattern=CODE_PATTERN, examples=["fr"])
     name: str = Field(min_length=1, max_length=200, examples=["France"])
     networks: list[str] = Field(
         default_factory=list, max_length=10_000, examples=[["192.0.2.0/24"]]
@@ -53,8 +63,10 @@ class AuthorityIn(Body):
 
     name: str = Field(min_length=1, max_length=300)
     kind: AuthorityKind
-    jurisdiction: str = Field(min_length=2, max_length=32)
-    contacts: list[str] = Field(default_factory=list, max_length=20)
+    jurisdiction: str = Field(pattern=CODE_PATTERN)
+    contacts: list[Annotated[str, Field(pattern=CONTACT_PATTERN, max_length=500)]] = Field(
+        default_factory=list, max_length=20
+    )
 
 
 class AuthorityOut(BaseModel):
@@ -81,7 +93,7 @@ class AuthorityOut(BaseModel):
 class OrderIn(Body):
     """A new order: the fields of ``clearwall orders add`` plus its rules as list text."""
 
-    authority: int = Field(ge=1, description="id of the issuing authority")
+    authority: int = Field(ge=1, le=MAX_ID, description="id of the issuing authority")
     title: str = Field(min_length=1, max_length=2000)
     legal_basis: str = Field(min_length=1, max_length=4000)
     reference: str = Field(min_length=1, max_length=300)
@@ -183,7 +195,7 @@ class RuleOut(BaseModel):
 class SubscriptionIn(Body):
     """Subscribe an order to a list file (operators only) or an http(s) URL."""
 
-    order_id: int = Field(ge=1)
+    order_id: int = Field(ge=1, le=MAX_ID)
     source: str = Field(min_length=1, max_length=2000)
     format: str = Field(default="auto", pattern="^(" + "|".join(FORMATS) + ")$")
     refresh_seconds: int = Field(default=86_400, ge=60, le=365 * 86_400)

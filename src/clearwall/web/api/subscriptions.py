@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from clearwall.errors import FormatError
 from clearwall.store.records import Subscription, TokenRole
 from clearwall.web.api.common import issues_of, parse_rules
-from clearwall.web.api.schemas import RefreshOut, SubscriptionIn, SubscriptionOut
+from clearwall.web.api.schemas import PathId, QueryId, RefreshOut, SubscriptionIn, SubscriptionOut
 from clearwall.web.auth import (
     Principal,
     check_jurisdiction,
@@ -74,7 +74,7 @@ def _subscription(ctx: WebContext, subscription_id: int) -> Subscription:
 
 @router.get("/subscriptions", response_model=list[SubscriptionOut])
 def list_subscriptions(
-    order_id: int | None = None,
+    order_id: QueryId = None,
     ctx: WebContext = Depends(get_ctx),
     _: Principal = Depends(require_reader),
 ) -> list[SubscriptionOut]:
@@ -101,7 +101,7 @@ def create_subscription(
 
 @router.post("/subscriptions/{subscription_id}/refresh", response_model=RefreshOut)
 def refresh_subscription(
-    subscription_id: int,
+    subscription_id: PathId,
     request: Request,
     ctx: WebContext = Depends(get_ctx),
     principal: Principal = Depends(require_writer),

@@ -7,6 +7,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from clearwall.errors import ClearwallError, InvalidName
 from clearwall.policy.names import normalize_name
+from clearwall.web.api.schemas import PathId
 from clearwall.web.context import WebContext
 from clearwall.web.portal.records import facts_of
 from clearwall.web.portal.render import page
@@ -43,7 +44,9 @@ def _form(
 
 
 @router.get("/orders/{order_id}/appeal")
-def appeal_form(request: Request, order_id: int, name: str = Query("", max_length=300)) -> Response:
+def appeal_form(
+    request: Request, order_id: PathId, name: str = Query("", max_length=300)
+) -> Response:
     """The form to appeal an order, pre-filled with the blocked name when known."""
     return _form(request, order_id, {"name": name, "contact": "", "reason": ""}, [], 200)
 
@@ -51,7 +54,7 @@ def appeal_form(request: Request, order_id: int, name: str = Query("", max_lengt
 @router.post("/orders/{order_id}/appeal")
 def file_appeal(
     request: Request,
-    order_id: int,
+    order_id: PathId,
     csrf_token: str = Form("", max_length=200),
     name: str = Form("", max_length=300),
     contact: str = Form("", max_length=MAX_CONTACT),
@@ -108,7 +111,7 @@ def appeals(request: Request) -> Response:
 
 
 @router.get("/appeals/{appeal_id}")
-def appeal(request: Request, appeal_id: int, filed: int = Query(0, ge=0, le=1)) -> Response:
+def appeal(request: Request, appeal_id: PathId, filed: int = Query(0, ge=0, le=1)) -> Response:
     """One appeal: the order, the name, the reason, and the decision once made."""
     ctx: WebContext = request.app.state.ctx
     a = ctx.service.appeal(appeal_id)

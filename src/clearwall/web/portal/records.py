@@ -11,6 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from clearwall.errors import NotFound
 from clearwall.ledger.entries import rule_line
+from clearwall.web.api.schemas import PathId
 from clearwall.web.context import WebContext
 from clearwall.web.portal.render import page
 from clearwall.web.queries import OrderFacts, order_facts
@@ -67,7 +68,7 @@ def orders(request: Request, state: str = Query("", max_length=20)) -> Response:
 
 
 @router.get("/orders/{order_id}")
-def order(request: Request, order_id: int) -> Response:
+def order(request: Request, order_id: PathId) -> Response:
     """An order: who, why, reference, dates, document, rules, log entry and appeals."""
     ctx: WebContext = request.app.state.ctx
     f = facts_of(ctx, order_id)
@@ -89,7 +90,7 @@ def order(request: Request, order_id: int) -> Response:
 
 
 @router.get("/orders/{order_id}/rules.txt")
-def order_rules_file(request: Request, order_id: int) -> Response:
+def order_rules_file(request: Request, order_id: PathId) -> Response:
     """The order's rules as sorted canonical lines; their Merkle root is the logged digest."""
     ctx: WebContext = request.app.state.ctx
     rules = ctx.service.order_rules(order_id)
@@ -106,7 +107,7 @@ def order_rules_file(request: Request, order_id: int) -> Response:
 
 
 @router.get("/authorities/{authority_id}")
-def authority(request: Request, authority_id: int) -> Response:
+def authority(request: Request, authority_id: PathId) -> Response:
     """An authority, its jurisdiction and every order it issued."""
     ctx: WebContext = request.app.state.ctx
     a = ctx.service.authority(authority_id)

@@ -42,6 +42,17 @@ def example_names(ctx: WebContext) -> list[str]:
     return names
 
 
+def name_verify_command(ctx: WebContext, name: str, code: str) -> str:
+    """The command that checks this answer against the signed log, offline."""
+    from clearwall.web.portal.logpage import verifier_key
+
+    vkey = verifier_key(ctx) or "<verifier key>"
+    return (
+        f"curl -s '{ctx.base_url}/log/proof/name/{name}?jurisdiction={code}' "
+        f"| clearwall ledger verify-proof - --key '{vkey}' --log {ctx.base_url}/log"
+    )
+
+
 @router.get("/")
 def home(request: Request) -> Response:
     """The search box, what the portal is, the headline numbers and the latest orders."""
@@ -75,5 +86,12 @@ def search(request: Request, name: str = Query("", max_length=300)) -> Response:
     values["result"] = result
     values["action_text"] = ACTION_TEXT
     values["query"] = result.unicode
-    values["proof_url"] = getattr(request.app.state, "name_proof_url", lambda n: "")(result.name)
+    proof = getattr(request.app.state, "name_proof_url", None)
+    values["proof_urls"] = {
+        v.code: proof(result.name, "" if v.code == "*" else v.code) if proof else ""
+        for v in result.verdicts
+    }
+    values["verify_command"] = name_verify_command(
+        ctx, result.name, result.verdicts[0].code if result.verdicts else ""
+    )
     return page(request, "search.html", values)
