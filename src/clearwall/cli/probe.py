@@ -168,6 +168,7 @@ def register(app: typer.Typer) -> None:
         )
 
         async def serve() -> None:
+            """Start the helper and serve until interrupted."""
             server = HelperServer(settings)
             bound = await server.start(host, port)
             typer.echo(f"probe-helper listening on {bound[0]}:{bound[1]}", err=True)

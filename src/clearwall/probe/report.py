@@ -265,7 +265,10 @@ def html_report(
         "enforced-but-unpublished": "blocked or tampered with, but the log proves no order for it",
         "published-but-not-enforced": "the log proves an order in force, yet the site loads",
         "consistent-allow": "not blocked, and no order in force",
-        "inconclusive": "the measurement could not tell blocking from an outage",
+        "inconclusive": (
+            "the measurement could not tell blocking from an outage, or only the page "
+            "content differed"
+        ),
         "unverified": "no verified proof from the log for this name",
     }
     legend_html = "".join(

@@ -167,6 +167,7 @@ async def run_probe(
     proof_cache: dict[str, asyncio.Task[NameProof]] = {}
 
     async def proof_for(name: str, is_ip: bool) -> NameProof | None:
+        """One proof request per name, shared by every target with that name."""
         if proofs is None:
             return None
         if is_ip:
@@ -178,6 +179,7 @@ async def run_probe(
         return await proof_cache[name]
 
     async def one(target: Target) -> ProbeResult:
+        """Measure, prove, classify and reconcile one target inside a concurrency slot."""
         async with slots:
             started = dt.datetime.now(dt.UTC)
             proof_task = asyncio.ensure_future(proof_for(target.name, target.is_ip))
