@@ -160,7 +160,8 @@ def main() -> int:
             box.wait_port("ctl", CTL_IP, 8080, wait=60)
             box.start(
                 "ctl",
-                [PYTHON, "-m", "clearwall", "probe-helper", "--listen", f"{CTL_IP}:8090",
+                [PYTHON, "-m", "clearwall", "probe-helper", "--allow-private",
+                 "--listen", f"{CTL_IP}:8090",
                  "--resolver", AUTH_DNS_IP, "--ca-file", str(box.ca_file)],
                 ready="listening",
                 stream="stderr",

@@ -133,7 +133,8 @@ def network(tmp_path: Path) -> Any:
         box.wait_port("ctl", CTL_IP, 8080, wait=30)
         box.start(
             "ctl",
-            [PYTHON, "-m", "clearwall", "probe-helper", "--listen", f"{CTL_IP}:8090",
+            [PYTHON, "-m", "clearwall", "probe-helper", "--allow-private",
+             "--listen", f"{CTL_IP}:8090",
              "--resolver", AUTH_DNS_IP, "--ca-file", str(box.ca_file), "--timeout", "2"],
             ready="listening",
             stream="stderr",

@@ -96,6 +96,7 @@ def censored(tmp_path: Path) -> Any:
                 "-m",
                 "clearwall",
                 "probe-helper",
+                "--allow-private",
                 "--listen",
                 f"{CTL_IP}:8090",
                 "--resolver",

@@ -88,7 +88,7 @@ async def test_dns_timeout_is_recorded_not_raised() -> None:
 
 
 async def test_run_with_helper_log_twin_and_a_hung_target(loopback: dict[str, Any]) -> None:
-    helper = HelperServer(HelperSettings(loopback["dns"], timeout=0.5))
+    helper = HelperServer(HelperSettings(loopback["dns"], timeout=0.5, allow_private=True))
     host, port = await helper.start("127.0.0.1", 0)
     web, hung = loopback["web"], loopback["hung"]
     targets = [
@@ -156,3 +156,15 @@ async def test_unreachable_helper_marks_results_instead_of_crashing(
     record = to_record(result)
     assert record["test_keys"]["control_failure"].startswith("helper_failure")
     assert result.classification.kind.value == "accessible"
+
+
+async def test_public_helper_refuses_private_addresses(loopback: dict[str, Any]) -> None:
+    from clearwall.probe.helper import control_measurement
+
+    settings = HelperSettings(loopback["dns"], timeout=0.5)
+    refused = await control_measurement(f"http://127.0.0.1:{loopback['web']}/", [], settings, None)
+    assert refused.failure is not None and refused.failure.startswith("helper_refused")
+    named = await control_measurement(
+        f"http://ok.test:{loopback['web']}/", ["10.0.0.1"], settings, None
+    )
+    assert named.tcp_connect == () and named.dns is not None  # resolved, never connected

@@ -156,6 +156,13 @@ def register(app: typer.Typer) -> None:
         ca_file: Annotated[
             str | None, typer.Option("--ca-file", help="Trust only these CA certificates (PEM).")
         ] = None,
+        allow_private: Annotated[
+            bool,
+            typer.Option(
+                "--allow-private",
+                help="Also connect to private, loopback and reserved addresses (test networks).",
+            ),
+        ] = False,
     ) -> None:
         """Serve the probe's test helper: measure targets from this vantage point on request."""
         from clearwall.probe.helper import HelperServer, HelperSettings
@@ -165,6 +172,7 @@ def register(app: typer.Typer) -> None:
             resolver=parse_server(resolver) if resolver else system_resolver(),
             timeout=timeout,
             ca_file=ca_file,
+            allow_private=allow_private,
         )
 
         async def serve() -> None:

@@ -5,7 +5,9 @@ test. ``POST /measure`` with ``{"url": ..., "addresses": [...]}`` resolves the U
 with the helper's resolver, connects to its own addresses and to the ones the probe saw,
 shakes hands and fetches the page, and answers with a ``ControlMeasurement``.
 ``GET /health`` answers ``{"ok": true}``. Requests are small, bounded in time and size,
-and only ``http``/``https`` URLs are measured.
+only ``http``/``https`` URLs are measured, and unless ``allow_private`` is set, private,
+loopback and reserved addresses are never connected to, so a public helper cannot be used
+to reach into the network it runs in.
 """
 
 from __future__ import annotations
@@ -37,6 +39,20 @@ class HelperSettings:
     timeout: float = 5.0
     ca_file: str | None = None
     concurrency: int = 64
+    allow_private: bool = False  # measure private/loopback/reserved addresses too
+
+
+def _public(address: str) -> bool:
+    """True for addresses a public helper may connect to on a stranger's behalf."""
+    ip = ipaddress.ip_address(address)
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+        or ip.is_reserved
+        or ip.is_multicast
+    )
 
 
 async def control_measurement(
@@ -57,6 +73,11 @@ async def control_measurement(
             addresses.append(address)
     own = [a for a in addresses if a in dns_result.addresses]
     ordered = own + [a for a in addresses if a not in own]
+    if not settings.allow_private:
+        # A helper must not become a way into the network it runs in (SSRF).
+        ordered = [a for a in ordered if _public(a)]
+        if target.is_ip and not ordered:
+            return ControlMeasurement(dns_result, failure="helper_refused: non-public address")
     connects, tls, http = await measure_web(
         target, ordered[:MAX_ADDRESSES], timeout=settings.timeout, ssl_context=ssl_context
     )
