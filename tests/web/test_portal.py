@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from clearwall.web.security import RateLimiter
-from web.seeding import BASE_URL, Seeded
+from web.seeding import BASE_URL, Seeded, bearer
 
 
 @pytest.fixture
@@ -229,3 +229,28 @@ async def test_dedicated_block_page_listener(seeded: Seeded) -> None:
         r = await c.get("/api/v1/orders", headers={"host": "fine.example"})
         assert r.status_code == 404
         assert "not blocked" in r.text
+
+
+async def test_stats_show_the_gateways_blocked_query_counts(seeded: Seeded) -> None:
+    from prometheus_client import CollectorRegistry, Counter
+
+    from clearwall.web.app import create_app
+
+    registry = CollectorRegistry()
+    blocks = Counter(
+        "clearwall_dns_blocks", "Block answers", ["order", "category"], registry=registry
+    )
+    blocks.labels(order="1", category="court-order").inc(7)
+    blocks.labels(order="3", category="malware").inc(5)
+    blocks.labels(order="4", category="malware").inc(1)
+    app = create_app(seeded.config, seeded.url, metrics_registry=registry)
+    transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5555))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as c:
+        page = (await c.get("/stats")).text
+        assert "court-order: 7" in page and "malware: 6" in page
+        s = (await c.get("/api/v1/stats", headers=bearer(seeded.tokens["auditor"]))).json()
+        assert s["blocked_queries_by_category"] == [
+            {"key": "court-order", "count": 7},
+            {"key": "malware", "count": 6},
+        ]
+        assert "clearwall_api_scope_denied" in (await c.get("/metrics")).text

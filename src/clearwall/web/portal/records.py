@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator
+from itertools import islice
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from clearwall.errors import NotFound
 from clearwall.ledger.entries import rule_line
+from clearwall.store import repositories
 from clearwall.web.api.schemas import PathId
 from clearwall.web.context import WebContext
 from clearwall.web.portal.render import page
@@ -72,7 +74,11 @@ def order(request: Request, order_id: PathId) -> Response:
     """An order: who, why, reference, dates, document, rules, log entry and appeals."""
     ctx: WebContext = request.app.state.ctx
     f = facts_of(ctx, order_id)
-    sample = [rule_line(r).decode() for r in ctx.service.order_rules(order_id)[:SAMPLE_RULES]]
+    with ctx.store.read() as conn:
+        sample = [
+            rule_line(r).decode()
+            for r in islice(repositories.iter_rules(conn, order_id), SAMPLE_RULES)
+        ]
     proof = getattr(request.app.state, "inclusion_url", lambda i: "")
     return page(
         request,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy import func, select
 
 from clearwall.errors import InvalidName
 from clearwall.model import RuleKind
+from clearwall.store import schema
 from clearwall.web.context import WebContext
 from clearwall.web.portal.render import page
 from clearwall.web.queries import lookup, order_facts
@@ -24,21 +26,22 @@ ACTION_TEXT = {
 
 
 def example_names(ctx: WebContext) -> list[str]:
-    """A few names blocked somewhere, one per order, so a visitor can try the search."""
+    """One blocked name per order in force, legal orders first, so a visitor can try one."""
+    facts = [f for f in order_facts(ctx.store) if f.state() == "active"]
+    facts.sort(key=lambda f: (f.order.all_jurisdictions, -f.order.id))
+    r = schema.rules
     names: list[str] = []
-    seen: set[int] = set()
-    snapshot = ctx.snapshot()
-    for code in (*snapshot.jurisdictions(), "*"):
-        for rule, ref in snapshot.rules_for(code):
-            if ref.id in seen or rule.kind.is_allow or rule.kind.is_ip:
-                continue
-            if rule.kind is RuleKind.WILDCARD:
-                continue
-            seen.add(ref.id)
-            names.append(rule.value)
-            break
-        if len(names) >= EXAMPLES:
-            break
+    with ctx.store.read() as conn:
+        for f in facts[:EXAMPLES]:
+            name = conn.execute(
+                select(r.c.value)
+                .where(r.c.order_id == f.order.id)
+                .where(r.c.kind.in_((RuleKind.SUBTREE.value, RuleKind.EXACT.value)))
+                .order_by(func.length(r.c.value), r.c.value)
+                .limit(1)
+            ).scalar()
+            if name:
+                names.append(str(name))
     return names
 
 
