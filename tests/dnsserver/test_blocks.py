@@ -137,3 +137,12 @@ async def test_allowed_names_are_forwarded(gw) -> None:  # type: ignore[no-untyp
     r = await ask(gw, "www.example.test")
     assert r.rcode() == dns.rcode.NOERROR and ede(r) is None
     assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.1"]
+
+
+async def test_cached_blocks_echo_each_clients_question(gw) -> None:  # type: ignore[no-untyped-def]
+    for name in ("Court.TEST", "court.test", "court.test", "COURT.test"):
+        r = await ask(gw, name)
+        assert r.question[0].name.to_text() == name + "."
+        assert r.rcode() == dns.rcode.NXDOMAIN and ede(r)[0] == 16  # type: ignore[index]
+    assert gw.metrics.cache_hits == 3
+    assert gw.metrics.blocks[1] == 4

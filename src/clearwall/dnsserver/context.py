@@ -37,7 +37,7 @@ class Context:
         """The question name as canonical text (lowercase, no trailing dot), decoded lazily."""
         name = self._qname
         if name is None:
-            name = self._qname = wire.read_name(self.data, 12)[0]
+            name = self._qname = wire.qname_text(self.data, self.q.name_end)
         return name
 
     @property

@@ -82,7 +82,10 @@ class Cache:
                     answer.kind, answer.body, answer.verdict, answer.reason, scan=answer.scan
                 )
         self.metrics.cache_misses += 1
-        return then(self.next(ctx), partial(self._store, key, version))
+        result = self.next(ctx)
+        if result.__class__ is Answer:  # blocks and other local answers: store now
+            return self._store(key, version, result)
+        return then(result, partial(self._store, key, version))
 
     def _restamp(self, key: CacheKey, e: list[object], now: float) -> Answer:
         """Count TTLs down (at most once a second per entry) and mark the entry used."""

@@ -46,10 +46,15 @@ class Responder:
         self.sinkhole6 = ipaddress.IPv6Address(block.sinkhole_ipv6).packed
         self._memo: dict[tuple[object, ...], tuple[OrderRef | None, BlockParts]] = {}
         self._version = policy.current.tree_size
+        # (id(answer), size limit) -> (answer, reply without ID, rcode, order, question)
+        self._rendered: dict[
+            tuple[int, int], tuple[Answer, bytes, int, OrderRef | None, bytes]
+        ] = {}
         policy.on_swap(self._forget)
 
     def _forget(self, new: PolicyView) -> None:
         self._memo = {}
+        self._rendered = {}
         self._version = new.tree_size
 
     def __call__(self, ctx: Context) -> Result:
@@ -104,7 +109,27 @@ class Responder:
             if len(out) > ctx.limit:
                 out = wire.truncated_reply(out, qend, self._opt(q) if q.edns else b"")
         elif kind is AnswerKind.BLOCKED and answer.verdict is not None:
-            out, rcode = self._block(ctx, answer.verdict)
+            # A cached block answer is the same object on every exact-case hit: its
+            # rendering (all but the ID) is kept per answer and client size limit.
+            limit = ctx.limit
+            seen = self._rendered.get((id(answer), limit))
+            if seen is not None and seen[0] is answer and data.startswith(seen[4], 12):
+                out = data[:2] + seen[1]
+                rcode = seen[2]
+                if seen[3] is not None:
+                    self.metrics.count_block(seen[3])
+            else:
+                out, rcode = self._block(ctx, answer.verdict)
+                if len(self._rendered) >= _MEMO_MAX:
+                    self._rendered = {}
+                citations = answer.verdict.citations
+                self._rendered[(id(answer), limit)] = (
+                    answer,
+                    out[2:],
+                    rcode,
+                    citations[0].order if citations else None,
+                    data[12 : q.qend],
+                )
         elif kind is AnswerKind.DROPPED:
             ctx.reply = None
             self.metrics.count_query(q.qtype, 0, answer.decision)
