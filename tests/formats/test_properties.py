@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from clearwall.errors import FormatError, InvalidName
 from clearwall.formats import FORMATS, export_domains, export_hosts, parse_text
 from clearwall.formats.base import fast_normalize
-from clearwall.model import RuleKind
+from clearwall.model import Action, RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.policy.names import normalize_name
 
@@ -146,27 +146,48 @@ def test_hosts_export_then_parse_is_identity(names: list[str], address: str) -> 
     assert result.issues == []
 
 
-@given(
+# One line per name in each format, and the rule kind that line means.
+LINE_FORMS = {
+    "hosts": ("0.0.0.0 {}", RuleKind.EXACT),
+    "domains": ("{}", RuleKind.EXACT),
+    "wildcard": ("*.{}", RuleKind.SUBTREE),
+    "adblock": ("||{}^", RuleKind.SUBTREE),
+    "dnsmasq": ("address=/{}/#", RuleKind.SUBTREE),
+    "unbound": ('local-zone: "{}." always_null', RuleKind.SUBTREE),
+    "rpz": ("{0} CNAME .\n*.{0} CNAME .", RuleKind.SUBTREE),
+}
+_raw_name = st.one_of(
+    st.text(min_size=1, max_size=30),
     st.lists(
-        st.tuples(
-            st.text(min_size=1, max_size=30).filter(lambda t: "\n" not in t and "\r" not in t)
-        ),
-        max_size=20,
-    )
+        st.from_regex(r"[A-Za-z0-9_ÄÖÜäöüßé-]{1,12}", fullmatch=True), min_size=1, max_size=4
+    ).map(".".join),
 )
-def test_wildcard_and_adblock_forms_agree(names: list[tuple[str]]) -> None:
-    valid = []
-    for (text,) in names:
+# Characters some format gives a meaning of its own; names holding them are tested elsewhere.
+_SYNTAX = set('#!;"$/|^@*+()\\') | {" ", "\t", "\n", "\r", "\x00", "\ufeff"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_raw_name, max_size=20), st.sampled_from(sorted(LINE_FORMS)))
+def test_every_format_reads_valid_names_as_their_canonical_form(raw: list[str], fmt: str) -> None:
+    valid: list[tuple[str, str]] = []
+    for text in raw:
+        if _SYNTAX & set(text) or text != text.strip() or text.endswith("."):
+            continue
         try:
-            valid.append(normalize_name(text))
+            name = normalize_name(text)
         except InvalidName:
             continue
-    valid = [v for v in dict.fromkeys(valid) if v not in ("localhost", "local")]
-    adblock = parse_text("".join(f"||{n}^\n" for n in valid), format="adblock")
-    wildcard = parse_text("".join(f"*.{n}\n" for n in valid), format="wildcard")
-    dnsmasq = parse_text("".join(f"address=/{n}/#\n" for n in valid), format="dnsmasq")
-    assert adblock.rules == wildcard.rules == dnsmasq.rules
-    assert [r.value for r in adblock.rules] == valid
+        if name not in ("localhost", "local", "0.0.0.0"):
+            valid.append((text, name))
+    template, kind = LINE_FORMS[fmt]
+    text = "".join(template.format(t) + "\n" for t, _ in valid)
+    if fmt == "rpz":
+        text = "$ORIGIN rpz.test.\n@ SOA ns.test. h.test. 1 2 3 4 5\n" + text
+    result = parse_text(text, format=fmt)
+    action = Action.NXDOMAIN if fmt == "rpz" else None
+    names = dict.fromkeys(n for _, n in valid)
+    assert result.rules == [RuleSpec(kind, n, action) for n in names]
+    assert result.issues == []
 
 
 @pytest.mark.parametrize(
