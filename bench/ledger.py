@@ -309,7 +309,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cw-bench-") as d:
         tmp = Path(d)
         if "append" in only:
-            results["append"] = bench_append(tmp / "append", 100_000, 1_000)
+            results["append"] = [
+                bench_append(tmp / f"append{batch}", 100_000, batch) for batch in (1_000, 10_000)
+            ]
             print(json.dumps(results["append"]), flush=True)
         if "proofs" in only:
             results["proofs"] = [bench_proofs(tmp / "p1", million)]

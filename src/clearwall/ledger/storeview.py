@@ -44,3 +44,19 @@ def iter_log_rows(store: Any, batch: int = 20_000) -> Iterator[tuple[int, bytes,
     with store.read() as conn:
         for idx, data, lh in conn.execute(query):
             yield int(idx), bytes(data), bytes(lh)
+
+
+def log_rows(store: Any, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+    """Stored ``(index, data, leaf hash)`` with ``start <= index < end`` (one query)."""
+    from sqlalchemy import select
+
+    from clearwall.store import schema
+
+    t = schema.log_entries
+    query = (
+        select(t.c.idx, t.c.data, t.c.leaf_hash)
+        .where(t.c.idx >= start, t.c.idx < end)
+        .order_by(t.c.idx)
+    )
+    with store.read() as conn:
+        return [(int(i), bytes(d), bytes(h)) for i, d, h in conn.execute(query)]
