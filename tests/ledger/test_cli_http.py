@@ -127,3 +127,41 @@ def test_http_proofs(world: World, client: TestClient) -> None:
     assert verify_bundle(b.json(), parse_vkey(world.vkey))["blocked_by"] == [1]
     assert client.get("/log/proof/name/bad..name", params={"jurisdiction": "xa"}).status_code == 400
     json.dumps(b.json())
+
+
+def test_remote_verification_over_real_http(world: World) -> None:
+    """fetch_and_verify against a real uvicorn server on loopback, then a tampered tile."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from clearwall.ledger.remote import fetch_and_verify, verified_entries
+
+    app = FastAPI()
+    app.include_router(log_router(world.tlog, world.store))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            if server.started:
+                break
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/log"
+        remote = fetch_and_verify(url, parse_vkey(world.vkey))
+        assert remote.problems == [] and remote.checkpoint.size == 3
+        assert len(verified_entries(url, parse_vkey(world.vkey))) == 3
+        tile = world.config.tiles_dir / "tile/0/000.p/3"
+        data = bytearray(tile.read_bytes())
+        data[0] ^= 1
+        tile.write_bytes(bytes(data))
+        remote = fetch_and_verify(url, parse_vkey(world.vkey))
+        assert remote.problems == ["tile tile/0/000.p/3: differs from the entries"]
+    finally:
+        server.should_exit = True
+        thread.join(10)
