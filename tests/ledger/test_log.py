@@ -119,3 +119,19 @@ def test_wrong_key_is_rejected(tmp_path: Path) -> None:
     other = generate_signer(ORIGIN, b"\x08" * 32).verifier
     with pytest.raises(VerificationError):
         open_checkpoint(log.checkpoint_note(), other)
+
+
+def test_proofs_at_sizes_never_checkpointed(tmp_path: Path) -> None:
+    """Hashes never change once written: a wider tile serves a narrower, older request."""
+    store, log = make_log(tmp_path, 300)
+    log.sync()
+    for i in range(300, 1000):
+        store.append(b'{"i":%d}' % i)
+    log.sync()
+    tree = MemoryTree.from_entries(e.data for e in store.entries)
+    for size in (257, 400, 513, 999):
+        reader = log.reader(size)
+        assert proofs.tree_hash(reader, size) == tree.root(size)
+        p = proofs.consistency_proof(log.reader(1000), size, 1000)
+        proofs.verify_consistency(size, 1000, tree.root(size), tree.root(), p)
+        assert log.entry(size - 1, size) == store.entries[size - 1].data
