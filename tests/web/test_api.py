@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import http.server
 import threading
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from web.seeding import BASE_URL, Seeded, bearer
 
@@ -278,3 +280,21 @@ async def test_openapi_documents_every_route_with_bearer_auth(client: httpx.Asyn
     assert "/api/v1/orders" in spec["paths"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert not any(p.startswith("/orders") for p in spec["paths"])  # portal pages stay out
+
+
+async def test_due_subscriptions_are_refreshed_in_the_background(
+    app: FastAPI, seeded: Seeded, list_server: tuple[str, Path]
+) -> None:
+    from clearwall.web.api.subscriptions import refresh_due
+
+    url, _ = list_server
+    sub = seeded.service.add_subscription(seeded.order_b, url, refresh_seconds=3600)
+    ctx = app.state.ctx
+    assert refresh_due(ctx) == [sub.id]
+    assert {r.value for r in seeded.service.order_rules(seeded.order_b)} == {
+        "sub-one.example",
+        "sub-two.example",
+    }
+    assert refresh_due(ctx) == []  # not due again for an hour
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    assert refresh_due(ctx, later) == [sub.id]

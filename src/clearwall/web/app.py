@@ -22,8 +22,10 @@ How the gateway starts it (``clearwall serve``)::
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -183,16 +185,47 @@ def error_page(request: Request, status: int, message: str) -> Response:
     )
 
 
+SUBSCRIPTION_POLL = 60.0  # seconds between checks for subscriptions due a refresh
+
+
+def _refresher(ctx: WebContext, stop: threading.Event) -> None:
+    """Refresh due subscriptions until ``stop`` is set (a daemon thread of the app)."""
+    from clearwall.web.api.subscriptions import refresh_due
+
+    while not stop.wait(SUBSCRIPTION_POLL):
+        try:
+            refresh_due(ctx)
+        except Exception as exc:  # a bad database moment must not kill the refresher
+            log.warning("subscription refresh pass failed: %s", exc)
+
+
 def create_app(
     config: Config,
     store_url: str,
     *,
     snapshot_provider: SnapshotProvider | None = None,
     metrics_registry: CollectorRegistry | None = None,
+    refresh_subscriptions: bool = True,
 ) -> FastAPI:
-    """Build the web app (API, portal, block pages, log) over the store at ``store_url``."""
+    """Build the web app (API, portal, block pages, log) over the store at ``store_url``.
+
+    With ``refresh_subscriptions`` the app's lifespan runs a thread that refreshes
+    subscriptions whose interval has passed (checked every minute).
+    """
     ctx = build_context(config, store_url, snapshot_provider, metrics_registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        if refresh_subscriptions:
+            threading.Thread(
+                target=_refresher, args=(ctx, stop), name="subscriptions", daemon=True
+            ).start()
+        yield
+        stop.set()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="clearwall admin API",
         version="1",
         description=API_DESCRIPTION,

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 from pathlib import Path
 
 import httpx
 from fastapi import APIRouter, Depends, Request
 
-from clearwall.errors import FormatError
+from clearwall.errors import ClearwallError, FormatError, NotFound
+from clearwall.model import OrderStatus
 from clearwall.store.records import Subscription, TokenRole
 from clearwall.web.api.common import issues_of, parse_rules
 from clearwall.web.api.schemas import PathId, QueryId, RefreshOut, SubscriptionIn, SubscriptionOut
@@ -21,6 +24,7 @@ from clearwall.web.auth import (
 from clearwall.web.context import WebContext, get_ctx
 
 router = APIRouter(tags=["subscriptions"])
+log = logging.getLogger(__name__)
 
 MAX_LIST_BYTES = 256 * 1024 * 1024  # larger downloads are refused, not truncated
 FETCH_TIMEOUT = 30.0
@@ -67,8 +71,6 @@ def _subscription(ctx: WebContext, subscription_id: int) -> Subscription:
     for s in ctx.service.subscriptions():
         if s.id == subscription_id:
             return s
-    from clearwall.errors import NotFound
-
     raise NotFound(f"no subscription {subscription_id}")
 
 
@@ -99,16 +101,11 @@ def create_subscription(
     return SubscriptionOut.of(sub)
 
 
-@router.post("/subscriptions/{subscription_id}/refresh", response_model=RefreshOut)
-def refresh_subscription(
-    subscription_id: PathId,
-    request: Request,
-    ctx: WebContext = Depends(get_ctx),
-    principal: Principal = Depends(require_writer),
-) -> RefreshOut:
-    """Fetch the list now and make the order's rules equal to it (one amendment entry)."""
-    sub = _subscription(ctx, subscription_id)
-    _check(request, ctx, principal, sub.order_id)
+def refresh(ctx: WebContext, sub: Subscription, actor_jurisdiction: str | None) -> RefreshOut:
+    """Fetch a subscription's list and make its order's rules equal to it (one amendment).
+
+    A failed fetch or parse is recorded as the subscription's status and re-raised.
+    """
     try:
         parsed = parse_rules(fetch(sub.source), sub.format, sub.source)
     except FormatError as exc:
@@ -124,10 +121,9 @@ def refresh_subscription(
         add=sorted(add),
         remove=sorted(remove),
         reason=f"subscription {sub.id} refresh from {sub.source}",
-        actor_jurisdiction=principal.jurisdiction,
+        actor_jurisdiction=actor_jurisdiction,
     )
-    status = f"ok: {len(wanted)} rules, +{len(add)} -{len(remove)}"
-    ctx.service.record_refresh(sub.id, status)
+    ctx.service.record_refresh(sub.id, f"ok: {len(wanted)} rules, +{len(add)} -{len(remove)}")
     return RefreshOut(
         subscription=SubscriptionOut.of(_subscription(ctx, sub.id)),
         added=len(add),
@@ -135,3 +131,39 @@ def refresh_subscription(
         rule_count=len(wanted),
         issues=issues_of(parsed),
     )
+
+
+def refresh_due(ctx: WebContext, now: dt.datetime | None = None) -> list[int]:
+    """Refresh every subscription of an active order whose interval has passed; their ids.
+
+    Failures are recorded on the subscription and do not stop the others.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    done: list[int] = []
+    for sub in ctx.service.subscriptions():
+        if (
+            sub.last_refresh is not None
+            and (now - sub.last_refresh).total_seconds() < sub.refresh_seconds
+        ):
+            continue
+        if ctx.service.order(sub.order_id).status is not OrderStatus.ACTIVE:
+            continue
+        try:
+            refresh(ctx, sub, None)
+        except ClearwallError as exc:
+            log.warning("subscription %d refresh failed: %s", sub.id, exc)
+        done.append(sub.id)
+    return done
+
+
+@router.post("/subscriptions/{subscription_id}/refresh", response_model=RefreshOut)
+def refresh_subscription(
+    subscription_id: PathId,
+    request: Request,
+    ctx: WebContext = Depends(get_ctx),
+    principal: Principal = Depends(require_writer),
+) -> RefreshOut:
+    """Fetch the list now and make the order's rules equal to it (one amendment entry)."""
+    sub = _subscription(ctx, subscription_id)
+    _check(request, ctx, principal, sub.order_id)
+    return refresh(ctx, sub, principal.jurisdiction)
