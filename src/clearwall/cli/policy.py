@@ -26,6 +26,7 @@ from clearwall.cli.common import (
 from clearwall.errors import FormatError
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, Verdict
 from clearwall.policy.model import RuleSpec
+from clearwall.store.service import check_dates
 
 FORMAT_CHOICES = ("auto", "hosts", "domains", "wildcard", "adblock", "dnsmasq", "unbound", "rpz")
 EXPORT_CHOICES = ("rpz", "domains", "hosts")
@@ -295,7 +296,15 @@ def orders_add(
     format = _choice(format, FORMAT_CHOICES, "format")
     with errors():
         service, _ = open_service(db, config)
-        service.authority(authority)  # fail fast, before parsing a large file
+        # Fail fast on what can be checked before parsing a large file (the service
+        # checks all of it again inside the transaction).
+        issuer = service.authority(authority)
+        if all_jurisdictions and issuer.kind is not AuthorityKind.OPERATOR:
+            fail(
+                f"only operator authorities may issue all-jurisdiction orders ({issuer.name!r}"
+                f" is a {issuer.kind.value})"
+            )
+        check_dates(issued, effective_from, expires)
         specs = _parse_rules(rules, format)
         with count_progress("writing rules") as progress:
             order = service.add_order(

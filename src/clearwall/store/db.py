@@ -100,10 +100,19 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """A connection inside a read transaction (a consistent view on both backends)."""
+        """A connection inside a read transaction that sees one consistent snapshot.
+
+        SQLite in WAL mode gives a read transaction a snapshot by itself; PostgreSQL needs
+        REPEATABLE READ, else the loader could read the log head before a concurrent commit
+        and the orders after it.
+        """
         try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
+            with self.engine.connect() as raw:
+                conn = raw
+                if self.dialect == "postgresql":
+                    conn = raw.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"database read failed: {_short(exc)}") from exc
 

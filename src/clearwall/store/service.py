@@ -83,6 +83,19 @@ def _as_date(value: dt.date | dt.datetime | str | None, default: dt.date) -> dt.
         raise StoreError(f"invalid issued date {value!r}: use YYYY-MM-DD") from exc
 
 
+def check_dates(
+    issued: dt.date | str | None,
+    effective_from: dt.date | dt.datetime | str | None,
+    expires: dt.date | dt.datetime | str | None,
+) -> None:
+    """Raise StoreError unless the dates parse and the order expires after it takes effect."""
+    start = _as_utc(effective_from, "effective-from date") or utcnow()
+    end = _as_utc(expires, "expiry date")
+    _as_date(issued, start.date())
+    if end is not None and end <= start:
+        raise StoreError(f"order expires ({end.isoformat()}) before it takes effect")
+
+
 def _enum(cls: Any, value: Any, what: str) -> Any:
     try:
         return cls(value)
