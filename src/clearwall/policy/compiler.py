@@ -232,7 +232,10 @@ def build(
     if progress is not None:
         progress(count)
 
-    trie = marisa_trie.Trie(_iter_blob(blob))
+    # One trie level instead of marisa's default three, and the largest node cache: the
+    # trie grows by about half, but a lookup touches far fewer cache lines, which about
+    # doubles lookups per second on large policies (measured with bench/matcher.py).
+    trie = marisa_trie.Trie(_iter_blob(blob), num_tries=1, cache_size=marisa_trie.HUGE_CACHE)
     table = _GroupTable()
     key_groups = array("I", bytes(4 * len(trie)))
     key_id = trie.key_id
