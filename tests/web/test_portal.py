@@ -254,3 +254,25 @@ async def test_stats_show_the_gateways_blocked_query_counts(seeded: Seeded) -> N
             {"key": "malware", "count": 6},
         ]
         assert "clearwall_api_scope_denied" in (await c.get("/metrics")).text
+
+
+async def test_search_names_the_exception_that_allows_a_name(
+    client: httpx.AsyncClient, seeded: Seeded
+) -> None:
+    from clearwall.model import RuleKind
+    from clearwall.policy.model import RuleSpec
+
+    seeded.service.add_order(
+        seeded.authority_a,
+        "Exception for the court's own help page",
+        "Copyright Act s. 97A(4)",
+        "HC-2025-0043",
+        "court-order",
+        "nxdomain",
+        [RuleSpec(RuleKind.ALLOW_EXACT, "help.blocked-a.example")],
+        effective_from="2025-01-16",
+    )
+    page = (await client.get("/search", params={"name": "help.blocked-a.example"})).text
+    assert "Not blocked on this network" in page
+    assert "allowed by an explicit exception" in page and "HC-2025-0043" not in page
+    assert "Exception for the court" in page and "allow-exact help.blocked-a.example" in page
