@@ -150,5 +150,12 @@ def test_a_newcomer_finds_out_why_a_name_is_blocked_and_appeals(
         expect(page.locator("#headline")).to_contain_text("malware")
         page.screenshot(path=str(ARTIFACTS / "09-blockpage-403.png"), full_page=True)
 
+        phone = browser.new_page(viewport={"width": 390, "height": 844})
+        phone.goto(server + "/search?name=www.blocked-a.example")
+        expect(phone.locator("#answer")).to_be_visible()
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the search page scrolls sideways on a phone ({width}px)"
+        phone.screenshot(path=str(ARTIFACTS / "10-search-phone.png"), full_page=True)
+
         browser.close()
     assert not [e for e in errors if "Content Security Policy" in e], errors
