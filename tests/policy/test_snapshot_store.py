@@ -77,6 +77,16 @@ def test_save_replaces_atomically_and_old_mappings_keep_working(tmp_path: Path) 
     assert fresh.match("a.new.com", "de", NOW).blocked
     leftovers = [p.name for p in tmp_path.iterdir()]
     assert len(leftovers) == 2, leftovers  # the link and the one directory it names
+    PolicySnapshot.compile(POLICY, JURISDICTIONS).save(path)
+    assert len(list(tmp_path.iterdir())) == 2
+    assert PolicySnapshot.load(path).match("x.com", "de", NOW).blocked
+
+
+def test_save_to_a_new_path_makes_a_plain_directory(tmp_path: Path) -> None:
+    path = tmp_path / "fresh" / "snap"
+    PolicySnapshot.compile(POLICY, JURISDICTIONS).save(path)
+    assert path.is_dir() and not path.is_symlink()
+    assert [p.name for p in path.parent.iterdir()] == ["snap"]
 
 
 def test_save_over_a_plain_directory(tmp_path: Path) -> None:

@@ -179,24 +179,31 @@ class PolicySnapshot:
         return cls(build(orders, jurisdictions, tree_size, base_url, progress))
 
     def save(self, path: Path) -> None:
-        """Write the snapshot as a directory at ``path``, replacing any previous one.
+        """Write the snapshot as a directory at ``path``, atomically.
 
-        Files are written into a fresh sibling directory and fsynced; ``path`` then
-        becomes a symlink to it, swapped in with one atomic rename, and the directory it
-        pointed to before is removed (processes that mapped it keep their pages).
+        Files are written into a fresh hidden sibling directory and fsynced. A new
+        ``path`` is that directory renamed into place. An existing snapshot at ``path``
+        is replaced by turning ``path`` into a symlink to the new directory, swapped in
+        with one rename; the directory it named before is removed (processes that mapped
+        it keep their pages until they load the new one).
         """
         path = Path(path)
         parent = path.parent
         parent.mkdir(parents=True, exist_ok=True)
         target = Path(tempfile.mkdtemp(prefix=f".{path.name}.{self.version}.", dir=parent))
+        previous: Path | None = None
         try:
             self._write(target)
-            previous = Path(os.readlink(path)) if path.is_symlink() else None
-            if path.exists() and not path.is_symlink():
-                # A plain directory cannot be swapped atomically; move it aside first.
-                aside = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=parent))
-                os.rename(path, aside / "snapshot")
-                previous = aside
+            if not path.exists() and not path.is_symlink():
+                os.rename(target, path)
+                _fsync_dir(parent)
+                return
+            if path.is_symlink():
+                previous = parent / os.readlink(path)
+            else:
+                # A plain directory cannot be swapped atomically: move it aside first.
+                previous = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=parent))
+                os.rename(path, previous / "snapshot")
             link = parent / f".{path.name}.link.{os.getpid()}"
             if link.is_symlink():
                 link.unlink()
@@ -206,10 +213,8 @@ class PolicySnapshot:
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
-        if previous is not None:
-            old = previous if previous.is_absolute() else parent / previous
-            if old.resolve() != target.resolve():
-                shutil.rmtree(old, ignore_errors=True)
+        if previous.resolve() != target.resolve():
+            shutil.rmtree(previous, ignore_errors=True)
 
     def _write(self, directory: Path) -> None:
         self._trie.save(str(directory / TRIE_FILE))
