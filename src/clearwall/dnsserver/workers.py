@@ -186,6 +186,7 @@ async def _worker(
     loop = asyncio.get_running_loop()
     gw = build_gateway(dns, _load(Path(path) if path else None), reuse_port=True)
     await gw.start()
+    conn.send(("ready", gw.server.addresses))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
 
@@ -228,6 +229,9 @@ async def _supervise(opts: ServeOptions, path: Path | None, source: PolicySource
         tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]
     ] = []
     sinks = [DNSMetrics() for _ in range(dns.workers)]
+    ready: list[object] = []
+    all_ready = asyncio.Event()
+    stop = asyncio.Event()
     for index in range(dns.workers):
         parent, child = ctx.Pipe()
         proc = ctx.Process(
@@ -247,9 +251,16 @@ async def _supervise(opts: ServeOptions, path: Path | None, source: PolicySource
                 kind, value = conn.recv()
             except (EOFError, OSError):
                 loop.remove_reader(conn.fileno())
+                if not stop.is_set():
+                    log.error("a DNS worker exited unexpectedly; stopping")
+                    stop.set()
                 return
             if kind == "metrics":
                 absorb(sink, value)
+            elif kind == "ready":
+                ready.append(value)
+                if len(ready) == len(workers):
+                    all_ready.set()
 
         loop.add_reader(parent.fileno(), on_message)
     holder = PolicyHolder(_load(path) or EMPTY_POLICY)  # what the web app shows
@@ -282,11 +293,17 @@ async def _supervise(opts: ServeOptions, path: Path | None, source: PolicySource
         broadcast(("config", config.dns))
         log.info("SIGHUP: config sent to %d workers", len(workers))
 
-    stop = asyncio.Event()
     _stop_signals(stop, reload)
-    log.info(
-        "clearwall DNS ready: %d worker processes (pid %d supervising)", len(workers), os.getpid()
+    ready_or_stop = asyncio.ensure_future(all_ready.wait())
+    await asyncio.wait(
+        [ready_or_stop, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED
     )
+    if all_ready.is_set():
+        log.info(
+            "clearwall DNS ready: %d worker processes (pid %d supervising)",
+            len(workers),
+            os.getpid(),
+        )
     await stop.wait()
     log.info("clearwall DNS stopping %d workers", len(workers))
     if source is not None:
