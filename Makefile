@@ -43,7 +43,9 @@ fmt: $(STAMP)
 ## bench: benchmarks against the anchors (installs dnsperf and the anchor resolvers)
 bench: $(STAMP)
 	$(PY) bench/matcher.py
+	$(PY) bench/ledger.py
 	$(PY) bench/dns.py
+	$(PY) bench/probe.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
