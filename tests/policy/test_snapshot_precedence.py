@@ -283,3 +283,17 @@ def test_hits_are_memoized_per_rule_and_jurisdiction(tmp_path: Path) -> None:
     assert m("a.x.com", "de", NOW + 1) is first
     assert m("a.x.com", "fr", NOW) == first
     assert first.citations[0].rule == "subtree x.com"
+
+
+def test_memo_stays_bounded_and_correct(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import clearwall.policy.snapshot as snapshot_module
+
+    monkeypatch.setattr(snapshot_module, "MEMO_LIMIT", 4)
+    rules = [f"subtree n{i}.com" for i in range(20)]
+    m = matchers([order(1, rules=rules, action=Action.NODATA)], tmp_path)["compiled"]
+    for _round in range(3):
+        for i in range(20):
+            assert summary(m(f"a.n{i}.com", "de", NOW)) == ("block", "nodata", (1,))
+            assert summary(m(f"n{i}.com", "fr", NOW)) == ALLOW
+    view = m.__self__._views["de"]  # type: ignore[attr-defined]
+    assert len(view.below) <= 4
