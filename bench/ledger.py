@@ -57,7 +57,8 @@ def append_batch(conn: Any, datas: list[bytes], at: dt.datetime) -> int:
     """Append many entries in the caller's transaction: one head lock, one executemany.
 
     Same semantics as the store's ``append_entry`` (head locked first, consecutive
-    indexes, head = count) without building one SQL statement per entry.
+    indexes, head = count) without building one SQL statement per entry: what a batch
+    API in the store would do.
     """
     from sqlalchemy import select, update
 
@@ -68,13 +69,19 @@ def append_batch(conn: Any, datas: list[bytes], at: dt.datetime) -> int:
     size = int(
         conn.execute(select(head.c.size).where(head.c.id == 1).with_for_update()).scalar_one()
     )
-    conn.execute(
-        schema.log_entries.insert(),
-        [
-            {"idx": size + i, "data": d, "leaf_hash": leaf_hash(d), "created_at": at}
-            for i, d in enumerate(datas)
-        ],
-    )
+    created = schema.log_entries.c.created_at.type.bind_processor(conn.dialect)
+    stamp = created(at) if created else at  # the column type's own encoding, once
+    rows = [(size + i, d, leaf_hash(d), stamp) for i, d in enumerate(datas)]
+    if conn.dialect.name == "sqlite":  # the driver's executemany, as the store does for rules
+        conn.exec_driver_sql(
+            "INSERT INTO log_entries (idx, data, leaf_hash, created_at) VALUES (?, ?, ?, ?)",
+            rows,
+        )
+    else:
+        conn.execute(
+            schema.log_entries.insert(),
+            [{"idx": i, "data": d, "leaf_hash": h, "created_at": at} for i, d, h, _ in rows],
+        )
     conn.execute(update(head).where(head.c.id == 1).values(size=size + len(datas)))
     return size
 
