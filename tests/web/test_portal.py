@@ -276,3 +276,24 @@ async def test_search_names_the_exception_that_allows_a_name(
     assert "Not blocked on this network" in page
     assert "allowed by an explicit exception" in page and "HC-2025-0043" not in page
     assert "Exception for the court" in page and "allow-exact help.blocked-a.example" in page
+
+
+async def test_block_page_speaks_the_visitors_language(client: httpx.AsyncClient) -> None:
+    r = await client.get(
+        "/", headers={"host": "blocked-a.example", "accept-language": "fr-CH, fr;q=0.9, en;q=0.8"}
+    )
+    assert r.status_code == 451
+    assert r.headers["content-language"] == "fr"
+    assert '<html lang="fr">' in r.text
+    assert "est bloqué sur décision de Alphaland High Court" in r.text
+    r = await client.get("/", headers={"host": "blocked-a.example", "accept-language": "de"})
+    assert r.headers["content-language"] == "en"  # no German catalog: the default
+
+
+def test_every_catalog_has_only_known_keys() -> None:
+    from clearwall.web.i18n import CATALOGS, ENGLISH, negotiate
+
+    for language, catalog in CATALOGS.items():
+        assert set(catalog) <= set(ENGLISH), language
+    assert negotiate("fr;q=0.1, en;q=0.5") == "en"
+    assert negotiate("xx, *;q=0.1", "fr") == "fr"

@@ -18,7 +18,7 @@ from clearwall.model import EDECode, Verdict
 from clearwall.policy.model import Order
 from clearwall.policy.names import normalize_name, to_unicode
 from clearwall.web.context import WebContext
-from clearwall.web.i18n import negotiate, translator
+from clearwall.web.i18n import Translator, negotiate, translator
 from clearwall.web.queries import OTHER_NETWORKS
 
 LEGAL_CODES = frozenset({EDECode.CENSORED, EDECode.PROHIBITED})
@@ -62,25 +62,41 @@ def maybe_block(request: Request, ctx: WebContext, *, dedicated: bool) -> Respon
         host in ctx.portal_hosts or _is_ip(host) or request.url.path.startswith("/static/")
     ):
         return None
-    t = translator(negotiate(request.headers.get("accept-language"), ctx.config.dns.block.language))
+    lang = negotiate(request.headers.get("accept-language"), ctx.config.dns.block.language)
+    t = translator(lang)
     try:
         name = normalize_name(host)
     except InvalidName:
         if not dedicated:
             return None
-        return _render(request, ctx, "blockpage.html", 400, {"t": t, "name": host, "kind": "none"})
+        return _render(
+            request,
+            ctx,
+            "blockpage.html",
+            400,
+            {"t": t, "lang": lang, "name": host, "kind": "none"},
+        )
     verdict = ctx.snapshot().match(name, client_jurisdiction(request, ctx))
     if not verdict.blocked or not verdict.citations:
         if not dedicated:
             return None
         return _render(
-            request, ctx, "blockpage.html", 404, {"t": t, "name": to_unicode(name), "kind": "none"}
+            request,
+            ctx,
+            "blockpage.html",
+            404,
+            {"t": t, "lang": lang, "name": to_unicode(name), "kind": "none"},
         )
-    return block_response(request, ctx, name, verdict, t)
+    return block_response(request, ctx, name, verdict, t, lang)
 
 
 def block_response(
-    request: Request, ctx: WebContext, name: str, verdict: Verdict, t: object
+    request: Request,
+    ctx: WebContext,
+    name: str,
+    verdict: Verdict,
+    t: Translator,
+    lang: str = "en",
 ) -> Response:
     """Render the 451 or 403 page for a blocked ``name`` and attach the Link header."""
     ref = verdict.citations[0].order
@@ -98,6 +114,7 @@ def block_response(
         451 if legal else 403,
         {
             "t": t,
+            "lang": lang,
             "name": to_unicode(name),
             "kind": "legal" if legal else "security",
             "ref": ref,
@@ -110,6 +127,8 @@ def block_response(
     )
     response.headers["Link"] = f'<{order_url}>; rel="blocked-by"'
     response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Language"] = lang
+    response.headers["Vary"] = "Accept-Language"
     return response
 
 

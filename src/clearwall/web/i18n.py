@@ -52,7 +52,48 @@ ENGLISH: dict[str, str] = {
     ),
 }
 
-CATALOGS: dict[str, Mapping[str, str]] = {"en": ENGLISH}
+FRENCH: dict[str, str] = {
+    "nav.search": "Recherche",
+    "nav.orders": "Décisions",
+    "nav.jurisdictions": "Juridictions",
+    "nav.stats": "Statistiques",
+    "nav.log": "Journal public",
+    "nav.appeals": "Recours",
+    "block.451.title": "Indisponible pour raisons légales",
+    "block.451.headline": "{name} est bloqué sur décision de {authority}",
+    "block.451.lead": (
+        "Ce réseau affiche cette page à la place du site demandé, parce qu'une décision "
+        "légale l'impose. Voici ce que dit la décision et comment la contester."
+    ),
+    "block.403.title": "Bloqué pour votre sécurité",
+    "block.403.headline": "{name} est bloqué pour votre sécurité",
+    "block.403.lead": (
+        "Il figure sur une liste de type {category}. L'opérateur, {operator}, le bloque sur "
+        "ce réseau pour vous protéger, vous et votre appareil. Personne ne vous suit."
+    ),
+    "block.who": "Ordonné par",
+    "block.why": "Base légale",
+    "block.reference": "Référence",
+    "block.since": "En vigueur depuis",
+    "block.until": "Jusqu'au",
+    "block.until.none": "aucune date de fin",
+    "block.category": "Catégorie",
+    "block.order": "La décision complète et son entrée au journal public",
+    "block.appeal.title": "Vous pensez que c'est une erreur ?",
+    "block.appeal.text": (
+        "Tout le monde peut former un recours. Le recours et sa décision sont publiés au "
+        "journal public."
+    ),
+    "block.appeal.button": "Former un recours",
+    "block.notblocked.title": "Non bloqué",
+    "block.notblocked.text": "{name} n'est pas bloqué sur ce réseau.",
+    "block.footer": (
+        "Chaque blocage sur ce réseau est publié avec sa base légale. La politique complète "
+        "est consultable sur {portal}."
+    ),
+}
+
+CATALOGS: dict[str, Mapping[str, str]] = {"en": ENGLISH, "fr": FRENCH}
 DEFAULT_LANGUAGE = "en"
 
 
