@@ -17,7 +17,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import marisa_trie
 import pytricia
@@ -61,7 +61,34 @@ _ACTION_RANK = {action: rank for rank, action in enumerate(ACTION_PRECEDENCE)}
 
 # One matching rule while a verdict is worked out: (specificity, order index, kind,
 # effective action, selector text).
-_Hit = tuple[int, int, RuleKind, Action, str]
+_Hit = tuple[int, int, bool, Action, str]
+
+
+class _Rule(NamedTuple):
+    """A rule code decoded once at load, with what matching needs precomputed."""
+
+    order: int  # index into the snapshot's orders
+    kind: RuleKind
+    override: Action | None
+    allow: bool
+    exact_only: bool  # exact kinds: match only the name itself, one point more specific
+    below_only: bool  # wildcard kinds: match only names strictly below
+    head: str  # the citation text is head + name + tail, as RuleSpec.describe() has it
+    tail: str
+
+
+def _decode(code: int) -> _Rule:
+    index, kind, override = decode_rule(code)
+    return _Rule(
+        index,
+        kind,
+        override,
+        kind.is_allow,
+        kind in _EXACT_KINDS,
+        kind in _BELOW_ONLY_KINDS,
+        f"{kind.value} ",
+        f" ({override.value})" if override else "",
+    )
 
 
 class _View:
@@ -86,13 +113,18 @@ class _View:
 
 def _decide(hits: list[_Hit], orders: list[OrderEntry]) -> Verdict:
     """The verdict for a list of matching rules (all from applicable orders)."""
-    blocks = [h for h in hits if not h[2].is_allow]
+    if len(hits) == 1:  # the common case: one listed name, one order
+        _spec, index, allow, action, text = hits[0]
+        if allow:
+            return ALLOWED
+        return Verdict(Decision.BLOCK, action, (Citation(orders[index].ref, text),))
+    blocks = [h for h in hits if not h[2]]
     if not blocks:
         return ALLOWED
     best_block = max(h[0] for h in blocks)
-    best_allow = max((h[0] for h in hits if h[2].is_allow), default=-1)
+    best_allow = max((h[0] for h in hits if h[2]), default=-1)
     if best_allow >= best_block:
-        cited = [h for h in hits if h[2].is_allow and h[0] >= best_block]
+        cited = [h for h in hits if h[2] and h[0] >= best_block]
         return Verdict(Decision.ALLOW, None, _citations(cited, orders))
     action = min((h[3] for h in blocks if h[0] == best_block), key=_ACTION_RANK.__getitem__)
     cited = [h for h in blocks if h[0] > best_allow]
@@ -102,7 +134,7 @@ def _decide(hits: list[_Hit], orders: list[OrderEntry]) -> Verdict:
 def _citations(hits: list[_Hit], orders: list[OrderEntry]) -> tuple[Citation, ...]:
     """One citation per order, its most specific rule; most specific first, then order id."""
     best: dict[int, tuple[int, str]] = {}
-    for spec, index, _kind, _action, text in hits:
+    for spec, index, _allow, _action, text in hits:
         seen = best.get(index)
         if seen is None or (-spec, text) < (-seen[0], seen[1]):
             best[index] = (spec, text)
@@ -110,10 +142,6 @@ def _citations(hits: list[_Hit], orders: list[OrderEntry]) -> tuple[Citation, ..
         best.items(), key=lambda item: (-item[1][0], orders[item[0]].ref.id, item[1][1])
     )
     return tuple(Citation(orders[index].ref, text) for index, (_spec, text) in ranked)
-
-
-def _describe(kind: RuleKind, value: str, override: Action | None) -> str:
-    return RuleSpec(kind, value, override).describe()
 
 
 class PolicySnapshot:
@@ -130,7 +158,7 @@ class PolicySnapshot:
         self.version: str = tables.version
         self.valid_until: float | None = tables.valid_until
         self._orders = tables.orders
-        self._groups = [tuple(decode_rule(c) for c in g) for g in tables.groups]
+        self._groups = [tuple(_decode(c) for c in g) for g in tables.groups]
         self._key_groups = tables.key_groups
         self._trie = tables.trie
         self._prefixes = tables.trie.prefixes
@@ -328,16 +356,18 @@ class PolicySnapshot:
             exact = len(prefix) == len(key)
             labels = prefix.count(".")
             name = key_name(prefix)
-            for index, kind, override in self._groups[self._key_groups[self._key_id(prefix)]]:
-                if not applies[index]:
+            for rule in self._groups[self._key_groups[self._key_id(prefix)]]:
+                if not applies[rule.order] or (rule.below_only if exact else rule.exact_only):
                     continue
-                if exact and kind in _BELOW_ONLY_KINDS:
-                    continue
-                if not exact and kind in _EXACT_KINDS:
-                    continue
-                spec = 2 * labels + (kind in _EXACT_KINDS)
-                action = override or orders[index].ref.action
-                hits.append((spec, index, kind, action, _describe(kind, name, override)))
+                hits.append(
+                    (
+                        2 * labels + rule.exact_only,
+                        rule.order,
+                        rule.allow,
+                        rule.override or orders[rule.order].ref.action,
+                        rule.head + name + rule.tail,
+                    )
+                )
         return _decide(hits, orders)
 
     def match_ip(self, address: str, jurisdiction: str, now: float | None = None) -> Verdict:
@@ -368,10 +398,12 @@ class PolicySnapshot:
         while cidr is not None:
             length = int(cidr.rsplit("/", 1)[1])
             for code in tree[cidr]:
-                index, kind, override = decode_rule(code)
-                if applies[index]:
-                    action = override or orders[index].ref.action
-                    hits.append((length, index, kind, action, _describe(kind, cidr, override)))
+                rule = _decode(code)
+                if applies[rule.order]:
+                    action = rule.override or orders[rule.order].ref.action
+                    hits.append(
+                        (length, rule.order, rule.allow, action, rule.head + cidr + rule.tail)
+                    )
             cidr = tree.parent(cidr)
         return _decide(hits, orders)
 
@@ -441,7 +473,7 @@ class PolicySnapshot:
             return
         for key, kid in self._trie.iteritems():
             name = key_name(key)
-            for index, kind, override in self._groups[self._key_groups[kid]]:
+            for index, kind, override, *_ in self._groups[self._key_groups[kid]]:
                 if applies[index]:
                     yield RuleSpec(kind, name, override), self._orders[index].ref
         for cidr, code in self._tables.ip_rules:
