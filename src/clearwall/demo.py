@@ -13,12 +13,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from clearwall.errors import ClearwallError, InvalidName, StoreError
+from clearwall.errors import InvalidName, StoreError
 from clearwall.formats import parse_file
-from clearwall.model import Action, Category, RuleKind
-from clearwall.policy.model import RuleSpec
+from clearwall.model import Action, Category, OrderStatus, RuleKind
+from clearwall.policy.model import Authority, RuleSpec
 from clearwall.policy.names import normalize_name
 from clearwall.store.service import PolicyService
 
@@ -88,35 +89,43 @@ def _gambling_sites(root: Path) -> list[str]:
 def install_demo(
     service: PolicyService, data: Path | None = None, progress: ProgressCallback | None = None
 ) -> DemoSummary:
-    """Create the demo jurisdictions, authorities and orders; Conflict if already present."""
+    """Create the demo jurisdictions, authorities and orders.
+
+    Idempotent and resumable: whatever an earlier (possibly interrupted) run created is
+    kept and only what is missing is added, so running it twice logs nothing new.
+    """
     root = data_dir(data)
-    try:
-        service.jurisdiction("xa")
-    except ClearwallError:
-        pass
-    else:
-        raise StoreError("the demo policy is already installed (jurisdiction 'xa' exists)")
     ransomware = _list_rules(root / "blocklistproject" / "ransomware.domains.txt")
     phishing = _list_rules(root / "blocklistproject" / "phishing.domains.txt")
     trackers = _list_rules(root / "hagezi" / "personal.adblock.txt")
     gambling = _gambling_sites(root)
     help_page = f"help.{gambling[0]}"
 
-    service.add_jurisdiction("xa", "Demo Republic A", ["127.0.0.0/8", "::1/128"])
-    service.add_jurisdiction("xb", "Demo Republic B", ["127.77.0.0/16"])
-    court = service.add_authority(
+    known = {j.code for j in service.jurisdictions()}
+    if "xa" not in known:
+        service.add_jurisdiction("xa", "Demo Republic A", ["127.0.0.0/8", "::1/128"])
+    if "xb" not in known:
+        service.add_jurisdiction("xb", "Demo Republic B", ["127.77.0.0/16"])
+
+    def authority(name: str, kind: str, jurisdiction: str, contacts: list[str]) -> Authority:
+        for existing in service.authorities(jurisdiction):
+            if existing.name == name:
+                return existing
+        return service.add_authority(name, kind, jurisdiction, contacts)
+
+    court = authority(
         "High Court of Demo Republic A (fictional)",
         "court",
         "xa",
         ["mailto:registry@court.xa.example", "https://court.xa.example/"],
     )
-    regulator = service.add_authority(
+    regulator = authority(
         "Demo Republic B Data Protection Authority (fictional)",
         "regulator",
         "xb",
         ["mailto:orders@dpa.xb.example", "tel:+999555010"],
     )
-    operator = service.add_authority(
+    operator = authority(
         "clearwall demo operator, security team",
         "operator",
         "xa",
@@ -125,13 +134,14 @@ def install_demo(
     summary = DemoSummary()
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
-    def publish(label: str, authority: int, rules: list[RuleSpec], **kw: object) -> None:
+    def publish(label: str, issuer: int, rules: list[RuleSpec], **kw: Any) -> None:
+        for existing in service.orders(authority_id=issuer, status=OrderStatus.ACTIVE):
+            if existing.reference == kw["reference"]:
+                summary.orders[label] = existing.id
+                summary.rules += len(rules)
+                return
         order = service.add_order(
-            authority,
-            rules=rules,
-            effective_from=start,
-            progress=progress,
-            **kw,  # type: ignore[arg-type]
+            issuer, rules=rules, effective_from=start, progress=progress, **kw
         )
         summary.orders[label] = order.id
         summary.rules += len(rules)
