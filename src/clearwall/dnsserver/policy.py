@@ -117,10 +117,13 @@ class PolicyHolder:
     templates that cite orders of the old snapshot.
     """
 
-    __slots__ = ("_listeners", "current")
+    __slots__ = ("_listeners", "current", "token")
 
     def __init__(self, initial: PolicyView = EMPTY_POLICY) -> None:
         self.current: PolicyView = initial
+        # A fresh object per swap: caches tag entries with it rather than with the
+        # snapshot, so entries never keep an old (large) snapshot alive.
+        self.token = object()
         self._listeners: list[Callable[[PolicyView], None]] = []
 
     def on_swap(self, listener: Callable[[PolicyView], None]) -> None:
@@ -129,6 +132,7 @@ class PolicyHolder:
 
     def swap(self, new: PolicyView) -> None:
         """Make ``new`` the policy of every query that starts from now on."""
+        self.token = object()
         self.current = new
         for listener in self._listeners:
             listener(new)

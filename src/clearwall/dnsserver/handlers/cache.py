@@ -66,7 +66,7 @@ class Cache:
                 key = (low, q.bits, ctx.jurisdiction)
                 e = entries.get(key)
                 exact = False
-        version = self.policy.current  # entries belong to the snapshot that decided them
+        version = self.policy.token  # entries belong to the snapshot that decided them
         if e is not None:
             now = self.clock()
             if now < e[_EXPIRES] and e[_VERSION] is version:  # type: ignore[operator]
