@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -34,6 +35,8 @@ def test_uninitialized_store_says_what_to_do(sqlite_url: str) -> None:
 
     with pytest.raises(StoreError, match="clearwall init"):
         open_store(sqlite_url)
+    # Asking must not create an empty file that later looks like an initialized store.
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()
 
 
 def test_checkpoints(store: Store) -> None:

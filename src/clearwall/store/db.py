@@ -77,10 +77,11 @@ class Store:
             raise StoreError(f"invalid database URL {url!r}") from exc
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
+        self.sqlite_path: Path | None = None
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+                self.sqlite_path = Path(database)
             kwargs["poolclass"] = NullPool  # each process/thread opens its own file handle
         elif self.dialect == "postgresql":
             kwargs["pool_pre_ping"] = True
@@ -138,6 +139,8 @@ class Store:
         from alembic import command
         from alembic.config import Config
 
+        if self.sqlite_path is not None:
+            self.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
@@ -149,7 +152,12 @@ class Store:
             raise StoreError(f"migration failed: {_short(exc)}") from exc
 
     def is_initialized(self) -> bool:
-        """True when the schema exists (``clearwall init`` has run)."""
+        """True when the schema exists (``clearwall init`` has run).
+
+        A SQLite file that does not exist is not created by asking.
+        """
+        if self.sqlite_path is not None and not self.sqlite_path.exists():
+            return False
         try:
             return inspect(self.engine).has_table("log_head")
         except SQLAlchemyError as exc:
