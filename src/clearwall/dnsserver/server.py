@@ -256,10 +256,22 @@ class DNSServer:
 
     async def start(self, listen: tuple[HostPort, ...] | None = None) -> None:
         """Bind UDP then TCP on each address (TCP on the UDP port when port 0 was asked)."""
-        loop = asyncio.get_running_loop()
         for hp in listen or self.config.listen:
-            family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
-            sock = socket.socket(family, socket.SOCK_DGRAM)
+            # With port 0 the kernel picks the UDP port; that port may be taken for TCP
+            # by someone else, so a few pairs are tried.
+            for attempt in range(1 if hp.port else 20):
+                try:
+                    await self._bind_pair(hp)
+                    break
+                except OSError:
+                    if hp.port or attempt == 19:
+                        raise
+
+    async def _bind_pair(self, hp: HostPort) -> None:
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if self.reuse_port:
@@ -268,10 +280,6 @@ class DNSServer:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
             sock.bind((hp.host, hp.port))
             port = sock.getsockname()[1]
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: UDPListener(self.dispatcher), sock=sock
-            )
-            self._udp.append(transport)
             server = await loop.create_server(
                 lambda: TCPConnection(self),
                 hp.host,
@@ -281,8 +289,15 @@ class DNSServer:
                 reuse_port=self.reuse_port or None,
                 backlog=1024,
             )
-            self._tcp.append(server)
-            self.addresses.append((hp.host, port))
+        except OSError:
+            sock.close()
+            raise
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: UDPListener(self.dispatcher), sock=sock
+        )
+        self._udp.append(transport)
+        self._tcp.append(server)
+        self.addresses.append((hp.host, port))
 
     async def stop(self, grace: float = 2.0) -> None:
         """Stop listening, then let in-flight queries finish for up to ``grace`` seconds."""
