@@ -147,6 +147,7 @@ async def test_serve_stale_when_every_upstream_fails(gateway_factory) -> None:
         assert stale.rcode() == dns.rcode.NOERROR
         assert [rr.to_text() for rr in stale.answer[0]] == ["192.0.2.99"]
         assert stale.answer[0].ttl == 30 and gw.metrics.stale_served == 1
+        assert ede(stale) == (3, "")  # EDE 3 Stale Answer
         # Without serve-stale the same failure is SERVFAIL.
         cfg2 = dataclasses.replace(cfg, cache=CacheConfig(serve_stale=False))
         gw2 = await gateway_factory(cfg2)

@@ -533,6 +533,13 @@ def scan_reply(data: bytes) -> ReplyScan:
     return scan
 
 
+def append_option(reply: bytes, opt_start: int, option: bytes) -> bytes:
+    """Copy of ``reply`` with ``option`` added to its OPT record, which must be last."""
+    rdlen_at = opt_start + 9  # owner (root, 1), TYPE, CLASS, TTL, then RDLENGTH
+    rdlen = _U16.unpack_from(reply, rdlen_at)[0] + len(option)
+    return reply[:rdlen_at] + _U16.pack(rdlen) + reply[rdlen_at + 2 :] + option
+
+
 def patch_ttls(
     reply: bytes, offsets: list[int], ttls: list[int], age: int, floor: int = 0
 ) -> bytes:

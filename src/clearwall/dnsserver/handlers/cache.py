@@ -27,6 +27,8 @@ from clearwall.dnsserver.policy import PolicyHolder
 CacheKey = tuple[bytes, int, str]
 """(question with lowercase name, query bits, jurisdiction)."""
 
+EDE_STALE_ANSWER = 3
+
 # Entry layout (a list, for speed): see Cache._store.
 _ANSWER, _EXPIRES, _STORED, _VERSION, _TTLS, _MEMO_UNTIL, _MEMO, _STALE_UNTIL = range(8)
 
@@ -156,6 +158,10 @@ class Cache:
             return failed  # only data from upstream is served stale, never an old block
         self.metrics.stale_served += 1
         body = wire.set_ttls(answer.body, answer.scan.ttl_offsets, self.config.stale_ttl)
+        scan = answer.scan
+        if scan.opt_start >= 0 and scan.opt_end == len(body):
+            # EDNS client: say so with EDE 3 Stale Answer (RFC 8914 section 4.4).
+            body = wire.append_option(body, scan.opt_start, wire.ede_option(EDE_STALE_ANSWER))
         return Answer(
             AnswerKind.STALE, body, reason="stale: every upstream failed", scan=answer.scan
         )

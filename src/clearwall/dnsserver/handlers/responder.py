@@ -23,7 +23,6 @@ from clearwall.dnsserver.policy import PolicyHolder, PolicyView
 from clearwall.model import Action, EDECode, OrderRef, Verdict
 
 EDE_NO_REACHABLE_AUTHORITY = 22  # RFC 8914 section 4.23
-EDE_STALE_ANSWER = 3  # RFC 8914 section 4.4
 _HINFO_RFC8482 = b"\x07RFC8482\x00"
 _MEMO_MAX = 50_000
 
