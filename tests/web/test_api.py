@@ -234,10 +234,12 @@ async def test_subscription_refresh_from_url_and_file(
     client: httpx.AsyncClient, seeded: Seeded, list_server: tuple[str, Path], tmp_path: Path
 ) -> None:
     url, served = list_server
+    # an authority may not point the gateway at its own loopback (SSRF); an operator may
     h = bearer(seeded.tokens["auth_b"])
-    r = await client.post(
-        "/api/v1/subscriptions", json={"order_id": seeded.order_b, "source": url}, headers=h
-    )
+    body = {"order_id": seeded.order_b, "source": url}
+    assert (await client.post("/api/v1/subscriptions", json=body, headers=h)).status_code == 403
+    h = bearer(seeded.tokens["operator"])
+    r = await client.post("/api/v1/subscriptions", json=body, headers=h)
     assert r.status_code == 201, r.text
     sub = r.json()
     r = await client.post(f"/api/v1/subscriptions/{sub['id']}/refresh", headers=h)
@@ -257,7 +259,10 @@ async def test_subscription_refresh_from_url_and_file(
     local = tmp_path / "local.txt"
     local.write_text("local.example\n")
     body = {"order_id": seeded.order_b, "source": str(local)}
-    assert (await client.post("/api/v1/subscriptions", json=body, headers=h)).status_code == 403
+    auth = bearer(seeded.tokens["auth_b"])
+    assert (await client.post("/api/v1/subscriptions", json=body, headers=auth)).status_code == 403
+    r = await client.post(f"/api/v1/subscriptions/{sub['id']}/refresh", headers=auth)
+    assert r.status_code == 403  # nor refresh from an internal URL
     op = bearer(seeded.tokens["operator"])
     r = await client.post("/api/v1/subscriptions", json=body, headers=op)
     assert r.status_code == 201

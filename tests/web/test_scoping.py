@@ -15,6 +15,9 @@ from clearwall.store import schema
 from web.seeding import Seeded, bearer
 
 Request = tuple[str, str, dict[str, Any] | None]
+
+# A public address literal: subscribing resolves nothing and fetches nothing.
+PUBLIC_LIST = "https://1.1.1.1/lists/b.txt"
 Case = Callable[[Seeded, dict[str, int]], Request]
 
 # One attempt on jurisdiction bb's policy (or on the operator's all-jurisdiction order) per
@@ -83,7 +86,7 @@ CASES: dict[str, Case] = {
     "subscribe bb order": lambda s, x: (
         "POST",
         "/api/v1/subscriptions",
-        {"order_id": s.order_b, "source": "https://lists.example/b.txt"},
+        {"order_id": s.order_b, "source": PUBLIC_LIST},
     ),
     "refresh bb subscription": lambda s, x: (
         "POST",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import logging
+import socket
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import APIRouter, Depends, Request
@@ -33,6 +36,21 @@ FETCH_TIMEOUT = 30.0
 def is_url(source: str) -> bool:
     """True for http(s) URLs; anything else is a file path on the gateway host."""
     return source.startswith(("http://", "https://"))
+
+
+def is_internal(url: str) -> bool:
+    """True when a URL's host is, or resolves to, a non-public address (loopback, private,
+    link-local, reserved) — or does not resolve at all."""
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        return True
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global:
+            return True
+    return False
 
 
 def fetch(source: str) -> str:
@@ -93,8 +111,13 @@ def create_subscription(
 ) -> SubscriptionOut:
     """Subscribe an order to a list. File paths on the gateway host are for operators only."""
     _check(request, ctx, principal, body.order_id)
-    if not is_url(body.source) and principal.role is not TokenRole.OPERATOR:
-        raise deny(request, "operator-only", "only operators may subscribe to local files")
+    if principal.role is not TokenRole.OPERATOR:
+        # Authorities are outside parties: they must not make the gateway read its own
+        # files or reach services on its internal networks (SSRF).
+        if not is_url(body.source):
+            raise deny(request, "operator-only", "only operators may subscribe to local files")
+        if is_internal(body.source):
+            raise deny(request, "operator-only", "only operators may subscribe to internal URLs")
     sub = ctx.service.add_subscription(
         body.order_id, body.source, body.format, body.refresh_seconds, principal.jurisdiction
     )
@@ -166,4 +189,8 @@ def refresh_subscription(
     """Fetch the list now and make the order's rules equal to it (one amendment entry)."""
     sub = _subscription(ctx, subscription_id)
     _check(request, ctx, principal, sub.order_id)
+    if principal.role is not TokenRole.OPERATOR and (
+        not is_url(sub.source) or is_internal(sub.source)
+    ):
+        raise deny(request, "operator-only", "only operators may refresh from internal sources")
     return refresh(ctx, sub, principal.jurisdiction)
