@@ -303,3 +303,13 @@ async def test_due_subscriptions_are_refreshed_in_the_background(
     assert refresh_due(ctx) == []  # not due again for an hour
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
     assert refresh_due(ctx, later) == [sub.id]
+
+
+def test_public_only_fetch_refuses_internal_addresses(list_server: tuple[str, Path]) -> None:
+    from clearwall.errors import FormatError
+    from clearwall.web.api.subscriptions import fetch
+
+    url, _ = list_server
+    assert "sub-one.example" in fetch(url)  # the operator's refresh may
+    with pytest.raises(FormatError, match="not a public address"):
+        fetch(url, public_only=True)

@@ -53,8 +53,11 @@ def is_internal(url: str) -> bool:
     return False
 
 
-def fetch(source: str) -> str:
-    """The text of a list file or URL; FormatError (a 400) when it cannot be read."""
+def fetch(source: str, public_only: bool = False) -> str:
+    """The text of a list file or URL; FormatError (a 400) when it cannot be read.
+
+    With ``public_only`` every request, redirects included, must go to a public address.
+    """
     if not is_url(source):
         try:
             return Path(source).read_text(encoding="utf-8", errors="replace")
@@ -63,8 +66,15 @@ def fetch(source: str) -> str:
     chunks: list[bytes] = []
     size = 0
     try:
+
+        def guard(request: httpx.Request) -> None:
+            if public_only and is_internal(str(request.url)):
+                raise FormatError(f"{request.url} is not a public address")
+
         with (
-            httpx.Client(timeout=FETCH_TIMEOUT, follow_redirects=True) as client,
+            httpx.Client(
+                timeout=FETCH_TIMEOUT, follow_redirects=True, event_hooks={"request": [guard]}
+            ) as client,
             client.stream("GET", source) as response,
         ):
             response.raise_for_status()
@@ -127,10 +137,12 @@ def create_subscription(
 def refresh(ctx: WebContext, sub: Subscription, actor_jurisdiction: str | None) -> RefreshOut:
     """Fetch a subscription's list and make its order's rules equal to it (one amendment).
 
+    An authority's refresh (``actor_jurisdiction`` set) may reach public addresses only.
     A failed fetch or parse is recorded as the subscription's status and re-raised.
     """
     try:
-        parsed = parse_rules(fetch(sub.source), sub.format, sub.source)
+        text = fetch(sub.source, public_only=actor_jurisdiction is not None)
+        parsed = parse_rules(text, sub.format, sub.source)
     except FormatError as exc:
         ctx.service.record_refresh(sub.id, f"failed: {exc}")
         raise
