@@ -85,6 +85,7 @@ class NSD:
   do-ip6: no
   verbosity: 1
   hide-version: yes
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 zone:
