@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from clearwall.formats.base import MAX_LINE, Collector
+from clearwall.formats.base import MAX_LINE, Collector, clean_lines, parse_batched
 from clearwall.formats.hosts import LOCAL_NAMES, is_address
 from clearwall.model import RuleKind
 
@@ -21,6 +21,8 @@ NAME = "adblock"
 
 # ##, #@#, #?#, #@?#, #$#, #@$#, #%#, #@%#, #$?#, #@$?# and HTML filters $$ / $@$.
 COSMETIC = re.compile(r"#@?[$%?]{0,2}#|\$@?\$")
+
+_CLEAN = clean_lines(r"\|\|", r"\^")
 
 _BLOCK = {"subtree": RuleKind.SUBTREE, "exact": RuleKind.EXACT, "wildcard": RuleKind.WILDCARD}
 _ALLOW = {
@@ -58,10 +60,13 @@ def _split_pattern(pattern: str) -> tuple[str, str, str] | str:
 
 def parse(lines: Iterable[str], out: Collector) -> None:
     """Read AdBlock/AdGuard DNS rules into ``out``."""
+    parse_batched(lines, out, ((_CLEAN, RuleKind.SUBTREE),), _lines)
+
+
+def _lines(batch: list[str], start: int, out: Collector) -> None:
     subtree = RuleKind.SUBTREE
     add_canonical = out.add_canonical
-    lineno = 0
-    for lineno, raw in enumerate(lines, 1):
+    for lineno, raw in enumerate(batch, start):
         line = raw.strip()
         if not line:
             out.skip("blank")
@@ -86,7 +91,6 @@ def parse(lines: Iterable[str], out: Collector) -> None:
             out.issue(lineno, "line too long", raw)
             continue
         _parse_rule(line, lineno, raw, out)
-    out.lines = lineno
 
 
 def _parse_rule(line: str, lineno: int, raw: str, out: Collector) -> None:

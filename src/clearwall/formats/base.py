@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from clearwall.errors import InvalidName
 from clearwall.model import Action, RuleKind
@@ -16,7 +19,77 @@ MAX_LINE = 4096
 
 # A name that already is canonical: lowercase LDH/underscore labels, no IDNA to check.
 # Such names skip normalize_name's per-label loop; everything else goes through it.
-_CANONICAL = re.compile(r"(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)*(?!-)[a-z0-9_-]{1,63}(?<!-)")
+_NAME = r"(?:(?!-)[a-z0-9_-]{1,63}(?<!-)\.)*(?!-)[a-z0-9_-]{1,63}(?<!-)"
+_CANONICAL = re.compile(_NAME)
+
+BATCH = 2048
+"""Lines the parsers hand to ``Collector.add_batch`` at a time."""
+
+
+def batches(lines: Iterable[str]) -> Iterator[list[str]]:
+    """``lines`` in lists of ``BATCH``."""
+    it = iter(lines)
+    while batch := list(itertools.islice(it, BATCH)):
+        yield batch
+
+
+LineParser = Callable[[list[str], int, "Collector"], None]
+"""A format's per-line path: parses ``lines`` numbered from ``start`` into the collector."""
+
+
+def parse_batched(
+    lines: Iterable[str],
+    out: Collector,
+    clean: Sequence[tuple[re.Pattern[str], RuleKind]],
+    per_line: LineParser,
+    reserved: frozenset[str] = frozenset(),
+) -> None:
+    """Parse ``lines`` a batch at a time: clean batches in bulk, the rest line by line.
+
+    ``clean`` lists the patterns (see ``clean_lines``) whose lines map straight to a rule
+    kind. A batch that is not clean throughout is halved until the clean parts are found,
+    so one comment or IDNA name does not send 2,047 clean neighbours down the slow path.
+    """
+    lineno = 0
+    for batch in batches(lines):
+        _feed(batch, lineno + 1, out, clean, per_line, reserved)
+        lineno += len(batch)
+    out.lines = lineno
+
+
+def _feed(
+    batch: list[str],
+    start: int,
+    out: Collector,
+    clean: Sequence[tuple[re.Pattern[str], RuleKind]],
+    per_line: LineParser,
+    reserved: frozenset[str],
+) -> None:
+    for pattern, kind in clean:
+        if out.add_batch(pattern, batch, kind, reserved) is not None:
+            return
+    if len(batch) <= 32:
+        per_line(batch, start, out)
+        return
+    half = len(batch) // 2
+    _feed(batch[:half], start, out, clean, per_line, reserved)
+    _feed(batch[half:], start + half, out, clean, per_line, reserved)
+
+
+def clean_lines(prefix: str, suffix: str) -> re.Pattern[str]:
+    """A multi-line pattern for ``prefix NAME suffix`` lines whose NAME is canonical.
+
+    ``prefix`` and ``suffix`` are regular expressions; trailing blanks and CR are allowed.
+    """
+    return re.compile(rf"^{prefix}({_NAME}){suffix}[ \t\r]*$", re.MULTILINE)
+
+
+def _valid_alabels(name: str) -> bool:
+    """True when a name that passed ``_CANONICAL`` also has valid punycode labels."""
+    try:
+        return normalize_name(name) == name
+    except InvalidName:
+        return False
 
 
 def fast_normalize(text: str) -> str:
@@ -72,28 +145,78 @@ class ParseResult:
     lines: int = 0
 
 
+_Key = str | tuple[RuleKind, str, Action | None]
+
+
 class Collector:
     """Accumulates rules, issues and skip counts while a parser walks a file.
 
-    Rules are deduplicated on the full ``RuleSpec`` value (a dict keeps input order).
+    Rules are deduplicated on the full ``RuleSpec`` value, in input order (a dict). Most
+    lists hold one kind of rule only, so rules of the first (kind, action) seen are keyed
+    by their name alone and others by a (kind, name, action) tuple: a str never equals a
+    tuple, and a million-line list then costs no tuple per line.
     """
 
-    __slots__ = ("_added", "_rules", "issues", "lines", "skipped", "source")
+    __slots__ = ("_added", "_mixed", "_primary", "_rules", "issues", "lines", "skipped", "source")
 
     def __init__(self, source: str) -> None:
         self.source = source
-        # Keyed on plain tuples: hashing them is several times cheaper than hashing
-        # RuleSpec dataclasses, and this runs once per line of million-line lists.
-        self._rules: dict[tuple[RuleKind, str, Action | None], None] = {}
+        self._rules: dict[_Key, None] = {}
+        self._primary: tuple[RuleKind, Action | None] | None = None
+        self._mixed = False
         self._added = 0
         self.issues: list[ParseIssue] = []
         self.skipped: Counter[str] = Counter()
         self.lines = 0
 
+    def _key(self, kind: RuleKind, value: str, action: Action | None) -> _Key:
+        primary = self._primary
+        if primary is None:
+            self._primary = primary = (kind, action)
+        if kind is primary[0] and action is primary[1]:
+            return value
+        self._mixed = True
+        return (kind, value, action)
+
     def add(self, kind: RuleKind, value: str, action: Action | None = None) -> None:
         """Record one rule (a duplicate of an earlier one is counted, not repeated)."""
-        self._rules[kind, value, action] = None
+        self._rules[self._key(kind, value, action)] = None
         self._added += 1
+
+    def add_batch(
+        self,
+        pattern: re.Pattern[str],
+        batch: list[str],
+        kind: RuleKind,
+        reserved: frozenset[str] = frozenset(),
+    ) -> list[str] | None:
+        """Record a whole batch of lines if every one is a clean ``pattern`` line.
+
+        The hot path of million-line lists: one regex pass over the joined batch replaces
+        a Python-level check per line. Returns the names added, or None (nothing done)
+        when any line needs the per-line path (comments, invalid or IDNA names, names in
+        ``reserved``…).
+        """
+        text = "\n".join(batch)
+        names: list[str] = pattern.findall(text)
+        # Each line can match once at most, so equal counts mean every line matched.
+        if len(names) != len(batch) or max(map(len, names)) > 253:
+            return None
+        if "xn--" in text and not all(_valid_alabels(n) for n in names if "xn--" in n):
+            return None
+        if reserved and not reserved.isdisjoint(names):
+            return None
+        if self._primary is None:
+            self._primary = (kind, None)
+        if self._primary == (kind, None):
+            self._rules.update(dict.fromkeys(names))
+        else:
+            self._mixed = True
+            self._rules.update(
+                dict.fromkeys(zip(itertools.repeat(kind), names, itertools.repeat(None)))
+            )
+        self._added += len(names)
+        return names
 
     def add_canonical(self, kind: RuleKind, text: str) -> bool:
         """Record ``text`` if it already is a canonical name; False (nothing done) if not.
@@ -101,7 +224,7 @@ class Collector:
         The parsers' fast path: most lines of real lists hold a clean lowercase name.
         """
         if len(text) <= 253 and _CANONICAL.fullmatch(text) and "xn--" not in text:
-            self._rules[kind, text, None] = None
+            self._rules[self._key(kind, text, None)] = None
             self._added += 1
             return True
         return False
@@ -119,7 +242,7 @@ class Collector:
             except InvalidName as exc:
                 self.issue(lineno, str(exc), line)
                 return False
-        self._rules[kind, name, action] = None
+        self._rules[self._key(kind, name, action)] = None
         self._added += 1
         return True
 
@@ -136,9 +259,22 @@ class Collector:
         duplicates = self._added - len(self._rules)
         if duplicates:
             self.skipped["duplicate"] += duplicates
+        rules: list[RuleSpec]
+        if self._primary is None:
+            rules = []
+        elif not self._mixed:
+            kind, action = self._primary
+            names = cast("dict[str, None]", self._rules)  # every key is a name here
+            rules = list(map(RuleSpec, itertools.repeat(kind), names, itertools.repeat(action)))
+        else:
+            kind, action = self._primary
+            rules = [
+                RuleSpec(kind, key, action) if isinstance(key, str) else RuleSpec(*key)
+                for key in self._rules
+            ]
         return ParseResult(
             format=fmt,
-            rules=[RuleSpec(kind, value, action) for kind, value, action in self._rules],
+            rules=rules,
             issues=sorted(self.issues, key=lambda issue: issue.line),
             skipped=dict(self.skipped),
             lines=self.lines,

@@ -10,22 +10,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from clearwall.formats.base import MAX_LINE, Collector
+from clearwall.formats.base import MAX_LINE, Collector, clean_lines, parse_batched
 from clearwall.model import RuleKind
 
 NAME = "dnsmasq"
 
 KEYS = ("address", "server", "local")
 
+_ADDRESS = clean_lines("address=/", "/(?:#|0\\.0\\.0\\.0|::)?")
+_SERVER = clean_lines("(?:server|local)=/", "/")
+
 _IGNORED_OPTIONS = frozenset({"no-resolv", "domain-needed", "bogus-priv", "no-hosts"})
 
 
 def parse(lines: Iterable[str], out: Collector) -> None:
     """Read dnsmasq blocking lines into ``out`` as SUBTREE rules."""
+    parse_batched(lines, out, ((_ADDRESS, RuleKind.SUBTREE), (_SERVER, RuleKind.SUBTREE)), _lines)
+
+
+def _lines(batch: list[str], start: int, out: Collector) -> None:
     subtree = RuleKind.SUBTREE
     add_canonical = out.add_canonical
-    lineno = 0
-    for lineno, raw in enumerate(lines, 1):
+    for lineno, raw in enumerate(batch, start):
         line = raw.strip()
         if not line:
             out.skip("blank")
@@ -75,4 +81,3 @@ def parse(lines: Iterable[str], out: Collector) -> None:
                 out.issue(lineno, "matches every domain; not imported", raw)
                 continue
             out.add_name(subtree, name, lineno, raw)
-    out.lines = lineno

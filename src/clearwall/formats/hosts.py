@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from clearwall.formats.base import MAX_LINE, Collector
+from clearwall.formats.base import MAX_LINE, Collector, clean_lines, parse_batched
 from clearwall.model import RuleKind
 
 NAME = "hosts"
@@ -29,6 +29,8 @@ LOCAL_NAMES = frozenset(
     }
 )
 
+_CLEAN = clean_lines(r"(?:0\.0\.0\.0|127\.0\.0\.1)[ \t]+", "")
+
 _COMMON_ADDRESSES = frozenset({"0.0.0.0", "127.0.0.1", "::", "::1"})
 
 
@@ -45,9 +47,12 @@ def is_address(token: str) -> bool:
 
 def parse(lines: Iterable[str], out: Collector) -> None:
     """Read hosts lines into ``out``; every listed name becomes an EXACT rule."""
+    parse_batched(lines, out, ((_CLEAN, RuleKind.EXACT),), _lines, LOCAL_NAMES)
+
+
+def _lines(batch: list[str], start: int, out: Collector) -> None:
     exact = RuleKind.EXACT
-    lineno = 0
-    for lineno, raw in enumerate(lines, 1):
+    for lineno, raw in enumerate(batch, start):
         line = raw.strip()
         if not line:
             out.skip("blank")
@@ -72,4 +77,3 @@ def parse(lines: Iterable[str], out: Collector) -> None:
                 out.skip("local")
             else:
                 out.add_name(exact, token, lineno, raw)
-    out.lines = lineno
