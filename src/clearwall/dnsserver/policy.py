@@ -130,6 +130,10 @@ class PolicyHolder:
         """Call ``listener(new)`` after every swap."""
         self._listeners.append(listener)
 
+    def clear_listeners(self) -> None:
+        """Forget every listener (before the handlers that registered them are rebuilt)."""
+        self._listeners.clear()
+
     def swap(self, new: PolicyView) -> None:
         """Make ``new`` the policy of every query that starts from now on."""
         self.token = object()

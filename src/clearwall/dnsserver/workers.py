@@ -124,6 +124,7 @@ def _load(path: Path | None) -> PolicyView | None:
 
 def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
     """Rebuild the handler chain for a reloaded config (listeners stay as they are)."""
+    gw.policy.clear_listeners()  # the old handlers go away with their swap listeners
     services = Services(config=dns, policy=gw.policy, metrics=gw.metrics, transport=gw.transport)
     chain, names = build_chain(services)
     gw.server.dispatcher.chain = chain
