@@ -202,13 +202,14 @@ def _check_tiles(
         level += 1
     for n in range(0, (cp.size + 255) // 256):
         tile = tiles.tile_for(cp.size, tiles.ENTRIES, n)
+        stored = data[n * 256 : n * 256 + tile.width]
         try:
-            bundle = tiles.decode_bundle(tlog.dir.read(tile), tile.width)
+            raw = tlog.dir.read(tile)
+            if raw == tiles.encode_bundle(stored):
+                continue  # the common case: byte-identical, nothing to decode
+            bundle = tiles.decode_bundle(raw, tile.width)
         except TileError as exc:
             report.problems.append(f"entry bundle {tile.path}: {exc}")
-            continue
-        stored = data[n * 256 : n * 256 + len(bundle)]
-        if stored == bundle:
             continue
         for i, entry in enumerate(bundle):
             if i >= len(stored) or stored[i] != entry:

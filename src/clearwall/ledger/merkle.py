@@ -23,21 +23,14 @@ def node_hash(left: bytes, right: bytes) -> bytes:
 
 
 def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
-    """The Merkle Tree Hash over already-hashed leaves.
+    """The Merkle Tree Hash over already-hashed leaves (section 2.1.1).
 
-    Built bottom-up: combining adjacent pairs level by level and carrying an odd last
-    node up unchanged gives exactly the RFC's recursive split at the largest power of two
-    smaller than n.
+    Computed over packed rows (``MemoryTree``): complete subtrees level by level, then
+    the RFC's split at the largest power of two below n over the right edge.
     """
     if not hashes:
         return EMPTY_ROOT
-    level = list(hashes)
-    while len(level) > 1:
-        nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
-    return level[0]
+    return MemoryTree(b"".join(hashes)).root()
 
 
 def merkle_root(entries: Iterable[bytes]) -> bytes:

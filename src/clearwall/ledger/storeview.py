@@ -28,22 +28,22 @@ def rule_lines_from_store(store: Any, order_id: int) -> list[bytes] | None:
 def iter_log_rows(store: Any, batch: int = 20_000) -> Iterator[tuple[int, bytes, bytes]]:
     """Every stored ``(index, data, leaf hash)`` in index order, streamed in one read.
 
-    Reads the three columns the audit needs and nothing else (no row objects, no
-    timestamp decoding), so a million entries stream in seconds.
+    Reads the three columns the audit needs through the driver's own cursor (no row
+    objects, no timestamp decoding), so a million entries stream in a few seconds.
     """
-    from sqlalchemy import select
-
-    from clearwall.store import schema
-
-    t = schema.log_entries
-    query = (
-        select(t.c.idx, t.c.data, t.c.leaf_hash)
-        .order_by(t.c.idx)
-        .execution_options(yield_per=batch)
-    )
     with store.read() as conn:
-        for idx, data, lh in conn.execute(query):
-            yield int(idx), bytes(data), bytes(lh)
+        driver = conn.connection.driver_connection
+        cur = driver.cursor()
+        try:
+            cur.execute("SELECT idx, data, leaf_hash FROM log_entries ORDER BY idx")
+            while True:
+                rows = cur.fetchmany(batch)
+                if not rows:
+                    break
+                for idx, data, lh in rows:
+                    yield int(idx), bytes(data), bytes(lh)
+        finally:
+            cur.close()
 
 
 def log_rows(store: Any, start: int, end: int) -> list[tuple[int, bytes, bytes]]:

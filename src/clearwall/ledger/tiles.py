@@ -144,12 +144,10 @@ def subtree_root(hashes: Sequence[bytes]) -> bytes:
 
 def encode_bundle(entries: Sequence[bytes]) -> bytes:
     """An entry bundle: each entry with its 16-bit big-endian length (tlog-tiles)."""
-    out = bytearray()
     for e in entries:
         if len(e) > MAX_ENTRY:
             raise TileError(f"entry of {len(e)} bytes does not fit a 16-bit length")
-        out += len(e).to_bytes(2, "big") + e
-    return bytes(out)
+    return b"".join([len(e).to_bytes(2, "big") + e for e in entries])
 
 
 def decode_bundle(data: bytes, width: int) -> list[bytes]:
