@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from clearwall.formats.base import MAX_LINE, Collector, strip_comment
+from clearwall.formats.base import MAX_LINE, Collector, clean_lines, parse_batched, strip_comment
 from clearwall.model import Action, RuleKind
 
 NAME = "unbound"
@@ -38,6 +38,10 @@ ZONE_TYPES: dict[str, tuple[RuleKind, Action | None]] = {
 }
 
 
+# HaGeZi's form, the whole of most Unbound blocklists.
+_ALWAYS_NULL = clean_lines(r'local-zone:[ \t]+"', r'\."[ \t]+always_null')
+
+
 def _unquote(text: str) -> str:
     text = text.strip()
     if len(text) >= 2 and text[0] == text[-1] == '"':
@@ -47,8 +51,11 @@ def _unquote(text: str) -> str:
 
 def parse(lines: Iterable[str], out: Collector) -> None:
     """Read ``local-zone`` (and ``local-data``) lines into ``out``."""
-    lineno = 0
-    for lineno, raw in enumerate(lines, 1):
+    parse_batched(lines, out, ((_ALWAYS_NULL, RuleKind.SUBTREE),), _lines)
+
+
+def _lines(batch: list[str], start: int, out: Collector) -> None:
+    for lineno, raw in enumerate(batch, start):
         line = raw.strip()
         if not line:
             out.skip("blank")
@@ -74,7 +81,6 @@ def parse(lines: Iterable[str], out: Collector) -> None:
             out.issue(lineno, "include: is not followed; import the included file itself", raw)
         else:
             out.skip("option")
-    out.lines = lineno
 
 
 def _local_zone(value: str, lineno: int, raw: str, out: Collector) -> None:
