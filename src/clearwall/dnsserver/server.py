@@ -22,7 +22,7 @@ from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import Handler
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.errors import DNSWireError
+from clearwall.errors import ConfigError, DNSWireError
 
 log = logging.getLogger(__name__)
 parse_query = wire.parse_query
@@ -263,9 +263,9 @@ class DNSServer:
                 try:
                     await self._bind_pair(hp)
                     break
-                except OSError:
+                except OSError as exc:
                     if hp.port or attempt == 19:
-                        raise
+                        raise ConfigError(f"[dns] listen {hp}: {exc.strerror or exc}") from exc
 
     async def _bind_pair(self, hp: HostPort) -> None:
         loop = asyncio.get_running_loop()
