@@ -64,15 +64,10 @@ def parse(lines: Iterable[str], out: Collector) -> None:
 
 
 def _lines(batch: list[str], start: int, out: Collector) -> None:
-    subtree = RuleKind.SUBTREE
-    add_canonical = out.add_canonical
     for lineno, raw in enumerate(batch, start):
         line = raw.strip()
         if not line:
             out.skip("blank")
-            continue
-        # The form that makes up nearly every line of real lists, checked first.
-        if line[:2] == "||" and line[-1] == "^" and add_canonical(subtree, line[2:-1]):
             continue
         first = line[0]
         if first == "!":

@@ -218,17 +218,6 @@ class Collector:
         self._added += len(names)
         return names
 
-    def add_canonical(self, kind: RuleKind, text: str) -> bool:
-        """Record ``text`` if it already is a canonical name; False (nothing done) if not.
-
-        The parsers' fast path: most lines of real lists hold a clean lowercase name.
-        """
-        if len(text) <= 253 and _CANONICAL.fullmatch(text) and "xn--" not in text:
-            self._rules[self._key(kind, text, None)] = None
-            self._added += 1
-            return True
-        return False
-
     def add_name(
         self, kind: RuleKind, text: str, lineno: int, line: str, action: Action | None = None
     ) -> bool:

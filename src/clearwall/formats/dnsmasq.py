@@ -30,7 +30,6 @@ def parse(lines: Iterable[str], out: Collector) -> None:
 
 def _lines(batch: list[str], start: int, out: Collector) -> None:
     subtree = RuleKind.SUBTREE
-    add_canonical = out.add_canonical
     for lineno, raw in enumerate(batch, start):
         line = raw.strip()
         if not line:
@@ -39,15 +38,6 @@ def _lines(batch: list[str], start: int, out: Collector) -> None:
         if line[0] == "#":
             out.skip("comment")
             continue
-        # HaGeZi's and Block List Project's one-domain lines, checked first.
-        if line[:9] == "address=/" and line[-2:] == "/#":
-            name = line[9:-2]
-            if "/" not in name and add_canonical(subtree, name):
-                continue
-        elif line[:8] == "server=/" and line[-1] == "/":
-            name = line[8:-1]
-            if "/" not in name and add_canonical(subtree, name):
-                continue
         if len(line) > MAX_LINE:
             out.issue(lineno, "line too long", raw)
             continue
