@@ -216,6 +216,7 @@ class TileHashReader:
         self.size = size
         self._tiles: dict[tuple[int, int], bytes] = {}
         self._hashes: dict[tuple[int, int], bytes] = {} if shared is None else shared
+        self._rows: dict[tuple[int, int], list[bytes | bytearray]] = {}
         # Optional tree over the level-1 tile row (height 8 and up), so a proof hashes
         # only inside the leaf's own level-0 tile.
         self._upper = upper
@@ -229,6 +230,17 @@ class TileHashReader:
             tiles.split_hashes(data, tile.width)
             self._tiles[key] = data
         return data
+
+    def _tile_rows(self, level: int, index: int) -> list[bytes | bytearray]:
+        """The tile's hashes and every row above them inside the tile (8 bulk passes)."""
+        key = (level, index)
+        rows = self._rows.get(key)
+        if rows is None:
+            rows = [self._tile(level, index)]
+            for _ in range(TILE_HEIGHT - 1):
+                rows.append(parent_row(rows[-1]))
+            self._rows[key] = rows
+        return rows
 
     def hash_at(self, height: int, index: int) -> bytes:
         """Hash of the complete subtree ``index`` at ``height``."""
@@ -247,12 +259,10 @@ class TileHashReader:
                 return upper.hash_at(up, index)
         level, r = divmod(height, TILE_HEIGHT)
         first = index << r
-        data = self._tile(level, first // TILE_WIDTH)
-        off = (first % TILE_WIDTH) * HASH_SIZE
-        row: bytes | bytearray = data[off : off + (HASH_SIZE << r)]
-        while len(row) > HASH_SIZE:
-            row = parent_row(row)
-        result = bytes(row)
+        rows = self._tile_rows(level, first // TILE_WIDTH)
+        # Row r of the tile holds its complete height-(8L + r) subtrees, left to right.
+        off = ((first % TILE_WIDTH) >> r) * HASH_SIZE
+        result = bytes(rows[r][off : off + HASH_SIZE])
         if len(self._hashes) > 1_000_000:
             self._hashes.clear()  # bound memory; everything is recomputable from tiles
         self._hashes[key] = result
