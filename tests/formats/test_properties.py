@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
+import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from clearwall.errors import FormatError, InvalidName
 from clearwall.formats import FORMATS, export_domains, export_hosts, parse_text
-from clearwall.formats.base import fast_normalize
+from clearwall.formats.base import Collector, fast_normalize
 from clearwall.model import Action, RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.policy.names import normalize_name
@@ -216,3 +218,103 @@ def test_every_format_reads_valid_names_as_their_canonical_form(raw: list[str], 
 )
 def test_fast_normalize_boundaries(text: str) -> None:
     assert_agrees_with_normalize_name(text)
+
+
+# Lines of each batched format: clean ones (taken by the one-regex batch path) and
+# every kind of line that needs the per-line path.
+POOLS = {
+    "domains": [
+        "a.example",
+        "b.example ",
+        "*.c.example",
+        "+.d.example",
+        "# c",
+        "",
+        "Upper.Example",
+        "bücher.example",
+        "xn--bcher-kva.example",
+        "xn--17g.ws",
+        "bad..example",
+        "e.example\r",
+    ],
+    "adblock": [
+        "||a.example^",
+        "||b.example^ ",
+        "! c",
+        "@@||a.example^",
+        "||xn--17g.ws^",
+        "||bücher.example^",
+        "||c.example^$important",
+        "x.example##.ad",
+        "||-bad.example^",
+        "||xn--bcher-kva.example^",
+        "[Adblock Plus 2.0]",
+    ],
+    "hosts": [
+        "0.0.0.0 a.example",
+        "127.0.0.1 b.example",
+        "0.0.0.0 localhost",
+        ":: c.example",
+        "0.0.0.0 d.example e.example",
+        "# c",
+        "0.0.0.0 xn--17g.ws",
+        "0.0.0.0 0.0.0.0",
+        "0.0.0.0 xn--bcher-kva.example",
+        "0.0.0.0 bad..example",
+    ],
+    "dnsmasq": [
+        "address=/a.example/#",
+        "server=/b.example/",
+        "local=/c.example/",
+        "address=/d.example/0.0.0.0",
+        "address=/e.example/",
+        "# c",
+        "address=/xn--17g.ws/#",
+        "server=/f.example/10.0.0.1",
+        "address=/x.example/y.example/#",
+    ],
+    "unbound": [
+        'local-zone: "a.example." always_null',
+        'local-zone: "b.example." always_nxdomain',
+        "server:",
+        'local-zone: "xn--17g.ws." always_null',
+        "# c",
+        'local-zone: "c.example." transparent',
+        'local-zone: "Upper.Example." always_null',
+    ],
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(fmt="domains", seed=1, size=6000, dirt=0.001)
+@example(fmt="adblock", seed=2, size=5000, dirt=0.05)
+@example(fmt="hosts", seed=3, size=4500, dirt=0.001)
+@example(fmt="dnsmasq", seed=4, size=4097, dirt=0.0)
+@example(fmt="unbound", seed=5, size=6000, dirt=0.5)
+@given(
+    fmt=st.sampled_from(sorted(POOLS)),
+    seed=st.integers(0, 2**32),
+    size=st.integers(0, 6000),
+    dirt=st.sampled_from([0.0, 0.001, 0.05, 0.5]),
+)
+def test_batch_path_equals_line_by_line(fmt: str, seed: int, size: int, dirt: float) -> None:
+    rng = random.Random(seed)
+    pool = POOLS[fmt]
+    clean, dirty = pool[:1], pool[1:]
+    lines = [
+        rng.choice(dirty)
+        if rng.random() < dirt
+        else clean[0].replace("a.example", f"n{rng.randrange(size + 1)}.example")
+        for _ in range(size)
+    ]
+    module = importlib.import_module(f"clearwall.formats.{fmt}")
+    batched = Collector("x")
+    module.parse(lines, batched)
+    reference = Collector("x")
+    module._lines(lines, 1, reference)
+    reference.lines = len(lines)
+    got, want = batched.result(fmt), reference.result(fmt)
+    assert got.rules == want.rules
+    assert got.issues == want.issues
+    assert got.skipped == want.skipped
+    assert got.lines == want.lines
