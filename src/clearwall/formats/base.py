@@ -1,4 +1,4 @@
-"""Result types every list parser returns, and the collector the parsers fill line by line."""
+"""Result types every list parser returns, and the collector and batch reader they share."""
 
 from __future__ import annotations
 
