@@ -53,3 +53,14 @@ def test_checkpoints(store: Store) -> None:
 def test_postgres_url_short_form_is_accepted() -> None:
     store = Store("postgresql://u@/db?host=/tmp")
     assert store.engine.url.drivername == "postgresql+psycopg"
+
+
+def test_in_memory_twin() -> None:
+    """``sqlite://`` is a private in-memory store for fast single-threaded tests."""
+    from clearwall.store import PolicyService
+
+    store = open_store("sqlite://", migrate=True)
+    service = PolicyService(store)
+    service.add_jurisdiction("xa", "A")
+    assert [j.code for j in service.jurisdictions()] == ["xa"]
+    assert open_store("sqlite://", migrate=True).log_size() == 0  # another, empty twin

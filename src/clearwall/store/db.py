@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, StaticPool
 
 from clearwall.errors import StoreError
 from clearwall.store import schema
@@ -82,7 +82,12 @@ class Store:
             database = parsed.database or ""
             if database and database != ":memory:":
                 self.sqlite_path = Path(database)
-            kwargs["poolclass"] = NullPool  # each process/thread opens its own file handle
+                kwargs["poolclass"] = NullPool  # each process/thread opens its own handle
+            else:
+                # The in-memory twin (``sqlite://``) for fast tests: one shared connection,
+                # since every new connection would see a new, empty database.
+                kwargs["poolclass"] = StaticPool
+                kwargs["connect_args"] = {"check_same_thread": False}
         elif self.dialect == "postgresql":
             kwargs["pool_pre_ping"] = True
         else:
