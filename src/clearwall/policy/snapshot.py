@@ -59,8 +59,8 @@ _EXACT_KINDS = frozenset({RuleKind.EXACT, RuleKind.ALLOW_EXACT})
 _BELOW_ONLY_KINDS = frozenset({RuleKind.WILDCARD, RuleKind.ALLOW_WILDCARD})
 _ACTION_RANK = {action: rank for rank, action in enumerate(ACTION_PRECEDENCE)}
 
-# One matching rule while a verdict is worked out: (specificity, order index, kind,
-# effective action, selector text).
+# One matching rule while a verdict is worked out: (specificity, order index, is an
+# exception, effective action, citation text).
 _Hit = tuple[int, int, bool, Action, str]
 
 
