@@ -336,12 +336,25 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
-def tree_memory_mib(root: int) -> tuple[float, float]:
-    """(sum of VmRSS, sum of PSS) of the process tree, in MiB."""
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    """Memory of a process tree, in MiB (sums over its processes)."""
+
+    rss: float  # VmRSS
+    anon: float  # RssAnon: private heap/stack
+    file: float  # RssFile: mapped files (binaries, an mmap'd policy snapshot)
+    pss: float  # proportional set size: shared pages split among the sharers
+
+
+def tree_memory(root: int) -> Memory:
+    """Sum VmRSS, RssAnon, RssFile and PSS over the process tree."""
     pids = process_tree(root)
-    rss = sum(status_kib(p, "VmRSS") for p in pids)
-    pss = sum(pss_kib(p) for p in pids)
-    return rss / 1024, pss / 1024
+
+    def total(field: str) -> float:
+        return round(sum(status_kib(p, field) for p in pids) / 1024, 1)
+
+    pss = round(sum(pss_kib(p) for p in pids) / 1024, 1)
+    return Memory(total("VmRSS"), total("RssAnon"), total("RssFile"), pss)
 
 
 class Proc:
@@ -571,6 +584,8 @@ class ServerResult:
     rss_ready_mib: float = 0.0
     rss_mib: float = 0.0
     pss_mib: float = 0.0
+    rss_anon_mib: float = 0.0
+    rss_file_mib: float = 0.0
     blocks_correctly: bool = False
     workloads: dict[str, WorkloadResult] = dataclasses.field(default_factory=dict)
     error: str | None = None
@@ -751,7 +766,7 @@ def bench_server(
         log(f"{label}: starting ({result.version})")
         proc = Proc(server, launch.argv, work / "server.log", SERVER_CORE)
         result.ready_s = round(wait_ready(proc, port, READY_TIMEOUT_S), 2)
-        result.rss_ready_mib = round(tree_memory_mib(proc.pid)[0], 1)
+        result.rss_ready_mib = tree_memory(proc.pid).rss
         log(f"{label}: ready in {result.ready_s} s, RSS {result.rss_ready_mib} MiB")
         result.blocks_correctly = check_blocking(ds, port)
         warm = dnsperf(port, ds.queries("hit"), 30, once=True, edns=load.edns)
@@ -764,8 +779,9 @@ def bench_server(
                 f"{label}: {workload}: {res.completed:,} answered, {res.lost} lost, "
                 f"{res.qps_per_cpu:,.0f} q/CPU-s {res.rcodes} {res.error or ''}"
             )
-        rss, pss = tree_memory_mib(proc.pid)
-        result.rss_mib, result.pss_mib = round(rss, 1), round(pss, 1)
+        mem = tree_memory(proc.pid)
+        result.rss_mib, result.pss_mib = mem.rss, mem.pss
+        result.rss_anon_mib, result.rss_file_mib = mem.anon, mem.file
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
         result.error = str(exc)[:400]
         log(f"{label}: FAILED: {result.error}")
