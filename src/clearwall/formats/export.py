@@ -23,6 +23,7 @@ _CNAME_TARGET = {
     Action.REFUSED: "rpz-drop.",
 }
 _PASSTHRU = "rpz-passthru."
+_TRIGGER_LABELS = frozenset({"rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip"})
 
 
 def _owners(rule: RuleSpec) -> list[str]:
@@ -51,16 +52,24 @@ def export_rpz(
     ``rpz-passthru.``; SINKHOLE writes local data (A ``sinkhole_v4``, AAAA ``sinkhole_v6``).
     An owner can hold one policy only: when rules collide on an owner, an exception wins
     (as in clearwall's matcher), otherwise the action first in ``ACTION_PRECEDENCE``.
+    A name whose last label is an RPZ trigger label (``rpz-ip``…) cannot be a QNAME
+    trigger; such rules are left out and counted in a comment.
     """
     origin = origin if origin.endswith(".") else origin + "."
     chosen: dict[str, Action | None] = {}  # None stands for passthru
+    unspellable = 0
     for rule, action in rules:
+        if not rule.kind.is_ip and rule.value.rsplit(".", 1)[-1] in _TRIGGER_LABELS:
+            unspellable += 1
+            continue
         policy = None if rule.kind.is_allow else action
         for owner in _owners(rule):
             known = chosen.get(owner)
             if owner not in chosen or _stronger(policy, known):
                 chosen[owner] = policy
     lines = [f"; {line}".rstrip() for line in comment.splitlines()]
+    if unspellable:
+        lines.append(f"; {unspellable} rules on names ending in an RPZ trigger label omitted")
     lines += [
         f"$ORIGIN {origin}",
         f"$TTL {ttl}",
