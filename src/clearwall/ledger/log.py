@@ -227,7 +227,8 @@ class TileHashReader:
         if data is None:
             tile = tiles.tile_for(self.size, level, index)
             data = self.tiles.read(tile)
-            tiles.split_hashes(data, tile.width)
+            if len(data) != tile.width * HASH_SIZE:
+                tiles.split_hashes(data, tile.width)  # raises TileError naming the sizes
             self._tiles[key] = data
         return data
 
@@ -371,7 +372,8 @@ class TransparencyLog:
         """
         with self._upper_lock:
             have, want = self._upper.size, tiles.row_size(size, 1)
-            for n in range(have // TILE_WIDTH, (want + TILE_WIDTH - 1) // TILE_WIDTH):
+            first = have // TILE_WIDTH if have < want else want  # nothing new: no reads
+            for n in range(first, (want + TILE_WIDTH - 1) // TILE_WIDTH):
                 tile = tiles.tile_for(size, 1, n)
                 data = self.dir.read(tile)
                 tiles.split_hashes(data, tile.width)

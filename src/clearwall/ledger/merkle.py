@@ -41,13 +41,16 @@ def merkle_root(entries: Iterable[bytes]) -> bytes:
 def parent_row(row: bytes | bytearray) -> bytearray:
     """Hash adjacent pairs of a packed row of 32-byte hashes (a trailing odd one is dropped)."""
     sha = hashlib.sha256
-    out = bytearray()
-    view = memoryview(row)
-    for off in range(0, len(row) - 2 * HASH_SIZE + 1, 2 * HASH_SIZE):
-        h = sha(b"\x01")
-        h.update(view[off : off + 2 * HASH_SIZE])
-        out += h.digest()
-    return out
+    data = bytes(row)
+    step = 2 * HASH_SIZE
+    return bytearray(
+        b"".join(
+            [
+                sha(b"\x01" + data[off : off + step]).digest()
+                for off in range(0, len(data) - step + 1, step)
+            ]
+        )
+    )
 
 
 class MemoryTree:
