@@ -165,3 +165,15 @@ def test_remote_verification_over_real_http(world: World) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+def test_start_recovers_entries_committed_before_a_crash(world: World) -> None:
+    """A write committed while no sync ran (crash) is published when the router starts."""
+    from clearwall.store import PolicyService
+
+    PolicyService(world.store).revoke_order(2, reason="crash before the tiles were written")
+    assert world.tlog.published().size == 3  # type: ignore[union-attr]
+    app = FastAPI()
+    app.include_router(log_router(world.tlog, world.store))
+    with TestClient(app) as c:
+        assert c.get("/log/checkpoint").text.split("\n")[1] == "4"

@@ -129,3 +129,14 @@ def test_go_rejects_tampering(go_verifier: Path, tmp_path: Path) -> None:
     vkey = generate_signer(ORIGIN, b"\x0a" * 32).verifier.vkey
     bad = run()
     assert bad.returncode == 1 and "checkpoint signature" in bad.stderr
+
+
+def test_go_verifies_a_log_written_through_the_store(go_verifier: Path, world) -> None:  # type: ignore[no-untyped-def]
+    """The log of a real SQLite store, synced by PolicyService's after-commit hook."""
+    out = subprocess.run(
+        [str(go_verifier), "-dir", str(world.config.tiles_dir), "-vkey", world.vkey],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok size=3 ")

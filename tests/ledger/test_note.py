@@ -111,3 +111,11 @@ def test_key_file_mode_and_no_overwrite(tmp_path: Path) -> None:
     os.chmod(path, 0o644)
     with pytest.raises(LedgerError, match="chmod 600"):
         load_signer(path)
+
+
+def test_c2sp_checkpoint_example() -> None:
+    """The example checkpoint body of the C2SP tlog-checkpoint spec."""
+    body = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
+    cp = parse_checkpoint(body)
+    assert (cp.origin, cp.size, len(cp.root)) == ("example.com/behind-the-sofa", 20852163, 32)
+    assert cp.text() == body

@@ -9,6 +9,7 @@ The JSON API serves RFC 9162 proofs and per-name bundles (schema in docs/ledger.
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -18,6 +19,8 @@ from clearwall.errors import ClearwallError, InvalidName, TileError, Verificatio
 from clearwall.ledger import proofs, tiles
 from clearwall.ledger.checkpoint import open_checkpoint
 from clearwall.ledger.log import NameProver, TransparencyLog
+
+log = logging.getLogger(__name__)
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 CHECKPOINT_CACHE = "no-cache"  # revalidate: the checkpoint moves with every write
@@ -33,7 +36,15 @@ def log_router(tlog: TransparencyLog, store: Any = None, prefix: str = "/log") -
     ``store`` is accepted for symmetry with the web app's call; the log already holds it.
     """
     del store
-    router = APIRouter(prefix=prefix, tags=["log"])
+
+    def recover() -> None:
+        # Publish whatever a crash left committed but untiled (issue 4, "Bad input").
+        try:
+            tlog.sync()
+        except ClearwallError as exc:
+            log.warning("log sync at start failed: %s", exc)
+
+    router = APIRouter(prefix=prefix, tags=["log"], on_startup=[recover])
     prover = NameProver(tlog)
 
     def current() -> tuple[str, Any]:
