@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from clearwall.config import DNSConfig, HostPort
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
-from clearwall.dnsserver.handlers import build_chain, describe
+from clearwall.dnsserver.handlers import build, describe
 from clearwall.dnsserver.handlers.base import Handler, Services, UpstreamTransport
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder, PolicyView
@@ -79,6 +79,6 @@ def build_gateway(
     metrics.policy_version = holder.current.tree_size
     transport = transport or SocketTransport()
     services = Services(config=config, policy=holder, metrics=metrics, transport=transport)
-    chain, names = build_chain(services)
-    server = DNSServer(config, chain, metrics, reuse_port=reuse_port)
+    chain, names, fast = build(services)
+    server = DNSServer(config, chain, metrics, reuse_port=reuse_port, fast=fast)
     return Gateway(config, holder, metrics, chain, names, server, transport)

@@ -26,7 +26,7 @@ import uvloop
 
 from clearwall.config import Config, DNSConfig, HostPort, load_config
 from clearwall.dnsserver.gateway import Gateway, build_gateway
-from clearwall.dnsserver.handlers import build_chain, describe
+from clearwall.dnsserver.handlers import build, describe
 from clearwall.dnsserver.handlers.base import Services
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
 from clearwall.dnsserver.policy import EMPTY_POLICY, PolicyHolder, PolicyView
@@ -126,8 +126,9 @@ def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
     """Rebuild the handler chain for a reloaded config (listeners stay as they are)."""
     gw.policy.clear_listeners()  # the old handlers go away with their swap listeners
     services = Services(config=dns, policy=gw.policy, metrics=gw.metrics, transport=gw.transport)
-    chain, names = build_chain(services)
+    chain, names, fast = build(services)
     gw.server.dispatcher.chain = chain
+    gw.server.dispatcher.fast = fast
     gw.chain, gw.handlers, gw.config = chain, names, dns
     gw.server.config = dns
     return names

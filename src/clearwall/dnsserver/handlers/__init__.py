@@ -3,6 +3,10 @@
 ``CHAIN`` lists the handlers outermost first. Each is built once with the next one
 (innermost first); a factory returning ``None`` (disabled by config) is left out of
 the built chain, and ``describe`` gives the built order for the start-up log.
+``build`` also composes the built handlers' synchronous fast steps (see ``base``) into
+the UDP fast path, so cache hits and cached blocks skip the per-query context and the
+chain of calls while following the same declared order; disabled handlers contribute
+nothing to either.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from clearwall.dnsserver.handlers import (
     response_policy,
     upstream,
 )
-from clearwall.dnsserver.handlers.base import Factory, Handler, Services
+from clearwall.dnsserver.handlers.base import Factory, FastPath, FastStep, Handler, Services
 
 CHAIN: tuple[tuple[str, Factory], ...] = (
     # Outermost: renders every answer below it (refusals, blocks, cache hits, upstream
@@ -44,21 +48,50 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
 )
 
 
-def build_chain(
+def build(
     services: Services, chain: tuple[tuple[str, Factory], ...] = CHAIN
-) -> tuple[Handler, list[str]]:
-    """Build the chain innermost first; return its entry and the names of built handlers."""
+) -> tuple[Handler, list[str], FastPath | None]:
+    """Build the chain innermost first; return its entry, the built names and the fast path."""
     next_handler: Handler | None = None
     built: list[str] = []
+    handlers: list[Handler] = []
     for name, factory in reversed(chain):
         handler = factory(services, next_handler)
         if handler is not None:
             next_handler = handler
             built.append(name)
+            handlers.append(handler)
     if next_handler is None:
         raise ValueError("the DNS chain is empty")
     built.reverse()
-    return next_handler, built
+    handlers.reverse()
+    return next_handler, built, compose_fast(handlers)
+
+
+def build_chain(
+    services: Services, chain: tuple[tuple[str, Factory], ...] = CHAIN
+) -> tuple[Handler, list[str]]:
+    """Build the chain innermost first; return its entry and the names of built handlers."""
+    entry, built, _fast = build(services, chain)
+    return entry, built
+
+
+def compose_fast(handlers: list[Handler]) -> FastPath | None:
+    """The fast path of built ``handlers`` (outermost first), or None when there is none.
+
+    Steps are composed innermost first: a handler without ``fast`` cuts the path there
+    (queries reaching it need the general path); the outermost handler must offer
+    ``fast_path`` to turn the answer of the steps below it into reply bytes.
+    """
+    step: FastStep | None = None
+    for handler in reversed(handlers[1:]):
+        make = getattr(handler, "fast", None)
+        step = make(step) if make is not None else None
+    outer = getattr(handlers[0], "fast_path", None) if handlers else None
+    if outer is None or step is None:
+        return None
+    path: FastPath | None = outer(step)
+    return path
 
 
 def describe(built: list[str]) -> str:

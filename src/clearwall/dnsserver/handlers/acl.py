@@ -10,7 +10,7 @@ import ipaddress
 
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
-from clearwall.dnsserver.handlers.base import Handler, Result, Services
+from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Services
 
 _MEMO_MAX = 65_536
 REFUSAL = Answer(AnswerKind.REFUSED, reason="client not in allowed networks")
@@ -56,6 +56,19 @@ class ACL:
         if ok:
             return self.next(ctx)
         return REFUSAL
+
+    def fast(self, next_step: FastStep | None) -> FastStep | None:
+        """Clients the memo already admits go on; anyone else takes the general path."""
+        if next_step is None:
+            return None
+        memo = self._memo
+
+        def step(data: bytes, key: bytes, host: str, jurisdiction: str) -> Answer | None:
+            if memo.get(host):
+                return next_step(data, key, host, jurisdiction)
+            return None
+
+        return step
 
 
 def build(services: Services, next_handler: Handler | None) -> Handler | None:

@@ -5,6 +5,13 @@ Handlers are built once, innermost first, each given the next handler; a factory
 returns ``None`` is disabled and simply left out of the built chain (no pass-throughs).
 A handler returns its own answer (block, refusal, cache hit) or what ``next`` gives; one
 that post-processes must accept both a ready ``Answer`` and an awaitable (``then``).
+
+The fast path (cache hits and cached blocks over UDP) is derived from the same built
+chain: a handler may offer ``fast(next_step)`` returning a synchronous ``FastStep``
+that either gives the very answer its ``__call__`` would give (with the same side
+effects: counters, rate-limit tokens) or returns None having left no trace, so the
+general path can run instead. A handler without ``fast`` ends the fast path at its
+position; the responder turns the composed steps into a ``FastPath`` (query to reply).
 """
 
 from __future__ import annotations
@@ -22,6 +29,10 @@ from clearwall.dnsserver.policy import PolicyHolder
 
 Result: TypeAlias = Answer | Awaitable[Answer]
 Handler: TypeAlias = Callable[[Context], Result]
+FastStep: TypeAlias = Callable[[bytes, bytes, str, str], Answer | None]
+"""(query, query after its ID, client host, jurisdiction) -> answer, or None: no trace left."""
+FastPath: TypeAlias = Callable[[bytes, str], bytes | None]
+"""(UDP query, client host) -> the reply to send, or None: take the general path."""
 
 
 class UpstreamTransport(Protocol):

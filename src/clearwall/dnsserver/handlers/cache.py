@@ -8,6 +8,11 @@ and are re-stamped at most once per second (TTL counts down, RFC 1035 section 3.
 Negative answers live min(SOA TTL, MINIMUM, negative_ttl) (RFC 2308 section 5). When
 every upstream fails, an expired answer up to ``max_stale`` old is served with
 ``stale_ttl`` (RFC 8767 section 4).
+
+The fast step serves a hit straight from the raw query: exact-case hits index their
+entry by (query after its ID, jurisdiction), the bytes that decide every part of the
+key, and the step answers from that index while the entry's once-a-second memo is
+fresh (anything else goes the general way, which restamps and re-indexes).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from clearwall.config import CacheConfig
 from clearwall.dnsserver import wire
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
-from clearwall.dnsserver.handlers.base import Handler, Result, Services, then
+from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Services, then
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder
 
@@ -50,7 +55,13 @@ class Cache:
         self.clock = clock
         self.next = next_handler
         self.entries: OrderedDict[CacheKey, list[object]] = OrderedDict()
+        # (query after its ID, jurisdiction) -> entry, for exact-case hits (``fast``).
+        self._index: dict[tuple[bytes, str], list[object]] = {}
         metrics.cache_size = self.entries.__len__
+        policy.on_swap(self._forget)
+
+    def _forget(self, _new: object) -> None:
+        self._index.clear()  # entries of the old version can no longer be served
 
     def __call__(self, ctx: Context) -> Result:
         """Serve a fresh entry of the current policy version, else ask ``next`` and store."""
@@ -78,6 +89,10 @@ class Cache:
                 else:
                     answer = self._restamp(key, e, now)
                 if exact:
+                    index = self._index
+                    if len(index) >= self.config.max_entries:
+                        index.clear()
+                    index[(data[2:], ctx.jurisdiction)] = e
                     return answer
                 # Mixed-case query: the responder must put the client's question back.
                 return Answer(
@@ -88,6 +103,26 @@ class Cache:
         if result.__class__ is Answer:  # blocks and other local answers: store now
             return self._store(key, version, result)
         return then(result, partial(self._store, key, version))
+
+    def fast(self, _next_step: FastStep | None) -> FastStep:
+        """Answer an indexed exact-case hit whose memo is fresh; None otherwise (no trace)."""
+        index = self._index
+        clock = self.clock
+        policy = self.policy
+        metrics = self.metrics
+
+        def step(data: bytes, key: bytes, host: str, jurisdiction: str) -> Answer | None:
+            e = index.get((key, jurisdiction))
+            if e is None:
+                return None
+            now = clock()
+            if now < e[_MEMO_UNTIL] and now < e[_EXPIRES] and e[_VERSION] is policy.token:  # type: ignore[operator]
+                metrics.cache_hits += 1
+                answer: Answer = e[_MEMO]  # type: ignore[assignment]
+                return answer
+            return None
+
+        return step
 
     def _restamp(self, key: CacheKey, e: list[object], now: float) -> Answer:
         """Count TTLs down (at most once a second per entry) and mark the entry used."""
@@ -169,6 +204,7 @@ class Cache:
     def clear(self) -> None:
         """Drop every entry."""
         self.entries.clear()
+        self._index.clear()
 
 
 def build(services: Services, next_handler: Handler | None) -> Handler | None:

@@ -7,6 +7,9 @@ blocks become NXDOMAIN/NODATA/REFUSED/sinkhole per the order's action, with an E
 clients; refusals carry EDE 18, failures EDE 22. Block parts are memoized per
 (verdict, qtype, query bits) so a block costs two concatenations. A reply longer than
 the client's UDP size is cut to header and question with TC set (RFC 7766 section 5).
+
+On the fast path (``fast_path``) the rendering of an answer for one exact query (all
+but its ID) is kept, so a repeated cache hit or block costs the ID plus those bytes.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from clearwall.config import BlockConfig
 from clearwall.dnsserver import sde, wire
 from clearwall.dnsserver.answer import RCODE_FOR_ACTION, Answer, AnswerKind
 from clearwall.dnsserver.context import OUR_UDP_PAYLOAD, Context
-from clearwall.dnsserver.handlers.base import Handler, Result, Services
+from clearwall.dnsserver.handlers.base import FastPath, FastStep, Handler, Result, Services
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder, PolicyView
 from clearwall.model import Action, EDECode, OrderRef, Verdict
@@ -49,46 +52,93 @@ class Responder:
         self._rendered: dict[
             tuple[int, int], tuple[Answer, bytes, int, OrderRef | None, bytes]
         ] = {}
+        # Fast path: query after its ID -> (answer, reply after its ID, count key, order id).
+        self._replies: dict[bytes, tuple[Answer, bytes, tuple[int, int, str], int | None]] = {}
         policy.on_swap(self._forget)
 
     def _forget(self, new: PolicyView) -> None:
         self._memo = {}
         self._rendered = {}
+        self._replies.clear()
         self._version = new.tree_size
 
     def __call__(self, ctx: Context) -> Result:
         """Render what the rest of the chain answers."""
         result = self.next(ctx)
         if result.__class__ is Answer:
-            tail = result.tail
-            if tail is not None:
-                # Cache hit with the very question asked: the query's ID, then our bytes.
-                out = ctx.data[:2] + tail
-                q = ctx.q
-                if len(out) > 512 and len(out) > ctx.limit:
-                    out = wire.truncated_reply(out, q.qend, self._opt(q) if q.edns else b"")
-                ctx.reply = out
-                key = (q.qtype, out[3] & 0x0F, result.decision)
-                counts = self.counts
-                counts[key] = counts.get(key, 0) + 1
-                return result
-            body = result.body
-            if body is not None:
-                # The hot path (cache hits), inlined: client ID and question, our body.
-                data = ctx.data
-                q = ctx.q
-                qend = q.qend
-                out = data[:2] + body[2:12] + data[12:qend] + body[qend:]
-                if len(out) > 512 and len(out) > ctx.limit:
-                    out = wire.truncated_reply(out, qend, self._opt(q) if q.edns else b"")
-                ctx.reply = out
-                key = (q.qtype, out[3] & 0x0F, result.decision)
-                counts = self.counts
-                counts[key] = counts.get(key, 0) + 1
-                return result
-            self.render(ctx, result)
+            self._emit(ctx, result)
             return result
         return self._later(ctx, result)
+
+    def fast_path(self, next_step: FastStep) -> FastPath:
+        """The UDP fast path: the steps below give the answer, a memo gives its bytes."""
+        replies = self._replies
+        counts = self.counts
+        blocks = self.metrics.blocks
+
+        def path(data: bytes, host: str) -> bytes | None:
+            key = data[2:]
+            answer = next_step(data, key, host, "")
+            if answer is None:
+                return None
+            seen = replies.get(key)
+            if seen is not None and seen[0] is answer:
+                count = seen[2]
+                counts[count] = counts.get(count, 0) + 1
+                oid = seen[3]
+                if oid is not None:  # the order was registered when first rendered
+                    blocks[oid] = blocks.get(oid, 0) + 1
+                return data[:2] + seen[1]
+            return self._first_fast(data, key, host, answer)
+
+        return path
+
+    def _first_fast(self, data: bytes, key: bytes, host: str, answer: Answer) -> bytes | None:
+        """Render ``answer`` the general way (counted once) and keep its bytes for ``key``."""
+        # The steps only answer queries the general path parsed before (same bytes).
+        ctx = Context(data, host, 0, False, wire.parse_query(data))
+        self._emit(ctx, answer)
+        out = ctx.reply
+        if out is not None and answer.kind in (AnswerKind.CACHED, AnswerKind.BLOCKED):
+            verdict = answer.verdict
+            order = None
+            if answer.kind is AnswerKind.BLOCKED and verdict is not None and verdict.citations:
+                order = verdict.citations[0].order.id
+            replies = self._replies
+            if len(replies) >= _MEMO_MAX:
+                replies.clear()
+            replies[key] = (answer, out[2:], (ctx.q.qtype, out[3] & 0x0F, answer.decision), order)
+        return out
+
+    def _emit(self, ctx: Context, result: Answer) -> None:
+        """Set ``ctx.reply`` for a ready answer and count it (hot: cache hits inlined)."""
+        tail = result.tail
+        if tail is not None:
+            # Cache hit with the very question asked: the query's ID, then our bytes.
+            out = ctx.data[:2] + tail
+            q = ctx.q
+            if len(out) > 512 and len(out) > ctx.limit:
+                out = wire.truncated_reply(out, q.qend, self._opt(q) if q.edns else b"")
+            ctx.reply = out
+            key = (q.qtype, out[3] & 0x0F, result.decision)
+            counts = self.counts
+            counts[key] = counts.get(key, 0) + 1
+            return
+        body = result.body
+        if body is not None:
+            # The hot path (cache hits), inlined: client ID and question, our body.
+            data = ctx.data
+            q = ctx.q
+            qend = q.qend
+            out = data[:2] + body[2:12] + data[12:qend] + body[qend:]
+            if len(out) > 512 and len(out) > ctx.limit:
+                out = wire.truncated_reply(out, qend, self._opt(q) if q.edns else b"")
+            ctx.reply = out
+            key = (q.qtype, out[3] & 0x0F, result.decision)
+            counts = self.counts
+            counts[key] = counts.get(key, 0) + 1
+            return
+        self.render(ctx, result)
 
     async def _later(self, ctx: Context, result: Result) -> Answer:
         answer: Answer = await result  # type: ignore[misc]
