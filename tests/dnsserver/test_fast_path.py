@@ -1,0 +1,191 @@
+"""The UDP fast path is the general chain, only faster: same replies, same counters.
+
+Two identical chains see the same query sequence on the same clock; one answers the
+way the UDP listener does (fast path first, the chain when it declines), the other
+always through the chain. Hypothesis varies names (blocked, allowed, negative, case),
+types, header bits, EDNS, clients (loopback, rate-limited, refused) and time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from clearwall.config import RateLimitConfig
+from clearwall.dnsserver.answer import Answer
+from clearwall.dnsserver.context import Context
+from clearwall.dnsserver.handlers import build
+from clearwall.dnsserver.handlers.base import FastPath, Handler, Services
+from clearwall.dnsserver.metrics import DNSMetrics
+from clearwall.dnsserver.policy import PolicyHolder, StaticPolicy
+from clearwall.dnsserver.server import early_reply
+from clearwall.model import Action, AuthorityKind, Category
+from dnsserver.conftest import dns_config, order
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Upstream:
+    """An in-test upstream: A/AAAA data for allowed names, NXDOMAIN + SOA for ``nx.``."""
+
+    async def udp(self, server, query, timeout, check):  # type: ignore[no-untyped-def]
+        msg = dns.message.from_wire(query)
+        reply = dns.message.make_response(msg)
+        qname = msg.question[0].name
+        rdtype = msg.question[0].rdtype
+        if qname.labels[0] == b"nx":
+            reply.set_rcode(dns.rcode.NXDOMAIN)
+            reply.authority.append(
+                dns.rrset.from_text("test.", 60, "IN", "SOA", "ns.test. h.test. 1 2 3 4 30")
+            )
+        elif rdtype == dns.rdatatype.A:
+            reply.answer.append(dns.rrset.from_text(qname, 300, "IN", "A", "192.0.2.1"))
+        elif rdtype == dns.rdatatype.AAAA:
+            reply.answer.append(dns.rrset.from_text(qname, 120, "IN", "AAAA", "2001:db8::1"))
+        out: bytes = reply.to_wire()
+        assert check(out)
+        return out
+
+    async def tcp(self, server, query, timeout):  # type: ignore[no-untyped-def]
+        raise OSError("no TCP here")
+
+
+POLICY = StaticPolicy(
+    names={
+        "blocked.test": [order(1)],
+        "sink.test": [
+            order(2, kind=AuthorityKind.OPERATOR, category=Category.MALWARE, action=Action.SINKHOLE)
+        ],
+        "nodata.test": [order(3, action=Action.NODATA)],
+    }
+)
+CLIENTS = ("127.0.0.1", "192.0.2.7", "192.0.2.99", "198.51.100.9")  # last: not allowed
+
+
+def chain(clock: Clock) -> tuple[Handler, FastPath | None, DNSMetrics]:
+    config = dataclasses.replace(
+        dns_config(53),
+        allow_networks=(ipaddress.ip_network("192.0.2.0/24"),),
+        ratelimit=RateLimitConfig(queries_per_second=2.0, burst=3.0, slip=2),
+    )
+    metrics = DNSMetrics()
+    services = Services(config, PolicyHolder(POLICY), metrics, Upstream(), clock)
+    entry, _names, fast = build(services)
+    return entry, fast, metrics
+
+
+async def general(entry: Handler, metrics: DNSMetrics, data: bytes, host: str) -> bytes | None:
+    q, early = early_reply(data, metrics)
+    if q is None:
+        return early
+    ctx = Context(data, host, 5353, False, q)
+    result = entry(ctx)
+    if not isinstance(result, Answer):
+        await result
+    return ctx.reply
+
+
+names = st.sampled_from(
+    ["www.example.test", "x.blocked.test", "sink.test", "a.nodata.test", "nx.example.test"]
+).map(lambda n: "".join(c.upper() if i % 3 == 0 else c for i, c in enumerate(n)))
+query = st.tuples(
+    st.one_of(names, names.map(str.lower), names.map(str.lower)),
+    st.sampled_from(["A", "AAAA", "TXT"]),
+    st.integers(0, 0xFFFF),  # ID
+    st.booleans(),  # RD
+    st.booleans(),  # CD
+    st.sampled_from([None, 512, 1232, 4096]),  # EDNS payload (None: no EDNS)
+    st.booleans(),  # DO
+    st.sampled_from(CLIENTS),
+    st.sampled_from([0.0, 0.0, 0.0, 0.3, 1.0, 400.0]),  # time passing before it
+)
+
+
+def wire(
+    name: str, rdtype: str, qid: int, rd: bool, cd: bool, payload: int | None, do: bool
+) -> bytes:
+    msg = dns.message.make_query(
+        name,
+        rdtype,
+        use_edns=payload is not None,
+        payload=payload or 512,
+        want_dnssec=do and payload is not None,
+    )
+    msg.id = qid
+    msg.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    out: bytes = msg.to_wire()
+    return out
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(query, min_size=1, max_size=60))
+def test_fast_path_answers_like_the_chain(queries: list[tuple]) -> None:  # type: ignore[type-arg]
+    async def run() -> None:
+        clock = Clock()
+        fast_entry, fast, fast_metrics = chain(clock)
+        slow_entry, _, slow_metrics = chain(clock)
+        assert fast is not None
+        served = 0
+        for name, rdtype, qid, rd, cd, payload, do, host, later in queries:
+            clock.now += later
+            data = wire(name, rdtype, qid, rd, cd, payload, do)
+            # Each query three times: the repeats are what the fast path serves.
+            for _ in range(3):
+                reply = fast(data, host)
+                if reply is None:
+                    reply = await general(fast_entry, fast_metrics, data, host)
+                else:
+                    served += 1
+                expected = await general(slow_entry, slow_metrics, data, host)
+                assert reply == expected, (name, rdtype, host)
+        assert fast_metrics.queries == slow_metrics.queries
+        assert fast_metrics.blocks == slow_metrics.blocks
+        assert fast_metrics.cache_hits == slow_metrics.cache_hits
+        assert fast_metrics.cache_misses == slow_metrics.cache_misses
+        if any(q[0].islower() and q[7] == "127.0.0.1" for q in queries):
+            assert served, "an exact repeat from loopback must be served by the fast path"
+
+    asyncio.run(run())
+
+
+def test_fast_path_serves_repeats_and_follows_a_policy_swap() -> None:
+    async def run() -> None:
+        clock = Clock()
+        entry, fast, metrics = chain(clock)
+        assert fast is not None
+        data = wire("www.example.test", "A", 7, True, False, 1232, False)
+        assert fast(data, "127.0.0.1") is None  # nothing cached yet
+        await general(entry, metrics, data, "127.0.0.1")
+        await general(entry, metrics, data, "127.0.0.1")  # an exact hit indexes the entry
+        reply = fast(data, "127.0.0.1")
+        assert reply is not None and dns.message.from_wire(reply).answer
+        assert fast(data, "198.51.100.9") is None  # outsiders go the general way
+
+    asyncio.run(run())
+
+
+def test_no_fast_path_without_a_cache() -> None:
+    from clearwall.config import CacheConfig
+
+    config = dataclasses.replace(dns_config(53), cache=CacheConfig(max_entries=0))
+    services = Services(config, PolicyHolder(POLICY), DNSMetrics(), Upstream(), Clock())
+    _entry, names, fast = build(services)
+    assert "cache" not in names and fast is None
