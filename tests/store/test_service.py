@@ -302,3 +302,30 @@ def test_rule_added_behind_the_log_is_visible_in_store_only(service: PolicyServi
             insert(schema.rules).values(order_id=order.id, kind="exact", value="x.example")
         )
     assert len(service.order_rules(order.id)) == 3
+
+
+def test_batch_append_gives_consecutive_indexes(service: PolicyService) -> None:
+    """append_entries writes a batch under one head lock; the head equals the entry count."""
+    at = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    before = service.store.log_size()
+    batch = [entries.order_expired(i, at) for i in range(1, 251)]
+    with service.store.write() as conn:
+        first = service_module.append_entries(conn, batch, at)
+        assert service_module.append_entries(conn, [], at) == first + len(batch)
+    assert first == before
+    assert service.store.log_size() == before + len(batch)
+    stored = service.store.log_entries()[before:]
+    assert [e.data for e in stored] == batch
+    assert [e.leaf_hash for e in stored] == [leaf_hash(d) for d in batch]
+
+
+def test_expiring_several_orders_logs_each_once(service: PolicyService) -> None:
+    old = dict(effective_from="2020-01-01", expires="2020-06-01")
+    ids = [add(service, reference=f"E{i}", **old).id for i in range(3)]
+    assert service.expire_due(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) == ids
+    expired = [
+        __import__("json").loads(e.data)
+        for e in service.store.log_entries()
+        if b'"order-expired"' in e.data
+    ]
+    assert [e["order"] for e in expired] == ids
