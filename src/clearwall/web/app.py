@@ -185,18 +185,30 @@ def error_page(request: Request, status: int, message: str) -> Response:
     )
 
 
-SUBSCRIPTION_POLL = 60.0  # seconds between checks for subscriptions due a refresh
+MAINTENANCE_POLL = 60.0  # seconds between maintenance passes
 
 
-def _refresher(ctx: WebContext, stop: threading.Event) -> None:
-    """Refresh due subscriptions until ``stop`` is set (a daemon thread of the app)."""
+def maintenance_pass(ctx: WebContext) -> None:
+    """One pass of scheduled policy upkeep: expire orders past their sunset, refresh lists.
+
+    The matcher already stops enforcing an order at its ``expires`` time; this pass puts
+    the expiry on the public log (an ``order-expired`` entry) and marks the order expired.
+    """
     from clearwall.web.api.subscriptions import refresh_due
 
-    while not stop.wait(SUBSCRIPTION_POLL):
+    expired = ctx.service.expire_due()
+    if expired:
+        log.info("orders expired and logged: %s", ", ".join(map(str, expired)))
+    refresh_due(ctx)
+
+
+def _maintainer(ctx: WebContext, stop: threading.Event) -> None:
+    """Run ``maintenance_pass`` until ``stop`` is set (a daemon thread of the app)."""
+    while not stop.wait(MAINTENANCE_POLL):
         try:
-            refresh_due(ctx)
-        except Exception as exc:  # a bad database moment must not kill the refresher
-            log.warning("subscription refresh pass failed: %s", exc)
+            maintenance_pass(ctx)
+        except Exception as exc:  # a bad database moment must not kill the thread
+            log.warning("maintenance pass failed: %s", exc)
 
 
 def create_app(
@@ -205,21 +217,21 @@ def create_app(
     *,
     snapshot_provider: SnapshotProvider | None = None,
     metrics_registry: CollectorRegistry | None = None,
-    refresh_subscriptions: bool = True,
+    maintenance: bool = True,
 ) -> FastAPI:
     """Build the web app (API, portal, block pages, log) over the store at ``store_url``.
 
-    With ``refresh_subscriptions`` the app's lifespan runs a thread that refreshes
-    subscriptions whose interval has passed (checked every minute).
+    With ``maintenance`` the app's lifespan runs a thread that, every minute, logs the
+    expiry of orders past their sunset and refreshes subscriptions that are due.
     """
     ctx = build_context(config, store_url, snapshot_provider, metrics_registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        if refresh_subscriptions:
+        if maintenance:
             threading.Thread(
-                target=_refresher, args=(ctx, stop), name="subscriptions", daemon=True
+                target=_maintainer, args=(ctx, stop), name="maintenance", daemon=True
             ).start()
         yield
         stop.set()
