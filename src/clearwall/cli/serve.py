@@ -2,12 +2,16 @@
 
 Flags override the config file. Policy comes from the store (``--db``), compiled at
 start and hot-swapped when the log grows, or from a compiled snapshot (``--snapshot``).
-Client addresses are never logged.
+Client addresses are never logged. Without a web app the command execs the gateway's
+lean entry (``clearwall.dnsserver.entry``), so the DNS processes do not carry the CLI's
+imports.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -138,6 +142,22 @@ def register(app: typer.Typer) -> None:
             ", ".join(str(hp) for hp in cfg.dns.upstream.servers),
             f"snapshot {snapshot}" if snapshot else "from the store",
         )
+        web_app = _web_starter(cfg, store_url) if (store_url and web_listen) else None
+        if web_app is None and not os.environ.get("CLEARWALL_SERVE_IN_PROCESS"):
+            from clearwall.dnsserver.entry import launch_args
+
+            argv = launch_args(
+                config_path=config,
+                overrides=overrides,
+                store_url=store_url,
+                snapshot=snapshot,
+                snapshot_dir=snapshot_dir or Path("var/snapshots"),
+                metrics_listen=web_listen,
+                log_level=level,
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(argv[0], argv)  # same pid: signals and supervisors see no change
         opts = ServeOptions(
             config=cfg,
             config_path=config,
@@ -146,6 +166,6 @@ def register(app: typer.Typer) -> None:
             snapshot=snapshot,
             snapshot_dir=snapshot_dir or Path("var/snapshots"),
             metrics_listen=web_listen,
-            web_app=_web_starter(cfg, store_url) if (store_url and web_listen) else None,
+            web_app=web_app,
         )
         run(opts)
