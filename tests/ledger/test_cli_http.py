@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import os
 import re
@@ -127,6 +128,17 @@ def test_http_proofs(world: World, client: TestClient) -> None:
     assert verify_bundle(b.json(), parse_vkey(world.vkey))["blocked_by"] == [1]
     assert client.get("/log/proof/name/bad..name", params={"jurisdiction": "xa"}).status_code == 400
     json.dumps(b.json())
+
+
+def test_http_name_proof_at_a_past_time(client: TestClient, world: World) -> None:
+    """``at`` asks what the log said at another time: before the order, nothing blocks."""
+    name, xa = "/log/proof/name/www.casino.example", {"jurisdiction": "xa"}
+    before = client.get(name, params={**xa, "at": "2000-01-01T00:00:00"})
+    assert before.status_code == 200
+    assert verify_bundle(before.json(), parse_vkey(world.vkey))["blocked_by"] == []
+    now = client.get(name, params={**xa, "at": dt.datetime.now(dt.UTC).isoformat()})
+    assert verify_bundle(now.json(), parse_vkey(world.vkey))["blocked_by"] == [1]
+    assert client.get(name, params={**xa, "at": "yesterday"}).status_code == 400
 
 
 def test_remote_verification_over_real_http(world: World) -> None:

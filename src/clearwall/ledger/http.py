@@ -9,6 +9,7 @@ The JSON API serves RFC 9162 proofs and per-name bundles (schema in docs/ledger.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import logging
 from typing import Any
 
@@ -136,10 +137,24 @@ def log_router(tlog: TransparencyLog, store: Any = None, prefix: str = "/log") -
         return JSONResponse(body)
 
     @router.get("/proof/name/{name}")
-    def name_proof(name: str, jurisdiction: str = Query(..., min_length=1)) -> JSONResponse:
+    def name_proof(
+        name: str,
+        jurisdiction: str = Query(..., min_length=1),
+        at: str | None = Query(
+            None, description="ISO 8601 time the bundle speaks for (default: now; UTC if naive)"
+        ),
+    ) -> JSONResponse:
         """The per-name proof bundle (``clearwall-name-proof/v1``, see docs/ledger.md)."""
+        when: dt.datetime | None = None
+        if at:
+            try:
+                when = dt.datetime.fromisoformat(at)
+            except ValueError as exc:
+                raise HTTPException(400, f"at: not an ISO 8601 time: {at!r}") from exc
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=dt.UTC)
         try:
-            bundle = prover.prove(name, jurisdiction)
+            bundle = prover.prove(name, jurisdiction, when)
         except InvalidName as exc:
             raise HTTPException(400, str(exc)) from exc
         except (VerificationError, ClearwallError) as exc:
