@@ -141,6 +141,13 @@ class Compiler:
             raise SnapshotError(f"snapshot compile failed: {value}")
         return out
 
+    def inherited_fds(self) -> tuple[int, ...]:
+        """Our ends of the compiler's pipes (a forked child must close them)."""
+        proc = self._proc
+        if proc is None or proc.stdin is None or proc.stdout is None:
+            return ()
+        return (proc.stdin.fileno(), proc.stdout.fileno())
+
     def expire(self) -> None:
         """Stop the compiler process when no compile asked for it for ``linger`` seconds."""
         if self._proc is not None and time.monotonic() - self._last > self.linger:
@@ -206,6 +213,10 @@ class PolicySource:
         self._published: list[Path] = []
         self._compiler: Compiler | None = None
         self._store: Store | None = None
+
+    def inherited_fds(self) -> tuple[int, ...]:
+        """File descriptors a process forked from this one must close (compiler pipes)."""
+        return self._compiler.inherited_fds() if self._compiler is not None else ()
 
     def store_version(self) -> int:
         """The store's policy version (log size): one cheap query."""

@@ -1,6 +1,8 @@
 """Runs the gateway: one process, or N worker processes sharing the port (SO_REUSEPORT).
 
-The supervisor (the process ``clearwall serve`` starts) owns the control plane: it
+The supervisor (the process ``clearwall serve`` starts) forks the workers before it
+starts an event loop or a thread (fork, not spawn: no multiprocessing resource tracker,
+no second interpreter start-up) and then owns the control plane: it
 compiles policy snapshots (``policy_source``) and serves metrics. Each worker runs its
 own event loop, listeners, chain and cache, and mmap-loads the same snapshot directory,
 so N workers share one copy of the policy in the page cache. The supervisor sends new
@@ -97,7 +99,8 @@ def serve(opts: ServeOptions) -> None:
     if opts.config.dns.workers <= 1:
         uvloop.run(_serve_single(opts, started_path, source))
     else:
-        uvloop.run(_supervise(opts, started_path, source))
+        workers = _fork_workers(opts.config.dns, started_path, source)
+        uvloop.run(_supervise(opts, started_path, source, workers))
     log.info("clearwall DNS stopped")
 
 
@@ -180,16 +183,45 @@ async def _serve_single(opts: ServeOptions, path: Path | None, source: PolicySou
     await gw.stop()
 
 
+Workers = list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]]
+
+
+def _fork_workers(dns: DNSConfig, path: Path | None, source: PolicySource | None) -> Workers:
+    """Fork the workers (no event loop or thread exists yet, so forking is safe)."""
+    ctx = multiprocessing.get_context("fork")
+    inherited = source.inherited_fds() if source is not None else ()
+    workers: Workers = []
+    for index in range(dns.workers):
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=worker_main,
+            name=f"clearwall-dns-{index}",
+            args=(dns, str(path) if path else None, child, index, logging.getLogger().level),
+            kwargs={"close_fds": (*inherited, *(conn.fileno() for _p, conn in workers))},
+            daemon=True,
+        )
+        proc.start()
+        child.close()
+        workers.append((proc, parent))
+    return workers
+
+
 def worker_main(
     dns: DNSConfig,
     path: str | None,
     conn: multiprocessing.connection.Connection,
     index: int,
     log_level: int,
+    close_fds: tuple[int, ...] = (),
 ) -> None:
     """Entry point of one worker process."""
+    for fd in close_fds:  # the supervisor's pipes (compiler, other workers) are not ours
+        with contextlib.suppress(OSError):
+            os.close(fd)
     logging.basicConfig(
-        level=log_level, format=f"%(asctime)s worker-{index} %(levelname)s %(name)s: %(message)s"
+        level=log_level,
+        format=f"%(asctime)s worker-{index} %(levelname)s %(name)s: %(message)s",
+        force=True,
     )
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     uvloop.run(_worker(dns, path, conn))
@@ -237,28 +269,16 @@ async def _worker(
     await gw.stop()
 
 
-async def _supervise(opts: ServeOptions, path: Path | None, source: PolicySource | None) -> None:
+async def _supervise(
+    opts: ServeOptions, path: Path | None, source: PolicySource | None, workers: Workers
+) -> None:
     loop = asyncio.get_running_loop()
-    ctx = multiprocessing.get_context("spawn")
     dns = opts.config.dns
-    workers: list[
-        tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]
-    ] = []
     sinks = [DNSMetrics() for _ in range(dns.workers)]
     ready: list[object] = []
     all_ready = asyncio.Event()
     stop = asyncio.Event()
-    for index in range(dns.workers):
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(
-            target=worker_main,
-            name=f"clearwall-dns-{index}",
-            args=(dns, str(path) if path else None, child, index, logging.getLogger().level),
-            daemon=True,
-        )
-        proc.start()
-        child.close()
-        workers.append((proc, parent))
+    for index, (_proc, parent) in enumerate(workers):
 
         def on_message(
             conn: multiprocessing.connection.Connection = parent, sink: DNSMetrics = sinks[index]
