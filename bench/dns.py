@@ -695,7 +695,8 @@ def launch_clearwall(ds: Dataset, work: Path, port: int, upstream: int, workers:
     shutil.copytree(store, work, dirs_exist_ok=True)
     common = clearwall_options(work, port, upstream, workers)
     argv = [*cw, "serve", "--dns", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{upstream}",
-            "--workers", str(workers), *common]  # fmt: skip
+            "--workers", str(workers), "--web", "off", *common]  # fmt: skip
+    # DNS only, like the anchors (they run no web app): --web off, reported in the output.
     return Launch(argv, f"clearwall {git_head()}", round(setup_s, 1))
 
 
@@ -951,6 +952,7 @@ def print_tables(results: list[ServerResult], report: dict[str, Any]) -> None:
         console.print(rt)
     for key, value in report["workers"].items():
         console.print(f"clearwall workers {key}: {value}")
+    console.print(f"clearwall web app: {report['meta'].get('clearwall_web', '?')}")
     console.print(f"command: {report['meta']['command']}")
 
 
@@ -999,6 +1001,7 @@ def build_report(results: list[ServerResult], args: argparse.Namespace) -> dict[
             "kernel": os.uname().release,
             "isolated_netns": args.in_netns,
             "edns": args.edns,
+            "clearwall_web": "off: DNS only, as the anchors run no web app",
             "loadavg_start": [round(x, 2) for x in getattr(args, "loadavg_start", ())],
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         },
