@@ -181,7 +181,8 @@ def _sqlite_log_size(store_url: str) -> int | None:
     if not path.is_file():
         return None
     try:
-        with contextlib.closing(sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)) as db:
+        uri = f"{path.resolve().as_uri()}?mode=ro"  # the default store URL is relative
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
             row = db.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
     except sqlite3.Error:
         return None
