@@ -101,7 +101,15 @@ class Cache:
         self.metrics.cache_misses += 1
         result = self.next(ctx)
         if result.__class__ is Answer:  # blocks and other local answers: store now
-            return self._store(key, version, result)
+            answer = self._store(key, version, result)
+            if exact:  # the next identical query can take the fast path at once
+                e = entries.get(key)
+                if e is not None and e[_MEMO] is answer:
+                    index = self._index
+                    if len(index) >= self.config.max_entries:
+                        index.clear()
+                    index[(data[2:], ctx.jurisdiction)] = e
+            return answer
         return then(result, partial(self._store, key, version))
 
     def fast(self, _next_step: FastStep | None) -> FastStep:

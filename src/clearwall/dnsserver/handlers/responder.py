@@ -28,6 +28,7 @@ from clearwall.model import Action, EDECode, OrderRef, Verdict
 EDE_NO_REACHABLE_AUTHORITY = 22  # RFC 8914 section 4.23
 _HINFO_RFC8482 = b"\x07RFC8482\x00"
 _MEMO_MAX = 50_000
+_KEPT = frozenset({AnswerKind.CACHED, AnswerKind.BLOCKED})  # what the cache can serve again
 
 # A memoized block: flags+counts (bytes 2-11) and the records after the question, for
 # each SDE size variant (full, compact, none), largest first.
@@ -38,8 +39,14 @@ class Responder:
     """Renders answers into ``ctx.reply`` and counts them."""
 
     def __init__(
-        self, block: BlockConfig, policy: PolicyHolder, metrics: DNSMetrics, next_handler: Handler
+        self,
+        block: BlockConfig,
+        policy: PolicyHolder,
+        metrics: DNSMetrics,
+        next_handler: Handler,
+        replies_max: int = _MEMO_MAX,
     ) -> None:
+        self.replies_max = replies_max  # fast-path renderings kept (about the cache's size)
         self.block = block
         self.metrics = metrics
         self.counts = metrics.queries
@@ -67,6 +74,8 @@ class Responder:
         result = self.next(ctx)
         if result.__class__ is Answer:
             self._emit(ctx, result)
+            if result.kind in _KEPT and not ctx.tcp:
+                self._keep(ctx, result)
             return result
         return self._later(ctx, result)
 
@@ -98,17 +107,24 @@ class Responder:
         # The steps only answer queries the general path parsed before (same bytes).
         ctx = Context(data, host, 0, False, wire.parse_query(data))
         self._emit(ctx, answer)
+        if answer.kind in _KEPT:
+            self._keep(ctx, answer)
+        return ctx.reply
+
+    def _keep(self, ctx: Context, answer: Answer) -> None:
+        """Keep the UDP rendering of ``answer`` for the fast path (all but the ID)."""
         out = ctx.reply
-        if out is not None and answer.kind in (AnswerKind.CACHED, AnswerKind.BLOCKED):
-            verdict = answer.verdict
-            order = None
-            if answer.kind is AnswerKind.BLOCKED and verdict is not None and verdict.citations:
-                order = verdict.citations[0].order.id
-            replies = self._replies
-            if len(replies) >= _MEMO_MAX:
-                replies.clear()
-            replies[key] = (answer, out[2:], (ctx.q.qtype, out[3] & 0x0F, answer.decision), order)
-        return out
+        if out is None:
+            return
+        verdict = answer.verdict
+        order = None
+        if answer.kind is AnswerKind.BLOCKED and verdict is not None and verdict.citations:
+            order = verdict.citations[0].order.id
+        replies = self._replies
+        if len(replies) >= self.replies_max:
+            replies.clear()
+        count = (ctx.q.qtype, out[3] & 0x0F, answer.decision)
+        replies[ctx.data[2:]] = (answer, out[2:], count, order)
 
     def _emit(self, ctx: Context, result: Answer) -> None:
         """Set ``ctx.reply`` for a ready answer and count it (hot: cache hits inlined)."""
@@ -279,4 +295,6 @@ class Responder:
 def build(services: Services, next_handler: Handler | None) -> Handler | None:
     """Always on: the outermost handler."""
     assert next_handler is not None
-    return Responder(services.config.block, services.policy, services.metrics, next_handler)
+    config = services.config
+    kept = max(_MEMO_MAX, config.cache.max_entries)
+    return Responder(config.block, services.policy, services.metrics, next_handler, kept)
