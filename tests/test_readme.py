@@ -93,7 +93,9 @@ def test_make_run_on_a_fresh_clone(tmp_path: Path, data_dir: Path) -> None:
         reply = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=3)
         assert reply.rcode() in (dns.rcode.NXDOMAIN, dns.rcode.NOERROR, dns.rcode.REFUSED)
         assert any(opt.otype == 15 for opt in reply.options), reply.to_text()
-        check = httpx.get(f"http://127.0.0.1:{web_port}/search", params={"q": blocked}, timeout=5)
+        check = httpx.get(
+            f"http://127.0.0.1:{web_port}/search", params={"name": blocked}, timeout=5
+        )
         assert check.status_code == 200
         assert "blocked" in check.text.lower()
     finally:
