@@ -4,7 +4,10 @@ It stands before the query policy, so a hit costs one dict lookup: entries hold 
 final answer for that jurisdiction (blocks included) and are tagged with the policy
 version they were decided under; an entry of an older version is a miss, so a policy
 swap takes effect at once without flushing. Forwarded answers keep their TTL offsets
-and are re-stamped at most once per second (TTL counts down, RFC 1035 section 3.2.1).
+and are re-stamped at most once per second (TTL counts down, RFC 1035 section 3.2.1);
+block answers carry no TTLs to count and are never re-stamped (their LRU position is
+where they were stored, so a burst of new names may evict a busy block: it is matched
+again, at the cost of one snapshot lookup).
 Negative answers live min(SOA TTL, MINIMUM, negative_ttl) (RFC 2308 section 5). When
 every upstream fails, an expired answer up to ``max_stale`` old is served with
 ``stale_ttl`` (RFC 8767 section 4).
@@ -142,7 +145,8 @@ class Cache:
             body = wire.patch_ttls(answer.body, answer.scan.ttl_offsets, e[_TTLS], age)  # type: ignore[arg-type]
             answer = Answer(AnswerKind.CACHED, body, answer.verdict, "cache hit", scan=answer.scan)
             answer.tail = body[2:]
-        e[_MEMO_UNTIL] = sec + 1
+        # A bodyless answer (a block) has no TTLs to count down: its memo lasts its life.
+        e[_MEMO_UNTIL] = sec + 1 if answer.body is not None else e[_EXPIRES]
         e[_MEMO] = answer
         return answer
 
@@ -178,7 +182,7 @@ class Cache:
             sec,
             version,
             ttls,
-            sec + 1,
+            sec + 1 if answer.body is not None else now + lifetime,  # see _restamp
             memo,
             now + lifetime + cfg.max_stale,
         ]
