@@ -92,7 +92,10 @@ def test_make_run_on_a_fresh_clone(tmp_path: Path, data_dir: Path) -> None:
         query = dns.message.make_query(blocked, "A", use_edns=0)
         reply = dns.query.udp(query, "127.0.0.1", port=dns_port, timeout=3)
         assert reply.rcode() in (dns.rcode.NXDOMAIN, dns.rcode.NOERROR, dns.rcode.REFUSED)
-        assert any(opt.otype == 15 for opt in reply.options), reply.to_text()
+        ede = [opt for opt in reply.options if opt.otype == 15]
+        assert ede, reply.to_text()
+        # The SDE JSON links the order on the portal this command started.
+        assert f"http://127.0.0.1:{web_port}/orders/" in (ede[0].text or ""), ede[0].text
         check = httpx.get(
             f"http://127.0.0.1:{web_port}/search", params={"name": blocked}, timeout=5
         )

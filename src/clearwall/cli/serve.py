@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from clearwall.config import Config, HostPort, load_config
+from clearwall.config import BlockConfig, Config, HostPort, load_config
 from clearwall.errors import ConfigError
 
 log = logging.getLogger("clearwall.serve")
@@ -131,6 +131,12 @@ def register(app: typer.Typer) -> None:
         if web_off:
             overrides["web"] = {"listen": ""}
         cfg = load_config(config, overrides)
+        if cfg.web.listen is not None and cfg.dns.block.public_url == BlockConfig().public_url:
+            # Order links in SDE JSON and on block pages must reach this web app unless the
+            # operator configured the public address it is reached at.
+            dns_section = overrides.setdefault("dns", {})
+            dns_section.setdefault("block", {})["public_url"] = f"http://{cfg.web.listen}"
+            cfg = load_config(config, overrides)
         level = (log_level or cfg.logging.level).upper()
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         store_url = None if snapshot is not None else cfg.store.url
