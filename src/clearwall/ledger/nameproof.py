@@ -33,7 +33,9 @@ from clearwall.ledger.merkle import MemoryTree, leaf_hash
 from clearwall.ledger.proofs import HashReader
 from clearwall.ledger.signing import Verifier
 from clearwall.model import RuleKind
+from clearwall.policy.model import RuleSpec
 from clearwall.policy.names import normalize_name
+from clearwall.policy.reference import name_specificity
 
 FORMAT = "clearwall-name-proof/v1"
 
@@ -90,16 +92,8 @@ def _in_range(line: bytes, selector: bytes) -> bool:
 
 
 def specificity(kind: RuleKind, value: str, name: str) -> int | None:
-    """The matcher's specificity of a name rule (``policy.reference.name_specificity``)."""
-    labels = 2 * len(value.split("."))
-    below = name.endswith("." + value)
-    if kind in (RuleKind.EXACT, RuleKind.ALLOW_EXACT):
-        return labels + 1 if name == value else None
-    if kind in (RuleKind.SUBTREE, RuleKind.ALLOW_SUBTREE):
-        return labels if name == value or below else None
-    if kind in (RuleKind.WILDCARD, RuleKind.ALLOW_WILDCARD):
-        return labels if below else None
-    return None
+    """The matcher's specificity of a name rule: the one definition in ``policy.reference``."""
+    return name_specificity(RuleSpec(kind, value), name)
 
 
 def _parse_time(text: Any) -> dt.datetime | None:
