@@ -131,6 +131,7 @@ class DNSConfig:
     max_tcp_connections: int = 1000
     max_inflight: int = 10_000
     reload_interval: float = 0.5  # how often the store's policy version is polled
+    udp_batch: int = 32  # datagrams per recvmmsg/sendmmsg (Linux); 0 = one per system call
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)

@@ -35,6 +35,7 @@ class Gateway:
         log.info("DNS chain: %s", describe(self.handlers))
         for host, port in self.server.addresses:
             log.info("DNS listening on %s (UDP and TCP)", HostPort(host, port))
+        log.info("DNS UDP: %s", self.server.udp_mode)
 
     async def stop(self) -> None:
         """Stop listening and let in-flight queries finish."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from clearwall.config import DNSConfig, HostPort
-from clearwall.dnsserver import wire
+from clearwall.dnsserver import mmsg, wire
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastPath, Handler
@@ -83,6 +83,31 @@ class _Dispatcher:
         self.tasks.add(task)
         task.add_done_callback(lambda t: self._done(t, ctx, send))
 
+    def udp(
+        self, data: bytes, host: str, port: int, later: Callable[[], Callable[[bytes | None], None]]
+    ) -> bytes | None:
+        """The general UDP path: the reply to send now, or None (dropped, or sent later
+        through ``later()`` when the chain had to wait)."""
+        try:
+            q = parse_query(data)
+        except DNSWireError:
+            return rejection(data, self.metrics)
+        if q.edns_version:
+            return wire.error_reply(data, wire.BADVERS, q)
+        ctx = Context(data, host, port, False, q)
+        try:
+            result = self.chain(ctx)
+        except Exception:
+            log.exception("handler chain failed")
+            return wire.error_reply(data, wire.SERVFAIL, q)
+        if result.__class__ is Answer:
+            return ctx.reply
+        task = asyncio.ensure_future(result)  # type: ignore[arg-type]
+        self.tasks.add(task)
+        send = later()
+        task.add_done_callback(lambda t: self._done(t, ctx, send))
+        return None
+
     def _done(
         self, task: asyncio.Future[Answer], ctx: Context, send: Callable[[bytes | None], None]
     ) -> None:
@@ -123,36 +148,17 @@ class UDPListener(asyncio.DatagramProtocol):
             if out is not None:
                 transport.sendto(out, addr)
                 return
-        try:
-            q = parse_query(data)
-        except DNSWireError:
-            early = rejection(data, self.metrics)
-            if early is not None:
-                transport.sendto(early, addr)
-            return
-        if q.edns_version:
-            transport.sendto(wire.error_reply(data, wire.BADVERS, q), addr)
-            return
-        ctx = Context(data, addr[0], addr[1], False, q)
-        try:
-            result = dispatcher.chain(ctx)
-        except Exception:
-            log.exception("handler chain failed")
-            transport.sendto(wire.error_reply(data, wire.SERVFAIL, q), addr)
-            return
-        if result.__class__ is Answer:
-            reply = ctx.reply
-            if reply is not None:
-                transport.sendto(reply, addr)
-            return
-        task = asyncio.ensure_future(result)  # type: ignore[arg-type]
-        dispatcher.tasks.add(task)
 
-        def send(out: bytes | None) -> None:
-            if out is not None:
-                transport.sendto(out, addr)
+        def later() -> Callable[[bytes | None], None]:
+            def send(out: bytes | None) -> None:
+                if out is not None:
+                    transport.sendto(out, addr)
 
-        task.add_done_callback(lambda t: dispatcher._done(t, ctx, send))
+            return send
+
+        out = dispatcher.udp(data, addr[0], addr[1], later)
+        if out is not None:
+            transport.sendto(out, addr)
 
     def error_received(self, exc: Exception) -> None:
         """ICMP errors for earlier replies are not ours to handle."""
@@ -269,6 +275,8 @@ class DNSServer:
         self.dispatcher = _Dispatcher(chain, metrics, fast)
         self.reuse_port = reuse_port
         self._udp: list[asyncio.DatagramTransport] = []
+        self._batched: list[mmsg.BatchedUDP] = []
+        self.udp_mode = ""  # how UDP is read, for the start-up log
         self._tcp: list[asyncio.Server] = []
         self.addresses: list[tuple[str, int]] = []  # bound UDP addresses (port 0 resolved)
 
@@ -310,10 +318,23 @@ class DNSServer:
         except OSError:
             sock.close()
             raise
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: UDPListener(self.dispatcher), sock=sock
-        )
-        self._udp.append(transport)
+        batch = self.config.udp_batch
+        if batch > 0 and mmsg.available():
+            dispatcher = self.dispatcher
+            reader = mmsg.BatchedUDP(sock, batch, dispatcher)
+            reader.start(loop)
+            self._batched.append(reader)
+            self.udp_mode = f"recvmmsg/sendmmsg, batches of up to {batch}"
+        else:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: UDPListener(self.dispatcher), sock=sock
+            )
+            self._udp.append(transport)
+            self.udp_mode = (
+                "datagram transport (udp_batch = 0)"
+                if batch <= 0
+                else "datagram transport (recvmmsg unavailable)"
+            )
         self._tcp.append(server)
         self.addresses.append((hp.host, port))
 
@@ -321,6 +342,9 @@ class DNSServer:
         """Stop listening, then let in-flight queries finish for up to ``grace`` seconds."""
         for transport in self._udp:
             transport.close()
+        for reader in self._batched:
+            reader.close()
+        self._batched.clear()
         for server in self._tcp:
             server.close()
         pending = list(self.dispatcher.tasks)

@@ -1,0 +1,174 @@
+"""The batched UDP reader (recvmmsg/sendmmsg) answers exactly like the datagram transport.
+
+A burst of mixed queries (misses that become hits, blocks, sinkholes, refused and
+malformed packets, a truncated big answer, ANY) is sent back-to-back to a gateway with
+``udp_batch = 32`` and to one with ``udp_batch = 0``; every reply must be byte-identical
+except for TTLs, which the cache counts down once a second and may therefore differ by
+one between the two servers when a second boundary falls between their bursts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import dns.message
+import dns.rcode
+import pytest
+
+from clearwall.config import HostPort
+from clearwall.dnsserver import mmsg
+from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.model import Action, AuthorityKind, Category
+from dnsserver.conftest import dns_config, order
+from dnsserver.upstreams import NSD
+
+pytestmark = pytest.mark.skipif(not mmsg.available(), reason="no recvmmsg/sendmmsg here")
+
+POLICY = StaticPolicy(
+    names={
+        "blocked.test": [order(1)],
+        "sink.test": [
+            order(2, kind=AuthorityKind.OPERATOR, category=Category.MALWARE, action=Action.SINKHOLE)
+        ],
+    }
+)
+
+
+def _query(qid: int, name: str, rdtype: str, **kw: object) -> bytes:
+    msg = dns.message.make_query(name, rdtype, **kw)  # type: ignore[arg-type]
+    msg.id = qid
+    out: bytes = msg.to_wire()
+    return out
+
+
+KINDS: list[tuple[str, str, dict[str, object]]] = [
+    ("www.example.test", "A", {}),
+    ("WwW.Example.TEST", "AAAA", {}),
+    ("alias2.example.test", "A", {"use_edns": 0, "payload": 1232}),
+    ("nx.example.test", "A", {}),
+    ("x.blocked.test", "A", {}),
+    ("x.blocked.test", "TXT", {"use_edns": 0, "want_dnssec": True}),
+    ("sink.test", "A", {"use_edns": 0}),
+    ("many.example.test", "A", {}),
+    ("big.example.test", "TXT", {}),  # too big for 512: TC
+    ("www.example.test", "ANY", {}),
+]
+
+
+def _burst(tag: int) -> list[bytes]:
+    """Every packet has a distinct ID (replies are matched on it); malformed ones too.
+
+    Names in ``KINDS`` are cached by a warm-up (hits and fast-path blocks); each round
+    adds misses no one asked before, so the counters do not depend on reply timing.
+    """
+    packets: list[bytes] = []
+    qid = 1
+    for rnd in range(6):
+        for name, rdtype, kw in KINDS:
+            packets.append(_query(qid, name, rdtype, **kw))
+            qid += 1
+        packets.append(_query(qid, f"m{tag}-{rnd}.example.test", "A"))  # miss: NXDOMAIN
+        qid += 1
+        packets.append(_query(qid, f"m{tag}-{rnd}.blocked.test", "AAAA"))  # block, new name
+        qid += 1
+        hdr = qid.to_bytes(2, "big")
+        qid += 1
+        packets.append(hdr + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x05ab")  # FORMERR
+        hdr = qid.to_bytes(2, "big")
+        qid += 1
+        packets.append(hdr + b"\x01\x00\x00\x02" + b"\x00" * 6 + b"\x00\x00\x01\x00\x01" * 2)
+        notify = dns.message.make_query("example.test", "SOA")
+        notify.set_opcode(4)
+        notify.id = qid
+        qid += 1
+        packets.append(notify.to_wire())  # NOTIMP
+        packets.append(_query(qid, "www.example.test", "A", use_edns=1))  # BADVERS
+        qid += 1
+        packets.append(b"\x00\x01\x02")  # no header: dropped
+        response = dns.message.make_response(dns.message.make_query("x.test", "A"))
+        response.id = qid
+        qid += 1
+        packets.append(response.to_wire())  # never answered
+    return packets
+
+
+async def _exchange(
+    addr: tuple[str, int], packets: list[bytes], family: int = socket.AF_INET, until: int = 0
+) -> dict[int, bytes]:
+    """Send ``packets`` back-to-back from one socket; replies by ID until 0.5 s of quiet
+    (or until ``until`` replies came)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.setblocking(False)
+    replies: dict[int, bytes] = {}
+    try:
+        sock.connect(addr)
+        for p in packets:
+            sock.send(p)
+        while True:
+            try:
+                r = await asyncio.wait_for(loop.sock_recv(sock, 65535), 0.5)
+            except TimeoutError:
+                return replies
+            qid = int.from_bytes(r[:2], "big")
+            assert qid not in replies, "one reply per query"
+            replies[qid] = r
+            if len(replies) == until:
+                return replies
+    finally:
+        sock.close()
+
+
+def _same(a: bytes, b: bytes) -> bool:
+    if a == b:
+        return True
+    ma, mb = dns.message.from_wire(a), dns.message.from_wire(b)
+    for m in (ma, mb):
+        for section in (m.answer, m.authority, m.additional):
+            for rrset in section:
+                rrset.ttl = 0
+    return ma.to_wire() == mb.to_wire() and ma.flags == mb.flags
+
+
+async def test_burst_replies_match_the_datagram_transport(nsd: NSD, gateway_factory) -> None:
+    batched = await gateway_factory(dns_config(nsd.port, udp_batch=32), POLICY)
+    plain = await gateway_factory(dns_config(nsd.port, udp_batch=0), POLICY)
+    assert batched.server.udp_mode.startswith("recvmmsg")
+    assert plain.server.udp_mode.startswith("datagram transport")
+    for i, (name, rdtype, kw) in enumerate(KINDS):  # warm-up, one query at a time
+        for gw in (batched, plain):
+            await _exchange(gw.server.addresses[0], [_query(i + 1, name, rdtype, **kw)], until=1)
+    for tag in range(2):
+        packets = _burst(tag)
+        got = await _exchange(batched.server.addresses[0], packets)
+        want = await _exchange(plain.server.addresses[0], packets)
+        assert got.keys() == want.keys()
+        for qid, reply in want.items():
+            assert _same(got[qid], reply), qid
+        answered = {int.from_bytes(p[:2], "big") for p in packets if len(p) >= 12}
+        dropped = {int.from_bytes(p[:2], "big") for p in packets if len(p) >= 12 and p[2] & 0x80}
+        assert got.keys() == answered - dropped
+        rcodes = {dns.message.from_wire(r).rcode() for r in got.values() if r[3] & 0x0F}
+        assert {dns.rcode.FORMERR, dns.rcode.NOTIMP, dns.rcode.NXDOMAIN} <= rcodes
+    assert batched.server.metrics.malformed == plain.server.metrics.malformed
+    assert batched.server.metrics.queries == plain.server.metrics.queries
+    assert batched.server.metrics.cache_hits == plain.server.metrics.cache_hits
+    assert batched.server.metrics.blocks == plain.server.metrics.blocks
+
+
+async def test_ipv6_batched(nsd: NSD, gateway_factory) -> None:
+    listen = (HostPort("::1", 0),)
+    try:
+        batched = await gateway_factory(dns_config(nsd.port, udp_batch=8), POLICY, listen)
+        plain = await gateway_factory(dns_config(nsd.port, udp_batch=0), POLICY, listen)
+    except Exception as exc:  # no IPv6 loopback in this sandbox
+        pytest.skip(f"no ::1: {exc}")
+    for tag in range(2):
+        packets = _burst(tag)[:40]
+        got = await _exchange(batched.server.addresses[0], packets, socket.AF_INET6)
+        want = await _exchange(plain.server.addresses[0], packets, socket.AF_INET6)
+        assert got.keys() == want.keys() and got
+        for qid, reply in want.items():
+            assert _same(got[qid], reply), qid
