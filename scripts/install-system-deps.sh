@@ -37,7 +37,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 # Debian starts daemons on install; the tests start their own instances.
-for svc in nsd postgresql; do
+for svc in nsd postgresql unbound; do
   (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || service "$svc" stop >/dev/null 2>&1 || true
 done
 echo "system packages installed"
