@@ -42,3 +42,23 @@ async def test_maintenance_logs_expiry_and_the_portal_shows_it(seeded: Seeded) -
         page = await client.get(f"/orders/{sunset.id}")
     assert page.status_code == 200
     assert "expired" in page.text.lower()
+
+
+async def test_portal_never_shows_a_rule_added_behind_the_logs_back(seeded: Seeded) -> None:
+    """The portal compiles with the gateway's loader: unlogged rules are not enforced."""
+    from sqlalchemy import insert
+
+    from clearwall.store import schema
+
+    with seeded.store.write() as conn:
+        conn.execute(
+            insert(schema.rules).values(
+                order_id=seeded.order_a, kind="exact", value="smuggled.example", action=None
+            )
+        )
+    app = create_app(seeded.config, seeded.url, maintenance=False)
+    transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        page = await client.get("/search", params={"name": "smuggled.example"})
+    assert page.status_code == 200
+    assert "Blocked in" not in page.text

@@ -14,10 +14,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from clearwall.config import Config
 from clearwall.ledger.log import TransparencyLog
-from clearwall.model import OrderStatus
 from clearwall.policy.snapshot import PolicySnapshot
-from clearwall.store import repositories
 from clearwall.store.db import Store
+from clearwall.store.loader import build_snapshot
 from clearwall.store.service import PolicyService
 from clearwall.web.queries import StatsCache
 from clearwall.web.security import CSRFProtector, RateLimiter
@@ -30,21 +29,12 @@ SnapshotProvider = Callable[[], PolicySnapshot]
 
 
 def compile_from_store(store: Store, base_url: str) -> PolicySnapshot:
-    """Compile a snapshot of the store's active, published orders (standalone mode)."""
-    try:
-        from clearwall.store.loader import build_snapshot
-    except ImportError:  # the loader is optional; compiling here gives the same policy
-        pass
-    else:
-        return build_snapshot(store, base_url)
-    with store.read() as conn:
-        jurisdictions = repositories.list_jurisdictions(conn)
-        orders = [
-            repositories.compiled_order(conn, o.id)
-            for o in repositories.list_orders(conn, status=OrderStatus.ACTIVE)
-            if o.log_index is not None
-        ]
-    return PolicySnapshot.compile(orders, jurisdictions, store.log_size(), base_url)
+    """Compile a snapshot of the store's enforceable orders (standalone mode).
+
+    The same loader as the gateway: only orders on the log whose stored rules match
+    their logged digest, so the portal never shows a rule the gateway would not enforce.
+    """
+    return build_snapshot(store, base_url)
 
 
 @dataclass
