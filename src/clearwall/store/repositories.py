@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Row, select
+from sqlalchemy import Connection, Row, Table, select
 
 from clearwall.errors import NotFound
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
@@ -58,13 +58,17 @@ def authority_from_row(row: Row[Any]) -> Authority:
     )
 
 
+def _row_by_id(conn: Connection, table: Table, row_id: int, what: str) -> Row[Any]:
+    """The row of ``table`` whose ``id`` is ``row_id``; NotFound naming ``what`` otherwise."""
+    row = conn.execute(select(table).where(table.c.id == row_id)).first()
+    if row is None:
+        raise NotFound(f"no {what} {row_id}")
+    return row
+
+
 def get_authority(conn: Connection, authority_id: int) -> Authority:
     """The authority ``authority_id``; NotFound when it does not exist."""
-    a = schema.authorities
-    row = conn.execute(select(a).where(a.c.id == authority_id)).first()
-    if row is None:
-        raise NotFound(f"no authority {authority_id}")
-    return authority_from_row(row)
+    return authority_from_row(_row_by_id(conn, schema.authorities, authority_id, "authority"))
 
 
 def list_authorities(conn: Connection, jurisdiction: str | None = None) -> list[Authority]:
@@ -98,11 +102,7 @@ def order_from_row(row: Row[Any]) -> Order:
 
 def get_order(conn: Connection, order_id: int) -> Order:
     """The order ``order_id``; NotFound when it does not exist."""
-    o = schema.orders
-    row = conn.execute(select(o).where(o.c.id == order_id)).first()
-    if row is None:
-        raise NotFound(f"no order {order_id}")
-    return order_from_row(row)
+    return order_from_row(_row_by_id(conn, schema.orders, order_id, "order"))
 
 
 def list_orders(
@@ -169,11 +169,7 @@ def appeal_from_row(row: Row[Any]) -> Appeal:
 
 def get_appeal(conn: Connection, appeal_id: int) -> Appeal:
     """The appeal ``appeal_id``; NotFound when it does not exist."""
-    t = schema.appeals
-    row = conn.execute(select(t).where(t.c.id == appeal_id)).first()
-    if row is None:
-        raise NotFound(f"no appeal {appeal_id}")
-    return appeal_from_row(row)
+    return appeal_from_row(_row_by_id(conn, schema.appeals, appeal_id, "appeal"))
 
 
 def list_appeals(conn: Connection, order_id: int | None = None) -> list[Appeal]:
