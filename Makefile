@@ -8,7 +8,9 @@ DB     := var/clearwall.db
 
 .PHONY: run test check lint typecheck bench fmt clean
 
-$(STAMP): pyproject.toml
+# setup.py and the C source: pip builds the policy's C extension (policy/_nameindex.c)
+# into src/, so a change to either must reinstall.
+$(STAMP): pyproject.toml setup.py src/clearwall/policy/_nameindex.c
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'

@@ -15,7 +15,7 @@ from matcher_builders import DAY, JURISDICTIONS, NOW, T0, order, summary
 from clearwall.errors import SnapshotError
 from clearwall.model import Action, OrderStatus, RuleKind
 from clearwall.policy.model import CompiledOrder, Jurisdiction, RuleSpec
-from clearwall.policy.snapshot import GROUPS_FILE, TRIE_FILE, PolicySnapshot
+from clearwall.policy.snapshot import GROUPS_FILE, INDEX_FILE, TRIE_FILE, PolicySnapshot
 
 POLICY = [
     order(1, "de", ["subtree x.com", "allow-exact ok.x.com", "response-ip 10.0.0.0/8"]),
@@ -230,7 +230,7 @@ def test_two_processes_map_the_same_snapshot_files(tmp_path: Path) -> None:
     ]
     maps = [json.loads(run.stdout) for run in runs]
     real = path.resolve()
-    expected = {name: os.stat(real / name).st_ino for name in (TRIE_FILE, GROUPS_FILE)}
+    expected = {name: os.stat(real / name).st_ino for name in (TRIE_FILE, GROUPS_FILE, INDEX_FILE)}
     assert maps[0] == maps[1] == expected
 
 

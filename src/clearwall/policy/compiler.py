@@ -4,7 +4,8 @@ The compiler streams: each rule becomes one trie key (the name reversed, with a 
 dot) and one integer code, buffered in a bytes blob and an integer array rather than as
 Python objects, so that ten million rules compile in bounded memory. Rules of the same
 name are merged into a *rule group*; groups are deduplicated, so the per-name state is a
-single 32-bit group id in an array parallel to the trie's key ids.
+single 32-bit group id in an array parallel to the trie's key ids. The same keys also
+make the name index (``_nameindex``): sorted keyed fingerprints the matcher asks first.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import ipaddress
 import json
 import math
+import os
 import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -24,9 +26,11 @@ import marisa_trie
 
 from clearwall.errors import SnapshotError
 from clearwall.model import Action, OrderRef, OrderStatus, RuleKind
+from clearwall.policy import _nameindex
 from clearwall.policy.model import CompiledOrder, Jurisdiction
 
-FORMAT_VERSION = 1
+# 2: the name index (names.fp64 and its key in the metadata) joined the trie.
+FORMAT_VERSION = 2
 
 # Rule codes pack (order index, kind, action override) into one int: the low 3 bits are
 # the action (0 = the order's own), the next 3 the kind, the rest the order index.
@@ -101,6 +105,8 @@ class Tables:
     base_url: str
     compiled_at: float
     valid_until: float | None
+    index_image: Any  # the name index (bytes, or an mmap of names.fp64)
+    index_key: bytes  # the random SipHash key of its fingerprints
     version: str = ""
     keepalive: list[Any] = field(default_factory=list)  # mmaps the views depend on
 
@@ -243,7 +249,13 @@ def build(
     for key, code in zip(_iter_blob(blob), codes, strict=True):
         kid = key_id(key)
         key_groups[kid] = add(key_groups[kid], code)
-    del blob, codes
+    del codes
+    # A fresh random key per compile: nobody can pick names whose fingerprints collide
+    # or crowd one part of the index. The key is policy-independent, so it is left out
+    # of the content hash (as is the index, which follows from the names).
+    index_key = os.urandom(_nameindex.KEY_SIZE)
+    index_image = _nameindex.build(blob, index_key)
+    del blob
 
     moment = time.time() if now is None else now
     tables = Tables(
@@ -257,13 +269,16 @@ def build(
         base_url=base_url,
         compiled_at=moment,
         valid_until=next_boundary(entries, moment),
+        index_image=index_image,
+        index_key=index_key,
     )
     tables.version = f"{tree_size}-{content_hash(tables)[:12]}"
     return tables
 
 
 def metadata(tables: Tables) -> dict[str, Any]:
-    """The JSON-ready metadata of a snapshot: all but the trie and the key-group array."""
+    """The JSON-ready metadata of a snapshot: all but the trie, the key-group array and
+    the name index (whose key it carries)."""
     return {
         "format": FORMAT_VERSION,
         "version": tables.version,
@@ -272,6 +287,7 @@ def metadata(tables: Tables) -> dict[str, Any]:
         "compiled_at": tables.compiled_at,
         "valid_until": tables.valid_until,
         "keys": len(tables.trie),
+        "index_key": tables.index_key.hex(),
         "orders": [
             {
                 "ref": ref_to_json(o.ref),
@@ -290,9 +306,12 @@ def metadata(tables: Tables) -> dict[str, Any]:
 
 
 def content_hash(tables: Tables) -> str:
-    """SHA-256 (hex) over the trie, the key-group array and the policy metadata."""
+    """SHA-256 (hex) over the trie, the key-group array and the policy metadata.
+
+    The name index and its random key are left out: they follow from the names.
+    """
     meta = metadata(tables)
-    for volatile in ("version", "compiled_at", "valid_until", "tree_size"):
+    for volatile in ("version", "compiled_at", "valid_until", "tree_size", "index_key"):
         meta.pop(volatile)
     digest = hashlib.sha256()
     digest.update(json.dumps(meta, sort_keys=True, separators=(",", ":")).encode())

@@ -33,6 +33,7 @@ from clearwall.model import (
     RuleKind,
     Verdict,
 )
+from clearwall.policy._nameindex import NameIndex
 from clearwall.policy.compiler import (
     FORMAT_VERSION,
     OrderEntry,
@@ -47,6 +48,7 @@ from clearwall.policy.model import ALL_JURISDICTIONS, CompiledOrder, Jurisdictio
 
 TRIE_FILE = "names.marisa"
 GROUPS_FILE = "groups.u32"
+INDEX_FILE = "names.fp64"
 META_FILE = "meta.json"
 
 # Memoized verdicts per view are a cache, not an index: past this many entries a memo is
@@ -93,7 +95,12 @@ def _decode(code: int) -> _Rule:
 
 class _View:
     """What one client jurisdiction sees at the current time: the orders that apply to it,
-    and the verdicts already worked out, keyed by the deepest matching trie key."""
+    and the verdicts already worked out, keyed by the deepest listed name matched (in
+    ``exact`` when the query is that name, in ``below`` when it lies below it).
+
+    Only ``_resolve_name`` writes a name memo, after the trie confirmed the key: a
+    fingerprint false positive can look a memo up but never find a wrong entry there.
+    """
 
     __slots__ = ("applies", "below", "exact", "ip")
 
@@ -145,7 +152,8 @@ def _citations(hits: list[_Hit], orders: list[OrderEntry]) -> tuple[Citation, ..
 
 
 class PolicySnapshot:
-    """An immutable compiled policy: names in a marisa trie, addresses in prefix trees.
+    """An immutable compiled policy: names in a marisa trie (with a fingerprint index in
+    front of it), addresses in prefix trees.
 
     Build one with ``compile`` or ``load``; ask it with ``match``/``match_ip``. The only
     mutable state is a verdict memo per jurisdiction, which never changes an answer.
@@ -161,6 +169,8 @@ class PolicySnapshot:
         self._groups = [tuple(_decode(c) for c in g) for g in tables.groups]
         self._key_groups = tables.key_groups
         self._trie = tables.trie
+        self._index = NameIndex(tables.index_image, tables.index_key)
+        self._deepest = self._index.deepest
         self._prefixes = tables.trie.prefixes
         self._key_id = tables.trie.key_id
         self._refs = tuple(o.ref for o in tables.orders)
@@ -252,6 +262,10 @@ class PolicySnapshot:
             out.write(memoryview(self._key_groups).cast("B"))
             out.flush()
             os.fsync(out.fileno())
+        with open(directory / INDEX_FILE, "wb") as out:
+            out.write(self._tables.index_image)
+            out.flush()
+            os.fsync(out.fileno())
         with open(directory / META_FILE, "w", encoding="utf-8") as out:
             json.dump(meta, out, separators=(",", ":"))
             out.flush()
@@ -265,8 +279,9 @@ class PolicySnapshot:
 
     @classmethod
     def load(cls, path: Path) -> PolicySnapshot:
-        """Map a saved snapshot: the trie and the key-group array stay file-backed pages
-        that every process loading the same files shares."""
+        """Map a saved snapshot: the trie, the key-group array and the name index stay
+        file-backed pages that every process loading the same files shares. Nothing is
+        read per name: loading takes the same time for any policy size."""
         path = Path(path)
         try:
             with open(path / META_FILE, encoding="utf-8") as src:
@@ -288,6 +303,8 @@ class PolicySnapshot:
                 key_groups = memoryview(mapped).cast("I")
                 if len(key_groups) != meta["keys"] or len(trie) != meta["keys"]:
                     raise SnapshotError(f"{path}: trie and key-group array disagree")
+            with open(path / INDEX_FILE, "rb") as src:  # never empty: it has a header
+                index_image = mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ)
             tables = Tables(
                 trie=trie,
                 key_groups=key_groups,
@@ -314,11 +331,14 @@ class PolicySnapshot:
                 compiled_at=float(meta["compiled_at"]),
                 valid_until=meta["valid_until"],
                 version=str(meta["version"]),
+                index_image=index_image,
+                index_key=bytes.fromhex(meta["index_key"]),
                 keepalive=keepalive,
             )
+            # Inside the try: a damaged index (bad header or size) is a ValueError here.
+            return cls(tables)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SnapshotError(f"cannot load policy snapshot {path}: {exc}") from exc
-        return cls(tables)
 
     # -- the data plane -----------------------------------------------------------------
 
@@ -329,26 +349,49 @@ class PolicySnapshot:
         Names no rule touches return the shared ``ALLOWED`` without allocating a verdict;
         a hit returns the same memoized verdict object for the same matched rules.
         """
-        key = ("." + name)[::-1]
-        found = self._prefixes(key)
-        if not found:
-            return ALLOWED
+        # The name index finds the deepest suffix of the name (the name itself, or what
+        # follows one of its dots) whose fingerprint is listed. No listed name is ever
+        # missed; a match may be a fingerprint collision, which only ever costs a trip
+        # to the trie (see _resolve_name).
+        try:
+            cut = self._deepest(name)
+        except ValueError:  # not ASCII, or longer than a canonical name: not indexed
+            cut = 0
+        else:
+            if cut < 0:
+                return ALLOWED
         if now is None:
             now = time.time()
         if not self._lo <= now < self._hi:
             self._enter(now)
         view = self._views.get(jurisdiction, self._star)
-        deepest = found[-1]
-        memo = view.exact if len(deepest) == len(key) else view.below
-        verdict = memo.get(deepest)
+        verdict = view.below.get(name[cut:]) if cut else view.exact.get(name)
         if verdict is None:
-            verdict = self._resolve_name(key, found, view)
-            if len(memo) >= MEMO_LIMIT:
-                memo.clear()
-            memo[deepest] = verdict
+            verdict = self._resolve_name(name, view)
         return verdict
 
-    def _resolve_name(self, key: str, found: list[str], view: _View) -> Verdict:
+    def _resolve_name(self, name: str, view: _View) -> Verdict:
+        """The authoritative verdict: the trie says which listed names the query is or
+        lies below. Memoized under the deepest of them, which is what the name index
+        finds for the next query (unless a collision makes it point deeper, to a name
+        under which nothing is ever memoized)."""
+        key = ("." + name)[::-1]
+        found = self._prefixes(key)
+        if not found:  # the name index matched a fingerprint, not a listed name
+            return ALLOWED
+        deepest = found[-1]
+        exact = len(deepest) == len(key)
+        memo = view.exact if exact else view.below
+        listed = name[len(key) - len(deepest) :]  # the deepest listed name, as a suffix
+        verdict = memo.get(listed)
+        if verdict is None:
+            verdict = self._decide_name(key, found, view)
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[listed] = verdict
+        return verdict
+
+    def _decide_name(self, key: str, found: list[str], view: _View) -> Verdict:
         applies = view.applies
         orders = self._orders
         hits: list[_Hit] = []

@@ -1,0 +1,543 @@
+/* clearwall.policy._nameindex: the matcher's fast "is any listed name the query or one of
+ * its ancestors?" test, over a sorted array of keyed 64-bit fingerprints.
+ *
+ * Why this exists: marisa-trie's prefix search costs about 2 us per query from Python
+ * (it builds a list of strings, and the query has to be reversed first), which held the
+ * matcher to ~300k lookups/s. Here a lookup hashes the query and each of its parent
+ * suffixes (no copy, no allocation) and looks each fingerprint up in a sorted array that
+ * stays an mmap'd file, shared by every process that loads the snapshot.
+ *
+ * A fingerprint is SipHash-1-3 of the name's ASCII bytes under a 128-bit key chosen at
+ * random when the policy is compiled, so a hostile list cannot choose names that pile up
+ * in one part of the array (which would slow the search down) or that collide on
+ * purpose. Fingerprints have no false negatives; a false positive is possible (about
+ * n / 2^64 per probe) and the Python side never trusts a match without the trie: see
+ * docs/matcher.md, "Layout and cost".
+ *
+ * Only ASCII names of at most MAX_NAME characters are indexed or looked up: that covers
+ * every canonical name (policy.names). Other input raises ValueError and the caller takes
+ * the authoritative path instead.
+ *
+ * The index image (built by build(), saved as one file, native byte order):
+ *
+ *   header   64 bytes: MAGIC, count n, directory bits b, then zeros
+ *   fps      n sorted, distinct uint64 fingerprints (64-byte aligned after the header)
+ *   dir      2^b + 1 uint32: dir[i] = how many fingerprints have top b bits < i
+ *
+ * The directory (about n/8 to n/16 buckets, under half a byte per name) turns a lookup
+ * into one directory read, usually cached, and an interpolation search inside one
+ * bucket of 8 to 16 fingerprints, which lands in the right cache line about 80% of the
+ * time. Measured on a million names, plain interpolation search over the whole array
+ * touched 5.6 cache lines per lookup; this touches 1.2.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Longest name the index answers for: a canonical name has at most 253 characters. */
+#define MAX_NAME 253
+#define KEY_SIZE 16
+#define MAGIC "CWNAMEX1"
+#define HEADER_SIZE 64
+/* Buckets hold 8 to 16 fingerprints on average (fewer buckets for small indexes). */
+#define BUCKET_MIN 8
+/* Bounds on the search inside a bucket, whatever the data: interpolation probes, then a
+ * short linear walk once the guess is close, then bisection of what is left. */
+#define INTERPOLATION_STEPS 3
+#define WALK 4
+
+/* -- SipHash-1-3 (Aumasson and Bernstein; one compression round, three finalization
+ *    rounds: the variant CPython uses for str hashes) ---------------------------------- */
+
+static inline uint64_t
+load_le64(const unsigned char *p)
+{
+    return (uint64_t)p[0] | (uint64_t)p[1] << 8 | (uint64_t)p[2] << 16 |
+           (uint64_t)p[3] << 24 | (uint64_t)p[4] << 32 | (uint64_t)p[5] << 40 |
+           (uint64_t)p[6] << 48 | (uint64_t)p[7] << 56;
+}
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                        \
+    do {                                                                                \
+        v0 += v1;                                                                       \
+        v1 = ROTL(v1, 13);                                                              \
+        v1 ^= v0;                                                                       \
+        v0 = ROTL(v0, 32);                                                              \
+        v2 += v3;                                                                       \
+        v3 = ROTL(v3, 16);                                                              \
+        v3 ^= v2;                                                                       \
+        v0 += v3;                                                                       \
+        v3 = ROTL(v3, 21);                                                              \
+        v3 ^= v0;                                                                       \
+        v2 += v1;                                                                       \
+        v1 = ROTL(v1, 17);                                                              \
+        v1 ^= v2;                                                                       \
+        v2 = ROTL(v2, 32);                                                              \
+    } while (0)
+
+static uint64_t
+siphash13(uint64_t k0, uint64_t k1, const unsigned char *in, size_t len)
+{
+    uint64_t v0 = 0x736f6d6570736575ULL ^ k0;
+    uint64_t v1 = 0x646f72616e646f6dULL ^ k1;
+    uint64_t v2 = 0x6c7967656e657261ULL ^ k0;
+    uint64_t v3 = 0x7465646279746573ULL ^ k1;
+    uint64_t b = ((uint64_t)len) << 56;
+    const unsigned char *end = in + (len & ~(size_t)7);
+
+    for (; in != end; in += 8) {
+        uint64_t m = load_le64(in);
+        v3 ^= m;
+        SIPROUND;
+        v0 ^= m;
+    }
+    switch (len & 7) {
+    case 7: b |= ((uint64_t)in[6]) << 48; /* fall through */
+    case 6: b |= ((uint64_t)in[5]) << 40; /* fall through */
+    case 5: b |= ((uint64_t)in[4]) << 32; /* fall through */
+    case 4: b |= ((uint64_t)in[3]) << 24; /* fall through */
+    case 3: b |= ((uint64_t)in[2]) << 16; /* fall through */
+    case 2: b |= ((uint64_t)in[1]) << 8;  /* fall through */
+    case 1: b |= ((uint64_t)in[0]); break;
+    default: break;
+    }
+    v3 ^= b;
+    SIPROUND;
+    v0 ^= b;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* The two 64-bit key words of a 16-byte key; -1 with an exception set on a bad key. */
+static int
+parse_key(PyObject *key, uint64_t *k0, uint64_t *k1)
+{
+    Py_buffer view;
+    if (PyObject_GetBuffer(key, &view, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (view.len != KEY_SIZE) {
+        PyBuffer_Release(&view);
+        PyErr_Format(PyExc_ValueError, "fingerprint key must be %d bytes", KEY_SIZE);
+        return -1;
+    }
+    *k0 = load_le64((const unsigned char *)view.buf);
+    *k1 = load_le64((const unsigned char *)view.buf + 8);
+    PyBuffer_Release(&view);
+    return 0;
+}
+
+/* -- the index image and its search ------------------------------------------------- */
+
+typedef struct {
+    const uint64_t *fps;
+    const uint32_t *dir;
+    Py_ssize_t n;
+    unsigned bits; /* directory bits, 0..32 */
+} Image;
+
+/* Parse and check an image of len bytes; -1 with ValueError set if it is not one. Only
+ * the header and the total length are read: loading stays O(1). */
+static int
+parse_image(const unsigned char *buf, Py_ssize_t len, Image *image)
+{
+    uint64_t n, bits;
+    if (((uintptr_t)buf & 7) != 0 || len < HEADER_SIZE || memcmp(buf, MAGIC, 8) != 0) {
+        PyErr_SetString(PyExc_ValueError, "not a name index image");
+        return -1;
+    }
+    memcpy(&n, buf + 8, 8);
+    memcpy(&bits, buf + 16, 8);
+    if (bits > 32 || n > UINT32_MAX ||
+        (uint64_t)len != HEADER_SIZE + 8 * n + 4 * (((uint64_t)1 << bits) + 1)) {
+        PyErr_SetString(PyExc_ValueError, "name index image has a bad size");
+        return -1;
+    }
+    image->fps = (const uint64_t *)(buf + HEADER_SIZE);
+    image->dir = (const uint32_t *)(buf + HEADER_SIZE + 8 * n);
+    image->n = (Py_ssize_t)n;
+    image->bits = (unsigned)bits;
+    return 0;
+}
+
+/* 1 when x is one of the image's fingerprints, else 0. Bounded and memory-safe even on
+ * damaged data: it reads only fps[0..n) and dir[0..2^b], and at most
+ * INTERPOLATION_STEPS + 2 * WALK + log2(n) fingerprints. */
+static int
+contains(const Image *image, uint64_t x)
+{
+    const uint64_t *a = image->fps;
+    unsigned shift = 64 - image->bits;
+    uint64_t bucket = image->bits ? x >> shift : 0;
+    uint64_t base = image->bits ? bucket << shift : 0;
+    /* fingerprints per unit of value in this bucket, whose values span 2^shift */
+    double density;
+    Py_ssize_t lo = image->dir[bucket], hi = (Py_ssize_t)image->dir[bucket + 1] - 1;
+    Py_ssize_t p;
+    int step;
+
+    if (hi >= image->n)
+        hi = image->n - 1;
+    if (lo > hi)
+        return 0;
+    density = (double)(hi - lo + 1) * ldexp(1.0, -(int)shift);
+    p = lo + (Py_ssize_t)((double)(x - base) * density); /* as if evenly spread */
+    if (p > hi)
+        p = hi;
+    for (step = 0; step < INTERPOLATION_STEPS; step++) {
+        uint64_t v;
+        double gap;
+        v = a[p];
+        if (v == x)
+            return 1;
+        if (v < x) {
+            lo = p + 1;
+            gap = (double)(x - v) * density;
+        } else {
+            hi = p - 1;
+            gap = -(double)(v - x) * density;
+        }
+        if (lo > hi)
+            return 0;
+        if (gap > -WALK && gap < WALK) { /* close: walk towards x */
+            int walked;
+            if (v < x) {
+                for (walked = 0; walked < 2 * WALK && lo <= hi; walked++, lo++)
+                    if (a[lo] >= x)
+                        return a[lo] == x;
+            } else {
+                for (walked = 0; walked < 2 * WALK && lo <= hi; walked++, hi--)
+                    if (a[hi] <= x)
+                        return a[hi] == x;
+            }
+            break;
+        }
+        /* jump by the expected distance, staying inside [lo, hi] (in floating point, so
+         * that even a wild gap cannot overflow) */
+        gap += (double)p;
+        p = gap <= (double)lo ? lo : gap >= (double)hi ? hi : (Py_ssize_t)gap;
+    }
+    while (lo <= hi) {
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        uint64_t v = a[mid];
+        if (v == x)
+            return 1;
+        if (v < x)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return 0;
+}
+
+/* -- the NameIndex type --------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view; /* the image; holding the export keeps an mmap alive and open */
+    int has_view;
+    Image image;
+    uint64_t k0, k1;
+} NameIndex;
+
+static void
+NameIndex_dealloc(NameIndex *self)
+{
+    if (self->has_view)
+        PyBuffer_Release(&self->view);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+NameIndex_init(NameIndex *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"image", "key", NULL};
+    PyObject *buffer, *key;
+    Py_buffer view;
+    Image image;
+    uint64_t k0, k1;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO:NameIndex", kwlist, &buffer, &key))
+        return -1;
+    if (parse_key(key, &k0, &k1) < 0)
+        return -1;
+    if (PyObject_GetBuffer(buffer, &view, PyBUF_SIMPLE) < 0)
+        return -1;
+    if (parse_image((const unsigned char *)view.buf, view.len, &image) < 0) {
+        PyBuffer_Release(&view);
+        return -1;
+    }
+    if (self->has_view) /* __init__ called again */
+        PyBuffer_Release(&self->view);
+    self->view = view;
+    self->has_view = 1;
+    self->image = image;
+    self->k0 = k0;
+    self->k1 = k1;
+    return 0;
+}
+
+/* The offset of the deepest indexed suffix of an ASCII name, -1 if none. */
+static Py_ssize_t
+deepest_offset(const NameIndex *self, const unsigned char *data, Py_ssize_t len)
+{
+    Py_ssize_t start = 0;
+    if (self->image.n == 0)
+        return -1;
+    for (;;) {
+        const unsigned char *dot;
+        if (contains(&self->image,
+                     siphash13(self->k0, self->k1, data + start, (size_t)(len - start))))
+            return start;
+        dot = memchr(data + start, '.', (size_t)(len - start));
+        if (dot == NULL)
+            return -1;
+        start = dot - data + 1;
+    }
+}
+
+/* The ASCII bytes of a str argument, or NULL with TypeError/ValueError set. */
+static const unsigned char *
+ascii_name(PyObject *name, Py_ssize_t *len)
+{
+    if (!PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "name must be str, not %.100s", Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(name) < 0)
+        return NULL;
+#endif
+    if (!PyUnicode_IS_ASCII(name)) {
+        PyErr_SetString(PyExc_ValueError, "name is not ASCII");
+        return NULL;
+    }
+    *len = PyUnicode_GET_LENGTH(name);
+    if (*len > MAX_NAME) {
+        PyErr_Format(PyExc_ValueError, "name longer than %d characters", MAX_NAME);
+        return NULL;
+    }
+    return PyUnicode_1BYTE_DATA(name);
+}
+
+static PyObject *
+NameIndex_deepest(NameIndex *self, PyObject *name)
+{
+    Py_ssize_t len;
+    const unsigned char *data = ascii_name(name, &len);
+    if (data == NULL)
+        return NULL;
+    return PyLong_FromSsize_t(deepest_offset(self, data, len));
+}
+
+static Py_ssize_t
+NameIndex_len(NameIndex *self)
+{
+    return self->image.n;
+}
+
+static PyMethodDef NameIndex_methods[] = {
+    {"deepest", (PyCFunction)NameIndex_deepest, METH_O,
+     "deepest(name, /)\n--\n\n"
+     "The offset in name of its deepest suffix whose fingerprint is indexed (0: the whole\n"
+     "name), or -1. Suffixes are the name and what follows each of its dots."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PySequenceMethods NameIndex_as_sequence = {
+    .sq_length = (lenfunc)NameIndex_len,
+};
+
+static PyTypeObject NameIndexType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "clearwall.policy._nameindex.NameIndex",
+    .tp_doc = PyDoc_STR(
+        "NameIndex(image, key)\n--\n\n"
+        "The index in image (any buffer, e.g. an mmap: kept exported, never copied),\n"
+        "whose fingerprints were made with the 16-byte key."),
+    .tp_basicsize = sizeof(NameIndex),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)NameIndex_init,
+    .tp_dealloc = (destructor)NameIndex_dealloc,
+    .tp_methods = NameIndex_methods,
+    .tp_as_sequence = &NameIndex_as_sequence,
+};
+
+/* -- module functions ----------------------------------------------------------------- */
+
+static PyObject *
+fingerprint(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer data;
+    uint64_t k0, k1, fp;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "fingerprint(data, key) takes 2 arguments");
+        return NULL;
+    }
+    if (parse_key(args[1], &k0, &k1) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &data, PyBUF_SIMPLE) < 0)
+        return NULL;
+    fp = siphash13(k0, k1, (const unsigned char *)data.buf, (size_t)data.len);
+    PyBuffer_Release(&data);
+    return PyLong_FromUnsignedLongLong(fp);
+}
+
+static int
+compare_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Fingerprints of the names in a blob of newline-terminated trie keys, into out (room for
+ * one per line); returns how many. */
+static Py_ssize_t
+hash_keys(const unsigned char *p, const unsigned char *end, uint64_t k0, uint64_t k1,
+          uint64_t *out)
+{
+    unsigned char name[MAX_NAME];
+    Py_ssize_t count = 0;
+    while (p < end) {
+        const unsigned char *nl = memchr(p, '\n', (size_t)(end - p));
+        Py_ssize_t len, j;
+        int ascii = 1;
+        if (nl == NULL) /* an unterminated tail is not a key */
+            break;
+        /* A trie key is the name reversed after a dot: "moc.elpmaxe." for example.com. */
+        len = nl - p - 1;
+        if (len >= 0 && len <= MAX_NAME && p[len] == '.') {
+            for (j = 0; j < len; j++) {
+                unsigned char c = p[len - 1 - j];
+                ascii &= c < 0x80;
+                name[j] = c;
+            }
+            /* Names that are not ASCII or too long are never looked up here. */
+            if (ascii)
+                out[count++] = siphash13(k0, k1, name, (size_t)len);
+        }
+        p = nl + 1;
+    }
+    return count;
+}
+
+static PyObject *
+build(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer blob;
+    uint64_t k0, k1, *fps, header[HEADER_SIZE / 8] = {0};
+    Py_ssize_t lines = 0, count, n, i;
+    unsigned bits = 0;
+    uint32_t *dir;
+    size_t buckets, next;
+    PyObject *image;
+    const unsigned char *p, *end;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "build(keys, key) takes 2 arguments");
+        return NULL;
+    }
+    if (parse_key(args[1], &k0, &k1) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &blob, PyBUF_SIMPLE) < 0)
+        return NULL;
+    p = (const unsigned char *)blob.buf;
+    end = p + blob.len;
+    for (const unsigned char *q = p; q < end; q++)
+        lines += *q == '\n';
+    if ((uint64_t)lines > UINT32_MAX) {
+        PyBuffer_Release(&blob);
+        PyErr_SetString(PyExc_OverflowError, "too many names for one index");
+        return NULL;
+    }
+    fps = PyMem_RawMalloc((size_t)(lines ? lines : 1) * sizeof(uint64_t));
+    if (fps == NULL) {
+        PyBuffer_Release(&blob);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    count = hash_keys(p, end, k0, k1, fps);
+    qsort(fps, (size_t)count, sizeof(uint64_t), compare_u64);
+    for (i = 0, n = 0; i < count; i++)
+        if (n == 0 || fps[i] != fps[n - 1])
+            fps[n++] = fps[i];
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&blob);
+
+    while ((n >> (bits + 1)) >= BUCKET_MIN)
+        bits++;
+    buckets = (size_t)1 << bits;
+    image = PyBytes_FromStringAndSize(
+        NULL, HEADER_SIZE + n * (Py_ssize_t)sizeof(uint64_t) +
+                  (Py_ssize_t)((buckets + 1) * sizeof(uint32_t)));
+    if (image == NULL) {
+        PyMem_RawFree(fps);
+        return NULL;
+    }
+    memcpy(header, MAGIC, 8);
+    header[1] = (uint64_t)n;
+    header[2] = bits;
+    memcpy(PyBytes_AS_STRING(image), header, HEADER_SIZE);
+    memcpy(PyBytes_AS_STRING(image) + HEADER_SIZE, fps, (size_t)n * sizeof(uint64_t));
+    dir = (uint32_t *)(PyBytes_AS_STRING(image) + HEADER_SIZE + n * sizeof(uint64_t));
+    for (i = 0, next = 0; i < n; i++) {
+        size_t bucket = bits ? (size_t)(fps[i] >> (64 - bits)) : 0;
+        while (next <= bucket)
+            dir[next++] = (uint32_t)i;
+    }
+    while (next <= buckets)
+        dir[next++] = (uint32_t)n;
+    PyMem_RawFree(fps);
+    return image;
+}
+
+static PyMethodDef module_methods[] = {
+    {"fingerprint", (PyCFunction)(void (*)(void))fingerprint, METH_FASTCALL,
+     "fingerprint(data, key, /)\n--\n\n"
+     "SipHash-1-3 of the bytes data under the 16-byte key, as an unsigned 64-bit int."},
+    {"build", (PyCFunction)(void (*)(void))build, METH_FASTCALL,
+     "build(keys, key, /)\n--\n\n"
+     "The index image (bytes) of the names in keys: newline-terminated trie keys, each a\n"
+     "name reversed after a dot, duplicates allowed. Names that are not ASCII or longer\n"
+     "than MAX_NAME are left out."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "clearwall.policy._nameindex",
+    .m_doc = "Keyed 64-bit fingerprints of names and the sorted index the matcher asks first.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__nameindex(void)
+{
+    PyObject *module;
+    if (PyType_Ready(&NameIndexType) < 0)
+        return NULL;
+    module = PyModule_Create(&module_def);
+    if (module == NULL)
+        return NULL;
+    if (PyModule_AddIntConstant(module, "MAX_NAME", MAX_NAME) < 0 ||
+        PyModule_AddIntConstant(module, "KEY_SIZE", KEY_SIZE) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    Py_INCREF(&NameIndexType);
+    if (PyModule_AddObject(module, "NameIndex", (PyObject *)&NameIndexType) < 0) {
+        Py_DECREF(&NameIndexType);
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}
