@@ -37,6 +37,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include "structmember.h"
 
 /* Longest name the index answers for: a canonical name has at most 253 characters. */
 #define MAX_NAME 253
@@ -167,34 +170,70 @@ parse_image(const unsigned char *buf, Py_ssize_t len, Image *image)
     return 0;
 }
 
-/* 1 when x is one of the image's fingerprints, else 0. Bounded and memory-safe even on
- * damaged data: it reads only fps[0..n) and dir[0..2^b], and at most
- * INTERPOLATION_STEPS + 2 * WALK + log2(n) fingerprints. */
-static int
-contains(const Image *image, uint64_t x)
+/* A search for one fingerprint, in two halves so that a caller can start the searches
+ * of all of a name's suffixes (and have their memory fetched in parallel) before it
+ * finishes any: start reads the directory and guesses a position, finish searches. */
+typedef struct {
+    uint64_t x;
+    Py_ssize_t lo, hi; /* if x is present, it is in fps[lo..hi] */
+    Py_ssize_t p;      /* the next position to probe */
+    double density;    /* fingerprints per unit of value in x's bucket */
+} Search;
+
+#if defined(__GNUC__)
+#define PREFETCH(address) __builtin_prefetch(address)
+#else
+#define PREFETCH(address) ((void)(address))
+#endif
+
+static inline const uint32_t *
+bucket_of(const Image *image, uint64_t x)
 {
-    const uint64_t *a = image->fps;
+    return image->dir + (image->bits ? x >> (64 - image->bits) : 0);
+}
+
+static void
+search_start(const Image *image, uint64_t x, Search *search)
+{
+    const uint32_t *bucket = bucket_of(image, x);
     unsigned shift = 64 - image->bits;
-    uint64_t bucket = image->bits ? x >> shift : 0;
-    uint64_t base = image->bits ? bucket << shift : 0;
-    /* fingerprints per unit of value in this bucket, whose values span 2^shift */
-    double density;
-    Py_ssize_t lo = image->dir[bucket], hi = (Py_ssize_t)image->dir[bucket + 1] - 1;
-    Py_ssize_t p;
-    int step;
+    uint64_t base = image->bits ? (x >> shift) << shift : 0;
+    Py_ssize_t lo = bucket[0], hi = (Py_ssize_t)bucket[1] - 1;
 
     if (hi >= image->n)
         hi = image->n - 1;
+    search->x = x;
+    search->lo = lo;
+    search->hi = hi;
+    if (lo > hi) { /* an empty bucket: finish has nothing to do */
+        search->p = 0;
+        search->density = 0;
+        return;
+    }
+    /* the bucket's values span 2^shift: guess as if its fingerprints were evenly spread */
+    search->density = (double)(hi - lo + 1) * ldexp(1.0, -(int)shift);
+    search->p = lo + (Py_ssize_t)((double)(x - base) * search->density);
+    if (search->p > hi)
+        search->p = hi;
+}
+
+/* 1 when the search's fingerprint is in the image, else 0. Bounded and memory-safe even
+ * on damaged data: it reads only fps[lo..hi] within fps[0..n), at most
+ * INTERPOLATION_STEPS + 2 * WALK + log2(n) of them. */
+static int
+search_finish(const Image *image, Search *search)
+{
+    const uint64_t *a = image->fps;
+    uint64_t x = search->x;
+    Py_ssize_t lo = search->lo, hi = search->hi, p = search->p;
+    double density = search->density;
+    int step;
+
     if (lo > hi)
         return 0;
-    density = (double)(hi - lo + 1) * ldexp(1.0, -(int)shift);
-    p = lo + (Py_ssize_t)((double)(x - base) * density); /* as if evenly spread */
-    if (p > hi)
-        p = hi;
     for (step = 0; step < INTERPOLATION_STEPS; step++) {
-        uint64_t v;
+        uint64_t v = a[p];
         double gap;
-        v = a[p];
         if (v == x)
             return 1;
         if (v < x) {
@@ -284,23 +323,41 @@ NameIndex_init(NameIndex *self, PyObject *args, PyObject *kwds)
     return 0;
 }
 
-/* The offset of the deepest indexed suffix of an ASCII name, -1 if none. */
+/* The offset of the deepest indexed suffix of an ASCII name, -1 if none. Suffixes are
+ * taken in batches, deepest first: the directory entries and first probes of a batch are
+ * prefetched together, so a miss or a subdomain hit waits for memory about once, not
+ * once per suffix. */
+#define BATCH 16
+
 static Py_ssize_t
 deepest_offset(const NameIndex *self, const unsigned char *data, Py_ssize_t len)
 {
-    Py_ssize_t start = 0;
-    if (self->image.n == 0)
+    const Image *image = &self->image;
+    Search searches[BATCH];
+    Py_ssize_t starts[BATCH];
+    Py_ssize_t start = 0; /* the next suffix to look up; -1 once the last one was taken */
+    int count, i;
+
+    if (image->n == 0)
         return -1;
-    for (;;) {
-        const unsigned char *dot;
-        if (contains(&self->image,
-                     siphash13(self->k0, self->k1, data + start, (size_t)(len - start))))
-            return start;
-        dot = memchr(data + start, '.', (size_t)(len - start));
-        if (dot == NULL)
-            return -1;
-        start = dot - data + 1;
+    while (start >= 0) {
+        for (count = 0; count < BATCH && start >= 0; count++) {
+            uint64_t fp = siphash13(self->k0, self->k1, data + start, (size_t)(len - start));
+            const unsigned char *dot = memchr(data + start, '.', (size_t)(len - start));
+            PREFETCH(bucket_of(image, fp));
+            starts[count] = start;
+            searches[count].x = fp;
+            start = dot == NULL ? -1 : dot - data + 1;
+        }
+        for (i = 0; i < count; i++) {
+            search_start(image, searches[i].x, &searches[i]);
+            PREFETCH(&image->fps[searches[i].p]);
+        }
+        for (i = 0; i < count; i++)
+            if (search_finish(image, &searches[i]))
+                return starts[i];
     }
+    return -1;
 }
 
 /* The ASCII bytes of a str argument, or NULL with TypeError/ValueError set. */
@@ -369,6 +426,253 @@ static PyTypeObject NameIndexType = {
     .tp_dealloc = (destructor)NameIndex_dealloc,
     .tp_methods = NameIndex_methods,
     .tp_as_sequence = &NameIndex_as_sequence,
+};
+
+/* -- NameMatcher: the hot path of PolicySnapshot.match --------------------------------
+ *
+ * A base class that PolicySnapshot (Python) extends, so that match() is a C method of the
+ * snapshot itself: a Python frame per query costs about as much as the whole lookup on
+ * this path. It answers only from what it can prove: a name no index entry matches is
+ * allowed, and a verdict an earlier authoritative resolution memoized under the real
+ * suffix string is returned. Everything else (a memo miss, the clock outside the current
+ * interval of applicable orders, a name the index does not cover) goes to the
+ * subclass's _match_slow(name, jurisdiction, now), which asks the trie.
+ */
+
+typedef struct {
+    PyObject_HEAD
+    NameIndex *index;
+    PyObject *memos;   /* dict: jurisdiction code -> (exact memo, below memo) */
+    PyObject *star;    /* (exact memo, below memo) of clients of other jurisdictions */
+    PyObject *allowed; /* the shared verdict for names no rule touches */
+    double lo, hi;     /* the memos are valid while lo <= now < hi */
+} NameMatcher;
+
+static PyObject *str_match_slow; /* "_match_slow", interned */
+
+static int
+NameMatcher_traverse(NameMatcher *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->index);
+    Py_VISIT(self->memos);
+    Py_VISIT(self->star);
+    Py_VISIT(self->allowed);
+    return 0;
+}
+
+static int
+NameMatcher_clear(NameMatcher *self)
+{
+    Py_CLEAR(self->index);
+    Py_CLEAR(self->memos);
+    Py_CLEAR(self->star);
+    Py_CLEAR(self->allowed);
+    return 0;
+}
+
+static void
+NameMatcher_dealloc(NameMatcher *self)
+{
+    PyObject_GC_UnTrack(self);
+    NameMatcher_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int
+is_memo_pair(PyObject *pair)
+{
+    return PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2 &&
+           PyDict_CheckExact(PyTuple_GET_ITEM(pair, 0)) &&
+           PyDict_CheckExact(PyTuple_GET_ITEM(pair, 1));
+}
+
+static int
+NameMatcher_init(NameMatcher *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"index", "memos", "star", "allowed", NULL};
+    PyObject *index, *memos, *star, *allowed;
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!O!OO:NameMatcher", kwlist, &NameIndexType,
+                                     &index, &PyDict_Type, &memos, &star, &allowed))
+        return -1;
+    if (!is_memo_pair(star)) {
+        PyErr_SetString(PyExc_TypeError, "star must be a tuple of two dicts");
+        return -1;
+    }
+    Py_XSETREF(self->index, (NameIndex *)Py_NewRef(index));
+    Py_XSETREF(self->memos, Py_NewRef(memos));
+    Py_XSETREF(self->star, Py_NewRef(star));
+    Py_XSETREF(self->allowed, Py_NewRef(allowed));
+    self->lo = Py_HUGE_VAL; /* empty interval: the first query lets the subclass set it */
+    self->hi = -Py_HUGE_VAL;
+    return 0;
+}
+
+/* time.time(): the same clock (CLOCK_REALTIME), without a Python call */
+static double
+wall_clock(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static PyObject *
+match_slow(NameMatcher *self, PyObject *name, PyObject *jurisdiction, PyObject *now)
+{
+    PyObject *args[4] = {(PyObject *)self, name, jurisdiction, now};
+    return PyObject_VectorcallMethod(str_match_slow, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+}
+
+static PyObject *
+NameMatcher_match(NameMatcher *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    static const char *const names[] = {"name", "jurisdiction", "now"};
+    PyObject *given[3] = {NULL, NULL, NULL};
+    PyObject *name, *jurisdiction, *now, *memos, *memo, *verdict;
+    const unsigned char *data;
+    Py_ssize_t len, cut, i, k;
+    double t;
+
+    /* match(name, jurisdiction, now=None), positionally or by keyword */
+    if (nargs > 3) {
+        PyErr_Format(PyExc_TypeError, "match() takes at most 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    for (i = 0; i < nargs; i++)
+        given[i] = args[i];
+    for (i = 0; kwnames != NULL && i < PyTuple_GET_SIZE(kwnames); i++) {
+        PyObject *keyword = PyTuple_GET_ITEM(kwnames, i);
+        for (k = 0; k < 3; k++)
+            if (PyUnicode_CompareWithASCIIString(keyword, names[k]) == 0)
+                break;
+        if (k == 3) {
+            PyErr_Format(PyExc_TypeError, "match() got an unexpected keyword argument '%U'",
+                         keyword);
+            return NULL;
+        }
+        if (given[k] != NULL) {
+            PyErr_Format(PyExc_TypeError, "match() got multiple values for argument '%s'",
+                         names[k]);
+            return NULL;
+        }
+        given[k] = args[nargs + i];
+    }
+    name = given[0];
+    jurisdiction = given[1];
+    now = given[2] != NULL ? given[2] : Py_None;
+    if (name == NULL || jurisdiction == NULL) {
+        PyErr_SetString(PyExc_TypeError, "match() missing a required argument: "
+                                         "'name' or 'jurisdiction'");
+        return NULL;
+    }
+    if (self->index == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "NameMatcher.__init__ was not called");
+        return NULL;
+    }
+
+    data = ascii_name(name, &len);
+    if (data == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_ValueError))
+            return NULL; /* not a str */
+        PyErr_Clear();   /* not ASCII or too long: not indexed, ask the trie */
+        return match_slow(self, name, jurisdiction, now);
+    }
+    cut = deepest_offset(self->index, data, len);
+    if (cut < 0) /* no false negatives: nothing listed is this name or above it */
+        return Py_NewRef(self->allowed);
+
+    if (now == Py_None) {
+        t = wall_clock();
+    } else {
+        t = PyFloat_AsDouble(now);
+        if (t == -1.0 && PyErr_Occurred())
+            return NULL;
+    }
+    if (!(self->lo <= t && t < self->hi)) { /* the applicable orders must be recomputed */
+        PyObject *moment = now == Py_None ? PyFloat_FromDouble(t) : Py_NewRef(now);
+        PyObject *result;
+        if (moment == NULL)
+            return NULL;
+        result = match_slow(self, name, jurisdiction, moment);
+        Py_DECREF(moment);
+        return result;
+    }
+
+    memos = PyDict_GetItemWithError(self->memos, jurisdiction);
+    if (memos == NULL) {
+        if (PyErr_Occurred())
+            return NULL;
+        memos = self->star;
+    }
+    if (!is_memo_pair(memos)) {
+        PyErr_SetString(PyExc_TypeError, "memos values must be tuples of two dicts");
+        return NULL;
+    }
+    /* Memo keys are real suffix strings that the trie confirmed: a fingerprint collision
+     * may look one up here but can never find a wrong verdict. */
+    if (cut == 0) {
+        memo = PyTuple_GET_ITEM(memos, 0);
+        verdict = PyDict_GetItemWithError(memo, name);
+    } else {
+        PyObject *suffix = PyUnicode_Substring(name, cut, len);
+        if (suffix == NULL)
+            return NULL;
+        memo = PyTuple_GET_ITEM(memos, 1);
+        verdict = PyDict_GetItemWithError(memo, suffix);
+        Py_DECREF(suffix);
+    }
+    if (verdict != NULL)
+        return Py_NewRef(verdict);
+    if (PyErr_Occurred())
+        return NULL;
+    {
+        PyObject *moment = now == Py_None ? PyFloat_FromDouble(t) : Py_NewRef(now);
+        PyObject *result;
+        if (moment == NULL)
+            return NULL;
+        result = match_slow(self, name, jurisdiction, moment);
+        Py_DECREF(moment);
+        return result;
+    }
+}
+
+static PyMethodDef NameMatcher_methods[] = {
+    {"match", (PyCFunction)(void (*)(void))NameMatcher_match, METH_FASTCALL | METH_KEYWORDS,
+     "match($self, /, name, jurisdiction, now=None)\n--\n\n"
+     "The verdict for a canonical query name (lowercase, no trailing dot) asked by a\n"
+     "client of jurisdiction at now (epoch seconds, default: the clock).\n\n"
+     "Names no rule touches return the shared ALLOWED without allocating a verdict; a hit\n"
+     "returns the same memoized verdict object for the same matched rules."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef NameMatcher_members[] = {
+    {"_lo", T_DOUBLE, offsetof(NameMatcher, lo), 0,
+     "Start of the time interval the memos hold for (epoch seconds)."},
+    {"_hi", T_DOUBLE, offsetof(NameMatcher, hi), 0,
+     "End (excluded) of the time interval the memos hold for (epoch seconds)."},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject NameMatcherType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "clearwall.policy._nameindex.NameMatcher",
+    .tp_doc = PyDoc_STR(
+        "NameMatcher(index, memos, star, allowed)\n--\n\n"
+        "The fast path of a matcher (a base class: the subclass provides _match_slow).\n"
+        "memos maps a jurisdiction code to its (exact, below) verdict memos, dicts keyed\n"
+        "by listed names; star is the pair for any other code."),
+    .tp_basicsize = sizeof(NameMatcher),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)NameMatcher_init,
+    .tp_dealloc = (destructor)NameMatcher_dealloc,
+    .tp_traverse = (traverseproc)NameMatcher_traverse,
+    .tp_clear = (inquiry)NameMatcher_clear,
+    .tp_methods = NameMatcher_methods,
+    .tp_members = NameMatcher_members,
 };
 
 /* -- module functions ----------------------------------------------------------------- */
@@ -523,8 +827,13 @@ PyMODINIT_FUNC
 PyInit__nameindex(void)
 {
     PyObject *module;
-    if (PyType_Ready(&NameIndexType) < 0)
+    if (PyType_Ready(&NameIndexType) < 0 || PyType_Ready(&NameMatcherType) < 0)
         return NULL;
+    if (str_match_slow == NULL) {
+        str_match_slow = PyUnicode_InternFromString("_match_slow");
+        if (str_match_slow == NULL)
+            return NULL;
+    }
     module = PyModule_Create(&module_def);
     if (module == NULL)
         return NULL;
@@ -533,9 +842,8 @@ PyInit__nameindex(void)
         Py_DECREF(module);
         return NULL;
     }
-    Py_INCREF(&NameIndexType);
-    if (PyModule_AddObject(module, "NameIndex", (PyObject *)&NameIndexType) < 0) {
-        Py_DECREF(&NameIndexType);
+    if (PyModule_AddObjectRef(module, "NameIndex", (PyObject *)&NameIndexType) < 0 ||
+        PyModule_AddObjectRef(module, "NameMatcher", (PyObject *)&NameMatcherType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

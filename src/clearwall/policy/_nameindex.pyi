@@ -9,6 +9,8 @@ have false positives: a match is a hint to confirm, never a decision.
 
 from typing_extensions import Buffer
 
+from clearwall.model import Verdict
+
 MAX_NAME: int
 """Longest name (in characters) that is indexed or looked up: 253, a canonical name's limit."""
 
@@ -45,3 +47,34 @@ class NameIndex:
 
     def __len__(self) -> int:
         """The number of distinct fingerprints indexed."""
+
+class NameMatcher:
+    """The fast path of ``PolicySnapshot.match``, as a base class in C.
+
+    ``memos`` maps a jurisdiction code to its (exact, below) verdict memos: dicts keyed by
+    listed names, for queries that are that name and for queries below it; ``star`` is
+    the pair for any other code. ``match`` answers from the index and those memos only,
+    within the interval ``_lo <= now < _hi`` (empty at first), and calls the subclass's
+    ``_match_slow(name, jurisdiction, now)`` for everything else.
+    """
+
+    _lo: float
+    _hi: float
+
+    def __init__(
+        self,
+        index: NameIndex,
+        memos: dict[str, tuple[dict[str, Verdict], dict[str, Verdict]]],
+        star: tuple[dict[str, Verdict], dict[str, Verdict]],
+        allowed: Verdict,
+    ) -> None: ...
+    def match(self, name: str, jurisdiction: str, now: float | None = None) -> Verdict:
+        """The verdict for a canonical query name (lowercase, no trailing dot) asked by a
+        client of ``jurisdiction`` at ``now`` (epoch seconds, default: the clock).
+
+        Names no rule touches return the shared ``ALLOWED`` without allocating a verdict;
+        a hit returns the same memoized verdict object for the same matched rules.
+        """
+
+    def _match_slow(self, name: str, jurisdiction: str, now: float | None) -> Verdict:
+        """What ``match`` calls when it cannot answer by itself; the subclass defines it."""

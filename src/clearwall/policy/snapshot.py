@@ -33,7 +33,7 @@ from clearwall.model import (
     RuleKind,
     Verdict,
 )
-from clearwall.policy._nameindex import NameIndex
+from clearwall.policy._nameindex import NameIndex, NameMatcher
 from clearwall.policy.compiler import (
     FORMAT_VERSION,
     OrderEntry,
@@ -151,12 +151,15 @@ def _citations(hits: list[_Hit], orders: list[OrderEntry]) -> tuple[Citation, ..
     return tuple(Citation(orders[index].ref, text) for index, (_spec, text) in ranked)
 
 
-class PolicySnapshot:
+class PolicySnapshot(NameMatcher):
     """An immutable compiled policy: names in a marisa trie (with a fingerprint index in
     front of it), addresses in prefix trees.
 
     Build one with ``compile`` or ``load``; ask it with ``match``/``match_ip``. The only
     mutable state is a verdict memo per jurisdiction, which never changes an answer.
+
+    ``match`` is inherited from ``NameMatcher`` (C, ``_nameindex.c``): it answers names
+    the index rules out and memoized verdicts, and calls ``_match_slow`` for the rest.
     """
 
     def __init__(self, tables: Tables) -> None:
@@ -195,8 +198,14 @@ class PolicySnapshot:
         self._views = {code: _View() for code in self._codes}
         self._star = _View()  # clients of unknown jurisdictions: only "*" orders apply
         self._bounds = sorted({t for o in tables.orders for t in (o.start, o.end) if t != math.inf})
-        self._lo = math.inf
-        self._hi = -math.inf
+        # The C fast path reads the same memo dicts (views reset them in place) and keeps
+        # the interval they hold for in _lo/_hi, empty until the first query.
+        super().__init__(
+            self._index,
+            {code: (view.exact, view.below) for code, view in self._views.items()},
+            (self._star.exact, self._star.below),
+            ALLOWED,
+        )
 
     # -- building and persistence -------------------------------------------------------
 
@@ -342,33 +351,33 @@ class PolicySnapshot:
 
     # -- the data plane -----------------------------------------------------------------
 
-    def match(self, name: str, jurisdiction: str, now: float | None = None) -> Verdict:
-        """The verdict for a canonical query name (lowercase, no trailing dot) asked by a
-        client of ``jurisdiction`` at ``now`` (epoch seconds, default: the clock).
+    # match(name, jurisdiction, now=None) is NameMatcher.match, in C. In Python it reads:
+    #
+    #     try:
+    #         cut = self._index.deepest(name)  # the deepest listed suffix, by fingerprint
+    #     except ValueError:                   # not ASCII or too long: not indexed
+    #         return self._match_slow(name, jurisdiction, now)
+    #     if cut < 0:
+    #         return ALLOWED                   # fingerprints have no false negatives
+    #     now = time.time() if now is None else now
+    #     if not self._lo <= now < self._hi:
+    #         return self._match_slow(name, jurisdiction, now)
+    #     view = self._views.get(jurisdiction, self._star)
+    #     verdict = view.below.get(name[cut:]) if cut else view.exact.get(name)
+    #     return verdict or self._match_slow(name, jurisdiction, now)
+    #
+    # A fingerprint collision makes ``cut`` point at a suffix that is not listed; memo
+    # entries are only ever written under listed names (by _resolve_name, after the trie
+    # confirmed them), so the lookup misses and the trie decides.
 
-        Names no rule touches return the shared ``ALLOWED`` without allocating a verdict;
-        a hit returns the same memoized verdict object for the same matched rules.
-        """
-        # The name index finds the deepest suffix of the name (the name itself, or what
-        # follows one of its dots) whose fingerprint is listed. No listed name is ever
-        # missed; a match may be a fingerprint collision, which only ever costs a trip
-        # to the trie (see _resolve_name).
-        try:
-            cut = self._deepest(name)
-        except ValueError:  # not ASCII, or longer than a canonical name: not indexed
-            cut = 0
-        else:
-            if cut < 0:
-                return ALLOWED
+    def _match_slow(self, name: str, jurisdiction: str, now: float | None) -> Verdict:
+        """``match`` for what its fast path cannot prove: a memo miss, a time outside the
+        current interval, a name the index does not cover."""
         if now is None:
             now = time.time()
         if not self._lo <= now < self._hi:
             self._enter(now)
-        view = self._views.get(jurisdiction, self._star)
-        verdict = view.below.get(name[cut:]) if cut else view.exact.get(name)
-        if verdict is None:
-            verdict = self._resolve_name(name, view)
-        return verdict
+        return self._resolve_name(name, self._views.get(jurisdiction, self._star))
 
     def _resolve_name(self, name: str, view: _View) -> Verdict:
         """The authoritative verdict: the trie says which listed names the query is or
