@@ -103,6 +103,8 @@ def test_save_over_a_plain_directory(tmp_path: Path) -> None:
         (lambda p: (p / "meta.json").unlink(), "cannot load"),
         (lambda p: (p / "meta.json").write_text("{"), "cannot load"),
         (lambda p: _edit_meta(p, format=99), "format"),
+        (lambda p: _edit_meta(p, format=1), "format"),  # before the name index
+        (lambda p: _edit_meta(p, index_key="00"), "cannot load"),
         (lambda p: _edit_meta(p, byteorder="middle-3"), "byte order"),
         (lambda p: _edit_meta(p, keys=1), "disagree"),
     ],
