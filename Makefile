@@ -10,7 +10,7 @@ DB     := var/clearwall.db
 
 # setup.py and the C source: pip builds the policy's C extension (policy/_nameindex.c)
 # into src/, so a change to either must reinstall.
-$(STAMP): pyproject.toml setup.py src/clearwall/policy/_nameindex.c
+$(STAMP): pyproject.toml setup.py src/clearwall/policy/_nameindex.c src/clearwall/dnsserver/_udpbatch.c
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'

@@ -172,3 +172,95 @@ async def test_ipv6_batched(nsd: NSD, gateway_factory) -> None:
         assert got.keys() == want.keys() and got
         for qid, reply in want.items():
             assert _same(got[qid], reply), qid
+
+
+class _Scripted:
+    """A dispatcher whose fast and general paths answer per query name, for the C loop:
+    ``fast:…`` names are answered by the fast path, ``slow:…`` by the general path,
+    ``bad-fast:…`` make the fast path raise (the general path answers), ``bad:…`` make
+    the general path raise, ``none:…`` are dropped, ``str:…`` return a non-bytes reply."""
+
+    def __init__(self) -> None:
+        self.general_calls: list[tuple[str, int, int]] = []
+
+    @staticmethod
+    def _name(data: bytes) -> bytes:
+        return data[13 : 13 + data[12]]
+
+    def fast(self, data: bytes, host: str) -> bytes | None:
+        name = self._name(data)
+        if name.startswith(b"bad-fast"):
+            raise RuntimeError("fast path bug")
+        return data[:2] + b"F" + host.encode() if name.startswith(b"fast") else None
+
+    def udp(self, data: bytes, host: str, port: int, later) -> bytes | None:  # type: ignore[no-untyped-def]
+        name = self._name(data)
+        self.general_calls.append((host, port, len(data)))
+        if name.startswith(b"bad") and not name.startswith(b"bad-fast"):
+            raise RuntimeError("general path bug")
+        if name.startswith(b"none"):
+            return None
+        if name.startswith(b"str"):
+            return "not bytes"  # type: ignore[return-value]
+        return data[:2] + b"G" + host.encode()
+
+
+async def _serve_burst(
+    family: int, host: str, labels: list[str], batch: int
+) -> tuple[dict[int, bytes], _Scripted, list[str]]:
+    loop = asyncio.get_running_loop()
+    server = socket.socket(family, socket.SOCK_DGRAM)
+    server.bind((host, 0))
+    scripted = _Scripted()
+    reader = mmsg.BatchedUDP(server, batch, scripted)
+    errors: list[str] = []
+    reader._readable = lambda: reader.io.serve(  # type: ignore[method-assign]
+        scripted.fast, reader._general, lambda exc, where: errors.append(f"{where}: {exc}")
+    )
+    reader.start(loop)
+    try:
+        packets = [_query(i + 1, f"{label}.test", "A") for i, label in enumerate(labels)]
+        replies = await _exchange(server.getsockname()[:2], packets, family)
+    finally:
+        reader.close()
+    return replies, scripted, errors
+
+
+async def test_c_loop_routes_every_datagram_and_survives_bugs() -> None:
+    labels = ["fast1", "slow1", "bad-fast1", "bad1", "none1", "str1", "fast2", "slow2"] * 9
+    replies, scripted, errors = await _serve_burst(socket.AF_INET, "127.0.0.1", labels, 4)
+    by_label = {i + 1: label for i, label in enumerate(labels)}
+    for qid, label in by_label.items():
+        body = replies.get(qid)
+        if label.startswith(("fast",)):
+            assert body is not None and body[2:] == b"F127.0.0.1"
+        elif label.startswith(("slow", "bad-fast")):
+            assert body is not None and body[2:] == b"G127.0.0.1"
+        else:  # raised, dropped, or not bytes: nothing sent, the rest of the batch goes on
+            assert body is None
+    assert all(h == "127.0.0.1" and p > 0 for h, p, _n in scripted.general_calls)
+    assert sum(e.startswith("fast path: fast path bug") for e in errors) == 9
+    assert sum(e.startswith("general path: general path bug") for e in errors) == 9
+    assert sum(e.startswith("reply: a reply must be bytes") for e in errors) == 9
+
+
+async def test_c_loop_ipv6_hosts() -> None:
+    try:
+        replies, _scripted, errors = await _serve_burst(
+            socket.AF_INET6, "::1", ["fast", "slow"] * 3, 2
+        )
+    except OSError as exc:  # no IPv6 loopback in this sandbox
+        pytest.skip(f"no ::1: {exc}")
+    assert not errors
+    assert sorted(r[2:] for r in replies.values()) == [b"F::1"] * 3 + [b"G::1"] * 3
+
+
+def test_c_loop_rejects_bad_construction() -> None:
+    from clearwall.dnsserver import _udpbatch
+
+    with pytest.raises(ValueError):
+        _udpbatch.Batch(-1, 32, False)
+    with pytest.raises(ValueError):
+        _udpbatch.Batch(0, 0, False)
+    with pytest.raises(TypeError):
+        _udpbatch.Batch(0, 32, False).serve(None, None)  # type: ignore[call-arg]
