@@ -10,7 +10,6 @@ version is polled with the standard library, so the gateway never imports SQLAlc
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import logging
@@ -281,6 +280,8 @@ class PolicySource:
 
 def main(argv: list[str] | None = None) -> int:
     """Child-process entry point: compile one snapshot."""
+    import argparse
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--serve", action="store_true", help="compile requests from stdin")
     parser.add_argument("--db")

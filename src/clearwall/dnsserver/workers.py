@@ -16,13 +16,12 @@ import asyncio
 import contextlib
 import gc
 import logging
-import multiprocessing
-import multiprocessing.connection
 import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvloop
 
@@ -183,11 +182,19 @@ async def _serve_single(opts: ServeOptions, path: Path | None, source: PolicySou
     await gw.stop()
 
 
-Workers = list[tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]]
+if TYPE_CHECKING:  # multiprocessing is imported only when workers are forked
+    import multiprocessing.connection
+    import multiprocessing.process
+
+    Workers = list[
+        tuple[multiprocessing.process.BaseProcess, multiprocessing.connection.Connection]
+    ]
 
 
 def _fork_workers(dns: DNSConfig, path: Path | None, source: PolicySource | None) -> Workers:
     """Fork the workers (no event loop or thread exists yet, so forking is safe)."""
+    import multiprocessing
+
     ctx = multiprocessing.get_context("fork")
     inherited = source.inherited_fds() if source is not None else ()
     workers: Workers = []

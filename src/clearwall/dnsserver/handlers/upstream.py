@@ -14,8 +14,6 @@ import logging
 import secrets
 from collections.abc import Callable
 
-import dns.message
-
 from clearwall.config import DNSConfig, HostPort
 from clearwall.dnsserver import wire
 from clearwall.dnsserver.answer import FAILED, Answer, AnswerKind
@@ -168,6 +166,8 @@ class Upstream:
     @staticmethod
     def _without_opt(body: bytes) -> bytes:
         # OPT not last (rare): let dnspython re-render rather than shift compression.
+        import dns.message  # only here: the data plane does not otherwise hold dnspython
+
         msg = dns.message.from_wire(body)
         msg.use_edns(False)
         out: bytes = msg.to_wire()
