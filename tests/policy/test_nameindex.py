@@ -21,7 +21,7 @@ from matcher_builders import JURISDICTIONS, NOW, order, summary
 from clearwall.errors import SnapshotError
 from clearwall.model import ALLOWED
 from clearwall.policy import reference
-from clearwall.policy._nameindex import KEY_SIZE, MAX_NAME, NameIndex, build, fingerprint
+from clearwall.policy._nameindex import KEY_SIZE, MAX_NAME, Memo, NameIndex, build, fingerprint
 from clearwall.policy.compiler import name_key
 from clearwall.policy.snapshot import INDEX_FILE, META_FILE, PolicySnapshot
 
@@ -189,6 +189,56 @@ def test_damaged_images_never_crash(count: int, bits: int, body: bytes, names: l
     index = NameIndex(image, bytes(KEY_SIZE))
     for name in names:
         assert -1 <= index.deepest(name) <= len(name)
+
+
+# -- Memo against a dict ----------------------------------------------------------------------
+
+memo_keys = st.sampled_from(["a", "b", "a.b", "", "ü.de", "x" * 300]) | st.text(max_size=12)
+memo_ops = st.lists(
+    st.tuples(st.sampled_from(["set", "get", "clear"]), memo_keys, st.integers()), max_size=200
+)
+
+
+@settings(max_examples=200)
+@given(ops=memo_ops)
+def test_memo_behaves_like_a_dict(ops: list[tuple[str, str, int]]) -> None:
+    index = index_of({"a"}, os.urandom(KEY_SIZE))
+    memo, model = Memo(index), {}
+    for op, key, value in ops:
+        key = key.encode("utf-8", "replace").decode()  # no lone surrogates: not UTF-8
+        if op == "set":
+            memo[key] = value  # type: ignore[assignment]
+            model[key] = value
+        elif op == "clear":
+            memo.clear()
+            model.clear()
+        assert memo.get(key) == model.get(key)
+        assert len(memo) == len(model)
+    assert sorted(memo) == sorted(memo.keys()) == sorted(model)
+    for key, value in model.items():
+        assert memo[key] == value
+
+
+def test_memo_refuses_what_it_cannot_hold() -> None:
+    memo = Memo(index_of(set(), os.urandom(KEY_SIZE)))
+    memo["x.com"] = ALLOWED
+    assert memo.get("x.com") is ALLOWED and memo.get("y.com") is None
+    with pytest.raises(KeyError):
+        memo["y.com"]
+    with pytest.raises(TypeError):
+        memo[b"x.com"] = ALLOWED  # type: ignore[index]
+    with pytest.raises(TypeError):
+        memo.get(1)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        del memo["x.com"]  # type: ignore[attr-defined]
+    with pytest.raises(UnicodeEncodeError):
+        memo["\udc80.com"] = ALLOWED
+    with pytest.raises(TypeError):
+        Memo("index")  # type: ignore[arg-type]
+    many = Memo(index_of(set(), os.urandom(KEY_SIZE)))
+    for i in range(5000):  # grows past its first tables
+        many[f"n{i}.com"] = i  # type: ignore[assignment]
+    assert len(many) == 5000 and all(many[f"n{i}.com"] == i for i in range(5000))
 
 
 # -- the index in a snapshot ------------------------------------------------------------------

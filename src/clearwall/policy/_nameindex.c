@@ -143,7 +143,8 @@ typedef struct {
     const uint64_t *fps;
     const uint32_t *dir;
     Py_ssize_t n;
-    unsigned bits; /* directory bits, 0..32 */
+    unsigned bits;    /* directory bits, 0..32 */
+    double inv_width; /* 1 / 2^(64 - bits): a bucket's values span 2^(64 - bits) */
 } Image;
 
 /* Parse and check an image of len bytes; -1 with ValueError set if it is not one. Only
@@ -167,6 +168,7 @@ parse_image(const unsigned char *buf, Py_ssize_t len, Image *image)
     image->dir = (const uint32_t *)(buf + HEADER_SIZE + 8 * n);
     image->n = (Py_ssize_t)n;
     image->bits = (unsigned)bits;
+    image->inv_width = ldexp(1.0, (int)bits - 64);
     return 0;
 }
 
@@ -211,7 +213,7 @@ search_start(const Image *image, uint64_t x, Search *search)
         return;
     }
     /* the bucket's values span 2^shift: guess as if its fingerprints were evenly spread */
-    search->density = (double)(hi - lo + 1) * ldexp(1.0, -(int)shift);
+    search->density = (double)(hi - lo + 1) * image->inv_width;
     search->p = lo + (Py_ssize_t)((double)(x - base) * search->density);
     if (search->p > hi)
         search->p = hi;
@@ -330,7 +332,8 @@ NameIndex_init(NameIndex *self, PyObject *args, PyObject *kwds)
 #define BATCH 16
 
 static Py_ssize_t
-deepest_offset(const NameIndex *self, const unsigned char *data, Py_ssize_t len)
+deepest_offset(const NameIndex *self, const unsigned char *data, Py_ssize_t len,
+               uint64_t *matched)
 {
     const Image *image = &self->image;
     Search searches[BATCH];
@@ -354,8 +357,10 @@ deepest_offset(const NameIndex *self, const unsigned char *data, Py_ssize_t len)
             PREFETCH(&image->fps[searches[i].p]);
         }
         for (i = 0; i < count; i++)
-            if (search_finish(image, &searches[i]))
+            if (search_finish(image, &searches[i])) {
+                *matched = searches[i].x;
                 return starts[i];
+            }
     }
     return -1;
 }
@@ -388,10 +393,11 @@ static PyObject *
 NameIndex_deepest(NameIndex *self, PyObject *name)
 {
     Py_ssize_t len;
+    uint64_t matched;
     const unsigned char *data = ascii_name(name, &len);
     if (data == NULL)
         return NULL;
-    return PyLong_FromSsize_t(deepest_offset(self, data, len));
+    return PyLong_FromSsize_t(deepest_offset(self, data, len, &matched));
 }
 
 static Py_ssize_t
@@ -426,6 +432,317 @@ static PyTypeObject NameIndexType = {
     .tp_dealloc = (destructor)NameIndex_dealloc,
     .tp_methods = NameIndex_methods,
     .tp_as_sequence = &NameIndex_as_sequence,
+};
+
+/* -- Memo: verdicts keyed by listed names -------------------------------------------
+ *
+ * A str -> object map for the matcher's memos. A dict would do, but on the hot path it
+ * costs a substring allocation, a str hash and a probe of its index array before the
+ * entry; here the slot comes from the fingerprint deepest() has just computed, and the
+ * entry is then checked against the real name, byte for byte. Keys are compared as
+ * strings, never as fingerprints: an entry is only found for the very name it was
+ * stored under. Linear probing, at most half full, no deletion but clear().
+ */
+
+typedef struct {
+    uint64_t fp;     /* fingerprint of the key's UTF-8 bytes under the index key */
+    PyObject *key;   /* str; NULL: an empty slot */
+    PyObject *value;
+} MemoEntry;
+
+typedef struct {
+    PyObject_HEAD
+    MemoEntry *table;
+    size_t mask; /* capacity - 1; capacity is a power of two */
+    Py_ssize_t used;
+    uint64_t k0, k1;
+} Memo;
+
+#define MEMO_MIN_CAPACITY 8
+
+static PyTypeObject MemoType;
+
+/* The entry stored under the name whose UTF-8 bytes are data[0..len) and fingerprint fp
+ * (same, an object that may be that very str, skips the comparison), or NULL. */
+static inline MemoEntry *
+memo_find(const Memo *memo, uint64_t fp, const char *data, Py_ssize_t len, PyObject *same)
+{
+    size_t i = (size_t)fp & memo->mask;
+    for (;;) {
+        MemoEntry *entry = &memo->table[i];
+        if (entry->key == NULL)
+            return NULL;
+        if (entry->fp == fp) {
+            if (entry->key == same)
+                return entry;
+            /* Keys are stored only if their UTF-8 form exists, and it is cached: for an
+             * ASCII str it is the str's own data. */
+            if (PyUnicode_IS_COMPACT_ASCII(entry->key)) {
+                if (PyUnicode_GET_LENGTH(entry->key) == len &&
+                    memcmp(PyUnicode_1BYTE_DATA(entry->key), data, (size_t)len) == 0)
+                    return entry;
+            } else {
+                Py_ssize_t size;
+                const char *utf8 = PyUnicode_AsUTF8AndSize(entry->key, &size);
+                if (utf8 != NULL && size == len && memcmp(utf8, data, (size_t)len) == 0)
+                    return entry;
+            }
+        }
+        i = (i + 1) & memo->mask;
+    }
+}
+
+static int
+memo_alloc(Memo *memo, size_t capacity)
+{
+    MemoEntry *table = PyMem_Calloc(capacity, sizeof(MemoEntry));
+    if (table == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memo->table = table;
+    memo->mask = capacity - 1;
+    memo->used = 0;
+    return 0;
+}
+
+static void
+memo_release(Memo *memo)
+{
+    MemoEntry *table = memo->table;
+    size_t i, capacity = memo->mask + 1;
+    memo->table = NULL;
+    memo->used = 0;
+    if (table == NULL)
+        return;
+    for (i = 0; i < capacity; i++) {
+        Py_XDECREF(table[i].key);
+        Py_XDECREF(table[i].value);
+    }
+    PyMem_Free(table);
+}
+
+static PyObject *
+Memo_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"index", NULL};
+    PyObject *index;
+    Memo *memo;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O!:Memo", kwlist, &NameIndexType, &index))
+        return NULL;
+    memo = (Memo *)type->tp_alloc(type, 0);
+    if (memo == NULL)
+        return NULL;
+    memo->k0 = ((NameIndex *)index)->k0;
+    memo->k1 = ((NameIndex *)index)->k1;
+    if (memo_alloc(memo, MEMO_MIN_CAPACITY) < 0) {
+        Py_DECREF(memo);
+        return NULL;
+    }
+    return (PyObject *)memo;
+}
+
+static int
+Memo_traverse(Memo *memo, visitproc visit, void *arg)
+{
+    size_t i;
+    for (i = 0; memo->table != NULL && i <= memo->mask; i++) {
+        Py_VISIT(memo->table[i].key);
+        Py_VISIT(memo->table[i].value);
+    }
+    return 0;
+}
+
+static int
+Memo_clear_refs(Memo *memo)
+{
+    memo_release(memo);
+    return 0;
+}
+
+static void
+Memo_dealloc(Memo *memo)
+{
+    PyObject_GC_UnTrack(memo);
+    memo_release(memo);
+    Py_TYPE(memo)->tp_free((PyObject *)memo);
+}
+
+/* The UTF-8 bytes and fingerprint of a str key, or NULL with an exception set. */
+static const char *
+memo_key(const Memo *memo, PyObject *key, Py_ssize_t *len, uint64_t *fp)
+{
+    const char *data;
+    if (!PyUnicode_Check(key)) {
+        PyErr_Format(PyExc_TypeError, "memo keys are str, not %.100s", Py_TYPE(key)->tp_name);
+        return NULL;
+    }
+    data = PyUnicode_AsUTF8AndSize(key, len);
+    if (data != NULL)
+        *fp = siphash13(memo->k0, memo->k1, (const unsigned char *)data, (size_t)*len);
+    return data;
+}
+
+static PyObject *
+Memo_get(Memo *memo, PyObject *key)
+{
+    Py_ssize_t len;
+    uint64_t fp;
+    MemoEntry *entry;
+    const char *data = memo_key(memo, key, &len, &fp);
+    if (data == NULL)
+        return NULL;
+    entry = memo_find(memo, fp, data, len, key);
+    return Py_NewRef(entry != NULL ? entry->value : Py_None);
+}
+
+static int
+memo_grow(Memo *memo)
+{
+    MemoEntry *old = memo->table;
+    size_t i, capacity = memo->mask + 1;
+    if (memo_alloc(memo, capacity * 2) < 0) {
+        memo->table = old;
+        return -1;
+    }
+    for (i = 0; i < capacity; i++) {
+        if (old[i].key != NULL) {
+            size_t j = (size_t)old[i].fp & memo->mask;
+            while (memo->table[j].key != NULL)
+                j = (j + 1) & memo->mask;
+            memo->table[j] = old[i];
+            memo->used++;
+        }
+    }
+    PyMem_Free(old);
+    return 0;
+}
+
+static int
+Memo_ass_subscript(Memo *memo, PyObject *key, PyObject *value)
+{
+    Py_ssize_t len;
+    uint64_t fp;
+    size_t i;
+    MemoEntry *entry;
+    const char *data;
+
+    if (value == NULL) {
+        PyErr_SetString(PyExc_TypeError, "memo entries cannot be deleted, only cleared");
+        return -1;
+    }
+    data = memo_key(memo, key, &len, &fp);
+    if (data == NULL)
+        return -1;
+    if (memo->table == NULL && memo_alloc(memo, MEMO_MIN_CAPACITY) < 0)
+        return -1;
+    entry = memo_find(memo, fp, data, len, key);
+    if (entry != NULL) {
+        Py_SETREF(entry->value, Py_NewRef(value));
+        return 0;
+    }
+    if ((size_t)(memo->used + 1) * 2 > memo->mask + 1 && memo_grow(memo) < 0)
+        return -1;
+    i = (size_t)fp & memo->mask;
+    while (memo->table[i].key != NULL)
+        i = (i + 1) & memo->mask;
+    memo->table[i].fp = fp;
+    memo->table[i].key = Py_NewRef(key);
+    memo->table[i].value = Py_NewRef(value);
+    memo->used++;
+    return 0;
+}
+
+static PyObject *
+Memo_subscript(Memo *memo, PyObject *key)
+{
+    Py_ssize_t len;
+    uint64_t fp;
+    MemoEntry *entry;
+    const char *data = memo_key(memo, key, &len, &fp);
+    if (data == NULL)
+        return NULL;
+    entry = memo_find(memo, fp, data, len, key);
+    if (entry == NULL) {
+        PyErr_SetObject(PyExc_KeyError, key);
+        return NULL;
+    }
+    return Py_NewRef(entry->value);
+}
+
+static Py_ssize_t
+Memo_len(Memo *memo)
+{
+    return memo->used;
+}
+
+static PyObject *
+Memo_clear(Memo *memo, PyObject *unused)
+{
+    memo_release(memo);
+    if (memo_alloc(memo, MEMO_MIN_CAPACITY) < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Memo_keys(Memo *memo, PyObject *unused)
+{
+    PyObject *keys = PyList_New(0);
+    size_t i;
+    if (keys == NULL)
+        return NULL;
+    for (i = 0; memo->table != NULL && i <= memo->mask; i++) {
+        if (memo->table[i].key != NULL && PyList_Append(keys, memo->table[i].key) < 0) {
+            Py_DECREF(keys);
+            return NULL;
+        }
+    }
+    return keys;
+}
+
+static PyObject *
+Memo_iter(Memo *memo)
+{
+    PyObject *keys = Memo_keys(memo, NULL), *iterator;
+    if (keys == NULL)
+        return NULL;
+    iterator = PyObject_GetIter(keys);
+    Py_DECREF(keys);
+    return iterator;
+}
+
+static PyMethodDef Memo_methods[] = {
+    {"get", (PyCFunction)Memo_get, METH_O,
+     "get(name, /)\n--\n\nThe value stored under name, or None."},
+    {"clear", (PyCFunction)Memo_clear, METH_NOARGS, "clear($self, /)\n--\n\nForget every entry."},
+    {"keys", (PyCFunction)Memo_keys, METH_NOARGS,
+     "keys($self, /)\n--\n\nThe names stored, as a list."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMappingMethods Memo_as_mapping = {
+    .mp_length = (lenfunc)Memo_len,
+    .mp_subscript = (binaryfunc)Memo_subscript,
+    .mp_ass_subscript = (objobjargproc)Memo_ass_subscript,
+};
+
+static PyTypeObject MemoType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "clearwall.policy._nameindex.Memo",
+    .tp_doc = PyDoc_STR(
+        "Memo(index)\n--\n\n"
+        "A map from names (str) to values, slotted by the index's fingerprints: what\n"
+        "NameMatcher.match reads without allocating. memo[name] = value, get, len, clear."),
+    .tp_basicsize = sizeof(Memo),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = Memo_new,
+    .tp_dealloc = (destructor)Memo_dealloc,
+    .tp_traverse = (traverseproc)Memo_traverse,
+    .tp_clear = (inquiry)Memo_clear_refs,
+    .tp_as_mapping = &Memo_as_mapping,
+    .tp_iter = (getiterfunc)Memo_iter,
+    .tp_methods = Memo_methods,
 };
 
 /* -- NameMatcher: the hot path of PolicySnapshot.match --------------------------------
@@ -482,8 +799,8 @@ static int
 is_memo_pair(PyObject *pair)
 {
     return PyTuple_CheckExact(pair) && PyTuple_GET_SIZE(pair) == 2 &&
-           PyDict_CheckExact(PyTuple_GET_ITEM(pair, 0)) &&
-           PyDict_CheckExact(PyTuple_GET_ITEM(pair, 1));
+           Py_IS_TYPE(PyTuple_GET_ITEM(pair, 0), &MemoType) &&
+           Py_IS_TYPE(PyTuple_GET_ITEM(pair, 1), &MemoType);
 }
 
 static int
@@ -496,7 +813,7 @@ NameMatcher_init(NameMatcher *self, PyObject *args, PyObject *kwds)
                                      &index, &PyDict_Type, &memos, &star, &allowed))
         return -1;
     if (!is_memo_pair(star)) {
-        PyErr_SetString(PyExc_TypeError, "star must be a tuple of two dicts");
+        PyErr_SetString(PyExc_TypeError, "star must be a tuple of two Memo");
         return -1;
     }
     Py_XSETREF(self->index, (NameIndex *)Py_NewRef(index));
@@ -530,9 +847,11 @@ NameMatcher_match(NameMatcher *self, PyObject *const *args, Py_ssize_t nargs, Py
 {
     static const char *const names[] = {"name", "jurisdiction", "now"};
     PyObject *given[3] = {NULL, NULL, NULL};
-    PyObject *name, *jurisdiction, *now, *memos, *memo, *verdict;
+    PyObject *name, *jurisdiction, *now, *memos;
+    MemoEntry *entry;
     const unsigned char *data;
     Py_ssize_t len, cut, i, k;
+    uint64_t fp;
     double t;
 
     /* match(name, jurisdiction, now=None), positionally or by keyword */
@@ -579,7 +898,7 @@ NameMatcher_match(NameMatcher *self, PyObject *const *args, Py_ssize_t nargs, Py
         PyErr_Clear();   /* not ASCII or too long: not indexed, ask the trie */
         return match_slow(self, name, jurisdiction, now);
     }
-    cut = deepest_offset(self->index, data, len);
+    cut = deepest_offset(self->index, data, len, &fp);
     if (cut < 0) /* no false negatives: nothing listed is this name or above it */
         return Py_NewRef(self->allowed);
 
@@ -607,26 +926,15 @@ NameMatcher_match(NameMatcher *self, PyObject *const *args, Py_ssize_t nargs, Py
         memos = self->star;
     }
     if (!is_memo_pair(memos)) {
-        PyErr_SetString(PyExc_TypeError, "memos values must be tuples of two dicts");
+        PyErr_SetString(PyExc_TypeError, "memos values must be tuples of two Memo");
         return NULL;
     }
-    /* Memo keys are real suffix strings that the trie confirmed: a fingerprint collision
-     * may look one up here but can never find a wrong verdict. */
-    if (cut == 0) {
-        memo = PyTuple_GET_ITEM(memos, 0);
-        verdict = PyDict_GetItemWithError(memo, name);
-    } else {
-        PyObject *suffix = PyUnicode_Substring(name, cut, len);
-        if (suffix == NULL)
-            return NULL;
-        memo = PyTuple_GET_ITEM(memos, 1);
-        verdict = PyDict_GetItemWithError(memo, suffix);
-        Py_DECREF(suffix);
-    }
-    if (verdict != NULL)
-        return Py_NewRef(verdict);
-    if (PyErr_Occurred())
-        return NULL;
+    /* Memo keys are real suffix strings that the trie confirmed, compared byte for byte:
+     * a fingerprint collision may look one up here but can never find a wrong verdict. */
+    entry = memo_find((Memo *)PyTuple_GET_ITEM(memos, cut ? 1 : 0), fp,
+                      (const char *)data + cut, len - cut, cut ? NULL : name);
+    if (entry != NULL)
+        return Py_NewRef(entry->value);
     {
         PyObject *moment = now == Py_None ? PyFloat_FromDouble(t) : Py_NewRef(now);
         PyObject *result;
@@ -662,7 +970,7 @@ static PyTypeObject NameMatcherType = {
     .tp_doc = PyDoc_STR(
         "NameMatcher(index, memos, star, allowed)\n--\n\n"
         "The fast path of a matcher (a base class: the subclass provides _match_slow).\n"
-        "memos maps a jurisdiction code to its (exact, below) verdict memos, dicts keyed\n"
+        "memos maps a jurisdiction code to its (exact, below) verdict memos, Memo keyed\n"
         "by listed names; star is the pair for any other code."),
     .tp_basicsize = sizeof(NameMatcher),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
@@ -827,7 +1135,8 @@ PyMODINIT_FUNC
 PyInit__nameindex(void)
 {
     PyObject *module;
-    if (PyType_Ready(&NameIndexType) < 0 || PyType_Ready(&NameMatcherType) < 0)
+    if (PyType_Ready(&NameIndexType) < 0 || PyType_Ready(&MemoType) < 0 ||
+        PyType_Ready(&NameMatcherType) < 0)
         return NULL;
     if (str_match_slow == NULL) {
         str_match_slow = PyUnicode_InternFromString("_match_slow");
@@ -843,6 +1152,7 @@ PyInit__nameindex(void)
         return NULL;
     }
     if (PyModule_AddObjectRef(module, "NameIndex", (PyObject *)&NameIndexType) < 0 ||
+        PyModule_AddObjectRef(module, "Memo", (PyObject *)&MemoType) < 0 ||
         PyModule_AddObjectRef(module, "NameMatcher", (PyObject *)&NameMatcherType) < 0) {
         Py_DECREF(module);
         return NULL;

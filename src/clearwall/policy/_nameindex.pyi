@@ -7,6 +7,8 @@ mmap'd file stays shared between processes). Fingerprints have no false negative
 have false positives: a match is a hint to confirm, never a decision.
 """
 
+from collections.abc import Iterator
+
 from typing_extensions import Buffer
 
 from clearwall.model import Verdict
@@ -48,11 +50,34 @@ class NameIndex:
     def __len__(self) -> int:
         """The number of distinct fingerprints indexed."""
 
+class Memo:
+    """A map from names to verdicts, slotted by ``index``'s fingerprints.
+
+    What ``NameMatcher.match`` reads without hashing or allocating: it finds a name's slot
+    from the fingerprint it has just computed, then compares the stored name with the
+    query's suffix byte for byte, so an entry is only ever found under its own name.
+    Entries cannot be deleted, only all cleared.
+    """
+
+    def __init__(self, index: NameIndex) -> None: ...
+    def get(self, name: str, /) -> Verdict | None:
+        """The verdict stored under ``name``, or None."""
+
+    def __getitem__(self, name: str, /) -> Verdict: ...
+    def __setitem__(self, name: str, verdict: Verdict, /) -> None: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def keys(self) -> list[str]:
+        """The names stored."""
+
+    def clear(self) -> None:
+        """Forget every entry."""
+
 class NameMatcher:
     """The fast path of ``PolicySnapshot.match``, as a base class in C.
 
-    ``memos`` maps a jurisdiction code to its (exact, below) verdict memos: dicts keyed by
-    listed names, for queries that are that name and for queries below it; ``star`` is
+    ``memos`` maps a jurisdiction code to its (exact, below) verdict memos, keyed by
+    listed names: for queries that are that name and for queries below it; ``star`` is
     the pair for any other code. ``match`` answers from the index and those memos only,
     within the interval ``_lo <= now < _hi`` (empty at first), and calls the subclass's
     ``_match_slow(name, jurisdiction, now)`` for everything else.
@@ -64,8 +89,8 @@ class NameMatcher:
     def __init__(
         self,
         index: NameIndex,
-        memos: dict[str, tuple[dict[str, Verdict], dict[str, Verdict]]],
-        star: tuple[dict[str, Verdict], dict[str, Verdict]],
+        memos: dict[str, tuple[Memo, Memo]],
+        star: tuple[Memo, Memo],
         allowed: Verdict,
     ) -> None: ...
     def match(self, name: str, jurisdiction: str, now: float | None = None) -> Verdict:

@@ -33,7 +33,7 @@ from clearwall.model import (
     RuleKind,
     Verdict,
 )
-from clearwall.policy._nameindex import NameIndex, NameMatcher
+from clearwall.policy._nameindex import Memo, NameIndex, NameMatcher
 from clearwall.policy.compiler import (
     FORMAT_VERSION,
     OrderEntry,
@@ -98,16 +98,18 @@ class _View:
     and the verdicts already worked out, keyed by the deepest listed name matched (in
     ``exact`` when the query is that name, in ``below`` when it lies below it).
 
-    Only ``_resolve_name`` writes a name memo, after the trie confirmed the key: a
-    fingerprint false positive can look a memo up but never find a wrong entry there.
+    The name memos are ``Memo`` maps, slotted by the name index's fingerprints so that
+    the C fast path reads them without hashing or allocating; keys are still compared as
+    strings. Only ``_resolve_name`` writes a name memo, after the trie confirmed the key:
+    a fingerprint false positive can look a memo up but never find a wrong entry there.
     """
 
     __slots__ = ("applies", "below", "exact", "ip")
 
-    def __init__(self) -> None:
+    def __init__(self, index: NameIndex) -> None:
         self.applies = bytearray()
-        self.exact: dict[str, Verdict] = {}
-        self.below: dict[str, Verdict] = {}
+        self.exact = Memo(index)
+        self.below = Memo(index)
         self.ip: dict[str, Verdict] = {}
 
     def reset(self, applies: bytearray) -> None:
@@ -173,7 +175,6 @@ class PolicySnapshot(NameMatcher):
         self._key_groups = tables.key_groups
         self._trie = tables.trie
         self._index = NameIndex(tables.index_image, tables.index_key)
-        self._deepest = self._index.deepest
         self._prefixes = tables.trie.prefixes
         self._key_id = tables.trie.key_id
         self._refs = tuple(o.ref for o in tables.orders)
@@ -195,10 +196,10 @@ class PolicySnapshot(NameMatcher):
         codes.update(o.ref.jurisdiction for o in tables.orders)
         codes.discard(ALL_JURISDICTIONS)
         self._codes = tuple(sorted(codes))
-        self._views = {code: _View() for code in self._codes}
-        self._star = _View()  # clients of unknown jurisdictions: only "*" orders apply
+        self._views = {code: _View(self._index) for code in self._codes}
+        self._star = _View(self._index)  # clients of other jurisdictions: only "*" orders
         self._bounds = sorted({t for o in tables.orders for t in (o.start, o.end) if t != math.inf})
-        # The C fast path reads the same memo dicts (views reset them in place) and keeps
+        # The C fast path reads the same memos (views reset them in place) and keeps
         # the interval they hold for in _lo/_hi, empty until the first query.
         super().__init__(
             self._index,
@@ -364,7 +365,9 @@ class PolicySnapshot(NameMatcher):
     #         return self._match_slow(name, jurisdiction, now)
     #     view = self._views.get(jurisdiction, self._star)
     #     verdict = view.below.get(name[cut:]) if cut else view.exact.get(name)
-    #     return verdict or self._match_slow(name, jurisdiction, now)
+    #     if verdict is None:                  # not worked out yet (or a collision)
+    #         verdict = self._match_slow(name, jurisdiction, now)
+    #     return verdict
     #
     # A fingerprint collision makes ``cut`` point at a suffix that is not listed; memo
     # entries are only ever written under listed names (by _resolve_name, after the trie
