@@ -114,7 +114,7 @@ def test_scan_reply_agrees_with_dnspython(
         ],
     )
     scan = wire.scan_reply(data)
-    assert scan.cnames == [target.lower()]
+    assert scan.cnames == (target.lower(),)
     assert [ipaddress.ip_address(x) for x in scan.addresses] == [a, aaaa]
     assert scan.min_ttl == min(ttls)
     # Patching every TTL through the offsets is what dnspython then reads.

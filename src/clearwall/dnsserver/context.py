@@ -20,7 +20,7 @@ class Context:
     listener received it, deciding whether replies may be truncated.
     """
 
-    __slots__ = ("_qname", "data", "host", "jurisdiction", "port", "q", "reply", "tcp")
+    __slots__ = ("_after_id", "_qname", "data", "host", "jurisdiction", "port", "q", "reply", "tcp")
 
     def __init__(self, data: bytes, host: str, port: int, tcp: bool, q: wire.Question) -> None:
         self.data = data
@@ -31,6 +31,16 @@ class Context:
         self.jurisdiction = ""  # set by the jurisdiction handler; "" = no jurisdiction
         self.reply: bytes | None = None  # set by the responder; None = send nothing
         self._qname: str | None = None
+        self._after_id: bytes | None = None
+
+    @property
+    def after_id(self) -> bytes:
+        """The query after its ID (``data[2:]``), the fast path's key; made once, so the
+        memos that keep it share one object."""
+        key = self._after_id
+        if key is None:
+            key = self._after_id = self.data[2:]
+        return key
 
     @property
     def qname(self) -> str:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from clearwall.errors import DNSWireError
 
@@ -468,12 +469,14 @@ class ReplyScan:
 
     rcode: int
     ancount: int
-    ttl_offsets: list[int] = field(default_factory=list)  # every non-OPT TTL field
+    # Tuples, not lists: a scan lives as long as its cached answer, and an empty tuple
+    # is one shared object.
+    ttl_offsets: tuple[int, ...] = ()  # every non-OPT TTL field
     min_ttl: int | None = None  # smallest TTL among answer records (None: no answers)
     soa_ttl: int | None = None  # min(SOA TTL, SOA MINIMUM) from the authority section
     min_all_ttl: int | None = None  # smallest TTL of any non-OPT record
-    cnames: list[str] = field(default_factory=list)  # CNAME targets in the answer
-    addresses: list[str] = field(default_factory=list)  # A/AAAA addresses in the answer
+    cnames: tuple[str, ...] = ()  # CNAME targets in the answer
+    addresses: tuple[str, ...] = ()  # A/AAAA addresses in the answer
     opt_start: int = -1
     opt_end: int = -1
     truncated: bool = False
@@ -491,7 +494,9 @@ def scan_reply(data: bytes) -> ReplyScan:
         off = skip_name(data, off) + 4
         if off > end:
             raise DNSWireError("question truncated")
-    offsets = scan.ttl_offsets
+    offsets: list[int] = []
+    cnames: list[str] = []
+    addresses: list[str] = []
     for index in range(an + ns + ar):
         start = off
         off = skip_name(data, off)
@@ -517,11 +522,11 @@ def scan_reply(data: bytes) -> ReplyScan:
             if scan.min_ttl is None or ttl < scan.min_ttl:
                 scan.min_ttl = ttl
             if rtype == TYPE_CNAME:
-                scan.cnames.append(read_name(data, rdata_at)[0])
+                cnames.append(read_name(data, rdata_at)[0])
             elif rtype == TYPE_A and rdlen == 4:
-                scan.addresses.append(socket.inet_ntop(socket.AF_INET, data[rdata_at:off]))
+                addresses.append(socket.inet_ntop(socket.AF_INET, data[rdata_at:off]))
             elif rtype == TYPE_AAAA and rdlen == 16:
-                scan.addresses.append(socket.inet_ntop(socket.AF_INET6, data[rdata_at:off]))
+                addresses.append(socket.inet_ntop(socket.AF_INET6, data[rdata_at:off]))
         elif index < an + ns and rtype == TYPE_SOA:
             at = skip_name(data, skip_name(data, rdata_at))
             if at + 20 > off:
@@ -530,6 +535,12 @@ def scan_reply(data: bytes) -> ReplyScan:
             scan.soa_ttl = min(ttl, minimum)
     if off != end:
         raise DNSWireError("trailing octets after the last record")
+    if offsets:
+        scan.ttl_offsets = tuple(offsets)
+    if cnames:
+        scan.cnames = tuple(cnames)
+    if addresses:
+        scan.addresses = tuple(addresses)
     return scan
 
 
@@ -541,7 +552,7 @@ def append_option(reply: bytes, opt_start: int, option: bytes) -> bytes:
 
 
 def patch_ttls(
-    reply: bytes, offsets: list[int], ttls: list[int], age: int, floor: int = 0
+    reply: bytes, offsets: Sequence[int], ttls: Sequence[int], age: int, floor: int = 0
 ) -> bytes:
     """Copy of ``reply`` with each TTL at ``offsets`` lowered by ``age`` (never below floor)."""
     buf = bytearray(reply)
@@ -551,16 +562,16 @@ def patch_ttls(
     return bytes(buf)
 
 
-def read_ttls(reply: bytes, offsets: list[int]) -> list[int]:
+def read_ttls(reply: bytes, offsets: Sequence[int]) -> tuple[int, ...]:
     """The TTL values at ``offsets``, clamped per RFC 2181 section 8."""
     out = []
     for off in offsets:
         ttl = _U32.unpack_from(reply, off)[0]
         out.append(0 if ttl > 0x7FFFFFFF else ttl)
-    return out
+    return tuple(out)
 
 
-def set_ttls(reply: bytes, offsets: list[int], ttl: int) -> bytes:
+def set_ttls(reply: bytes, offsets: Sequence[int], ttl: int) -> bytes:
     """Copy of ``reply`` with every TTL at ``offsets`` set to ``ttl`` (serve-stale)."""
     buf = bytearray(reply)
     for off in offsets:

@@ -58,8 +58,9 @@ class Cache:
         self.clock = clock
         self.next = next_handler
         self.entries: OrderedDict[CacheKey, list[object]] = OrderedDict()
-        # (query after its ID, jurisdiction) -> entry, for exact-case hits (``fast``).
-        self._index: dict[tuple[bytes, str], list[object]] = {}
+        # jurisdiction -> query after its ID -> entry, for exact-case hits (``fast``);
+        # nested rather than keyed by a pair, so no key tuple is made per query or kept.
+        self._index: dict[str, dict[bytes, list[object]]] = {}
         metrics.cache_size = self.entries.__len__
         policy.on_swap(self._forget)
 
@@ -92,10 +93,7 @@ class Cache:
                 else:
                     answer = self._restamp(key, e, now)
                 if exact:
-                    index = self._index
-                    if len(index) >= self.config.max_entries:
-                        index.clear()
-                    index[(data[2:], ctx.jurisdiction)] = e
+                    self._remember(ctx, e)
                     return answer
                 # Mixed-case query: the responder must put the client's question back.
                 return Answer(
@@ -108,10 +106,7 @@ class Cache:
             if exact:  # the next identical query can take the fast path at once
                 e = entries.get(key)
                 if e is not None and e[_MEMO] is answer:
-                    index = self._index
-                    if len(index) >= self.config.max_entries:
-                        index.clear()
-                    index[(data[2:], ctx.jurisdiction)] = e
+                    self._remember(ctx, e)
             return answer
         return then(result, partial(self._store, key, version))
 
@@ -123,7 +118,10 @@ class Cache:
         metrics = self.metrics
 
         def step(data: bytes, key: bytes, host: str, jurisdiction: str) -> Answer | None:
-            e = index.get((key, jurisdiction))
+            by_query = index.get(jurisdiction)
+            if by_query is None:
+                return None
+            e = by_query.get(key)
             if e is None:
                 return None
             now = clock()
@@ -135,6 +133,15 @@ class Cache:
 
         return step
 
+    def _remember(self, ctx: Context, e: list[object]) -> None:
+        """Index entry ``e`` under this exact query for the fast step."""
+        by_query = self._index.get(ctx.jurisdiction)
+        if by_query is None:
+            by_query = self._index[ctx.jurisdiction] = {}
+        elif len(by_query) >= self.config.max_entries:
+            by_query.clear()
+        by_query[ctx.after_id] = e
+
     def _restamp(self, key: CacheKey, e: list[object], now: float) -> Answer:
         """Count TTLs down (at most once a second per entry) and mark the entry used."""
         self.entries.move_to_end(key)  # LRU order, refreshed at the same once-a-second pace
@@ -145,6 +152,9 @@ class Cache:
             body = wire.patch_ttls(answer.body, answer.scan.ttl_offsets, e[_TTLS], age)  # type: ignore[arg-type]
             answer = Answer(AnswerKind.CACHED, body, answer.verdict, "cache hit", scan=answer.scan)
             answer.tail = body[2:]
+            # TTLs are always recomputed from _TTLS and the age, so the restamped answer
+            # can stand for the entry: one copy of the reply per entry, not two.
+            e[_ANSWER] = answer
         # A bodyless answer (a block) has no TTLs to count down: its memo lasts its life.
         e[_MEMO_UNTIL] = sec + 1 if answer.body is not None else e[_EXPIRES]
         e[_MEMO] = answer
@@ -168,7 +178,7 @@ class Cache:
         ttls = (
             wire.read_ttls(answer.body, answer.scan.ttl_offsets)
             if answer.body is not None and answer.scan is not None
-            else []
+            else ()
         )
         memo = answer
         if answer.body is not None:
@@ -177,7 +187,7 @@ class Cache:
             )
             memo.tail = answer.body[2:]
         entry: list[object] = [
-            answer,
+            memo,  # the forwarded answer's body and scan, as a cache hit (see _restamp)
             now + lifetime,
             sec,
             version,

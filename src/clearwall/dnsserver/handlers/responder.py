@@ -55,17 +55,14 @@ class Responder:
         self.sinkhole6 = ipaddress.IPv6Address(block.sinkhole_ipv6).packed
         self._memo: dict[tuple[object, ...], tuple[OrderRef | None, BlockParts]] = {}
         self._version = policy.current.tree_size
-        # (id(answer), size limit) -> (answer, reply without ID, rcode, order, question)
-        self._rendered: dict[
-            tuple[int, int], tuple[Answer, bytes, int, OrderRef | None, bytes]
-        ] = {}
         # Fast path: query after its ID -> (answer, reply after its ID, count key, order id).
         self._replies: dict[bytes, tuple[Answer, bytes, tuple[int, int, str], int | None]] = {}
+        # One count key object per (qtype, rcode, decision), shared by every kept reply.
+        self._count_keys: dict[tuple[int, int, str], tuple[int, int, str]] = {}
         policy.on_swap(self._forget)
 
     def _forget(self, new: PolicyView) -> None:
         self._memo = {}
-        self._rendered = {}
         self._replies.clear()
         self._version = new.tree_size
 
@@ -124,7 +121,11 @@ class Responder:
         if len(replies) >= self.replies_max:
             replies.clear()
         count = (ctx.q.qtype, out[3] & 0x0F, answer.decision)
-        replies[ctx.data[2:]] = (answer, out[2:], count, order)
+        count = self._count_keys.setdefault(count, count)
+        tail = answer.tail
+        if tail is None or len(tail) + 2 != len(out):  # a cache hit's reply is ID + its tail
+            tail = out[2:]
+        replies[ctx.after_id] = (answer, tail, count, order)
 
     def _emit(self, ctx: Context, result: Answer) -> None:
         """Set ``ctx.reply`` for a ready answer and count it (hot: cache hits inlined)."""
@@ -174,27 +175,9 @@ class Responder:
             if len(out) > ctx.limit:
                 out = wire.truncated_reply(out, qend, self._opt(q) if q.edns else b"")
         elif kind is AnswerKind.BLOCKED and answer.verdict is not None:
-            # A cached block answer is the same object on every exact-case hit: its
-            # rendering (all but the ID) is kept per answer and client size limit.
-            limit = ctx.limit
-            seen = self._rendered.get((id(answer), limit))
-            if seen is not None and seen[0] is answer and data.startswith(seen[4], 12):
-                out = data[:2] + seen[1]
-                rcode = seen[2]
-                if seen[3] is not None:
-                    self.metrics.count_block(seen[3])
-            else:
-                out, rcode = self._block(ctx, answer.verdict)
-                if len(self._rendered) >= _MEMO_MAX:
-                    self._rendered = {}
-                citations = answer.verdict.citations
-                self._rendered[(id(answer), limit)] = (
-                    answer,
-                    out[2:],
-                    rcode,
-                    citations[0].order if citations else None,
-                    data[12 : q.qend],
-                )
+            # Repeats of the same query take the fast path; here the memoized block parts
+            # (per order and query shape, see _block) cost two concatenations.
+            out, rcode = self._block(ctx, answer.verdict)
         elif kind is AnswerKind.DROPPED:
             ctx.reply = None
             self.metrics.count_query(q.qtype, 0, answer.decision)
