@@ -8,8 +8,8 @@ DB     := var/clearwall.db
 
 .PHONY: run test check lint typecheck bench fmt clean
 
-# setup.py and the C source: pip builds the policy's C extension (policy/_nameindex.c)
-# into src/, so a change to either must reinstall.
+# setup.py and the C sources: pip builds the C extensions (setup.py lists them) into
+# src/, so a change to any of them must reinstall.
 $(STAMP): pyproject.toml setup.py src/clearwall/policy/_nameindex.c src/clearwall/dnsserver/_udpbatch.c
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
