@@ -117,12 +117,16 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(
                 "--snapshot-dir",
-                help="Where compiled snapshots are written (default var/snapshots).",
+                help=(
+                    "Where compiled snapshots are written (default: a snapshots directory "
+                    "beside a SQLite store's file, else var/snapshots)."
+                ),
             ),
         ] = None,
         log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, …")] = "",
     ) -> None:
         """Run the DNS gateway (and the web app) until SIGTERM/SIGINT; SIGHUP reloads config."""
+        from clearwall.dnsserver.policy_source import default_snapshot_dir
         from clearwall.dnsserver.workers import ServeOptions
         from clearwall.dnsserver.workers import serve as run
 
@@ -140,6 +144,7 @@ def register(app: typer.Typer) -> None:
         level = (log_level or cfg.logging.level).upper()
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         store_url = None if snapshot is not None else cfg.store.url
+        snapshot_dir = snapshot_dir or default_snapshot_dir(cfg.store.url)
         web_listen: HostPort | None = cfg.web.listen
         log.info(
             "clearwall serve starting: DNS %s, %d worker(s), upstream %s, policy %s",
@@ -157,7 +162,7 @@ def register(app: typer.Typer) -> None:
                 overrides=overrides,
                 store_url=store_url,
                 snapshot=snapshot,
-                snapshot_dir=snapshot_dir or Path("var/snapshots"),
+                snapshot_dir=snapshot_dir,
                 metrics_listen=web_listen,
                 log_level=level,
             )
@@ -170,7 +175,7 @@ def register(app: typer.Typer) -> None:
             overrides=overrides,
             store_url=store_url,
             snapshot=snapshot,
-            snapshot_dir=snapshot_dir or Path("var/snapshots"),
+            snapshot_dir=snapshot_dir,
             metrics_listen=web_listen,
             web_app=web_app,
         )

@@ -170,14 +170,27 @@ class Compiler:
             proc.stdout.close()
 
 
-def _sqlite_log_size(store_url: str) -> int | None:
-    """The log size of a SQLite store read with the standard library, or None to ask
-    the store itself (other databases, or anything unexpected: it explains errors)."""
+def _sqlite_file(store_url: str) -> Path | None:
+    """The database file of a plain ``sqlite:///path`` store URL, else None."""
     prefix = "sqlite:///"
     if not store_url.startswith(prefix) or "?" in store_url:
         return None
-    path = Path(store_url[len(prefix) :])
-    if not path.is_file():
+    path = store_url[len(prefix) :]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def default_snapshot_dir(store_url: str) -> Path:
+    """Where a gateway keeps the snapshots it compiles from ``store_url`` unless told:
+    a ``snapshots`` directory beside a SQLite store's file, else ``var/snapshots``."""
+    path = _sqlite_file(store_url)
+    return path.parent / "snapshots" if path is not None else Path("var/snapshots")
+
+
+def _sqlite_log_size(store_url: str) -> int | None:
+    """The log size of a SQLite store read with the standard library, or None to ask
+    the store itself (other databases, or anything unexpected: it explains errors)."""
+    path = _sqlite_file(store_url)
+    if path is None or not path.is_file():
         return None
     try:
         uri = f"{path.resolve().as_uri()}?mode=ro"  # the default store URL is relative
@@ -256,7 +269,8 @@ class PolicySource:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop polling."""
+        """Stop polling and remove the snapshots this source compiled (the gateway that
+        mapped them is stopping; each start compiles afresh, so none would be reused)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -264,6 +278,9 @@ class PolicySource:
             self._compiler.close()
         if self._store is not None:
             self._store.engine.dispose()
+        for path in self._published:
+            shutil.rmtree(path, ignore_errors=True)
+        self._published.clear()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
