@@ -144,6 +144,10 @@ class WebConfig:
 
     listen: HostPort | None = HostPort("127.0.0.1", 8080)
     blockpage_listen: HostPort | None = None  # optional dedicated block-page listener
+    # Background list refreshes reach public addresses only unless this is on: a URL that
+    # was public when subscribed may later resolve inside the operator's network (SSRF).
+    # An operator's own manual refresh may always reach internal addresses.
+    subscriptions_fetch_internal: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from clearwall.web.app import create_app
 from web.seeding import BASE_URL, Seeded, bearer
 
 HOSTS_LIST = """\
@@ -287,11 +288,31 @@ async def test_openapi_documents_every_route_with_bearer_auth(client: httpx.Asyn
     assert not any(p.startswith("/orders") for p in spec["paths"])  # portal pages stay out
 
 
-async def test_due_subscriptions_are_refreshed_in_the_background(
+async def test_background_refresh_reaches_public_addresses_only_by_default(
     app: FastAPI, seeded: Seeded, list_server: tuple[str, Path]
 ) -> None:
     from clearwall.web.api.subscriptions import refresh_due
 
+    url, _ = list_server  # on 127.0.0.1: internal
+    before = set(seeded.service.order_rules(seeded.order_b))
+    sub = seeded.service.add_subscription(seeded.order_b, url, refresh_seconds=3600)
+    assert refresh_due(app.state.ctx) == [sub.id]
+    (after,) = seeded.service.subscriptions(seeded.order_b)
+    assert after.last_status.startswith("failed: ") and "not a public address" in (
+        after.last_status
+    )
+    assert set(seeded.service.order_rules(seeded.order_b)) == before
+
+
+async def test_due_subscriptions_are_refreshed_in_the_background(
+    seeded: Seeded, list_server: tuple[str, Path]
+) -> None:
+    import dataclasses
+
+    from clearwall.web.api.subscriptions import refresh_due
+
+    web = dataclasses.replace(seeded.config.web, subscriptions_fetch_internal=True)
+    app = create_app(dataclasses.replace(seeded.config, web=web), seeded.url)
     url, _ = list_server
     sub = seeded.service.add_subscription(seeded.order_b, url, refresh_seconds=3600)
     ctx = app.state.ctx

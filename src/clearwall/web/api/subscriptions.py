@@ -134,14 +134,22 @@ def create_subscription(
     return SubscriptionOut.of(sub)
 
 
-def refresh(ctx: WebContext, sub: Subscription, actor_jurisdiction: str | None) -> RefreshOut:
+def refresh(
+    ctx: WebContext,
+    sub: Subscription,
+    actor_jurisdiction: str | None,
+    public_only: bool | None = None,
+) -> RefreshOut:
     """Fetch a subscription's list and make its order's rules equal to it (one amendment).
 
-    An authority's refresh (``actor_jurisdiction`` set) may reach public addresses only.
-    A failed fetch or parse is recorded as the subscription's status and re-raised.
+    An authority's refresh (``actor_jurisdiction`` set) may reach public addresses only,
+    as may any refresh with ``public_only``. A failed fetch or parse is recorded as the
+    subscription's status and re-raised.
     """
+    if public_only is None:
+        public_only = actor_jurisdiction is not None
     try:
-        text = fetch(sub.source, public_only=actor_jurisdiction is not None)
+        text = fetch(sub.source, public_only=public_only)
         parsed = parse_rules(text, sub.format, sub.source)
     except FormatError as exc:
         ctx.service.record_refresh(sub.id, f"failed: {exc}")
@@ -171,9 +179,11 @@ def refresh(ctx: WebContext, sub: Subscription, actor_jurisdiction: str | None) 
 def refresh_due(ctx: WebContext, now: dt.datetime | None = None) -> list[int]:
     """Refresh every subscription of an active order whose interval has passed; their ids.
 
-    Failures are recorded on the subscription and do not stop the others.
+    Failures are recorded on the subscription and do not stop the others. URLs are
+    fetched from public addresses only unless ``[web] subscriptions_fetch_internal``.
     """
     now = now or dt.datetime.now(dt.UTC)
+    public_only = not ctx.config.web.subscriptions_fetch_internal
     done: list[int] = []
     for sub in ctx.service.subscriptions():
         if (
@@ -184,7 +194,7 @@ def refresh_due(ctx: WebContext, now: dt.datetime | None = None) -> list[int]:
         if ctx.service.order(sub.order_id).status is not OrderStatus.ACTIVE:
             continue
         try:
-            refresh(ctx, sub, None)
+            refresh(ctx, sub, None, public_only=public_only)
         except ClearwallError as exc:
             log.warning("subscription %d refresh failed: %s", sub.id, exc)
         done.append(sub.id)
