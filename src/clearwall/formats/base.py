@@ -37,6 +37,22 @@ LineParser = Callable[[list[str], int, "Collector"], None]
 """A format's per-line path: parses ``lines`` numbered from ``start`` into the collector."""
 
 
+def content_lines(batch: list[str], start: int, out: Collector) -> Iterator[tuple[int, str, str]]:
+    """The lines of ``batch`` (numbered from ``start``) that carry content, as
+    ``(lineno, stripped line, raw line)``: blank and ``#`` comment lines are counted as
+    skipped and over-long lines reported, the same in every ``#``-commented format."""
+    for lineno, raw in enumerate(batch, start):
+        line = raw.strip()
+        if not line:
+            out.skip("blank")
+        elif line[0] == "#":
+            out.skip("comment")
+        elif len(line) > MAX_LINE:
+            out.issue(lineno, "line too long", raw)
+        else:
+            yield lineno, line, raw
+
+
 def parse_batched(
     lines: Iterable[str],
     out: Collector,
@@ -65,10 +81,15 @@ def _feed(
     per_line: LineParser,
     reserved: frozenset[str],
 ) -> None:
+    # Only patterns with a match in the batch are tried, and halving only pays when some
+    # lines are clean: a list in a form the patterns do not cover (e.g. always_nxdomain
+    # zones) would otherwise be scanned twice per halving level before its lines are.
+    text = "\n".join(batch)
+    clean = [(pattern, kind) for pattern, kind in clean if pattern.search(text)]
     for pattern, kind in clean:
         if out.add_batch(pattern, batch, kind, reserved) is not None:
             return
-    if len(batch) <= 32:
+    if len(batch) <= 32 or not clean:
         per_line(batch, start, out)
         return
     half = len(batch) // 2

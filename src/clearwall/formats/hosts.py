@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from clearwall.formats.base import MAX_LINE, Collector, clean_lines, parse_batched
+from clearwall.formats.base import Collector, clean_lines, content_lines, parse_batched
 from clearwall.model import RuleKind
 
 NAME = "hosts"
@@ -52,17 +52,7 @@ def parse(lines: Iterable[str], out: Collector) -> None:
 
 def _lines(batch: list[str], start: int, out: Collector) -> None:
     exact = RuleKind.EXACT
-    for lineno, raw in enumerate(batch, start):
-        line = raw.strip()
-        if not line:
-            out.skip("blank")
-            continue
-        if line[0] == "#":
-            out.skip("comment")
-            continue
-        if len(line) > MAX_LINE:
-            out.issue(lineno, "line too long", raw)
-            continue
+    for lineno, line, raw in content_lines(batch, start, out):
         if "#" in line:
             line = line.split("#", 1)[0]
         fields = line.split()

@@ -11,7 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from clearwall.formats.base import MAX_LINE, Collector, clean_lines, parse_batched, strip_comment
+from clearwall.formats.base import (
+    Collector,
+    clean_lines,
+    content_lines,
+    parse_batched,
+    strip_comment,
+)
 from clearwall.model import Action, RuleKind
 
 NAME = "unbound"
@@ -55,17 +61,7 @@ def parse(lines: Iterable[str], out: Collector) -> None:
 
 
 def _lines(batch: list[str], start: int, out: Collector) -> None:
-    for lineno, raw in enumerate(batch, start):
-        line = raw.strip()
-        if not line:
-            out.skip("blank")
-            continue
-        if line[0] == "#":
-            out.skip("comment")
-            continue
-        if len(line) > MAX_LINE:
-            out.issue(lineno, "line too long", raw)
-            continue
+    for lineno, line, raw in content_lines(batch, start, out):
         if "#" in line:
             line = strip_comment(line, "#")
         key, sep, value = line.partition(":")
