@@ -179,6 +179,11 @@ def test_workers_share_the_port_and_reload_on_sighup(nsd: NSD, tmp_path: Path) -
         _wait_for(lambda: _rcode(port, "www.example.test") == dns.rcode.NOERROR, 30)
         answered = sum(_rcode(port, f"n{i}.example.test") == dns.rcode.NXDOMAIN for i in range(50))
         assert answered == 50
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        if hasattr(os, "SCHED_BATCH") and children.exists():
+            workers = [int(p) for p in children.read_text().split()]
+            batch = [os.sched_getscheduler(w) == os.SCHED_BATCH for w in workers]
+            assert batch.count(True) == 2  # the two workers; the compiler is not one
         config.write_text("[dns.cache]\nmax_entries = 0\n")
         os.kill(proc.pid, signal.SIGHUP)
         time.sleep(0.5)
