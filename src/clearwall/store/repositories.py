@@ -133,8 +133,19 @@ def iter_rules(conn: Connection, order_id: int) -> Iterator[RuleSpec]:
         .order_by(r.c.kind, r.c.value)
         .execution_options(yield_per=RULE_FETCH_BATCH)
     )
+    kinds, actions = _KINDS, _ACTIONS
     for kind, value, action in conn.execute(query):
-        yield RuleSpec(RuleKind(kind), value, Action(action) if action else None)
+        # Dict lookups rather than Enum calls: a quarter of reading 1M rules (compiles,
+        # exports); an unknown value still raises the Enum's ValueError.
+        yield RuleSpec(
+            kinds.get(kind) or RuleKind(kind),
+            value,
+            (actions.get(action) or Action(action)) if action else None,
+        )
+
+
+_KINDS = {kind.value: kind for kind in RuleKind}
+_ACTIONS = {action.value: action for action in Action}
 
 
 def order_rules(conn: Connection, order_id: int) -> tuple[RuleSpec, ...]:
