@@ -56,8 +56,11 @@ def test_snapshots_live_beside_the_store_and_go_with_the_gateway(tmp_path: Path)
     store = tmp_path / "store"
     store.mkdir()
     db = f"sqlite:///{store / 'cw.db'}"
-    subprocess.run(
-        [sys.executable, "-m", "clearwall", "init", "--db", db], check=True, capture_output=True
+    subprocess.run(  # in store/: init writes the ledger key and tiles under ./var
+        [sys.executable, "-m", "clearwall", "init", "--db", db],
+        cwd=store,
+        check=True,
+        capture_output=True,
     )
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
         probe.bind(("127.0.0.1", 0))
