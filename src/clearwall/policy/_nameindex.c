@@ -586,16 +586,25 @@ memo_key(const Memo *memo, PyObject *key, Py_ssize_t *len, uint64_t *fp)
     return data;
 }
 
-static PyObject *
-Memo_get(Memo *memo, PyObject *key)
+/* Find ``key``'s entry (NULL when absent); -1 with an exception for a key that is not str. */
+static int
+memo_lookup(Memo *memo, PyObject *key, MemoEntry **entry)
 {
     Py_ssize_t len;
     uint64_t fp;
-    MemoEntry *entry;
     const char *data = memo_key(memo, key, &len, &fp);
     if (data == NULL)
+        return -1;
+    *entry = memo_find(memo, fp, data, len, key);
+    return 0;
+}
+
+static PyObject *
+Memo_get(Memo *memo, PyObject *key)
+{
+    MemoEntry *entry;
+    if (memo_lookup(memo, key, &entry) < 0)
         return NULL;
-    entry = memo_find(memo, fp, data, len, key);
     return Py_NewRef(entry != NULL ? entry->value : Py_None);
 }
 
@@ -659,13 +668,9 @@ Memo_ass_subscript(Memo *memo, PyObject *key, PyObject *value)
 static PyObject *
 Memo_subscript(Memo *memo, PyObject *key)
 {
-    Py_ssize_t len;
-    uint64_t fp;
     MemoEntry *entry;
-    const char *data = memo_key(memo, key, &len, &fp);
-    if (data == NULL)
+    if (memo_lookup(memo, key, &entry) < 0)
         return NULL;
-    entry = memo_find(memo, fp, data, len, key);
     if (entry == NULL) {
         PyErr_SetObject(PyExc_KeyError, key);
         return NULL;
