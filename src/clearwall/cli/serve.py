@@ -154,21 +154,6 @@ def register(app: typer.Typer) -> None:
             f"snapshot {snapshot}" if snapshot else "from the store",
         )
         web_app = _web_starter(cfg, store_url) if (store_url and web_listen) else None
-        if web_app is None and not os.environ.get("CLEARWALL_SERVE_IN_PROCESS"):
-            from clearwall.dnsserver.entry import launch_args
-
-            argv = launch_args(
-                config_path=config,
-                overrides=overrides,
-                store_url=store_url,
-                snapshot=snapshot,
-                snapshot_dir=snapshot_dir,
-                metrics_listen=web_listen,
-                log_level=level,
-            )
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os.execv(argv[0], argv)  # same pid: signals and supervisors see no change
         opts = ServeOptions(
             config=cfg,
             config_path=config,
@@ -179,4 +164,11 @@ def register(app: typer.Typer) -> None:
             metrics_listen=web_listen,
             web_app=web_app,
         )
+        if web_app is None and not os.environ.get("CLEARWALL_SERVE_IN_PROCESS"):
+            from clearwall.dnsserver.entry import launch_args
+
+            argv = launch_args(opts, level)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.execv(argv[0], argv)  # same pid: signals and supervisors see no change
         run(opts)

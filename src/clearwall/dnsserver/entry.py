@@ -12,32 +12,28 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from clearwall.config import HostPort, load_config
 from clearwall.errors import ClearwallError
 
+if TYPE_CHECKING:  # imported by main() only when the gateway runs
+    from clearwall.dnsserver.workers import ServeOptions
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-def launch_args(
-    *,
-    config_path: Path | None,
-    overrides: dict[str, Any],
-    store_url: str | None,
-    snapshot: Path | None,
-    snapshot_dir: Path,
-    metrics_listen: HostPort | None,
-    log_level: str,
-) -> list[str]:
-    """The argv that runs this entry with what ``serve`` decided."""
+def launch_args(opts: ServeOptions, log_level: str) -> list[str]:
+    """The argv that runs this entry with what ``serve`` decided (``opts`` without a web
+    app: the config object itself is rebuilt from its path and overrides)."""
+    listen = opts.metrics_listen
     spec = {
-        "config_path": str(config_path) if config_path else None,
-        "overrides": overrides,
-        "store_url": store_url,
-        "snapshot": str(snapshot) if snapshot else None,
-        "snapshot_dir": str(snapshot_dir),
-        "metrics_listen": str(metrics_listen) if metrics_listen else None,
+        "config_path": str(opts.config_path) if opts.config_path else None,
+        "overrides": opts.overrides,
+        "store_url": opts.store_url,
+        "snapshot": str(opts.snapshot) if opts.snapshot else None,
+        "snapshot_dir": str(opts.snapshot_dir),
+        "metrics_listen": str(listen) if listen else None,
         "log_level": log_level,
     }
     return [sys.executable, "-m", "clearwall.dnsserver.entry", json.dumps(spec)]
