@@ -77,6 +77,22 @@ async def test_cached_ttl_decreases(nsd: NSD, gateway_factory) -> None:
     assert gw.metrics.cache_misses == misses + 1
 
 
+async def test_a_name_blocked_then_allowed_is_cached_again(nsd: NSD, gateway_factory) -> None:
+    """Forwarded answers and blocks are kept apart; a key lives in one of them only."""
+    gw = await gateway_factory(dns_config(nsd.port))
+    await ask(gw, "www.example.test")
+    gw.swap(StaticPolicy(names={"www.example.test": [ALL]}))
+    blocked = await ask(gw, "www.example.test")
+    assert blocked.rcode() == dns.rcode.NXDOMAIN
+    assert (await ask(gw, "www.example.test")).rcode() == dns.rcode.NXDOMAIN
+    gw.swap(StaticPolicy())
+    allowed = await ask(gw, "www.example.test")
+    assert allowed.rcode() == dns.rcode.NOERROR and allowed.answer
+    hits = gw.metrics.cache_hits
+    await ask(gw, "www.example.test")
+    assert gw.metrics.cache_hits == hits + 1
+
+
 async def test_jurisdiction_scoping_and_per_jurisdiction_cache(nsd: NSD, gateway_factory) -> None:
     policy = StaticPolicy(names={"www.example.test": [XX]}, networks={"192.0.2.0/24": "xx"})
     cfg = dns_config(

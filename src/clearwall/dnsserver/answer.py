@@ -57,7 +57,18 @@ class Answer:
     carry no body; the responder renders them from ``verdict``/``kind``.
     """
 
-    __slots__ = ("body", "decision", "kind", "lifetime", "reason", "scan", "tail", "verdict")
+    __slots__ = (
+        "body",
+        "decision",
+        "kind",
+        "lifetime",
+        "reason",
+        "scan",
+        "tail",
+        "token",
+        "until",
+        "verdict",
+    )
 
     def __init__(
         self,
@@ -78,6 +89,10 @@ class Answer:
         # body[2:] when the body's question is byte-identical to the query being answered
         # (set by the cache on exact-case hits): the reply is then the query ID + tail.
         self.tail: bytes | None = None
+        # Set by the cache on answers it serves again: fresh until this clock time, for
+        # the policy version ``token`` names.
+        self.until = 0.0
+        self.token: object = None
 
     @property
     def order_id(self) -> int | None:

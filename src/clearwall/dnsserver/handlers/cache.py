@@ -1,44 +1,50 @@
 """Cache: policy-applied answers per (question, query bits, jurisdiction), bounded LRU.
 
-It stands before the query policy, so a hit costs one dict lookup: entries hold the
-final answer for that jurisdiction (blocks included) and are tagged with the policy
-version they were decided under; an entry of an older version is a miss, so a policy
-swap takes effect at once without flushing. Forwarded answers keep their TTL offsets
-and are re-stamped at most once per second (TTL counts down, RFC 1035 section 3.2.1);
-block answers carry no TTLs to count and are never re-stamped (their LRU position is
-where they were stored, so a burst of new names may evict a busy block: it is matched
-again, at the cost of one snapshot lookup).
+It stands before the query policy, so a hit skips the matcher and the upstream. Entries
+are tagged with the policy version they were decided under; an entry of an older
+version is a miss, so a policy swap takes effect at once without flushing.
+
+Forwarded answers (and negative ones, RFC 2308) are kept as packed records in a C
+store (``_lrustore``), one allocation per entry, because the cache holds up to
+``max_entries`` of them and Python objects would cost several times the bytes of the
+reply itself (``bench/cache_memory.py``). A record keeps the reply with its TTL
+offsets and values, and hits count the TTLs down (RFC 1035 section 3.2.1). Blocks are
+kept apart as the answer objects the query policy made: they carry the verdict the
+responder renders, and there are as many as there are distinct blocked names asked.
 Negative answers live min(SOA TTL, MINIMUM, negative_ttl) (RFC 2308 section 5). When
 every upstream fails, an expired answer up to ``max_stale`` old is served with
 ``stale_ttl`` (RFC 8767 section 4).
 
 The fast step serves a hit straight from the raw query: exact-case hits index their
-entry by (query after its ID, jurisdiction), the bytes that decide every part of the
-key, and the step answers from that index while the entry's once-a-second memo is
-fresh (anything else goes the general way, which restamps and re-indexes).
+answer by (jurisdiction, query after its ID), the bytes that decide every part of the
+key, and the step answers from that index while the answer is fresh: a forwarded
+answer for the second its TTLs were stamped in, a block for its life. Anything else
+goes the general way, which restamps and re-indexes. A policy swap clears the index.
 """
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 
 from clearwall.config import CacheConfig
 from clearwall.dnsserver import wire
+from clearwall.dnsserver._lrustore import LRUStore
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Services, then
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder
 
-CacheKey = tuple[bytes, int, str]
-"""(question with lowercase name, query bits, jurisdiction)."""
-
 EDE_STALE_ANSWER = 3
 
-# Entry layout (a list, for speed): see Cache._store.
-_ANSWER, _EXPIRES, _STORED, _VERSION, _TTLS, _MEMO_UNTIL, _MEMO, _STALE_UNTIL = range(8)
+# A record: this header, the TTL offsets (u16 each), the TTL values (u32 each), the reply.
+# expires (clock), stored (whole second), policy generation, OPT start and end (-1: none),
+# how many TTLs.
+_HEADER = struct.Struct("<dIIiiH")
+_TTL = struct.Struct("!I")
 
 
 class Cache:
@@ -57,15 +63,35 @@ class Cache:
         self.metrics = metrics
         self.clock = clock
         self.next = next_handler
-        self.entries: OrderedDict[CacheKey, list[object]] = OrderedDict()
-        # jurisdiction -> query after its ID -> entry, for exact-case hits (``fast``);
+        self.records = LRUStore(config.max_entries)  # key -> packed forwarded answer
+        self.blocks: OrderedDict[bytes, Answer] = OrderedDict()  # key -> block answer
+        self._generation = 0  # counts policy swaps; records carry the one they were made in
+        # Key prefix per (jurisdiction, query bits).
+        self._prefixes: dict[tuple[str, int], bytes] = {}
+        # jurisdiction -> query after its ID -> answer, for exact-case hits (``fast``);
         # nested rather than keyed by a pair, so no key tuple is made per query or kept.
-        self._index: dict[str, dict[bytes, list[object]]] = {}
-        metrics.cache_size = self.entries.__len__
+        self._index: dict[str, dict[bytes, Answer]] = {}
+        metrics.cache_size = self.__len__
         policy.on_swap(self._forget)
 
+    def __len__(self) -> int:
+        return len(self.records) + len(self.blocks)
+
     def _forget(self, _new: object) -> None:
-        self._index.clear()  # entries of the old version can no longer be served
+        # Entries of the old version can no longer be served: the index goes at once,
+        # records and blocks when met (their generation or token is the old one).
+        self._generation += 1
+        self._index.clear()
+
+    def _key(self, question: bytes, bits: int, jurisdiction: str) -> bytes:
+        """The store key: jurisdiction (length-prefixed), query bits, question."""
+        prefix = self._prefixes.get((jurisdiction, bits))
+        if prefix is None:
+            name = jurisdiction.encode()
+            prefix = bytes([len(name)]) + name + bits.to_bytes(2, "big")
+            if len(self._prefixes) < 4096:  # jurisdictions are configured, so few
+                self._prefixes[(jurisdiction, bits)] = prefix
+        return prefix + question
 
     def __call__(self, ctx: Context) -> Result:
         """Serve a fresh entry of the current policy version, else ask ``next`` and store."""
@@ -73,45 +99,62 @@ class Cache:
         q = ctx.q
         # Keys hold the question with a lowercase name (RFC 4343). Most clients ask in
         # lowercase, so the raw question is tried first and lowercasing is skipped.
-        key = (data[12 : q.qend], q.bits, ctx.jurisdiction)
-        entries = self.entries
-        e = entries.get(key)
-        exact = True
-        if e is None:
-            low = data[12 : q.name_end].lower() + data[q.name_end : q.qend]
-            if low != key[0]:
-                key = (low, q.bits, ctx.jurisdiction)
-                e = entries.get(key)
-                exact = False
-        version = self.policy.token  # entries belong to the snapshot that decided them
-        if e is not None:
-            now = self.clock()
-            if now < e[_EXPIRES] and e[_VERSION] is version:  # type: ignore[operator]
-                self.metrics.cache_hits += 1
-                if now < e[_MEMO_UNTIL]:  # type: ignore[operator]
-                    answer: Answer = e[_MEMO]  # type: ignore[assignment]
-                else:
-                    answer = self._restamp(key, e, now)
-                if exact:
-                    self._remember(ctx, e)
-                    return answer
-                # Mixed-case query: the responder must put the client's question back.
-                return Answer(
-                    answer.kind, answer.body, answer.verdict, answer.reason, scan=answer.scan
-                )
+        question = data[12 : q.qend]
+        low = data[12 : q.name_end].lower() + data[q.name_end : q.qend]
+        exact = low == question
+        key = self._key(low, q.bits, ctx.jurisdiction)
+        generation = self._generation
+        token = self.policy.token
+        now = self.clock()
+        answer = self._fresh(key, generation, token, now)
+        if answer is not None:
+            self.metrics.cache_hits += 1
+            if exact:
+                self._remember(ctx, answer)
+                return answer
+            # Mixed-case query: the responder must put the client's question back.
+            return Answer(answer.kind, answer.body, answer.verdict, answer.reason)
         self.metrics.cache_misses += 1
         result = self.next(ctx)
         if result.__class__ is Answer:  # blocks and other local answers: store now
-            answer = self._store(key, version, result)
-            if exact:  # the next identical query can take the fast path at once
-                e = entries.get(key)
-                if e is not None and e[_MEMO] is answer:
-                    self._remember(ctx, e)
-            return answer
-        return then(result, partial(self._store, key, version))
+            stored = self._store(key, generation, token, result)
+            if exact and stored.until > now:  # the next identical query takes the fast path
+                self._remember(ctx, stored)
+            return stored
+        return then(result, partial(self._store, key, generation, token))
+
+    def _fresh(self, key: bytes, generation: int, token: object, now: float) -> Answer | None:
+        """The fresh answer stored under ``key`` for this policy version, or None."""
+        block = self.blocks.get(key)
+        if block is not None:
+            if now < block.until and block.token is token:
+                return block
+            return None
+        record = self.records.get(key)
+        if record is None:
+            return None
+        expires, stored, made_in, _opt_start, _opt_end, n = _HEADER.unpack_from(record)
+        if now >= expires or made_in != generation:
+            return None
+        # Count the TTLs down from the stored values (RFC 1035 section 3.2.1).
+        self.records.touch(key)
+        sec = int(now)
+        age = sec - stored
+        at = _HEADER.size
+        body = bytearray(record[at + 6 * n :])
+        if n:
+            fields = struct.unpack_from(f"<{n}H{n}I", record, at)
+            for off, ttl in zip(fields[:n], fields[n:], strict=True):
+                _TTL.pack_into(body, off, ttl - age if ttl > age else 0)
+        reply = bytes(body)
+        answer = Answer(AnswerKind.CACHED, reply, None, "cache hit")
+        answer.tail = reply[2:]
+        answer.until = sec + 1 if sec + 1 < expires else expires  # restamped each second
+        answer.token = token
+        return answer
 
     def fast(self, _next_step: FastStep | None) -> FastStep:
-        """Answer an indexed exact-case hit whose memo is fresh; None otherwise (no trace)."""
+        """Answer an indexed exact-case hit that is still fresh; None otherwise (no trace)."""
         index = self._index
         clock = self.clock
         policy = self.policy
@@ -121,46 +164,26 @@ class Cache:
             by_query = index.get(jurisdiction)
             if by_query is None:
                 return None
-            e = by_query.get(key)
-            if e is None:
+            answer = by_query.get(key)
+            if answer is None:
                 return None
-            now = clock()
-            if now < e[_MEMO_UNTIL] and now < e[_EXPIRES] and e[_VERSION] is policy.token:  # type: ignore[operator]
+            if clock() < answer.until and answer.token is policy.token:
                 metrics.cache_hits += 1
-                answer: Answer = e[_MEMO]  # type: ignore[assignment]
                 return answer
             return None
 
         return step
 
-    def _remember(self, ctx: Context, e: list[object]) -> None:
-        """Index entry ``e`` under this exact query for the fast step."""
+    def _remember(self, ctx: Context, answer: Answer) -> None:
+        """Index ``answer`` under this exact query for the fast step."""
         by_query = self._index.get(ctx.jurisdiction)
         if by_query is None:
             by_query = self._index[ctx.jurisdiction] = {}
         elif len(by_query) >= self.config.max_entries:
             by_query.clear()
-        by_query[ctx.after_id] = e
+        by_query[ctx.after_id] = answer
 
-    def _restamp(self, key: CacheKey, e: list[object], now: float) -> Answer:
-        """Count TTLs down (at most once a second per entry) and mark the entry used."""
-        self.entries.move_to_end(key)  # LRU order, refreshed at the same once-a-second pace
-        answer: Answer = e[_ANSWER]  # type: ignore[assignment]
-        sec = int(now)
-        if answer.body is not None and answer.scan is not None:
-            age = sec - e[_STORED]  # type: ignore[operator]
-            body = wire.patch_ttls(answer.body, answer.scan.ttl_offsets, e[_TTLS], age)  # type: ignore[arg-type]
-            answer = Answer(AnswerKind.CACHED, body, answer.verdict, "cache hit", scan=answer.scan)
-            answer.tail = body[2:]
-            # TTLs are always recomputed from _TTLS and the age, so the restamped answer
-            # can stand for the entry: one copy of the reply per entry, not two.
-            e[_ANSWER] = answer
-        # A bodyless answer (a block) has no TTLs to count down: its memo lasts its life.
-        e[_MEMO_UNTIL] = sec + 1 if answer.body is not None else e[_EXPIRES]
-        e[_MEMO] = answer
-        return answer
-
-    def _store(self, key: CacheKey, version: object, answer: Answer) -> Answer:
+    def _store(self, key: bytes, generation: int, token: object, answer: Answer) -> Answer:
         cfg = self.config
         if answer.kind is AnswerKind.FAILED:
             return self._stale(key, answer)
@@ -174,58 +197,57 @@ class Cache:
         if lifetime <= 0:
             return answer
         now = self.clock()
-        sec = int(now)
-        ttls = (
-            wire.read_ttls(answer.body, answer.scan.ttl_offsets)
-            if answer.body is not None and answer.scan is not None
-            else ()
-        )
-        memo = answer
-        if answer.body is not None:
-            memo = Answer(
-                AnswerKind.CACHED, answer.body, answer.verdict, "cache hit", scan=answer.scan
-            )
-            memo.tail = answer.body[2:]
-        entry: list[object] = [
-            memo,  # the forwarded answer's body and scan, as a cache hit (see _restamp)
+        body = answer.body
+        if body is None:  # a block: kept as the answer itself, fresh for its life
+            answer.until = now + lifetime
+            answer.token = token
+            self.records.pop(key)  # a key is in one store or the other, never both
+            blocks = self.blocks
+            blocks[key] = answer
+            blocks.move_to_end(key)
+            while len(blocks) > cfg.max_entries:
+                blocks.popitem(last=False)
+            return answer
+        scan = answer.scan
+        offsets = scan.ttl_offsets if scan is not None else ()
+        n = len(offsets)
+        ttls = wire.read_ttls(body, offsets)
+        header = _HEADER.pack(
             now + lifetime,
-            sec,
-            version,
-            ttls,
-            sec + 1 if answer.body is not None else now + lifetime,  # see _restamp
-            memo,
-            now + lifetime + cfg.max_stale,
-        ]
-        entries = self.entries
-        entries[key] = entry
-        entries.move_to_end(key)
-        while len(entries) > cfg.max_entries:
-            entries.popitem(last=False)
+            int(now),
+            generation,
+            scan.opt_start if scan is not None else -1,
+            scan.opt_end if scan is not None else -1,
+            n,
+        )
+        self.blocks.pop(key, None)
+        self.records.put(key, header + struct.pack(f"<{n}H{n}I", *offsets, *ttls) + body)
         return answer
 
-    def _stale(self, key: CacheKey, failed: Answer) -> Answer:
+    def _stale(self, key: bytes, failed: Answer) -> Answer:
         """RFC 8767: an expired forwarded answer beats SERVFAIL while within max_stale."""
-        if not self.config.serve_stale:
+        cfg = self.config
+        if not cfg.serve_stale:
             return failed
-        e = self.entries.get(key)
-        if e is None or self.clock() > e[_STALE_UNTIL]:  # type: ignore[operator]
-            return failed
-        answer: Answer = e[_ANSWER]  # type: ignore[assignment]
-        if answer.body is None or answer.scan is None:
+        record = self.records.get(key)
+        if record is None:
             return failed  # only data from upstream is served stale, never an old block
+        expires, _stored, _made_in, opt_start, opt_end, n = _HEADER.unpack_from(record)
+        if self.clock() > expires + cfg.max_stale:
+            return failed
+        at = _HEADER.size
+        offsets = struct.unpack_from(f"<{n}H", record, at)
+        body = wire.set_ttls(record[at + 6 * n :], offsets, cfg.stale_ttl)
         self.metrics.stale_served += 1
-        body = wire.set_ttls(answer.body, answer.scan.ttl_offsets, self.config.stale_ttl)
-        scan = answer.scan
-        if scan.opt_start >= 0 and scan.opt_end == len(body):
+        if opt_start >= 0 and opt_end == len(body):
             # EDNS client: say so with EDE 3 Stale Answer (RFC 8914 section 4.4).
-            body = wire.append_option(body, scan.opt_start, wire.ede_option(EDE_STALE_ANSWER))
-        return Answer(
-            AnswerKind.STALE, body, reason="stale: every upstream failed", scan=answer.scan
-        )
+            body = wire.append_option(body, opt_start, wire.ede_option(EDE_STALE_ANSWER))
+        return Answer(AnswerKind.STALE, body, reason="stale: every upstream failed")
 
     def clear(self) -> None:
         """Drop every entry."""
-        self.entries.clear()
+        self.records.clear()
+        self.blocks.clear()
         self._index.clear()
 
 
