@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from array import array
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from matcher_builders import DAY, JURISDICTIONS, NOW, T0, order, summary
 
 from clearwall.errors import SnapshotError
 from clearwall.model import Action, OrderStatus, RuleKind
+from clearwall.policy.compiler import narrowest
 from clearwall.policy.model import CompiledOrder, Jurisdiction, RuleSpec
 from clearwall.policy.snapshot import GROUPS_FILE, INDEX_FILE, TRIE_FILE, PolicySnapshot
 
@@ -104,6 +106,9 @@ def test_save_over_a_plain_directory(tmp_path: Path) -> None:
         (lambda p: (p / "meta.json").write_text("{"), "cannot load"),
         (lambda p: _edit_meta(p, format=99), "format"),
         (lambda p: _edit_meta(p, format=1), "format"),  # before the name index
+        (lambda p: _edit_meta(p, format=2), "format"),  # u32 key groups, 64-bit index
+        (lambda p: _edit_meta(p, group_width=3), "key-group width"),
+        (lambda p: _edit_meta(p, group_width=2), "partial entry|disagree"),
         (lambda p: _edit_meta(p, index_key="00"), "cannot load"),
         (lambda p: _edit_meta(p, byteorder="middle-3"), "byte order"),
         (lambda p: _edit_meta(p, keys=1), "disagree"),
@@ -114,6 +119,22 @@ def test_damaged_snapshot_fails_to_load(tmp_path: Path, damage, message: str) ->
     damage((tmp_path / "snap").resolve())
     with pytest.raises(SnapshotError, match=message):
         PolicySnapshot.load(tmp_path / "snap")
+
+
+@pytest.mark.parametrize(
+    ("groups", "typecode"), [(1, "B"), (256, "B"), (257, "H"), (65_536, "H"), (65_537, "I")]
+)
+def test_key_groups_take_the_narrowest_width(groups: int, typecode: str) -> None:
+    wide = array("I", [0, groups - 1, groups // 2])
+    narrow = narrowest(wide, groups)
+    assert narrow.typecode == typecode and list(narrow) == list(wide)
+
+
+def test_a_saved_policy_of_few_groups_keeps_one_byte_per_name(tmp_path: Path) -> None:
+    PolicySnapshot.compile(POLICY, JURISDICTIONS).save(tmp_path / "snap")
+    meta = json.loads((tmp_path / "snap" / "meta.json").read_text())
+    assert meta["group_width"] == 1
+    assert (tmp_path / "snap" / GROUPS_FILE).stat().st_size == meta["keys"]
 
 
 def _edit_meta(path: Path, **changes: object) -> None:

@@ -20,7 +20,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import marisa_trie
 
@@ -30,7 +30,9 @@ from clearwall.policy import _nameindex
 from clearwall.policy.model import CompiledOrder, Jurisdiction
 
 # 2: the name index (names.fp64 and its key in the metadata) joined the trie.
-FORMAT_VERSION = 2
+# 3: key-group ids take 1, 2 or 4 bytes by how many groups there are ("group_width");
+#    the name index keeps 32 bits per fingerprint.
+FORMAT_VERSION = 3
 
 # Rule codes pack (order index, kind, action override) into one int: the low 3 bits are
 # the action (0 = the order's own), the next 3 the kind, the rest the order index.
@@ -96,7 +98,7 @@ class Tables:
     """Everything a snapshot serves from, as built in memory or read back from disk."""
 
     trie: marisa_trie.Trie
-    key_groups: Any  # array('I') or a memoryview cast to "I": trie key id -> group id
+    key_groups: Any  # array or memoryview of unsigned ints (see narrowest): key id -> group id
     groups: list[tuple[int, ...]]  # group id -> sorted rule codes; group 0 is empty
     orders: list[OrderEntry]
     jurisdictions: list[Jurisdiction]
@@ -250,6 +252,7 @@ def build(
         kid = key_id(key)
         key_groups[kid] = add(key_groups[kid], code)
     del codes
+    key_groups = narrowest(key_groups, len(table.groups))
     # A fresh random key per compile: nobody can pick names whose fingerprints collide
     # or crowd one part of the index. The key is policy-independent, so it is left out
     # of the content hash (as is the index, which follows from the names).
@@ -287,6 +290,7 @@ def metadata(tables: Tables) -> dict[str, Any]:
         "compiled_at": tables.compiled_at,
         "valid_until": tables.valid_until,
         "keys": len(tables.trie),
+        "group_width": memoryview(tables.key_groups).itemsize,
         "index_key": tables.index_key.hex(),
         "orders": [
             {
@@ -303,6 +307,22 @@ def metadata(tables: Tables) -> dict[str, Any]:
         ],
         "ip_rules": [list(r) for r in tables.ip_rules],
     }
+
+
+GROUP_TYPECODES: dict[int, Literal["B", "H", "I"]] = {1: "B", 2: "H", 4: "I"}
+"""The array typecode of each key-group width in bytes."""
+
+
+def narrowest(key_groups: array[int], groups: int) -> array[int]:
+    """``key_groups`` in the narrowest unsigned type that holds ``groups`` distinct ids.
+
+    Policies have few groups (one per distinct set of orders listing a name), so one
+    byte per name is the common case: a quarter of the pages a u32 array keeps resident.
+    """
+    for width, code in GROUP_TYPECODES.items():
+        if groups <= 1 << (8 * width):
+            return key_groups if code == key_groups.typecode else array(code, key_groups)
+    return key_groups
 
 
 def content_hash(tables: Tables) -> str:

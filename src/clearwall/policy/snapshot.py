@@ -36,6 +36,7 @@ from clearwall.model import (
 from clearwall.policy._nameindex import Memo, NameIndex, NameMatcher
 from clearwall.policy.compiler import (
     FORMAT_VERSION,
+    GROUP_TYPECODES,
     OrderEntry,
     Tables,
     build,
@@ -47,7 +48,7 @@ from clearwall.policy.compiler import (
 from clearwall.policy.model import ALL_JURISDICTIONS, CompiledOrder, Jurisdiction, RuleSpec
 
 TRIE_FILE = "names.marisa"
-GROUPS_FILE = "groups.u32"
+GROUPS_FILE = "groups.bin"
 INDEX_FILE = "names.fp64"
 META_FILE = "meta.json"
 
@@ -305,12 +306,17 @@ class PolicySnapshot(NameMatcher):
                 trie = marisa_trie.Trie()
                 trie.mmap(str(path / TRIE_FILE))
             keepalive: list[Any] = []
-            key_groups: Any = array("I")
+            typecode = GROUP_TYPECODES.get(meta.get("group_width", 0))
+            if typecode is None:
+                raise SnapshotError(f"{path}: key-group width {meta.get('group_width')!r} unknown")
+            key_groups: Any = array(typecode)
             if meta["keys"]:
                 with open(path / GROUPS_FILE, "rb") as src:
                     mapped = mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ)
                 keepalive.append(mapped)
-                key_groups = memoryview(mapped).cast("I")
+                if len(mapped) % array(typecode).itemsize:
+                    raise SnapshotError(f"{path}: key-group array has a partial entry")
+                key_groups = memoryview(mapped).cast(typecode)
                 if len(key_groups) != meta["keys"] or len(trie) != meta["keys"]:
                     raise SnapshotError(f"{path}: trie and key-group array disagree")
             with open(path / INDEX_FILE, "rb") as src:  # never empty: it has a header
