@@ -59,6 +59,17 @@ async def test_cache_hit_counts_ttl_down_and_keeps_client_case(nsd: NSD, gateway
     assert gw.metrics.cache_hits == 2  # negative answers are cached too (RFC 2308)
 
 
+async def test_a_lowercase_hit_after_a_mixed_case_miss_echoes_the_lowercase_question(
+    nsd: NSD, gateway_factory
+) -> None:
+    """Clients that randomise case (0x20) compare the question byte for byte."""
+    gw = await gateway_factory(dns_config(nsd.port))
+    await ask(gw, "WWW.Example.TEST")
+    hit = await ask(gw, "www.example.test")
+    assert gw.metrics.cache_hits == 1
+    assert hit.question[0].name.to_text() == "www.example.test."
+
+
 async def test_cached_ttl_decreases(nsd: NSD, gateway_factory) -> None:
     clock = [1000.0]
     gw = await gateway_factory(dns_config(nsd.port))

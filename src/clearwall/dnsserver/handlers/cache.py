@@ -7,8 +7,9 @@ version is a miss, so a policy swap takes effect at once without flushing.
 Forwarded answers (and negative ones, RFC 2308) are kept as packed records in a C
 store (``_lrustore``), one allocation per entry, because the cache holds up to
 ``max_entries`` of them and Python objects would cost several times the bytes of the
-reply itself (``bench/cache_memory.py``). A record keeps the reply with its TTL
-offsets and values, and hits count the TTLs down (RFC 1035 section 3.2.1). Blocks are
+reply itself (``bench/cache_memory.py``). A record keeps the reply (less its question,
+which ends the key) with its TTL offsets and values, and hits count the TTLs down
+(RFC 1035 section 3.2.1); a hit's question is the key's, in lowercase. Blocks are
 kept apart as the answer objects the query policy made: they carry the verdict the
 responder renders, and there are as many as there are distinct blocked names asked.
 Negative answers live min(SOA TTL, MINIMUM, negative_ttl) (RFC 2308 section 5). When
@@ -40,11 +41,52 @@ from clearwall.dnsserver.policy import PolicyHolder
 
 EDE_STALE_ANSWER = 3
 
-# A record: this header, the TTL offsets (u16 each), the TTL values (u32 each), the reply.
-# expires (clock), stored (whole second), policy generation, OPT start and end (-1: none),
-# how many TTLs.
-_HEADER = struct.Struct("<dIIiiH")
+# A record: this header, the TTL offsets (u16 each), the TTL values (u32 each), then the
+# reply without its question (the key ends with it). Header: expires (clock), stored
+# (whole second), policy generation, OPT start and end (0: no OPT), how many TTLs.
+_HEADER = struct.Struct("<dIIHHB")
 _TTL = struct.Struct("!I")
+
+
+def _pack(key: bytes, expires: float, stored: int, generation: int, answer: Answer) -> bytes | None:
+    """The record of forwarded ``answer`` under ``key``; None if its question is not the key's."""
+    body = answer.body
+    scan = answer.scan
+    assert body is not None
+    question = key[3 + key[0] :]
+    qend = 12 + len(question)
+    if body[12:qend].lower() != question:
+        return None  # the upstream checks the question; this is only a guard
+    offsets = scan.ttl_offsets if scan is not None else ()
+    opt = scan is not None and scan.opt_start >= 0
+    n = len(offsets)
+    return b"".join(
+        (
+            _HEADER.pack(
+                expires,
+                stored,
+                generation,
+                scan.opt_start if opt else 0,  # type: ignore[union-attr]
+                scan.opt_end if opt else 0,  # type: ignore[union-attr]
+                n,
+            ),
+            struct.pack(f"<{n}H{n}I", *offsets, *wire.read_ttls(body, offsets)),
+            body[:12],
+            body[qend:],
+        )
+    )
+
+
+def _unpack(key: bytes, record: bytes) -> tuple[tuple[int, ...], tuple[int, ...], bytearray]:
+    """A record's TTL offsets, TTL values and reply (question put back from ``key``)."""
+    n = record[_HEADER.size - 1]
+    at = _HEADER.size
+    fields = struct.unpack_from(f"<{n}H{n}I", record, at)
+    at += 6 * n
+    reply = bytearray(record[at : at + 12])
+    reply += key[3 + key[0] :]
+    reply += record[at + 12 :]
+    return fields[:n], fields[n:], reply
 
 
 class Cache:
@@ -133,19 +175,16 @@ class Cache:
         record = self.records.get(key)
         if record is None:
             return None
-        expires, stored, made_in, _opt_start, _opt_end, n = _HEADER.unpack_from(record)
+        expires, stored, made_in, _opt_start, _opt_end, _n = _HEADER.unpack_from(record)
         if now >= expires or made_in != generation:
             return None
         # Count the TTLs down from the stored values (RFC 1035 section 3.2.1).
         self.records.touch(key)
         sec = int(now)
         age = sec - stored
-        at = _HEADER.size
-        body = bytearray(record[at + 6 * n :])
-        if n:
-            fields = struct.unpack_from(f"<{n}H{n}I", record, at)
-            for off, ttl in zip(fields[:n], fields[n:], strict=True):
-                _TTL.pack_into(body, off, ttl - age if ttl > age else 0)
+        offsets, ttls, body = _unpack(key, record)
+        for off, ttl in zip(offsets, ttls, strict=True):
+            _TTL.pack_into(body, off, ttl - age if ttl > age else 0)
         reply = bytes(body)
         answer = Answer(AnswerKind.CACHED, reply, None, "cache hit")
         answer.tail = reply[2:]
@@ -208,20 +247,10 @@ class Cache:
             while len(blocks) > cfg.max_entries:
                 blocks.popitem(last=False)
             return answer
-        scan = answer.scan
-        offsets = scan.ttl_offsets if scan is not None else ()
-        n = len(offsets)
-        ttls = wire.read_ttls(body, offsets)
-        header = _HEADER.pack(
-            now + lifetime,
-            int(now),
-            generation,
-            scan.opt_start if scan is not None else -1,
-            scan.opt_end if scan is not None else -1,
-            n,
-        )
-        self.blocks.pop(key, None)
-        self.records.put(key, header + struct.pack(f"<{n}H{n}I", *offsets, *ttls) + body)
+        record = _pack(key, now + lifetime, int(now), generation, answer)
+        if record is not None:
+            self.blocks.pop(key, None)
+            self.records.put(key, record)
         return answer
 
     def _stale(self, key: bytes, failed: Answer) -> Answer:
@@ -232,14 +261,13 @@ class Cache:
         record = self.records.get(key)
         if record is None:
             return failed  # only data from upstream is served stale, never an old block
-        expires, _stored, _made_in, opt_start, opt_end, n = _HEADER.unpack_from(record)
+        expires, _stored, _made_in, opt_start, opt_end, _n = _HEADER.unpack_from(record)
         if self.clock() > expires + cfg.max_stale:
             return failed
-        at = _HEADER.size
-        offsets = struct.unpack_from(f"<{n}H", record, at)
-        body = wire.set_ttls(record[at + 6 * n :], offsets, cfg.stale_ttl)
+        offsets, _ttls, reply = _unpack(key, record)
+        body = wire.set_ttls(bytes(reply), offsets, cfg.stale_ttl)
         self.metrics.stale_served += 1
-        if opt_start >= 0 and opt_end == len(body):
+        if opt_start and opt_end == len(body):
             # EDNS client: say so with EDE 3 Stale Answer (RFC 8914 section 4.4).
             body = wire.append_option(body, opt_start, wire.ede_option(EDE_STALE_ANSWER))
         return Answer(AnswerKind.STALE, body, reason="stale: every upstream failed")
