@@ -1,7 +1,8 @@
 """The C name index (``clearwall.policy._nameindex``) against plain Python: its SipHash-1-3
-against a reference implementation, ``deepest`` against a suffix walk over a ``set``,
-and the snapshot's verdicts when the index is wrong on purpose (a forced fingerprint
-collision) or given malformed input."""
+against a reference implementation, ``deepest`` against a suffix walk over a ``set``, its
+image against one built in Python (32-bit remainders below the directory bits), and the
+snapshot's verdicts when the index is wrong on purpose (forged entries, a real collision of
+remainders) or given malformed input."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ import os
 import struct
 import weakref
 from array import array
+from bisect import bisect_left
+from collections.abc import Iterable, MutableMapping
+from functools import cache
 from pathlib import Path
+from typing import cast
 
 import pytest
 from hypothesis import given, settings
@@ -26,6 +31,8 @@ from clearwall.policy.compiler import name_key
 from clearwall.policy.snapshot import INDEX_FILE, META_FILE, PolicySnapshot
 
 MASK = (1 << 64) - 1
+MAGIC = b"CWNAMEX2"
+HEADER = 64
 
 
 def siphash(key: bytes, data: bytes, c: int = 1, d: int = 3) -> int:
@@ -89,9 +96,75 @@ def python_deepest(listed: set[str], name: str) -> int:
     return next((start for start in starts if name[start:] in listed), -1)
 
 
+def keys_blob(names: Iterable[str]) -> bytes:
+    return b"".join(name_key(n).encode() + b"\n" for n in names)
+
+
 def index_of(names: set[str], key: bytes) -> NameIndex:
-    blob = b"".join(name_key(n).encode() + b"\n" for n in names)
-    return NameIndex(build(blob, key), key)
+    return NameIndex(build(keys_blob(names), key), key)
+
+
+class Kept:
+    """``deepest`` as the image can answer it: a suffix walk over the set of what the image
+    keeps of each listed name, its fingerprint's top b + 32 bits. Exact where the walk over
+    the names themselves is off by a false positive (about one per 2^28 probes)."""
+
+    def __init__(self, names: Iterable[str], key: bytes) -> None:
+        names = [n for n in names if n.isascii() and len(n) <= MAX_NAME]
+        image = build(keys_blob(names), key)
+        self.index = NameIndex(image, key)
+        self.key = key
+        self.bits: int = struct.unpack("=Q", image[16:24])[0]
+        self.kept = {self.of(n) for n in names}
+
+    def of(self, name: str) -> int:
+        return fingerprint(name.encode(), self.key) >> (32 - self.bits)
+
+    def deepest(self, name: str) -> int:
+        starts = [0] + [i + 1 for i, c in enumerate(name) if c == "."]
+        return next((start for start in starts if self.of(name[start:]) in self.kept), -1)
+
+
+def check_deepest(kept: Kept, listed: set[str], query: str) -> None:
+    """The index answers as the kept bits do, and so as the names do but for false
+    positives: it may report a deeper suffix (or one where there is none), never miss."""
+    got = kept.index.deepest(query)
+    assert got == kept.deepest(query), query
+    expected = python_deepest(listed, query)
+    assert got == expected or (got >= 0 and (expected < 0 or got < expected)), query
+
+
+def python_image(fingerprints: Iterable[int]) -> bytes:
+    """The image ``build`` should make of these fingerprints, as the C file's top comment
+    states it: b directory bits for 8 to 16 distinct fingerprints per bucket; per entry the
+    32 bits right below the top b, one entry per distinct top b + 32 bits, in order."""
+    distinct = sorted(set(fingerprints))
+    bits = 0
+    while len(distinct) >> (bits + 1) >= 8:
+        bits += 1
+    prefixes = sorted({fp >> (32 - bits) for fp in distinct})  # bucket, then remainder
+    remainders = array("I", (prefix & 0xFFFFFFFF for prefix in prefixes))
+    directory = array("I", (bisect_left(prefixes, i << 32) for i in range((1 << bits) + 1)))
+    header = MAGIC + struct.pack("=QQ", len(prefixes), bits) + bytes(HEADER - 24)
+    return header + remainders.tobytes() + directory.tobytes()
+
+
+COLLISION_KEY = bytes(range(100, 116))
+
+
+@cache
+def remainder_collision() -> tuple[str, str]:
+    """Two names whose fingerprints under COLLISION_KEY differ but share their top 32 bits:
+    in an index with no directory bits (under 16 names) they have the same remainder. A
+    birthday search, about 80k fingerprints."""
+    seen: dict[int, str] = {}
+    for i in range(1 << 20):
+        name = f"n{i}.test"
+        fp = fingerprint(name.encode(), COLLISION_KEY)
+        other = seen.setdefault(fp >> 32, name)
+        if other != name and fingerprint(other.encode(), COLLISION_KEY) != fp:
+            return other, name
+    raise AssertionError("no collision of the top 32 bits in 2^20 names")
 
 
 @settings(max_examples=300)
@@ -101,13 +174,14 @@ def index_of(names: set[str], key: bytes) -> NameIndex:
     key=st.binary(min_size=16, max_size=16),
 )
 def test_deepest_equals_a_suffix_walk(listed: set[str], queries: list[str], key: bytes) -> None:
-    index = index_of(listed, key)
+    kept = Kept(listed, key)
+    index = kept.index
     # Only ASCII names up to MAX_NAME are indexed: nothing else can be an ASCII query's suffix.
     indexable = {n for n in listed if n.isascii() and len(n) <= MAX_NAME}
-    assert len(index) == len(indexable)
+    assert len(index) == len(kept.kept) <= len(indexable)
     for query in [*queries, *listed, *(f"www.{n}" for n in listed)]:
         if query.isascii() and len(query) <= MAX_NAME:
-            assert index.deepest(query) == python_deepest(indexable, query), query
+            check_deepest(kept, indexable, query)
         else:
             with pytest.raises(ValueError):
                 index.deepest(query)
@@ -116,10 +190,10 @@ def test_deepest_equals_a_suffix_walk(listed: set[str], queries: list[str], key:
 @pytest.mark.parametrize("size", [0, 1, 7, 8, 100, 5000])
 def test_deepest_over_generated_sets(size: int) -> None:
     names = {f"h{i}.n{i % 97}.example" for i in range(size)} | {"tld"}
-    index = index_of(names, os.urandom(KEY_SIZE))
+    kept = Kept(names, os.urandom(KEY_SIZE))
     for i in range(0, 2 * size + 50, 3):
         for query in (f"h{i}.n{i % 97}.example", f"w.h{i}.n{i % 97}.example", f"h{i}.tld"):
-            assert index.deepest(query) == python_deepest(names, query), query
+            check_deepest(kept, names, query)
 
 
 def test_deepest_edge_cases() -> None:
@@ -138,6 +212,49 @@ def test_deepest_edge_cases() -> None:
     assert index.deepest("a." * 125 + "com") == 250  # 253 characters, the most indexed
     empty = index_of(set(), os.urandom(KEY_SIZE))
     assert len(empty) == 0 and empty.deepest("com") == -1
+
+
+# -- the image layout ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 31, 32, 100, 5000, 40000])
+def test_image_is_the_python_layout(size: int) -> None:
+    names = [f"h{i}.n{i % 97}.example" for i in range(size)]
+    key = os.urandom(KEY_SIZE)
+    image = build(keys_blob(names + names[:3]), key)  # duplicates are dropped
+    assert image == python_image(fingerprint(n.encode(), key) for n in names)
+    # fewer only if two names share their top b + 32 bits, about size^2 / 2^(b + 33)
+    assert len(NameIndex(image, key)) == struct.unpack("=Q", image[8:16])[0] <= size
+
+
+def test_equal_remainders_are_one_entry_and_both_names_are_found() -> None:
+    first, second = remainder_collision()
+    assert fingerprint(first.encode(), COLLISION_KEY) != fingerprint(second.encode(), COLLISION_KEY)
+    names = [first, second, "a.example", "b.example"]
+    image = build(keys_blob(names), COLLISION_KEY)
+    assert image == python_image(fingerprint(n.encode(), COLLISION_KEY) for n in names)
+    index = NameIndex(image, COLLISION_KEY)
+    assert len(index) == 3
+    for name in names:
+        assert index.deepest(name) == 0
+        assert index.deepest(f"www.{name}") == 4
+
+
+def test_a_remainder_collision_is_a_false_positive() -> None:
+    first, second = remainder_collision()
+    index = index_of({first, "example"}, COLLISION_KEY)
+    assert index.deepest(second) == 0  # not listed, but its remainder is
+    assert index.deepest(f"a.{second}") == 2
+    assert index.deepest("other.test") == -1
+
+
+def test_the_index_takes_about_four_bytes_per_name() -> None:
+    n = 200_000
+    image = build(keys_blob(f"h{i}.n{i % 97}.example" for i in range(n)), COLLISION_KEY)
+    count, bits = struct.unpack("=QQ", image[8:24])
+    assert (count, bits) == (n, 14)  # no two share their top 46 bits under this key
+    assert len(image) == HEADER + 4 * n + 4 * ((1 << bits) + 1)
+    assert len(image) <= HEADER + 4.6 * n
 
 
 # -- malformed input -------------------------------------------------------------------------
@@ -163,6 +280,12 @@ def test_malformed_input_raises_cleanly() -> None:
         NameIndex(image[:-4], key)
     with pytest.raises(ValueError):
         NameIndex(image[1:], key)  # not 8-byte aligned, and no magic
+    with pytest.raises(ValueError, match="not a name index"):
+        NameIndex(b"CWNAMEX1" + image[8:], key)  # the earlier 64-bit layout's magic
+    for bits in (33, 64, MASK):  # bits + 32 must fit in a fingerprint
+        header = MAGIC + struct.pack("=QQ", 0, bits) + bytes(HEADER - 24)
+        with pytest.raises(ValueError, match="bad size"):
+            NameIndex(header + bytes(4 * 2), key)
     with pytest.raises(TypeError):
         NameIndex("image", key)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
@@ -176,16 +299,16 @@ def test_malformed_input_raises_cleanly() -> None:
 @settings(max_examples=200)
 @given(
     count=st.integers(0, 40),
-    bits=st.integers(0, 4),
-    body=st.binary(min_size=0, max_size=8 * 40 + 4 * 17),
+    bits=st.integers(0, 5),
+    body=st.binary(min_size=0, max_size=4 * 40 + 4 * 33),
     names=st.lists(ascii_names, max_size=10),
 )
 def test_damaged_images_never_crash(count: int, bits: int, body: bytes, names: list[str]) -> None:
-    """Any bytes with a well-formed header: unsorted fingerprints, a directory pointing
+    """Any bytes with a well-formed header: unsorted remainders, a directory pointing
     anywhere. Lookups stay in bounds and return an offset or -1."""
-    size = 8 * count + 4 * ((1 << bits) + 1)
+    size = 4 * count + 4 * ((1 << bits) + 1)
     body = (body * (size // max(1, len(body)) + 1))[:size] if body else bytes(size)
-    image = b"CWNAMEX1" + struct.pack("=QQ", count, bits) + bytes(40) + body
+    image = MAGIC + struct.pack("=QQ", count, bits) + bytes(HEADER - 24) + body
     index = NameIndex(image, bytes(KEY_SIZE))
     for name in names:
         assert -1 <= index.deepest(name) <= len(name)
@@ -203,11 +326,12 @@ memo_ops = st.lists(
 @given(ops=memo_ops)
 def test_memo_behaves_like_a_dict(ops: list[tuple[str, str, int]]) -> None:
     index = index_of({"a"}, os.urandom(KEY_SIZE))
-    memo, model = Memo(index), {}
+    memo = cast("MutableMapping[str, object]", Memo(index))  # any values, here ints
+    model: dict[str, object] = {}
     for op, key, value in ops:
         key = key.encode("utf-8", "replace").decode()  # no lone surrogates: not UTF-8
         if op == "set":
-            memo[key] = value  # type: ignore[assignment]
+            memo[key] = value
             model[key] = value
         elif op == "clear":
             memo.clear()
@@ -215,8 +339,8 @@ def test_memo_behaves_like_a_dict(ops: list[tuple[str, str, int]]) -> None:
         assert memo.get(key) == model.get(key)
         assert len(memo) == len(model)
     assert sorted(memo) == sorted(memo.keys()) == sorted(model)
-    for key, value in model.items():
-        assert memo[key] == value
+    for name, stored in model.items():
+        assert memo[name] == stored
 
 
 def test_memo_refuses_what_it_cannot_hold() -> None:
@@ -235,9 +359,9 @@ def test_memo_refuses_what_it_cannot_hold() -> None:
         memo["\udc80.com"] = ALLOWED
     with pytest.raises(TypeError):
         Memo("index")  # type: ignore[arg-type]
-    many = Memo(index_of(set(), os.urandom(KEY_SIZE)))
+    many = cast("MutableMapping[str, object]", Memo(index_of(set(), os.urandom(KEY_SIZE))))
     for i in range(5000):  # grows past its first tables
-        many[f"n{i}.com"] = i  # type: ignore[assignment]
+        many[f"n{i}.com"] = i
     assert len(many) == 5000 and all(many[f"n{i}.com"] == i for i in range(5000))
 
 
@@ -266,13 +390,13 @@ def test_saved_index_holds_the_fingerprints_of_the_listed_names(tmp_path: Path) 
     real = (tmp_path / "snap").resolve()
     key = bytes.fromhex(json.loads((real / META_FILE).read_text())["index_key"])
     image = (real / INDEX_FILE).read_bytes()
-    assert image[:8] == b"CWNAMEX1"
+    assert image[:8] == MAGIC
     count, bits = struct.unpack("=QQ", image[8:24])
-    fps = array("Q", image[64 : 64 + 8 * count])
+    assert (count, bits) == (4, 0)  # one bucket: a remainder is a fingerprint's top 32 bits
+    remainders = array("I", image[HEADER : HEADER + 4 * count])
     listed = ["example", "ok.example", "only.org", "w.net"]
-    assert list(fps) == sorted(fingerprint(n.encode(), key) for n in listed)
-    directory = array("I", image[64 + 8 * count :])
-    assert len(directory) == (1 << bits) + 1 and directory[-1] == count
+    assert list(remainders) == sorted(fingerprint(n.encode(), key) >> 32 for n in listed)
+    assert image == python_image(fingerprint(n.encode(), key) for n in listed)
 
     loaded = PolicySnapshot.load(tmp_path / "snap")
     for query in [*QUERIES, "www.a.example", "com"]:
@@ -294,14 +418,22 @@ def test_each_compile_draws_a_new_key_without_changing_the_version(tmp_path: Pat
 
 
 def forge_collisions(path: Path, extra: list[str]) -> bytes:
-    """Rewrite a saved snapshot's index so that it also lists ``extra``: fingerprints
-    matching names the trie does not hold, as a collision would. Returns the key."""
+    """Rewrite a saved snapshot's index so that it also lists ``extra``: entries matching
+    names the trie does not hold, as a collision would. Returns the key."""
     real = path.resolve()
     key = bytes.fromhex(json.loads((real / META_FILE).read_text())["index_key"])
     names = ["example", "ok.example", "only.org", "w.net", *extra]
-    blob = b"".join(name_key(n).encode() + b"\n" for n in names)
-    (real / INDEX_FILE).write_bytes(build(blob, key))
+    (real / INDEX_FILE).write_bytes(build(keys_blob(names), key))
     return key
+
+
+def rekey(path: Path, listed: list[str], key: bytes) -> None:
+    """Rewrite a saved snapshot's index of ``listed`` (its names) under ``key``."""
+    real = path.resolve()
+    meta = json.loads((real / META_FILE).read_text())
+    meta["index_key"] = key.hex()
+    (real / META_FILE).write_text(json.dumps(meta))
+    (real / INDEX_FILE).write_bytes(build(keys_blob(listed), key))
 
 
 def test_a_fingerprint_collision_never_changes_a_verdict(tmp_path: Path) -> None:
@@ -324,6 +456,40 @@ def test_a_fingerprint_collision_never_changes_a_verdict(tmp_path: Path) -> None
     # Memos are only ever written under listed names, whatever the index claimed.
     view = snapshot._views["de"]
     assert set(view.exact) | set(view.below) <= {"example", "ok.example", "only.org", "w.net"}
+
+
+def test_a_remainder_collision_is_settled_by_the_trie(tmp_path: Path) -> None:
+    """Not forged: a listed name and an unlisted one whose fingerprints differ but whose
+    remainders are equal, so the index cannot tell them apart."""
+    listed, ghost = remainder_collision()
+    policy = [*POLICY, order(3, "de", [f"subtree {listed}"])]
+    PolicySnapshot.compile(policy, JURISDICTIONS).save(tmp_path / "snap")
+    rekey(tmp_path / "snap", ["example", "ok.example", "only.org", "w.net", listed], COLLISION_KEY)
+    snapshot = PolicySnapshot.load(tmp_path / "snap")
+    assert snapshot._index.deepest(ghost) == 0  # the index claims the ghost is listed
+    assert snapshot._index.deepest(f"x.{ghost}") == 2
+    queries = [*QUERIES, listed, f"x.{listed}", ghost, f"x.{ghost}", f"a.b.{ghost}"]
+    for _ in range(2):  # cold memos, then warm ones
+        for name in queries:
+            for jurisdiction in ("de", "fr"):
+                expected = reference.match(policy, name, jurisdiction, NOW)
+                got = snapshot.match(name, jurisdiction, NOW)
+                assert summary(got) == summary(expected), name
+    assert snapshot.match(f"x.{listed}", "de", NOW).blocked
+    assert snapshot.match(ghost, "de", NOW) is ALLOWED
+    assert snapshot.match(f"x.{ghost}", "de", NOW) is ALLOWED
+    view = snapshot._views["de"]
+    assert ghost not in set(view.exact) | set(view.below)
+
+
+def test_an_index_of_the_earlier_layout_fails_to_load(tmp_path: Path) -> None:
+    PolicySnapshot.compile(POLICY, JURISDICTIONS).save(tmp_path / "snap")
+    index_file = (tmp_path / "snap").resolve() / INDEX_FILE
+    # CWNAMEX1: whole 64-bit fingerprints, 4 of them, one bucket
+    old = b"CWNAMEX1" + struct.pack("=QQ", 4, 0) + bytes(40) + bytes(32) + bytes(8)
+    index_file.write_bytes(old)
+    with pytest.raises(SnapshotError, match="not a name index"):
+        PolicySnapshot.load(tmp_path / "snap")
 
 
 def test_names_the_index_does_not_cover_are_asked_of_the_trie() -> None:

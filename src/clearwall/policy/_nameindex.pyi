@@ -1,10 +1,11 @@
 """Keyed 64-bit fingerprints of names and the sorted index the matcher asks first.
 
 A C extension (``_nameindex.c``). A fingerprint is SipHash-1-3 of a name's ASCII bytes
-under a 16-byte key. An index image holds the sorted, distinct fingerprints of a set of
-names and a directory of buckets over them; ``NameIndex`` searches an image in place (an
-mmap'd file stays shared between processes). Fingerprints have no false negatives but can
-have false positives: a match is a hint to confirm, never a decision.
+under a 16-byte key. An index image holds a directory of buckets over the fingerprints'
+top b bits and, sorted, the 32 bits right below those of each name's fingerprint (four
+bytes per name); ``NameIndex`` searches an image in place (an mmap'd file stays shared
+between processes). The index has no false negatives but can have false positives (about
+16 / 2^32 per suffix looked up): a match is a hint to confirm, never a decision.
 """
 
 from collections.abc import Iterator
@@ -34,8 +35,9 @@ def build(keys: Buffer, key: Buffer, /) -> bytes:
 class NameIndex:
     """The index in ``image`` (kept exported, never copied), fingerprinted with ``key``.
 
-    Raises ValueError if ``image`` is not an index image (bad header or size) or ``key``
-    is not 16 bytes. Only the header is read: building one is O(1).
+    Raises ValueError if ``image`` is not an index image (bad header or size; an image of
+    the earlier 64-bit layout has another magic) or ``key`` is not 16 bytes. Only the
+    header is read: building one is O(1).
     """
 
     def __init__(self, image: Buffer, key: Buffer) -> None: ...
@@ -48,7 +50,8 @@ class NameIndex:
         """
 
     def __len__(self) -> int:
-        """The number of distinct fingerprints indexed."""
+        """The number of entries: distinct fingerprints, but names whose fingerprints
+        share their top b + 32 bits (the image cannot tell them apart) count once."""
 
 class Memo:
     """A map from names to verdicts, slotted by ``index``'s fingerprints.
