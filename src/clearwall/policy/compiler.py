@@ -107,7 +107,7 @@ class Tables:
     base_url: str
     compiled_at: float
     valid_until: float | None
-    index_image: Any  # the name index (bytes, or an mmap of names.fp64)
+    index_image: Any  # the name index (bytes, or an mmap of names.fp32)
     index_key: bytes  # the random SipHash key of its fingerprints
     version: str = ""
     keepalive: list[Any] = field(default_factory=list)  # mmaps the views depend on

@@ -49,7 +49,7 @@ from clearwall.policy.model import ALL_JURISDICTIONS, CompiledOrder, Jurisdictio
 
 TRIE_FILE = "names.marisa"
 GROUPS_FILE = "groups.bin"
-INDEX_FILE = "names.fp64"
+INDEX_FILE = "names.fp32"
 META_FILE = "meta.json"
 
 # Memoized verdicts per view are a cache, not an index: past this many entries a memo is
