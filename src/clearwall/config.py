@@ -85,7 +85,7 @@ class UpstreamConfig:
 class CacheConfig:
     """Answer cache bounds (RFC 2308 negative caching, RFC 8767 serve-stale)."""
 
-    max_entries: int = 100_000
+    max_entries: int = 100_000  # bound of forwarded answers, and of blocks (0: no cache)
     min_ttl: int = 0
     max_ttl: int = 86_400
     negative_ttl: int = 900  # cap for NXDOMAIN/NODATA (RFC 2308 section 5)
