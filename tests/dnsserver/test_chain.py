@@ -13,8 +13,10 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from clearwall.config import RateLimitConfig
+from clearwall.config import DNSConfig, RateLimitConfig
+from clearwall.dnsserver.gateway import build_gateway
 from clearwall.dnsserver.handlers import CHAIN
+from clearwall.dnsserver.memory import MemoryUpstream
 from clearwall.dnsserver.policy import StaticPolicy
 from clearwall.model import AuthorityKind, Category
 from dnsserver.conftest import dns_config, order
@@ -68,6 +70,19 @@ async def test_a_lowercase_hit_after_a_mixed_case_miss_echoes_the_lowercase_ques
     hit = await ask(gw, "www.example.test")
     assert gw.metrics.cache_hits == 1
     assert hit.question[0].name.to_text() == "www.example.test."
+
+
+async def test_an_answer_of_many_records_is_cached_whole() -> None:
+    """More than 255 TTLs (a large RRset over TCP) fit a cache record."""
+    records = [("A", 300, f"192.0.2.{i % 250}") for i in range(600)]
+    upstream = MemoryUpstream({"many.example": records})
+    gw = build_gateway(DNSConfig(), transport=upstream)
+    query = dns.message.make_query("many.example", "A").to_wire()
+    first = dns.message.from_wire(await gw.resolve(query, tcp=True))  # type: ignore[arg-type]
+    asked = len(upstream.queries)  # UDP came back truncated, TCP brought the records
+    again = dns.message.from_wire(await gw.resolve(query, tcp=True))  # type: ignore[arg-type]
+    assert len(upstream.queries) == asked == 2 and gw.metrics.cache_hits == 1
+    assert again.answer == first.answer and len(first.answer[0]) == 250
 
 
 async def test_cached_ttl_decreases(nsd: NSD, gateway_factory) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 
+import dns.exception
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
@@ -24,7 +26,7 @@ class MemoryUpstream:
         self.records = {k.lower().rstrip(".") + ".": list(v) for k, v in records.items()}
         self.queries: list[bytes] = []
 
-    def _answer(self, query: bytes) -> bytes:
+    def _answer(self, query: bytes, tcp: bool = False) -> bytes:
         self.queries.append(query)
         q = dns.message.from_wire(query)
         r = dns.message.make_response(q)
@@ -45,15 +47,21 @@ class MemoryUpstream:
         for rtype, ttl, text in records or ():
             if dns.rdatatype.from_text(rtype) in (rdtype, dns.rdatatype.CNAME):
                 r.answer.append(dns.rrset.from_text(name, ttl, "IN", rtype, text))
-        out: bytes = r.to_wire()
+        try:
+            out: bytes = r.to_wire(max_size=65535 if tcp else 0)
+        except dns.exception.TooBig:  # over UDP: as a real server does, set TC, send no data
+            r.answer.clear()
+            r.authority.clear()
+            r.flags |= dns.flags.TC
+            out = r.to_wire()
         return out
 
     async def udp(
         self, server: tuple[str, int], query: bytes, timeout: float, check: Callable[[bytes], bool]
     ) -> bytes:
-        """Answer at once."""
+        """Answer at once (TC and no data when the reply exceeds the query's UDP size)."""
         return self._answer(query)
 
     async def tcp(self, server: tuple[str, int], query: bytes, timeout: float) -> bytes:
         """Answer at once."""
-        return self._answer(query)
+        return self._answer(query, tcp=True)

@@ -44,7 +44,8 @@ EDE_STALE_ANSWER = 3
 # A record: this header, the TTL offsets (u16 each), the TTL values (u32 each), then the
 # reply without its question (the key ends with it). Header: expires (clock), stored
 # (whole second), policy generation, OPT start and end (0: no OPT), how many TTLs.
-_HEADER = struct.Struct("<dIIHHB")
+_HEADER = struct.Struct("<dIIHHH")
+_COUNT = struct.Struct("<H")
 _TTL = struct.Struct("!I")
 
 
@@ -79,7 +80,7 @@ def _pack(key: bytes, expires: float, stored: int, generation: int, answer: Answ
 
 def _unpack(key: bytes, record: bytes) -> tuple[tuple[int, ...], tuple[int, ...], bytearray]:
     """A record's TTL offsets, TTL values and reply (question put back from ``key``)."""
-    n = record[_HEADER.size - 1]
+    n = _COUNT.unpack_from(record, _HEADER.size - 2)[0]
     at = _HEADER.size
     fields = struct.unpack_from(f"<{n}H{n}I", record, at)
     at += 6 * n
@@ -122,7 +123,7 @@ class Cache:
     def _forget(self, _new: object) -> None:
         # Entries of the old version can no longer be served: the index goes at once,
         # records and blocks when met (their generation or token is the old one).
-        self._generation += 1
+        self._generation = (self._generation + 1) & 0xFFFFFFFF  # as records hold it
         self._index.clear()
 
     def _key(self, question: bytes, bits: int, jurisdiction: str) -> bytes:
