@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """DNS benchmark: clearwall against the anchor resolvers, same machine, same run.
 
-Every server is started in turn on loopback, pinned to core 0, forwarding to one nsd
-upstream (pinned with dnsperf to core 1), with the same blocklist loaded natively.
-dnsperf then runs three workloads against it:
+Every server is started on loopback (each on its own port), pinned to core 0,
+forwarding to one nsd upstream (pinned with dnsperf to core 1), with the same blocklist
+loaded natively. dnsperf then runs three workloads against each, one server at a time,
+the repeatable two in interleaved rounds (see ``bench_servers``):
 
 * ``hit``     -- 1,000 allowed names, cache warmed first (cache hits);
 * ``blocked`` -- names sampled from the blocklist (policy answers);
@@ -570,15 +571,9 @@ def measure(proc: Proc, port: int, ds: Dataset, workload: str, load: Load) -> Wo
     return res
 
 
-def measure_median(proc: Proc, port: int, ds: Dataset, workload: str, load: Load) -> WorkloadResult:
-    """``measure`` ``load.repeat`` times in a row and keep the run of median q/CPU-s.
-
-    On a shared machine one 10-second run moves by about ±10%; a ratio of two such runs
-    (two workers against one, clearwall against an anchor) moves by twice that. Every
-    server gets the same repeats. ``miss`` runs once: repeated, its names would be cached.
-    """
-    times = load.repeat if workload != "miss" else 1
-    runs = [measure(proc, port, ds, workload, load) for _ in range(max(1, times))]
+def median_run(runs: list[WorkloadResult]) -> WorkloadResult:
+    """The run of median q/CPU-s among ``runs`` (of one server and workload), with every
+    run's figure in ``samples`` and the losses of all of them."""
     ok = sorted((r for r in runs if r.error is None), key=lambda r: r.qps_per_cpu)
     chosen = ok[(len(ok) - 1) // 2] if ok else runs[-1]
     chosen.samples = [r.qps_per_cpu for r in runs]
@@ -769,50 +764,105 @@ def git_head() -> str:
     return ""
 
 
-def bench_server(
-    server: str, workers: int, ds: Dataset, run_dir: Path, upstream: int, load: Load
-) -> ServerResult:
-    """Start one server, wait for it, warm it, run the workloads, tear it down."""
+@dataclasses.dataclass
+class Running:
+    """A started server awaiting its workloads."""
+
+    result: ServerResult
+    port: int
+    proc: Proc | None = None
+    runs: dict[str, list[WorkloadResult]] = dataclasses.field(default_factory=dict)
+
+
+def start_server(
+    server: str, workers: int, ds: Dataset, run_dir: Path, port: int, upstream: int, load: Load
+) -> Running:
+    """Start one server on ``port``, wait for it, check it blocks, warm its cache."""
     label = server if workers == 1 else f"{server} ×{workers}"
-    result = ServerResult(server, label, workers=workers)
+    run = Running(ServerResult(server, label, workers=workers), port)
+    result = run.result
     work = run_dir / f"{server}-{workers}"
     work.mkdir()
-    port = SERVER_PORT
-    proc: Proc | None = None
     try:
         launch = LAUNCHERS[server](ds, work, port, upstream, workers)
         result.version, result.setup_s = launch.version, launch.setup_s
         log(f"{label}: starting ({result.version})")
-        proc = Proc(server, launch.argv, work / "server.log", SERVER_CORE)
-        result.ready_s = round(wait_ready(proc, port, READY_TIMEOUT_S), 2)
-        result.rss_ready_mib = tree_memory(proc.pid).rss
+        run.proc = Proc(server, launch.argv, work / "server.log", SERVER_CORE)
+        result.ready_s = round(wait_ready(run.proc, port, READY_TIMEOUT_S), 2)
+        result.rss_ready_mib = tree_memory(run.proc.pid).rss
         log(f"{label}: ready in {result.ready_s} s, RSS {result.rss_ready_mib} MiB")
         result.blocks_correctly = check_blocking(ds, port)
         warm = dnsperf(port, ds.queries("hit"), 30, once=True, edns=load.edns)
         if parse_dnsperf("warm", warm).completed < HIT_NAMES:
             log(f"{label}: warm-up incomplete")
-        for workload in WORKLOADS:
-            res = measure_median(proc, port, ds, workload, load)
-            result.workloads[workload] = res
-            log(
-                f"{label}: {workload}: {res.completed:,} answered, {res.lost} lost, "
-                f"{res.qps_per_cpu:,.0f} q/CPU-s {res.rcodes} {res.error or ''}"
-                + (
-                    f" (median of {', '.join(f'{q:,.0f}' for q in res.samples)})"
-                    if len(res.samples) > 1
-                    else ""
-                )
-            )
-        mem = tree_memory(proc.pid)
-        result.rss_mib, result.pss_mib = mem.rss, mem.pss
-        result.rss_anon_mib, result.rss_file_mib = mem.anon, mem.file
     except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
-        result.error = str(exc)[:400]
-        log(f"{label}: FAILED: {result.error}")
+        fail(run, exc)
+    return run
+
+
+def fail(run: Running, exc: BaseException) -> None:
+    """Record a server's failure and stop it; it takes no further workloads."""
+    run.result.error = str(exc)[:400]
+    log(f"{run.result.label}: FAILED: {run.result.error}")
+    if run.proc is not None:
+        run.proc.stop()
+        run.proc = None
+
+
+def run_workload(run: Running, ds: Dataset, workload: str, load: Load) -> None:
+    """One dnsperf run of ``workload`` against a started server, logged and kept."""
+    if run.proc is None:
+        return
+    res = measure(run.proc, run.port, ds, workload, load)
+    run.runs.setdefault(workload, []).append(res)
+    log(
+        f"{run.result.label}: {workload}: {res.completed:,} answered, {res.lost} lost, "
+        f"{res.qps_per_cpu:,.0f} q/CPU-s {res.rcodes} {res.error or ''}"
+    )
+    if res.error and not run.proc.alive():
+        fail(run, RuntimeError(res.error))
+
+
+def bench_servers(
+    specs: list[tuple[str, int]], ds: Dataset, run_dir: Path, upstream: int, load: Load
+) -> list[ServerResult]:
+    """Benchmark every (server, workers) with their runs interleaved in time.
+
+    All servers are started first (each on its own port, all pinned to core 0, idle but
+    for the one under load). Then ``load.repeat`` rounds each run ``hit`` and ``blocked``
+    on every server in turn, starting one server later each round, so that every server
+    is measured across the same stretch of time: on a shared machine the capacity left
+    to us drifts by tens of percent over minutes, and sequential runs would charge that
+    drift to whichever server ran in the slow minutes. Each server keeps its median run.
+    ``miss`` runs once per server (repeated, its names would be cached), then its memory
+    is read and it is stopped.
+    """
+    runs = [
+        start_server(server, workers, ds, run_dir, SERVER_PORT + i, upstream, load)
+        for i, (server, workers) in enumerate(specs)
+    ]
+    try:
+        for round_ in range(max(1, load.repeat)):
+            order = runs[round_ % len(runs) :] + runs[: round_ % len(runs)]
+            for workload in ("hit", "blocked"):
+                for run in order:
+                    run_workload(run, ds, workload, load)
+        for run in runs:
+            run_workload(run, ds, "miss", load)
+            for workload, done in run.runs.items():
+                run.result.workloads[workload] = median_run(done)
+            if run.proc is not None:
+                mem = tree_memory(run.proc.pid)
+                result = run.result
+                result.rss_mib, result.pss_mib = mem.rss, mem.pss
+                result.rss_anon_mib, result.rss_file_mib = mem.anon, mem.file
+                run.proc.stop()
+                run.proc = None
     finally:
-        if proc is not None:
-            proc.stop()
-    return result
+        for run in runs:
+            if run.proc is not None:
+                run.proc.stop()
+    return [run.result for run in runs]
 
 
 def check_blocking(ds: Dataset, port: int) -> bool:
@@ -1156,10 +1206,12 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(tmp)
         nsd = start_nsd(ds, run_dir)
         try:
-            for server in args.server_list:
-                counts = args.worker_list if server == "clearwall" else [1]
-                for workers in counts:
-                    results.append(bench_server(server, workers, ds, run_dir, NSD_PORT, load))
+            specs = [
+                (server, workers)
+                for server in args.server_list
+                for workers in (args.worker_list if server == "clearwall" else [1])
+            ]
+            results = bench_servers(specs, ds, run_dir, NSD_PORT, load)
         finally:
             nsd.stop()
     report = build_report(results, args)
