@@ -11,7 +11,8 @@ import dns.rcode
 import dns.rrset
 
 from clearwall.config import CacheConfig, HostPort, UpstreamConfig
-from dnsserver.conftest import dns_config
+from clearwall.dnsserver.policy import StaticPolicy
+from dnsserver.conftest import dns_config, order
 from dnsserver.helpers import ask, ede
 from dnsserver.upstreams import NSD, free_port, start_faulty
 
@@ -156,6 +157,38 @@ async def test_serve_stale_when_every_upstream_fails(gateway_factory) -> None:
         state["up"] = False
         await asyncio.sleep(1.1)
         assert (await ask(gw2, "www.example.org")).rcode() == dns.rcode.SERVFAIL
+    finally:
+        transport.close()
+
+
+async def test_stale_answer_is_screened_by_the_policy_of_the_day(gateway_factory) -> None:
+    """A stale answer made under an older policy is not served if its address is now blocked."""
+    state = {"up": True}
+
+    def behaviour(query: bytes) -> bytes | None:
+        return answer_for(query, ttl=1) if state["up"] else None
+
+    _proto, transport, port = await start_faulty(behaviour)
+    try:
+        cfg = dataclasses.replace(
+            dns_config(port), upstream=upstreams(port, timeout=0.2), cache=CacheConfig(stale_ttl=30)
+        )
+        gw = await gateway_factory(cfg)
+        for name in ("www.example.org", "other.example.org"):
+            assert (await ask(gw, name)).answer[0].ttl == 1
+        state["up"] = False
+        # During the outage an order blocks the address www.example.org resolved to.
+        gw.swap(StaticPolicy(ips={"192.0.2.99/32": [order(7)]}, version=2))
+        await asyncio.sleep(1.1)  # both expired
+        blocked = await ask(gw, "www.example.org")
+        assert blocked.rcode() == dns.rcode.NXDOMAIN and not blocked.answer
+        assert ede(blocked)[0] == 16  # type: ignore[index]  # Censored: a court order
+        assert gw.metrics.stale_served == 0
+        # An answer the new policy still allows is served stale as before.
+        gw.swap(StaticPolicy(ips={"198.51.100.0/24": [order(8)]}, version=3))
+        stale = await ask(gw, "other.example.org")
+        assert [rr.to_text() for rr in stale.answer[0]] == ["192.0.2.99"]
+        assert ede(stale) == (3, "") and gw.metrics.stale_served == 1
     finally:
         transport.close()
 

@@ -14,7 +14,8 @@ kept apart as the answer objects the query policy made: they carry the verdict t
 responder renders, and there are as many as there are distinct blocked names asked.
 Negative answers live min(SOA TTL, MINIMUM, negative_ttl) (RFC 2308 section 5). When
 every upstream fails, an expired answer up to ``max_stale`` old is served with
-``stale_ttl`` (RFC 8767 section 4).
+``stale_ttl`` (RFC 8767 section 4); one made under an older policy is screened by the
+current one first (its CNAME targets and addresses), as the response policy would.
 
 The fast step serves a hit straight from the raw query: exact-case hits index their
 answer by (jurisdiction, query after its ID), the bytes that decide every part of the
@@ -36,6 +37,7 @@ from clearwall.dnsserver._lrustore import LRUStore
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Services, then
+from clearwall.dnsserver.handlers.response_policy import screen
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder
 
@@ -100,8 +102,10 @@ class Cache:
         metrics: DNSMetrics,
         clock: Callable[[], float],
         next_handler: Handler,
+        block_ttl: int,
     ) -> None:
         self.config = config
+        self.block_ttl = block_ttl  # of a stale answer the current policy now blocks
         self.policy = policy
         self.metrics = metrics
         self.clock = clock
@@ -262,11 +266,19 @@ class Cache:
         record = self.records.get(key)
         if record is None:
             return failed  # only data from upstream is served stale, never an old block
-        expires, _stored, _made_in, opt_start, opt_end, _n = _HEADER.unpack_from(record)
+        expires, _stored, made_in, opt_start, opt_end, _n = _HEADER.unpack_from(record)
         if self.clock() > expires + cfg.max_stale:
             return failed
         offsets, _ttls, reply = _unpack(key, record)
         body = wire.set_ttls(bytes(reply), offsets, cfg.stale_ttl)
+        if made_in != self._generation:
+            # Screened under an older policy: its CNAME targets and addresses are
+            # checked again, so an outage never serves what the policy now blocks.
+            jurisdiction = key[1 : 1 + key[0]].decode()
+            forwarded = Answer(AnswerKind.FORWARDED, body, scan=wire.scan_reply(body))
+            screened = screen(forwarded, self.policy.current, jurisdiction, self.block_ttl)
+            if screened is not forwarded:
+                return screened
         self.metrics.stale_served += 1
         if opt_start and opt_end == len(body):
             # EDNS client: say so with EDE 3 Stale Answer (RFC 8914 section 4.4).
@@ -286,4 +298,11 @@ def build(services: Services, next_handler: Handler | None) -> Handler | None:
     cfg = services.config.cache
     if cfg.max_entries <= 0:
         return None
-    return Cache(cfg, services.policy, services.metrics, services.clock, next_handler)
+    return Cache(
+        cfg,
+        services.policy,
+        services.metrics,
+        services.clock,
+        next_handler,
+        services.config.block.ttl,
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import Handler, Result, Services, then
-from clearwall.dnsserver.policy import PolicyHolder
+from clearwall.dnsserver.policy import PolicyHolder, PolicyView
 
 
 class ResponsePolicy:
@@ -29,29 +29,36 @@ class ResponsePolicy:
 
     def check(self, answer: Answer, jurisdiction: str) -> Answer:
         """The answer itself, or a block answer if a CNAME target or address is blocked."""
-        scan = answer.scan
-        if answer.kind is not AnswerKind.FORWARDED or scan is None:
+        if answer.kind is not AnswerKind.FORWARDED:
             return answer
-        policy = self.policy.current
-        for target in scan.cnames:
-            verdict = policy.match(target, jurisdiction)
-            if verdict.blocked:
-                return Answer(
-                    AnswerKind.BLOCKED,
-                    verdict=verdict,
-                    lifetime=self.ttl,
-                    reason=f"CNAME target {target} blocked",
-                )
-        for address in scan.addresses:
-            verdict = policy.match_ip(address, jurisdiction)
-            if verdict.blocked:
-                return Answer(
-                    AnswerKind.BLOCKED,
-                    verdict=verdict,
-                    lifetime=self.ttl,
-                    reason="answer address blocked",
-                )
+        return screen(answer, self.policy.current, jurisdiction, self.ttl)
+
+
+def screen(answer: Answer, policy: PolicyView, jurisdiction: str, ttl: int) -> Answer:
+    """``answer``, or the block of the first order hit by a CNAME target or address in it.
+
+    The handler screens what the upstream returns; the cache screens a stale answer made
+    under an older policy before serving it (RFC 8767 data is still policy-checked data).
+    """
+    scan = answer.scan
+    if scan is None:
         return answer
+    for target in scan.cnames:
+        verdict = policy.match(target, jurisdiction)
+        if verdict.blocked:
+            return Answer(
+                AnswerKind.BLOCKED,
+                verdict=verdict,
+                lifetime=ttl,
+                reason=f"CNAME target {target} blocked",
+            )
+    for address in scan.addresses:
+        verdict = policy.match_ip(address, jurisdiction)
+        if verdict.blocked:
+            return Answer(
+                AnswerKind.BLOCKED, verdict=verdict, lifetime=ttl, reason="answer address blocked"
+            )
+    return answer
 
 
 def build(services: Services, next_handler: Handler | None) -> Handler | None:
