@@ -64,7 +64,7 @@ _ACTION_RANK = {action: rank for rank, action in enumerate(ACTION_PRECEDENCE)}
 
 # One matching rule while a verdict is worked out: (specificity, order index, is an
 # exception, effective action, citation text).
-_Hit = tuple[int, int, bool, Action, str]
+Hit = tuple[int, int, bool, Action, str]
 
 
 class _Rule(NamedTuple):
@@ -121,7 +121,7 @@ class _View:
         self.ip.clear()
 
 
-def _decide(hits: list[_Hit], orders: list[OrderEntry]) -> Verdict:
+def decide(hits: list[Hit], orders: list[OrderEntry]) -> Verdict:
     """The verdict for a list of matching rules (all from applicable orders)."""
     if len(hits) == 1:  # the common case: one listed name, one order
         _spec, index, allow, action, text = hits[0]
@@ -141,7 +141,7 @@ def _decide(hits: list[_Hit], orders: list[OrderEntry]) -> Verdict:
     return Verdict(Decision.BLOCK, action, _citations(cited, orders))
 
 
-def _citations(hits: list[_Hit], orders: list[OrderEntry]) -> tuple[Citation, ...]:
+def _citations(hits: list[Hit], orders: list[OrderEntry]) -> tuple[Citation, ...]:
     """One citation per order, its most specific rule; most specific first, then order id."""
     best: dict[int, tuple[int, str]] = {}
     for spec, index, _allow, _action, text in hits:
@@ -165,9 +165,14 @@ class PolicySnapshot(NameMatcher):
     the index rules out and memoized verdicts, and calls ``_match_slow`` for the rest.
     """
 
-    def __init__(self, tables: Tables) -> None:
-        """Serve from ``tables`` (use ``compile`` or ``load`` rather than this)."""
+    def __init__(self, tables: Tables, masked: frozenset[int] = frozenset()) -> None:
+        """Serve from ``tables`` (use ``compile`` or ``load`` rather than this).
+
+        Orders whose id is in ``masked`` are carried but never apply: a layered policy
+        (``policy.layered``) masks the orders its overlay replaces or ends.
+        """
         self._tables = tables
+        self.masked = masked
         self.tree_size: int = tables.tree_size
         self.version: str = tables.version
         self.valid_until: float | None = tables.valid_until
@@ -178,7 +183,7 @@ class PolicySnapshot(NameMatcher):
         self._index = NameIndex(tables.index_image, tables.index_key)
         self._prefixes = tables.trie.prefixes
         self._key_id = tables.trie.key_id
-        self._refs = tuple(o.ref for o in tables.orders)
+        self._refs = tuple(o.ref for o in tables.orders if o.ref.id not in masked)
 
         self._ip4 = pytricia.PyTricia(32)
         self._ip6 = pytricia.PyTricia(128)
@@ -227,8 +232,9 @@ class PolicySnapshot(NameMatcher):
         """
         return cls(build(orders, jurisdictions, tree_size, base_url, progress))
 
-    def save(self, path: Path) -> None:
-        """Write the snapshot as a directory at ``path``, atomically.
+    def save(self, path: Path, extra: dict[str, bytes] | None = None) -> None:
+        """Write the snapshot as a directory at ``path``, atomically, with the ``extra``
+        files (name -> content) beside its own.
 
         Files are written into a fresh hidden sibling directory and fsynced. A new
         ``path`` is that directory renamed into place. An existing snapshot at ``path``
@@ -242,7 +248,7 @@ class PolicySnapshot(NameMatcher):
         target = Path(tempfile.mkdtemp(prefix=f".{path.name}.{self.version}.", dir=parent))
         previous: Path | None = None
         try:
-            self._write(target)
+            self._write(target, extra or {})
             if not path.exists() and not path.is_symlink():
                 os.rename(target, path)
                 _fsync_dir(parent)
@@ -265,7 +271,12 @@ class PolicySnapshot(NameMatcher):
         if previous.resolve() != target.resolve():
             shutil.rmtree(previous, ignore_errors=True)
 
-    def _write(self, directory: Path) -> None:
+    def _write(self, directory: Path, extra: dict[str, bytes]) -> None:
+        for name, content in extra.items():
+            with open(directory / name, "wb") as out:
+                out.write(content)
+                out.flush()
+                os.fsync(out.fileno())
         self._trie.save(str(directory / TRIE_FILE))
         meta = metadata(self._tables)
         meta["byteorder"] = _byteorder()
@@ -289,10 +300,11 @@ class PolicySnapshot(NameMatcher):
         _fsync_dir(directory)
 
     @classmethod
-    def load(cls, path: Path) -> PolicySnapshot:
+    def load(cls, path: Path, masked: frozenset[int] = frozenset()) -> PolicySnapshot:
         """Map a saved snapshot: the trie, the key-group array and the name index stay
         file-backed pages that every process loading the same files shares. Nothing is
-        read per name: loading takes the same time for any policy size."""
+        read per name: loading takes the same time for any policy size. ``masked``: see
+        the constructor."""
         path = Path(path)
         try:
             with open(path / META_FILE, encoding="utf-8") as src:
@@ -352,7 +364,7 @@ class PolicySnapshot(NameMatcher):
                 keepalive=keepalive,
             )
             # Inside the try: a damaged index (bad header or size) is a ValueError here.
-            return cls(tables)
+            return cls(tables, masked)
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise SnapshotError(f"cannot load policy snapshot {path}: {exc}") from exc
 
@@ -410,9 +422,14 @@ class PolicySnapshot(NameMatcher):
         return verdict
 
     def _decide_name(self, key: str, found: list[str], view: _View) -> Verdict:
+        return decide(self._found_hits(key, found, view, 0), self._orders)
+
+    def _found_hits(self, key: str, found: list[str], view: _View, offset: int) -> list[Hit]:
+        """The applicable rules of the listed names ``found`` for the query ``key``, with
+        order indexes shifted by ``offset``."""
         applies = view.applies
         orders = self._orders
-        hits: list[_Hit] = []
+        hits: list[Hit] = []
         for prefix in found:
             exact = len(prefix) == len(key)
             labels = prefix.count(".")
@@ -423,13 +440,59 @@ class PolicySnapshot(NameMatcher):
                 hits.append(
                     (
                         2 * labels + rule.exact_only,
-                        rule.order,
+                        rule.order + offset,
                         rule.allow,
                         rule.override or orders[rule.order].ref.action,
                         rule.head + name + rule.tail,
                     )
                 )
-        return _decide(hits, orders)
+        return hits
+
+    def name_hits(self, name: str, jurisdiction: str, now: float, offset: int = 0) -> list[Hit]:
+        """Every rule of an applicable order that matches ``name`` for clients of
+        ``jurisdiction`` at ``now``, unmemoized, order indexes shifted by ``offset``:
+        what a layered policy merges across its layers before deciding."""
+        if not self._lo <= now < self._hi:
+            self._enter(now)
+        key = ("." + name)[::-1]
+        found = self._prefixes(key)
+        if not found:
+            return []
+        return self._found_hits(key, found, self._views.get(jurisdiction, self._star), offset)
+
+    def ip_hits(self, address: str, jurisdiction: str, now: float, offset: int = 0) -> list[Hit]:
+        """``name_hits`` for an answer address (ValueError when it is not one)."""
+        tree = self._ip6 if ":" in address else self._ip4
+        deepest = tree.get_key(address)
+        if deepest is None:
+            return []
+        if not self._lo <= now < self._hi:
+            self._enter(now)
+        return self._tree_hits(tree, deepest, self._views.get(jurisdiction, self._star), offset)
+
+    def may_list(self, name: str) -> bool:
+        """Whether ``name`` or one of its ancestors may carry rules here: False is certain
+        (the name index has no false negatives), True may be a fingerprint collision or a
+        name the index does not cover."""
+        try:
+            return bool(self._index.deepest(name) >= 0)
+        except ValueError:
+            return True
+
+    def has_ip_rule(self, address: str) -> bool:
+        """Whether any response-IP rule (of any order, in force or not) covers ``address``."""
+        tree = self._ip6 if ":" in address else self._ip4
+        return tree.get_key(address) is not None
+
+    @property
+    def bounds(self) -> list[float]:
+        """Every effective-from and expiry instant of the orders carried, sorted."""
+        return self._bounds
+
+    @property
+    def entries(self) -> list[OrderEntry]:
+        """The orders carried, masked ones included, in rule-code index order."""
+        return self._orders
 
     def match_ip(self, address: str, jurisdiction: str, now: float | None = None) -> Verdict:
         """The verdict for an answer address (v4 or v6 text) for a client of
@@ -452,9 +515,12 @@ class PolicySnapshot(NameMatcher):
         return verdict
 
     def _resolve_ip(self, tree: Any, deepest: str, view: _View) -> Verdict:
+        return decide(self._tree_hits(tree, deepest, view, 0), self._orders)
+
+    def _tree_hits(self, tree: Any, deepest: str, view: _View, offset: int) -> list[Hit]:
         applies = view.applies
         orders = self._orders
-        hits: list[_Hit] = []
+        hits: list[Hit] = []
         cidr: str | None = deepest
         while cidr is not None:
             length = int(cidr.rsplit("/", 1)[1])
@@ -463,10 +529,16 @@ class PolicySnapshot(NameMatcher):
                 if applies[rule.order]:
                     action = rule.override or orders[rule.order].ref.action
                     hits.append(
-                        (length, rule.order, rule.allow, action, rule.head + cidr + rule.tail)
+                        (
+                            length,
+                            rule.order + offset,
+                            rule.allow,
+                            action,
+                            rule.head + cidr + rule.tail,
+                        )
                     )
             cidr = tree.parent(cidr)
-        return _decide(hits, orders)
+        return hits
 
     def _enter(self, now: float) -> None:
         """Recompute which orders apply to each view for the time segment holding ``now``."""
@@ -477,7 +549,8 @@ class PolicySnapshot(NameMatcher):
             else:
                 hi = bound
                 break
-        live = [o.start <= now < o.end for o in self._orders]
+        masked = self.masked
+        live = [o.start <= now < o.end and o.ref.id not in masked for o in self._orders]
         for code, view in (*self._views.items(), (ALL_JURISDICTIONS, self._star)):
             view.reset(
                 bytearray(
@@ -527,7 +600,9 @@ class PolicySnapshot(NameMatcher):
         """
         moment = time.time() if now is None else now
         applies = [
-            o.start <= moment < o.end and o.ref.jurisdiction in (jurisdiction, ALL_JURISDICTIONS)
+            o.start <= moment < o.end
+            and o.ref.jurisdiction in (jurisdiction, ALL_JURISDICTIONS)
+            and o.ref.id not in self.masked
             for o in self._orders
         ]
         if not any(applies):
