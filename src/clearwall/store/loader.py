@@ -12,13 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from clearwall.ledger import entries
 from clearwall.model import OrderStatus
-from clearwall.policy.model import CompiledOrder, Jurisdiction
+from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order
 from clearwall.store import repositories as repo
 from clearwall.store import schema
 from clearwall.store.db import Store, utcnow
@@ -34,14 +35,18 @@ def policy_version(store: Store) -> int:
     return store.log_size()
 
 
-def _logged_state(conn: Any, size: int) -> tuple[dict[int, dict[str, Any]], set[int]]:
-    """Per order, the latest published/amended event inside the tree; and ended orders."""
+def _logged_state(
+    conn: Any, size: int, since: int = 0
+) -> tuple[dict[int, dict[str, Any]], set[int], set[int]]:
+    """Per order, the latest published/amended event in entries ``since`` <= idx <
+    ``size``; the orders those entries revoked or expired; and every order they name."""
     t = schema.log_entries
     latest: dict[int, dict[str, Any]] = {}
     ended: set[int] = set()
+    named: set[int] = set()
     query = (
         select(t.c.idx, t.c.data)
-        .where(t.c.idx < size)
+        .where(t.c.idx >= since, t.c.idx < size)
         .order_by(t.c.idx)
         .execution_options(yield_per=10_000)
     )
@@ -54,10 +59,57 @@ def _logged_state(conn: Any, size: int) -> tuple[dict[int, dict[str, Any]], set[
             continue
         if kind in (entries.ORDER_PUBLISHED, entries.ORDER_AMENDED):
             event["_index"] = int(idx)
-            latest[int(event["order"]["id"])] = event
+            order_id = int(event["order"]["id"])
+            latest[order_id] = event
+            named.add(order_id)
         elif kind in (entries.ORDER_REVOKED, entries.ORDER_EXPIRED):
             ended.add(int(event["order"]))
-    return latest, ended
+            named.add(int(event["order"]))
+    return latest, ended, named
+
+
+def _enforceable(
+    conn: Any,
+    order: Order,
+    authority: Authority,
+    event: dict[str, Any] | None,
+    ended: set[int],
+    size: int,
+) -> CompiledOrder | None:
+    """The order with its rules when the log says it is in force as stored, else None
+    (each reason is logged as a warning)."""
+    if order.log_index is None or order.log_index >= size:
+        log.warning("order %d is not on the log; not enforced", order.id)
+        return None
+    if order.id in ended:
+        log.warning(
+            "order %d is active in the store but revoked/expired on the log; not enforced",
+            order.id,
+        )
+        return None
+    if event is None:
+        log.warning("order %d has no publishing entry on the log; not enforced", order.id)
+        return None
+    if entries.order_metadata(order, authority) != event["order"]:
+        log.warning(
+            "order %d: stored metadata differs from log entry %d; not enforced",
+            order.id,
+            event["_index"],
+        )
+        return None
+    rules = repo.order_rules(conn, order.id)
+    digest, count = entries.rules_digest(rules)
+    if digest != event["rules"]["digest"] or count != event["rules"]["count"]:
+        log.warning(
+            "order %d: its %d stored rules do not match the digest on log entry %d "
+            "(%d rules); not enforced",
+            order.id,
+            count,
+            event["_index"],
+            event["rules"]["count"],
+        )
+        return None
+    return CompiledOrder(order, authority, rules)
 
 
 def load_policy(
@@ -72,44 +124,62 @@ def load_policy(
     compiled: list[CompiledOrder] = []
     with store.read() as conn:
         size = int(conn.execute(select(schema.log_head.c.size)).scalar() or 0)
-        latest, ended = _logged_state(conn, size)
+        latest, ended, _named = _logged_state(conn, size)
         jurisdictions = repo.list_jurisdictions(conn)
         authorities = {a.id: a for a in repo.list_authorities(conn)}
         for order in repo.list_orders(conn, status=OrderStatus.ACTIVE):
             if order.expires is not None and order.expires <= at:
                 continue
-            event = latest.get(order.id)
-            if order.log_index is None or order.log_index >= size or event is None:
-                log.warning("order %d is not on the log; not enforced", order.id)
-                continue
-            if order.id in ended:
-                log.warning(
-                    "order %d is active in the store but revoked/expired on the log; not enforced",
-                    order.id,
-                )
-                continue
-            authority = authorities[order.authority_id]
-            if entries.order_metadata(order, authority) != event["order"]:
-                log.warning(
-                    "order %d: stored metadata differs from log entry %d; not enforced",
-                    order.id,
-                    event["_index"],
-                )
-                continue
-            rules = repo.order_rules(conn, order.id)
-            digest, count = entries.rules_digest(rules)
-            if digest != event["rules"]["digest"] or count != event["rules"]["count"]:
-                log.warning(
-                    "order %d: its %d stored rules do not match the digest on log entry %d "
-                    "(%d rules); not enforced",
-                    order.id,
-                    count,
-                    event["_index"],
-                    event["rules"]["count"],
-                )
-                continue
-            compiled.append(CompiledOrder(order, authority, rules))
+            enforced = _enforceable(
+                conn, order, authorities[order.authority_id], latest.get(order.id), ended, size
+            )
+            if enforced is not None:
+                compiled.append(enforced)
     return compiled, jurisdictions, size
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """What the log says changed since a tree size: the orders to mask in a snapshot
+    compiled at ``since`` and the enforceable orders that replace them."""
+
+    since: int
+    size: int
+    changed: frozenset[int]  # every order a log entry in [since, size) publishes or ends
+    orders: list[CompiledOrder]  # the enforceable ones among them, as they now stand
+    jurisdictions: list[Jurisdiction]
+
+
+def load_changes(store: Store, since: int, now: dt.datetime | None = None) -> PolicyChange:
+    """The policy change between tree size ``since`` and the store's current one.
+
+    An order's state on the log is decided by its own entries: an order no entry in
+    [since, size) names is as it was at ``since``; one that is named has its latest
+    publishing or amending entry there, or was revoked or expired there. Only the named
+    orders' rules are read and checked against their digests. Raises ValueError when the
+    log is shorter than ``since`` (not the log the base was compiled from).
+    """
+    at = now or utcnow()
+    compiled: list[CompiledOrder] = []
+    with store.read() as conn:
+        size = int(conn.execute(select(schema.log_head.c.size)).scalar() or 0)
+        if size < since:
+            raise ValueError(f"the log has {size} entries, fewer than the base's {since}")
+        latest, ended, named = _logged_state(conn, size, since)
+        jurisdictions = repo.list_jurisdictions(conn)
+        authorities = {a.id: a for a in repo.list_authorities(conn)}
+        for order_id in sorted(named):
+            order = repo.get_order(conn, order_id)
+            if order.status is not OrderStatus.ACTIVE:
+                continue
+            if order.expires is not None and order.expires <= at:
+                continue
+            enforced = _enforceable(
+                conn, order, authorities[order.authority_id], latest.get(order_id), ended, size
+            )
+            if enforced is not None:
+                compiled.append(enforced)
+    return PolicyChange(since, size, frozenset(named), compiled, jurisdictions)
 
 
 def build_snapshot(
@@ -120,3 +190,17 @@ def build_snapshot(
 
     orders, jurisdictions, size = load_policy(store, now)
     return PolicySnapshot.compile(orders, jurisdictions, tree_size=size, base_url=base_url)
+
+
+def build_overlay(
+    store: Store, since: int, base_url: str = "", now: dt.datetime | None = None
+) -> tuple[PolicySnapshot, frozenset[int]]:
+    """Compile the orders changed since tree size ``since`` into an overlay snapshot
+    versioned by the current tree size, with the order ids it masks in the base."""
+    from clearwall.policy.snapshot import PolicySnapshot
+
+    change = load_changes(store, since, now)
+    overlay = PolicySnapshot.compile(
+        change.orders, change.jurisdictions, tree_size=change.size, base_url=base_url
+    )
+    return overlay, change.changed
