@@ -134,7 +134,10 @@ class DNSConfig:
     tcp_idle_timeout: float = 10.0
     max_tcp_connections: int = 1000
     max_inflight: int = 10_000
-    reload_interval: float = 0.5  # how often the store's policy version is polled
+    reload_interval: float = 0.25  # how often the store's policy version is polled
+    # Quiet seconds after a change (enforced as an overlay) before the whole policy is
+    # compiled again in the background and swapped in as the new base.
+    consolidate_after: float = 5.0
     udp_batch: int = 32  # datagrams per recvmmsg/sendmmsg (Linux); 0 = one per system call
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)

@@ -280,3 +280,22 @@ async def test_ipv6_listener(nsd: NSD, gateway_factory) -> None:
         dns.message.make_query("www.example.test", "A"), host, port=port, timeout=2
     )
     assert r.answer
+
+
+async def test_an_equivalent_swap_keeps_forwarded_answers(nsd: NSD, gateway_factory) -> None:
+    """A consolidated snapshot replaces the overlay it merges with the same verdicts:
+    cached forwarded answers are still served; blocks are decided again (they cite the
+    old snapshot's orders), and any other swap asks the upstream again."""
+    policy = StaticPolicy(names={"blocked.example.test": [ALL]})
+    gw = await gateway_factory(dns_config(nsd.port), policy)
+    await ask(gw, "www.example.test")
+    assert (await ask(gw, "blocked.example.test")).rcode() == dns.rcode.NXDOMAIN
+    gw.swap(StaticPolicy(names={"blocked.example.test": [ALL]}), equivalent=True)
+    hits, misses = gw.metrics.cache_hits, gw.metrics.cache_misses
+    assert (await ask(gw, "www.example.test")).answer
+    assert (gw.metrics.cache_hits, gw.metrics.cache_misses) == (hits + 1, misses)
+    assert (await ask(gw, "blocked.example.test")).rcode() == dns.rcode.NXDOMAIN
+    assert gw.metrics.cache_misses == misses + 1
+    gw.swap(StaticPolicy(names={"blocked.example.test": [ALL]}))
+    await ask(gw, "www.example.test")
+    assert gw.metrics.cache_misses == misses + 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -47,3 +48,136 @@ def test_compiler_starts_on_demand_and_stops_when_idle(store: str, tmp_path: Pat
     # A later change starts a new one.
     assert compiler.compile(store, "", tmp_path / "snap2") == tmp_path / "snap2"
     compiler.close()
+
+
+class Published:
+    """What a PolicySource published, in order."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[Path, bool]] = []
+
+    def __call__(self, path: Path, equivalent: bool) -> None:
+        self.items.append((path, equivalent))
+
+
+def _service(url: str):  # type: ignore[no-untyped-def]
+    from clearwall.store import PolicyService
+
+    service = PolicyService(open_store(url))
+    service.add_jurisdiction("xa", "A", ["127.0.0.0/8"])
+    authority = service.add_authority("Court A", "court", "xa")
+    return service, authority.id
+
+
+def _add(service, authority: int, reference: str, *names: str):  # type: ignore[no-untyped-def]
+    from clearwall.model import RuleKind
+    from clearwall.policy.model import RuleSpec
+
+    return service.add_order(
+        authority,
+        "Order",
+        "Act s.1",
+        reference,
+        "court-order",
+        "nxdomain",
+        [RuleSpec(RuleKind.SUBTREE, n) for n in names],
+    )
+
+
+def test_a_change_is_an_overlay_then_a_consolidated_base(store: str, tmp_path: Path) -> None:
+    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.policy.layered import LayeredPolicy, is_overlay
+
+    service, court = _service(store)
+    first = _add(service, court, "R1", "one.example")
+    published = Published()
+    source = PolicySource(store, "", tmp_path / "snaps", 0.05, published, consolidate_after=0.0)
+    try:
+        base = source.compile_now()
+        assert not is_overlay(base) and source.version == 1
+        second = _add(service, court, "R2", "two.example")
+        service.revoke_order(first.id, "withdrawn")
+        source.poll()
+        [(overlay, equivalent)] = published.items
+        assert is_overlay(overlay) and not equivalent
+        layered = load_snapshot(overlay)
+        assert isinstance(layered, LayeredPolicy) and layered.tree_size == 3
+        assert layered.match("a.two.example", "xa").blocked
+        assert not layered.match("a.one.example", "xa").blocked
+        assert [o.id for o in layered.orders()] == [second.id]
+
+        source.poll()  # quiet: the whole policy is compiled in the background
+        assert source.wait_consolidated(60)
+        source.poll()
+        whole, equivalent = published.items[-1]
+        assert equivalent and not is_overlay(whole)
+        merged = load_snapshot(whole)
+        for name in ("a.two.example", "a.one.example", "x.example"):
+            assert merged.match(name, "xa") == layered.match(name, "xa")
+        assert base.exists() and overlay.exists()  # kept while recently published
+
+        _add(service, court, "R3", "three.example")
+        source.poll()
+        newer, _ = published.items[-1]
+        assert load_snapshot(newer).match("three.example", "xa").blocked
+        assert (newer.parent / whole.name).exists()  # the base the new overlay names
+    finally:
+        source.stop()
+        service.store.dispose()
+    assert not any((tmp_path / "snaps").iterdir())  # a clean stop leaves nothing behind
+
+
+def test_a_consolidation_the_store_outran_is_a_base_not_published(
+    store: str, tmp_path: Path
+) -> None:
+    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.policy.layered import LAYER_FILE, is_overlay
+
+    service, court = _service(store)
+    _add(service, court, "R1", "one.example")
+    published = Published()
+    source = PolicySource(store, "", tmp_path / "snaps", 0.05, published, consolidate_after=0.0)
+    try:
+        source.compile_now()
+        _add(service, court, "R2", "two.example")
+        source.poll()  # version 2, an overlay
+        _add(service, court, "R3", "three.example")
+        source._start_consolidation()  # as if the quiet spell ended just before R3 landed
+        assert source.wait_consolidated(60)
+        source.poll()  # consolidated version 3 becomes the base, and 3 is compiled over it
+        path, equivalent = published.items[-1]
+        assert is_overlay(path) and not equivalent
+        assert json.loads((path / LAYER_FILE).read_text())["base"].startswith("policy-3-")
+        policy = load_snapshot(path)
+        assert policy.tree_size == 3 and policy.match("three.example", "xa").blocked
+        source.poll()
+        assert source.wait_consolidated(60)
+        source.poll()
+        path, equivalent = published.items[-1]
+        assert equivalent and not is_overlay(path) and load_snapshot(path).tree_size == 3
+    finally:
+        source.stop()
+        service.store.dispose()
+
+
+def test_an_overlay_that_cannot_be_compiled_falls_back_to_the_whole_policy(
+    store: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.policy.layered import is_overlay
+
+    service, court = _service(store)
+    published = Published()
+    source = PolicySource(store, "", tmp_path / "snaps", 0.05, published)
+    try:
+        shutil.rmtree(source.compile_now())  # the base is gone (say, an operator's cleanup)
+        _add(service, court, "R1", "one.example")
+        source.poll()
+        path, _ = published.items[-1]
+        assert not is_overlay(path) and load_snapshot(path).match("one.example", "xa").blocked
+        assert "overlay compile failed" in caplog.text
+    finally:
+        source.stop()
+        service.store.dispose()

@@ -59,9 +59,10 @@ class Gateway:
             await result
         return ctx.reply
 
-    def swap(self, policy: PolicyView) -> None:
-        """Enforce a new policy snapshot from the next query on."""
-        self.policy.swap(policy)
+    def swap(self, policy: PolicyView, equivalent: bool = False) -> None:
+        """Enforce a new policy snapshot from the next query on (``equivalent``: it gives
+        the same verdicts as the one it replaces, so cached answers stay valid)."""
+        self.policy.swap(policy, equivalent)
         self.metrics.policy_version = policy.tree_size
         self.metrics.policy_swaps += 1
 

@@ -117,10 +117,13 @@ class PolicyHolder:
     templates that cite orders of the old snapshot.
     """
 
-    __slots__ = ("_listeners", "current", "token")
+    __slots__ = ("_listeners", "current", "equivalent", "token")
 
     def __init__(self, initial: PolicyView = EMPTY_POLICY) -> None:
         self.current: PolicyView = initial
+        # Whether the last swap kept every verdict (a consolidated snapshot replacing the
+        # overlay it merges): listeners may then keep what they derived from verdicts.
+        self.equivalent = False
         # A fresh object per swap: caches tag entries with it rather than with the
         # snapshot, so entries never keep an old (large) snapshot alive.
         self.token = object()
@@ -134,9 +137,11 @@ class PolicyHolder:
         """Forget every listener (before the handlers that registered them are rebuilt)."""
         self._listeners.clear()
 
-    def swap(self, new: PolicyView) -> None:
-        """Make ``new`` the policy of every query that starts from now on."""
+    def swap(self, new: PolicyView, equivalent: bool = False) -> None:
+        """Make ``new`` the policy of every query that starts from now on; ``equivalent``
+        says it gives the same verdicts as the policy it replaces."""
         self.token = object()
         self.current = new
+        self.equivalent = equivalent
         for listener in self._listeners:
             listener(new)

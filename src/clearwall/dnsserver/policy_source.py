@@ -4,8 +4,18 @@ A new snapshot is compiled in a child process (``Compiler``, started on demand a
 stopped when changes stop coming) that writes it to a fresh directory; the data plane
 then mmap-loads that directory (cheap) and swaps it in with one assignment, so queries
 never wait for a compile and in-flight queries finish on the snapshot they started
-with. Old snapshot directories are removed once two newer ones exist. A SQLite store's
-version is polled with the standard library, so the gateway never imports SQLAlchemy.
+with. A SQLite store's version is polled with the standard library, so the gateway
+never imports SQLAlchemy.
+
+Compiling a large policy whole takes seconds (about 15 s for a million rules), while a
+change touches a few orders. So once a whole snapshot (the *base*) exists, a change is
+enforced as an overlay (``policy.layered``): only the orders the new log entries name
+are read, checked and compiled, over the base with those orders masked. When changes
+have stopped for ``consolidate_after`` seconds, the whole policy is compiled again in
+the background and swapped in as the new base; it gives the same verdicts as the
+overlay it replaces, so the data plane keeps its cached answers across that swap. Old
+snapshot directories are removed once newer ones exist, but never a base that a kept
+overlay still names.
 """
 
 from __future__ import annotations
@@ -36,25 +46,49 @@ KEEP_SNAPSHOTS = 2
 
 
 def load_snapshot(path: Path) -> PolicyView:
-    """mmap-load a compiled snapshot directory."""
-    from clearwall.policy.snapshot import PolicySnapshot
+    """mmap-load a compiled snapshot directory (a whole snapshot, or an overlay and its
+    base)."""
+    from clearwall.policy import layered
 
-    return PolicySnapshot.load(path)
+    return layered.load(path)
 
 
-def compile_to(store_url: str, base_url: str, out: Path) -> None:
-    """Compile the store's enforceable policy and save it at ``out`` (runs in the child)."""
+def compile_to(
+    store_url: str, base_url: str, out: Path, base: Path | None = None, since: int = 0
+) -> None:
+    """Compile the store's enforceable policy and save it at ``out`` (runs in the child);
+    with ``base``, only the orders changed since tree size ``since``, as an overlay over
+    the snapshot saved at ``base``."""
     from clearwall.store.db import open_store
-    from clearwall.store.loader import build_snapshot
+    from clearwall.store.loader import build_overlay, build_snapshot
 
     store = open_store(store_url)
     try:
-        build_snapshot(store, base_url).save(out)
+        if base is None:
+            build_snapshot(store, base_url).save(out)
+        else:
+            from clearwall.policy.layered import save_overlay
+
+            overlay, masked = build_overlay(store, since, base_url)
+            save_overlay(overlay, out, base, masked)
     finally:
         store.engine.dispose()
 
 
-def _compile_in_fork(store_url: str, base_url: str, out: str) -> tuple[str, str]:
+def saved_tree_size(path: Path) -> int:
+    """The tree size a saved snapshot directory was compiled at."""
+    from clearwall.policy.snapshot import META_FILE
+
+    try:
+        with open(Path(path) / META_FILE, encoding="utf-8") as src:
+            return int(json.load(src)["tree_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SnapshotError(f"cannot read the compiled snapshot {path}: {exc}") from exc
+
+
+def _compile_in_fork(
+    store_url: str, base_url: str, out: str, base: str | None, since: int
+) -> tuple[str, str]:
     """Compile in a forked child that exits afterwards: the memory a big compile takes
     goes back to the system at once instead of staying in the compiler process."""
     read_end, write_end = os.pipe()
@@ -63,7 +97,7 @@ def _compile_in_fork(store_url: str, base_url: str, out: str) -> tuple[str, str]
         os.close(read_end)
         status = 1
         try:
-            compile_to(store_url, base_url, Path(out))
+            compile_to(store_url, base_url, Path(out), None if base is None else Path(base), since)
             message, status = b"ok", 0
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}".encode()[:4000]
@@ -90,8 +124,8 @@ def _compiler_loop() -> int:
     import clearwall.store.loader  # noqa: F401
 
     for line in sys.stdin:
-        store_url, base_url, out = json.loads(line)
-        print(json.dumps(_compile_in_fork(store_url, base_url, out)), flush=True)
+        store_url, base_url, out, base, since = json.loads(line)
+        print(json.dumps(_compile_in_fork(store_url, base_url, out, base, since)), flush=True)
     return 0
 
 
@@ -121,13 +155,17 @@ class Compiler:
             )
         return proc
 
-    def compile(self, store_url: str, base_url: str, out: Path) -> Path:
-        """Compile into ``out`` (blocking); raise SnapshotError on failure."""
+    def compile(
+        self, store_url: str, base_url: str, out: Path, base: Path | None = None, since: int = 0
+    ) -> Path:
+        """Compile into ``out`` (blocking), whole or as an overlay over ``base`` (see
+        ``compile_to``); raise SnapshotError on failure."""
+        request = [store_url, base_url, str(out), None if base is None else str(base), since]
         with self._lock:
             proc = self._process()
             assert proc.stdin is not None and proc.stdout is not None
             try:
-                proc.stdin.write(json.dumps([store_url, base_url, str(out)]) + "\n")
+                proc.stdin.write(json.dumps(request) + "\n")
                 proc.stdin.flush()
                 line = proc.stdout.readline()
             except OSError as exc:
@@ -202,7 +240,9 @@ def _sqlite_log_size(store_url: str) -> int | None:
 
 
 class PolicySource:
-    """Watches the store and publishes new snapshot directories to ``publish(path)``.
+    """Watches the store and publishes new snapshot directories to
+    ``publish(path, equivalent)``: ``equivalent`` is True when the snapshot gives the
+    same verdicts as the one published before it (a consolidation), so caches may stay.
 
     ``publish`` is called from the watcher thread; the data plane hops to its own loop.
     """
@@ -213,23 +253,37 @@ class PolicySource:
         base_url: str,
         directory: Path,
         interval: float,
-        publish: Callable[[Path], object],
+        publish: Callable[[Path, bool], object],
+        consolidate_after: float = 5.0,
     ) -> None:
         self.store_url = store_url
         self.base_url = base_url
         self.directory = directory
         self.interval = interval
         self.publish = publish
-        self.version: int | None = None
+        self.consolidate_after = consolidate_after
+        self.version: int | None = None  # the tree size of what was last published
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._published: list[Path] = []
+        # Every directory this source made, oldest first, with the base it layers over.
+        self._made: list[tuple[Path, Path | None]] = []
+        self._base: tuple[Path, int] | None = None  # the newest whole snapshot, its size
+        self._layered = False  # whether the last one published is an overlay
+        self._changed_at = 0.0
         self._compiler: Compiler | None = None
+        self._consolidator: Compiler | None = None
+        self._consolidation: threading.Thread | None = None
+        self._consolidated: tuple[Path, int] | BaseException | None = None
         self._store: Store | None = None
 
     def inherited_fds(self) -> tuple[int, ...]:
         """File descriptors a process forked from this one must close (compiler pipes)."""
-        return self._compiler.inherited_fds() if self._compiler is not None else ()
+        return tuple(
+            fd
+            for c in (self._compiler, self._consolidator)
+            if c is not None
+            for fd in c.inherited_fds()
+        )
 
     def store_version(self) -> int:
         """The store's policy version (log size): one cheap query."""
@@ -243,25 +297,133 @@ class PolicySource:
             self._store = open_store(self.store_url)
         return policy_version(self._store)
 
-    def compile_now(self) -> Path:
-        """Compile the current policy (blocking) and return its directory."""
-        version = self.store_version()
+    def _out(self, kind: str, version: int) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
-        out = self.directory / f"policy-{version}-{time.time_ns()}"
+        return self.directory / f"{kind}-{version}-{time.time_ns()}"
+
+    def compile_now(self) -> Path:
+        """Compile the whole current policy (blocking), make it the base, and return its
+        directory."""
+        out = self._out("policy", self.store_version())
         started = time.monotonic()
         if self._compiler is None:
             self._compiler = Compiler()
         self._compiler.compile(self.store_url, self.base_url, out)
-        log.info("policy version %d compiled in %.2fs", version, time.monotonic() - started)
-        self.version = version
-        self._published.append(out)
+        size = saved_tree_size(out)
+        log.info("policy version %d compiled in %.2fs", size, time.monotonic() - started)
+        self._made.append((out, None))
+        self._base = (out, size)
+        self.version = size
+        self._layered = False
         self._prune()
         return out
 
+    def compile_overlay(self) -> Path:
+        """Compile the orders changed since the base as an overlay over it (blocking) and
+        return its directory; the whole policy when there is no base yet."""
+        if self._base is None:
+            return self.compile_now()
+        base, since = self._base
+        out = self._out("overlay", self.store_version())
+        started = time.monotonic()
+        if self._compiler is None:
+            self._compiler = Compiler()
+        self._compiler.compile(self.store_url, self.base_url, out, base, since)
+        size = saved_tree_size(out)
+        log.info(
+            "policy version %d compiled in %.2fs as an overlay over version %d",
+            size,
+            time.monotonic() - started,
+            since,
+        )
+        self._made.append((out, base))
+        self.version = size
+        self._layered = True
+        self._changed_at = time.monotonic()
+        self._prune()
+        return out
+
+    def poll(self) -> None:
+        """One round of the watcher: publish a change as an overlay, a finished
+        consolidation as the new base, or start a consolidation once changes stopped."""
+        self._collect_consolidation()
+        if self.store_version() != self.version:
+            try:
+                path = self.compile_overlay()
+            except SnapshotError as exc:
+                log.warning("overlay compile failed (%s); compiling the whole policy", exc)
+                path = self.compile_now()
+            self.publish(path, False)
+        elif (
+            self._layered
+            and self._consolidation is None
+            and time.monotonic() - self._changed_at >= self.consolidate_after
+        ):
+            self._start_consolidation()
+
+    def _start_consolidation(self) -> None:
+        out = self._out("policy", self.store_version())
+        if self._consolidator is None:
+            self._consolidator = Compiler()
+        consolidator = self._consolidator
+
+        def run() -> None:
+            try:
+                started = time.monotonic()
+                consolidator.compile(self.store_url, self.base_url, out)
+                size = saved_tree_size(out)
+                log.info(
+                    "policy version %d consolidated in %.2fs", size, time.monotonic() - started
+                )
+                self._consolidated = (out, size)
+            except BaseException as exc:
+                self._consolidated = exc
+
+        self._consolidated = None
+        self._consolidation = threading.Thread(target=run, name="policy-consolidate", daemon=True)
+        self._consolidation.start()
+
+    def _collect_consolidation(self) -> None:
+        thread = self._consolidation
+        if thread is None or thread.is_alive():
+            return
+        self._consolidation = None
+        result, self._consolidated = self._consolidated, None
+        if not isinstance(result, tuple):
+            log.error("policy consolidation failed, keeping the overlay: %s", result)
+            self._changed_at = time.monotonic()  # try again after another quiet spell
+            return
+        out, size = result
+        self._made.append((out, None))
+        self._base = (out, size)
+        if size == self.version:
+            self._layered = False
+            self.publish(out, True)
+        # Else the store moved on meanwhile: the overlay in force stays, the next change
+        # is compiled over this newer base, and the next quiet spell consolidates again.
+        self._prune()
+
+    def wait_consolidated(self, timeout: float) -> bool:
+        """Wait until a running consolidation has finished (for tests and tools)."""
+        thread = self._consolidation
+        if thread is not None:
+            thread.join(timeout)
+        return self._consolidation is None or not self._consolidation.is_alive()
+
     def _prune(self) -> None:
-        while len(self._published) > KEEP_SNAPSHOTS + 1:
-            old = self._published.pop(0)
-            shutil.rmtree(old, ignore_errors=True)
+        """Remove directories no longer needed: all but the last few published, their
+        bases and the current base."""
+        keep: set[Path] = set()
+        for path, base in self._made[-(KEEP_SNAPSHOTS + 1) :]:
+            keep.add(path)
+            if base is not None:
+                keep.add(base)
+        if self._base is not None:
+            keep.add(self._base[0])
+        for entry in list(self._made):
+            if entry[0] not in keep:
+                self._made.remove(entry)
+                shutil.rmtree(entry[0], ignore_errors=True)
 
     def start(self) -> None:
         """Start polling in a daemon thread."""
@@ -274,23 +436,24 @@ class PolicySource:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
-        if self._compiler is not None:
-            self._compiler.close()
+        for compiler in (self._compiler, self._consolidator):
+            if compiler is not None:
+                compiler.close()
+        if self._consolidation is not None:
+            self._consolidation.join(5)
         if self._store is not None:
             self._store.engine.dispose()
-        for path in self._published:
+        for path, _base in self._made:
             shutil.rmtree(path, ignore_errors=True)
-        self._published.clear()
+        self._made.clear()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            if self._compiler is not None:
-                self._compiler.expire()
+            for compiler in (self._compiler, self._consolidator):
+                if compiler is not None and self._consolidation is None:
+                    compiler.expire()
             try:
-                if self.store_version() == self.version:
-                    continue
-                path = self.compile_now()
-                self.publish(path)
+                self.poll()
             except Exception as exc:  # keep enforcing the last good policy
                 log.error("policy reload failed, keeping version %s: %s", self.version, exc)
 

@@ -64,7 +64,8 @@ def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | Non
         opts.config.dns.block.public_url,
         opts.snapshot_dir,
         opts.config.dns.reload_interval,
-        publish=lambda _p: None,
+        publish=lambda _p, _equivalent: None,
+        consolidate_after=opts.config.dns.consolidate_after,
     )
     return source.compile_now(), source
 
@@ -160,16 +161,16 @@ async def _serve_single(opts: ServeOptions, path: Path | None, source: PolicySou
     await gw.start()
     _start_metrics(opts, DNSCollector(lambda: [gw.metrics]), lambda: gw.policy.current)
 
-    def apply(new_path: Path) -> None:
+    def apply(new_path: Path, equivalent: bool) -> None:
         try:
-            gw.swap(load_snapshot(new_path))
+            gw.swap(load_snapshot(new_path), equivalent)
             gc.freeze()  # the new snapshot joins the long-lived objects
             log.info("policy swapped to version %d", gw.policy.current.tree_size)
         except Exception as exc:
             log.error("policy snapshot %s not loaded: %s", new_path, exc)
 
     if source is not None:
-        source.publish = lambda p: loop.call_soon_threadsafe(apply, p)
+        source.publish = lambda p, e: loop.call_soon_threadsafe(apply, p, e)
         source.start()
     stop = asyncio.Event()
     _stop_signals(stop, _reloader(opts, gw))
@@ -273,10 +274,11 @@ async def _worker(
             stop.set()
             return
         if kind == "swap":
+            path, equivalent = value
             try:
-                gw.swap(load_snapshot(Path(value)))
+                gw.swap(load_snapshot(Path(path)), equivalent)
             except Exception as exc:
-                log.error("policy snapshot %s not loaded: %s", value, exc)
+                log.error("policy snapshot %s not loaded: %s", path, exc)
         elif kind == "config":
             rebuild_chain(gw, value)
         elif kind == "stop":
@@ -335,15 +337,15 @@ async def _supervise(
             with contextlib.suppress(OSError):
                 conn.send(message)
 
-    def publish(new_path: Path) -> None:
-        broadcast(("swap", str(new_path)))
+    def publish(new_path: Path, equivalent: bool) -> None:
+        broadcast(("swap", (str(new_path), equivalent)))
         try:
-            holder.swap(load_snapshot(new_path))
+            holder.swap(load_snapshot(new_path), equivalent)
         except Exception as exc:
             log.error("policy snapshot %s not loaded: %s", new_path, exc)
 
     if source is not None:
-        source.publish = lambda p: loop.call_soon_threadsafe(publish, p)
+        source.publish = lambda p, e: loop.call_soon_threadsafe(publish, p, e)
         source.start()
 
     def reload() -> None:

@@ -2,7 +2,8 @@
 
 It stands before the query policy, so a hit skips the matcher and the upstream. Entries
 are tagged with the policy version they were decided under; an entry of an older
-version is a miss, so a policy swap takes effect at once without flushing.
+version is a miss, so a policy swap takes effect at once without flushing. A swap the
+control plane marks equivalent (same verdicts) keeps forwarded answers valid.
 
 Forwarded answers (and negative ones, RFC 2308) are kept as packed records in a C
 store (``_lrustore``), one allocation per entry, because the cache holds up to
@@ -126,8 +127,11 @@ class Cache:
 
     def _forget(self, _new: object) -> None:
         # Entries of the old version can no longer be served: the index goes at once,
-        # records and blocks when met (their generation or token is the old one).
-        self._generation = (self._generation + 1) & 0xFFFFFFFF  # as records hold it
+        # records and blocks when met (their generation or token is the old one). After
+        # an equivalent swap forwarded answers stay (they were screened by the same
+        # verdicts), so a consolidation sends nothing to the upstreams again.
+        if not self.policy.equivalent:
+            self._generation = (self._generation + 1) & 0xFFFFFFFF  # as records hold it
         self._index.clear()
 
     def _key(self, question: bytes, bits: int, jurisdiction: str) -> bytes:
