@@ -20,9 +20,10 @@ Each trial:
    gateway for each and requires NOERROR with an address: they are now *cached* as
    allowed, the realistic case a swap has to overrule;
 2. publishes them as a new order (``clearwall orders add``, the big order's authority,
-   action nxdomain); t0 is the moment the CLI returns (the commit is done by then),
-   and the CLI's own run time is recorded;
-3. polls the gateway every 5 ms, each round one query per name from a fresh UDP socket
+   action nxdomain), the CLI running in a thread while the harness reads the store's
+   policy version every millisecond: t0 is the moment it grows (the commit; the CLI's
+   own run time, its start-up included, is recorded apart);
+3. from t0, polls the gateway every 5 ms, each round one query per name from a fresh UDP socket
    (a fresh source port, so with several workers sharing the port through SO_REUSEPORT
    every worker gets asked), until all 10 answer NXDOMAIN in one round and keep doing
    so for 0.5 s. ``enforce_s`` is the time from t0 to the end of the first round of that
@@ -61,6 +62,7 @@ import dataclasses
 import datetime as dt
 import importlib.util
 import json
+import math
 import os
 import random
 import re
@@ -104,6 +106,7 @@ POLL_INTERVAL_S = 0.005
 ROUND_TIMEOUT_S = 0.5  # a poll query unanswered after this long counts as unanswered
 CONFIRM_S = 0.5  # all names must keep the wanted answer this long
 PHASE_TIMEOUT_S = 120.0
+COMMIT_POLL_S = 0.001  # how often the store's version is read while the CLI runs
 QUIET_S = 2.0  # no gateway log line for this long between trials
 QUIET_TIMEOUT_S = 120.0
 CLI_TIMEOUT_S = 600.0
@@ -427,6 +430,47 @@ def cli(gw: Gateway, *args: str) -> tuple[str, float]:
     return out.strip(), round(time.monotonic() - started, 3)
 
 
+class Background:
+    """A CLI command running in a thread while the harness watches the store and DNS."""
+
+    def __init__(self, gw: Gateway, *args: str) -> None:
+        self.finished = math.inf
+        self._out: tuple[str, float] | BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(gw, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, gw: Gateway, args: tuple[str, ...]) -> None:
+        try:
+            self._out = cli(gw, *args)
+        except BaseException as exc:
+            self._out = exc
+        self.finished = time.monotonic()
+
+    def result(self) -> tuple[str, float]:
+        """The command's (stdout, seconds); re-raises its failure."""
+        self._thread.join(CLI_TIMEOUT_S + 5)
+        out = self._out
+        if isinstance(out, BaseException):
+            raise out
+        if out is None:
+            raise RuntimeError("the CLI command did not finish")
+        return out
+
+
+def wait_commit(work: Path, before: int | None) -> float:
+    """The monotonic time at which the store's policy version first exceeded ``before``
+    (polled every COMMIT_POLL_S): the moment the change was committed, give or take a
+    millisecond, which is when the enforcement clock starts."""
+    end = time.monotonic() + CLI_TIMEOUT_S
+    while time.monotonic() < end:
+        now = time.monotonic()
+        version = store_version(work)
+        if version is not None and before is not None and version > before:
+            return now
+        time.sleep(COMMIT_POLL_S)
+    raise RuntimeError(f"the store's policy version did not pass {before}")
+
+
 def find_authority(cw: list[str], common: list[str], work: Path) -> str:
     """Id of the benchmark's operator authority (the issuer of the big order)."""
     out = bd.run_checked([*cw, "authorities", "list", "--json", *common], cwd=work)
@@ -448,30 +492,35 @@ def run_trial(gw: Gateway, index: int, label: str, next_name: int) -> tuple[dict
     rules = gw.work / f"trial-{index + 1}.domains.txt"
     rules.write_text("".join(n.rstrip(".") + "\n" for n in names))
     trial["wall_start"] = round(time.time(), 3)
-    order, trial["cli_add_s"] = cli(
+    trial["version_before_add"] = store_version(gw.work)
+    add = Background(
         gw, "orders", "add", "--authority", gw.authority,
         "--title", f"Hot swap {label} trial {index + 1}",
         "--legal-basis", "Operator security policy", "--reference", f"HOTSWAP-{label}-{index + 1}",
         "--category", "malware", "--action", "nxdomain", "--rules", str(rules),
         "--format", "domains",
     )  # fmt: skip
-    t0 = time.monotonic()
+    t0 = wait_commit(gw.work, trial["version_before_add"])
     trial["wall_t0"] = round(time.time(), 3)
+    enforce = watch(PORT, names, "blocked", t0)
+    order, trial["cli_add_s"] = add.result()
+    trial["cli_add_after_commit_s"] = round(add.finished - t0, 3)
     order_id = order.splitlines()[-1].strip()
     trial["order"] = order_id
     trial["version_after_add"] = store_version(gw.work)
-    enforce = watch(PORT, names, "blocked", t0)
     trial["enforce_s"] = enforce.done_s
     trial["enforce"] = dataclasses.asdict(enforce)
     if enforce.timed_out:
         log(f"{label} trial {index + 1}: NOT enforced after {PHASE_TIMEOUT_S:.0f} s")
-    _out, trial["cli_revoke_s"] = cli(
+    before_revoke = store_version(gw.work)
+    revoke = Background(
         gw, "orders", "revoke", order_id, "--reason", "Hot swap benchmark: trial over"
     )
-    t1 = time.monotonic()
+    t1 = wait_commit(gw.work, before_revoke)
     trial["wall_t1"] = round(time.time(), 3)
-    trial["version_after_revoke"] = store_version(gw.work)
     unblock = watch(PORT, names, "allowed", t1)
+    _out, trial["cli_revoke_s"] = revoke.result()
+    trial["version_after_revoke"] = store_version(gw.work)
     trial["unblock_s"] = unblock.done_s
     trial["unblock"] = dataclasses.asdict(unblock)
     if unblock.timed_out:
@@ -739,10 +788,11 @@ def build_report(runs: list[dict[str, Any]], args: argparse.Namespace) -> dict[s
             "loadavg_start": [round(x, 2) for x in getattr(args, "loadavg_start", ())],
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
             "definitions": {
-                "enforce_s": "from the return of `clearwall orders add` until every name "
-                "answered NXDOMAIN in one poll round, steadily for confirm_s",
-                "unblock_s": "from the return of `clearwall orders revoke` until every name "
-                "answered NOERROR with an address, steadily for confirm_s",
+                "enforce_s": "from the commit of `clearwall orders add` (the store's "
+                "version grew) until every name answered NXDOMAIN in one poll round, "
+                "steadily for confirm_s",
+                "unblock_s": "from the commit of `clearwall orders revoke` until every "
+                "name answered NOERROR with an address, steadily for confirm_s",
                 "poll unanswered": "poll queries with no answer within 0.5 s",
             },
         },
