@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime as dt
 import ipaddress
 
 import dns.asyncquery
 import dns.flags
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rdatatype
 
@@ -18,7 +20,9 @@ from clearwall.dnsserver.gateway import build_gateway
 from clearwall.dnsserver.handlers import CHAIN
 from clearwall.dnsserver.memory import MemoryUpstream
 from clearwall.dnsserver.policy import StaticPolicy
-from clearwall.model import AuthorityKind, Category
+from clearwall.model import Action, AuthorityKind, Category, RuleKind
+from clearwall.policy.model import Authority, CompiledOrder, Order, RuleSpec
+from clearwall.policy.snapshot import PolicySnapshot
 from dnsserver.conftest import dns_config, order
 from dnsserver.helpers import ask, ede, through_chain
 from dnsserver.upstreams import NSD
@@ -299,3 +303,49 @@ async def test_an_equivalent_swap_keeps_forwarded_answers(nsd: NSD, gateway_fact
     gw.swap(StaticPolicy(names={"blocked.example.test": [ALL]}))
     await ask(gw, "www.example.test")
     assert gw.metrics.cache_misses == misses + 2
+
+
+def _dated(start_in: float, end_in: float | None, name: str) -> PolicySnapshot:
+    """A snapshot whose one order (everywhere) blocks ``name`` from ``start_in`` seconds
+    from now until ``end_in`` (None: no end)."""
+    now = dt.datetime.now(dt.UTC)
+    start = now + dt.timedelta(seconds=start_in)
+    dated = Order(
+        id=1,
+        authority_id=1,
+        title="Dated order",
+        legal_basis="Test Act s.1",
+        reference="T-1",
+        category=Category.MALWARE,
+        action=Action.NXDOMAIN,
+        issued=start.date(),
+        effective_from=start,
+        expires=None if end_in is None else now + dt.timedelta(seconds=end_in),
+        all_jurisdictions=True,
+    )
+    authority = Authority(1, "Operator", AuthorityKind.OPERATOR, "xx")
+    rules = (RuleSpec(RuleKind.SUBTREE, name),)
+    return PolicySnapshot.compile([CompiledOrder(dated, authority, rules)], [])
+
+
+async def test_an_order_dated_for_later_overrules_cached_answers_at_its_hour(
+    nsd: NSD, gateway_factory
+) -> None:
+    gw = await gateway_factory(dns_config(nsd.port), _dated(1.0, None, "www.example.test"))
+    assert (await ask(gw, "www.example.test")).rcode() == dns.rcode.NOERROR  # cached, TTL 300
+    assert (await ask(gw, "www.example.test")).rcode() == dns.rcode.NOERROR
+    await asyncio.sleep(1.2)
+    blocked = await ask(gw, "www.example.test")
+    assert blocked.rcode() == dns.rcode.NXDOMAIN
+    host, port = gw.server.addresses[0]
+    query = dns.message.make_query("www.example.test", "A")
+    fast = await dns.asyncquery.udp(query, host, port=port, timeout=2)
+    assert fast.rcode() == dns.rcode.NXDOMAIN  # over the listener too
+
+
+async def test_a_block_ends_with_its_order_not_with_its_ttl(nsd: NSD, gateway_factory) -> None:
+    gw = await gateway_factory(dns_config(nsd.port), _dated(-10, 1.0, "www.example.test"))
+    for _ in range(2):  # the second from the cache (a block lives 60 s)
+        assert (await ask(gw, "www.example.test")).rcode() == dns.rcode.NXDOMAIN
+    await asyncio.sleep(1.2)
+    assert (await ask(gw, "www.example.test")).rcode() == dns.rcode.NOERROR

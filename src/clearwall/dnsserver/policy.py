@@ -9,6 +9,7 @@ store, so a query sees either the old or the new snapshot, never a mix).
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -39,6 +40,11 @@ class PolicyView(Protocol):
 
     def jurisdiction_of(self, client_ip: str) -> str | None:
         """The jurisdiction whose configured networks contain the client, if any."""
+        ...
+
+    def next_change(self, now: float) -> float:
+        """The first instant (epoch seconds) after ``now`` at which a verdict may change
+        with time alone (an order takes effect or expires); ``math.inf`` if none."""
         ...
 
 
@@ -94,6 +100,10 @@ class StaticPolicy:
                 if verdict.blocked:
                     return verdict
         return ALLOWED
+
+    def next_change(self, now: float) -> float:
+        """Never: a static policy has no effective dates."""
+        return math.inf
 
     def jurisdiction_of(self, client_ip: str) -> str | None:
         """Longest matching client network."""

@@ -16,6 +16,7 @@ naming its base (a sibling directory, by name) and the masked order ids.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import time
@@ -125,6 +126,12 @@ class LayeredPolicy:
         self._names.clear()
         self._ips.clear()
         self._lo, self._hi = lo, hi
+
+    def next_change(self, now: float) -> float:
+        """The first instant after ``now`` at which an order of either layer takes effect
+        or expires; ``math.inf`` if none."""
+        at = bisect.bisect_right(self._bounds, now)
+        return self._bounds[at] if at < len(self._bounds) else math.inf
 
     def jurisdiction_of(self, client_ip: str) -> str | None:
         """The client's jurisdiction, by the networks the overlay was compiled with (the

@@ -6,6 +6,7 @@ same rules as a slow, obviously-correct implementation the tests compare against
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
 import json
 import math
@@ -483,6 +484,12 @@ class PolicySnapshot(NameMatcher):
         """Whether any response-IP rule (of any order, in force or not) covers ``address``."""
         tree = self._ip6 if ":" in address else self._ip4
         return tree.get_key(address) is not None
+
+    def next_change(self, now: float) -> float:
+        """The first instant after ``now`` at which an order carried takes effect or
+        expires, so verdicts may change with time alone; ``math.inf`` if none."""
+        at = bisect.bisect_right(self._bounds, now)
+        return self._bounds[at] if at < len(self._bounds) else math.inf
 
     @property
     def bounds(self) -> list[float]:

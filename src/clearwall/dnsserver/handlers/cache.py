@@ -3,7 +3,10 @@
 It stands before the query policy, so a hit skips the matcher and the upstream. Entries
 are tagged with the policy version they were decided under; an entry of an older
 version is a miss, so a policy swap takes effect at once without flushing. A swap the
-control plane marks equivalent (same verdicts) keeps forwarded answers valid.
+control plane marks equivalent (same verdicts) keeps forwarded answers valid. Time
+counts as a swap: when an order of the policy takes effect or expires
+(``next_change``), entries decided before are no longer served, so an order dated
+for later is enforced at its hour even for names cached as allowed.
 
 Forwarded answers (and negative ones, RFC 2308) are kept as packed records in a C
 store (``_lrustore``), one allocation per entry, because the cache holds up to
@@ -27,7 +30,9 @@ goes the general way, which restamps and re-indexes. A policy swap clears the in
 
 from __future__ import annotations
 
+import math
 import struct
+import time
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
@@ -119,8 +124,12 @@ class Cache:
         # jurisdiction -> query after its ID -> answer, for exact-case hits (``fast``);
         # nested rather than keyed by a pair, so no key tuple is made per query or kept.
         self._index: dict[str, dict[bytes, Answer]] = {}
+        # When (on this cache's clock) an order of the current policy takes effect or
+        # expires: answers decided before then are not served after it.
+        self._change_at = math.inf
         metrics.cache_size = self.__len__
         policy.on_swap(self._forget)
+        self._schedule()
 
     def __len__(self) -> int:
         return len(self.records) + len(self.blocks)
@@ -133,6 +142,20 @@ class Cache:
         if not self.policy.equivalent:
             self._generation = (self._generation + 1) & 0xFFFFFFFF  # as records hold it
         self._index.clear()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Find the policy's next effective-from or expiry instant, on our clock."""
+        wall = time.time()
+        later = self.policy.current.next_change(wall)
+        self._change_at = math.inf if later == math.inf else self.clock() + (later - wall)
+
+    def _cross(self) -> None:
+        # An order took effect or expired: every verdict may differ from now on, as
+        # after a swap (fast-path answers and blocks are never fresh past _change_at).
+        self._generation = (self._generation + 1) & 0xFFFFFFFF
+        self._index.clear()
+        self._schedule()
 
     def _key(self, question: bytes, bits: int, jurisdiction: str) -> bytes:
         """The store key: jurisdiction (length-prefixed), query bits, question."""
@@ -154,9 +177,11 @@ class Cache:
         low = data[12 : q.name_end].lower() + data[q.name_end : q.qend]
         exact = low == question
         key = self._key(low, q.bits, ctx.jurisdiction)
+        now = self.clock()
+        if now >= self._change_at:
+            self._cross()
         generation = self._generation
         token = self.policy.token
-        now = self.clock()
         answer = self._fresh(key, generation, token, now)
         if answer is not None:
             self.metrics.cache_hits += 1
@@ -197,7 +222,8 @@ class Cache:
         reply = bytes(body)
         answer = Answer(AnswerKind.CACHED, reply, None, "cache hit")
         answer.tail = reply[2:]
-        answer.until = sec + 1 if sec + 1 < expires else expires  # restamped each second
+        until = sec + 1 if sec + 1 < expires else expires  # restamped each second
+        answer.until = until if until < self._change_at else self._change_at
         answer.token = token
         return answer
 
@@ -247,7 +273,8 @@ class Cache:
         now = self.clock()
         body = answer.body
         if body is None:  # a block: kept as the answer itself, fresh for its life
-            answer.until = now + lifetime
+            until = now + lifetime
+            answer.until = until if until < self._change_at else self._change_at
             answer.token = token
             self.records.pop(key)  # a key is in one store or the other, never both
             blocks = self.blocks
