@@ -2,8 +2,9 @@
 
 Each is a hand-written fast path that a benchmark showed was needed, tested against the
 Python or library code it stands in for: the policy name index (``bench/matcher.py``),
-the batched UDP I/O of the DNS listener (``bench/dns.py``) and the answer cache's
-one-record-per-entry LRU store (memory per entry, ``bench/cache_memory.py``).
+the batched UDP I/O of the DNS listener and the chain's fused UDP fast path
+(``bench/dns.py``), and the answer cache's one-record-per-entry LRU store (memory per
+entry, ``bench/cache_memory.py``).
 """
 
 from setuptools import Extension, setup
@@ -22,6 +23,11 @@ setup(
         Extension(
             "clearwall.dnsserver._udpbatch",
             ["src/clearwall/dnsserver/_udpbatch.c"],
+            extra_compile_args=[*CFLAGS, *TABLE_FLAGS],
+        ),
+        Extension(
+            "clearwall.dnsserver._fastpath",
+            ["src/clearwall/dnsserver/_fastpath.c"],
             extra_compile_args=[*CFLAGS, *TABLE_FLAGS],
         ),
         Extension(

@@ -80,15 +80,17 @@ POLICY = StaticPolicy(
 CLIENTS = ("127.0.0.1", "192.0.2.7", "192.0.2.99", "198.51.100.9")  # last: not allowed
 
 
-def chain(clock: Clock) -> tuple[Handler, FastPath | None, DNSMetrics]:
+def chain(
+    clock: Clock, fuse: bool = True, ratelimit: bool = True
+) -> tuple[Handler, FastPath | None, DNSMetrics]:
     config = dataclasses.replace(
         dns_config(53),
         allow_networks=(ipaddress.ip_network("192.0.2.0/24"),),
-        ratelimit=RateLimitConfig(queries_per_second=2.0, burst=3.0, slip=2),
+        ratelimit=RateLimitConfig(enabled=ratelimit, queries_per_second=2.0, burst=3.0, slip=2),
     )
     metrics = DNSMetrics()
     services = Services(config, PolicyHolder(POLICY), metrics, Upstream(), clock)
-    entry, _names, fast = build(services)
+    entry, _names, fast = build(services, fuse=fuse)
     return entry, fast, metrics
 
 
@@ -176,6 +178,43 @@ def test_fast_path_answers_like_the_chain(queries: list[tuple]) -> None:  # type
             assert served, "an exact repeat from loopback must be served by the fast path"
 
     asyncio.run(run())
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(query, min_size=1, max_size=60), st.booleans())
+def test_the_fused_path_is_the_python_composition(queries: list[tuple], ratelimit: bool) -> None:  # type: ignore[type-arg]
+    """The C fused path and the Python steps it stands in for, side by side: same
+    replies (None included), same counters, same cache and rate-limit state."""
+    from clearwall.dnsserver._fastpath import FusedPath
+
+    async def run() -> None:
+        clock = Clock()
+        c_entry, c_fast, c_metrics = chain(clock, fuse=True, ratelimit=ratelimit)
+        py_entry, py_fast, py_metrics = chain(clock, fuse=False, ratelimit=ratelimit)
+        assert isinstance(c_fast, FusedPath) and not isinstance(py_fast, FusedPath)
+        assert py_fast is not None
+        for name, rdtype, qid, rd, cd, payload, do, host, later in queries:
+            clock.now += later
+            data = wire(name, rdtype, qid, rd, cd, payload, do)
+            for _ in range(3):
+                c_reply, py_reply = c_fast(data, host), py_fast(data, host)
+                assert c_reply == py_reply, (name, rdtype, host)
+                if c_reply is None:
+                    c_general = await general(c_entry, c_metrics, data, host)
+                    assert c_general == await general(py_entry, py_metrics, data, host)
+        for counter in ("queries", "blocks", "orders", "cache_hits", "cache_misses", "malformed"):
+            assert getattr(c_metrics, counter) == getattr(py_metrics, counter), counter
+
+    asyncio.run(run())
+
+
+def test_the_fused_path_declines_what_is_not_a_datagram() -> None:
+    clock = Clock()
+    _entry, fast, _metrics = chain(clock)
+    assert fast is not None
+    assert fast(b"", "127.0.0.1") is None and fast(b"\x00", "127.0.0.1") is None
+    with __import__("pytest").raises(TypeError):
+        fast(b"", "127.0.0.1", "extra")  # type: ignore[call-arg]
 
 
 def test_fast_path_serves_repeats_and_follows_a_policy_swap() -> None:

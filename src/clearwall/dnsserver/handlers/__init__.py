@@ -49,9 +49,10 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
 
 
 def build(
-    services: Services, chain: tuple[tuple[str, Factory], ...] = CHAIN
+    services: Services, chain: tuple[tuple[str, Factory], ...] = CHAIN, fuse: bool = True
 ) -> tuple[Handler, list[str], FastPath | None]:
-    """Build the chain innermost first; return its entry, the built names and the fast path."""
+    """Build the chain innermost first; return its entry, the built names and the fast path
+    (``fuse``: see ``compose_fast``)."""
     next_handler: Handler | None = None
     built: list[str] = []
     handlers: list[Handler] = []
@@ -65,7 +66,7 @@ def build(
         raise ValueError("the DNS chain is empty")
     built.reverse()
     handlers.reverse()
-    return next_handler, built, compose_fast(handlers)
+    return next_handler, built, compose_fast(handlers, fuse)
 
 
 def build_chain(
@@ -76,12 +77,13 @@ def build_chain(
     return entry, built
 
 
-def compose_fast(handlers: list[Handler]) -> FastPath | None:
+def compose_fast(handlers: list[Handler], fuse: bool = True) -> FastPath | None:
     """The fast path of built ``handlers`` (outermost first), or None when there is none.
 
     Steps are composed innermost first: a handler without ``fast`` cuts the path there
     (queries reaching it need the general path); the outermost handler must offer
-    ``fast_path`` to turn the answer of the steps below it into reply bytes.
+    ``fast_path`` to turn the answer of the steps below it into reply bytes. With
+    ``fuse`` the standard chain's composition runs as one C call (``dnsserver.fused``).
     """
     step: FastStep | None = None
     for handler in reversed(handlers[1:]):
@@ -90,7 +92,11 @@ def compose_fast(handlers: list[Handler]) -> FastPath | None:
     outer = getattr(handlers[0], "fast_path", None) if handlers else None
     if outer is None or step is None:
         return None
-    path: FastPath | None = outer(step)
+    path: FastPath = outer(step)
+    if fuse:
+        from clearwall.dnsserver.fused import fuse as fused
+
+        return fused(handlers, path)
     return path
 
 
