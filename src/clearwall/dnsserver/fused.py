@@ -2,10 +2,13 @@
 
 ``handlers.compose_fast`` composes the fast path from one Python step per handler. When
 the built chain starts with the standard handlers that have steps (responder, acl,
-ratelimit when enabled, jurisdiction, cache), ``fuse`` hands the same objects those
-steps read to ``FusedPath``, which does the same lookups in C and gives back to the
-Python composition whatever needs more than a lookup (a rate-limited client's token).
-Any other chain, or a build without the extension, keeps the Python composition.
+ratelimit when enabled, jurisdiction, cache), ``fuse`` builds a ``FusedPath`` over the
+objects those steps read and a ``ReplyTable``, and switches the cache and the responder
+to it: the responder keeps what it renders from answers the cache serves again in the
+table (one C record per query, instead of the cache's index of answers and the
+responder's dictionary of renderings), and the cache empties it whenever a swap or an
+order's date makes its entries stale. Any other chain, or a build without the
+extension, keeps the Python composition.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from clearwall.dnsserver.handlers.responder import Responder
 
 
 def fuse(handlers: list[Handler], path: FastPath) -> FastPath:
-    """``path`` (the Python composition over ``handlers``) as one C call when the chain
-    is the standard one; ``path`` itself otherwise."""
+    """The fused fast path over ``handlers`` when the chain is the standard one (the
+    cache and the responder then keep replies in its table); ``path`` otherwise."""
     try:
-        from clearwall.dnsserver._fastpath import FusedPath
+        from clearwall.dnsserver._fastpath import FusedPath, ReplyTable
     except ImportError:  # pragma: no cover - the extension is built with the package
         return path
     kinds = [type(h) for h in handlers[:5]]
@@ -35,18 +38,22 @@ def fuse(handlers: list[Handler], path: FastPath) -> FastPath:
         return path
     assert isinstance(responder, Responder) and isinstance(acl, ACL)
     assert isinstance(jurisdiction, Jurisdiction) and isinstance(cache, Cache)
+    table = ReplyTable(responder.replies_max)
     fused: FastPath = FusedPath(
         acl_memo=acl._memo,
         exempt=None if limiter is None else limiter._exempt,
+        prefixes=None if limiter is None else limiter._prefix,
+        buckets=None if limiter is None else limiter._buckets,
+        limiter_clock=None if limiter is None else limiter.clock,
+        rate=0.0 if limiter is None else float(limiter.rate),
+        burst=0.0 if limiter is None else float(limiter.burst),
         jurisdiction=jurisdiction._memo,
-        index=cache._index,
+        table=table,
         clock=cache.clock,
-        holder=cache.policy,
         metrics=cache.metrics,
-        replies=responder._replies,
         counts=responder.counts,
         blocks=responder.metrics.blocks,
-        first=responder._first_fast,
-        fallback=path,
     )
+    cache.table = table
+    responder.table = table
     return fused

@@ -36,6 +36,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from clearwall.config import CacheConfig
 from clearwall.dnsserver import wire
@@ -46,6 +47,9 @@ from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Service
 from clearwall.dnsserver.handlers.response_policy import screen
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder
+
+if TYPE_CHECKING:
+    from clearwall.dnsserver._fastpath import ReplyTable
 
 EDE_STALE_ANSWER = 3
 
@@ -124,6 +128,8 @@ class Cache:
         # jurisdiction -> query after its ID -> answer, for exact-case hits (``fast``);
         # nested rather than keyed by a pair, so no key tuple is made per query or kept.
         self._index: dict[str, dict[bytes, Answer]] = {}
+        # The fused fast path's table (dnsserver.fused), which then stands in for _index.
+        self.table: ReplyTable | None = None
         # When (on this cache's clock) an order of the current policy takes effect or
         # expires: answers decided before then are not served after it.
         self._change_at = math.inf
@@ -141,8 +147,13 @@ class Cache:
         # verdicts), so a consolidation sends nothing to the upstreams again.
         if not self.policy.equivalent:
             self._generation = (self._generation + 1) & 0xFFFFFFFF  # as records hold it
-        self._index.clear()
+        self._forget_fast()
         self._schedule()
+
+    def _forget_fast(self) -> None:
+        self._index.clear()
+        if self.table is not None:
+            self.table.clear()
 
     def _schedule(self) -> None:
         """Find the policy's next effective-from or expiry instant, on our clock."""
@@ -154,7 +165,7 @@ class Cache:
         # An order took effect or expired: every verdict may differ from now on, as
         # after a swap (fast-path answers and blocks are never fresh past _change_at).
         self._generation = (self._generation + 1) & 0xFFFFFFFF
-        self._index.clear()
+        self._forget_fast()
         self._schedule()
 
     def _key(self, question: bytes, bits: int, jurisdiction: str) -> bytes:
@@ -249,7 +260,10 @@ class Cache:
         return step
 
     def _remember(self, ctx: Context, answer: Answer) -> None:
-        """Index ``answer`` under this exact query for the fast step."""
+        """Index ``answer`` under this exact query for the fast step (with a fused fast
+        path the responder keeps its rendering in the table instead)."""
+        if self.table is not None:
+            return
         by_query = self._index.get(ctx.jurisdiction)
         if by_query is None:
             by_query = self._index[ctx.jurisdiction] = {}
@@ -320,7 +334,7 @@ class Cache:
         """Drop every entry."""
         self.records.clear()
         self.blocks.clear()
-        self._index.clear()
+        self._forget_fast()
 
 
 def build(services: Services, next_handler: Handler | None) -> Handler | None:

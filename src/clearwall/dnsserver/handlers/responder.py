@@ -15,6 +15,7 @@ but its ID) is kept, so a repeated cache hit or block costs the ID plus those by
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from clearwall.config import BlockConfig
 from clearwall.dnsserver import sde, wire
@@ -24,6 +25,9 @@ from clearwall.dnsserver.handlers.base import FastPath, FastStep, Handler, Resul
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder, PolicyView
 from clearwall.model import Action, EDECode, OrderRef, Verdict
+
+if TYPE_CHECKING:
+    from clearwall.dnsserver._fastpath import ReplyTable
 
 EDE_NO_REACHABLE_AUTHORITY = 22  # RFC 8914 section 4.23
 _HINFO_RFC8482 = b"\x07RFC8482\x00"
@@ -48,6 +52,10 @@ class Responder:
     ) -> None:
         self.replies_max = replies_max  # fast-path renderings kept (about the cache's size)
         self.block = block
+        self.policy = policy
+        # The fused fast path's table (dnsserver.fused), which then stands in for
+        # _replies: what the fast path answers is kept there.
+        self.table: ReplyTable | None = None
         self.metrics = metrics
         self.counts = metrics.queries
         self.next = next_handler
@@ -117,14 +125,21 @@ class Responder:
         order = None
         if answer.kind is AnswerKind.BLOCKED and verdict is not None and verdict.citations:
             order = verdict.citations[0].order.id
-        replies = self._replies
-        if len(replies) >= self.replies_max:
-            replies.clear()
         count = (ctx.q.qtype, out[3] & 0x0F, answer.decision)
         count = self._count_keys.setdefault(count, count)
         tail = answer.tail
         if tail is None or len(tail) + 2 != len(out):  # a cache hit's reply is ID + its tail
             tail = out[2:]
+        table = self.table
+        if table is not None:
+            # Only answers the cache serves again carry the current token and a freshness
+            # bound; the table keeps the reply until then (or until the next swap).
+            if answer.token is self.policy.token:
+                table.put(ctx.jurisdiction, ctx.after_id, tail, answer.until, count, order)
+            return
+        replies = self._replies
+        if len(replies) >= self.replies_max:
+            replies.clear()
         replies[ctx.after_id] = (answer, tail, count, order)
 
     def _emit(self, ctx: Context, result: Answer) -> None:
