@@ -16,7 +16,6 @@ naming its base (a sibling directory, by name) and the masked order ids.
 
 from __future__ import annotations
 
-import bisect
 import json
 import math
 import time
@@ -27,7 +26,7 @@ from clearwall.errors import SnapshotError
 from clearwall.model import ALLOWED, OrderRef, Verdict
 from clearwall.policy.compiler import OrderEntry
 from clearwall.policy.model import RuleSpec
-from clearwall.policy.snapshot import MEMO_LIMIT, PolicySnapshot, decide
+from clearwall.policy.snapshot import MEMO_LIMIT, PolicySnapshot, decide, segment
 
 LAYER_FILE = "layer.json"
 
@@ -116,13 +115,7 @@ class LayeredPolicy:
 
     def _enter(self, now: float) -> None:
         """Forget the memos and find the interval between order bounds that holds ``now``."""
-        lo, hi = -math.inf, math.inf
-        for bound in self._bounds:
-            if bound <= now:
-                lo = bound
-            else:
-                hi = bound
-                break
+        lo, hi = segment(self._bounds, now)
         self._names.clear()
         self._ips.clear()
         self._lo, self._hi = lo, hi
@@ -130,8 +123,7 @@ class LayeredPolicy:
     def next_change(self, now: float) -> float:
         """The first instant after ``now`` at which an order of either layer takes effect
         or expires; ``math.inf`` if none."""
-        at = bisect.bisect_right(self._bounds, now)
-        return self._bounds[at] if at < len(self._bounds) else math.inf
+        return segment(self._bounds, now)[1]
 
     def jurisdiction_of(self, client_ip: str) -> str | None:
         """The client's jurisdiction, by the networks the overlay was compiled with (the

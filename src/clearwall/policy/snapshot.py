@@ -488,8 +488,7 @@ class PolicySnapshot(NameMatcher):
     def next_change(self, now: float) -> float:
         """The first instant after ``now`` at which an order carried takes effect or
         expires, so verdicts may change with time alone; ``math.inf`` if none."""
-        at = bisect.bisect_right(self._bounds, now)
-        return self._bounds[at] if at < len(self._bounds) else math.inf
+        return segment(self._bounds, now)[1]
 
     @property
     def bounds(self) -> list[float]:
@@ -549,13 +548,7 @@ class PolicySnapshot(NameMatcher):
 
     def _enter(self, now: float) -> None:
         """Recompute which orders apply to each view for the time segment holding ``now``."""
-        lo, hi = -math.inf, math.inf
-        for bound in self._bounds:
-            if bound <= now:
-                lo = bound
-            else:
-                hi = bound
-                break
+        lo, hi = segment(self._bounds, now)
         masked = self.masked
         live = [o.start <= now < o.end and o.ref.id not in masked for o in self._orders]
         for code, view in (*self._views.items(), (ALL_JURISDICTIONS, self._star)):
@@ -623,6 +616,15 @@ class PolicySnapshot(NameMatcher):
             index, kind, override = decode_rule(code)
             if applies[index]:
                 yield RuleSpec(kind, cidr, override), self._orders[index].ref
+
+
+def segment(bounds: list[float], now: float) -> tuple[float, float]:
+    """The stretch of time [lo, hi) between sorted order ``bounds`` (effective-from and
+    expiry instants) that holds ``now``; infinite where no bound closes it."""
+    at = bisect.bisect_right(bounds, now)
+    lo = bounds[at - 1] if at else -math.inf
+    hi = bounds[at] if at < len(bounds) else math.inf
+    return lo, hi
 
 
 def _byteorder() -> str:
