@@ -77,13 +77,12 @@ def compile_to(
 
 def saved_tree_size(path: Path) -> int:
     """The tree size a saved snapshot directory was compiled at."""
-    from clearwall.policy.snapshot import META_FILE
+    from clearwall.policy.snapshot import saved_meta
 
     try:
-        with open(Path(path) / META_FILE, encoding="utf-8") as src:
-            return int(json.load(src)["tree_size"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SnapshotError(f"cannot read the compiled snapshot {path}: {exc}") from exc
+        return int(saved_meta(path)["tree_size"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"{path}: no tree size in the snapshot metadata: {exc}") from exc
 
 
 def _compile_in_fork(

@@ -26,7 +26,7 @@ from clearwall.errors import SnapshotError
 from clearwall.model import ALLOWED, OrderRef, Verdict
 from clearwall.policy.compiler import OrderEntry
 from clearwall.policy.model import RuleSpec
-from clearwall.policy.snapshot import MEMO_LIMIT, PolicySnapshot, decide, segment
+from clearwall.policy.snapshot import MEMO_LIMIT, PolicySnapshot, decide, saved_meta, segment
 
 LAYER_FILE = "layer.json"
 
@@ -165,22 +165,11 @@ def save_overlay(
     base_dir = Path(base_dir)
     if base_dir.parent.resolve() != path.parent.resolve():
         raise SnapshotError(f"an overlay must sit beside its base: {path} / {base_dir}")
-    layer = {
-        "base": base_dir.name,
-        "base_version": _saved_version(base_dir),
-        "masked": sorted(masked),
-    }
+    version = saved_meta(base_dir).get("version")
+    if not isinstance(version, str):
+        raise SnapshotError(f"{base_dir}: the base snapshot's metadata names no version")
+    layer = {"base": base_dir.name, "base_version": version, "masked": sorted(masked)}
     overlay.save(path, extra={LAYER_FILE: json.dumps(layer, separators=(",", ":")).encode()})
-
-
-def _saved_version(directory: Path) -> str:
-    from clearwall.policy.snapshot import META_FILE
-
-    try:
-        with open(directory / META_FILE, encoding="utf-8") as src:
-            return str(json.load(src)["version"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SnapshotError(f"cannot read the base snapshot {directory}: {exc}") from exc
 
 
 def is_overlay(path: Path) -> bool:

@@ -618,6 +618,19 @@ class PolicySnapshot(NameMatcher):
                 yield RuleSpec(kind, cidr, override), self._orders[index].ref
 
 
+def saved_meta(path: Path) -> dict[str, Any]:
+    """The metadata of the snapshot saved at ``path`` (version, tree size, ...), read
+    without loading the snapshot; SnapshotError when it cannot be read."""
+    try:
+        with open(Path(path) / META_FILE, encoding="utf-8") as src:
+            meta = json.load(src)
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(f"cannot read the snapshot metadata in {path}: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise SnapshotError(f"{path}: snapshot metadata is not an object")
+    return meta
+
+
 def segment(bounds: list[float], now: float) -> tuple[float, float]:
     """The stretch of time [lo, hi) between sorted order ``bounds`` (effective-from and
     expiry instants) that holds ``now``; infinite where no bound closes it."""
