@@ -296,25 +296,40 @@ class PolicySource:
             self._store = open_store(self.store_url)
         return policy_version(self._store)
 
-    def _out(self, kind: str, version: int) -> Path:
+    def _compile(
+        self, compiler: Compiler, kind: str, base: tuple[Path, int] | None = None
+    ) -> tuple[Path, int, float]:
+        """Compile into a fresh ``kind-<version>-<ns>`` directory, whole or as an overlay
+        over ``base`` (its directory and tree size); (directory, tree size, seconds)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        return self.directory / f"{kind}-{version}-{time.time_ns()}"
+        out = self.directory / f"{kind}-{self.store_version()}-{time.time_ns()}"
+        started = time.monotonic()
+        if base is None:
+            compiler.compile(self.store_url, self.base_url, out)
+        else:
+            compiler.compile(self.store_url, self.base_url, out, *base)
+        return out, saved_tree_size(out), time.monotonic() - started
+
+    def _overlay_compiler(self) -> Compiler:
+        if self._compiler is None:
+            self._compiler = Compiler()
+        return self._compiler
+
+    def _published(self, out: Path, size: int, base: Path | None) -> None:
+        """Record ``out`` (tree size ``size``; an overlay over ``base`` if given) as what
+        the data plane enforces from now on."""
+        self._made.append((out, base))
+        self.version = size
+        self._layered = base is not None
+        self._prune()
 
     def compile_now(self) -> Path:
         """Compile the whole current policy (blocking), make it the base, and return its
         directory."""
-        out = self._out("policy", self.store_version())
-        started = time.monotonic()
-        if self._compiler is None:
-            self._compiler = Compiler()
-        self._compiler.compile(self.store_url, self.base_url, out)
-        size = saved_tree_size(out)
-        log.info("policy version %d compiled in %.2fs", size, time.monotonic() - started)
-        self._made.append((out, None))
+        out, size, seconds = self._compile(self._overlay_compiler(), "policy")
+        log.info("policy version %d compiled in %.2fs", size, seconds)
         self._base = (out, size)
-        self.version = size
-        self._layered = False
-        self._prune()
+        self._published(out, size, None)
         return out
 
     def compile_overlay(self) -> Path:
@@ -322,24 +337,16 @@ class PolicySource:
         return its directory; the whole policy when there is no base yet."""
         if self._base is None:
             return self.compile_now()
-        base, since = self._base
-        out = self._out("overlay", self.store_version())
-        started = time.monotonic()
-        if self._compiler is None:
-            self._compiler = Compiler()
-        self._compiler.compile(self.store_url, self.base_url, out, base, since)
-        size = saved_tree_size(out)
+        base = self._base
+        out, size, seconds = self._compile(self._overlay_compiler(), "overlay", base)
         log.info(
             "policy version %d compiled in %.2fs as an overlay over version %d",
             size,
-            time.monotonic() - started,
-            since,
+            seconds,
+            base[1],
         )
-        self._made.append((out, base))
-        self.version = size
-        self._layered = True
         self._changed_at = time.monotonic()
-        self._prune()
+        self._published(out, size, base[0])
         return out
 
     def poll(self) -> None:
@@ -361,19 +368,14 @@ class PolicySource:
             self._start_consolidation()
 
     def _start_consolidation(self) -> None:
-        out = self._out("policy", self.store_version())
         if self._consolidator is None:
             self._consolidator = Compiler()
         consolidator = self._consolidator
 
         def run() -> None:
             try:
-                started = time.monotonic()
-                consolidator.compile(self.store_url, self.base_url, out)
-                size = saved_tree_size(out)
-                log.info(
-                    "policy version %d consolidated in %.2fs", size, time.monotonic() - started
-                )
+                out, size, seconds = self._compile(consolidator, "policy")
+                log.info("policy version %d consolidated in %.2fs", size, seconds)
                 self._consolidated = (out, size)
             except BaseException as exc:
                 self._consolidated = exc
@@ -393,13 +395,14 @@ class PolicySource:
             self._changed_at = time.monotonic()  # try again after another quiet spell
             return
         out, size = result
-        self._made.append((out, None))
         self._base = (out, size)
         if size == self.version:
-            self._layered = False
+            self._published(out, size, None)
             self.publish(out, True)
+            return
         # Else the store moved on meanwhile: the overlay in force stays, the next change
         # is compiled over this newer base, and the next quiet spell consolidates again.
+        self._made.append((out, None))
         self._prune()
 
     def wait_consolidated(self, timeout: float) -> bool:
