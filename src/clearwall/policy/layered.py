@@ -19,16 +19,26 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from clearwall.errors import SnapshotError
 from clearwall.model import ALLOWED, OrderRef, Verdict
 from clearwall.policy.compiler import OrderEntry
 from clearwall.policy.model import RuleSpec
-from clearwall.policy.snapshot import MEMO_LIMIT, PolicySnapshot, decide, saved_meta, segment
+from clearwall.policy.snapshot import (
+    MEMO_LIMIT,
+    Hit,
+    PolicySnapshot,
+    decide,
+    saved_meta,
+    segment,
+)
 
 LAYER_FILE = "layer.json"
+
+# PolicySnapshot.name_hits or .ip_hits: (value, jurisdiction, now, order offset) -> hits.
+HitsOf = Callable[[str, str, float, int], list[Hit]]
 
 
 class LayeredPolicy:
@@ -79,38 +89,41 @@ class LayeredPolicy:
         """The verdict for a canonical name for clients of ``jurisdiction`` at ``now``."""
         if not self.overlay.may_list(name):
             return self.base.match(name, jurisdiction, now)
-        if now is None:
-            now = time.time()
-        if not self._lo <= now < self._hi:
-            self._enter(now)
-        key = (jurisdiction, name)
-        verdict = self._names.get(key)
-        if verdict is None:
-            hits = self.base.name_hits(name, jurisdiction, now)
-            hits += self.overlay.name_hits(name, jurisdiction, now, self._offset)
-            verdict = decide(hits, self._orders) if hits else ALLOWED
-            if len(self._names) >= MEMO_LIMIT:
-                self._names.clear()
-            self._names[key] = verdict
-        return verdict
+        hits = (self.base.name_hits, self.overlay.name_hits)
+        return self._merged(self._names, hits, name, jurisdiction, now)
 
     def match_ip(self, address: str, jurisdiction: str, now: float | None = None) -> Verdict:
         """The verdict for an answer address; ValueError when it is not an IP address."""
         if not self.overlay.has_ip_rule(address):
             return self.base.match_ip(address, jurisdiction, now)
+        hits = (self.base.ip_hits, self.overlay.ip_hits)
+        return self._merged(self._ips, hits, address, jurisdiction, now)
+
+    def _merged(
+        self,
+        memo: dict[tuple[str, str], Verdict],
+        hits_of: tuple[HitsOf, HitsOf],
+        value: str,
+        jurisdiction: str,
+        now: float | None,
+    ) -> Verdict:
+        """The verdict from both layers' matching rules for ``value``, a name or an
+        address (``hits_of``: the base's and the overlay's hit finders for it), memoized
+        for the current stretch between order bounds."""
         if now is None:
             now = time.time()
         if not self._lo <= now < self._hi:
             self._enter(now)
-        key = (jurisdiction, address)
-        verdict = self._ips.get(key)
+        key = (jurisdiction, value)
+        verdict = memo.get(key)
         if verdict is None:
-            hits = self.base.ip_hits(address, jurisdiction, now)
-            hits += self.overlay.ip_hits(address, jurisdiction, now, self._offset)
+            base_hits, overlay_hits = hits_of
+            hits = base_hits(value, jurisdiction, now, 0)
+            hits += overlay_hits(value, jurisdiction, now, self._offset)
             verdict = decide(hits, self._orders) if hits else ALLOWED
-            if len(self._ips) >= MEMO_LIMIT:
-                self._ips.clear()
-            self._ips[key] = verdict
+            if len(memo) >= MEMO_LIMIT:
+                memo.clear()
+            memo[key] = verdict
         return verdict
 
     def _enter(self, now: float) -> None:
