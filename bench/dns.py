@@ -1120,15 +1120,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="dnsperf sends EDNS0 (clearwall then adds EDE/SDE to block answers)",
     )
-    p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
-    p.add_argument("--no-install", action="store_true", help="skip scripts/install-bench-deps.sh")
-    p.add_argument(
-        "--no-netns",
-        action="store_true",
-        help="do not isolate the run in a private network/PID namespace",
-    )
-    p.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--command-line", default=None, help=argparse.SUPPRESS)
+    add_run_options(p)
     args = p.parse_args(argv)
     args.rules = args.rules or (100_000 if args.quick else 1_000_000)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
@@ -1142,14 +1134,30 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def reexec_isolated(argv: Sequence[str], command_line: str) -> int:
-    """Run this program again inside fresh network + PID namespaces (loopback only).
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options every benchmark of this folder shares: Markdown output, the install
+    step, the private namespaces (and the two the re-executed run is given)."""
+    p.add_argument("--markdown", action="store_true", help="also print the tables as Markdown")
+    p.add_argument("--no-install", action="store_true", help="skip scripts/install-bench-deps.sh")
+    p.add_argument(
+        "--no-netns",
+        action="store_true",
+        help="do not isolate the run in a private network/PID namespace",
+    )
+    p.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--command-line", default=None, help=argparse.SUPPRESS)
+
+
+def reexec_isolated(argv: Sequence[str], command_line: str, script: Path | None = None) -> int:
+    """Run ``script`` (default: this program) again inside fresh network + PID
+    namespaces (loopback only).
 
     When the namespace's first process (the inner run) ends, the kernel kills every
     process left in it, so no server can outlive the run. On Ctrl-C or SIGTERM here the
     inner run is asked to stop (it tears its servers down), then killed if it lingers.
     """
-    inner = [sys.executable, str(Path(__file__).resolve()), *argv, "--in-netns",
+    program = (script or Path(__file__)).resolve()
+    inner = [sys.executable, str(program), *argv, "--in-netns",
              "--command-line", command_line]  # fmt: skip
     cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child", "--", *inner]
     child = subprocess.Popen(cmd)

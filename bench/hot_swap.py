@@ -828,15 +828,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="generated data, kept between runs (also the gateways' logs of the last run)",
     )
     p.add_argument("--output", type=Path, default=RESULTS, help="JSON result file")
-    p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
-    p.add_argument("--no-install", action="store_true", help="skip scripts/install-bench-deps.sh")
-    p.add_argument(
-        "--no-netns",
-        action="store_true",
-        help="do not isolate the run in a private network/PID namespace",
-    )
-    p.add_argument("--in-netns", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--command-line", default=None, help=argparse.SUPPRESS)
+    bd.add_run_options(p)
     args = p.parse_args(argv)
     args.rules = args.rules or (100_000 if args.quick else 1_000_000)
     args.trials = args.trials or (2 if args.quick else 5)
@@ -847,27 +839,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.output = args.output.resolve()
     args.cache_dir = args.cache_dir.resolve()
     return args
-
-
-def reexec_isolated(argv: Sequence[str], command_line: str) -> int:
-    """Run this program again inside fresh network + PID namespaces (as bench/dns.py)."""
-    inner = [sys.executable, str(Path(__file__).resolve()), *argv, "--in-netns",
-             "--command-line", command_line]  # fmt: skip
-    cmd = ["unshare", "--net", "--pid", "--fork", "--mount-proc", "--kill-child", "--", *inner]
-    child = subprocess.Popen(cmd)
-    signal.signal(signal.SIGTERM, bd.raise_interrupt)
-    try:
-        return child.wait()
-    except KeyboardInterrupt:
-        for pid in bd.process_tree(child.pid)[1:2]:  # the inner run, PID 1 of the namespace
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        return 130
 
 
 def run(args: argparse.Namespace) -> int:
@@ -925,7 +896,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"installing the benchmark's packages failed ({exc}); see {bd.INSTALL_SCRIPT}")
             return 2
     if not args.no_netns and bd.can_isolate():
-        return reexec_isolated(argv, args.command_line)
+        return bd.reexec_isolated(argv, args.command_line, Path(__file__))
     log("running without namespace isolation (not root or no unshare)")
     try:
         return run(args)
