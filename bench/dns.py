@@ -37,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -1235,11 +1235,22 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: install deps, isolate, run."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
+    return launch(argv, parse_args(argv), run, Path(__file__))
+
+
+def launch(
+    argv: list[str],
+    args: argparse.Namespace,
+    body: Callable[[argparse.Namespace], int],
+    script: Path,
+) -> int:
+    """What a benchmark's ``main`` does with its parsed options: inside the namespaces,
+    run ``body``; outside, install the packages (unless --no-install), then re-execute
+    ``script`` inside fresh namespaces, or run ``body`` here when that cannot be done."""
     if args.in_netns:
         in_isolated_setup()
         try:
-            return run(args)
+            return body(args)
         except KeyboardInterrupt:
             log("interrupted; servers stopped")
             return 130
@@ -1250,10 +1261,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             log(f"installing the benchmark's packages failed ({exc}); see {INSTALL_SCRIPT}")
             return 2
     if not args.no_netns and can_isolate():
-        return reexec_isolated(argv, args.command_line)
+        return reexec_isolated(argv, args.command_line, script)
     log("running without namespace isolation (not root or no unshare)")
     try:
-        return run(args)
+        return body(args)
     except KeyboardInterrupt:
         log("interrupted; servers stopped")
         return 130

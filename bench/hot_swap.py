@@ -879,30 +879,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: install deps, isolate, run."""
+    """Entry point: install deps, isolate, run (as bench/dns.py)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    if args.in_netns:
-        bd.in_isolated_setup()
-        try:
-            return run(args)
-        except KeyboardInterrupt:
-            log("interrupted; servers stopped")
-            return 130
-    if not args.no_install:
-        try:
-            subprocess.run(["bash", str(bd.INSTALL_SCRIPT)], check=True, timeout=1800)
-        except (subprocess.SubprocessError, OSError) as exc:
-            log(f"installing the benchmark's packages failed ({exc}); see {bd.INSTALL_SCRIPT}")
-            return 2
-    if not args.no_netns and bd.can_isolate():
-        return bd.reexec_isolated(argv, args.command_line, Path(__file__))
-    log("running without namespace isolation (not root or no unshare)")
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        log("interrupted; servers stopped")
-        return 130
+    return bd.launch(argv, parse_args(argv), run, Path(__file__))
 
 
 if __name__ == "__main__":
