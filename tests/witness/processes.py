@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -61,7 +62,7 @@ class WitnessProcess:
         """The submission (and monitoring) prefix."""
         return f"http://127.0.0.1:{self.port}"
 
-    @property
+    @functools.cached_property
     def vkey(self) -> str:
         """The verifier key, printed by ``clearwall witness key`` (creating the key)."""
         self.home.mkdir(parents=True, exist_ok=True)

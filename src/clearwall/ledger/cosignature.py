@@ -290,3 +290,34 @@ def check_cosignatures(
                 best = WitnessResult(w, VALID, timestamp, sig.line())
         results.append(best)
     return CosignatureReport(checkpoint, tuple(results), quorum)
+
+
+def parse_witness_arg(text: str) -> tuple[CosignatureVerifier, str | None]:
+    """A verifier's ``--witness`` value: ``VKEY`` or ``VKEY URL`` (tlog-policy's order).
+
+    The URL, when given, is the witness's monitoring prefix: an online verifier asks it
+    which checkpoint it holds, to name a conflict instead of only a missing cosignature.
+    """
+    parts = text.split()
+    if not 1 <= len(parts) <= 2:
+        raise VerificationError(f"--witness wants 'VKEY' or 'VKEY URL', got {text!r}")
+    url = parts[1].rstrip("/") if len(parts) == 2 else None
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise VerificationError(f"witness URL {url!r} is not http:// or https://")
+    return parse_cosigner_vkey(parts[0]), url
+
+
+def policy_from_args(
+    witnesses: Sequence[str], quorum: int | None
+) -> tuple[WitnessPolicy | None, dict[str, str]]:
+    """The policy of ``--witness`` values and ``--quorum``, and each witness's URL by vkey.
+
+    The quorum defaults to every witness given.
+    """
+    if not witnesses:
+        if quorum:
+            raise VerificationError("--quorum needs --witness keys to count cosignatures from")
+        return None, {}
+    parsed = [parse_witness_arg(w) for w in witnesses]
+    policy = WitnessPolicy(tuple(v for v, _ in parsed), len(parsed) if quorum is None else quorum)
+    return policy, {v.vkey: url for v, url in parsed if url}
