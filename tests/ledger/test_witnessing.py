@@ -149,6 +149,24 @@ def test_three_witnesses_quorum_two_one_down(tmp_path: Path, trio: list[WitnessP
     assert "2 valid witness cosignature(s), 3 required" in bad.stderr
     assert "w3.example/witness+" in bad.stderr and "no cosignature" in bad.stderr
 
+    # The portal's log page shows each cosignature and its witness, and who lags; the web
+    # app's /metrics says the same.
+    from fastapi.testclient import TestClient
+
+    from clearwall.web.app import create_app
+
+    app = create_app(load_config(log.config_file), log.store.url, maintenance=False)
+    with TestClient(app) as web:
+        page = web.get("/log").text
+        for w, line in zip(trio[:2], split_note(log.tlog.checkpoint_note())[1][1:], strict=True):
+            assert w.vkey in page and line.line() in page
+        assert "witnessed" in page and "2 of the 2 cosignatures required" in page
+        assert "missing" in page and "1 entries behind (cosigned size" in page
+        assert "ConnectError" in page
+        metrics = web.get("/metrics").text
+        assert 'clearwall_witness_lag_entries{witness="w3.example/witness"} 1.0' in metrics
+        assert web.get("/log/checkpoint").text == log.tlog.checkpoint_note()
+
     # The witness comes back: the retry attaches its cosignature to the published note.
     trio[2].start()
     assert witnessing.retry(log.tlog) == 1
