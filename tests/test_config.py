@@ -81,3 +81,45 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 def test_hostport(text: str, port: int, expected: HostPort) -> None:
     assert HostPort.parse(text, port) == expected
     assert HostPort.parse(str(expected), 1) == expected
+
+
+W1 = "witness.example/w1+e75f6532+BAOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
+LOG_KEY = "witness.example/w1+3218362d+AQOhB7/zzhC+HXDdGOdLwJln5NYwm6UNXx3chmQSVTG4"
+
+
+def test_witnesses_are_parsed_at_load() -> None:
+    ledger = load_config(
+        overrides={
+            "ledger": {
+                "witnesses": [{"url": "http://127.0.0.1:7380/", "vkey": W1}],
+                "witness_quorum": 1,
+            }
+        }
+    ).ledger
+    assert ledger.witnesses[0].url == "http://127.0.0.1:7380"
+    assert ledger.witness_quorum == 1
+
+
+@pytest.mark.parametrize(
+    ("ledger", "message"),
+    [
+        ({"witnesses": "http://x"}, "[ledger] witnesses: expected a list"),
+        ({"witnesses": [{"url": "http://x"}]}, "[ledger] witnesses[1]: expected exactly"),
+        ({"witnesses": [{"url": "ftp://x", "vkey": W1}]}, "[ledger] witnesses[1].url"),
+        (
+            {"witnesses": [{"url": "http://x", "vkey": LOG_KEY}], "witness_quorum": 1},
+            "[ledger] witnesses[1].vkey: verifier key: not an Ed25519 cosigner key",
+        ),
+        (
+            {"witnesses": [{"url": "http://x", "vkey": W1}, {"url": "http://y", "vkey": W1}]},
+            "listed twice",
+        ),
+        ({"witnesses": [{"url": "http://x", "vkey": W1}]}, "witness_quorum: set how many"),
+        ({"witness_quorum": 1}, "witness_quorum: 1 is not between 0 and the 0"),
+        ({"witness_timeout": 0}, "must be positive"),
+    ],
+)
+def test_witness_errors_name_the_option(ledger: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides={"ledger": ledger})
+    assert message in str(info.value)

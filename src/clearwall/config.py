@@ -62,12 +62,40 @@ class StoreConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WitnessEndpoint:
+    """A witness the log asks for cosignatures: its submission URL and its vkey (type 0x04)."""
+
+    url: str  # C2SP tlog-witness submission prefix; the log POSTs to <url>/add-checkpoint
+    vkey: str  # the witness's verifier key, checked at load time
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerConfig:
-    """The transparency log: key, tiles directory, public name."""
+    """The transparency log: key, tiles directory, public name, witnesses."""
 
     key_file: Path = DEFAULT_VAR / "ledger.key"  # Ed25519 signer, mode 0600, never logged
     tiles_dir: Path = DEFAULT_VAR / "log"  # static C2SP tlog-tiles
     origin: str = "clearwall.example/log"  # checkpoint origin line and note key name
+    witnesses: tuple[WitnessEndpoint, ...] = ()  # asked to cosign each new checkpoint
+    witness_quorum: int = 0  # cosignatures that make a checkpoint witnessed
+    witness_timeout: float = 5.0  # seconds per request to a witness
+    witness_retry: float = 30.0  # seconds between the web app's retries of lagging witnesses
+
+    def __post_init__(self) -> None:
+        """A quorum the configured witnesses can meet; with witnesses, a chosen one."""
+        n = len(self.witnesses)
+        if not 0 <= self.witness_quorum <= n:
+            raise ConfigError(
+                f"[ledger] witness_quorum: {self.witness_quorum} is not between 0 and the "
+                f"{n} configured witness(es)"
+            )
+        if n and self.witness_quorum == 0:
+            raise ConfigError(
+                f"[ledger] witness_quorum: set how many of the {n} witnesses must cosign "
+                f"(1..{n}; a majority is usual)"
+            )
+        if self.witness_timeout <= 0 or self.witness_retry <= 0:
+            raise ConfigError("[ledger] witness_timeout and witness_retry must be positive")
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +222,8 @@ def _convert(section: str, name: str, annotation: str, value: Any, default: Any)
             if value in ("", None, False):
                 return None
             return HostPort.parse(str(value), default.port if default else 8080)
+        if "WitnessEndpoint" in annotation:
+            return _witnesses(where, value)
         if "Network" in annotation:
             return tuple(ipaddress.ip_network(str(v), strict=False) for v in value)
         if annotation == "Path":
@@ -217,6 +247,31 @@ def _convert(section: str, name: str, annotation: str, value: Any, default: Any)
     except (ValueError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
     raise ConfigError(f"{where}: unsupported option type {annotation}")
+
+
+def _witnesses(where: str, value: Any) -> tuple[WitnessEndpoint, ...]:
+    """``[{ url = "http://…", vkey = "…" }, …]``, each vkey parsed as a witness key."""
+    from clearwall.errors import ClearwallError
+    from clearwall.ledger.cosignature import parse_cosigner_vkey
+
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list of {{ url = …, vkey = … }} tables")
+    out: list[WitnessEndpoint] = []
+    for n, item in enumerate(value, 1):
+        at = f"{where}[{n}]"
+        if not isinstance(item, Mapping) or set(item) != {"url", "vkey"}:
+            raise ConfigError(f'{at}: expected exactly {{ url = "http://…", vkey = "…" }}')
+        url, vkey = item["url"], item["vkey"]
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ConfigError(f"{at}.url: expected an http:// or https:// URL")
+        try:
+            parse_cosigner_vkey(str(vkey))
+        except ClearwallError as exc:
+            raise ConfigError(f"{at}.vkey: {exc}") from exc
+        out.append(WitnessEndpoint(url.rstrip("/"), str(vkey).strip()))
+    if len({w.vkey for w in out}) != len(out):
+        raise ConfigError(f"{where}: the same witness key is listed twice")
+    return tuple(out)
 
 
 def _build(cls: type[Any], section: str, data: Mapping[str, Any]) -> Any:

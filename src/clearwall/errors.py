@@ -10,7 +10,8 @@
      │    └── ScopeError        an authority acted outside its jurisdiction
      ├── LedgerError            the log is inconsistent
      │    ├── VerificationError a proof, signature or recomputed hash does not match
-     │    └── TileError         a tile or entry bundle is corrupt or truncated
+     │    ├── TileError         a tile or entry bundle is corrupt or truncated
+     │    └── WitnessRefusal    a witness refuses a checkpoint (carries the HTTP status)
      ├── SnapshotError          a compiled policy snapshot cannot be built or loaded
      ├── DNSWireError           a DNS message cannot be parsed (server answers FORMERR)
      ├── UpstreamError          no upstream gave a usable answer
@@ -64,6 +65,15 @@ class VerificationError(LedgerError):
 
 class TileError(LedgerError):
     """A tile or entry bundle is corrupt, truncated or of the wrong size."""
+
+
+class WitnessRefusal(LedgerError):
+    """A witness refuses to cosign; ``status`` is the C2SP tlog-witness HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        """A refusal with HTTP ``status`` (400, 403, 404, 409, 422) and a reason."""
+        super().__init__(message)
+        self.status = status
 
 
 class SnapshotError(ClearwallError):

@@ -140,3 +140,29 @@ def test_go_verifies_a_log_written_through_the_store(go_verifier: Path, world) -
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("ok size=3 ")
+
+
+def test_go_verifies_a_checkpoint_carrying_cosignatures(go_verifier: Path, tmp_path: Path) -> None:
+    """Witnesses' cosignature/v1 lines are unknown keys to Go's note.Open: still verified."""
+    from clearwall.ledger.checkpoint import parse_checkpoint
+    from clearwall.ledger.cosignature import generate_cosigner
+    from clearwall.ledger.note import split_note, with_signatures
+
+    log, _, roots = build_log(tmp_path, [300])
+    note = log.dir.read_checkpoint()
+    assert note is not None
+    text = split_note(note)[0]
+    witnesses = [generate_cosigner(f"w{i}.example/witness", bytes([i]) * 32) for i in (1, 2, 3)]
+    cosigned = with_signatures(
+        note, [w.cosign(text, 1_790_000_000 + i) for i, w in enumerate(witnesses)]
+    )
+    log.dir.write_checkpoint(cosigned)
+    assert len(split_note(log.dir.read_checkpoint() or "")[1]) == 4
+    out = subprocess.run(
+        [str(go_verifier), "-dir", str(tmp_path / "log"), "-vkey", log.verifier.vkey],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"ok size=300 root={b64(roots[300])}")
+    assert parse_checkpoint(text).size == 300

@@ -10,12 +10,52 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from clearwall.cli.common import ConfigOption, DbOption, errors, fail, settings
 from clearwall.config import HostPort
+
+WitnessOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness",
+        help="A witness's verifier key (C2SP vkey, type 0x04), optionally followed by a space"
+        " and its URL to ask about conflicts; repeatable.",
+        show_default=False,
+    ),
+]
+QuorumOption = Annotated[
+    int | None,
+    typer.Option(
+        "--quorum",
+        help="Valid cosignatures required from the --witness keys (default: all of them).",
+        show_default=False,
+    ),
+]
+
+
+def require_witnesses(note: str, log: Any, witnesses: list[str], quorum: int | None) -> str:
+    """Exit 1 unless ``note`` has the quorum of cosignatures; name who is missing and why.
+
+    Witnesses given with a URL are asked which checkpoint they hold, so a fork is named
+    as such rather than as a missing cosignature. Returns a phrase for the ok line.
+    """
+    import time
+
+    from clearwall.ledger.cosignature import policy_from_args
+    from clearwall.ledger.remote import witness_conflicts
+
+    policy, urls = policy_from_args(witnesses, quorum)
+    if policy is None:
+        return ""
+    report = policy.check(note, log, int(time.time()))
+    if report.ok:
+        names = ", ".join(r.witness.name for r in report.valid)
+        return f"; cosigned by {len(report.valid)} of {len(report.results)} witnesses ({names})"
+    conflicts = witness_conflicts(note, log, report, urls) if urls else []
+    fail("; ".join([report.failure(), *conflicts]))
 
 
 def register(app: typer.Typer) -> None:
@@ -138,8 +178,14 @@ def register(app: typer.Typer) -> None:
                 " log (https://host/log or a tiles directory).",
             ),
         ] = None,
+        witness: WitnessOption = None,
+        quorum: QuorumOption = None,
     ) -> None:
-        """Check a proof bundle offline; exit 1 on any mismatch."""
+        """Check a proof bundle offline; exit 1 on any mismatch.
+
+        With --witness, the bundle's checkpoint must also carry --quorum valid
+        cosignatures by those witnesses (C2SP tlog-cosignature).
+        """
         from clearwall.ledger.nameproof import verify_bundle
         from clearwall.ledger.signing import parse_vkey
 
@@ -150,6 +196,8 @@ def register(app: typer.Typer) -> None:
             except ValueError as exc:
                 fail(f"proof bundle is not JSON: {exc}")
             verifier = parse_vkey(key)
+            note = data.get("checkpoint") if isinstance(data, dict) else None
+            witnessed = require_witnesses(str(note or ""), verifier, witness or [], quorum)
             entries = None
             if log is not None:
                 from clearwall.ledger.remote import verified_entries
@@ -160,7 +208,7 @@ def register(app: typer.Typer) -> None:
         orders = f" (orders {', '.join(map(str, who))})" if who else ""
         typer.echo(
             f"ok: {data['name']} is {conclusion['decision']}ed for "
-            f"{data['jurisdiction'] or 'clients of no jurisdiction'}{orders}"
+            f"{data['jurisdiction'] or 'clients of no jurisdiction'}{orders}{witnessed}"
         )
 
     @ledger.command("serve")

@@ -18,6 +18,7 @@ from clearwall.errors import ClearwallError
 COMMAND_MODULES: tuple[str, ...] = (
     "clearwall.cli.policy",  # init, jurisdictions, authorities, orders, check, export
     "clearwall.cli.ledger",  # ledger key/verify/prove/verify-proof/serve
+    "clearwall.cli.witness",  # witness serve/key/logs/evidence
     "clearwall.cli.serve",  # serve (DNS gateway + web app)
     "clearwall.cli.web",  # tokens
     "clearwall.cli.probe",  # probe, probe-helper

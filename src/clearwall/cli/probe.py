@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clearwall.errors import ProbeError
+from clearwall.ledger.cosignature import WitnessPolicy
 from clearwall.probe.dnsmeasure import measure_dns, parse_server, system_resolver
 from clearwall.probe.inputs import InputProblem, Target, load_targets, parse_target
 from clearwall.probe.runner import (
@@ -81,6 +82,23 @@ def register(app: typer.Typer) -> None:
         jurisdiction: Annotated[
             str, typer.Option(help="Jurisdiction code of the network under test.")
         ] = "",
+        witness: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--witness",
+                help="A witness's verifier key (type 0x04), optionally followed by a space and"
+                " its URL; the log's checkpoints must carry --quorum of their cosignatures.",
+                show_default=False,
+            ),
+        ] = None,
+        quorum: Annotated[
+            int | None,
+            typer.Option(
+                "--quorum",
+                help="Valid cosignatures required from the --witness keys (default: all).",
+                show_default=False,
+            ),
+        ] = None,
         timeout: Annotated[float, typer.Option(help="Seconds per network step.")] = DEFAULT_TIMEOUT,
         concurrency: Annotated[
             int, typer.Option(help="Targets measured at once.")
@@ -123,7 +141,18 @@ def register(app: typer.Typer) -> None:
                 "[yellow]no --control-helper: outages cannot be told from TCP/TLS/HTTP "
                 "blocking (reported as undetermined)[/yellow]"
             )
-        results = asyncio.run(_run(targets, settings, log, key, jurisdiction, console, progress))
+        from clearwall.errors import ClearwallError
+        from clearwall.ledger.cosignature import policy_from_args
+
+        try:
+            policy = policy_from_args(witness or [], quorum)
+        except ClearwallError as exc:
+            raise ProbeError(str(exc)) from exc
+        if policy[0] is not None and not log:
+            raise ProbeError("--witness needs --log: cosignatures are checked on its checkpoints")
+        results = asyncio.run(
+            _run(targets, settings, log, key, jurisdiction, console, progress, policy)
+        )
         context = {
             "resolver": str(settings.resolver),
             "control": str(settings.control or "none"),
@@ -194,6 +223,7 @@ async def _run(
     jurisdiction: str,
     console: Console,
     show_progress: bool,
+    policy: tuple[WitnessPolicy | None, dict[str, str]] = (None, {}),
 ) -> list[ProbeResult]:
     proofs: ProofSource | None = None
     closers = []
@@ -219,7 +249,14 @@ async def _run(
             raise ProbeError("--log needs --jurisdiction: orders are scoped to one")
         from clearwall.probe.logclient import LogProofs, load_vkey
 
-        client = LogProofs(log, load_vkey(key), jurisdiction, timeout=settings.timeout)
+        client = LogProofs(
+            log,
+            load_vkey(key),
+            jurisdiction,
+            timeout=settings.timeout,
+            policy=policy[0],
+            witness_urls=policy[1],
+        )
         await client.check()
         proofs = client
         closers.append(client.aclose)

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from clearwall.config import LedgerConfig
 from clearwall.errors import LedgerError, TileError, VerificationError
-from clearwall.ledger import proofs, tiles
+from clearwall.ledger import proofs, tiles, witnessing
 from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
 from clearwall.ledger.merkle import (
     EMPTY_ROOT,
@@ -445,6 +445,7 @@ class TransparencyLog:
             written = self._extend(frontier, size)
             root = frontier.root()
             note = Checkpoint(self.config.origin, size, root).sign(self.signer)
+            note = witnessing.cosign(self, note)  # attach the witnesses' cosignatures
             self.dir.write_checkpoint(note)
             self.store.add_checkpoint(size, root, note)
             return SyncResult(old, size, note, written)

@@ -12,12 +12,34 @@ import base64
 import binascii
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from clearwall.errors import VerificationError
-from clearwall.ledger.signing import Signer, Verifier
+from clearwall.ledger.signing import Signer
 
 SIG_PREFIX = "\u2014 "  # em dash and a space
 MAX_SIGNATURES = 100  # as Go's sumdb/note, to bound work on hostile input
+
+
+class NoteVerifier(Protocol):
+    """What checks one key's signature lines: a log ``Verifier``, a witness's cosigner."""
+
+    @property
+    def name(self) -> str:
+        """The key name of the signature lines it checks."""
+        ...
+
+    @property
+    def key_id(self) -> int:
+        """The 32-bit key id of the signature lines it checks."""
+        ...
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """True when ``signature`` (the line's bytes after the key id) signs ``message``."""
+        ...
+
+
+V = TypeVar("V", bound=NoteVerifier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +99,7 @@ def split_note(note: str) -> tuple[str, list[NoteSignature]]:
     return text, sigs
 
 
-def open_note(note: str | bytes, verifiers: Iterable[Verifier]) -> tuple[str, list[Verifier]]:
+def open_note(note: str | bytes, verifiers: Iterable[V]) -> tuple[str, list[V]]:
     """Verify a signed note; return its text and the verifiers whose signatures held.
 
     Raises VerificationError when no known key signed it or a known key's signature fails.
@@ -90,7 +112,7 @@ def open_note(note: str | bytes, verifiers: Iterable[Verifier]) -> tuple[str, li
     text, sigs = split_note(note)
     known = {(v.name, v.key_id): v for v in verifiers}
     message = text.encode("utf-8")
-    good: list[Verifier] = []
+    good: list[V] = []
     for sig in sigs:
         verifier = known.get((sig.name, sig.key_id))
         if verifier is None:
@@ -105,3 +127,18 @@ def open_note(note: str | bytes, verifiers: Iterable[Verifier]) -> tuple[str, li
         names = ", ".join(f"{v.name}+{v.key_id:08x}" for v in known.values())
         raise VerificationError(f"note has no signature by a known key ({names})")
     return text, good
+
+
+def with_signatures(note: str, extra: Iterable[NoteSignature]) -> str:
+    """``note`` with the ``extra`` signature lines; a key's newer line replaces its old one.
+
+    Used to attach witnesses' cosignatures to a log's checkpoint (C2SP tlog-witness: the
+    client "can move the valid signatures to its own view of the checkpoint").
+    """
+    text, sigs = split_note(note)
+    by_key = {(s.name, s.key_id): s for s in sigs}
+    for sig in extra:
+        by_key[(sig.name, sig.key_id)] = sig
+    if len(by_key) > MAX_SIGNATURES:
+        raise VerificationError("note would have too many signatures")
+    return text + "\n" + "".join(s.line() + "\n" for s in by_key.values())

@@ -8,12 +8,16 @@ is the I/O edge; the checks reuse the pure cores.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from clearwall.errors import LedgerError, TileError, VerificationError
 from clearwall.ledger import tiles
 from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
+from clearwall.ledger.cosignature import VALID, CosignatureReport, check_cosignatures
 from clearwall.ledger.merkle import HASH_SIZE, MemoryTree, leaf_hash
 from clearwall.ledger.signing import Verifier
 from clearwall.ledger.tiles import TileID
@@ -116,3 +120,75 @@ def verified_entries(where: str, verifier: Verifier) -> list[tuple[int, bytes]]:
     if log.problems:
         raise VerificationError(f"log at {where}: {log.problems[0]}")
     return list(enumerate(log.entries))
+
+
+def witness_conflicts(
+    note: str,
+    log_verifier: Verifier,
+    report: CosignatureReport,
+    urls: Mapping[str, str],
+    timeout: float = 10.0,
+) -> list[str]:
+    """Ask each witness that did not cosign ``note`` which checkpoint it holds; say why.
+
+    Uses the tlog-witness monitoring endpoint ``GET <url>/<sha256(origin) hex>/checkpoint``.
+    The answer must carry the log's signature and the witness's cosignature, so a tree of
+    the same size with another root is proof that the log signed two histories (a fork).
+    """
+    import httpx
+
+    cp = report.checkpoint
+    digest = hashlib.sha256(cp.origin.encode()).hexdigest()
+    out: list[str] = []
+    with httpx.Client(timeout=timeout, trust_env=False) as client:
+        for result in report.results:
+            w = result.witness
+            url = urls.get(w.vkey)
+            if result.status == VALID or url is None:
+                continue
+            where = f"{url}/{digest}/checkpoint"
+            try:
+                resp = client.get(where)
+            except httpx.HTTPError as exc:
+                out.append(f"{w.name}: cannot ask it ({type(exc).__name__}: {exc})")
+                continue
+            if resp.status_code == 404:
+                out.append(f"{w.name} has cosigned no checkpoint of {cp.origin}")
+                continue
+            if resp.status_code != 200:
+                out.append(f"{w.name}: {where} answered HTTP {resp.status_code}")
+                continue
+            try:
+                theirs = check_cosignatures(resp.text, log_verifier, [w], 1)
+            except VerificationError as exc:
+                out.append(f"{w.name} serves a checkpoint the log did not sign: {exc}")
+                continue
+            if not theirs.ok:
+                out.append(f"{w.name} serves a checkpoint without its own valid cosignature")
+                continue
+            held, when = theirs.checkpoint, theirs.results[0].timestamp
+            mine, other = _b64(cp.root), _b64(held.root)
+            if held.size == cp.size and held.root != cp.root:
+                out.append(
+                    f"FORK: {w.name} cosigned another tree of the same size {cp.size} at "
+                    f"{when} (root {other}; this checkpoint's root is {mine}): the log signed "
+                    "two different histories and showed them to different readers"
+                )
+            elif held.size > cp.size:
+                out.append(
+                    f"{w.name} has cosigned size {held.size} (root {other}) but not this "
+                    f"checkpoint of size {cp.size}: unless the log proves {cp.size} is a "
+                    "prefix of it, the log forked"
+                )
+            elif held.size < cp.size:
+                out.append(
+                    f"{w.name} has cosigned only up to size {held.size}: it lags, or was "
+                    "never shown this checkpoint"
+                )
+            else:
+                out.append(f"{w.name} cosigned this very tree at {when}; the line was not attached")
+    return out
+
+
+def _b64(h: bytes) -> str:
+    return base64.b64encode(h).decode()

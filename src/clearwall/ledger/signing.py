@@ -34,9 +34,13 @@ def check_key_name(name: str) -> None:
         raise LedgerError(f"invalid note key name {name!r}: empty, '+' or whitespace")
 
 
-def key_id(name: str, public_key: bytes) -> int:
-    """The 32-bit key id: SHA-256(name || "\\n" || 0x01 || public key)[:4], big-endian."""
-    digest = hashlib.sha256(name.encode() + b"\n" + bytes([ALG_ED25519]) + public_key).digest()
+def key_id(name: str, public_key: bytes, alg: int = ALG_ED25519) -> int:
+    """The 32-bit key id: SHA-256(name || "\\n" || alg || public key)[:4], big-endian.
+
+    ``alg`` is the signed-note signature type byte (0x01 Ed25519 notes, 0x04 C2SP
+    tlog-cosignature Ed25519 cosignatures), so one key never gets the same id twice.
+    """
+    digest = hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()
     return int.from_bytes(digest[:4], "big")
 
 
@@ -110,31 +114,42 @@ def generate_signer(name: str, seed: bytes | None = None) -> Signer:
     return Signer(name, key_id(name, public), seed)
 
 
-def _decode_key_bytes(text: str, what: str) -> bytes:
+def decode_key_bytes(text: str, what: str, alg: int = ALG_ED25519) -> bytes:
+    """The 32 key bytes of ``base64(alg || key)``; VerificationError naming ``what``."""
     try:
         raw = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise VerificationError(f"{what}: key is not valid base64") from exc
-    if len(raw) != 33 or raw[0] != ALG_ED25519:
-        raise VerificationError(f"{what}: not an Ed25519 key (type 0x01, 32 bytes)")
+    if len(raw) != 33 or raw[0] != alg:
+        kind = "an Ed25519 note key" if alg == ALG_ED25519 else "an Ed25519 cosigner key"
+        got = f"type 0x{raw[0]:02x}, {len(raw) - 1} bytes" if raw else "empty"
+        raise VerificationError(f"{what}: not {kind} (type 0x{alg:02x}, 32 bytes; got {got})")
     return raw[1:]
 
 
-def parse_vkey(text: str) -> Verifier:
-    """Parse a vkey, checking that its key id matches its name and key."""
+def split_vkey(text: str, alg: int = ALG_ED25519) -> tuple[str, int, bytes]:
+    """Name, key id and public key of a vkey of signature type ``alg``, id checked."""
     parts = text.strip().split("+", 2)
     if len(parts) != 3 or len(parts[1]) != 8:
         raise VerificationError(f"malformed verifier key {text.strip()!r}: want name+id+key")
     name, hex_id, key_text = parts
-    check_key_name(name)
+    try:
+        check_key_name(name)
+    except LedgerError as exc:
+        raise VerificationError(str(exc)) from exc
     try:
         kid = int(hex_id, 16)
     except ValueError as exc:
         raise VerificationError(f"malformed verifier key id {hex_id!r}") from exc
-    public = _decode_key_bytes(key_text, "verifier key")
-    if key_id(name, public) != kid:
+    public = decode_key_bytes(key_text, "verifier key", alg)
+    if key_id(name, public, alg) != kid:
         raise VerificationError(f"verifier key id {hex_id} does not match its name and key")
-    return Verifier(name, kid, public)
+    return name, kid, public
+
+
+def parse_vkey(text: str) -> Verifier:
+    """Parse a vkey, checking that its key id matches its name and key."""
+    return Verifier(*split_vkey(text))
 
 
 def parse_skey(text: str) -> Signer:
@@ -144,7 +159,7 @@ def parse_skey(text: str) -> Signer:
         raise LedgerError("malformed signer key file: want PRIVATE+KEY+name+id+key")
     name, hex_id, key_text = parts[2:]
     try:
-        seed = _decode_key_bytes(key_text, "signer key")
+        seed = decode_key_bytes(key_text, "signer key")
     except VerificationError as exc:
         raise LedgerError(str(exc)) from exc
     signer = generate_signer(name, seed)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import quote
 
@@ -9,6 +12,7 @@ import httpx
 
 from clearwall.errors import ClearwallError, ProbeError
 from clearwall.ledger.checkpoint import open_checkpoint
+from clearwall.ledger.cosignature import WitnessPolicy
 from clearwall.ledger.signing import Verifier, parse_vkey
 from clearwall.probe.reconcile import NameProof, name_proof_from_bundle
 
@@ -24,16 +28,30 @@ def load_vkey(text: str) -> Verifier:
 
 
 class LogProofs:
-    """Proofs from the log at ``base_url`` (``/log/`` endpoints), checked with ``verifier``."""
+    """Proofs from the log at ``base_url`` (``/log/`` endpoints), checked with ``verifier``.
+
+    With a witness ``policy``, every checkpoint (the latest, and each bundle's) must also
+    carry the quorum of valid witness cosignatures.
+    """
 
     def __init__(
-        self, base_url: str, verifier: Verifier, jurisdiction: str, *, timeout: float
+        self,
+        base_url: str,
+        verifier: Verifier,
+        jurisdiction: str,
+        *,
+        timeout: float,
+        policy: WitnessPolicy | None = None,
+        witness_urls: Mapping[str, str] | None = None,
     ) -> None:
         """Nothing is fetched until ``check`` or ``prove``."""
         base = base_url.rstrip("/")
         self.base_url = base[: -len("/log")] if base.endswith("/log") else base
         self.verifier = verifier
         self.jurisdiction = jurisdiction.lower()
+        self.policy = policy
+        self.witness_urls = dict(witness_urls or {})
+        self.timeout = timeout
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(timeout), trust_env=False)
 
     async def check(self) -> None:
@@ -48,6 +66,28 @@ class LogProofs:
             open_checkpoint(response.text, self.verifier)
         except ClearwallError as exc:
             raise ProbeError(f"log checkpoint at {url} does not verify with --key: {exc}") from exc
+        problem = await self._witnessed(response.text)
+        if problem:
+            raise ProbeError(f"log checkpoint at {url}: {problem}")
+
+    async def _witnessed(self, note: str) -> str:
+        """Why ``note`` lacks the witness quorum ("" when it has it, or without a policy)."""
+        if self.policy is None:
+            return ""
+        try:
+            report = self.policy.check(note, self.verifier, int(time.time()))
+        except ClearwallError as exc:
+            return str(exc)
+        if report.ok:
+            return ""
+        conflicts: list[str] = []
+        if self.witness_urls:
+            from clearwall.ledger.remote import witness_conflicts
+
+            conflicts = await asyncio.to_thread(
+                witness_conflicts, note, self.verifier, report, self.witness_urls, self.timeout
+            )
+        return "; ".join([report.failure(), *conflicts])
 
     async def prove(self, name: str) -> NameProof:
         """The verified proof for ``name``; failures become an unverified NameProof."""
@@ -60,6 +100,9 @@ class LogProofs:
             return NameProof(name, self.jurisdiction, False, failure=f"log: {exc}")
         if not isinstance(bundle, dict):
             return NameProof(name, self.jurisdiction, False, failure="log: bundle is not an object")
+        problem = await self._witnessed(str(bundle.get("checkpoint", "")))
+        if problem:
+            return NameProof(name, self.jurisdiction, False, failure=f"log: {problem}")
         return name_proof_from_bundle(bundle, self.verifier, name, self.jurisdiction)
 
     async def aclose(self) -> None:

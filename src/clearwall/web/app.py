@@ -202,6 +202,17 @@ def maintenance_pass(ctx: WebContext) -> None:
     refresh_due(ctx)
 
 
+def _witness_retrier(ctx: WebContext, stop: threading.Event) -> None:
+    """Ask lagging witnesses again every ``[ledger] witness_retry`` seconds until ``stop``."""
+    from clearwall.ledger import witnessing
+
+    while not stop.wait(ctx.config.ledger.witness_retry):
+        try:
+            witnessing.retry(ctx.tlog)
+        except Exception as exc:  # a witness or disk hiccup must not kill the thread
+            log.warning("witness retry failed: %s", exc)
+
+
 def _maintainer(ctx: WebContext, stop: threading.Event) -> None:
     """Run ``maintenance_pass`` until ``stop`` is set (a daemon thread of the app)."""
     while not stop.wait(MAINTENANCE_POLL):
@@ -225,6 +236,10 @@ def create_app(
     expiry of orders past their sunset and refreshes subscriptions that are due.
     """
     ctx = build_context(config, store_url, snapshot_provider, metrics_registry)
+    if config.ledger.witnesses:
+        from clearwall.ledger.witnessing import WitnessMetrics
+
+        ctx.registry.register(WitnessMetrics(ctx.tlog))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -232,6 +247,10 @@ def create_app(
         if maintenance:
             threading.Thread(
                 target=_maintainer, args=(ctx, stop), name="maintenance", daemon=True
+            ).start()
+        if config.ledger.witnesses:
+            threading.Thread(
+                target=_witness_retrier, args=(ctx, stop), name="witness-retry", daemon=True
             ).start()
         yield
         stop.set()

@@ -72,9 +72,34 @@ def verify_command(ctx: WebContext, vkey: str) -> str:
     return f"clearwall ledger verify --url {ctx.base_url}/log --vkey '{vkey or '<verifier key>'}'"
 
 
+def witnesses(ctx: WebContext) -> dict[str, Any] | None:
+    """Each configured witness, its cosignature on the published checkpoint, and who lags."""
+    if not ctx.config.ledger.witnesses:
+        return None
+    from clearwall.ledger.witnessing import status
+
+    st = status(ctx.tlog)
+    rows = []
+    for w in st.witnesses:
+        when = (
+            datetime.fromtimestamp(w.timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if w.timestamp
+            else ""
+        )
+        rows.append({**vars(w), "time": when})
+    return {
+        "quorum": st.quorum,
+        "cosignatures": st.cosignatures,
+        "witnessed": st.witnessed,
+        "size": st.checkpoint.size if st.checkpoint else 0,
+        "rows": rows,
+        "flags": " ".join(f"--witness '{w.vkey}'" for w in st.witnesses) + f" --quorum {st.quorum}",
+    }
+
+
 @router.get("/log")
 def log_page(request: Request) -> Response:
-    """Checkpoint, verifier key, the verify command and the recent entries."""
+    """Checkpoint, verifier key, witnesses, the verify command and the recent entries."""
     ctx: WebContext = request.app.state.ctx
     vkey = verifier_key(ctx)
     return page(
@@ -87,6 +112,7 @@ def log_page(request: Request) -> Response:
             "verify_command": verify_command(ctx, vkey),
             "entries": recent_entries(ctx, RECENT),
             "log_size": ctx.store.log_size(),
+            "witnesses": witnesses(ctx),
         },
     )
 
