@@ -208,3 +208,21 @@ class QueryLogReader:
                 key = (float(start), str(decision))
                 out[key] = out.get(key, 0) + int(n)
         return out
+
+    def block_buckets(
+        self, f: Filters, width: float
+    ) -> list[tuple[float, str, tuple[int, ...], int]]:
+        """Blocks per (time bucket start, jurisdiction, orders), ``width`` seconds each."""
+        where, params = Filters(
+            decision="block", since=f.since, until=f.until, jurisdiction=f.jurisdiction
+        ).where()
+        out: list[tuple[float, str, tuple[int, ...], int]] = []
+        for seg in self.segments(f):
+            for start, code, orders, n in self._ask(
+                seg,
+                f"SELECT CAST(time / ? AS INTEGER) * ?, jurisdiction, orders, count(*) "
+                f"FROM queries{where} GROUP BY 1, 2, 3",
+                [width, width, *params],
+            ):
+                out.append((float(start), str(code), decode_orders(str(orders)), int(n)))
+        return out

@@ -9,6 +9,7 @@ non-public fields, and write nothing. Every refused scope is counted in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -72,6 +73,12 @@ def authenticate(
     token = ctx.tokens.authenticate(credentials.credentials)
     if token is None:
         raise _unauthorized("invalid or revoked token")
+    return principal_of(ctx, token)
+
+
+def principal_of(ctx: Any, token: ApiToken) -> Principal:
+    """The Principal of an authenticated token (its authority looked up for authority
+    tokens); shared by the API's bearer check and the console's sessions."""
     authority = None
     if token.role is TokenRole.AUTHORITY and token.authority_id is not None:
         with ctx.store.read() as conn:
