@@ -42,8 +42,10 @@ class Running:
         return dns.query.udp(q, "127.0.0.1", port=self.dns_port, timeout=3)
 
 
-def config_text(s: Seeded, nsd_port: int, dns_port: int, web_port: int, qlog: Path) -> str:
-    """The TOML config of the gateway under test."""
+def config_text(
+    s: Seeded, nsd_port: int, dns_port: int, web_port: int, qlog: Path, ledger_extra: str = ""
+) -> str:
+    """The TOML config of the gateway under test (``ledger_extra``: more [ledger] lines)."""
     ledger = s.config.ledger
     return f"""
 [store]
@@ -52,6 +54,7 @@ url = "{s.url}"
 key_file = "{ledger.key_file}"
 tiles_dir = "{ledger.tiles_dir}"
 origin = "{ledger.origin}"
+{ledger_extra}
 [dns]
 listen = ["127.0.0.1:{dns_port}"]
 default_jurisdiction = "aa"
@@ -70,12 +73,14 @@ query_log_dir = "{qlog}"
 
 
 @contextlib.contextmanager
-def running_gateway(s: Seeded, nsd: NSD, workdir: Path) -> Iterator[Running]:
+def running_gateway(
+    s: Seeded, nsd: NSD, workdir: Path, ledger_extra: str = ""
+) -> Iterator[Running]:
     """Start ``clearwall serve`` and wait until both DNS and the web app answer."""
     dns_port, web_port = free_port(), free_port()
     qlog = workdir / "querylog"
     config = workdir / "clearwall.toml"
-    config.write_text(config_text(s, nsd.port, dns_port, web_port, qlog))
+    config.write_text(config_text(s, nsd.port, dns_port, web_port, qlog, ledger_extra))
     log = workdir / "serve.log"
     env = {**os.environ, "CLEARWALL_SERVE_IN_PROCESS": "1"}
     with log.open("w") as out:

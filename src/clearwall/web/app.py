@@ -49,7 +49,7 @@ from clearwall.errors import (
 from clearwall.ledger.log import TransparencyLog
 from clearwall.store.db import Store
 from clearwall.store.service import PolicyService
-from clearwall.web import blockpage, console
+from clearwall.web import blockpage, console, health
 from clearwall.web.api import api_router
 from clearwall.web.auth import scope_counter
 from clearwall.web.context import (
@@ -282,6 +282,7 @@ def create_app(
     app.include_router(api_router())
     app.include_router(portal_router())
     console.install(app)  # /console: the operator and authority console
+    health.register(ctx.registry, ctx.store, ctx.tlog)  # log size for the ops alerts
     _mount_ledger(app, ctx)
 
     @app.get("/metrics", include_in_schema=False)
