@@ -11,6 +11,7 @@ import datetime as dt
 import email.utils
 import http.server
 import json
+import re
 import socket
 import sqlite3
 import subprocess
@@ -237,3 +238,12 @@ def test_a_skewed_clock(site: Site, skewed_clock: str) -> None:
     failed = [f for f in found if f["status"] == "FAIL"]
     assert rc == 1 and [f["check"] for f in failed] == ["clock"], found
     assert "behind" in failed[0]["detail"]
+
+
+def test_the_docs_table_lists_every_check() -> None:
+    from clearwall.cli.doctor import CHECKS
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cli.md").read_text()
+    section = doc.split("## Doctor", 1)[1]
+    table = re.findall(r"^\| ([a-z ]+) \|", section, re.M)
+    assert [name for name, _ in CHECKS] == [t for t in table if t != "check"]

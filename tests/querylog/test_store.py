@@ -56,7 +56,7 @@ def test_orders_round_trip(orders: tuple[int, ...]) -> None:
 
 
 def _row(t: float, name: str, decision: str = "allow", orders: str = "", j: str = "aa") -> Row:
-    return (t, "192.0.2.0/24", j, name, 1, decision, orders, 0, 0.1, "udp")
+    return (t, "192.0.2.0/24", j, name, 1, decision, orders, 0, 0.1, "udp", 1, 0.2)
 
 
 def test_rotates_by_size_and_prunes_by_size(tmp_path: Path) -> None:
@@ -122,3 +122,16 @@ def test_reader_filters(tmp_path: Path) -> None:
         (5, [("bad.example", 1), ("w1.bad.example", 1)]),
     ]
     assert [e.to_json()["orders"] for e in r.export(Filters(order=5))] == [[4, 5], [5]]
+
+
+def test_the_documented_config_loads(tmp_path: Path) -> None:
+    import re
+
+    from clearwall.config import load_config
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "querylog.md").read_text()
+    block = re.search(r"```toml\n(.*?)```", doc, re.S)
+    assert block
+    (tmp_path / "c.toml").write_text(block.group(1))
+    logging = load_config(tmp_path / "c.toml").logging
+    assert logging.query_log and logging.client_prefix_v4 == 24

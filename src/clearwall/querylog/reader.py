@@ -70,6 +70,8 @@ def _entry(row: tuple[Any, ...]) -> Entry:
         rcode=None if row[7] is None else int(row[7]),
         latency_ms=float(row[8]),
         transport=str(row[9]),
+        count=int(row[10]),
+        latency_max_ms=float(row[11]),
     )
 
 
@@ -113,7 +115,7 @@ class QueryLogReader:
                 return []  # deleted or still empty (no table yet)
 
     def search(self, f: Filters, limit: int = 100, offset: int = 0) -> list[Entry]:
-        """Matching records, newest first (``offset`` skips that many)."""
+        """Matching records, newest first (``offset`` skips that many records)."""
         where, params = f.where()
         want = limit + offset
         rows: list[tuple[Any, ...]] = []
@@ -132,23 +134,23 @@ class QueryLogReader:
         return [_entry(r) for r in rows[offset:want]]
 
     def count(self, f: Filters) -> int:
-        """How many records match."""
+        """How many answers the matching records stand for."""
         where, params = f.where()
         return sum(
-            int(r[0])
+            int(r[0] or 0)
             for seg in self.segments(f)
-            for r in self._ask(seg, f"SELECT count(*) FROM queries{where}", params)
+            for r in self._ask(seg, f"SELECT sum(count) FROM queries{where}", params)
         )
 
     def tally(self, f: Filters, column: str) -> Counter[str]:
-        """Matching records counted by one column (``decision``, ``jurisdiction``, …)."""
+        """Answers of the matching records by one column (``decision``, ``jurisdiction``, …)."""
         if column not in ("decision", "jurisdiction", "qname", "transport"):
             raise ValueError(f"cannot tally by {column!r}")
         where, params = f.where()
         out: Counter[str] = Counter()
         for seg in self.segments(f):
             for key, n in self._ask(
-                seg, f"SELECT {column}, count(*) FROM queries{where} GROUP BY {column}", params
+                seg, f"SELECT {column}, sum(count) FROM queries{where} GROUP BY {column}", params
             ):
                 out[str(key)] += int(n)
         return out
@@ -168,7 +170,7 @@ class QueryLogReader:
         for seg in self.segments(f):
             for orders, qname, n in self._ask(
                 seg,
-                f"SELECT orders, qname, count(*) FROM queries{where} GROUP BY orders, qname",
+                f"SELECT orders, qname, sum(count) FROM queries{where} GROUP BY orders, qname",
                 params,
             ):
                 for oid in decode_orders(str(orders)):
@@ -201,7 +203,7 @@ class QueryLogReader:
         for seg in self.segments(f):
             for start, decision, n in self._ask(
                 seg,
-                f"SELECT CAST(time / ? AS INTEGER) * ?, decision, count(*) FROM queries{where} "
+                f"SELECT CAST(time / ? AS INTEGER) * ?, decision, sum(count) FROM queries{where} "
                 "GROUP BY 1, 2",
                 [width, width, *params],
             ):
@@ -220,7 +222,7 @@ class QueryLogReader:
         for seg in self.segments(f):
             for start, code, orders, n in self._ask(
                 seg,
-                f"SELECT CAST(time / ? AS INTEGER) * ?, jurisdiction, orders, count(*) "
+                f"SELECT CAST(time / ? AS INTEGER) * ?, jurisdiction, orders, sum(count) "
                 f"FROM queries{where} GROUP BY 1, 2, 3",
                 [width, width, *params],
             ):

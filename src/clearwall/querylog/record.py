@@ -7,9 +7,13 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-Raw = tuple[float, float, str, str, bytes, str, int, tuple[int, ...], bool]
-"""What the data plane queues per answer: (perf_counter time, latency in seconds,
-truncated client prefix, jurisdiction, raw query, decision, rcode or -1, order ids, tcp)."""
+Key = tuple[int, str, bytes, bool, int]
+"""How the data plane groups answers: (second on ``time.perf_counter``, client host, the
+query after its ID, tcp, rcode or -1). The host never leaves the DNS process."""
+
+Shipped = tuple[int, int, float, float, str, str, bytes, str, int, tuple[int, ...], bool]
+"""One group as shipped to the writer: (second, count, latency sum, latency max, client
+prefix, jurisdiction, query after its ID, decision, rcode or -1, order ids, tcp)."""
 
 COLUMNS = (
     "time",
@@ -22,6 +26,8 @@ COLUMNS = (
     "rcode",
     "latency_ms",
     "transport",
+    "count",
+    "latency_max_ms",
 )
 
 
@@ -43,9 +49,10 @@ def truncate(host: str, v4: int, v6: int) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One stored query: what the console shows and the export writes."""
+    """Identical answers within one second, counted: what the console shows and the
+    export writes (``count`` is 1 for a query asked once that second)."""
 
-    time: float  # Unix seconds, UTC
+    time: float  # Unix seconds, UTC, to the second
     client: str  # the client's network prefix, e.g. 192.0.2.0/24
     jurisdiction: str  # "" when the client is in none
     qname: str
@@ -53,8 +60,10 @@ class Entry:
     decision: str  # allow, block, refuse, ratelimit, fail
     orders: tuple[int, ...]  # the orders cited by the answer (blocks: deciding first)
     rcode: int | None  # None: nothing was sent (rate limited)
-    latency_ms: float  # from the query's parse to its reply, inside the gateway
+    latency_ms: float  # mean, from the query's parse to its reply, inside the gateway
     transport: str  # udp or tcp
+    count: int = 1  # answers this record stands for
+    latency_max_ms: float = 0.0
 
     @property
     def when(self) -> dt.datetime:
@@ -95,7 +104,9 @@ class Entry:
             "orders": list(self.orders),
             "rcode": self.rcode_text if self.rcode is not None else None,
             "latency_ms": round(self.latency_ms, 3),
+            "latency_max_ms": round(self.latency_max_ms, 3),
             "transport": self.transport,
+            "count": self.count,
         }
 
 
@@ -109,10 +120,12 @@ def decode_orders(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.strip(",").split(",") if x)
 
 
-def question_of(data: bytes) -> tuple[str, int]:
-    """(qname, qtype) of a raw query the gateway already parsed (so well-formed)."""
+def question_of(after_id: bytes) -> tuple[str, int]:
+    """(qname, qtype) of a query the gateway already parsed (so well-formed), given
+    without its 2-byte ID."""
     from clearwall.dnsserver.wire import qname_text
 
+    data = b"\0\0" + after_id
     off = 12
     length = data[off]
     while length:

@@ -34,11 +34,15 @@ CREATE TABLE IF NOT EXISTS queries (
     orders TEXT NOT NULL,
     rcode INTEGER,
     latency_ms REAL NOT NULL,
-    transport TEXT NOT NULL
+    transport TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    latency_max_ms REAL NOT NULL
 )
 """
-INSERT = "INSERT INTO queries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-Row = tuple[float, str, str, str, int, str, str, int | None, float, str]
+INSERT = "INSERT INTO queries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+Row = tuple[float, str, str, str, int, str, str, int | None, float, str, int, float]
+"""(time, client, jurisdiction, qname, qtype, decision, orders, rcode, mean latency ms,
+transport, count, max latency ms): identical answers of one second, counted."""
 
 
 @dataclass(frozen=True, slots=True)

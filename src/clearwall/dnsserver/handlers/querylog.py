@@ -3,7 +3,8 @@
 Built only when ``[logging] query_log`` is on; otherwise it is not in the chain, and the
 fast path is the one without it (zero cost when off). It stands outside the responder,
 so it sees each rendered reply (its rcode) after it is ready; recording is one
-``Recorder.add`` (client truncated there, a deque append), never I/O.
+``Recorder.add`` (a dictionary lookup and a counter for an answer repeated within the
+second), never I/O; client addresses are truncated when the groups are shipped.
 
 On the UDP fast path (``wrap_fast``) the replies come from the responder's kept
 renderings: the record's decision and deciding order are read back from the entry that
@@ -49,6 +50,7 @@ class QueryLog:
 
     def _forget(self, _new: PolicyView) -> None:
         self._orders.clear()
+        self.recorder.ship()  # a group never spans two policies
 
     def __call__(self, ctx: Context) -> Result:
         """Run the chain below, then record its answer."""
@@ -74,21 +76,22 @@ class QueryLog:
                 if verdict is not None and verdict.citations
                 else ()
             )
+            after_id = ctx.after_id
             if orders and answer.kind is AnswerKind.BLOCKED and not ctx.tcp:
                 kept = self._orders
                 if len(kept) >= _ORDERS_MAX:
                     kept.clear()
-                kept[ctx.after_id] = (ctx.jurisdiction, orders)
+                kept[after_id] = (ctx.jurisdiction, orders)
             self.recorder.add(
                 now,
                 now - start,
                 ctx.host,
-                ctx.jurisdiction,
-                ctx.data,
-                answer.decision,
-                reply[3] & 0x0F if reply else -1,
-                orders,
+                after_id,
                 ctx.tcp,
+                reply[3] & 0x0F if reply else -1,
+                ctx.jurisdiction,
+                answer.decision,
+                orders,
             )
         except Exception:  # the reply must go out whatever happens to its record
             self._report()
@@ -107,7 +110,8 @@ class QueryLog:
             return lambda _data, _host: None
         meta = self._meta(responder)
         codes = jurisdiction._memo if jurisdiction is not None else {}
-        add = self.recorder.add
+        recorder = self.recorder
+        groups = recorder.groups
 
         def logged(data: bytes, host: str) -> bytes | None:
             start = perf_counter()
@@ -115,11 +119,22 @@ class QueryLog:
             if out is None:
                 return None
             now = perf_counter()
+            latency = now - start
+            after_id = data[2:]
+            # Recorder.add, inlined: a repeated answer costs one dictionary lookup.
+            key = (int(now), host, after_id, False, out[3] & 0x0F)
+            cell = groups.get(key)
+            if cell is not None:
+                cell[0] += 1  # type: ignore[operator]
+                cell[1] += latency  # type: ignore[operator]
+                if latency > cell[2]:  # type: ignore[operator]
+                    cell[2] = latency
+                return out
             try:
                 code = codes.get(host, "")
-                found = meta(code, data[2:])
+                found = meta(code, after_id)
                 decision, orders = found if found is not None else ("allow", ())
-                add(now, now - start, host, code, data, decision, out[3] & 0x0F, orders, False)
+                recorder.open(key, latency, code, decision, orders)
             except Exception:
                 self._report()
             return out
