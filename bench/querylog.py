@@ -27,11 +27,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 import dns.message  # noqa: E402
 
-from clearwall.config import DNSConfig, LoggingConfig
-from clearwall.dnsserver.gateway import Gateway, build_gateway
-from clearwall.dnsserver.memory import MemoryUpstream
-from clearwall.dnsserver.policy import StaticPolicy
-from clearwall.model import Action, AuthorityKind, Category, OrderRef
+from clearwall.config import DNSConfig, LoggingConfig  # noqa: E402
+from clearwall.dnsserver.gateway import Gateway, build_gateway  # noqa: E402
+from clearwall.dnsserver.memory import MemoryUpstream  # noqa: E402
+from clearwall.dnsserver.policy import StaticPolicy  # noqa: E402
+from clearwall.model import Action, AuthorityKind, Category, OrderRef  # noqa: E402
 
 ORDER = OrderRef(
     1, "*", "Court", AuthorityKind.COURT, Category.COURT_ORDER, Action.NXDOMAIN, "O", "A", "R"
@@ -108,7 +108,7 @@ def main() -> None:
     for key, label in (("allowed_ns", "cache hit"), ("blocked_ns", "block")):
         print(f"| {label} | {off[key]:.0f} | {logged[key]:.0f} | {logged[key] - off[key]:+.0f} |")
     print(
-        f"writer process: {logged['writer_us_per_record']:.2f} µs CPU per stored record "
+        f"writer process: {logged['writer_us_per_record']:.2f} µs CPU per answer stored "
         f"({logged['records']:,.0f} stored, {logged['dropped']:,.0f} dropped)"
     )
 
