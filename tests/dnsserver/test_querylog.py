@@ -146,3 +146,30 @@ async def test_a_failing_store_costs_records_not_replies(nsd: NSD, tmp_path: Pat
         await gw.stop()
     assert gw.metrics.querylog_dropped == 4
     assert gw.querylog is not None and gw.querylog.failures >= 1
+
+
+async def test_answers_differing_only_in_edns_options_are_one_group(
+    nsd: NSD, tmp_path: Path
+) -> None:
+    import time
+
+    import dns.edns
+
+    config = _config(tmp_path)
+    gw = await _gateway(nsd, config)
+    try:
+        for _attempt in range(5):  # both inside one second (groups are per second)
+            before = int(time.perf_counter())
+            for cookie in (b"\x01" * 8, b"\x02" * 8):  # dig sends a fresh cookie per query
+                q = dns.message.make_query(
+                    "blocked.example.test", "A", use_edns=0,
+                    options=[dns.edns.GenericOption(dns.edns.COOKIE, cookie)],
+                )  # fmt: skip
+                await gw.resolve(q.to_wire(), client="127.0.0.9", tcp=True)
+            if int(time.perf_counter()) == before:
+                break
+            gw.querylog.groups.clear()  # type: ignore[union-attr]
+    finally:
+        await gw.stop()
+    [entry] = QueryLogReader(config.query_log_dir).search(Filters())
+    assert (entry.qname, entry.count, entry.transport) == ("blocked.example.test", 2, "tcp")

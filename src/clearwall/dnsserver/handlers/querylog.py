@@ -76,17 +76,18 @@ class QueryLog:
                 if verdict is not None and verdict.citations
                 else ()
             )
-            after_id = ctx.after_id
             if orders and answer.kind is AnswerKind.BLOCKED and not ctx.tcp:
                 kept = self._orders
                 if len(kept) >= _ORDERS_MAX:
                     kept.clear()
-                kept[after_id] = (ctx.jurisdiction, orders)
+                kept[ctx.after_id] = (ctx.jurisdiction, orders)
             self.recorder.add(
                 now,
                 now - start,
                 ctx.host,
-                after_id,
+                # Header and question only: queries differing in their EDNS options
+                # (a DNS cookie per query, say) still count in one group.
+                ctx.data[2 : ctx.q.qend],
                 ctx.tcp,
                 reply[3] & 0x0F if reply else -1,
                 ctx.jurisdiction,
