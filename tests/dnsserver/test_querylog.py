@@ -173,3 +173,56 @@ async def test_answers_differing_only_in_edns_options_are_one_group(
         await gw.stop()
     [entry] = QueryLogReader(config.query_log_dir).search(Filters())
     assert (entry.qname, entry.count, entry.transport) == ("blocked.example.test", 2, "tcp")
+
+
+def test_serve_with_workers_logs_from_each_and_stops_cleanly(nsd: NSD, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import dns.exception
+    import dns.query
+
+    from dnsserver.upstreams import free_port
+
+    port = free_port()
+    qlog = tmp_path / "ql"
+    config = tmp_path / "clearwall.toml"
+    config.write_text(
+        f'[dns]\nlisten = ["127.0.0.1:{port}"]\nworkers = 2\n'
+        f'[dns.upstream]\nservers = ["127.0.0.1:{nsd.port}"]\n'
+        f'[logging]\nquery_log = true\nquery_log_dir = "{qlog}"\n'
+    )
+    subprocess.run(
+        [sys.executable, "-m", "clearwall", "init", "--db", f"sqlite:///{tmp_path / 'cw.db'}"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clearwall", "serve", "--config", str(config), "--web", "off",
+         "--db", f"sqlite:///{tmp_path / 'cw.db'}"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    sent = 0
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                q = dns.message.make_query("www.example.test", "A")
+                dns.query.udp(q, "127.0.0.1", port=port, timeout=1)
+                sent += 1
+                break
+            except (dns.exception.Timeout, OSError):
+                assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+                assert time.monotonic() < deadline, "not serving"
+        for _ in range(40):
+            q = dns.message.make_query("www.example.test", "A")
+            assert dns.query.udp(q, "127.0.0.1", port=port, timeout=2).rcode() == 0
+            sent += 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert QueryLogReader(qlog).count(Filters()) == sent, out
+    writers = {p.name.split("-")[2].split(".")[0] for p in qlog.glob("q-*.sqlite")}
+    assert writers <= {"w0", "w1"} and writers, writers

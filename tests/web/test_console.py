@@ -310,3 +310,33 @@ async def test_operator_creates_a_token_shown_once(
     assert r.status_code == 201
     secret = re.search(r'value="(cw_[^"]+)"', r.text).group(1)  # type: ignore[union-attr]
     assert secret not in (await browser.get("/console/tokens")).text
+
+
+async def test_an_authority_amends_its_order(
+    browser: httpx.AsyncClient, seeded_sqlite: Seeded
+) -> None:
+    s = seeded_sqlite
+    await sign_in(browser, s.tokens["auth_a"])
+    page = await browser.get(f"/console/orders/{s.order_a}")
+    r = await browser.post(
+        f"/console/orders/{s.order_a}/amend",
+        data={
+            "csrf_token": _csrf(page.text),
+            "add": "new-mirror.example\n",
+            "remove": "also-a.example\n",
+            "format": "domains",
+            "reason": "Second list from the claimant",
+        },
+    )
+    assert r.status_code == 303 and "Order+amended" in r.headers["location"]
+    assert {rule.value for rule in s.service.order_rules(s.order_a)} == {
+        "blocked-a.example",
+        "new-mirror.example",
+    }
+    page = await browser.get(f"/console/orders/{s.order_a}")
+    assert "order-amended" in page.text and "Second list from the claimant" in page.text
+    r = await browser.post(
+        f"/console/orders/{s.order_a}/amend",
+        data={"csrf_token": _csrf(page.text), "add": "x.example", "reason": ""},
+    )
+    assert "Not+done" in r.headers["location"]  # a reason is required (the API's rule)
