@@ -68,8 +68,12 @@ def compile_to(
             build_snapshot(store, base_url).save(out)
         else:
             from clearwall.policy.layered import save_overlay
+            from clearwall.policy.snapshot import saved_jurisdictions
 
-            overlay, masked = build_overlay(store, since, base_url)
+            # The jurisdictions in force at the base, so only the new entries are read.
+            overlay, masked = build_overlay(
+                store, since, base_url, base_jurisdictions=saved_jurisdictions(base)
+            )
             save_overlay(overlay, out, base, masked)
     finally:
         store.engine.dispose()
