@@ -74,7 +74,9 @@ class LedgerConfig:
 class UpstreamConfig:
     """Where cache misses are forwarded, and how patiently."""
 
-    servers: tuple[HostPort, ...] = (HostPort("127.0.0.1", 53),)
+    # Empty: the nameservers ``resolv_conf`` lists (never the gateway itself).
+    servers: tuple[HostPort, ...] = ()
+    resolv_conf: Path = Path("/etc/resolv.conf")  # read at start and on SIGHUP
     per_jurisdiction: Mapping[str, tuple[HostPort, ...]] = field(default_factory=dict)
     timeout: float = 1.5  # seconds per upstream attempt
     attempts: int = 2  # tries per server before failing over

@@ -146,13 +146,18 @@ def register(app: typer.Typer) -> None:
         store_url = None if snapshot is not None else cfg.store.url
         snapshot_dir = snapshot_dir or default_snapshot_dir(cfg.store.url)
         web_listen: HostPort | None = cfg.web.listen
+        from clearwall.dnsserver.resolvconf import default_upstreams
+
+        upstreams = default_upstreams(cfg.dns)  # fails here, clearly, when there is none
         log.info(
-            "clearwall serve starting: DNS %s, %d worker(s), upstream %s, policy %s",
+            "clearwall serve starting: DNS %s, %d worker(s), policy %s",
             ", ".join(str(hp) for hp in cfg.dns.listen),
             cfg.dns.workers,
-            ", ".join(str(hp) for hp in cfg.dns.upstream.servers),
             f"snapshot {snapshot}" if snapshot else "from the store",
         )
+        log.info("upstream: %s", upstreams.describe())
+        for code, servers in sorted(cfg.dns.upstream.per_jurisdiction.items()):
+            log.info("upstream for %s: %s", code, ", ".join(str(s) for s in servers))
         web_app = _web_starter(cfg, store_url) if (store_url and web_listen) else None
         opts = ServeOptions(
             config=cfg,

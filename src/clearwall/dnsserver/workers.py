@@ -56,6 +56,9 @@ class ServeOptions:
 
 def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | None]:
     if opts.snapshot is not None:
+        from clearwall.dnsserver.policy_source import saved_size
+
+        log.info("serving the compiled snapshot %s: %s", opts.snapshot, saved_size(opts.snapshot))
         return opts.snapshot, None
     if opts.store_url is None:
         return None, None
