@@ -131,6 +131,12 @@ def init(
     """Create the store (migrations), the var directory and the ledger key; optionally a demo."""
     with errors():
         s = settings(db, config)
+        if demo:
+            from clearwall.demo import data_dir
+
+            # Before anything is written: a store created without its demo would make
+            # the next `make run` (which inits only a missing store) serve an empty one.
+            data = data_dir(data)
         ledger = s.config.ledger
         Path(ledger.tiles_dir).mkdir(parents=True, exist_ok=True)
         key_file = Path(ledger.key_file)
