@@ -147,3 +147,57 @@ def test_no_usable_upstream_is_a_one_line_error(tmp_path: Path) -> None:
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "clearwall: error: [dns.upstream] servers is empty and" in result.stderr
     assert "lists no nameserver but this gateway itself (127.0.0.1:53)" in result.stderr
+
+
+def test_a_reload_that_finds_no_upstream_keeps_the_running_chain(tmp_path: Path) -> None:
+    """SIGHUP reads resolv.conf again; one that now lists nothing usable is refused with
+    one logged line, and the gateway goes on serving with the chain it had."""
+    import signal
+    import time
+
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    from clearwall.policy.snapshot import PolicySnapshot
+
+    snap = tmp_path / "empty.snap"
+    PolicySnapshot.compile([], [], tree_size=0, base_url="").save(snap)
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 192.0.2.53\n")
+    (tmp_path / "cw.toml").write_text(
+        f'[dns.upstream]\nresolv_conf = "{resolv}"\ntimeout = 0.2\nattempts = 1\n'
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = ["serve", "--web", "off", "--config", "cw.toml", "--snapshot", str(snap)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clearwall", *argv, "--dns", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def rcode() -> int | None:
+        try:
+            query = dns.message.make_query("x.test", "A")
+            return dns.query.udp(query, "127.0.0.1", timeout=2, port=port).rcode()
+        except (dns.exception.Timeout, OSError):
+            return None
+
+    try:
+        deadline = time.monotonic() + 30
+        while rcode() is None:
+            assert time.monotonic() < deadline and proc.poll() is None, "not serving"
+        resolv.write_text("")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert rcode() == dns.rcode.SERVFAIL  # still served: 192.0.2.53 does not answer
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0, out
+    assert "SIGHUP: config not reloaded: [dns.upstream] servers is empty and" in out
+    assert "Traceback" not in out
