@@ -102,7 +102,9 @@ class LedgerConfig:
 class UpstreamConfig:
     """Where cache misses are forwarded, and how patiently."""
 
-    servers: tuple[HostPort, ...] = (HostPort("127.0.0.1", 53),)
+    # Empty: the nameservers ``resolv_conf`` lists (never the gateway itself).
+    servers: tuple[HostPort, ...] = ()
+    resolv_conf: Path = Path("/etc/resolv.conf")  # read at start and on SIGHUP
     per_jurisdiction: Mapping[str, tuple[HostPort, ...]] = field(default_factory=dict)
     timeout: float = 1.5  # seconds per upstream attempt
     attempts: int = 2  # tries per server before failing over
@@ -187,12 +189,22 @@ class WebConfig:
 
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
-    """What the process logs. Client addresses are never logged unless enabled."""
+    """What the process logs: never a query, never a client address.
+
+    ``query_log`` exists only to be refused when true: the query log (truncated client
+    addresses, bounded retention) is specified in a later issue, and an option that
+    promises it while nothing logs would mislead the operator and the public alike.
+    """
 
     level: str = "INFO"
     query_log: bool = False
-    client_prefix_v4: int = 24  # truncation applied when query_log is on
-    client_prefix_v6: int = 48
+
+    def __post_init__(self) -> None:
+        if self.query_log:
+            raise ConfigError(
+                "[logging] query_log = true: clearwall has no query log yet (it logs no "
+                "queries and no client addresses); remove the option or set it to false"
+            )
 
 
 @dataclass(frozen=True, slots=True)

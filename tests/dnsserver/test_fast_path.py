@@ -3,7 +3,8 @@
 Two identical chains see the same query sequence on the same clock; one answers the
 way the UDP listener does (fast path first, the chain when it declines), the other
 always through the chain. Hypothesis varies names (blocked, allowed, negative, case),
-types, header bits, EDNS, clients (loopback, rate-limited, refused) and time.
+types, header bits, EDNS, clients (loopback, rate-limited, in a jurisdiction's network,
+refused) and time; and the ACL follows policy swaps that add or remove a network.
 """
 
 from __future__ import annotations
@@ -75,13 +76,19 @@ POLICY = StaticPolicy(
             order(2, kind=AuthorityKind.OPERATOR, category=Category.MALWARE, action=Action.SINKHOLE)
         ],
         "nodata.test": [order(3, action=Action.NODATA)],
-    }
+        "xa-only.test": [order(4, jurisdiction="xa")],
+    },
+    networks={"10.77.1.0/24": "xa"},
 )
-CLIENTS = ("127.0.0.1", "192.0.2.7", "192.0.2.99", "198.51.100.9")  # last: not allowed
+# allowed (loopback, allow_networks twice, a jurisdiction's network), then not allowed
+CLIENTS = ("127.0.0.1", "192.0.2.7", "192.0.2.99", "10.77.1.20", "198.51.100.9")
 
 
 def chain(
-    clock: Clock, fuse: bool = True, ratelimit: bool = True
+    clock: Clock,
+    fuse: bool = True,
+    ratelimit: bool = True,
+    holder: PolicyHolder | None = None,
 ) -> tuple[Handler, FastPath | None, DNSMetrics]:
     config = dataclasses.replace(
         dns_config(53),
@@ -89,7 +96,7 @@ def chain(
         ratelimit=RateLimitConfig(enabled=ratelimit, queries_per_second=2.0, burst=3.0, slip=2),
     )
     metrics = DNSMetrics()
-    services = Services(config, PolicyHolder(POLICY), metrics, Upstream(), clock)
+    services = Services(config, holder or PolicyHolder(POLICY), metrics, Upstream(), clock)
     entry, _names, fast = build(services, fuse=fuse)
     return entry, fast, metrics
 
@@ -106,7 +113,14 @@ async def general(entry: Handler, metrics: DNSMetrics, data: bytes, host: str) -
 
 
 names = st.sampled_from(
-    ["www.example.test", "x.blocked.test", "sink.test", "a.nodata.test", "nx.example.test"]
+    [
+        "www.example.test",
+        "x.blocked.test",
+        "sink.test",
+        "a.nodata.test",
+        "nx.example.test",
+        "xa-only.test",
+    ]
 ).map(lambda n: "".join(c.upper() if i % 3 == 0 else c for i, c in enumerate(n)))
 query = st.tuples(
     st.one_of(names, names.map(str.lower), names.map(str.lower)),
@@ -145,7 +159,7 @@ def cacheable(name: str, rdtype: str) -> bool:
     cache, so its repeats rightly go through the chain.
     """
     name = name.lower()
-    blocked = name.endswith(("blocked.test", "sink.test", "nodata.test"))
+    blocked = name.endswith(("blocked.test", "sink.test", "nodata.test", "xa-only.test"))
     return blocked or name.startswith("nx.") or rdtype in ("A", "AAAA")
 
 
@@ -263,3 +277,46 @@ def test_no_fast_path_without_a_cache() -> None:
     services = Services(config, PolicyHolder(POLICY), DNSMetrics(), Upstream(), Clock())
     _entry, names, fast = build(services)
     assert "cache" not in names and fast is None
+
+
+def test_the_acl_follows_jurisdiction_networks_across_swaps() -> None:
+    """A client in a jurisdiction's network is served by the fused path, the Python
+    steps and the chain alike; a network a swap adds is served from that swap on, and
+    one a swap removes is refused again (no admission outlives the policy it came from)."""
+
+    async def run() -> None:
+        clock = Clock()
+        holders = [PolicyHolder(POLICY) for _ in range(3)]
+        # No rate limit: each client asks more than the test limiter's burst.
+        c_entry, c_fast, c_metrics = chain(clock, True, False, holders[0])
+        py_entry, py_fast, py_metrics = chain(clock, False, False, holders[1])
+        entry, _fast, metrics = chain(clock, True, False, holders[2])
+        assert c_fast is not None and py_fast is not None
+
+        async def rcodes(host: str, name: str = "www.example.test") -> set[int]:
+            data = wire(name, "A", 9, True, False, 1232, False)
+            got = set()
+            for _ in range(3):  # repeats are what the fast paths serve
+                for fast, e, m in ((c_fast, c_entry, c_metrics), (py_fast, py_entry, py_metrics)):
+                    reply = fast(data, host) or await general(e, m, data, host)
+                    got.add(dns.message.from_wire(reply).rcode())
+                reply = await general(entry, metrics, data, host)
+                got.add(dns.message.from_wire(reply).rcode())
+            return got
+
+        def swap(networks: dict[str, str], version: int) -> None:
+            policy = dataclasses.replace(POLICY, networks=networks, version=version, _memo={})
+            for holder in holders:
+                holder.swap(policy)
+
+        assert await rcodes("10.77.1.20") == {dns.rcode.NOERROR}
+        assert await rcodes("10.77.1.20", "xa-only.test") == {dns.rcode.NXDOMAIN}
+        assert await rcodes("10.77.2.20") == {dns.rcode.REFUSED}
+        swap({"10.77.1.0/24": "xa", "10.77.2.0/24": "xb"}, 2)
+        assert await rcodes("10.77.2.20") == {dns.rcode.NOERROR}
+        assert await rcodes("10.77.2.20", "xa-only.test") == {dns.rcode.NOERROR}
+        swap({"10.77.2.0/24": "xb"}, 3)
+        assert await rcodes("10.77.1.20") == {dns.rcode.REFUSED}
+        assert await rcodes("10.77.2.20") == {dns.rcode.NOERROR}
+
+    asyncio.run(run())

@@ -98,6 +98,7 @@ def register(app: typer.Typer) -> None:
         group.info.no_args_is_help = True
         app.add_typer(group, name=name)
     jurisdictions.command("add")(jurisdictions_add)
+    jurisdictions.command("update")(jurisdictions_update)
     jurisdictions.command("list")(jurisdictions_list)
     jurisdictions.command("show")(jurisdictions_show)
     authorities.command("add")(authorities_add)
@@ -130,6 +131,12 @@ def init(
     """Create the store (migrations), the var directory and the ledger key; optionally a demo."""
     with errors():
         s = settings(db, config)
+        if demo:
+            from clearwall.demo import data_dir
+
+            # Before anything is written: a store created without its demo would make
+            # the next `make run` (which inits only a missing store) serve an empty one.
+            data = data_dir(data)
         ledger = s.config.ledger
         Path(ledger.tiles_dir).mkdir(parents=True, exist_ok=True)
         key_file = Path(ledger.key_file)
@@ -165,11 +172,33 @@ def jurisdictions_add(
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Add a jurisdiction with its client networks; prints its code."""
+    """Add a jurisdiction with its client networks (a logged change); prints its code."""
     with errors():
         service, _ = open_service(db, config)
         j = service.add_jurisdiction(code, name, network or [])
         typer.echo(j.code)
+
+
+def jurisdictions_update(
+    code: Annotated[str, typer.Argument(help="The jurisdiction's code.")],
+    name: Annotated[str | None, typer.Option(help="A new full name.")] = None,
+    add_network: Annotated[
+        list[str] | None, typer.Option(help="A client network (CIDR) to add; repeatable.")
+    ] = None,
+    remove_network: Annotated[
+        list[str] | None, typer.Option(help="A client network (CIDR) to remove; repeatable.")
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Rename a jurisdiction or change its networks (one logged change); prints its
+    networks."""
+    with errors():
+        service, _ = open_service(db, config)
+        j = service.update_jurisdiction(
+            code, name=name, add_networks=add_network or [], remove_networks=remove_network or []
+        )
+        typer.echo(f"{j.code}\t{j.name}\t{', '.join(str(n) for n in j.networks) or '-'}")
 
 
 def jurisdictions_list(

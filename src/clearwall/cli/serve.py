@@ -52,27 +52,36 @@ def _overrides(
 
 
 def _web_starter(config: Config, store_url: str) -> Callable[[Any, Callable[[], Any]], None]:
-    """Start the web app (portal, API, block pages, /metrics) on a thread of its own."""
+    """Start the web app (portal, API, block pages, /metrics) on ``[web] listen`` and the
+    dedicated block-page app on ``[web] blockpage_listen``, each on a thread of its own."""
 
     def start(collector: Any, policy: Callable[[], Any]) -> None:
         import uvicorn
         from prometheus_client import CollectorRegistry
 
-        from clearwall.web.app import create_app
+        from clearwall.web.app import create_app, create_blockpage_app
 
-        listen = config.web.listen
-        if listen is None:
-            return
         registry = CollectorRegistry()
         registry.register(collector)
-        app = create_app(config, store_url, snapshot_provider=policy, metrics_registry=registry)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app, host=listen.host, port=listen.port, log_level="warning", access_log=False
+
+        def run(app: Any, listen: HostPort, name: str) -> None:
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app, host=listen.host, port=listen.port, log_level="warning", access_log=False
+                )
             )
-        )
-        threading.Thread(target=server.run, name="web", daemon=True).start()
-        log.info("web app on http://%s (portal, API, block pages, /metrics)", listen)
+            threading.Thread(target=server.run, name=name, daemon=True).start()
+
+        listen = config.web.listen
+        if listen is not None:
+            app = create_app(config, store_url, snapshot_provider=policy, metrics_registry=registry)
+            run(app, listen, "web")
+            log.info("web app on http://%s (portal, API, block pages, /metrics)", listen)
+        pages = config.web.blockpage_listen
+        if pages is not None:
+            app = create_blockpage_app(config, store_url, snapshot_provider=policy)
+            run(app, pages, "blockpages")
+            log.info("block pages only on http://%s (point the sinkhole addresses here)", pages)
 
     return start
 
@@ -146,14 +155,20 @@ def register(app: typer.Typer) -> None:
         store_url = None if snapshot is not None else cfg.store.url
         snapshot_dir = snapshot_dir or default_snapshot_dir(cfg.store.url)
         web_listen: HostPort | None = cfg.web.listen
+        from clearwall.dnsserver.resolvconf import default_upstreams
+
+        upstreams = default_upstreams(cfg.dns)  # fails here, clearly, when there is none
         log.info(
-            "clearwall serve starting: DNS %s, %d worker(s), upstream %s, policy %s",
+            "clearwall serve starting: DNS %s, %d worker(s), policy %s",
             ", ".join(str(hp) for hp in cfg.dns.listen),
             cfg.dns.workers,
-            ", ".join(str(hp) for hp in cfg.dns.upstream.servers),
             f"snapshot {snapshot}" if snapshot else "from the store",
         )
-        web_app = _web_starter(cfg, store_url) if (store_url and web_listen) else None
+        log.info("upstream: %s", upstreams.describe())
+        for code, servers in sorted(cfg.dns.upstream.per_jurisdiction.items()):
+            log.info("upstream for %s: %s", code, ", ".join(str(s) for s in servers))
+        web_wanted = web_listen is not None or cfg.web.blockpage_listen is not None
+        web_app = _web_starter(cfg, store_url) if (store_url and web_wanted) else None
         opts = ServeOptions(
             config=cfg,
             config_path=config,

@@ -68,11 +68,33 @@ def compile_to(
             build_snapshot(store, base_url).save(out)
         else:
             from clearwall.policy.layered import save_overlay
+            from clearwall.policy.snapshot import saved_jurisdictions
 
-            overlay, masked = build_overlay(store, since, base_url)
+            # The jurisdictions in force at the base, so only the new entries are read.
+            overlay, masked = build_overlay(
+                store, since, base_url, base_jurisdictions=saved_jurisdictions(base)
+            )
             save_overlay(overlay, out, base, masked)
     finally:
         store.engine.dispose()
+
+
+def saved_size(path: Path) -> str:
+    """What a saved snapshot holds, for the log: orders, names with rules, response-IP
+    rules, jurisdictions, and its bytes on disk (so an operator sees why a start or a
+    compile takes the time it takes)."""
+    from clearwall.policy.snapshot import saved_meta
+
+    try:
+        meta = saved_meta(path)
+        on_disk = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
+        return (
+            f"{len(meta['orders']):,} orders, {int(meta['keys']):,} names, "
+            f"{len(meta['ip_rules']):,} response-IP rules, "
+            f"{len(meta['jurisdictions']):,} jurisdictions, {on_disk / 2**20:.1f} MiB"
+        )
+    except (OSError, KeyError, TypeError, ValueError, SnapshotError) as exc:
+        return f"size unknown: {exc}"
 
 
 def saved_tree_size(path: Path) -> int:
@@ -327,7 +349,7 @@ class PolicySource:
         """Compile the whole current policy (blocking), make it the base, and return its
         directory."""
         out, size, seconds = self._compile(self._overlay_compiler(), "policy")
-        log.info("policy version %d compiled in %.2fs", size, seconds)
+        log.info("policy version %d compiled in %.2fs: %s", size, seconds, saved_size(out))
         self._base = (out, size)
         self._published(out, size, None)
         return out
@@ -375,7 +397,9 @@ class PolicySource:
         def run() -> None:
             try:
                 out, size, seconds = self._compile(consolidator, "policy")
-                log.info("policy version %d consolidated in %.2fs", size, seconds)
+                log.info(
+                    "policy version %d consolidated in %.2fs: %s", size, seconds, saved_size(out)
+                )
                 self._consolidated = (out, size)
             except BaseException as exc:
                 self._consolidated = exc

@@ -56,6 +56,9 @@ class ServeOptions:
 
 def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | None]:
     if opts.snapshot is not None:
+        from clearwall.dnsserver.policy_source import saved_size
+
+        log.info("serving the compiled snapshot %s: %s", opts.snapshot, saved_size(opts.snapshot))
         return opts.snapshot, None
     if opts.store_url is None:
         return None, None
@@ -137,15 +140,29 @@ def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
     return names
 
 
+def _reloaded(opts: ServeOptions) -> Config | None:
+    """The config file read again and checked as far as building a chain needs (its
+    upstreams: resolv.conf is read again too); None, logged, when it cannot be used, so
+    the running chain stays as it is."""
+    from clearwall.dnsserver.resolvconf import default_upstreams
+
+    try:
+        config = load_config(opts.config_path, opts.overrides)
+        upstreams = default_upstreams(config.dns)
+    except Exception as exc:
+        log.error("SIGHUP: config not reloaded: %s", exc)
+        return None
+    log.info("SIGHUP: upstream: %s", upstreams.describe())
+    return config
+
+
 def _reloader(opts: ServeOptions, gw: Gateway) -> Callable[[], None]:
     def reload() -> None:
         if opts.config_path is None:
             log.info("SIGHUP: no config file to reload")
             return
-        try:
-            config = load_config(opts.config_path, opts.overrides)
-        except Exception as exc:
-            log.error("SIGHUP: config not reloaded: %s", exc)
+        config = _reloaded(opts)
+        if config is None:
             return
         if config.dns.listen != gw.config.listen:
             log.warning("SIGHUP: listen addresses change only on restart")
@@ -351,10 +368,8 @@ async def _supervise(
     def reload() -> None:
         if opts.config_path is None:
             return
-        try:
-            config = load_config(opts.config_path, opts.overrides)
-        except Exception as exc:
-            log.error("SIGHUP: config not reloaded: %s", exc)
+        config = _reloaded(opts)
+        if config is None:
             return
         broadcast(("config", config.dns))
         log.info("SIGHUP: config sent to %d workers", len(workers))

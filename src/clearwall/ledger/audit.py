@@ -9,7 +9,10 @@ Checks, each problem naming the entry index or order id:
    store that also forged leaf hashes is located by comparing with the public tiles);
 4. every order in the store is on the log, and each active order's stored rules and
    metadata equal what its latest entry committed (a rule added behind the log's back);
-5. every published rule file hashes to the digest in its name.
+5. every jurisdiction in the store is on the log and its name and networks equal what
+   its latest entry committed (a network moved behind the log's back), and every
+   jurisdiction on the log is in the store;
+6. every published rule file hashes to the digest in its name.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class AuditReport:
     root: bytes = b""
     checkpoints: int = 0
     orders: int = 0
+    jurisdictions: int = 0
     rule_files: int = 0
 
     @property
@@ -48,7 +52,8 @@ class AuditReport:
         """One line saying what was verified."""
         return (
             f"{self.size} entries, root {self.root.hex()}, {self.checkpoints} checkpoints "
-            f"consistent, {self.orders} orders match the log, {self.rule_files} rule files"
+            f"consistent, {self.orders} orders and {self.jurisdictions} jurisdictions match "
+            f"the log, {self.rule_files} rule files"
         )
 
 
@@ -61,6 +66,7 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
     data_by_index: list[bytes] = []
     events: dict[int, tuple[int, dict[str, Any]]] = {}
     ended: dict[int, int] = {}
+    places: dict[str, tuple[int, dict[str, Any]]] = {}
     expect = 0
     for index, data, stored_hash in _rows(store):
         if index != expect:
@@ -74,6 +80,16 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
         packed += h
         data_by_index.append(data)
         expect += 1
+        if b'"jurisdiction-set"' in data:
+            try:
+                event = json.loads(data)
+                if event["type"] == entries.JURISDICTION_SET:
+                    record = event["jurisdiction"]
+                    places[str(record["code"])] = (index, record)
+                    continue
+            except (ValueError, KeyError, TypeError):
+                problems.append(f"entry {index}: not a clearwall entry")
+                continue
         if b'"order-' not in data:  # canonical JSON: only order events name an order type
             if not data.startswith(b"{"):
                 problems.append(f"entry {index}: not a clearwall entry")
@@ -95,6 +111,7 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
     _check_checkpoints(store, tree, verifier, tlog, report)
     _check_tiles(tlog, tree, data_by_index, verifier, report)
     _check_orders(store, events, ended, report)
+    _check_jurisdictions(store, places, report)
     _check_rule_files(Path(tlog.config.tiles_dir) / RULES_DIR, report)
     return report
 
@@ -268,6 +285,31 @@ def _check_orders(
                 )
             if len(report.problems) == problems_before:
                 report.orders += 1
+
+
+def _check_jurisdictions(
+    store: Any, logged: dict[str, tuple[int, dict[str, Any]]], report: AuditReport
+) -> None:
+    from clearwall.store import repositories as repo
+
+    with store.read() as conn:
+        stored = repo.list_jurisdictions(conn)
+    for jurisdiction in stored:
+        entry = logged.get(jurisdiction.code)
+        if entry is None:
+            report.problems.append(f"jurisdiction {jurisdiction.code}: not on the log")
+        elif entries.jurisdiction_record(jurisdiction) != entry[1]:
+            report.problems.append(
+                f"jurisdiction {jurisdiction.code}: stored name or networks differ from log "
+                f"entry {entry[0]}"
+            )
+        else:
+            report.jurisdictions += 1
+    missing = sorted(set(logged) - {j.code for j in stored})
+    for code in missing:
+        report.problems.append(
+            f"jurisdiction {code}: on the log (entry {logged[code][0]}) but not in the store"
+        )
 
 
 def _check_rule_files(directory: Path, report: AuditReport) -> None:

@@ -1,5 +1,8 @@
 """Upstream: forward a cache miss to the jurisdiction's (or the default) upstreams.
 
+The default upstreams are ``[dns.upstream] servers``, else the system's resolvers
+(``resolvconf.default_upstreams``).
+
 Cache-poisoning defences (RFC 5452): a fresh random query ID and source port per
 attempt, and a reply is accepted only from the server's address (the transport's
 connected socket), with our ID and our exact question. EDNS0 with a 1232-octet buffer;
@@ -20,6 +23,7 @@ from clearwall.dnsserver.answer import FAILED, Answer, AnswerKind
 from clearwall.dnsserver.context import OUR_UDP_PAYLOAD, Context
 from clearwall.dnsserver.handlers.base import Handler, Result, Services, UpstreamTransport
 from clearwall.dnsserver.metrics import DNSMetrics
+from clearwall.dnsserver.resolvconf import default_upstreams
 from clearwall.errors import DNSWireError
 
 log = logging.getLogger(__name__)
@@ -42,7 +46,7 @@ class Upstream:
         clock: Callable[[], float],
     ) -> None:
         up = config.upstream
-        self.default = _servers(up.servers)
+        self.default = _servers(default_upstreams(config).servers)
         self.per_jurisdiction = {k: _servers(v) for k, v in up.per_jurisdiction.items()}
         self.timeout = up.timeout
         self.attempts = max(1, up.attempts)
