@@ -473,6 +473,142 @@ def background_refresh(config: Config, store_url: str) -> str:
         service.store.dispose()
 
 
+# -- the log's witnesses -----------------------------------------------------------------
+
+WITNESSES: dict[str, Any] = {}  # url -> the real `clearwall witness serve` behind it
+
+
+def witness(tmp: Path, name: str) -> dict[str, str]:
+    """A witness endpoint for the config; its real process is started by ``published``."""
+    from tests.witness.processes import WitnessProcess
+
+    w = WitnessProcess(tmp / "witnesses" / name, f"{name}.example/witness")
+    WITNESSES[w.url] = w
+    return {"url": w.url, "vkey": w.vkey}
+
+
+def silent_witness() -> dict[str, str]:
+    """A witness endpoint that accepts connections and never answers."""
+    from clearwall.ledger.cosignature import generate_cosigner
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    WITNESSES[f"silent:{listener.getsockname()[1]}"] = listener  # kept open, never read
+    vkey = generate_cosigner("silent.example/witness", b"\x07" * 32).verifier.vkey
+    return {"url": f"http://127.0.0.1:{listener.getsockname()[1]}", "vkey": vkey}
+
+
+def absent_witness() -> dict[str, str]:
+    """A witness endpoint where nothing listens (connections are refused at once)."""
+    from clearwall.ledger.cosignature import generate_cosigner
+
+    vkey = generate_cosigner("absent.example/witness", b"\x09" * 32).verifier.vkey
+    return {"url": f"http://127.0.0.1:{free_port()}", "vkey": vkey}
+
+
+def published(
+    file: Path, *, late: bool = False, wait: float | None = None
+) -> tuple[int, float, bool]:
+    """Publish one order with the CLI from the config's directory, as an operator would;
+    return the cosignatures on the checkpoint it published, how long the publication took,
+    and whether the portal calls the log witnessed. With ``late`` the witnesses start only
+    after the publication, and the web app (its retry thread) runs for ``wait`` seconds."""
+    from fastapi.testclient import TestClient
+
+    from clearwall.ledger.note import split_note
+    from clearwall.web.app import create_app
+
+    where = file.parent
+    config = load_config(file)
+    cli(["init", "--config", file.name], where)
+    log_vkey = cli(["ledger", "key", "--config", file.name], where).strip()
+    started = []
+    for endpoint in config.ledger.witnesses:
+        w = WITNESSES.get(endpoint.url)
+        if w is not None and hasattr(w, "add_log"):
+            w.add_log(config.ledger.origin, log_vkey)
+            started.append(w)
+    try:
+        if not late:
+            for w in started:
+                w.start()
+        cli(
+            [
+                "jurisdictions",
+                "add",
+                "xa",
+                "--name",
+                "A",
+                "--network",
+                "10.0.0.0/8",
+                "--config",
+                file.name,
+            ],
+            where,
+        )
+        cli(
+            [
+                "authorities",
+                "add",
+                "--name",
+                "Court",
+                "--kind",
+                "court",
+                "--jurisdiction",
+                "xa",
+                "--config",
+                file.name,
+            ],
+            where,
+        )
+        (where / "list.txt").write_text("witnessed.example\n")
+        begin = time.monotonic()
+        cli(
+            [
+                "orders",
+                "add",
+                "--authority",
+                "1",
+                "--title",
+                "T",
+                "--legal-basis",
+                "L",
+                "--reference",
+                "R",
+                "--category",
+                "court-order",
+                "--action",
+                "nxdomain",
+                "--rules",
+                "list.txt",
+                "--config",
+                file.name,
+            ],
+            where,
+        )
+        took = time.monotonic() - begin
+        witnessed = False
+        if late:
+            for w in started:
+                w.start()
+        if wait is not None:
+            cwd = os.getcwd()
+            os.chdir(where)  # the config's relative paths, as `serve` run from there
+            try:
+                app = create_app(config, config.store.url, maintenance=False)
+                with TestClient(app) as client:
+                    time.sleep(wait)
+                    witnessed = "not yet witnessed" not in client.get("/log").text
+            finally:
+                os.chdir(cwd)
+        [checkpoint] = [p for p in where.rglob("checkpoint") if p.is_file()]
+        return len(split_note(checkpoint.read_text())[1]) - 1, round(took), witnessed
+    finally:
+        for w in started:
+            w.stop()
+
+
 # -- the table -------------------------------------------------------------------------------
 
 Observe = Callable[[Config, Path, str], Any]  # (config, its file, store url) -> observation
@@ -491,6 +627,30 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
     "ledger.key_file": ("keys/signer.key", lambda c, f, s: init_and_key(f)[0], {}),
     "ledger.tiles_dir": ("public/log", lambda c, f, s: init_and_key(f)[0], {}),
     "ledger.origin": ("example.org/log", lambda c, f, s: init_and_key(f)[1], {}),
+    "ledger.witnesses": (
+        lambda tmp: [witness(tmp, "w1")],
+        lambda c, f, s: published(f)[0],
+        {"ledger": {"witnesses": [absent_witness()], "witness_quorum": 1}},
+    ),
+    "ledger.witness_quorum": (
+        2,
+        lambda c, f, s: published(f, wait=0)[2],
+        lambda tmp: {
+            "ledger": {"witnesses": [witness(tmp, "q1"), absent_witness()], "witness_quorum": 1}
+        },
+    ),
+    "ledger.witness_timeout": (
+        8.0,
+        lambda c, f, s: published(f)[1] >= 5,
+        lambda tmp: {
+            "ledger": {"witnesses": [silent_witness()], "witness_quorum": 1, "witness_timeout": 1.0}
+        },
+    ),
+    "ledger.witness_retry": (
+        1.0,
+        lambda c, f, s: published(f, late=True, wait=6)[0],
+        lambda tmp: {"ledger": {"witnesses": [witness(tmp, "r1")], "witness_quorum": 1}},
+    ),
     "dns.listen": (
         ["127.0.0.2:0"],
         lambda c, f, s: with_gateway(c, lambda gw: gw.server.addresses[0][0]),
@@ -689,6 +849,8 @@ def test_option_has_an_effect(option: str, tmp_path: Path, store: str) -> None:
     changed, observe, context = EFFECTS[option]
     if callable(changed):
         changed = changed(tmp_path)
+    if callable(context):
+        context = context(tmp_path)
     # The machine's own /etc/resolv.conf is not this test's business: both runs read one
     # of ours (the resolv_conf row changes it to another).
     (tmp_path / "resolv.conf").write_text("nameserver 192.0.2.98\n")
