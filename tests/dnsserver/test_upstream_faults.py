@@ -9,12 +9,19 @@ import time
 import dns.message
 import dns.rcode
 import dns.rrset
+import pytest
 
 from clearwall.config import CacheConfig, HostPort, UpstreamConfig
 from clearwall.dnsserver.policy import StaticPolicy
 from dnsserver.conftest import dns_config, order
 from dnsserver.helpers import ask, ede
-from dnsserver.upstreams import NSD, free_port, start_faulty
+from dnsserver.upstreams import (
+    NSD,
+    FromElsewhere,
+    Reply,
+    free_port,
+    start_faulty,
+)
 
 
 def answer_for(
@@ -203,5 +210,127 @@ async def test_inflight_bound(gateway_factory) -> None:
         replies = await asyncio.gather(*(ask(gw, f"q{i}.example.org") for i in range(6)))
         assert all(r.rcode() == dns.rcode.SERVFAIL for r in replies)
         assert len(proto.queries) == 3  # the others were refused before leaving
+    finally:
+        transport.close()
+
+
+def _reply(query: bytes, rdtype: str = "A", text: str = "192.0.2.99", ttl: int = 300) -> bytes:
+    """The real reply to ``query``: one record of ``rdtype`` owned by the question name."""
+    q = dns.message.from_wire(query)
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text(q.question[0].name, ttl, "IN", rdtype, text))
+    return r.to_wire()  # type: ignore[no-any-return]
+
+
+def _forge(query: bytes, field: str) -> Reply:
+    """A reply carrying 6.6.6.6 that differs from a valid one in ``field`` only."""
+    q = dns.message.from_wire(query)
+    name_end = 12 + len(q.question[0].name.to_wire())
+    if field == "type":  # a TYPE65 (0x41, 'A') question answered for a TYPE97 ('a') query
+        raw = bytearray(query)
+        raw[name_end : name_end + 2] = (65).to_bytes(2, "big")
+        q = dns.message.from_wire(bytes(raw))
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "A", "6.6.6.6"))
+    wire = bytearray(r.to_wire())
+    if field == "id":
+        wire[0:2] = ((q.id + 1) % 65536).to_bytes(2, "big")
+    elif field == "name":
+        wire[13] = ord("y") if wire[13] != ord("y") else ord("z")  # first letter of the name
+    elif field == "class":
+        wire[name_end + 2 : name_end + 4] = (3).to_bytes(2, "big")  # CH
+    elif field == "source-port":
+        return FromElsewhere(bytes(wire))
+    elif field == "source-address":
+        return FromElsewhere(bytes(wire), "127.0.0.2")
+    return bytes(wire)
+
+
+@pytest.mark.parametrize(
+    ("field", "rdtype"),
+    [
+        ("id", "A"),
+        ("name", "A"),
+        ("type", "TYPE97"),  # issue 14: '.lower()' folded QTYPE 65 into 97
+        ("class", "A"),
+        ("source-port", "A"),
+        ("source-address", "A"),
+    ],
+)
+async def test_a_reply_differing_in_any_rfc5452_field_is_ignored(
+    gateway_factory, field: str, rdtype: str
+) -> None:
+    """RFC 5452 section 9.1: ID, question name, type and class, source address and port.
+    The forged reply arrives first; the client must get the real one that follows."""
+    real_rdata = "192.0.2.99" if rdtype == "A" else "\\# 4 c0000263"
+
+    def behaviour(query: bytes) -> list[Reply]:
+        return [_forge(query, field), _reply(query, rdtype, real_rdata)]
+
+    proto, transport, port = await start_faulty(behaviour)
+    try:
+        gw = await gateway_factory(dataclasses.replace(dns_config(port), upstream=upstreams(port)))
+        r = await ask(gw, "x.example.org", rdtype)
+        assert r.rcode() == dns.rcode.NOERROR
+        assert [rr.to_text() for rrset in r.answer for rr in rrset] == [real_rdata]
+        assert len(proto.queries) == 1  # accepted at the first attempt, from the right reply
+    finally:
+        transport.close()
+
+
+async def test_a_reply_arriving_after_its_query_timed_out_is_never_taken(gateway_factory) -> None:
+    """The first attempt's (late) reply carries other data; it reaches neither the second
+    attempt nor the cache."""
+    loop = asyncio.get_running_loop()
+    sent: list[bytes] = []
+
+    def behaviour(query: bytes) -> None:
+        sent.append(query)
+        assert proto.transport is not None
+        addr = proto.sources[-1]
+        if len(sent) == 1:  # after the first attempt's timeout, during the second attempt
+            loop.call_later(1.2, proto.transport.sendto, _reply(query, text="6.6.6.6"), addr)
+        else:  # the second attempt's reply, after the late one
+            loop.call_later(0.5, proto.transport.sendto, _reply(query), addr)
+
+    proto, transport, port = await start_faulty(behaviour)
+    try:
+        cfg = dataclasses.replace(
+            dns_config(port), upstream=upstreams(port, timeout=1.0, attempts=2)
+        )
+        gw = await gateway_factory(cfg)
+        r = await ask(gw, "late.example.org")
+        assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.99"]
+        await asyncio.sleep(0.3)
+        again = await ask(gw, "late.example.org")  # from the cache
+        assert [rr.to_text() for rr in again.answer[0]] == ["192.0.2.99"]
+        assert len(sent) == 2 and gw.metrics.cache_hits == 1
+    finally:
+        transport.close()
+
+
+async def test_a_query_that_timed_out_leaves_nothing_for_the_next(gateway_factory) -> None:
+    """A reply that comes after the client got SERVFAIL is dropped; the next query for the
+    name is asked anew and gets what the upstream says then."""
+    loop = asyncio.get_running_loop()
+    state = {"late": True}
+
+    def behaviour(query: bytes) -> bytes | None:
+        if state["late"]:
+            assert proto.transport is not None
+            addr = proto.sources[-1]
+            loop.call_later(0.5, proto.transport.sendto, _reply(query, text="6.6.6.6"), addr)
+            return None
+        return _reply(query)
+
+    proto, transport, port = await start_faulty(behaviour)
+    try:
+        cfg = dataclasses.replace(dns_config(port), upstream=upstreams(port, timeout=0.3))
+        gw = await gateway_factory(cfg)
+        assert (await ask(gw, "gone.example.org")).rcode() == dns.rcode.SERVFAIL
+        await asyncio.sleep(0.5)  # the late reply has come and gone
+        state["late"] = False
+        r = await ask(gw, "gone.example.org")
+        assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.99"]
     finally:
         transport.close()

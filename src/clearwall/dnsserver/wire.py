@@ -222,6 +222,23 @@ def qname_text(data: bytes, name_end: int) -> str:
     return read_name(data, 12)[0]
 
 
+def question_equal(data: bytes, question: bytes) -> bool:
+    """Whether ``data`` (a message) holds ``question`` (name, QTYPE, QCLASS) right after its
+    header: the name compared without ASCII case (RFC 4343), QTYPE and QCLASS exactly.
+
+    Only the name's octets may be folded: QTYPE 65-90 and 0x4100-0x5AFF hold ASCII
+    capitals, so folding the whole question would take a reply for TYPE65 (0x0041) as
+    one for TYPE97 (0x0061) and never match a query for HTTPS (65) (RFC 5452 section 9.1).
+    Label length octets are at most 63, below 'A', so folding never changes a name's shape.
+    """
+    name_end = 12 + len(question) - 4
+    return (
+        len(data) >= name_end + 4
+        and data[name_end : name_end + 4] == question[-4:]
+        and data[12:name_end].lower() == question[:-4].lower()
+    )
+
+
 def wire_to_text(name_wire: bytes) -> str:
     """Text form (lowercase, no trailing dot) of an uncompressed wire name; "" for the root."""
     return read_name(name_wire, 0)[0]

@@ -68,7 +68,7 @@ def _pack(key: bytes, expires: float, stored: int, generation: int, answer: Answ
     assert body is not None
     question = key[3 + key[0] :]
     qend = 12 + len(question)
-    if body[12:qend].lower() != question:
+    if not wire.question_equal(body, question):
         return None  # the upstream checks the question; this is only a guard
     offsets = scan.ttl_offsets if scan is not None else ()
     opt = scan is not None and scan.opt_start >= 0

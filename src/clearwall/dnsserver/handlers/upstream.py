@@ -76,22 +76,20 @@ class Upstream:
                     query = wire.build_query(
                         qid, name, q.qtype, q.qclass, cd=cd, do=q.do, payload=self.payload
                     )
-                    qend = 12 + len(name) + 4
-                    question = query[12:qend]
+                    question = query[12 : 12 + len(name) + 4]
                     head = query[:2]
 
                     def matches(
-                        reply: bytes,
-                        head: bytes = head,
-                        question: bytes = question,
-                        qend: int = qend,
+                        reply: bytes, head: bytes = head, question: bytes = question
                     ) -> bool:
+                        # RFC 5452 section 9.1: our ID, one question, our name (any case),
+                        # our QTYPE and QCLASS exactly; the transport checks the source.
                         return (
-                            len(reply) >= qend
-                            and reply[:2] == head
+                            reply[:2] == head
+                            and len(reply) > 5
                             and bool(reply[2] & wire.QR)
                             and reply[4:6] == b"\x00\x01"
-                            and reply[12:qend].lower() == question
+                            and wire.question_equal(reply, question)
                         )
 
                     start = self.clock()
