@@ -1,11 +1,15 @@
-"""Upstream hardening: spoofed/garbage/slow/dead upstreams, failover, serve-stale."""
+"""Upstream hardening: spoofed/late/garbage/truncating/slow/dead upstreams, failover, the
+upstreams' EDEs, serve-stale."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 
+import dns.edns
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rrset
@@ -17,8 +21,10 @@ from dnsserver.conftest import dns_config, order
 from dnsserver.helpers import ask, ede
 from dnsserver.upstreams import (
     NSD,
+    FaultyTCPUpstream,
     FromElsewhere,
     Reply,
+    Unbound,
     free_port,
     start_faulty,
 )
@@ -334,3 +340,98 @@ async def test_a_query_that_timed_out_leaves_nothing_for_the_next(gateway_factor
         assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.99"]
     finally:
         transport.close()
+
+
+def _truncated(query: bytes) -> bytes:
+    r = dns.message.make_response(dns.message.from_wire(query))
+    r.flags |= dns.flags.TC
+    return r.to_wire()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("with_nsd", [False, True], ids=["alone", "then-nsd"])
+async def test_truncated_over_udp_and_tcp_fails_over_never_relays(
+    nsd: NSD, gateway_factory, with_nsd: bool
+) -> None:
+    """TC=1 over UDP, then TC=1 and empty over TCP: that server cannot help. The next one
+    answers; with no next one the client gets SERVFAIL, never an empty NOERROR."""
+    proto, transport, port = await start_faulty(_truncated)
+    tcp = FaultyTCPUpstream(_truncated)
+    await tcp.start(port)
+    try:
+        ports = (port, nsd.port) if with_nsd else (port,)
+        gw = await gateway_factory(
+            dataclasses.replace(dns_config(port), upstream=upstreams(*ports))
+        )
+        r = await ask(gw, "www.example.test")
+        assert len(proto.queries) == 1 and len(tcp.queries) == 1
+        if with_nsd:
+            assert r.rcode() == dns.rcode.NOERROR
+            assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.1"]
+        else:
+            assert r.rcode() == dns.rcode.SERVFAIL and not r.answer
+            assert ede(r) == (22, "")  # no upstream gave a usable answer
+    finally:
+        tcp.close()
+        transport.close()
+
+
+def _failure(rcode: int, *codes: int) -> Callable[[bytes], bytes]:
+    def behaviour(query: bytes) -> bytes:
+        r = dns.message.make_response(dns.message.from_wire(query))
+        r.set_rcode(rcode)
+        r.use_edns(0, options=[dns.edns.EDEOption(c, f"upstream {c}") for c in codes])
+        return r.to_wire()  # type: ignore[no-any-return]
+
+    return behaviour
+
+
+def _edes(msg: dns.message.Message) -> list[tuple[int, str]]:
+    return [(int(o.code), o.text or "") for o in msg.options if isinstance(o, dns.edns.EDEOption)]
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected"),
+    [
+        ([(dns.rcode.SERVFAIL, (6,))], [(6, "upstream 6")]),  # DNSSEC Bogus reaches the client
+        (
+            [(dns.rcode.SERVFAIL, (6,)), (dns.rcode.REFUSED, (18, 6))],
+            [(6, "upstream 6"), (18, "upstream 18")],  # each once, in the order given
+        ),
+        ([(dns.rcode.SERVFAIL, ())], []),  # it answered without EDE: none is made up
+        ([(None, ()), (dns.rcode.SERVFAIL, (9,))], [(9, "upstream 9")]),  # one silent
+        ([(None, ())], [(22, "")]),  # nobody answered: No Reachable Authority
+    ],
+)
+async def test_upstream_edes_reach_the_client(
+    gateway_factory, failures: list[tuple[int | None, tuple[int, ...]]], expected: list
+) -> None:
+    started = [
+        await start_faulty(_failure(rcode, *codes) if rcode is not None else lambda q: None)
+        for rcode, codes in failures
+    ]
+    try:
+        ports = [port for _proto, _transport, port in started]
+        gw = await gateway_factory(
+            dataclasses.replace(dns_config(ports[0]), upstream=upstreams(*ports, timeout=0.2))
+        )
+        r = await ask(gw, "fail.example.org")
+        assert r.rcode() == dns.rcode.SERVFAIL
+        assert _edes(r) == expected
+    finally:
+        for _proto, transport, _port in started:
+            transport.close()
+
+
+async def test_a_validating_upstreams_bogus_reaches_the_client_as_ede_6(
+    unbound: Unbound, gateway_factory
+) -> None:
+    """A real Unbound validating signed.test says SERVFAIL + EDE 6 for a bogus record:
+    the client behind clearwall learns the same, not EDE 22."""
+    gw = await gateway_factory(
+        dataclasses.replace(dns_config(unbound.port), upstream=upstreams(unbound.port, timeout=2))
+    )
+    r = await ask(gw, "bogus.signed.test")
+    assert r.rcode() == dns.rcode.SERVFAIL
+    assert [code for code, _text in _edes(r)] == [6]
+    good = await ask(gw, "www.signed.test", want_dnssec=True)
+    assert good.flags & dns.flags.AD and good.answer

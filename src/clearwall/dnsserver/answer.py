@@ -52,14 +52,17 @@ class Answer:
     """One handler's answer; immutable by convention once returned (caches share it).
 
     ``body`` is a complete reply message for kinds that carry one (forwarded, cached,
-    stale): its ID and question case are replaced by the client's when rendered, so the
-    question must have the query's length. Block, refusal, failure and minimal answers
-    carry no body; the responder renders them from ``verdict``/``kind``.
+    stale, and local answers made for one query): its ID and question case are replaced
+    by the client's when rendered, so the question must have the query's length. Block,
+    refusal, failure and minimal answers usually carry no body; the responder renders
+    them from ``verdict``/``kind``, with ``ede`` (ready EDE options, possibly none) in
+    place of the kind's own EDE when it is set.
     """
 
     __slots__ = (
         "body",
         "decision",
+        "ede",
         "kind",
         "lifetime",
         "reason",
@@ -78,6 +81,7 @@ class Answer:
         reason: str = "",
         lifetime: int = -1,
         scan: wire.ReplyScan | None = None,
+        ede: bytes | None = None,
     ) -> None:
         self.kind = kind
         self.decision = KIND_DECISION[kind]  # a str: cheap to hash for the metrics key
@@ -86,6 +90,9 @@ class Answer:
         self.reason = reason
         self.lifetime = lifetime  # seconds the answer may be cached; -1 = never
         self.scan = scan  # the body's record scan (TTL offsets, CNAMEs, addresses)
+        # EDE options to send instead of the kind's own (refusals: 18, failures: 22):
+        # an upstream's own EDEs, or b"" for none (RFC 8914).
+        self.ede = ede
         # body[2:] when the body's question is byte-identical to the query being answered
         # (set by the cache on exact-case hits): the reply is then the query ID + tail.
         self.tail: bytes | None = None
@@ -108,6 +115,6 @@ class Answer:
 DROP = Answer(AnswerKind.DROPPED, reason="rate limited")
 """The shared answer that sends nothing."""
 FAILED = Answer(AnswerKind.FAILED, reason="no upstream answered")
-"""The shared answer when every upstream failed (SERVFAIL, EDE 22)."""
+"""The shared answer when no upstream answered (SERVFAIL, EDE 22)."""
 MINIMAL_ANY = Answer(AnswerKind.MINIMAL, reason="RFC 8482 minimal ANY answer")
 """The shared RFC 8482 answer to ANY queries."""

@@ -561,6 +561,22 @@ def scan_reply(data: bytes) -> ReplyScan:
     return scan
 
 
+def ede_options(reply: bytes, opt_start: int, opt_end: int) -> list[bytes]:
+    """The EDE options (RFC 8914 section 2) of the OPT record at ``opt_start``, each as
+    its option bytes (code, length, INFO-CODE, EXTRA-TEXT), ready to be sent on."""
+    out = []
+    off = opt_start + 11  # owner (root), TYPE, CLASS, TTL, RDLENGTH
+    while off + 4 <= opt_end:
+        code, length = struct.unpack_from("!HH", reply, off)
+        end = off + 4 + length
+        if end > opt_end:
+            break
+        if code == OPTION_EDE and length >= 2:
+            out.append(reply[off:end])
+        off = end
+    return out
+
+
 def append_option(reply: bytes, opt_start: int, option: bytes) -> bytes:
     """Copy of ``reply`` with ``option`` added to its OPT record, which must be last."""
     rdlen_at = opt_start + 9  # owner (root, 1), TYPE, CLASS, TTL, then RDLENGTH

@@ -69,6 +69,8 @@ class Upstream:
         data = ctx.data
         cd = bool(data[3] & wire.CD)
         metrics = self.metrics
+        # The EDE options of the failure replies upstreams gave; None while none answered.
+        failures: list[bytes] | None = None
         try:
             for server in servers:
                 for _attempt in range(self.attempts):
@@ -105,11 +107,19 @@ class Upstream:
                         log.debug("upstream %s:%d attempt failed: %s", *server, exc)
                         continue
                     metrics.observe_upstream(self.clock() - start)
+                    if scan.truncated:
+                        # Truncated over TCP as well: nothing usable will come from this
+                        # server; an empty TC answer must never reach the client as data.
+                        log.debug("upstream %s:%d truncated its TCP reply", *server)
+                        break
                     if scan.rcode in _FAILOVER_RCODES:
+                        failures = failures or []
+                        if scan.opt_start >= 0:
+                            failures += wire.ede_options(reply, scan.opt_start, scan.opt_end)
                         break  # this server cannot help; the next one might
                     return self.finish(ctx, reply, scan)
             metrics.upstream_failures += 1
-            return FAILED
+            return FAILED if failures is None else _failed(failures)
         finally:
             metrics.inflight -= 1
 
@@ -170,6 +180,13 @@ class Upstream:
         msg.use_edns(False)
         out: bytes = msg.to_wire()
         return out
+
+
+def _failed(ede: list[bytes] | tuple[bytes, ...]) -> Answer:
+    """SERVFAIL carrying the EDE options upstreams gave (each once), or none."""
+    return Answer(
+        AnswerKind.FAILED, reason="no usable upstream answer", ede=b"".join(dict.fromkeys(ede))
+    )
 
 
 def build(services: Services, next_handler: Handler | None) -> Handler | None:
