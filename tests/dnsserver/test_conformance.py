@@ -9,16 +9,48 @@ responses. Real nsd and Unbound upstreams; hand-made packets over real sockets.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 import struct
 
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdatatype
 import pytest
 
+from clearwall.config import HostPort, UpstreamConfig
 from dnsserver.conftest import dns_config
-from dnsserver.upstreams import NSD
+from dnsserver.helpers import ask
+from dnsserver.upstreams import NSD, Unbound
+
+
+def _upstream(port: int, timeout: float = 2.0) -> UpstreamConfig:
+    return UpstreamConfig(servers=(HostPort("127.0.0.1", port),), timeout=timeout, attempts=1)
+
+
+# -- AD without DO -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("edns", [0, -1], ids=["edns", "no-edns"])
+async def test_ad_without_do_gets_the_validators_ad(
+    unbound: Unbound, gateway_factory, edns: int
+) -> None:
+    """A stub asking with AD=1 and no DO (glibc trust-ad) sees AD from a validating
+    upstream; one asking without AD does not, and the two never share a cache entry."""
+    gw = await gateway_factory(
+        dataclasses.replace(dns_config(unbound.port), upstream=_upstream(unbound.port))
+    )
+    plain = await ask(gw, "www.signed.test", use_edns=edns)
+    assert plain.answer and not plain.flags & dns.flags.AD
+    with_ad = await ask(gw, "www.signed.test", use_edns=edns, flags=dns.flags.RD | dns.flags.AD)
+    assert with_ad.answer and with_ad.flags & dns.flags.AD
+    assert not with_ad.answer[0].match(with_ad.answer[0].name, 1, dns.rdatatype.RRSIG, 0)
+    again = await ask(gw, "www.signed.test", use_edns=edns, flags=dns.flags.RD | dns.flags.AD)
+    assert again.flags & dns.flags.AD and gw.metrics.cache_hits == 1
+    insecure = await ask(gw, "www.example.test", use_edns=edns, flags=dns.flags.RD | dns.flags.AD)
+    assert insecure.answer and not insecure.flags & dns.flags.AD  # not signed: no AD
+
 
 # -- OPT in FORMERR / NOTIMP ---------------------------------------------------------------
 

@@ -57,7 +57,7 @@ class Context:
 
     @property
     def flag_bits(self) -> int:
-        """The query bits that change an answer: RD, CD, DO, EDNS presence."""
+        """The query bits that change an answer: RD, AD, CD, DO, EDNS presence."""
         return self.q.bits
 
     @property

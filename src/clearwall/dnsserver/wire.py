@@ -88,8 +88,9 @@ class Question:
         edns_version: int = 0,
         bits: int = 0,
     ) -> None:
-        # ``bits``: the query bits that change an answer (RD, CD, DO, EDNS presence),
-        # packed as one int for cache keys: RD=0x01, CD=0x10, DO=0x100, EDNS=0x200.
+        # ``bits``: the query bits that change an answer (RD, AD, CD, DO, EDNS presence),
+        # packed as one int for cache keys: RD=0x01, CD=0x10, AD=0x20, DO=0x100,
+        # EDNS=0x200. AD counts: a query with AD=1 asks for the AD bit (RFC 6840 5.7).
         self.bits = bits
         self.name_end = name_end
         self.qend = name_end + 4
@@ -299,7 +300,7 @@ def parse_query(data: bytes) -> Question:
     if counts_ == b"\0\0\0\0\0\0":
         if qend != end:
             raise DNSWireError("trailing octets after the question")
-        return Question(name_end, qtype, qclass, bits=(data[2] & 0x01) | (data[3] & 0x10))
+        return Question(name_end, qtype, qclass, bits=(data[2] & 0x01) | (data[3] & 0x30))
     if (
         counts_ == b"\0\0\0\0\0\1"
         and qend + 11 <= end
@@ -321,7 +322,7 @@ def parse_query(data: bytes) -> Question:
             payload if payload > MIN_UDP else MIN_UDP,
             bool(do),
             data[qend + 6],
-            (data[2] & 0x01) | (data[3] & 0x10) | 0x200 | (0x100 if do else 0),
+            (data[2] & 0x01) | (data[3] & 0x30) | 0x200 | (0x100 if do else 0),
         )
     q = Question(name_end, qtype, qclass)
     an = (data[6] << 8) | data[7]
@@ -331,7 +332,7 @@ def parse_query(data: bytes) -> Question:
         _parse_opt(data, qend, an + ns, ar, q)
     elif _skip_records(data, qend, an + ns) != end:
         raise DNSWireError("trailing octets after the last record")
-    q.bits = (data[2] & 0x01) | (data[3] & 0x10) | (0x200 if q.edns else 0) | (0x100 if q.do else 0)
+    q.bits = (data[2] & 0x01) | (data[3] & 0x30) | (0x200 if q.edns else 0) | (0x100 if q.do else 0)
     return q
 
 
@@ -505,12 +506,14 @@ def build_query(
     qclass: int,
     *,
     rd: bool = True,
+    ad: bool = False,
     cd: bool = False,
     do: bool = False,
     payload: int = 1232,
 ) -> bytes:
-    """An upstream query with one question and an OPT record."""
-    flags = bytes((RD if rd else 0, CD if cd else 0))
+    """An upstream query with one question and an OPT record (``ad``: ask for the AD bit
+    without asking for DNSSEC records, RFC 6840 section 5.7)."""
+    flags = bytes((RD if rd else 0, (AD if ad else 0) | (CD if cd else 0)))
     return (
         _U16.pack(qid)
         + flags

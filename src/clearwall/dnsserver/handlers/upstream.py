@@ -67,6 +67,7 @@ class Upstream:
         q = ctx.q
         name = ctx.name_wire
         data = ctx.data
+        ad = bool(data[3] & wire.AD)
         cd = bool(data[3] & wire.CD)
         metrics = self.metrics
         # The EDE options of the failure replies upstreams gave; None while none answered.
@@ -76,7 +77,7 @@ class Upstream:
                 for _attempt in range(self.attempts):
                     qid = secrets.randbits(16)
                     query = wire.build_query(
-                        qid, name, q.qtype, q.qclass, cd=cd, do=q.do, payload=self.payload
+                        qid, name, q.qtype, q.qclass, ad=ad, cd=cd, do=q.do, payload=self.payload
                     )
                     question = query[12 : 12 + len(name) + 4]
                     head = query[:2]
@@ -128,7 +129,7 @@ class Upstream:
         data = ctx.data
         q = ctx.q
         # We are not authoritative (clear AA); echo the client's RD and CD; AD only for
-        # clients that asked for DNSSEC (RFC 6840 section 5.8).
+        # clients that asked for DNSSEC or for AD (RFC 6840 sections 5.7 and 5.8).
         b2 = wire.QR | (data[2] & wire.RD)
         b3 = (
             wire.RA
