@@ -17,12 +17,13 @@ import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 
 from clearwall.config import HostPort, UpstreamConfig
 from dnsserver.conftest import dns_config
-from dnsserver.helpers import ask
-from dnsserver.upstreams import NSD, Unbound
+from dnsserver.helpers import ask, ede
+from dnsserver.upstreams import NSD, Unbound, start_faulty
 
 
 def _upstream(port: int, timeout: float = 2.0) -> UpstreamConfig:
@@ -128,3 +129,36 @@ async def _exchange(host: str, port: int, packet: bytes, tcp: bool) -> bytes:
         sock.connect((host, port))
         sock.send(packet)
         return await asyncio.wait_for(loop.sock_recv(sock, 65535), 2)
+
+
+# -- RD=0 ----------------------------------------------------------------------------------
+
+
+def _answer(query: bytes) -> bytes:
+    q = dns.message.from_wire(query)
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "A", "192.0.2.99"))
+    return r.to_wire()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+async def test_rd0_is_answered_from_the_cache_only(gateway_factory, tcp: bool) -> None:
+    proto, transport, port = await start_faulty(_answer)
+    try:
+        gw = await gateway_factory(dataclasses.replace(dns_config(port), upstream=_upstream(port)))
+        refused = await ask(gw, "www.example.org", flags=0, tcp=tcp)
+        assert refused.rcode() == dns.rcode.REFUSED and ede(refused) == (20, "")
+        assert not refused.flags & dns.flags.RD and refused.flags & dns.flags.RA
+        assert proto.queries == []  # never sent upstream, with RD or without
+        await ask(gw, "www.example.org", tcp=tcp)  # an RD=1 query fills the cache
+        assert len(proto.queries) == 1
+        for name in ("www.example.org", "WWW.example.ORG"):
+            cached = await ask(gw, name, flags=0, tcp=tcp)
+            assert cached.rcode() == dns.rcode.NOERROR
+            assert [rr.to_text() for rr in cached.answer[0]] == ["192.0.2.99"]
+            assert not cached.flags & dns.flags.RD  # RD is the query's (RFC 1035 4.1.1)
+        rd1 = await ask(gw, "www.example.org", tcp=tcp)
+        assert rd1.flags & dns.flags.RD
+        assert len(proto.queries) == 1 and all(q[2] & 0x01 for q in proto.queries)
+    finally:
+        transport.close()

@@ -116,5 +116,11 @@ DROP = Answer(AnswerKind.DROPPED, reason="rate limited")
 """The shared answer that sends nothing."""
 FAILED = Answer(AnswerKind.FAILED, reason="no upstream answered")
 """The shared answer when no upstream answered (SERVFAIL, EDE 22)."""
+NOT_RECURSED = Answer(
+    AnswerKind.REFUSED,
+    reason="RD=0 and not cached: no recursion asked (RFC 1034 section 4.3.1)",
+    ede=wire.ede_option(20),  # Not Authoritative (RFC 8914 section 4.21), as Unbound
+)
+"""The shared answer to an RD=0 query the cache cannot answer (REFUSED, EDE 20)."""
 MINIMAL_ANY = Answer(AnswerKind.MINIMAL, reason="RFC 8482 minimal ANY answer")
 """The shared RFC 8482 answer to ANY queries."""

@@ -62,12 +62,13 @@ class Context:
 
     @property
     def cache_key(self) -> tuple[bytes, int, str]:
-        """(question with the name lowercased, query bits, jurisdiction)."""
+        """(question with the name lowercased, query bits but RD, jurisdiction): what
+        the cache keys an answer by (an RD=0 query is answered from RD=1's entries)."""
         data = self.data
         q = self.q
         return (
             data[12 : q.name_end].lower() + data[q.name_end : q.qend],
-            q.bits,
+            q.bits & ~wire.RD,
             self.jurisdiction,
         )
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from clearwall.config import DNSConfig, HostPort
 from clearwall.dnsserver import wire
-from clearwall.dnsserver.answer import FAILED, Answer, AnswerKind
+from clearwall.dnsserver.answer import FAILED, NOT_RECURSED, Answer, AnswerKind
 from clearwall.dnsserver.context import OUR_UDP_PAYLOAD, Context
 from clearwall.dnsserver.handlers.base import Handler, Result, Services, UpstreamTransport
 from clearwall.dnsserver.metrics import DNSMetrics
@@ -54,7 +54,9 @@ class Upstream:
         self.clock = clock
 
     def __call__(self, ctx: Context) -> Result:
-        """Forward, unless too many queries are already waiting upstream."""
+        """Forward, unless the query asks for no recursion or too many already wait."""
+        if not ctx.data[2] & wire.RD:
+            return NOT_RECURSED
         if self.metrics.inflight >= self.max_inflight:
             return FAILED
         # Counted now, not when the coroutine first runs, so a burst cannot overshoot.
