@@ -20,7 +20,7 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from clearwall.config import HostPort, UpstreamConfig
+from clearwall.config import CacheConfig, HostPort, UpstreamConfig
 from dnsserver.conftest import dns_config
 from dnsserver.helpers import ask, ede
 from dnsserver.upstreams import NSD, Unbound, start_faulty
@@ -160,5 +160,52 @@ async def test_rd0_is_answered_from_the_cache_only(gateway_factory, tcp: bool) -
         rd1 = await ask(gw, "www.example.org", tcp=tcp)
         assert rd1.flags & dns.flags.RD
         assert len(proto.queries) == 1 and all(q[2] & 0x01 for q in proto.queries)
+    finally:
+        transport.close()
+
+
+# -- TTL clamp -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "cache", "expected"),
+    [
+        ("huge.example.test", CacheConfig(), 86_400),  # 2**31 - 1 upstream
+        ("longttl.example.test", CacheConfig(), 86_400),  # 100000 upstream
+        ("www.example.test", CacheConfig(max_ttl=120), 120),  # 300 upstream
+        ("short.example.test", CacheConfig(min_ttl=30), 30),  # 2 upstream
+        ("huge.example.test", CacheConfig(max_entries=0), 86_400),  # no cache: still capped
+    ],
+)
+async def test_every_relayed_ttl_is_within_the_cache_bounds(
+    nsd: NSD, gateway_factory, name: str, cache: CacheConfig, expected: int
+) -> None:
+    gw = await gateway_factory(dns_config(nsd.port, cache=cache))
+    fresh = await ask(gw, name)
+    assert [rrset.ttl for rrset in fresh.answer] == [expected]
+    cached = await ask(gw, name)
+    assert expected - 2 <= cached.answer[0].ttl <= expected
+
+
+async def test_a_ttl_above_2_31_counts_as_zero(gateway_factory) -> None:
+    """RFC 2181 section 8: a TTL with the top bit set is treated as zero (then raised to
+    min_ttl), never relayed as a huge number."""
+
+    def behaviour(query: bytes) -> bytes:
+        reply = bytearray(_answer(query))
+        # The query ends with an 11-octet OPT; the reply's answer starts where its question
+        # ends, and the answer's TTL is 6 octets in (after its name pointer, type, class).
+        ttl_at = len(query) - 11 + 6
+        reply[ttl_at : ttl_at + 4] = (0x80000000).to_bytes(4, "big")
+        return bytes(reply)
+
+    _proto, transport, port = await start_faulty(behaviour)
+    try:
+        cfg = dataclasses.replace(dns_config(port), upstream=_upstream(port))
+        gw = await gateway_factory(cfg)
+        assert (await ask(gw, "top.example.org")).answer[0].ttl == 0
+        cfg = dataclasses.replace(cfg, cache=CacheConfig(min_ttl=5))
+        gw = await gateway_factory(cfg)
+        assert (await ask(gw, "top.example.org")).answer[0].ttl == 5
     finally:
         transport.close()

@@ -621,6 +621,22 @@ def ede_options(reply: bytes, opt_start: int, opt_end: int) -> list[bytes]:
     return out
 
 
+def clamp_ttls(reply: bytes, offsets: Sequence[int], low: int, high: int) -> bytes:
+    """Copy of ``reply`` with every TTL at ``offsets`` within ``low``..``high`` (a TTL
+    above 2**31 - 1 counts as 0 first, RFC 2181 section 8); ``reply`` itself when no
+    TTL changes."""
+    buf: bytearray | None = None
+    for off in offsets:
+        ttl = _U32.unpack_from(reply, off)[0]
+        new = 0 if ttl > 0x7FFFFFFF else ttl
+        new = low if new < low else high if new > high else new
+        if new != ttl:
+            if buf is None:
+                buf = bytearray(reply)
+            _U32.pack_into(buf, off, new)
+    return reply if buf is None else bytes(buf)
+
+
 def append_option(reply: bytes, opt_start: int, option: bytes) -> bytes:
     """Copy of ``reply`` with ``option`` added to its OPT record, which must be last."""
     rdlen_at = opt_start + 9  # owner (root, 1), TYPE, CLASS, TTL, then RDLENGTH

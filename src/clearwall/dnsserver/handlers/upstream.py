@@ -48,6 +48,8 @@ class Upstream:
         self.attempts = max(1, up.attempts)
         self.payload = up.edns_buffer
         self.negative_ttl = config.cache.negative_ttl
+        self.min_ttl = config.cache.min_ttl
+        self.max_ttl = config.cache.max_ttl
         self.max_inflight = config.max_inflight
         self.transport = transport
         self.metrics = metrics
@@ -160,6 +162,9 @@ class Upstream:
             else:
                 body = self._without_opt(body)
                 scan = wire.scan_reply(body)
+        # Every relayed TTL within the cache's bounds, fresh now and counted down from
+        # there when cached (the offsets do not move).
+        body = wire.clamp_ttls(body, scan.ttl_offsets, self.min_ttl, self.max_ttl)
         return Answer(
             AnswerKind.FORWARDED, body, reason="forwarded", lifetime=self.lifetime(scan), scan=scan
         )
