@@ -209,3 +209,23 @@ async def test_a_ttl_above_2_31_counts_as_zero(gateway_factory) -> None:
         assert (await ask(gw, "top.example.org")).answer[0].ttl == 5
     finally:
         transport.close()
+
+
+# -- CNAME loops ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "rcode"),
+    [
+        ("loop1.example.test", dns.rcode.SERVFAIL),
+        ("self.example.test", dns.rcode.SERVFAIL),
+        ("chain.example.test", dns.rcode.NOERROR),  # a chain that ends is fine
+        ("dangling.example.test", dns.rcode.NXDOMAIN),
+    ],
+)
+async def test_a_cname_loop_is_servfail(nsd: NSD, gateway_factory, name: str, rcode: int) -> None:
+    gw = await gateway_factory(dns_config(nsd.port))
+    r = await ask(gw, name)
+    assert r.rcode() == rcode
+    if rcode == dns.rcode.SERVFAIL:
+        assert not r.answer and ede(r) is None  # the upstream answered: no EDE 22

@@ -637,6 +637,28 @@ def clamp_ttls(reply: bytes, offsets: Sequence[int], low: int, high: int) -> byt
     return reply if buf is None else bytes(buf)
 
 
+def cname_loop(reply: bytes) -> bool:
+    """Whether the CNAME chain of the answer section, followed from the question name,
+    comes back to a name it passed (RFC 1034 section 3.6.2: a chain must end)."""
+    an = _U16.unpack_from(reply, 6)[0]
+    name, off = read_name(reply, 12)
+    off += 4
+    links: dict[str, str] = {}
+    for _ in range(an):
+        owner, at = read_name(reply, off)
+        rtype, _rclass, _ttl, rdlen = _RR_FIXED.unpack_from(reply, at)
+        if rtype == TYPE_CNAME:
+            links[owner] = read_name(reply, at + 10)[0]
+        off = at + 10 + rdlen
+    seen = {name}
+    while name in links:
+        name = links[name]
+        if name in seen:
+            return True
+        seen.add(name)
+    return False
+
+
 def append_option(reply: bytes, opt_start: int, option: bytes) -> bytes:
     """Copy of ``reply`` with ``option`` added to its OPT record, which must be last."""
     rdlen_at = opt_start + 9  # owner (root, 1), TYPE, CLASS, TTL, then RDLENGTH

@@ -122,6 +122,10 @@ class Upstream:
                         if scan.opt_start >= 0:
                             failures += wire.ede_options(reply, scan.opt_start, scan.opt_end)
                         break  # this server cannot help; the next one might
+                    if scan.cnames and wire.cname_loop(reply):
+                        log.debug("upstream %s:%d answered a CNAME loop", *server)
+                        metrics.upstream_failures += 1
+                        return _failed(())
                     return self.finish(ctx, reply, scan)
             metrics.upstream_failures += 1
             return FAILED if failures is None else _failed(failures)
