@@ -79,6 +79,9 @@ class UpstreamConfig:
     timeout: float = 1.5  # seconds per upstream attempt
     attempts: int = 2  # tries per server before failing over
     edns_buffer: int = 1232
+    # Relay a positive answer with its answer section only, a negative one without its
+    # additional section (Unbound's default minimal-responses): less amplification.
+    minimal_responses: bool = True
 
 
 @dataclass(frozen=True, slots=True)

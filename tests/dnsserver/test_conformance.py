@@ -13,6 +13,7 @@ import dataclasses
 import socket
 import struct
 
+import dns.asyncquery
 import dns.flags
 import dns.message
 import dns.rcode
@@ -229,3 +230,37 @@ async def test_a_cname_loop_is_servfail(nsd: NSD, gateway_factory, name: str, rc
     assert r.rcode() == rcode
     if rcode == dns.rcode.SERVFAIL:
         assert not r.answer and ede(r) is None  # the upstream answered: no EDE 22
+
+
+# -- minimal responses ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "sections"),
+    [
+        ("mail.example.test", "MX", (1, 0, 0)),  # nsd adds NS and two glue records
+        ("www.example.test", "A", (1, 0, 0)),
+        ("nx.example.test", "A", (0, 1, 0)),  # the SOA stays (RFC 2308)
+        ("www.example.test", "TXT", (0, 1, 0)),  # NODATA: the SOA stays
+        ("example.test", "NS", (1, 0, 1)),  # an NS answer keeps its addresses
+        ("dangling.example.test", "A", (1, 1, 0)),
+    ],
+)
+@pytest.mark.parametrize("minimal", [True, False])
+async def test_minimal_responses_as_unbound(
+    nsd: NSD, gateway_factory, name: str, rdtype: str, sections: tuple[int, int, int], minimal: bool
+) -> None:
+    up = _upstream(nsd.port)
+    if not minimal:  # the default is on
+        up = dataclasses.replace(up, minimal_responses=False)
+    gw = await gateway_factory(dns_config(nsd.port, upstream=up))
+    for _ in range(2):  # fresh, then from the cache
+        r = await ask(gw, name, rdtype)
+        full = await dns.asyncquery.udp(
+            dns.message.make_query(name, rdtype, use_edns=0), "127.0.0.1", port=nsd.port, timeout=2
+        )
+        got = (len(r.answer), len(r.authority), len(r.additional))
+        assert got == (
+            sections if minimal else tuple(map(len, (full.answer, full.authority, full.additional)))
+        )
+        assert r.edns == 0  # the OPT always stays

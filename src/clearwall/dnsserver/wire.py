@@ -42,6 +42,8 @@ TYPE_SOA = 6
 TYPE_HINFO = 13
 TYPE_AAAA = 28
 TYPE_OPT = 41
+TYPE_NSEC = 47
+TYPE_NSEC3 = 50
 TYPE_ANY = 255
 CLASS_IN = 1
 
@@ -635,6 +637,65 @@ def clamp_ttls(reply: bytes, offsets: Sequence[int], low: int, high: int) -> byt
                 buf = bytearray(reply)
             _U32.pack_into(buf, off, new)
     return reply if buf is None else bytes(buf)
+
+
+def minimal_sections(reply: bytes, qtype: int) -> bytes:
+    """``reply`` without the sections a client does not need, as Unbound's default
+    ``minimal-responses: yes`` sends it (less amplification, fewer cache bytes).
+
+    A positive answer (NOERROR with an RRset of the asked type, QTYPE not NS, no
+    NSEC/NSEC3 in the authority section: a wildcard proof must stay) keeps only its
+    answer section; a negative one (NXDOMAIN, or NOERROR without answers whose
+    authority section holds a SOA or no NS) keeps its authority section; anything else
+    (referrals, NS answers, CNAMEs to nothing of the type) stays whole. The OPT record
+    always stays. Records only point backwards (RFC 1035 section 4.1.4), so cutting
+    after a section keeps every name readable.
+    """
+    _id, _b2, b3, qd, an, ns, ar = _H.unpack_from(reply)
+    if qd != 1 or not (ns or ar):
+        return reply
+    off = skip_name(reply, 12) + 4
+    answer_types = set()
+    authority_types = set()
+    answer_end = authority_end = off
+    opt = b""
+    extra = False
+    for index in range(an + ns + ar):
+        start = off
+        at = skip_name(reply, off)
+        if at + 10 > len(reply):
+            raise DNSWireError("record header truncated")
+        rtype, _rclass, _ttl, rdlen = _RR_FIXED.unpack_from(reply, at)
+        off = at + 10 + rdlen
+        if index < an:
+            answer_types.add(rtype)
+            answer_end = authority_end = off
+        elif index < an + ns:
+            authority_types.add(rtype)
+            authority_end = off
+        elif rtype == TYPE_OPT:
+            opt = reply[start:off]
+        else:
+            extra = True
+    rcode = b3 & 0x0F
+    if (
+        rcode == NOERROR
+        and qtype in answer_types
+        and qtype != TYPE_NS
+        and not authority_types & {TYPE_NSEC, TYPE_NSEC3}
+    ):
+        keep, nscount = answer_end, 0
+    elif rcode == NXDOMAIN or (
+        rcode == NOERROR
+        and not an
+        and (TYPE_SOA in authority_types or TYPE_NS not in authority_types)
+    ):
+        if not extra:
+            return reply
+        keep, nscount = authority_end, ns
+    else:
+        return reply
+    return reply[:6] + struct.pack("!HHH", an, nscount, 1 if opt else 0) + reply[12:keep] + opt
 
 
 def cname_loop(reply: bytes) -> bool:

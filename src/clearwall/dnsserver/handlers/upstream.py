@@ -1,11 +1,20 @@
 """Upstream: forward a cache miss to the jurisdiction's (or the default) upstreams.
 
-Cache-poisoning defences (RFC 5452): a fresh random query ID and source port per
-attempt, and a reply is accepted only from the server's address (the transport's
-connected socket), with our ID and our exact question. EDNS0 with a 1232-octet buffer;
-a truncated UDP reply is retried over TCP (RFC 7766). Each server gets ``attempts``
-tries of ``timeout`` seconds; SERVFAIL/REFUSED/garbage fail over to the next server;
-when all fail the answer is FAILED (the cache may then serve stale data).
+Cache-poisoning defences (RFC 5452 section 9.1): a fresh random query ID and source port
+per attempt, and a reply is accepted only from the server's address and port (the
+transport's connected socket), with our ID and our question: the name in any case, QTYPE
+and QCLASS exactly. EDNS0 with a 1232-octet buffer; a truncated UDP reply is retried over
+TCP (RFC 7766), and a reply truncated over TCP too is unusable. Each server gets
+``attempts`` tries of ``timeout`` seconds; SERVFAIL/REFUSED/NOTIMP/FORMERR, garbage and
+truncation fail over to the next server; when all fail the answer is FAILED (the cache
+may then serve stale data), with the upstreams' own EDEs when any answered (RFC 8914),
+EDE 22 when none did. A reply whose CNAME chain loops is FAILED too.
+
+An RD=0 query is never forwarded (the cache answered it if it could): REFUSED with EDE
+20, as Unbound (RFC 1034 section 4.3.1). The AD bit of a query is passed on, so a stub
+that asks with AD and without DO learns what a validating upstream authenticated (RFC
+6840 section 5.7). What is relayed has its TTLs within ``[dns.cache] min_ttl..max_ttl``
+and, with ``minimal_responses``, only the sections Unbound would send.
 """
 
 from __future__ import annotations
@@ -47,6 +56,7 @@ class Upstream:
         self.timeout = up.timeout
         self.attempts = max(1, up.attempts)
         self.payload = up.edns_buffer
+        self.minimal = up.minimal_responses
         self.negative_ttl = config.cache.negative_ttl
         self.min_ttl = config.cache.min_ttl
         self.max_ttl = config.cache.max_ttl
@@ -133,7 +143,8 @@ class Upstream:
             metrics.inflight -= 1
 
     def finish(self, ctx: Context, reply: bytes, scan: wire.ReplyScan) -> Answer:
-        """Turn an upstream reply into this client's variant: flags, OPT, cache lifetime."""
+        """Turn an upstream reply into this client's variant: flags, OPT, sections, TTLs,
+        cache lifetime."""
         data = ctx.data
         q = ctx.q
         # We are not authoritative (clear AA); echo the client's RD and CD; AD only for
@@ -156,6 +167,11 @@ class Upstream:
             + data[q.name_end : q.qend]
             + reply[qend:]
         )
+        if self.minimal:
+            minimal = wire.minimal_sections(body, q.qtype)
+            if minimal is not body:
+                body = minimal
+                scan = wire.scan_reply(body)
         if scan.opt_start >= 0:
             if q.edns:
                 at = scan.opt_start + 3  # OPT CLASS = the sender's UDP payload size
