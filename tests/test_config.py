@@ -54,6 +54,8 @@ timeout = 2
             {"dns": {"upstream": {"minimal_responses": "yes"}}},
             "[dns.upstream] minimal_responses: expected true or false",
         ),
+        ({"dns": {"special_use": {"forward": ["example.com"]}}}, "[dns.special_use] forward"),
+        ({"dns": {"special_use": {"forward": [53]}}}, "[dns.special_use] forward: expected a"),
         ({"web": {"listen": "localhost:80"}}, "[web] listen"),
         ({"nosuch": {}}, "unknown option(s): nosuch"),
     ],

@@ -23,6 +23,7 @@ class AnswerKind(enum.Enum):
     DROPPED = "dropped"  # rate limited: no reply at all
     TRUNCATED = "truncated"  # rate limited: TC reply so a real client retries over TCP
     MINIMAL = "minimal"  # synthesized minimal reply (RFC 8482 ANY)
+    LOCAL = "local"  # answered from built-in local data (special-use names, RFC 6761)
     FAILED = "failed"  # no upstream gave a usable answer: SERVFAIL
 
 
@@ -35,6 +36,7 @@ KIND_DECISION: dict[AnswerKind, str] = {
     AnswerKind.DROPPED: "ratelimit",
     AnswerKind.TRUNCATED: "ratelimit",
     AnswerKind.MINIMAL: "allow",
+    AnswerKind.LOCAL: "local",
     AnswerKind.FAILED: "fail",
 }
 """The metric/log label of each kind."""
