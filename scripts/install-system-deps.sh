@@ -17,7 +17,7 @@ PACKAGES=(
   iptables
   openssl                   # test CA for HTTPS targets
   procps                    # pkill/ps used by service scripts
-  unbound                   # loads our RPZ export for real (tests/formats)
+  unbound                   # loads our RPZ export (tests/formats); the reference and validating upstream of tests/dnsserver
 )
 
 missing=()

@@ -109,6 +109,9 @@ class UpstreamConfig:
     timeout: float = 1.5  # seconds per upstream attempt
     attempts: int = 2  # tries per server before failing over
     edns_buffer: int = 1232
+    # Relay a positive answer with its answer section only, a negative one without its
+    # additional section (Unbound's default minimal-responses): less amplification.
+    minimal_responses: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,32 @@ class BlockConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SpecialUseConfig:
+    """Special-use names answered locally, never forwarded (RFC 6761, RFC 6303)."""
+
+    # Built-in local zones to forward instead, e.g. "10.in-addr.arpa" or "home.arpa" when
+    # the upstream is the network's own resolver and serves them.
+    forward: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.forward:
+            return
+        # Only here: the zone table lives with the handler that serves it.
+        from clearwall.dnsserver.handlers.special_use import ZONES
+
+        names = []
+        for zone in self.forward:
+            name = zone.strip().rstrip(".").lower()
+            if name not in ZONES:
+                raise ConfigError(
+                    f"[dns.special_use] forward: {zone!r} is not a built-in local zone "
+                    "(docs/dns/special_use.md lists them)"
+                )
+            names.append(name)
+        object.__setattr__(self, "forward", tuple(names))
+
+
+@dataclass(frozen=True, slots=True)
 class DNSConfig:
     """The DNS gateway: listeners, access control and the default jurisdiction."""
 
@@ -173,6 +202,7 @@ class DNSConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     block: BlockConfig = field(default_factory=BlockConfig)
+    special_use: SpecialUseConfig = field(default_factory=SpecialUseConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +286,11 @@ def _convert(section: str, name: str, annotation: str, value: Any, default: Any)
             if not isinstance(value, str):
                 raise TypeError("expected a string")
             return value
+        if annotation == "tuple[str, ...]":
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+                raise TypeError("expected a list of strings")
+            return tuple(items)
     except (ValueError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
     raise ConfigError(f"{where}: unsupported option type {annotation}")

@@ -2,9 +2,11 @@
 
 Two identical chains see the same query sequence on the same clock; one answers the
 way the UDP listener does (fast path first, the chain when it declines), the other
-always through the chain. Hypothesis varies names (blocked, allowed, negative, case),
-types, header bits, EDNS, clients (loopback, rate-limited, in a jurisdiction's network,
-refused) and time; and the ACL follows policy swaps that add or remove a network.
+always through the chain. Hypothesis varies names (blocked, allowed, negative,
+special-use, a CNAME loop, huge TTLs, case), types (HTTPS and SVCB among them), classes,
+header bits (RD=0 and AD included), EDNS, clients (loopback, rate-limited, in a
+jurisdiction's network, refused) and time; and the ACL follows policy swaps that add or
+remove a network.
 """
 
 from __future__ import annotations
@@ -45,22 +47,33 @@ class Clock:
 
 
 class Upstream:
-    """An in-test upstream: A/AAAA data for allowed names, NXDOMAIN + SOA for ``nx.``."""
+    """An in-test upstream: A/AAAA/HTTPS/SVCB data for allowed names (TTL 2**31 - 1 for
+    ``huge.``, with an authority NS and glue that minimal responses drop), a CNAME loop
+    for ``loop.``, NXDOMAIN + SOA for ``nx.``."""
 
     async def udp(self, server, query, timeout, check):  # type: ignore[no-untyped-def]
         msg = dns.message.from_wire(query)
         reply = dns.message.make_response(msg)
         qname = msg.question[0].name
         rdtype = msg.question[0].rdtype
+        ttl = 2**31 - 1 if qname.labels[0] == b"huge" else 300
+        data = {
+            dns.rdatatype.A: "192.0.2.1",
+            dns.rdatatype.AAAA: "2001:db8::1",
+            dns.rdatatype.HTTPS: "1 . alpn=h2",
+            dns.rdatatype.SVCB: "1 svc.example.net.",
+        }
         if qname.labels[0] == b"nx":
             reply.set_rcode(dns.rcode.NXDOMAIN)
             reply.authority.append(
                 dns.rrset.from_text("test.", 60, "IN", "SOA", "ns.test. h.test. 1 2 3 4 30")
             )
-        elif rdtype == dns.rdatatype.A:
-            reply.answer.append(dns.rrset.from_text(qname, 300, "IN", "A", "192.0.2.1"))
-        elif rdtype == dns.rdatatype.AAAA:
-            reply.answer.append(dns.rrset.from_text(qname, 120, "IN", "AAAA", "2001:db8::1"))
+        elif qname.labels[0] == b"loop":
+            reply.answer.append(dns.rrset.from_text(qname, 300, "IN", "CNAME", qname.to_text()))
+        elif rdtype in data:
+            reply.answer.append(dns.rrset.from_text(qname, ttl, "IN", rdtype, data[rdtype]))
+            reply.authority.append(dns.rrset.from_text("test.", 300, "IN", "NS", "ns.test."))
+            reply.additional.append(dns.rrset.from_text("ns.test.", 300, "IN", "A", "192.0.2.53"))
         out: bytes = reply.to_wire()
         assert check(out)
         return out
@@ -120,11 +133,16 @@ names = st.sampled_from(
         "a.nodata.test",
         "nx.example.test",
         "xa-only.test",
+        "huge.example.test",
+        "loop.example.test",
+        "localhost",
+        "x.invalid",
+        "1.0.0.127.in-addr.arpa",
     ]
 ).map(lambda n: "".join(c.upper() if i % 3 == 0 else c for i, c in enumerate(n)))
 query = st.tuples(
     st.one_of(names, names.map(str.lower), names.map(str.lower)),
-    st.sampled_from(["A", "AAAA", "TXT"]),
+    st.sampled_from(["A", "AAAA", "TXT", "HTTPS", "SVCB", "PTR"]),
     st.integers(0, 0xFFFF),  # ID
     st.booleans(),  # RD
     st.booleans(),  # CD
@@ -132,35 +150,52 @@ query = st.tuples(
     st.booleans(),  # DO
     st.sampled_from(CLIENTS),
     st.sampled_from([0.0, 0.0, 0.0, 0.3, 1.0, 400.0]),  # time passing before it
+    st.sampled_from(["IN", "IN", "IN", "CH"]),  # class
+    st.booleans(),  # AD
 )
 
 
 def wire(
-    name: str, rdtype: str, qid: int, rd: bool, cd: bool, payload: int | None, do: bool
+    name: str,
+    rdtype: str,
+    qid: int,
+    rd: bool,
+    cd: bool,
+    payload: int | None,
+    do: bool,
+    rdclass: str = "IN",
+    ad: bool = False,
 ) -> bytes:
     msg = dns.message.make_query(
         name,
         rdtype,
+        rdclass,
         use_edns=payload is not None,
         payload=payload or 512,
         want_dnssec=do and payload is not None,
     )
     msg.id = qid
-    msg.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    msg.flags = (
+        (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0) | (dns.flags.AD if ad else 0)
+    )
     out: bytes = msg.to_wire()
     return out
 
 
-def cacheable(name: str, rdtype: str) -> bool:
+def cacheable(name: str, rdtype: str, rd: bool, rdclass: str) -> bool:
     """Whether the answer is one the cache keeps, so that its exact repeats go fast.
 
-    Blocks and NXDOMAIN with an SOA are; data for A/AAAA is; the upstream's TXT answer
-    for an allowed name is NODATA without an SOA, which RFC 2308 section 5 says not to
-    cache, so its repeats rightly go through the chain.
+    Blocks are, whatever RD says. With RD=1, NXDOMAIN with an SOA is, and so is data
+    (A/AAAA/HTTPS/SVCB); with RD=0 nothing is fetched (REFUSED unless cached). The
+    upstream's TXT answer for an allowed name is NODATA without an SOA, which RFC 2308
+    section 5 says not to cache; special-use names, other classes and a CNAME loop are
+    answered anew each time: their repeats rightly go through the chain.
     """
     name = name.lower()
+    if rdclass != "IN" or name.startswith(("loop.", "localhost", "x.invalid", "1.0.0.127")):
+        return False
     blocked = name.endswith(("blocked.test", "sink.test", "nodata.test", "xa-only.test"))
-    return blocked or name.startswith("nx.") or rdtype in ("A", "AAAA")
+    return blocked or (rd and (name.startswith("nx.") or rdtype in ("A", "AAAA", "HTTPS", "SVCB")))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -172,9 +207,9 @@ def test_fast_path_answers_like_the_chain(queries: list[tuple]) -> None:  # type
         slow_entry, _, slow_metrics = chain(clock)
         assert fast is not None
         served = 0
-        for name, rdtype, qid, rd, cd, payload, do, host, later in queries:
+        for name, rdtype, qid, rd, cd, payload, do, host, later, rdclass, ad in queries:
             clock.now += later
-            data = wire(name, rdtype, qid, rd, cd, payload, do)
+            data = wire(name, rdtype, qid, rd, cd, payload, do, rdclass, ad)
             # Each query three times: the repeats are what the fast path serves.
             for _ in range(3):
                 reply = fast(data, host)
@@ -188,7 +223,10 @@ def test_fast_path_answers_like_the_chain(queries: list[tuple]) -> None:  # type
         assert fast_metrics.blocks == slow_metrics.blocks
         assert fast_metrics.cache_hits == slow_metrics.cache_hits
         assert fast_metrics.cache_misses == slow_metrics.cache_misses
-        if any(q[0].islower() and q[7] == "127.0.0.1" and cacheable(q[0], q[1]) for q in queries):
+        if any(
+            q[0].islower() and q[7] == "127.0.0.1" and cacheable(q[0], q[1], q[3], q[9])
+            for q in queries
+        ):
             assert served, "an exact repeat from loopback must be served by the fast path"
 
     asyncio.run(run())
@@ -218,9 +256,9 @@ def test_the_fused_path_is_the_python_composition(queries: list[tuple], ratelimi
             served[who] += 1
             return reply
 
-        for name, rdtype, qid, rd, cd, payload, do, host, later in queries:
+        for name, rdtype, qid, rd, cd, payload, do, host, later, rdclass, ad in queries:
             clock.now += later
-            data = wire(name, rdtype, qid, rd, cd, payload, do)
+            data = wire(name, rdtype, qid, rd, cd, payload, do, rdclass, ad)
             for _ in range(3):
                 c_reply = await answer(c_fast, c_entry, c_metrics, data, host, "c")
                 py_reply = await answer(py_fast, py_entry, py_metrics, data, host, "py")

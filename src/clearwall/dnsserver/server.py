@@ -50,13 +50,16 @@ def early_reply(data: bytes, metrics: DNSMetrics) -> tuple[wire.Question | None,
 
 
 def rejection(data: bytes, metrics: DNSMetrics) -> bytes | None:
-    """The reply to a query ``parse_query`` refused: FORMERR, NOTIMP, or None (drop)."""
+    """The reply to a query ``parse_query`` refused: FORMERR, NOTIMP, or None (drop).
+
+    Both carry an OPT record when the query held one (``wire.rejection_reply``).
+    """
     metrics.malformed += 1
     if len(data) < 12 or data[2] & wire.QR:
         return None
     if (data[2] >> 3) & 0x0F != _OPCODE_QUERY:
-        return wire.error_reply(data, wire.NOTIMP)
-    return wire.error_reply(data, wire.FORMERR)
+        return wire.rejection_reply(data, wire.NOTIMP)
+    return wire.rejection_reply(data, wire.FORMERR)
 
 
 class _Dispatcher:
