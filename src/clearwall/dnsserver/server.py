@@ -191,8 +191,9 @@ class TCPConnection(asyncio.BufferedProtocol):
         self.host, self.port = "", 0
         # Received bytes live in buf[start:end]; reads go into buf[end:]. The buffer is
         # small, so a connection that stops reading holds little input; it grows only to
-        # fit one message longer than itself.
-        self.buf = bytearray(_READ_SIZE)
+        # fit one message longer than itself, and exists from the first byte received
+        # (an idle connection holds none).
+        self.buf = bytearray()
         self.start = 0
         self.end = 0
         self.pending = 0
