@@ -190,7 +190,10 @@ class DNSConfig:
     # datagram then does not preempt another in the middle of its batch. Costs wake-up
     # latency when a core is shared with other busy tasks; false keeps the default policy.
     batch_scheduling: bool = True
+    # Seconds since a TCP connection's last complete query received or reply sent (a byte
+    # of an unfinished message does not count) before it is closed.
     tcp_idle_timeout: float = 10.0
+    # TCP connections per process; when full, the one idle longest is closed for a new one.
     max_tcp_connections: int = 1000
     max_inflight: int = 10_000
     reload_interval: float = 0.25  # how often the store's policy version is polled

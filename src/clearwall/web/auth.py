@@ -9,6 +9,7 @@ non-public fields, and write nothing. Every refused scope is counted in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -17,6 +18,9 @@ from prometheus_client import CollectorRegistry, Counter
 from clearwall.policy.model import Authority
 from clearwall.store import repositories
 from clearwall.store.records import ApiToken, TokenRole
+
+if TYPE_CHECKING:
+    from clearwall.web.context import WebContext
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -68,8 +72,21 @@ def authenticate(
     """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("missing bearer token")
-    ctx = request.app.state.ctx
-    token = ctx.tokens.authenticate(credentials.credentials)
+    return principal_of(request.app.state.ctx, credentials.credentials)
+
+
+def check_authorization(ctx: WebContext, header: str | None) -> Principal:
+    """``authenticate`` for a raw ``Authorization`` header value (the body limiter asks
+    before it reads a large body); the same 401s."""
+    scheme, _, secret = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise _unauthorized("missing bearer token")
+    return principal_of(ctx, secret.strip())
+
+
+def principal_of(ctx: WebContext, secret: str) -> Principal:
+    """The Principal of a bearer token's secret; 401 when unknown or revoked."""
+    token = ctx.tokens.authenticate(secret)
     if token is None:
         raise _unauthorized("invalid or revoked token")
     authority = None
