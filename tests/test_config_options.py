@@ -125,6 +125,9 @@ class Scripted:
             reply.authority.append(dns.rrset.from_text("test.", 3600, "IN", "SOA", soa))
         else:
             reply.answer.append(dns.rrset.from_text(name, self.ttl, "IN", "A", "192.0.2.1"))
+            if name.labels[0] == b"auth":  # a referral-style extra the upstream adds
+                ns = dns.rrset.from_text("example.test.", self.ttl, "IN", "NS", "ns.test.")
+                reply.authority.append(ns)
         wire: bytes = reply.to_wire()
         assert check(wire)
         return wire
@@ -263,18 +266,38 @@ def idle_closed(gw: Any) -> bool:
             return False
 
 
-def second_tcp_answered(gw: Any) -> bool:
-    """Whether a second TCP connection, while one is open, gets an answer."""
+def tcp_answered(conn: socket.socket) -> bool:
+    """Whether one whole length-prefixed reply arrives on ``conn``."""
+    try:
+        head = conn.recv(2)
+        if len(head) < 2:
+            return False
+        want, got = int.from_bytes(head, "big"), b""
+        while len(got) < want:
+            chunk = conn.recv(want - len(got))
+            if not chunk:
+                return False
+            got += chunk
+        return True
+    except (TimeoutError, ConnectionError):
+        return False
+
+
+def first_tcp_kept(gw: Any) -> bool:
+    """Whether an idle TCP connection is still served after a second one was answered
+    (a full table closes the connection idle longest to admit the newcomer)."""
     host, port = gw.server.addresses[0]
     with socket.create_connection((host, port), timeout=3) as first:
         first.sendall(tcp_query(host, port))
-        first.recv(2)
+        assert tcp_answered(first)
         with socket.create_connection((host, port), timeout=3) as second:
+            second.sendall(tcp_query(host, port))
+            assert tcp_answered(second)
             try:
-                second.sendall(tcp_query(host, port))
-                return len(second.recv(2)) == 2
-            except (TimeoutError, ConnectionError):
+                first.sendall(tcp_query(host, port))
+            except ConnectionError:
                 return False
+            return tcp_answered(first)
 
 
 # -- a store, the CLI and `clearwall serve` -------------------------------------------------
@@ -675,7 +698,7 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
     "dns.tcp_idle_timeout": (0.2, lambda c, f, s: with_gateway(c, idle_closed), ON_PORT_0),
     "dns.max_tcp_connections": (
         1,
-        lambda c, f, s: with_gateway(c, second_tcp_answered),
+        lambda c, f, s: with_gateway(c, first_tcp_kept),
         ON_PORT_0,
     ),
     "dns.max_inflight": (0, chain_of(lambda ch: ch.rcode()), {}),
@@ -758,6 +781,16 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
     "dns.block.public_url": (
         "https://portal.example",
         chain_of(lambda ch: sde(ch.ask("sink.test")).get("j")),
+        {},
+    ),
+    "dns.upstream.minimal_responses": (
+        False,
+        chain_of(lambda ch: len(ch.ask("auth.example.test").authority)),  # type: ignore[union-attr]
+        {},
+    ),
+    "dns.special_use.forward": (
+        ["10.in-addr.arpa"],
+        chain_of(lambda ch: (ch.ask("1.0.0.10.in-addr.arpa", "PTR"), len(ch.upstream.asked))[1]),
         {},
     ),
     "web.listen": (
