@@ -127,12 +127,13 @@ def init(
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create the store (migrations), the var directory and the ledger key; optionally a demo."""
+    """Create the store (migrations), its ledger key and public log directory; optionally a
+    demo."""
     with errors():
         s = settings(db, config)
         ledger = s.config.ledger
-        Path(ledger.tiles_dir).mkdir(parents=True, exist_ok=True)
-        key_file = Path(ledger.key_file)
+        ledger.tiles_path().mkdir(parents=True, exist_ok=True)
+        key_file = ledger.key_path()
         if not key_file.exists():
             from clearwall.ledger.signing import create_key_file
 
@@ -150,6 +151,9 @@ def init(
         sync = ledger_sync(s.config, service.store)
         if sync is not None:
             sync()
+        typer.echo(
+            f"ledger key {key_file}, public log {ledger.tiles_path()}", err=True
+        )  # where this store's own files are, wherever the command ran from
         typer.echo(f"store ready: {service.store.engine.url.render_as_string(hide_password=True)}")
 
 

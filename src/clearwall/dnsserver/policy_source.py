@@ -216,13 +216,6 @@ def _sqlite_file(store_url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def default_snapshot_dir(store_url: str) -> Path:
-    """Where a gateway keeps the snapshots it compiles from ``store_url`` unless told:
-    a ``snapshots`` directory beside a SQLite store's file, else ``var/snapshots``."""
-    path = _sqlite_file(store_url)
-    return path.parent / "snapshots" if path is not None else Path("var/snapshots")
-
-
 def _sqlite_log_size(store_url: str) -> int | None:
     """The log size of a SQLite store read with the standard library, or None to ask
     the store itself (other databases, or anything unexpected: it explains errors)."""

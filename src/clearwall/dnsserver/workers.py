@@ -47,7 +47,7 @@ class ServeOptions:
     overrides: dict[str, object] = field(default_factory=dict)
     store_url: str | None = None  # compile and hot-swap from this store
     snapshot: Path | None = None  # or serve this compiled snapshot as is
-    snapshot_dir: Path = Path("var/snapshots")
+    snapshot_dir: Path | None = None  # None: the store's default (``clearwall.layout``)
     metrics_listen: HostPort | None = None
     # Starts the web app beside DNS (given the metrics collector and a function returning
     # the policy in force); None = serve only /metrics on ``metrics_listen``.
@@ -59,10 +59,12 @@ def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | Non
         return opts.snapshot, None
     if opts.store_url is None:
         return None, None
+    from clearwall.layout import snapshot_dir
+
     source = PolicySource(
         opts.store_url,
         opts.config.dns.block.public_url,
-        opts.snapshot_dir,
+        opts.snapshot_dir or snapshot_dir(opts.store_url, opts.config.ledger),
         opts.config.dns.reload_interval,
         publish=lambda _p, _equivalent: None,
         consolidate_after=opts.config.dns.consolidate_after,

@@ -95,7 +95,7 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
     _check_checkpoints(store, tree, verifier, tlog, report)
     _check_tiles(tlog, tree, data_by_index, verifier, report)
     _check_orders(store, events, ended, report)
-    _check_rule_files(Path(tlog.config.tiles_dir) / RULES_DIR, report)
+    _check_rule_files(tlog.dir.root / RULES_DIR, report)
     return report
 
 

@@ -322,7 +322,7 @@ class TransparencyLog:
         """Bind the log to ``store`` (a ``LogStore``) and the ledger config section."""
         self.store: LogStore = store
         self.config = config
-        self.dir = TileDir(Path(config.tiles_dir))
+        self.dir = TileDir(config.tiles_path())
         self._signer = signer
         self._subtrees: dict[tuple[int, int], bytes] = {}
         self._upper = MemoryTree()
@@ -334,7 +334,7 @@ class TransparencyLog:
     def signer(self) -> Signer:
         """The log's signer, loaded from the key file on first use."""
         if self._signer is None:
-            self._signer = load_signer(Path(self.config.key_file))
+            self._signer = load_signer(self.config.key_path())
             if self._signer.name != self.config.origin:
                 raise LedgerError(
                     f"ledger key is named {self._signer.name!r} but the log origin is "
@@ -432,10 +432,7 @@ class TransparencyLog:
             old = self._recover_size()
             size = self.store.log_size()
             if size < old:
-                raise LedgerError(
-                    f"the store has {size} entries but checkpoint size {old} was published: "
-                    "committed entries were lost or rolled back"
-                )
+                raise LedgerError(self._rollback_message(size, old))
             try:
                 frontier = self._load_frontier(old)
                 if frontier.root() != self._published_root(old):
@@ -448,6 +445,45 @@ class TransparencyLog:
             self.dir.write_checkpoint(note)
             self.store.add_checkpoint(size, root, note)
             return SyncResult(old, size, note, written)
+
+    def _rollback_message(self, size: int, published: int) -> str:
+        """Why the store is behind its public log, saying whose files are whose.
+
+        A store records every checkpoint it publishes, and a log that is this store's
+        own agrees with its entries on their common prefix; either shows the entries
+        were lost (say, a restored backup). A store that never recorded a checkpoint, or
+        whose entries differ from the published ones, is looking at another store's
+        files (two stores given the same [ledger] paths).
+        """
+        where = (
+            f"the store {_describe(self.store)} has {size} entries but the public log in "
+            f"{self.dir.root} (key {self.config.key_file}) published checkpoint size {published}"
+        )
+        lost = (
+            "committed entries were lost or rolled back (a database restored from an older copy?)"
+        )
+        other = (
+            "those files belong to another store; give each store its own [ledger] key_file "
+            "and tiles_dir (by default they live beside a SQLite store's file)"
+        )
+        recorded = list(self.store.checkpoints())
+        if not recorded:
+            return f"{where}, and this store never published a checkpoint: {other}"
+        cp = self.published()
+        if cp is not None and any(
+            int(c.tree_size) == cp.size and bytes(c.root_hash) == cp.root for c in recorded
+        ):
+            return f"{where}, a checkpoint of this store: {lost}"
+        if size > 0:
+            try:
+                theirs = proofs.tree_hash(self.reader(published), size)
+            except (LedgerError, OSError):
+                theirs = b""
+            ours = MemoryTree(b"".join(r[2] for r in self._rows(0, size))).root()
+            if theirs == ours:
+                return f"{where}, which extends this store's entries: {lost}"
+            return f"{where}, whose entries differ from this store's: {other}"
+        return f"{where}: either {lost}, or {other}"
 
     def _published_root(self, size: int) -> bytes:
         cp = self.published()
@@ -642,6 +678,14 @@ class NameProver:
             self._rule_tree,
             at or dt.datetime.now(dt.UTC),
         )
+
+
+def _describe(store: Any) -> str:
+    """A store's URL for messages (without a password), or its type for a twin."""
+    engine = getattr(store, "engine", None)
+    if engine is not None:
+        return str(engine.url.render_as_string(hide_password=True))
+    return type(store).__name__
 
 
 def merkle_root_hex(lines: Sequence[bytes]) -> str:
