@@ -15,7 +15,9 @@ have stopped for ``consolidate_after`` seconds, the whole policy is compiled aga
 the background and swapped in as the new base; it gives the same verdicts as the
 overlay it replaces, so the data plane keeps its cached answers across that swap. Old
 snapshot directories are removed once newer ones exist, but never a base that a kept
-overlay still names.
+overlay still names. Each directory is locked by the process that compiles it
+(``snapshotdir``), so the next start removes what a killed gateway left behind and
+nothing a running one uses.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clearwall.dnsserver import snapshotdir
 from clearwall.dnsserver.policy import PolicyView
 from clearwall.errors import ClearwallError, SnapshotError
 
@@ -267,6 +270,10 @@ class PolicySource:
         self._consolidation: threading.Thread | None = None
         self._consolidated: tuple[Path, int] | BaseException | None = None
         self._store: Store | None = None
+        # The lock on each directory this source made, held until it is removed.
+        self._leases: dict[Path, snapshotdir.Lease] = {}
+        self._leases_lock = threading.Lock()  # the consolidation thread compiles too
+        self._swept = False
 
     def inherited_fds(self) -> tuple[int, ...]:
         """File descriptors a process forked from this one must close (compiler pipes)."""
@@ -296,12 +303,29 @@ class PolicySource:
         over ``base`` (its directory and tree size); (directory, tree size, seconds)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         out = self.directory / f"{kind}-{self.store_version()}-{time.time_ns()}"
+        lease = snapshotdir.claim(out)  # before the compiler writes anything there
+        with self._leases_lock:
+            self._leases[out] = lease
         started = time.monotonic()
-        if base is None:
-            compiler.compile(self.store_url, self.base_url, out)
+        try:
+            if base is None:
+                compiler.compile(self.store_url, self.base_url, out)
+            else:
+                compiler.compile(self.store_url, self.base_url, out, *base)
+            size = saved_tree_size(out)
+        except BaseException:
+            self._remove(out)  # with whatever a failed compiler left half-written
+            raise
+        return out, size, time.monotonic() - started
+
+    def _remove(self, path: Path) -> None:
+        """Remove a directory this source made, and give up its lock."""
+        with self._leases_lock:
+            lease = self._leases.pop(path, None)
+        if lease is not None:
+            lease.release()
         else:
-            compiler.compile(self.store_url, self.base_url, out, *base)
-        return out, saved_tree_size(out), time.monotonic() - started
+            shutil.rmtree(path, ignore_errors=True)
 
     def _overlay_compiler(self) -> Compiler:
         if self._compiler is None:
@@ -318,7 +342,10 @@ class PolicySource:
 
     def compile_now(self) -> Path:
         """Compile the whole current policy (blocking), make it the base, and return its
-        directory."""
+        directory. The first call first removes the snapshots killed gateways left."""
+        if not self._swept:
+            self._swept = True
+            snapshotdir.sweep(self.directory)
         out, size, seconds = self._compile(self._overlay_compiler(), "policy")
         log.info("policy version %d compiled in %.2fs", size, seconds)
         self._base = (out, size)
@@ -418,7 +445,7 @@ class PolicySource:
         for entry in list(self._made):
             if entry[0] not in keep:
                 self._made.remove(entry)
-                shutil.rmtree(entry[0], ignore_errors=True)
+                self._remove(entry[0])
 
     def start(self) -> None:
         """Start polling in a daemon thread."""
@@ -439,8 +466,12 @@ class PolicySource:
         if self._store is not None:
             self._store.engine.dispose()
         for path, _base in self._made:
-            shutil.rmtree(path, ignore_errors=True)
+            self._remove(path)
         self._made.clear()
+        with self._leases_lock:
+            left = list(self._leases)
+        for path in left:  # a consolidation that finished after it was waited for
+            self._remove(path)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
