@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clearwall.dnsserver import snapshotdir
+from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.policy import PolicyView
 from clearwall.errors import ClearwallError, SnapshotError
 
@@ -94,8 +95,10 @@ def _compile_in_fork(
     """Compile in a forked child that exits afterwards: the memory a big compile takes
     goes back to the system at once instead of staying in the compiler process."""
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: compile, report, exit without running any cleanup
+        die_with_parent(parent)  # a killed compiler process takes its compile along
         os.close(read_end)
         status = 1
         try:
@@ -152,10 +155,18 @@ class Compiler:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             argv = [sys.executable, "-m", "clearwall.dnsserver.policy_source", "--serve"]
+            argv += ["--parent", str(os.getpid())]  # it dies with this process
             proc = self._proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
             )
         return proc
+
+    def start(self) -> None:
+        """Start the compiler process now, from the calling thread: its parent-death
+        signal follows the thread that started it, so a compile run on a short-lived
+        thread must find the process already started by a long-lived one."""
+        with self._lock:
+            self._process()
 
     def compile(
         self, store_url: str, base_url: str, out: Path, base: Path | None = None, since: int = 0
@@ -391,6 +402,7 @@ class PolicySource:
         if self._consolidator is None:
             self._consolidator = Compiler()
         consolidator = self._consolidator
+        consolidator.start()  # here, not on the consolidation thread (see Compiler.start)
 
         def run() -> None:
             try:
@@ -490,10 +502,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--serve", action="store_true", help="compile requests from stdin")
+    parser.add_argument("--parent", type=int, help="die when this process (the gateway) dies")
     parser.add_argument("--db")
     parser.add_argument("--base-url", default="")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.parent is not None:
+        die_with_parent(args.parent)
     if args.serve:
         return _compiler_loop()
     if args.db is None or args.out is None:

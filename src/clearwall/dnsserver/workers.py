@@ -29,6 +29,7 @@ from clearwall.config import Config, DNSConfig, HostPort, load_config
 from clearwall.dnsserver.gateway import Gateway, build_gateway
 from clearwall.dnsserver.handlers import build, describe
 from clearwall.dnsserver.handlers.base import Services
+from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
 from clearwall.dnsserver.policy import EMPTY_POLICY, PolicyHolder, PolicyView
 from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
@@ -207,7 +208,10 @@ def _fork_workers(dns: DNSConfig, path: Path | None, source: PolicySource | None
             target=worker_main,
             name=f"clearwall-dns-{index}",
             args=(dns, str(path) if path else None, child, index, logging.getLogger().level),
-            kwargs={"close_fds": (*inherited, *(conn.fileno() for _p, conn in workers))},
+            kwargs={
+                "close_fds": (*inherited, *(conn.fileno() for _p, conn in workers)),
+                "supervisor": os.getpid(),
+            },
             daemon=True,
         )
         proc.start()
@@ -223,8 +227,11 @@ def worker_main(
     index: int,
     log_level: int,
     close_fds: tuple[int, ...] = (),
+    supervisor: int | None = None,
 ) -> None:
-    """Entry point of one worker process."""
+    """Entry point of one worker process; it dies with ``supervisor`` (its parent's pid)."""
+    if supervisor is not None:
+        die_with_parent(supervisor)  # never serve an old policy on the port alone
     for fd in close_fds:  # the supervisor's pipes (compiler, other workers) are not ours
         with contextlib.suppress(OSError):
             os.close(fd)
