@@ -9,13 +9,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dns.exception
 import dns.message
 import dns.query
+import pytest
 
 from clearwall.config import LedgerConfig
 from clearwall.layout import resolve_ledger
@@ -26,15 +28,13 @@ from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, open_store
 from dnsserver.upstreams import free_port
 
-ORIGIN = "crash.test/log"
-
 
 def make_store(db: Path, names: list[str], *, publish: bool = True) -> str:
     """A SQLite store at ``db`` with its ledger key beside it, jurisdiction ``tt`` for
     every client and one court order blocking ``names``; its URL."""
     url = f"sqlite:///{db}"
-    ledger = resolve_ledger(LedgerConfig(origin=ORIGIN), url)
-    create_key_file(ledger.key_path(), ORIGIN)
+    ledger = resolve_ledger(LedgerConfig(), url)
+    create_key_file(ledger.key_path(), ledger.origin)
     store = open_store(url, migrate=True)
     try:
         tlog = TransparencyLog(store, ledger)
@@ -120,6 +120,28 @@ def start_gateway(
             stderr=subprocess.STDOUT,
         )  # fmt: skip
     return Gateway(proc, port, log)
+
+
+@pytest.fixture
+def launch() -> Iterator[Callable[..., Gateway]]:
+    """``start_gateway`` for a test; whatever is still running at its end is killed, with
+    its children, even when an assertion stopped the test half-way."""
+    started: list[Gateway] = []
+
+    def start(*args: Any, **kwargs: Any) -> Gateway:
+        gw = start_gateway(*args, **kwargs)
+        started.append(gw)
+        return gw
+
+    yield start
+    for gw in started:
+        if gw.proc.poll() is None:
+            tree = descendants(gw.proc.pid)
+            gw.proc.kill()
+            gw.proc.wait()
+            for pid in tree:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager

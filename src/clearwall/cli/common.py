@@ -118,6 +118,15 @@ def ledger_sync(cfg: Config, store: object) -> Callable[[], None] | None:
     return sync
 
 
+def published_size(s: Settings, store: object) -> int:
+    """Publish every committed log entry and return the published checkpoint's size: what
+    ``check`` and ``export`` read the policy at, as a gateway enforces it (nothing the
+    public log does not show)."""
+    from clearwall.ledger.log import TransparencyLog
+
+    return TransparencyLog(store, s.config.ledger).publish()
+
+
 def open_service(
     db: str | None, config: Path | None, *, migrate: bool = False
 ) -> tuple[PolicyService, Settings]:

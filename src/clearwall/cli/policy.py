@@ -21,6 +21,7 @@ from clearwall.cli.common import (
     file_progress,
     ledger_sync,
     open_service,
+    published_size,
     settings,
 )
 from clearwall.errors import FormatError
@@ -506,7 +507,11 @@ def check(
 
         canonical = normalize_name(name)
         service, s = open_service(db, config)
-        snapshot = build_snapshot(service.store, base_url=s.config.dns.block.public_url)
+        snapshot = build_snapshot(
+            service.store,
+            base_url=s.config.dns.block.public_url,
+            size=published_size(s, service.store),
+        )
         where: str | None
         if client:
             try:
@@ -554,16 +559,17 @@ def export(
 
         service, s = open_service(db, config)
         code = service.jurisdiction(jurisdiction).code
-        snapshot = build_snapshot(service.store)
+        # Resolvers fed this export enforce it: only what the public log shows.
+        size = published_size(s, service.store)
+        snapshot = build_snapshot(service.store, size=size)
         pairs = list(snapshot.rules_for(code))
         block = s.config.dns.block
         if kind == "rpz":
             text = export_rpz(
                 ((rule, rule.action or ref.action) for rule, ref in pairs),
                 origin=origin or f"rpz.{code}.clearwall.",
-                serial=max(service.store.log_size(), 1),
-                comment=f"clearwall policy for jurisdiction {code}, log size "
-                f"{service.store.log_size()}",
+                serial=max(size, 1),
+                comment=f"clearwall policy for jurisdiction {code}, log size {size}",
                 sinkhole_v4=block.sinkhole_ipv4,
                 sinkhole_v6=block.sinkhole_ipv6,
             )

@@ -7,6 +7,13 @@ never wait for a compile and in-flight queries finish on the snapshot they start
 with. A SQLite store's version is polled with the standard library, so the gateway
 never imports SQLAlchemy.
 
+Nothing is enforced that the public log does not show: before each compile, the child
+signs and publishes every committed log entry (``TransparencyLog.publish``: tiles, rule
+files, then the checkpoint), so a policy change whose writer was killed before it
+published is published here, at the latest, and the snapshot is compiled at the size of
+the published checkpoint. When the log cannot be published (no key, an unwritable
+directory), the compile fails: nothing new is enforced, and the gateway says why.
+
 Compiling a large policy whole takes seconds (about 15 s for a million rules), while a
 change touches a few orders. So once a whole snapshot (the *base*) exists, a change is
 enforced as an overlay (``policy.layered``): only the orders the new log entries name
@@ -36,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clearwall.config import LedgerConfig
 from clearwall.dnsserver import snapshotdir
 from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.policy import PolicyView
@@ -47,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEP_SNAPSHOTS = 2
+RETRY_MAX = 10.0  # seconds between attempts while a policy change cannot be compiled
 
 
 def load_snapshot(path: Path) -> PolicyView:
@@ -58,25 +67,59 @@ def load_snapshot(path: Path) -> PolicyView:
 
 
 def compile_to(
-    store_url: str, base_url: str, out: Path, base: Path | None = None, since: int = 0
+    store_url: str,
+    base_url: str,
+    out: Path,
+    base: Path | None = None,
+    since: int = 0,
+    ledger: LedgerConfig | None = None,
 ) -> None:
-    """Compile the store's enforceable policy and save it at ``out`` (runs in the child);
-    with ``base``, only the orders changed since tree size ``since``, as an overlay over
-    the snapshot saved at ``base``."""
+    """Publish the store's log, then compile its enforceable policy as the published
+    checkpoint states it and save it at ``out`` (runs in the child); with ``base``, only
+    the orders changed since tree size ``since``, as an overlay over the snapshot saved
+    at ``base``. ``ledger`` defaults to the store's own (``clearwall.layout``)."""
+    from clearwall.layout import resolve_ledger
+    from clearwall.ledger.log import TransparencyLog
     from clearwall.store.db import open_store
     from clearwall.store.loader import build_overlay, build_snapshot
 
     store = open_store(store_url)
     try:
+        try:
+            tlog = TransparencyLog(store, resolve_ledger(ledger or LedgerConfig(), store_url))
+            size = tlog.publish()
+        except ClearwallError as exc:
+            raise SnapshotError(
+                f"the log cannot be published, so nothing it does not show is enforced: {exc}"
+            ) from exc
         if base is None:
-            build_snapshot(store, base_url).save(out)
+            build_snapshot(store, base_url, size=size).save(out)
         else:
             from clearwall.policy.layered import save_overlay
 
-            overlay, masked = build_overlay(store, since, base_url)
+            overlay, masked = build_overlay(store, since, base_url, size=size)
             save_overlay(overlay, out, base, masked)
     finally:
         store.engine.dispose()
+
+
+def _ledger_json(ledger: LedgerConfig | None) -> list[str | None] | None:
+    """A ledger config as the compiler's JSON requests carry it."""
+    if ledger is None:
+        return None
+    key, tiles = ledger.key_file, ledger.tiles_dir
+    return [None if key is None else str(key), None if tiles is None else str(tiles), ledger.origin]
+
+
+def _ledger_from_json(value: list[str | None] | None) -> LedgerConfig | None:
+    if value is None:
+        return None
+    key, tiles, origin = value
+    return LedgerConfig(
+        key_file=None if key is None else Path(key),
+        tiles_dir=None if tiles is None else Path(tiles),
+        origin=origin or LedgerConfig().origin,
+    )
 
 
 def saved_tree_size(path: Path) -> int:
@@ -90,7 +133,12 @@ def saved_tree_size(path: Path) -> int:
 
 
 def _compile_in_fork(
-    store_url: str, base_url: str, out: str, base: str | None, since: int
+    store_url: str,
+    base_url: str,
+    out: str,
+    base: str | None,
+    since: int,
+    ledger: LedgerConfig | None = None,
 ) -> tuple[str, str]:
     """Compile in a forked child that exits afterwards: the memory a big compile takes
     goes back to the system at once instead of staying in the compiler process."""
@@ -102,7 +150,9 @@ def _compile_in_fork(
         os.close(read_end)
         status = 1
         try:
-            compile_to(store_url, base_url, Path(out), None if base is None else Path(base), since)
+            compile_to(
+                store_url, base_url, Path(out), None if base is None else Path(base), since, ledger
+            )
             message, status = b"ok", 0
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}".encode()[:4000]
@@ -129,8 +179,9 @@ def _compiler_loop() -> int:
     import clearwall.store.loader  # noqa: F401
 
     for line in sys.stdin:
-        store_url, base_url, out, base, since = json.loads(line)
-        print(json.dumps(_compile_in_fork(store_url, base_url, out, base, since)), flush=True)
+        store_url, base_url, out, base, since, ledger = json.loads(line)
+        result = _compile_in_fork(store_url, base_url, out, base, since, _ledger_from_json(ledger))
+        print(json.dumps(result), flush=True)
     return 0
 
 
@@ -169,11 +220,24 @@ class Compiler:
             self._process()
 
     def compile(
-        self, store_url: str, base_url: str, out: Path, base: Path | None = None, since: int = 0
+        self,
+        store_url: str,
+        base_url: str,
+        out: Path,
+        base: Path | None = None,
+        since: int = 0,
+        ledger: LedgerConfig | None = None,
     ) -> Path:
-        """Compile into ``out`` (blocking), whole or as an overlay over ``base`` (see
-        ``compile_to``); raise SnapshotError on failure."""
-        request = [store_url, base_url, str(out), None if base is None else str(base), since]
+        """Publish the log and compile into ``out`` (blocking), whole or as an overlay
+        over ``base`` (see ``compile_to``); raise SnapshotError on failure."""
+        request = [
+            store_url,
+            base_url,
+            str(out),
+            None if base is None else str(base),
+            since,
+            _ledger_json(ledger),
+        ]
         with self._lock:
             proc = self._process()
             assert proc.stdin is not None and proc.stdout is not None
@@ -261,8 +325,12 @@ class PolicySource:
         interval: float,
         publish: Callable[[Path, bool], object],
         consolidate_after: float = 5.0,
+        ledger: LedgerConfig | None = None,
     ) -> None:
+        """Watch ``store_url``; ``ledger`` is where its log is published before each
+        compile (default: the store's own, ``clearwall.layout``)."""
         self.store_url = store_url
+        self.ledger = ledger
         self.base_url = base_url
         self.directory = directory
         self.interval = interval
@@ -320,9 +388,9 @@ class PolicySource:
         started = time.monotonic()
         try:
             if base is None:
-                compiler.compile(self.store_url, self.base_url, out)
+                compiler.compile(self.store_url, self.base_url, out, ledger=self.ledger)
             else:
-                compiler.compile(self.store_url, self.base_url, out, *base)
+                compiler.compile(self.store_url, self.base_url, out, *base, ledger=self.ledger)
             size = saved_tree_size(out)
         except BaseException:
             self._remove(out)  # with whatever a failed compiler left half-written
@@ -486,14 +554,19 @@ class PolicySource:
             self._remove(path)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        wait = self.interval
+        while not self._stop.wait(wait):
             for compiler in (self._compiler, self._consolidator):
                 if compiler is not None and self._consolidation is None:
                     compiler.expire()
             try:
                 self.poll()
+                wait = self.interval
             except Exception as exc:  # keep enforcing the last good policy
                 log.error("policy reload failed, keeping version %s: %s", self.version, exc)
+                # A failure that persists (the log cannot be published, say) is retried
+                # ever less often, not a compile and an error line every poll.
+                wait = min(max(wait * 2, 1.0), RETRY_MAX)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.serve:
         return _compiler_loop()
     if args.db is None or args.out is None:
-        parser.error("--db and --out are required")
+        parser.error("--db and --out are required")  # the store's own ledger is published
     try:
         compile_to(args.db, args.base_url, args.out)
     except ClearwallError as exc:

@@ -69,6 +69,7 @@ def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | Non
         opts.config.dns.reload_interval,
         publish=lambda _p, _equivalent: None,
         consolidate_after=opts.config.dns.consolidate_after,
+        ledger=opts.config.ledger,
     )
     return source.compile_now(), source
 

@@ -40,6 +40,7 @@ from clearwall.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
 
 CHECKPOINT_FILE = "checkpoint"
 RULES_DIR = "rules"
+TMP_DIR = ".tmp"  # where every file is written before it is renamed into place
 
 
 class StoredEntry(Protocol):
@@ -127,9 +128,12 @@ class MemoryLogStore:
         return [self.stored[k] for k in sorted(self.stored)]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, tmp_dir: Path) -> None:
+    """Write ``path`` whole or not at all: a temporary file in ``tmp_dir`` (the same file
+    system) renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
@@ -148,7 +152,19 @@ class TileDir:
 
     def write(self, tile: TileID, data: bytes) -> None:
         """Write a tile atomically."""
-        _write_atomic(self.path(tile), data)
+        self.write_file(self.path(tile), data)
+
+    def write_file(self, path: Path, data: bytes) -> None:
+        """Write a file under the root atomically (its temporary file in ``.tmp/``)."""
+        _write_atomic(path, data, self.root / TMP_DIR)
+
+    def clear_tmp(self) -> None:
+        """Remove the temporary files of writers killed mid-write (call under the lock:
+        then no live writer has one)."""
+        with contextlib.suppress(FileNotFoundError):
+            for tmp in (self.root / TMP_DIR).iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
 
     def read(self, tile: TileID) -> bytes:
         """Read a tile; a wider version of the same tile serves too (hashes never change).
@@ -190,7 +206,7 @@ class TileDir:
 
     def write_checkpoint(self, note: str) -> None:
         """Publish a signed checkpoint (last step of a sync)."""
-        _write_atomic(self.root / CHECKPOINT_FILE, note.encode("utf-8"))
+        self.write_file(self.root / CHECKPOINT_FILE, note.encode("utf-8"))
 
 
 class TileHashReader:
@@ -390,6 +406,25 @@ class TransparencyLog:
         bundle = tiles.decode_bundle(self.dir.read(tile), tile.width)
         return bundle[index % TILE_WIDTH]
 
+    def publish(self) -> int:
+        """Sign and publish every committed entry not yet published (tiles, bundles, rule
+        files, then the checkpoint); the size of the published signed checkpoint.
+
+        What a gateway runs before it enforces a policy: it enforces at most this size.
+        Raises LedgerError (or ConfigError for a missing key path) when the log cannot be
+        published.
+        """
+        try:
+            cp = self.published()
+        except LedgerError:
+            cp = None  # unreadable or forged: sync re-derives everything
+        if cp is None or cp.size < self.store.log_size():
+            self.sync()
+            cp = self.published()
+        if cp is None:
+            raise LedgerError(f"no checkpoint was published in {self.dir.root}")
+        return cp.size
+
     # -- sync -------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -429,6 +464,7 @@ class TransparencyLog:
     def sync(self) -> SyncResult:
         """Publish every committed entry: tiles, bundles, rule files, then a checkpoint."""
         with self._lock():
+            self.dir.clear_tmp()
             old = self._recover_size()
             size = self.store.log_size()
             if size < old:
@@ -612,7 +648,7 @@ class TransparencyLog:
                 continue
             if merkle_root(lines).hex() != rules["digest"]:
                 continue  # the order changed since; a later entry carries its digest
-            _write_atomic(path, b"".join(line + b"\n" for line in lines))
+            self.dir.write_file(path, b"".join(line + b"\n" for line in lines))
 
 
 class NameProver:
