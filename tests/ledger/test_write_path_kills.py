@@ -99,9 +99,11 @@ def test_a_kill_at_each_step_is_reported_then_published_at_the_next_start(
         assert _published_size(store, vkey) == 2
     else:
         assert verify.returncode == 1
-        assert "unpublished tail: entries 1..1 (1 of 2) are committed but no published" in (
-            verify.stderr
-        )
+        assert (
+            "UNPUBLISHED: unpublished tail: entries 1..1 (1 of 2) are committed but no "
+            "published signed checkpoint covers them"
+        ) in verify.stderr
+        assert "TAMPERED" not in verify.stderr
         assert _published_size(store, vkey) == 1
 
     web_port = free_port()

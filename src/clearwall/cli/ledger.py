@@ -99,8 +99,11 @@ def register(app: typer.Typer) -> None:
             report = audit(store, tlog, verifier)
         for problem in report.problems:
             typer.echo(f"TAMPERED: {problem}", err=True)
+        for lag in report.unpublished:
+            typer.echo(f"UNPUBLISHED: {lag}", err=True)
         if not report.ok:
-            fail(f"ledger verification failed: {len(report.problems)} problem(s)")
+            count = len(report.problems) + len(report.unpublished)
+            fail(f"ledger verification failed: {count} problem(s)")
         typer.echo(f"ok: {report.summary()}")
 
     @ledger.command("prove")

@@ -34,9 +34,15 @@ from clearwall.ledger.signing import Verifier
 
 @dataclass
 class AuditReport:
-    """The outcome of ``ledger verify``: problems found and what was checked."""
+    """The outcome of ``ledger verify``: problems found and what was checked.
+
+    ``problems`` are inconsistencies (tampering, corruption); ``unpublished`` is what the
+    public log lacks though the store committed it (a writer stopped before publishing),
+    which ``ledger sync`` repairs. Either makes the log fail verification.
+    """
 
     problems: list[str] = field(default_factory=list)
+    unpublished: list[str] = field(default_factory=list)
     size: int = 0
     root: bytes = b""
     checkpoints: int = 0
@@ -46,7 +52,7 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         """True when nothing is wrong."""
-        return not self.problems
+        return not self.problems and not self.unpublished
 
     def summary(self) -> str:
         """One line saying what was verified."""
@@ -175,7 +181,7 @@ def _check_tiles(
     """Check the published checkpoint and tiles; the size they publish (0: none)."""
     note = tlog.dir.read_checkpoint()
     if note is None:
-        report.problems.append(
+        report.unpublished.append(
             f"no published checkpoint in {tlog.dir.root}: all {tree.size} committed entries "
             "are unpublished (run `clearwall ledger sync`)"
         )
@@ -191,7 +197,7 @@ def _check_tiles(
         )
         return 0
     if cp.size < tree.size:
-        report.problems.append(
+        report.unpublished.append(
             f"unpublished tail: entries {cp.size}..{tree.size - 1} ({tree.size - cp.size} "
             f"of {tree.size}) are committed but no published signed checkpoint covers them "
             "(a writer stopped before publishing; run `clearwall ledger sync`)"
@@ -248,7 +254,7 @@ def _check_published_rules(
             continue
         path = tlog.rule_file(order_id, str(rules["digest"]))
         if not path.is_file():
-            report.problems.append(
+            report.unpublished.append(
                 f"order {order_id}: rule file {RULES_DIR}/{path.name} of log entry {index} is "
                 "missing from the public log"
             )
