@@ -21,6 +21,7 @@ from clearwall.cli.common import (
     file_progress,
     ledger_sync,
     open_service,
+    published_size,
     settings,
 )
 from clearwall.errors import FormatError
@@ -128,7 +129,8 @@ def init(
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create the store (migrations), the var directory and the ledger key; optionally a demo."""
+    """Create the store (migrations), its ledger key and public log directory; optionally a
+    demo."""
     with errors():
         s = settings(db, config)
         if demo:
@@ -138,8 +140,8 @@ def init(
             # the next `make run` (which inits only a missing store) serve an empty one.
             data = data_dir(data)
         ledger = s.config.ledger
-        Path(ledger.tiles_dir).mkdir(parents=True, exist_ok=True)
-        key_file = Path(ledger.key_file)
+        ledger.tiles_path().mkdir(parents=True, exist_ok=True)
+        key_file = ledger.key_path()
         if not key_file.exists():
             from clearwall.ledger.signing import create_key_file
 
@@ -157,6 +159,9 @@ def init(
         sync = ledger_sync(s.config, service.store)
         if sync is not None:
             sync()
+        typer.echo(
+            f"ledger key {key_file}, public log {ledger.tiles_path()}", err=True
+        )  # where this store's own files are, wherever the command ran from
         typer.echo(f"store ready: {service.store.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -531,7 +536,11 @@ def check(
 
         canonical = normalize_name(name)
         service, s = open_service(db, config)
-        snapshot = build_snapshot(service.store, base_url=s.config.dns.block.public_url)
+        snapshot = build_snapshot(
+            service.store,
+            base_url=s.config.dns.block.public_url,
+            size=published_size(s, service.store),
+        )
         where: str | None
         if client:
             try:
@@ -579,16 +588,17 @@ def export(
 
         service, s = open_service(db, config)
         code = service.jurisdiction(jurisdiction).code
-        snapshot = build_snapshot(service.store)
+        # Resolvers fed this export enforce it: only what the public log shows.
+        size = published_size(s, service.store)
+        snapshot = build_snapshot(service.store, size=size)
         pairs = list(snapshot.rules_for(code))
         block = s.config.dns.block
         if kind == "rpz":
             text = export_rpz(
                 ((rule, rule.action or ref.action) for rule, ref in pairs),
                 origin=origin or f"rpz.{code}.clearwall.",
-                serial=max(service.store.log_size(), 1),
-                comment=f"clearwall policy for jurisdiction {code}, log size "
-                f"{service.store.log_size()}",
+                serial=max(size, 1),
+                comment=f"clearwall policy for jurisdiction {code}, log size {size}",
                 sinkhole_v4=block.sinkhole_ipv4,
                 sinkhole_v6=block.sinkhole_ipv6,
             )
