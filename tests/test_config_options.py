@@ -310,7 +310,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     from clearwall.policy.model import RuleSpec
     from clearwall.store import PolicyService, open_store
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'cw.db'}"
+    where = tmp_path_factory.mktemp("store")
+    url = f"sqlite:///{where / 'cw.db'}"
+    # `clearwall init` makes the store and its ledger key: a gateway signs and publishes
+    # what it enforces, so it needs the key beside the store.
+    cli(["init", "--db", url], where)
     service = PolicyService(open_store(url, migrate=True))
     service.add_jurisdiction("xa", "A", ["10.77.1.0/24"])
     court = service.add_authority("Court", "court", "xa")
@@ -382,7 +386,9 @@ def serve(file: Path, store_url: str) -> dict[str, Any]:
                 dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5)
                 break
             except (dns.exception.Timeout, OSError):
-                assert proc.poll() is None and time.monotonic() < deadline, "not serving"
+                if proc.poll() is not None:
+                    raise AssertionError(f"serve exited: {proc.communicate()[0][-2000:]}") from None
+                assert time.monotonic() < deadline, "not serving after 60 s"
         # The DNS workers are forked children; the policy compiler is a child too (it
         # runs the policy_source module) and is not one of them.
         workers = [
