@@ -17,7 +17,7 @@ PACKAGES=(
   iptables
   openssl                   # test CA for HTTPS targets
   procps                    # pkill/ps used by service scripts
-  unbound                   # loads our RPZ export for real (tests/formats)
+  unbound                   # loads our RPZ export (tests/formats); the reference and validating upstream of tests/dnsserver
   prometheus                # promtool checks deploy/prometheus rules; a real server evaluates them
   systemd                   # systemd-analyze verify checks deploy/systemd units
 )

@@ -50,6 +50,12 @@ timeout = 2
         ({"dns": {"bogus": 1}}, "[dns] unknown option(s): bogus"),
         ({"dns": {"upstream": {"servers": ["1.2.3.4:99999"]}}}, "[dns.upstream] servers"),
         ({"dns": {"allow_networks": ["10.0.0.0/33"]}}, "[dns] allow_networks"),
+        (
+            {"dns": {"upstream": {"minimal_responses": "yes"}}},
+            "[dns.upstream] minimal_responses: expected true or false",
+        ),
+        ({"dns": {"special_use": {"forward": ["example.com"]}}}, "[dns.special_use] forward"),
+        ({"dns": {"special_use": {"forward": [53]}}}, "[dns.special_use] forward: expected a"),
         ({"web": {"listen": "localhost:80"}}, "[web] listen"),
         ({"nosuch": {}}, "unknown option(s): nosuch"),
     ],

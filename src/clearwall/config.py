@@ -2,7 +2,8 @@
 
 Strings are parsed into value objects (addresses, CIDRs, durations) at load time, and
 every error names the section and option. Defaults are the embedded single-machine setup:
-SQLite under ``./var``, DNS on 127.0.0.1:8053, the web app on 127.0.0.1:8080.
+SQLite at ``./var/clearwall.db`` with its ledger files beside it (``clearwall.layout``),
+DNS on 127.0.0.1:8053, the web app on 127.0.0.1:8080.
 """
 
 from __future__ import annotations
@@ -71,10 +72,14 @@ class WitnessEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class LedgerConfig:
-    """The transparency log: key, tiles directory, public name, witnesses."""
+    """The transparency log: key, tiles directory, public name, witnesses.
 
-    key_file: Path = DEFAULT_VAR / "ledger.key"  # Ed25519 signer, mode 0600, never logged
-    tiles_dir: Path = DEFAULT_VAR / "log"  # static C2SP tlog-tiles
+    The paths default to None: beside a SQLite store's file (``clearwall.layout``
+    resolves them for the store in use); a PostgreSQL store needs both set.
+    """
+
+    key_file: Path | None = None  # Ed25519 signer, mode 0600, never logged
+    tiles_dir: Path | None = None  # static C2SP tlog-tiles
     origin: str = "clearwall.example/log"  # checkpoint origin line and note key name
     witnesses: tuple[WitnessEndpoint, ...] = ()  # asked to cosign each new checkpoint
     witness_quorum: int = 0  # cosignatures that make a checkpoint witnessed
@@ -97,16 +102,33 @@ class LedgerConfig:
         if self.witness_timeout <= 0 or self.witness_retry <= 0:
             raise ConfigError("[ledger] witness_timeout and witness_retry must be positive")
 
+    def key_path(self) -> Path:
+        """The signer key file; ConfigError when it was not resolved for a store."""
+        if self.key_file is None:
+            raise ConfigError("[ledger] key_file is not resolved for a store (clearwall.layout)")
+        return self.key_file
+
+    def tiles_path(self) -> Path:
+        """The public log's directory; ConfigError when it was not resolved for a store."""
+        if self.tiles_dir is None:
+            raise ConfigError("[ledger] tiles_dir is not resolved for a store (clearwall.layout)")
+        return self.tiles_dir
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamConfig:
     """Where cache misses are forwarded, and how patiently."""
 
-    servers: tuple[HostPort, ...] = (HostPort("127.0.0.1", 53),)
+    # Empty: the nameservers ``resolv_conf`` lists (never the gateway itself).
+    servers: tuple[HostPort, ...] = ()
+    resolv_conf: Path = Path("/etc/resolv.conf")  # read at start and on SIGHUP
     per_jurisdiction: Mapping[str, tuple[HostPort, ...]] = field(default_factory=dict)
     timeout: float = 1.5  # seconds per upstream attempt
     attempts: int = 2  # tries per server before failing over
     edns_buffer: int = 1232
+    # Relay a positive answer with its answer section only, a negative one without its
+    # additional section (Unbound's default minimal-responses): less amplification.
+    minimal_responses: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +170,32 @@ class BlockConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SpecialUseConfig:
+    """Special-use names answered locally, never forwarded (RFC 6761, RFC 6303)."""
+
+    # Built-in local zones to forward instead, e.g. "10.in-addr.arpa" or "home.arpa" when
+    # the upstream is the network's own resolver and serves them.
+    forward: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.forward:
+            return
+        # Only here: the zone table lives with the handler that serves it.
+        from clearwall.dnsserver.handlers.special_use import ZONES
+
+        names = []
+        for zone in self.forward:
+            name = zone.strip().rstrip(".").lower()
+            if name not in ZONES:
+                raise ConfigError(
+                    f"[dns.special_use] forward: {zone!r} is not a built-in local zone "
+                    "(docs/dns/special_use.md lists them)"
+                )
+            names.append(name)
+        object.__setattr__(self, "forward", tuple(names))
+
+
+@dataclass(frozen=True, slots=True)
 class DNSConfig:
     """The DNS gateway: listeners, access control and the default jurisdiction."""
 
@@ -159,7 +207,10 @@ class DNSConfig:
     # datagram then does not preempt another in the middle of its batch. Costs wake-up
     # latency when a core is shared with other busy tasks; false keeps the default policy.
     batch_scheduling: bool = True
+    # Seconds since a TCP connection's last complete query received or reply sent (a byte
+    # of an unfinished message does not count) before it is closed.
     tcp_idle_timeout: float = 10.0
+    # TCP connections per process; when full, the one idle longest is closed for a new one.
     max_tcp_connections: int = 1000
     max_inflight: int = 10_000
     reload_interval: float = 0.25  # how often the store's policy version is polled
@@ -171,6 +222,7 @@ class DNSConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     block: BlockConfig = field(default_factory=BlockConfig)
+    special_use: SpecialUseConfig = field(default_factory=SpecialUseConfig)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,10 +253,20 @@ class LoggingConfig:
     query_log: bool = False
     client_prefix_v4: int = 24  # truncation applied when query_log is on (at most 24)
     client_prefix_v6: int = 48  # (at most 56)
-    query_log_dir: Path = DEFAULT_VAR / "querylog"  # rotated segment files
+    # Rotated segment files; None: querylog/ beside a SQLite store's file, else beside the
+    # ledger key (clearwall.layout.querylog_dir).
+    query_log_dir: Path | None = None
     query_log_max_mb: int = 1024  # oldest segments are deleted beyond this total size
     query_log_max_days: float = 7.0  # records older than this are deleted
     query_log_queue: int = 100_000  # records waiting for the writer before new ones drop
+
+    def query_log_path(self) -> Path:
+        """The query log's directory; ConfigError when it was not resolved for a store."""
+        if self.query_log_dir is None:
+            raise ConfigError(
+                "[logging] query_log_dir is not resolved for a store (clearwall.layout)"
+            )
+        return self.query_log_dir
 
     def __post_init__(self) -> None:
         """Prefixes short enough to name a network, never a client; positive bounds."""
@@ -259,6 +321,10 @@ def _convert(section: str, name: str, annotation: str, value: Any, default: Any)
             return tuple(ipaddress.ip_network(str(v), strict=False) for v in value)
         if annotation == "Path":
             return Path(str(value))
+        if annotation == "Path | None":
+            if not isinstance(value, str):
+                raise TypeError("expected a path (a string)")
+            return Path(value) if value else None
         if annotation == "bool":
             if not isinstance(value, bool):
                 raise TypeError("expected true or false")
@@ -275,6 +341,11 @@ def _convert(section: str, name: str, annotation: str, value: Any, default: Any)
             if not isinstance(value, str):
                 raise TypeError("expected a string")
             return value
+        if annotation == "tuple[str, ...]":
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+                raise TypeError("expected a list of strings")
+            return tuple(items)
     except (ValueError, TypeError, AttributeError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
     raise ConfigError(f"{where}: unsupported option type {annotation}")
@@ -327,7 +398,11 @@ def _build(cls: type[Any], section: str, data: Mapping[str, Any]) -> Any:
 
 
 def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Load the config from a TOML file (if given), then apply nested ``overrides``."""
+    """Load the config from a TOML file (if given), then apply nested ``overrides``.
+
+    Relative paths in the file are relative to the file's directory; paths in
+    ``overrides`` (command-line flags) are taken as given.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -336,9 +411,32 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             raise ConfigError(f"config file not found: {path}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        # A path in a file means the same wherever a command runs from: relative to the
+        # file, never to the working directory.
+        _anchor_paths(Config, data, Path(path).parent)
     if overrides:
         data = _merge(data, overrides)
     return _build(Config, "config", data)  # type: ignore[no-any-return]
+
+
+def _anchor_paths(cls: type[Any], data: dict[str, Any], base: Path) -> None:
+    """Make the relative path options of ``data`` (a table for ``cls``) relative to ``base``."""
+    if not isinstance(data, dict):
+        return  # _build reports the type error with the option's name
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        value = data.get(f.name)
+        default = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(default) and not isinstance(default, HostPort):
+            if isinstance(value, dict):
+                _anchor_paths(type(default), value, base)
+        elif (
+            "Path" in str(f.type)
+            and isinstance(value, str)
+            and value
+            and not Path(value).is_absolute()
+        ):
+            data[f.name] = str(base / value)
 
 
 def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

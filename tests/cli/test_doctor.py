@@ -159,10 +159,12 @@ def skewed_clock() -> Iterator[str]:
 
 
 def _corrupt_a_tile(site: Site) -> list[str]:
-    tile = next(p for p in sorted((site.root / "log" / "tile").rglob("*")) if p.is_file())
-    data = bytearray(tile.read_bytes())
-    data[0] ^= 0xFF
-    tile.write_bytes(bytes(data))
+    """Flip a byte of every level-0 hash tile (full and partial ones)."""
+    for tile in (site.root / "log" / "tile" / "0").rglob("*"):
+        if tile.is_file():
+            data = bytearray(tile.read_bytes())
+            data[0] ^= 0xFF
+            tile.write_bytes(bytes(data))
     return []
 
 

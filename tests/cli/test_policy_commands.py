@@ -257,3 +257,25 @@ def test_uninitialized_store(tmp_path: Path, sqlite_url: str) -> None:
     run = make_runner(tmp_path, sqlite_url)
     proc = run("orders", "list", ok=False)
     assert "clearwall init" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_demo_without_its_data_writes_nothing(tmp_path: Path) -> None:
+    """`make run` inits only a missing store: a failed demo must not leave an empty one."""
+    run = make_runner(tmp_path, f"sqlite:///{tmp_path / 'var' / 'clearwall.db'}")
+    proc = run("init", "--demo", "--data", str(tmp_path / "missing"), ok=False)
+    assert "clearwall: error: demo data directory not found" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_jurisdictions_update(sqlite_cli: Run) -> None:
+    sqlite_cli("jurisdictions", "add", "xc", "--name", "C", "--network", "10.77.1.0/24")
+    out = sqlite_cli(
+        "jurisdictions", "update", "xc", "--add-network", "10.88.0.0/16", "--name", "Republic C"
+    ).stdout
+    assert out == "xc\tRepublic C\t10.77.1.0/24, 10.88.0.0/16\n"
+    out = sqlite_cli("jurisdictions", "update", "xc", "--remove-network", "10.77.1.0/24").stdout
+    assert out == "xc\tRepublic C\t10.88.0.0/16\n"
+    bad = sqlite_cli("jurisdictions", "update", "xc", "--remove-network", "10.9.0.0/16", ok=False)
+    assert bad.stderr == "clearwall: error: jurisdiction 'xc' has no network 10.9.0.0/16\n"
+    verify = sqlite_cli("ledger", "verify")  # every change is on the log, as stored
+    assert "0 orders and 1 jurisdictions match the log" in verify.stdout

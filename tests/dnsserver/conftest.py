@@ -13,7 +13,7 @@ from clearwall.config import DNSConfig, HostPort, UpstreamConfig
 from clearwall.dnsserver.gateway import Gateway, build_gateway
 from clearwall.dnsserver.policy import PolicyView, StaticPolicy
 from clearwall.model import Action, AuthorityKind, Category, OrderRef
-from dnsserver.upstreams import NSD, nsd_available
+from dnsserver.upstreams import NSD, Unbound, nsd_available, unbound_available
 
 
 @pytest.fixture(scope="session")
@@ -89,3 +89,14 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
 def tmp(tmp_path: Path) -> Path:
     """Alias of tmp_path."""
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def unbound(nsd: NSD, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unbound]:
+    """A real validating Unbound forwarding to the session's nsd (see ``Unbound``)."""
+    if not unbound_available():
+        pytest.fail("unbound is not installed: run scripts/install-system-deps.sh as root")
+    server = Unbound(tmp_path_factory.mktemp("unbound"), nsd.port, nsd.trust_anchor)
+    server.start()
+    yield server
+    server.stop()

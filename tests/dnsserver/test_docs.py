@@ -16,6 +16,7 @@ HANDLER_PAGES = (
     "ratelimit",
     "jurisdiction",
     "cache",
+    "special_use",
     "query_policy",
     "minimal_any",
     "response_policy",

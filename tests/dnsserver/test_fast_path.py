@@ -2,8 +2,11 @@
 
 Two identical chains see the same query sequence on the same clock; one answers the
 way the UDP listener does (fast path first, the chain when it declines), the other
-always through the chain. Hypothesis varies names (blocked, allowed, negative, case),
-types, header bits, EDNS, clients (loopback, rate-limited, refused) and time.
+always through the chain. Hypothesis varies names (blocked, allowed, negative,
+special-use, a CNAME loop, huge TTLs, case), types (HTTPS and SVCB among them), classes,
+header bits (RD=0 and AD included), EDNS, clients (loopback, rate-limited, in a
+jurisdiction's network, refused) and time; and the ACL follows policy swaps that add or
+remove a network.
 """
 
 from __future__ import annotations
@@ -44,22 +47,33 @@ class Clock:
 
 
 class Upstream:
-    """An in-test upstream: A/AAAA data for allowed names, NXDOMAIN + SOA for ``nx.``."""
+    """An in-test upstream: A/AAAA/HTTPS/SVCB data for allowed names (TTL 2**31 - 1 for
+    ``huge.``, with an authority NS and glue that minimal responses drop), a CNAME loop
+    for ``loop.``, NXDOMAIN + SOA for ``nx.``."""
 
     async def udp(self, server, query, timeout, check):  # type: ignore[no-untyped-def]
         msg = dns.message.from_wire(query)
         reply = dns.message.make_response(msg)
         qname = msg.question[0].name
         rdtype = msg.question[0].rdtype
+        ttl = 2**31 - 1 if qname.labels[0] == b"huge" else 300
+        data = {
+            dns.rdatatype.A: "192.0.2.1",
+            dns.rdatatype.AAAA: "2001:db8::1",
+            dns.rdatatype.HTTPS: "1 . alpn=h2",
+            dns.rdatatype.SVCB: "1 svc.example.net.",
+        }
         if qname.labels[0] == b"nx":
             reply.set_rcode(dns.rcode.NXDOMAIN)
             reply.authority.append(
                 dns.rrset.from_text("test.", 60, "IN", "SOA", "ns.test. h.test. 1 2 3 4 30")
             )
-        elif rdtype == dns.rdatatype.A:
-            reply.answer.append(dns.rrset.from_text(qname, 300, "IN", "A", "192.0.2.1"))
-        elif rdtype == dns.rdatatype.AAAA:
-            reply.answer.append(dns.rrset.from_text(qname, 120, "IN", "AAAA", "2001:db8::1"))
+        elif qname.labels[0] == b"loop":
+            reply.answer.append(dns.rrset.from_text(qname, 300, "IN", "CNAME", qname.to_text()))
+        elif rdtype in data:
+            reply.answer.append(dns.rrset.from_text(qname, ttl, "IN", rdtype, data[rdtype]))
+            reply.authority.append(dns.rrset.from_text("test.", 300, "IN", "NS", "ns.test."))
+            reply.additional.append(dns.rrset.from_text("ns.test.", 300, "IN", "A", "192.0.2.53"))
         out: bytes = reply.to_wire()
         assert check(out)
         return out
@@ -75,13 +89,19 @@ POLICY = StaticPolicy(
             order(2, kind=AuthorityKind.OPERATOR, category=Category.MALWARE, action=Action.SINKHOLE)
         ],
         "nodata.test": [order(3, action=Action.NODATA)],
-    }
+        "xa-only.test": [order(4, jurisdiction="xa")],
+    },
+    networks={"10.77.1.0/24": "xa"},
 )
-CLIENTS = ("127.0.0.1", "192.0.2.7", "192.0.2.99", "198.51.100.9")  # last: not allowed
+# allowed (loopback, allow_networks twice, a jurisdiction's network), then not allowed
+CLIENTS = ("127.0.0.1", "192.0.2.7", "192.0.2.99", "10.77.1.20", "198.51.100.9")
 
 
 def chain(
-    clock: Clock, fuse: bool = True, ratelimit: bool = True
+    clock: Clock,
+    fuse: bool = True,
+    ratelimit: bool = True,
+    holder: PolicyHolder | None = None,
 ) -> tuple[Handler, FastPath | None, DNSMetrics]:
     config = dataclasses.replace(
         dns_config(53),
@@ -89,7 +109,7 @@ def chain(
         ratelimit=RateLimitConfig(enabled=ratelimit, queries_per_second=2.0, burst=3.0, slip=2),
     )
     metrics = DNSMetrics()
-    services = Services(config, PolicyHolder(POLICY), metrics, Upstream(), clock)
+    services = Services(config, holder or PolicyHolder(POLICY), metrics, Upstream(), clock)
     entry, _names, fast = build(services, fuse=fuse)
     return entry, fast, metrics
 
@@ -106,11 +126,23 @@ async def general(entry: Handler, metrics: DNSMetrics, data: bytes, host: str) -
 
 
 names = st.sampled_from(
-    ["www.example.test", "x.blocked.test", "sink.test", "a.nodata.test", "nx.example.test"]
+    [
+        "www.example.test",
+        "x.blocked.test",
+        "sink.test",
+        "a.nodata.test",
+        "nx.example.test",
+        "xa-only.test",
+        "huge.example.test",
+        "loop.example.test",
+        "localhost",
+        "x.invalid",
+        "1.0.0.127.in-addr.arpa",
+    ]
 ).map(lambda n: "".join(c.upper() if i % 3 == 0 else c for i, c in enumerate(n)))
 query = st.tuples(
     st.one_of(names, names.map(str.lower), names.map(str.lower)),
-    st.sampled_from(["A", "AAAA", "TXT"]),
+    st.sampled_from(["A", "AAAA", "TXT", "HTTPS", "SVCB", "PTR"]),
     st.integers(0, 0xFFFF),  # ID
     st.booleans(),  # RD
     st.booleans(),  # CD
@@ -118,35 +150,52 @@ query = st.tuples(
     st.booleans(),  # DO
     st.sampled_from(CLIENTS),
     st.sampled_from([0.0, 0.0, 0.0, 0.3, 1.0, 400.0]),  # time passing before it
+    st.sampled_from(["IN", "IN", "IN", "CH"]),  # class
+    st.booleans(),  # AD
 )
 
 
 def wire(
-    name: str, rdtype: str, qid: int, rd: bool, cd: bool, payload: int | None, do: bool
+    name: str,
+    rdtype: str,
+    qid: int,
+    rd: bool,
+    cd: bool,
+    payload: int | None,
+    do: bool,
+    rdclass: str = "IN",
+    ad: bool = False,
 ) -> bytes:
     msg = dns.message.make_query(
         name,
         rdtype,
+        rdclass,
         use_edns=payload is not None,
         payload=payload or 512,
         want_dnssec=do and payload is not None,
     )
     msg.id = qid
-    msg.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    msg.flags = (
+        (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0) | (dns.flags.AD if ad else 0)
+    )
     out: bytes = msg.to_wire()
     return out
 
 
-def cacheable(name: str, rdtype: str) -> bool:
+def cacheable(name: str, rdtype: str, rd: bool, rdclass: str) -> bool:
     """Whether the answer is one the cache keeps, so that its exact repeats go fast.
 
-    Blocks and NXDOMAIN with an SOA are; data for A/AAAA is; the upstream's TXT answer
-    for an allowed name is NODATA without an SOA, which RFC 2308 section 5 says not to
-    cache, so its repeats rightly go through the chain.
+    Blocks are, whatever RD says. With RD=1, NXDOMAIN with an SOA is, and so is data
+    (A/AAAA/HTTPS/SVCB); with RD=0 nothing is fetched (REFUSED unless cached). The
+    upstream's TXT answer for an allowed name is NODATA without an SOA, which RFC 2308
+    section 5 says not to cache; special-use names, other classes and a CNAME loop are
+    answered anew each time: their repeats rightly go through the chain.
     """
     name = name.lower()
-    blocked = name.endswith(("blocked.test", "sink.test", "nodata.test"))
-    return blocked or name.startswith("nx.") or rdtype in ("A", "AAAA")
+    if rdclass != "IN" or name.startswith(("loop.", "localhost", "x.invalid", "1.0.0.127")):
+        return False
+    blocked = name.endswith(("blocked.test", "sink.test", "nodata.test", "xa-only.test"))
+    return blocked or (rd and (name.startswith("nx.") or rdtype in ("A", "AAAA", "HTTPS", "SVCB")))
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -158,9 +207,9 @@ def test_fast_path_answers_like_the_chain(queries: list[tuple]) -> None:  # type
         slow_entry, _, slow_metrics = chain(clock)
         assert fast is not None
         served = 0
-        for name, rdtype, qid, rd, cd, payload, do, host, later in queries:
+        for name, rdtype, qid, rd, cd, payload, do, host, later, rdclass, ad in queries:
             clock.now += later
-            data = wire(name, rdtype, qid, rd, cd, payload, do)
+            data = wire(name, rdtype, qid, rd, cd, payload, do, rdclass, ad)
             # Each query three times: the repeats are what the fast path serves.
             for _ in range(3):
                 reply = fast(data, host)
@@ -174,7 +223,10 @@ def test_fast_path_answers_like_the_chain(queries: list[tuple]) -> None:  # type
         assert fast_metrics.blocks == slow_metrics.blocks
         assert fast_metrics.cache_hits == slow_metrics.cache_hits
         assert fast_metrics.cache_misses == slow_metrics.cache_misses
-        if any(q[0].islower() and q[7] == "127.0.0.1" and cacheable(q[0], q[1]) for q in queries):
+        if any(
+            q[0].islower() and q[7] == "127.0.0.1" and cacheable(q[0], q[1], q[3], q[9])
+            for q in queries
+        ):
             assert served, "an exact repeat from loopback must be served by the fast path"
 
     asyncio.run(run())
@@ -204,9 +256,9 @@ def test_the_fused_path_is_the_python_composition(queries: list[tuple], ratelimi
             served[who] += 1
             return reply
 
-        for name, rdtype, qid, rd, cd, payload, do, host, later in queries:
+        for name, rdtype, qid, rd, cd, payload, do, host, later, rdclass, ad in queries:
             clock.now += later
-            data = wire(name, rdtype, qid, rd, cd, payload, do)
+            data = wire(name, rdtype, qid, rd, cd, payload, do, rdclass, ad)
             for _ in range(3):
                 c_reply = await answer(c_fast, c_entry, c_metrics, data, host, "c")
                 py_reply = await answer(py_fast, py_entry, py_metrics, data, host, "py")
@@ -263,3 +315,46 @@ def test_no_fast_path_without_a_cache() -> None:
     services = Services(config, PolicyHolder(POLICY), DNSMetrics(), Upstream(), Clock())
     _entry, names, fast = build(services)
     assert "cache" not in names and fast is None
+
+
+def test_the_acl_follows_jurisdiction_networks_across_swaps() -> None:
+    """A client in a jurisdiction's network is served by the fused path, the Python
+    steps and the chain alike; a network a swap adds is served from that swap on, and
+    one a swap removes is refused again (no admission outlives the policy it came from)."""
+
+    async def run() -> None:
+        clock = Clock()
+        holders = [PolicyHolder(POLICY) for _ in range(3)]
+        # No rate limit: each client asks more than the test limiter's burst.
+        c_entry, c_fast, c_metrics = chain(clock, True, False, holders[0])
+        py_entry, py_fast, py_metrics = chain(clock, False, False, holders[1])
+        entry, _fast, metrics = chain(clock, True, False, holders[2])
+        assert c_fast is not None and py_fast is not None
+
+        async def rcodes(host: str, name: str = "www.example.test") -> set[int]:
+            data = wire(name, "A", 9, True, False, 1232, False)
+            got = set()
+            for _ in range(3):  # repeats are what the fast paths serve
+                for fast, e, m in ((c_fast, c_entry, c_metrics), (py_fast, py_entry, py_metrics)):
+                    reply = fast(data, host) or await general(e, m, data, host)
+                    got.add(dns.message.from_wire(reply).rcode())
+                reply = await general(entry, metrics, data, host)
+                got.add(dns.message.from_wire(reply).rcode())
+            return got
+
+        def swap(networks: dict[str, str], version: int) -> None:
+            policy = dataclasses.replace(POLICY, networks=networks, version=version, _memo={})
+            for holder in holders:
+                holder.swap(policy)
+
+        assert await rcodes("10.77.1.20") == {dns.rcode.NOERROR}
+        assert await rcodes("10.77.1.20", "xa-only.test") == {dns.rcode.NXDOMAIN}
+        assert await rcodes("10.77.2.20") == {dns.rcode.REFUSED}
+        swap({"10.77.1.0/24": "xa", "10.77.2.0/24": "xb"}, 2)
+        assert await rcodes("10.77.2.20") == {dns.rcode.NOERROR}
+        assert await rcodes("10.77.2.20", "xa-only.test") == {dns.rcode.NOERROR}
+        swap({"10.77.2.0/24": "xb"}, 3)
+        assert await rcodes("10.77.1.20") == {dns.rcode.REFUSED}
+        assert await rcodes("10.77.2.20") == {dns.rcode.NOERROR}
+
+    asyncio.run(run())

@@ -56,9 +56,9 @@ def test_snapshots_live_beside_the_store_and_go_with_the_gateway(tmp_path: Path)
     store = tmp_path / "store"
     store.mkdir()
     db = f"sqlite:///{store / 'cw.db'}"
-    subprocess.run(  # in store/: init writes the ledger key and tiles under ./var
+    subprocess.run(  # init writes the ledger key and tiles beside the store
         [sys.executable, "-m", "clearwall", "init", "--db", db],
-        cwd=store,
+        cwd=tmp_path,
         check=True,
         capture_output=True,
     )
@@ -93,3 +93,111 @@ def test_snapshots_live_beside_the_store_and_go_with_the_gateway(tmp_path: Path)
     assert proc.returncode == 0, out
     assert list((store / "snapshots").iterdir()) == []  # removed on a clean stop
     assert not (elsewhere / "var").exists()  # nothing written relative to the cwd
+
+
+def test_start_log_names_upstreams_compile_time_and_policy_size(tmp_path: Path) -> None:
+    """What an operator needs from the start-up log: which upstreams are in use and where
+    they come from, and how long the policy took to compile and how big it is."""
+    import signal
+
+    db = f"sqlite:///{tmp_path / 'cw.db'}"
+    subprocess.run(
+        [sys.executable, "-m", "clearwall", "init", "--db", db],
+        cwd=tmp_path,
+        check=True,
+        capture_output=True,
+    )
+    (tmp_path / "resolv.conf").write_text("nameserver 192.0.2.53\nnameserver 127.0.0.1\n")
+    config = '[dns]\nlisten = ["127.0.0.1:53"]\n[dns.upstream]\n'
+    (tmp_path / "cw.toml").write_text(config + f'resolv_conf = "{tmp_path}/resolv.conf"\n')
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "clearwall", "serve", "--web", "off", "--config", "cw.toml"),
+            *("--db", db, "--dns", f"127.0.0.1:{port}"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "clearwall DNS ready" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    text = "".join(lines) + out
+    # --dns moved the gateway off port 53, so 127.0.0.1:53 is another server, not itself.
+    assert f"upstream: 192.0.2.53:53, 127.0.0.1:53 (from {tmp_path}/resolv.conf)" in text
+    assert "policy version 0 compiled in " in text
+    assert "0 orders, 0 names, 0 response-IP rules, 0 jurisdictions" in text
+
+
+def test_no_usable_upstream_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "resolv.conf").write_text("nameserver 127.0.0.1\n")
+    (tmp_path / "cw.toml").write_text(f'[dns.upstream]\nresolv_conf = "{tmp_path}/resolv.conf"\n')
+    result = _serve("--config", "cw.toml", "--dns", "127.0.0.1:53", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "clearwall: error: [dns.upstream] servers is empty and" in result.stderr
+    assert "lists no nameserver but this gateway itself (127.0.0.1:53)" in result.stderr
+
+
+def test_a_reload_that_finds_no_upstream_keeps_the_running_chain(tmp_path: Path) -> None:
+    """SIGHUP reads resolv.conf again; one that now lists nothing usable is refused with
+    one logged line, and the gateway goes on serving with the chain it had."""
+    import signal
+    import time
+
+    import dns.message
+    import dns.query
+    import dns.rcode
+
+    from clearwall.policy.snapshot import PolicySnapshot
+
+    snap = tmp_path / "empty.snap"
+    PolicySnapshot.compile([], [], tree_size=0, base_url="").save(snap)
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 192.0.2.53\n")
+    (tmp_path / "cw.toml").write_text(
+        f'[dns.upstream]\nresolv_conf = "{resolv}"\ntimeout = 0.2\nattempts = 1\n'
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv = ["serve", "--web", "off", "--config", "cw.toml", "--snapshot", str(snap)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clearwall", *argv, "--dns", f"127.0.0.1:{port}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    def rcode() -> int | None:
+        try:
+            query = dns.message.make_query("x.test", "A")
+            return dns.query.udp(query, "127.0.0.1", timeout=2, port=port).rcode()
+        except (dns.exception.Timeout, OSError):
+            return None
+
+    try:
+        deadline = time.monotonic() + 30
+        while rcode() is None:
+            assert time.monotonic() < deadline and proc.poll() is None, "not serving"
+        resolv.write_text("")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert rcode() == dns.rcode.SERVFAIL  # still served: 192.0.2.53 does not answer
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0, out
+    assert "SIGHUP: config not reloaded: [dns.upstream] servers is empty and" in out
+    assert "Traceback" not in out

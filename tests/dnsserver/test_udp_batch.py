@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import dns.flags
 import dns.message
 import dns.rcode
 import pytest
 
 from clearwall.config import HostPort
 from clearwall.dnsserver import mmsg
+from clearwall.dnsserver.gateway import Gateway
 from clearwall.dnsserver.policy import StaticPolicy
 from clearwall.model import Action, AuthorityKind, Category
 from dnsserver.conftest import dns_config, order
@@ -53,6 +55,13 @@ KINDS: list[tuple[str, str, dict[str, object]]] = [
     ("many.example.test", "A", {}),
     ("big.example.test", "TXT", {}),  # too big for 512: TC
     ("www.example.test", "ANY", {}),
+    ("types.example.test", "HTTPS", {"use_edns": 0}),
+    ("types.example.test", "TYPE97", {}),
+    ("huge.example.test", "A", {}),  # TTL 2**31 - 1 upstream: clamped to max_ttl
+    ("www.example.test", "A", {"flags": 0}),  # RD=0: from the cache only
+    ("localhost", "A", {"use_edns": 0}),  # special-use: answered locally
+    ("x.invalid", "AAAA", {}),
+    ("version.bind", "TXT", {"rdclass": "CH"}),  # REFUSED
 ]
 
 
@@ -71,6 +80,8 @@ def _burst(tag: int) -> list[bytes]:
         packets.append(_query(qid, f"m{tag}-{rnd}.example.test", "A"))  # miss: NXDOMAIN
         qid += 1
         packets.append(_query(qid, f"m{tag}-{rnd}.blocked.test", "AAAA"))  # block, new name
+        qid += 1
+        packets.append(_query(qid, f"r{tag}-{rnd}.example.test", "A", flags=0))  # REFUSED
         qid += 1
         hdr = qid.to_bytes(2, "big")
         qid += 1
@@ -132,14 +143,21 @@ def _same(a: bytes, b: bytes) -> bool:
     return ma.to_wire() == mb.to_wire() and ma.flags == mb.flags
 
 
+async def _warm_up(*gateways: Gateway, family: int = socket.AF_INET) -> None:
+    """Ask every kind once, one query at a time (with RD=1 first, so that the RD=0 kinds
+    find the cache in the same state on every gateway)."""
+    for i, (name, rdtype, kw) in enumerate(KINDS):
+        for gw in gateways:
+            packet = _query(i + 1, name, rdtype, **{**kw, "flags": dns.flags.RD})
+            await _exchange(gw.server.addresses[0], [packet], family, until=1)
+
+
 async def test_burst_replies_match_the_datagram_transport(nsd: NSD, gateway_factory) -> None:
     batched = await gateway_factory(dns_config(nsd.port, udp_batch=32), POLICY)
     plain = await gateway_factory(dns_config(nsd.port, udp_batch=0), POLICY)
     assert batched.server.udp_mode.startswith("recvmmsg")
     assert plain.server.udp_mode.startswith("datagram transport")
-    for i, (name, rdtype, kw) in enumerate(KINDS):  # warm-up, one query at a time
-        for gw in (batched, plain):
-            await _exchange(gw.server.addresses[0], [_query(i + 1, name, rdtype, **kw)], until=1)
+    await _warm_up(batched, plain)
     for tag in range(2):
         packets = _burst(tag)
         got = await _exchange(batched.server.addresses[0], packets)
@@ -151,7 +169,12 @@ async def test_burst_replies_match_the_datagram_transport(nsd: NSD, gateway_fact
         dropped = {int.from_bytes(p[:2], "big") for p in packets if len(p) >= 12 and p[2] & 0x80}
         assert got.keys() == answered - dropped
         rcodes = {dns.message.from_wire(r).rcode() for r in got.values() if r[3] & 0x0F}
-        assert {dns.rcode.FORMERR, dns.rcode.NOTIMP, dns.rcode.NXDOMAIN} <= rcodes
+        assert {
+            dns.rcode.FORMERR,
+            dns.rcode.NOTIMP,
+            dns.rcode.NXDOMAIN,
+            dns.rcode.REFUSED,
+        } <= rcodes
     assert batched.server.metrics.malformed == plain.server.metrics.malformed
     assert batched.server.metrics.queries == plain.server.metrics.queries
     assert batched.server.metrics.cache_hits == plain.server.metrics.cache_hits
@@ -165,6 +188,7 @@ async def test_ipv6_batched(nsd: NSD, gateway_factory) -> None:
         plain = await gateway_factory(dns_config(nsd.port, udp_batch=0), POLICY, listen)
     except Exception as exc:  # no IPv6 loopback in this sandbox
         pytest.skip(f"no ::1: {exc}")
+    await _warm_up(batched, plain, family=socket.AF_INET6)
     for tag in range(2):
         packets = _burst(tag)[:40]
         got = await _exchange(batched.server.addresses[0], packets, socket.AF_INET6)

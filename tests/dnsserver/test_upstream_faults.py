@@ -1,20 +1,33 @@
-"""Upstream hardening: spoofed/garbage/slow/dead upstreams, failover, serve-stale."""
+"""Upstream hardening: spoofed/late/garbage/truncating/slow/dead upstreams, failover, the
+upstreams' EDEs, serve-stale."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import time
+from collections.abc import Callable
 
+import dns.edns
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rrset
+import pytest
 
 from clearwall.config import CacheConfig, HostPort, UpstreamConfig
 from clearwall.dnsserver.policy import StaticPolicy
 from dnsserver.conftest import dns_config, order
 from dnsserver.helpers import ask, ede
-from dnsserver.upstreams import NSD, free_port, start_faulty
+from dnsserver.upstreams import (
+    NSD,
+    FaultyTCPUpstream,
+    FromElsewhere,
+    Reply,
+    Unbound,
+    free_port,
+    start_faulty,
+)
 
 
 def answer_for(
@@ -205,3 +218,220 @@ async def test_inflight_bound(gateway_factory) -> None:
         assert len(proto.queries) == 3  # the others were refused before leaving
     finally:
         transport.close()
+
+
+def _reply(query: bytes, rdtype: str = "A", text: str = "192.0.2.99", ttl: int = 300) -> bytes:
+    """The real reply to ``query``: one record of ``rdtype`` owned by the question name."""
+    q = dns.message.from_wire(query)
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text(q.question[0].name, ttl, "IN", rdtype, text))
+    return r.to_wire()  # type: ignore[no-any-return]
+
+
+def _forge(query: bytes, field: str) -> Reply:
+    """A reply carrying 6.6.6.6 that differs from a valid one in ``field`` only."""
+    q = dns.message.from_wire(query)
+    name_end = 12 + len(q.question[0].name.to_wire())
+    if field == "type":  # a TYPE65 (0x41, 'A') question answered for a TYPE97 ('a') query
+        raw = bytearray(query)
+        raw[name_end : name_end + 2] = (65).to_bytes(2, "big")
+        q = dns.message.from_wire(bytes(raw))
+    r = dns.message.make_response(q)
+    r.answer.append(dns.rrset.from_text(q.question[0].name, 300, "IN", "A", "6.6.6.6"))
+    wire = bytearray(r.to_wire())
+    if field == "id":
+        wire[0:2] = ((q.id + 1) % 65536).to_bytes(2, "big")
+    elif field == "name":
+        wire[13] = ord("y") if wire[13] != ord("y") else ord("z")  # first letter of the name
+    elif field == "class":
+        wire[name_end + 2 : name_end + 4] = (3).to_bytes(2, "big")  # CH
+    elif field == "source-port":
+        return FromElsewhere(bytes(wire))
+    elif field == "source-address":
+        return FromElsewhere(bytes(wire), "127.0.0.2")
+    return bytes(wire)
+
+
+@pytest.mark.parametrize(
+    ("field", "rdtype"),
+    [
+        ("id", "A"),
+        ("name", "A"),
+        ("type", "TYPE97"),  # issue 14: '.lower()' folded QTYPE 65 into 97
+        ("class", "A"),
+        ("source-port", "A"),
+        ("source-address", "A"),
+    ],
+)
+async def test_a_reply_differing_in_any_rfc5452_field_is_ignored(
+    gateway_factory, field: str, rdtype: str
+) -> None:
+    """RFC 5452 section 9.1: ID, question name, type and class, source address and port.
+    The forged reply arrives first; the client must get the real one that follows."""
+    real_rdata = "192.0.2.99" if rdtype == "A" else "\\# 4 c0000263"
+
+    def behaviour(query: bytes) -> list[Reply]:
+        return [_forge(query, field), _reply(query, rdtype, real_rdata)]
+
+    proto, transport, port = await start_faulty(behaviour)
+    try:
+        gw = await gateway_factory(dataclasses.replace(dns_config(port), upstream=upstreams(port)))
+        r = await ask(gw, "x.example.org", rdtype)
+        assert r.rcode() == dns.rcode.NOERROR
+        assert [rr.to_text() for rrset in r.answer for rr in rrset] == [real_rdata]
+        assert len(proto.queries) == 1  # accepted at the first attempt, from the right reply
+    finally:
+        transport.close()
+
+
+async def test_a_reply_arriving_after_its_query_timed_out_is_never_taken(gateway_factory) -> None:
+    """The first attempt's (late) reply carries other data; it reaches neither the second
+    attempt nor the cache."""
+    loop = asyncio.get_running_loop()
+    sent: list[bytes] = []
+
+    def behaviour(query: bytes) -> None:
+        sent.append(query)
+        assert proto.transport is not None
+        addr = proto.sources[-1]
+        if len(sent) == 1:  # after the first attempt's timeout, during the second attempt
+            loop.call_later(1.2, proto.transport.sendto, _reply(query, text="6.6.6.6"), addr)
+        else:  # the second attempt's reply, after the late one
+            loop.call_later(0.5, proto.transport.sendto, _reply(query), addr)
+
+    proto, transport, port = await start_faulty(behaviour)
+    try:
+        cfg = dataclasses.replace(
+            dns_config(port), upstream=upstreams(port, timeout=1.0, attempts=2)
+        )
+        gw = await gateway_factory(cfg)
+        r = await ask(gw, "late.example.org")
+        assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.99"]
+        await asyncio.sleep(0.3)
+        again = await ask(gw, "late.example.org")  # from the cache
+        assert [rr.to_text() for rr in again.answer[0]] == ["192.0.2.99"]
+        assert len(sent) == 2 and gw.metrics.cache_hits == 1
+    finally:
+        transport.close()
+
+
+async def test_a_query_that_timed_out_leaves_nothing_for_the_next(gateway_factory) -> None:
+    """A reply that comes after the client got SERVFAIL is dropped; the next query for the
+    name is asked anew and gets what the upstream says then."""
+    loop = asyncio.get_running_loop()
+    state = {"late": True}
+
+    def behaviour(query: bytes) -> bytes | None:
+        if state["late"]:
+            assert proto.transport is not None
+            addr = proto.sources[-1]
+            loop.call_later(0.5, proto.transport.sendto, _reply(query, text="6.6.6.6"), addr)
+            return None
+        return _reply(query)
+
+    proto, transport, port = await start_faulty(behaviour)
+    try:
+        cfg = dataclasses.replace(dns_config(port), upstream=upstreams(port, timeout=0.3))
+        gw = await gateway_factory(cfg)
+        assert (await ask(gw, "gone.example.org")).rcode() == dns.rcode.SERVFAIL
+        await asyncio.sleep(0.5)  # the late reply has come and gone
+        state["late"] = False
+        r = await ask(gw, "gone.example.org")
+        assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.99"]
+    finally:
+        transport.close()
+
+
+def _truncated(query: bytes) -> bytes:
+    r = dns.message.make_response(dns.message.from_wire(query))
+    r.flags |= dns.flags.TC
+    return r.to_wire()  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("with_nsd", [False, True], ids=["alone", "then-nsd"])
+async def test_truncated_over_udp_and_tcp_fails_over_never_relays(
+    nsd: NSD, gateway_factory, with_nsd: bool
+) -> None:
+    """TC=1 over UDP, then TC=1 and empty over TCP: that server cannot help. The next one
+    answers; with no next one the client gets SERVFAIL, never an empty NOERROR."""
+    proto, transport, port = await start_faulty(_truncated)
+    tcp = FaultyTCPUpstream(_truncated)
+    await tcp.start(port)
+    try:
+        ports = (port, nsd.port) if with_nsd else (port,)
+        gw = await gateway_factory(
+            dataclasses.replace(dns_config(port), upstream=upstreams(*ports))
+        )
+        r = await ask(gw, "www.example.test")
+        assert len(proto.queries) == 1 and len(tcp.queries) == 1
+        if with_nsd:
+            assert r.rcode() == dns.rcode.NOERROR
+            assert [rr.to_text() for rr in r.answer[0]] == ["192.0.2.1"]
+        else:
+            assert r.rcode() == dns.rcode.SERVFAIL and not r.answer
+            assert ede(r) == (22, "")  # no upstream gave a usable answer
+    finally:
+        tcp.close()
+        transport.close()
+
+
+def _failure(rcode: int, *codes: int) -> Callable[[bytes], bytes]:
+    def behaviour(query: bytes) -> bytes:
+        r = dns.message.make_response(dns.message.from_wire(query))
+        r.set_rcode(rcode)
+        r.use_edns(0, options=[dns.edns.EDEOption(c, f"upstream {c}") for c in codes])
+        return r.to_wire()  # type: ignore[no-any-return]
+
+    return behaviour
+
+
+def _edes(msg: dns.message.Message) -> list[tuple[int, str]]:
+    return [(int(o.code), o.text or "") for o in msg.options if isinstance(o, dns.edns.EDEOption)]
+
+
+@pytest.mark.parametrize(
+    ("failures", "expected"),
+    [
+        ([(dns.rcode.SERVFAIL, (6,))], [(6, "upstream 6")]),  # DNSSEC Bogus reaches the client
+        (
+            [(dns.rcode.SERVFAIL, (6,)), (dns.rcode.REFUSED, (18, 6))],
+            [(6, "upstream 6"), (18, "upstream 18")],  # each once, in the order given
+        ),
+        ([(dns.rcode.SERVFAIL, ())], []),  # it answered without EDE: none is made up
+        ([(None, ()), (dns.rcode.SERVFAIL, (9,))], [(9, "upstream 9")]),  # one silent
+        ([(None, ())], [(22, "")]),  # nobody answered: No Reachable Authority
+    ],
+)
+async def test_upstream_edes_reach_the_client(
+    gateway_factory, failures: list[tuple[int | None, tuple[int, ...]]], expected: list
+) -> None:
+    started = [
+        await start_faulty(_failure(rcode, *codes) if rcode is not None else lambda q: None)
+        for rcode, codes in failures
+    ]
+    try:
+        ports = [port for _proto, _transport, port in started]
+        gw = await gateway_factory(
+            dataclasses.replace(dns_config(ports[0]), upstream=upstreams(*ports, timeout=0.2))
+        )
+        r = await ask(gw, "fail.example.org")
+        assert r.rcode() == dns.rcode.SERVFAIL
+        assert _edes(r) == expected
+    finally:
+        for _proto, transport, _port in started:
+            transport.close()
+
+
+async def test_a_validating_upstreams_bogus_reaches_the_client_as_ede_6(
+    unbound: Unbound, gateway_factory
+) -> None:
+    """A real Unbound validating signed.test says SERVFAIL + EDE 6 for a bogus record:
+    the client behind clearwall learns the same, not EDE 22."""
+    gw = await gateway_factory(
+        dataclasses.replace(dns_config(unbound.port), upstream=upstreams(unbound.port, timeout=2))
+    )
+    r = await ask(gw, "bogus.signed.test")
+    assert r.rcode() == dns.rcode.SERVFAIL
+    assert [code for code, _text in _edes(r)] == [6]
+    good = await ask(gw, "www.signed.test", want_dnssec=True)
+    assert good.flags & dns.flags.AD and good.answer

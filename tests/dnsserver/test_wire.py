@@ -184,3 +184,27 @@ def test_malformed_queries(data: bytes) -> None:
 def test_labels_with_dots_cannot_pose_as_two_labels() -> None:
     name = b"\x0bevil.domain\x04test\x00"
     assert wire.read_name(name, 0)[0] == "evil\\.domain.test"
+
+
+def _question(name: str, rdtype: int, rdclass: int = 1) -> bytes:
+    return wire.text_to_wire(name) + rdtype.to_bytes(2, "big") + rdclass.to_bytes(2, "big")
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "same"),
+    [
+        (_question("www.example", 65), _question("www.example", 65), True),
+        (_question("www.example", 65), _question("WwW.ExAmPlE", 65), True),
+        # QTYPE and QCLASS are numbers, never folded: 65 'A' vs 97 'a', 0x4101 vs 0x6101.
+        (_question("www.example", 97), _question("www.example", 65), False),
+        (_question("www.example", 65), _question("www.example", 97), False),
+        (_question("www.example", 0x6101), _question("www.example", 0x4101), False),
+        (_question("www.example", 1, 0x61), _question("www.example", 1, 0x41), False),
+        (_question("www.example", 1), _question("www.exampla", 1), False),
+        (_question("www.example", 1), _question("www.example.x", 1), False),
+        (_question("www.example", 1), _question("www.example", 1)[:-1], False),
+    ],
+)
+def test_question_equal_folds_only_the_name(ours: bytes, theirs: bytes, same: bool) -> None:
+    reply = b"\x12\x34\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00" + theirs
+    assert wire.question_equal(reply, ours) is same

@@ -59,7 +59,8 @@ def test_documented_verification_runs(world: World, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert world.vkey in out.stdout
     assert "ok: www.casino.example is blocked for xa (orders 1)" in out.stdout
-    assert re.search(r"ok: 3 entries, root [0-9a-f]{64}, tiles match", out.stdout)
+    # The two jurisdictions' entries, then the three orders'.
+    assert re.search(r"ok: 5 entries, root [0-9a-f]{64}, tiles match", out.stdout)
 
 
 def test_documented_tamper_example_fails(world: World, tmp_path: Path) -> None:
@@ -120,9 +121,9 @@ def test_http_proofs(world: World, client: TestClient) -> None:
         base64.b64decode(c["to_root"]),
         [base64.b64decode(h) for h in c["proof"]],
     )
-    assert client.get("/log/proof/inclusion", params={"index": 3}).status_code == 400
+    assert client.get("/log/proof/inclusion", params={"index": 5}).status_code == 400
     assert client.get("/log/proof/inclusion", params={"index": 0, "size": 9}).status_code == 400
-    assert client.get("/log/proof/consistency", params={"from": 4}).status_code == 400
+    assert client.get("/log/proof/consistency", params={"from": 6}).status_code == 400
     b = client.get("/log/proof/name/WWW.Casino.Example.", params={"jurisdiction": "xa"})
     assert b.status_code == 200
     assert verify_bundle(b.json(), parse_vkey(world.vkey))["blocked_by"] == [1]
@@ -166,14 +167,14 @@ def test_remote_verification_over_real_http(world: World) -> None:
             time.sleep(0.05)
         url = f"http://127.0.0.1:{port}/log"
         remote = fetch_and_verify(url, parse_vkey(world.vkey))
-        assert remote.problems == [] and remote.checkpoint.size == 3
-        assert len(verified_entries(url, parse_vkey(world.vkey))) == 3
-        tile = world.config.tiles_dir / "tile/0/000.p/3"
+        assert remote.problems == [] and remote.checkpoint.size == 5
+        assert len(verified_entries(url, parse_vkey(world.vkey))) == 5
+        tile = world.config.tiles_dir / "tile/0/000.p/5"
         data = bytearray(tile.read_bytes())
         data[0] ^= 1
         tile.write_bytes(bytes(data))
         remote = fetch_and_verify(url, parse_vkey(world.vkey))
-        assert remote.problems == ["tile tile/0/000.p/3: differs from the entries"]
+        assert remote.problems == ["tile tile/0/000.p/5: differs from the entries"]
     finally:
         server.should_exit = True
         thread.join(10)
@@ -184,8 +185,8 @@ def test_start_recovers_entries_committed_before_a_crash(world: World) -> None:
     from clearwall.store import PolicyService
 
     PolicyService(world.store).revoke_order(2, reason="crash before the tiles were written")
-    assert world.tlog.published().size == 3  # type: ignore[union-attr]
+    assert world.tlog.published().size == 5  # type: ignore[union-attr]
     app = FastAPI()
     app.include_router(log_router(world.tlog, world.store))
     with TestClient(app) as c:
-        assert c.get("/log/checkpoint").text.split("\n")[1] == "4"
+        assert c.get("/log/checkpoint").text.split("\n")[1] == "6"

@@ -26,7 +26,7 @@ NOW = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
 def test_every_commit_is_published(world: World) -> None:
     size = world.store.log_size()
     cp = open_checkpoint(world.tlog.checkpoint_note(), parse_vkey(world.vkey))
-    assert cp.size == size == 3  # one entry per order
+    assert cp.size == size == 5  # one entry per jurisdiction, then one per order
     tree = MemoryTree.from_entries(e.data for e in world.store.log_entries())
     assert cp.root == tree.root()
     assert [c.tree_size for c in world.store.checkpoints()][-1] == size
@@ -83,7 +83,7 @@ def test_amended_order_proves_with_new_digest(world: World) -> None:
         lambda b: b["orders"][0]["entry"].update(index=b["orders"][0]["entry"]["index"] + 1),
         lambda b: b["orders"][0]["entry"].update(data=b["orders"][0]["entry"]["data"] + " "),
         lambda b: b["orders"][0]["candidates"].pop(),
-        lambda b: b.update(checkpoint=b["checkpoint"].replace("\n3\n", "\n2\n")),
+        lambda b: b.update(checkpoint=b["checkpoint"].replace("\n5\n", "\n4\n")),
         lambda b: b.update(name="other.example"),
         lambda b: b.update(jurisdiction="xb"),
         lambda b: b.update(format="v0"),
@@ -109,7 +109,7 @@ def test_hidden_order_is_caught_with_the_log(world: World) -> None:
     with pytest.raises(VerificationError, match="order 1 binds xa but is missing"):
         verify_bundle(forged, parse_vkey(world.vkey), entries)
     with pytest.raises(VerificationError, match="do not hash to the checkpoint"):
-        verify_bundle(bundle, parse_vkey(world.vkey), [*entries[:-1], (2, b"{}")])
+        verify_bundle(bundle, parse_vkey(world.vkey), [*entries[:-1], (entries[-1][0], b"{}")])
 
 
 def test_non_membership_neighbours_must_be_adjacent(world: World) -> None:
@@ -144,7 +144,8 @@ def test_non_membership_neighbours_must_be_adjacent(world: World) -> None:
 def test_audit_clean(world: World) -> None:
     report = audit(world.store, world.tlog, parse_vkey(world.vkey))
     assert report.ok, report.problems
-    assert report.size == 3 and report.checkpoints >= 3 and report.orders == 3
+    assert report.size == 5 and report.checkpoints >= 5 and report.orders == 3
+    assert report.jurisdictions == 2
 
 
 def _sql(world: World, stmt: str) -> None:
@@ -166,8 +167,8 @@ def _sql(world: World, stmt: str) -> None:
         ),
         (
             "UPDATE log_entries SET data = CAST(REPLACE(CAST(data AS TEXT), 'Gambling',"
-            " 'Gamblinx') AS BLOB) WHERE idx = 0",
-            "entry 0: data does not match its leaf hash",
+            " 'Gamblinx') AS BLOB) WHERE idx = 2",
+            "entry 2: data does not match its leaf hash",
         ),
         ("DELETE FROM log_entries WHERE idx = 1", "entries 1..1 are missing"),
         (
@@ -176,6 +177,18 @@ def _sql(world: World, stmt: str) -> None:
         ),
         ("UPDATE orders SET title = 'Nothing to see' WHERE id = 3", "order 3: stored metadata"),
         ("UPDATE orders SET log_index = NULL, status = 'active' WHERE id = 3", None),
+        (  # a client network moved into xa behind the log's back
+            "INSERT INTO jurisdiction_networks (jurisdiction, cidr) VALUES ('xa', '192.0.2.0/24')",
+            "jurisdiction xa: stored name or networks differ from log entry 0",
+        ),
+        (
+            "UPDATE jurisdictions SET name = 'Elsewhere' WHERE code = 'xb'",
+            "jurisdiction xb: stored name or networks differ from log entry 1",
+        ),
+        (
+            "INSERT INTO jurisdictions (code, name) VALUES ('xc', 'Unlogged')",
+            "jurisdiction xc: not on the log",
+        ),
     ],
 )
 def test_audit_reports_tampering(world: World, stmt: str, expect: str | None) -> None:
@@ -191,12 +204,12 @@ def test_audit_locates_consistent_rewrite(world: World) -> None:
     """Data and leaf hash rewritten together: the signed roots and public tiles expose it."""
     from clearwall.ledger.merkle import leaf_hash
 
-    row = world.store.log_entries(0, 1)[0]
+    row = world.store.log_entries(2, 3)[0]  # order 1's entry
     forged = bytes(row.data).replace(b"Gambling", b"Gamblinx")
     with world.store.engine.begin() as conn:
         conn.execute(
-            text("UPDATE log_entries SET data = :d, leaf_hash = :h WHERE idx = 0"),
+            text("UPDATE log_entries SET data = :d, leaf_hash = :h WHERE idx = 2"),
             {"d": forged, "h": leaf_hash(forged)},
         )
     report = audit(world.store, world.tlog, parse_vkey(world.vkey))
-    assert any("first differing entry: 0" in p for p in report.problems), report.problems
+    assert any("first differing entry: 2" in p for p in report.problems), report.problems

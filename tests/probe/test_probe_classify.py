@@ -245,6 +245,144 @@ def test_classify(measurement: TargetMeasurement, kind: Kind) -> None:
     assert result.evidence
 
 
+REFUSED = "helper_refused: non-public address 10.0.0.1 (not measured)"
+# The helper answered, but measured nothing past DNS (e.g. every address was private).
+NOTHING_MEASURED = ControlMeasurement(dns(IP))
+
+# A control that is missing (no helper, a helper that failed or refused, a step the helper
+# did not take, a control resolver that named no address) is never read as a negative
+# one: the result is undetermined (or rests on this network's own measurements) and the
+# evidence says why the control is missing.
+MISSING_CONTROL: list[tuple[str, TargetMeasurement, Kind, str]] = [
+    (
+        "tcp fails, helper refused",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            tcp_connect=tcp(False),
+            control=ControlMeasurement(dns(IP), failure=REFUSED),
+        ),
+        Kind.UNDETERMINED,
+        REFUSED,
+    ),
+    (
+        "tcp fails, helper made no connect",
+        measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=NOTHING_MEASURED),
+        Kind.UNDETERMINED,
+        "made no TCP measurement",
+    ),
+    (
+        "tcp fails, no helper",
+        measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=None),
+        Kind.UNDETERMINED,
+        "no test helper",
+    ),
+    (
+        "tls fails, helper refused",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            tls_handshake=tls("connection_reset"),
+            http=failed_http("connection_reset"),
+            control=ControlMeasurement(dns(IP), failure=REFUSED),
+        ),
+        Kind.UNDETERMINED,
+        REFUSED,
+    ),
+    (
+        "tls fails, helper skipped tls",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            tls_handshake=tls("connection_reset"),
+            http=failed_http("connection_reset"),
+            control=ControlMeasurement(dns(IP), tcp(True)),
+        ),
+        Kind.UNDETERMINED,
+        "made no TLS measurement",
+    ),
+    (
+        "http fails, helper refused",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            http=failed_http("connection_reset"),
+            url="http://site.test/",
+            control=ControlMeasurement(dns(IP), failure=REFUSED),
+        ),
+        Kind.UNDETERMINED,
+        REFUSED,
+    ),
+    (
+        "http fails, helper skipped http",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            http=failed_http("connection_reset"),
+            url="http://site.test/",
+            control=ControlMeasurement(dns(IP), tcp(True)),
+        ),
+        Kind.UNDETERMINED,
+        "made no HTTP measurement",
+    ),
+    (
+        "dns fails, helper refused, no control resolver",
+        measure(
+            dns(failure="generic_timeout_error"),
+            control=ControlMeasurement(dns(IP), failure=REFUSED),
+        ),
+        Kind.UNDETERMINED,
+        REFUSED,
+    ),
+    (
+        "page loads, helper refused",
+        measure(
+            dns(IP),
+            control_dns=dns(IP),
+            http=page(),
+            control=ControlMeasurement(dns(IP), failure=REFUSED),
+        ),
+        Kind.ACCESSIBLE,
+        REFUSED,
+    ),
+    (
+        "control resolver named no address",
+        measure(dns(IP), control_dns=dns(), http=page(), control=None),
+        Kind.ACCESSIBLE,
+        "no test helper",
+    ),
+    (
+        "control resolver named no address, bogon answer",
+        measure(dns("10.1.2.3"), control_dns=dns(), http=page(), control=None),
+        Kind.ACCESSIBLE,
+        "no test helper",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("measurement", "kind", "why"),
+    [c[1:] for c in MISSING_CONTROL],
+    ids=[c[0] for c in MISSING_CONTROL],
+)
+def test_a_missing_control_is_never_a_negative_one(
+    measurement: TargetMeasurement, kind: Kind, why: str
+) -> None:
+    result = classify(measurement)
+    assert result.kind is kind, result.evidence
+    assert any(why in fact for fact in result.evidence), result.evidence
+    # Only a control that was measured may be quoted as one.
+    assert not any("also from the helper" in f or "helper too" in f for f in result.evidence)
+
+
+def test_down_quotes_what_the_helper_measured() -> None:
+    result = classify(
+        measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=DOWN_CONTROL)
+    )
+    assert result.kind is Kind.DOWN
+    assert any(f"{IP}:443 connection_refused" in f and "helper" in f for f in result.evidence)
+
+
 def test_undetermined_names_what_it_cannot_separate() -> None:
     result = classify(measure(dns(IP), control_dns=dns(IP), tcp_connect=tcp(False), control=None))
     assert set(result.candidates) == {Kind.TCP_BLOCKING, Kind.DOWN}

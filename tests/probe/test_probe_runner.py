@@ -167,4 +167,26 @@ async def test_public_helper_refuses_private_addresses(loopback: dict[str, Any])
     named = await control_measurement(
         f"http://ok.test:{loopback['web']}/", ["10.0.0.1"], settings, None
     )
-    assert named.tcp_connect == () and named.dns is not None  # resolved, never connected
+    # Resolved, never connected, and it says so: an empty step could pass for a failed one.
+    assert named.tcp_connect == () and named.dns is not None
+    assert named.failure is not None and named.failure.startswith("helper_refused")
+    assert "10.0.0.1" in named.failure
+
+
+async def test_a_refusing_helper_gives_undetermined_not_down(loopback: dict[str, Any]) -> None:
+    """A name on a closed port, with a public helper that may not connect to it: the
+    helper's refusal is the evidence, and nothing is said about what the helper saw."""
+    helper = HelperServer(HelperSettings(loopback["dns"], timeout=0.5))
+    host, port = await helper.start("127.0.0.1", 0)
+    closed = await free_port()
+    settings = ProbeSettings(
+        resolver=loopback["dns"], helper_url=f"http://{host}:{port}", timeout=0.5
+    )
+    try:
+        [result] = await run_probe([parse_target(f"http://ok.test:{closed}/")], settings)
+    finally:
+        await helper.close()
+    assert result.classification.kind.value == "undetermined", result.classification.evidence
+    assert any("helper_refused" in f for f in result.classification.evidence)
+    assert not any("also from the helper" in f for f in result.classification.evidence)
+    assert to_record(result)["test_keys"]["control_failure"].startswith("helper_refused")

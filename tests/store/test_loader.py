@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, update
 
 from clearwall.model import Action, Decision, OrderStatus, RuleKind
 from clearwall.policy.model import RuleSpec
+from clearwall.policy.snapshot import saved_jurisdictions
 from clearwall.store import PolicyService, schema
-from clearwall.store.loader import build_snapshot, load_policy, policy_version
+from clearwall.store.loader import build_overlay, build_snapshot, load_policy, policy_version
 
-from .test_service import OPERATOR, REGULATOR, add, rules
+from .test_service import OPERATOR, REGULATOR, J, add, rules
 
 
 def loaded_ids(service: PolicyService) -> list[int]:
@@ -25,7 +27,7 @@ def test_loads_published_orders_with_rules(service: PolicyService) -> None:
     a = add(service, reference="A")
     b = add(service, authority=REGULATOR, reference="B", rules=rules("b.example"))
     orders, jurisdictions, size = load_policy(service.store)
-    assert size == 2 == policy_version(service.store)
+    assert size == J + 2 == policy_version(service.store)
     assert [c.order.id for c in orders] == [a.id, b.id]
     assert orders[1].authority.name == "Regulator B"
     assert orders[1].rules == (RuleSpec(RuleKind.SUBTREE, "b.example"),)
@@ -125,3 +127,61 @@ def test_build_snapshot_matches(service: PolicyService) -> None:
     assert snap.match("evil.example", "xb").decision is Decision.BLOCK
     assert snap.match("www.blocked.example", "xa").decision is Decision.BLOCK
     assert snap.match("unlisted.example", "xa").decision is Decision.ALLOW
+
+
+@pytest.mark.parametrize(
+    ("tamper", "message", "in_force"),
+    [
+        (  # a network slipped into the table: never enforced
+            lambda conn: conn.execute(
+                insert(schema.jurisdiction_networks).values(jurisdiction="xb", cidr="10.9.0.0/16")
+            ),
+            "jurisdiction 'xb': stored record differs from log entry 1",
+            {"xa": ["127.0.0.0/8", "::1/128"], "xb": ["127.77.0.0/16"]},
+        ),
+        (  # a jurisdiction written without its entry (or before they were logged)
+            lambda conn: (
+                conn.execute(insert(schema.jurisdictions).values(code="xc", name="C")),
+                conn.execute(
+                    insert(schema.jurisdiction_networks).values(
+                        jurisdiction="xc", cidr="10.8.0.0/16"
+                    )
+                ),
+            ),
+            "jurisdiction 'xc' is not on the log",
+            {"xa": ["127.0.0.0/8", "::1/128"], "xb": ["127.77.0.0/16"]},
+        ),
+    ],
+)
+def test_jurisdictions_are_what_the_log_says(
+    service: PolicyService,
+    caplog: pytest.LogCaptureFixture,
+    tamper,
+    message: str,
+    in_force: dict[str, list[str]],
+) -> None:
+    with service.store.write() as conn:
+        tamper(conn)
+    with caplog.at_level(logging.WARNING, logger="clearwall.store.loader"):
+        jurisdictions = load_policy(service.store)[1]
+    assert {j.code: [str(n) for n in j.networks] for j in jurisdictions} == in_force
+    assert message in caplog.text
+
+
+def test_logged_jurisdiction_changes_are_enforced(service: PolicyService, tmp_path: Path) -> None:
+    base = build_snapshot(service.store)
+    base.save(tmp_path / "base")
+    service.add_jurisdiction("xc", "Demo Republic C", ["10.77.1.0/24"])
+    service.update_jurisdiction("xb", add_networks=["10.88.0.0/16"], name="Republic B")
+    service.update_jurisdiction("xa", remove_networks=["::1/128"])
+    for snapshot in (
+        build_snapshot(service.store),
+        build_overlay(service.store, base.tree_size)[0],  # reads the whole log
+        build_overlay(  # reads the new entries over the base's jurisdictions
+            service.store, base.tree_size, base_jurisdictions=saved_jurisdictions(tmp_path / "base")
+        )[0],
+    ):
+        assert snapshot.jurisdiction_of("10.77.1.9") == "xc"
+        assert snapshot.jurisdiction_of("10.88.3.4") == "xb"
+        assert snapshot.jurisdiction_of("::1") is None
+        assert snapshot.jurisdiction_of("127.0.0.1") == "xa"

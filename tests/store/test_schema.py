@@ -16,7 +16,32 @@ def test_migrations_match_metadata(store: Store) -> None:
     with store.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(ctx, schema.metadata) == []
-        assert ctx.get_current_revision() == "0001_initial"
+        assert ctx.get_current_revision() == "0002_log_jurisdictions"
+
+
+def test_upgrade_logs_jurisdictions_stored_before_they_were_logged(store_url: str) -> None:
+    """A store from before jurisdiction-set entries: the upgrade logs each jurisdiction
+    once, as stored, so the loader keeps enforcing its networks; re-running adds nothing."""
+    from clearwall.ledger import entries
+    from clearwall.store.loader import load_policy
+
+    old = Store(store_url)
+    old.migrate("0001_initial")
+    with old.write() as conn:  # what add_jurisdiction wrote then: rows, no entry
+        conn.execute(schema.jurisdictions.insert().values(code="xa", name="A"))
+        conn.execute(
+            schema.jurisdiction_networks.insert(), [{"jurisdiction": "xa", "cidr": "10.7.0.0/16"}]
+        )
+    assert load_policy(old)[1] == []  # not on the log: not enforced
+    old.migrate()
+    old.migrate()
+    [entry] = old.log_entries()
+    event = __import__("json").loads(entry.data)
+    assert event["type"] == entries.JURISDICTION_SET
+    assert event["jurisdiction"] == {"code": "xa", "name": "A", "networks": ["10.7.0.0/16"]}
+    [xa] = load_policy(old)[1]
+    assert [str(n) for n in xa.networks] == ["10.7.0.0/16"]
+    old.dispose()
 
 
 def test_migrate_twice_is_harmless(store_url: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ from clearwall.store import service as service_module
 from clearwall.store.records import AppealStatus, TokenRole
 
 COURT, REGULATOR, OPERATOR = 1, 2, 3
+J = 2  # the fixture's jurisdictions are the log's first entries (one jurisdiction-set each)
 
 
 def rules(*names: str, kind: RuleKind = RuleKind.SUBTREE) -> list[RuleSpec]:
@@ -102,7 +104,7 @@ def test_add_order_publishes_one_entry(service: PolicyService) -> None:
         expires=dt.datetime(2027, 1, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=2))),
         document_url="https://court.a.example/orders/1",
     )
-    assert order.log_index == 0 and order.status is OrderStatus.ACTIVE
+    assert order.log_index == J and order.status is OrderStatus.ACTIVE
     assert order.effective_from == dt.datetime(2026, 1, 10, tzinfo=dt.UTC)
     assert order.expires == dt.datetime(2027, 1, 1, 10, tzinfo=dt.UTC)
     assert order.expires.tzinfo is dt.UTC
@@ -113,12 +115,12 @@ def test_add_order_publishes_one_entry(service: PolicyService) -> None:
         RuleSpec(RuleKind.SUBTREE, "a.example"),
         RuleSpec(RuleKind.SUBTREE, "b.example"),
     )
-    [entry] = service.store.log_entries()
-    assert entry.index == 0 and entry.leaf_hash == leaf_hash(entry.data)
+    [entry] = service.store.log_entries(J)
+    assert entry.index == J and entry.leaf_hash == leaf_hash(entry.data)
     at = dt.datetime.fromisoformat(__import__("json").loads(entry.data)["time"])
     # The service's patched digest must equal what the ledger module computes itself.
     assert entry.data == entries.order_published(order, service.authority(COURT), stored, at)
-    assert service.store.log_size() == 1
+    assert service.store.log_size() == J + 1
 
 
 @pytest.mark.parametrize(
@@ -148,7 +150,7 @@ def test_order_scoping(
         return
     with pytest.raises(ScopeError):
         call()
-    assert counts(service.store) == (0, 0, 0)
+    assert counts(service.store) == (0, 0, J)
 
 
 def test_scope_on_amend_revoke_and_appeals(service: PolicyService) -> None:
@@ -175,8 +177,8 @@ def test_failure_mid_order_leaves_nothing(service: PolicyService) -> None:
 
     with pytest.raises(RuntimeError):
         service.add_order(COURT, "t", "lb", "r", "court-order", "nxdomain", many, progress=explode)
-    assert counts(service.store) == (0, 0, 0)
-    assert service.store.log_size() == 0
+    assert counts(service.store) == (0, 0, J)
+    assert service.store.log_size() == J
 
 
 def test_failure_writing_the_entry_leaves_nothing(
@@ -188,31 +190,31 @@ def test_failure_writing_the_entry_leaves_nothing(
     monkeypatch.setattr(service_module, "append_entry", broken)
     with pytest.raises(StoreError):
         add(service)
-    assert counts(service.store) == (0, 0, 0)
+    assert counts(service.store) == (0, 0, J)
 
 
 def test_duplicate_reference_conflicts(service: PolicyService) -> None:
     add(service)
     with pytest.raises(Conflict):
         add(service)
-    assert counts(service.store) == (1, 2, 1)
+    assert counts(service.store) == (1, 2, J + 1)
 
 
 def test_amend_is_idempotent_and_logged(service: PolicyService) -> None:
     order = add(service)
     same = service.amend_order(order.id, add=rules("blocked.example", "other.example"))
-    assert same == order and service.store.log_size() == 1
+    assert same == order and service.store.log_size() == J + 1
     service.amend_order(order.id, add=rules("third.example"), remove=rules("other.example"))
-    assert service.store.log_size() == 2
+    assert service.store.log_size() == J + 2
     current = service.order_rules(order.id)
     assert [r.value for r in current] == ["blocked.example", "third.example"]
-    amended = service.store.log_entries(1)[0].data
+    amended = service.store.log_entries(J + 1)[0].data
     event = __import__("json").loads(amended)
     assert event["type"] == "order-amended"
     assert (event["rules"]["added"], event["rules"]["removed"]) == (1, 1)
     assert event["rules"]["digest"] == entries.rules_digest(current)[0]
     service.amend_order(order.id, add=rules("third.example"), remove=rules("nothing.example"))
-    assert service.store.log_size() == 2
+    assert service.store.log_size() == J + 2
 
 
 def test_revoke_and_expire(service: PolicyService) -> None:
@@ -231,16 +233,19 @@ def test_revoke_and_expire(service: PolicyService) -> None:
     assert service.expire_due() == []
     assert service.order(b.id).status is OrderStatus.EXPIRED
     kinds = [__import__("json").loads(e.data)["type"] for e in service.store.log_entries()]
-    assert kinds == ["order-published", "order-published", "order-revoked", "order-expired"]
+    assert kinds == [
+        *["jurisdiction-set"] * J,
+        *["order-published", "order-published", "order-revoked", "order-expired"],
+    ]
 
 
 def test_appeals(service: PolicyService) -> None:
     order = add(service)
     appeal = service.file_appeal(order.id, "Blocked.Example.", "mailto:me@x.example", "wrong")
     assert appeal.name == "blocked.example" and appeal.status is AppealStatus.OPEN
-    assert appeal.filed_log_index == 1
+    assert appeal.filed_log_index == J + 1
     decided = service.decide_appeal(appeal.id, "rejected", "the order stands", "xa")
-    assert decided.status is AppealStatus.REJECTED and decided.decided_log_index == 2
+    assert decided.status is AppealStatus.REJECTED and decided.decided_log_index == J + 2
     assert decided.decided_at is not None and decided.decided_at.tzinfo is dt.UTC
     with pytest.raises(Conflict):
         service.decide_appeal(appeal.id, "upheld", "changed my mind")
@@ -281,14 +286,14 @@ def test_concurrent_writers_get_consecutive_indexes(service: PolicyService) -> N
     for t in threads:
         t.join()
     assert not errors
-    assert [e.index for e in service.store.log_entries()] == list(range(12))
-    assert sorted(o.log_index for o in service.orders()) == list(range(12))  # type: ignore[type-var]
+    assert [e.index for e in service.store.log_entries()] == list(range(J + 12))
+    assert sorted(o.log_index for o in service.orders()) == list(range(J, J + 12))  # type: ignore[type-var]
 
 
 def test_bulk_rules_round_trip(service: PolicyService) -> None:
     many = rules(*(f"host{i}.bulk.example" for i in range(45_000)))
     order = add(service, rules=many, category=Category.MALWARE, action=Action.SINKHOLE)
-    assert service.order(order.id).log_index == 0
+    assert service.order(order.id).log_index == J
     with service.store.read() as conn:
         n = conn.execute(select(func.count()).select_from(schema.rules)).scalar_one()
     assert n == 45_000
@@ -329,3 +334,72 @@ def test_expiring_several_orders_logs_each_once(service: PolicyService) -> None:
         if b'"order-expired"' in e.data
     ]
     assert [e["order"] for e in expired] == ids
+
+
+def test_jurisdiction_changes_are_logged_with_their_record(service: PolicyService) -> None:
+    def last() -> dict[str, Any]:
+        size = service.store.log_size()
+        event = json.loads(service.store.log_entries(size - 1)[0].data)
+        assert event["type"] == entries.JURISDICTION_SET
+        return event["jurisdiction"]  # type: ignore[no-any-return]
+
+    first = [json.loads(e.data)["jurisdiction"] for e in service.store.log_entries(0, J)]
+    assert first == [
+        {"code": "xa", "name": "Demo Republic A", "networks": ["127.0.0.0/8", "::1/128"]},
+        {"code": "xb", "name": "Demo Republic B", "networks": ["127.77.0.0/16"]},
+    ]
+    service.add_jurisdiction("xc", "Demo Republic C", ["10.77.1.0/24"])
+    assert last() == {"code": "xc", "name": "Demo Republic C", "networks": ["10.77.1.0/24"]}
+    service.update_jurisdiction("xc", add_networks=["2001:db8::/32", "10.0.0.0/24"])
+    assert last()["networks"] == ["10.0.0.0/24", "10.77.1.0/24", "2001:db8::/32"]
+    service.update_jurisdiction("xc", remove_networks=["10.77.1.0/24"], name="Republic C")
+    assert last() == {
+        "code": "xc",
+        "name": "Republic C",
+        "networks": ["10.0.0.0/24", "2001:db8::/32"],
+    }
+    size = service.store.log_size()
+    assert service.update_jurisdiction("xc", add_networks=["10.0.0.0/24"]).code == "xc"
+    assert service.update_jurisdiction("xc", name="Republic C").code == "xc"
+    assert service.store.log_size() == size  # nothing changed, nothing written
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        ({"add_networks": ["127.77.0.0/16"]}, Conflict),  # xb's
+        ({"remove_networks": ["10.1.0.0/16"]}, NotFound),  # not xa's
+        ({"add_networks": ["10.0.0.1/8"]}, StoreError),  # host bits
+        ({"add_networks": ["10.2.0.0/16"], "remove_networks": ["10.2.0.0/16"]}, StoreError),
+        ({"name": " "}, StoreError),
+    ],
+)
+def test_bad_jurisdiction_updates_write_nothing(
+    service: PolicyService, change: dict[str, Any], error: type[Exception]
+) -> None:
+    before = service.jurisdiction("xa")
+    with pytest.raises(error):
+        service.update_jurisdiction("xa", **change)
+    assert service.jurisdiction("xa") == before
+    assert service.store.log_size() == J
+
+
+def test_unknown_jurisdiction_update(service: PolicyService) -> None:
+    with pytest.raises(NotFound):
+        service.update_jurisdiction("zz", name="Z")
+
+
+def test_failed_jurisdiction_entry_leaves_no_jurisdiction(
+    service: PolicyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any) -> int:
+        raise StoreError("log head unavailable")
+
+    monkeypatch.setattr(service_module, "append_entry", broken)
+    with pytest.raises(StoreError):
+        service.add_jurisdiction("xc", "C", ["10.77.1.0/24"])
+    with pytest.raises(StoreError):
+        service.update_jurisdiction("xa", add_networks=["10.78.0.0/16"])
+    assert [j.code for j in service.jurisdictions()] == ["xa", "xb"]
+    assert [str(n) for n in service.jurisdiction("xa").networks] == ["127.0.0.0/8", "::1/128"]
+    assert service.store.log_size() == J

@@ -121,6 +121,9 @@ async def test_log_page_shows_key_and_verify_command(client: httpx.AsyncClient) 
     assert "portal.test/log+" in page  # the vkey
     assert "clearwall ledger verify" in page
     assert "order-published" in page
+    # Jurisdictions are policy too: their entries link the jurisdiction and its networks.
+    assert "jurisdiction-set" in page and 'href="/jurisdictions/aa"' in page
+    assert "Alphaland (networks: 10.1.0.0/16)" in page
 
 
 async def _csrf(client: httpx.AsyncClient, order: int) -> str:

@@ -112,15 +112,16 @@ def check_ledger_key(d: Deployment) -> list[Finding]:
     from clearwall.errors import ClearwallError
     from clearwall.ledger.signing import load_signer
 
-    path = Path(d.config.ledger.key_file)
+    path = d.config.ledger.key_file
     try:
+        path = d.config.ledger.key_path()
         signer = load_signer(path)
     except (ClearwallError, OSError) as exc:
         return [
             Finding(
                 "ledger key",
                 FAIL,
-                f"{path}: {exc}",
+                f"{path or '[ledger] key_file'}: {exc}",
                 "restore the key from your backup ([ledger] key_file); a new key cannot sign "
                 "the existing log's checkpoints",
             )
@@ -168,7 +169,7 @@ def check_tiles(d: Deployment) -> list[Finding]:
 
     try:
         tlog = _tlog(d)
-        verifier = load_signer(Path(d.config.ledger.key_file)).verifier
+        verifier = load_signer(d.config.ledger.key_path()).verifier
         report = audit(tlog.store, tlog, verifier)
     except (ClearwallError, OSError) as exc:
         return [Finding("tiles", FAIL, f"cannot audit the log: {exc}", "fix the findings above")]
@@ -180,7 +181,7 @@ def check_tiles(d: Deployment) -> list[Finding]:
                 FAIL,
                 f"{report.problems[0]}{more}",
                 "run `clearwall ledger verify` for the list; restore "
-                f"{d.config.ledger.tiles_dir} from backup, or let `clearwall serve` republish",
+                f"{d.config.ledger.tiles_path()} from backup, or let `clearwall serve` republish",
             )
         ]
     return [Finding("tiles", OK, f"{report.size} entries, tiles and checkpoints consistent")]
@@ -411,8 +412,11 @@ def check_disk(d: Deployment) -> list[Finding]:
     out = []
     logging = d.config.logging
     if logging.query_log:
-        where, free = _free(Path(logging.query_log_dir))
-        used = sum(p.stat().st_size for p in Path(logging.query_log_dir).glob("q-*"))
+        from clearwall.layout import query_log_location
+
+        directory = query_log_location(logging, d.db_url, d.config.ledger)
+        where, free = _free(directory)
+        used = sum(p.stat().st_size for p in directory.glob("q-*"))
         need = logging.query_log_max_mb * 1024 * 1024 - used
         if free < need:
             out.append(
@@ -427,7 +431,7 @@ def check_disk(d: Deployment) -> list[Finding]:
             )
         else:
             out.append(Finding("disk", OK, f"query log: {free // 2**20} MiB free at {where}"))
-    where, free = _free(Path(d.config.ledger.tiles_dir))
+    where, free = _free(d.config.ledger.tiles_path())
     if free < TILES_MIN_FREE:
         out.append(
             Finding(

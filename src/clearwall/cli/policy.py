@@ -21,6 +21,7 @@ from clearwall.cli.common import (
     file_progress,
     ledger_sync,
     open_service,
+    published_size,
     settings,
 )
 from clearwall.errors import FormatError
@@ -98,6 +99,7 @@ def register(app: typer.Typer) -> None:
         group.info.no_args_is_help = True
         app.add_typer(group, name=name)
     jurisdictions.command("add")(jurisdictions_add)
+    jurisdictions.command("update")(jurisdictions_update)
     jurisdictions.command("list")(jurisdictions_list)
     jurisdictions.command("show")(jurisdictions_show)
     authorities.command("add")(authorities_add)
@@ -127,12 +129,19 @@ def init(
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create the store (migrations), the var directory and the ledger key; optionally a demo."""
+    """Create the store (migrations), its ledger key and public log directory; optionally a
+    demo."""
     with errors():
         s = settings(db, config)
+        if demo:
+            from clearwall.demo import data_dir
+
+            # Before anything is written: a store created without its demo would make
+            # the next `make run` (which inits only a missing store) serve an empty one.
+            data = data_dir(data)
         ledger = s.config.ledger
-        Path(ledger.tiles_dir).mkdir(parents=True, exist_ok=True)
-        key_file = Path(ledger.key_file)
+        ledger.tiles_path().mkdir(parents=True, exist_ok=True)
+        key_file = ledger.key_path()
         if not key_file.exists():
             from clearwall.ledger.signing import create_key_file
 
@@ -150,6 +159,9 @@ def init(
         sync = ledger_sync(s.config, service.store)
         if sync is not None:
             sync()
+        typer.echo(
+            f"ledger key {key_file}, public log {ledger.tiles_path()}", err=True
+        )  # where this store's own files are, wherever the command ran from
         typer.echo(f"store ready: {service.store.engine.url.render_as_string(hide_password=True)}")
 
 
@@ -165,11 +177,33 @@ def jurisdictions_add(
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Add a jurisdiction with its client networks; prints its code."""
+    """Add a jurisdiction with its client networks (a logged change); prints its code."""
     with errors():
         service, _ = open_service(db, config)
         j = service.add_jurisdiction(code, name, network or [])
         typer.echo(j.code)
+
+
+def jurisdictions_update(
+    code: Annotated[str, typer.Argument(help="The jurisdiction's code.")],
+    name: Annotated[str | None, typer.Option(help="A new full name.")] = None,
+    add_network: Annotated[
+        list[str] | None, typer.Option(help="A client network (CIDR) to add; repeatable.")
+    ] = None,
+    remove_network: Annotated[
+        list[str] | None, typer.Option(help="A client network (CIDR) to remove; repeatable.")
+    ] = None,
+    db: DbOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Rename a jurisdiction or change its networks (one logged change); prints its
+    networks."""
+    with errors():
+        service, _ = open_service(db, config)
+        j = service.update_jurisdiction(
+            code, name=name, add_networks=add_network or [], remove_networks=remove_network or []
+        )
+        typer.echo(f"{j.code}\t{j.name}\t{', '.join(str(n) for n in j.networks) or '-'}")
 
 
 def jurisdictions_list(
@@ -502,7 +536,11 @@ def check(
 
         canonical = normalize_name(name)
         service, s = open_service(db, config)
-        snapshot = build_snapshot(service.store, base_url=s.config.dns.block.public_url)
+        snapshot = build_snapshot(
+            service.store,
+            base_url=s.config.dns.block.public_url,
+            size=published_size(s, service.store),
+        )
         where: str | None
         if client:
             try:
@@ -550,16 +588,17 @@ def export(
 
         service, s = open_service(db, config)
         code = service.jurisdiction(jurisdiction).code
-        snapshot = build_snapshot(service.store)
+        # Resolvers fed this export enforce it: only what the public log shows.
+        size = published_size(s, service.store)
+        snapshot = build_snapshot(service.store, size=size)
         pairs = list(snapshot.rules_for(code))
         block = s.config.dns.block
         if kind == "rpz":
             text = export_rpz(
                 ((rule, rule.action or ref.action) for rule, ref in pairs),
                 origin=origin or f"rpz.{code}.clearwall.",
-                serial=max(service.store.log_size(), 1),
-                comment=f"clearwall policy for jurisdiction {code}, log size "
-                f"{service.store.log_size()}",
+                serial=max(size, 1),
+                comment=f"clearwall policy for jurisdiction {code}, log size {size}",
                 sinkhole_v4=block.sinkhole_ipv4,
                 sinkhole_v6=block.sinkhole_ipv6,
             )

@@ -52,27 +52,36 @@ def _overrides(
 
 
 def _web_starter(config: Config, store_url: str) -> Callable[[Any, Callable[[], Any]], None]:
-    """Start the web app (portal, API, block pages, /metrics) on a thread of its own."""
+    """Start the web app (portal, API, block pages, /metrics) on ``[web] listen`` and the
+    dedicated block-page app on ``[web] blockpage_listen``, each on a thread of its own."""
 
     def start(collector: Any, policy: Callable[[], Any]) -> None:
         import uvicorn
         from prometheus_client import CollectorRegistry
 
-        from clearwall.web.app import create_app
+        from clearwall.web.app import create_app, create_blockpage_app
 
-        listen = config.web.listen
-        if listen is None:
-            return
         registry = CollectorRegistry()
         registry.register(collector)
-        app = create_app(config, store_url, snapshot_provider=policy, metrics_registry=registry)
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app, host=listen.host, port=listen.port, log_level="warning", access_log=False
+
+        def run(app: Any, listen: HostPort, name: str) -> None:
+            server = uvicorn.Server(
+                uvicorn.Config(
+                    app, host=listen.host, port=listen.port, log_level="warning", access_log=False
+                )
             )
-        )
-        threading.Thread(target=server.run, name="web", daemon=True).start()
-        log.info("web app on http://%s (portal, API, block pages, /metrics)", listen)
+            threading.Thread(target=server.run, name=name, daemon=True).start()
+
+        listen = config.web.listen
+        if listen is not None:
+            app = create_app(config, store_url, snapshot_provider=policy, metrics_registry=registry)
+            run(app, listen, "web")
+            log.info("web app on http://%s (portal, API, block pages, /metrics)", listen)
+        pages = config.web.blockpage_listen
+        if pages is not None:
+            app = create_blockpage_app(config, store_url, snapshot_provider=policy)
+            run(app, pages, "blockpages")
+            log.info("block pages only on http://%s (point the sinkhole addresses here)", pages)
 
     return start
 
@@ -83,7 +92,8 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
         config: Annotated[
-            Path | None, typer.Option("--config", "-c", help="TOML config file.")
+            Path | None,
+            typer.Option("--config", "-c", help="TOML config file; default: $CLEARWALL_CONFIG."),
         ] = None,
         dns: Annotated[
             list[str] | None,
@@ -119,22 +129,41 @@ def register(app: typer.Typer) -> None:
                 "--snapshot-dir",
                 help=(
                     "Where compiled snapshots are written (default: a snapshots directory "
-                    "beside a SQLite store's file, else var/snapshots)."
+                    "beside a SQLite store's file, else beside the ledger key file)."
                 ),
             ),
         ] = None,
         log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, …")] = "",
     ) -> None:
         """Run the DNS gateway (and the web app) until SIGTERM/SIGINT; SIGHUP reloads config."""
-        from clearwall.dnsserver.policy_source import default_snapshot_dir
+        from clearwall.cli.common import config_path
         from clearwall.dnsserver.workers import ServeOptions
         from clearwall.dnsserver.workers import serve as run
+        from clearwall.layout import resolve_ledger
+        from clearwall.layout import snapshot_dir as default_snapshot_dir
 
+        config = config_path(config)
         web_off = web is not None and web.lower() in ("off", "none", "")
         overrides = _overrides(dns, None if web_off else web, db, upstream, workers)
         if web_off:
             overrides["web"] = {"listen": ""}
         cfg = load_config(config, overrides)
+        if snapshot is None:
+            # The store's own ledger, found once here and handed down as absolute paths:
+            # the gateway publishes the log before it enforces a policy, wherever it runs.
+            ledger = resolve_ledger(cfg.ledger, cfg.store.url)
+            overrides["ledger"] = {
+                "key_file": str(ledger.key_file),
+                "tiles_dir": str(ledger.tiles_dir),
+            }
+            cfg = load_config(config, overrides)
+            if cfg.logging.query_log and cfg.logging.query_log_dir is None:
+                # Beside the store too, as an absolute path every DNS worker writes to.
+                from clearwall.layout import querylog_dir
+
+                where = querylog_dir(cfg.store.url, cfg.ledger)
+                overrides.setdefault("logging", {})["query_log_dir"] = str(where)
+                cfg = load_config(config, overrides)
         if cfg.web.listen is not None and cfg.dns.block.public_url == BlockConfig().public_url:
             # Order links in SDE JSON and on block pages must reach this web app unless the
             # operator configured the public address it is reached at.
@@ -144,16 +173,23 @@ def register(app: typer.Typer) -> None:
         level = (log_level or cfg.logging.level).upper()
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         store_url = None if snapshot is not None else cfg.store.url
-        snapshot_dir = snapshot_dir or default_snapshot_dir(cfg.store.url)
+        if snapshot_dir is None and store_url is not None:
+            snapshot_dir = default_snapshot_dir(store_url, cfg.ledger)
         web_listen: HostPort | None = cfg.web.listen
+        from clearwall.dnsserver.resolvconf import default_upstreams
+
+        upstreams = default_upstreams(cfg.dns)  # fails here, clearly, when there is none
         log.info(
-            "clearwall serve starting: DNS %s, %d worker(s), upstream %s, policy %s",
+            "clearwall serve starting: DNS %s, %d worker(s), policy %s",
             ", ".join(str(hp) for hp in cfg.dns.listen),
             cfg.dns.workers,
-            ", ".join(str(hp) for hp in cfg.dns.upstream.servers),
             f"snapshot {snapshot}" if snapshot else "from the store",
         )
-        web_app = _web_starter(cfg, store_url) if (store_url and web_listen) else None
+        log.info("upstream: %s", upstreams.describe())
+        for code, servers in sorted(cfg.dns.upstream.per_jurisdiction.items()):
+            log.info("upstream for %s: %s", code, ", ".join(str(s) for s in servers))
+        web_wanted = web_listen is not None or cfg.web.blockpage_listen is not None
+        web_app = _web_starter(cfg, store_url) if (store_url and web_wanted) else None
         opts = ServeOptions(
             config=cfg,
             config_path=config,

@@ -23,6 +23,7 @@ class AnswerKind(enum.Enum):
     DROPPED = "dropped"  # rate limited: no reply at all
     TRUNCATED = "truncated"  # rate limited: TC reply so a real client retries over TCP
     MINIMAL = "minimal"  # synthesized minimal reply (RFC 8482 ANY)
+    LOCAL = "local"  # answered from built-in local data (special-use names, RFC 6761)
     FAILED = "failed"  # no upstream gave a usable answer: SERVFAIL
 
 
@@ -35,6 +36,7 @@ KIND_DECISION: dict[AnswerKind, str] = {
     AnswerKind.DROPPED: "ratelimit",
     AnswerKind.TRUNCATED: "ratelimit",
     AnswerKind.MINIMAL: "allow",
+    AnswerKind.LOCAL: "local",
     AnswerKind.FAILED: "fail",
 }
 """The metric/log label of each kind."""
@@ -52,14 +54,17 @@ class Answer:
     """One handler's answer; immutable by convention once returned (caches share it).
 
     ``body`` is a complete reply message for kinds that carry one (forwarded, cached,
-    stale): its ID and question case are replaced by the client's when rendered, so the
-    question must have the query's length. Block, refusal, failure and minimal answers
-    carry no body; the responder renders them from ``verdict``/``kind``.
+    stale, and local answers made for one query): its ID and question case are replaced
+    by the client's when rendered, so the question must have the query's length. Block,
+    refusal, failure and minimal answers usually carry no body; the responder renders
+    them from ``verdict``/``kind``, with ``ede`` (ready EDE options, possibly none) in
+    place of the kind's own EDE when it is set.
     """
 
     __slots__ = (
         "body",
         "decision",
+        "ede",
         "kind",
         "lifetime",
         "reason",
@@ -78,6 +83,7 @@ class Answer:
         reason: str = "",
         lifetime: int = -1,
         scan: wire.ReplyScan | None = None,
+        ede: bytes | None = None,
     ) -> None:
         self.kind = kind
         self.decision = KIND_DECISION[kind]  # a str: cheap to hash for the metrics key
@@ -86,6 +92,9 @@ class Answer:
         self.reason = reason
         self.lifetime = lifetime  # seconds the answer may be cached; -1 = never
         self.scan = scan  # the body's record scan (TTL offsets, CNAMEs, addresses)
+        # EDE options to send instead of the kind's own (refusals: 18, failures: 22):
+        # an upstream's own EDEs, or b"" for none (RFC 8914).
+        self.ede = ede
         # body[2:] when the body's question is byte-identical to the query being answered
         # (set by the cache on exact-case hits): the reply is then the query ID + tail.
         self.tail: bytes | None = None
@@ -108,6 +117,12 @@ class Answer:
 DROP = Answer(AnswerKind.DROPPED, reason="rate limited")
 """The shared answer that sends nothing."""
 FAILED = Answer(AnswerKind.FAILED, reason="no upstream answered")
-"""The shared answer when every upstream failed (SERVFAIL, EDE 22)."""
+"""The shared answer when no upstream answered (SERVFAIL, EDE 22)."""
+NOT_RECURSED = Answer(
+    AnswerKind.REFUSED,
+    reason="RD=0 and not cached: no recursion asked (RFC 1034 section 4.3.1)",
+    ede=wire.ede_option(20),  # Not Authoritative (RFC 8914 section 4.21), as Unbound
+)
+"""The shared answer to an RD=0 query the cache cannot answer (REFUSED, EDE 20)."""
 MINIMAL_ANY = Answer(AnswerKind.MINIMAL, reason="RFC 8482 minimal ANY answer")
 """The shared RFC 8482 answer to ANY queries."""

@@ -57,17 +57,18 @@ class Context:
 
     @property
     def flag_bits(self) -> int:
-        """The query bits that change an answer: RD, CD, DO, EDNS presence."""
+        """The query bits that change an answer: RD, AD, CD, DO, EDNS presence."""
         return self.q.bits
 
     @property
     def cache_key(self) -> tuple[bytes, int, str]:
-        """(question with the name lowercased, query bits, jurisdiction)."""
+        """(question with the name lowercased, query bits but RD, jurisdiction): what
+        the cache keys an answer by (an RD=0 query is answered from RD=1's entries)."""
         data = self.data
         q = self.q
         return (
             data[12 : q.name_end].lower() + data[q.name_end : q.qend],
-            q.bits,
+            q.bits & ~wire.RD,
             self.jurisdiction,
         )
 

@@ -48,6 +48,7 @@ class DNSMetrics:
         self.inflight = 0
         self.malformed = 0
         self.tcp_connections = 0
+        self.tcp_evicted = 0  # connections closed to give their slot to a new client
         self.upstream_failures = 0
         self.stale_served = 0
         self.policy_version = 0
@@ -172,6 +173,11 @@ class DNSCollector:
             value=sum(m.tcp_connections for m in sources),
         )
         yield CounterMetricFamily(
+            "clearwall_dns_tcp_evicted",
+            "TCP connections closed, idle longest first, to admit a new one (table full)",
+            value=sum(m.tcp_evicted for m in sources),
+        )
+        yield CounterMetricFamily(
             "clearwall_dns_malformed",
             "Malformed queries (FORMERR/drop)",
             value=sum(m.malformed for m in sources),
@@ -226,6 +232,7 @@ _SCALARS = (
     "inflight",
     "malformed",
     "tcp_connections",
+    "tcp_evicted",
     "upstream_failures",
     "stale_served",
     "policy_version",

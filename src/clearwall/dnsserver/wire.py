@@ -42,6 +42,8 @@ TYPE_SOA = 6
 TYPE_HINFO = 13
 TYPE_AAAA = 28
 TYPE_OPT = 41
+TYPE_NSEC = 47
+TYPE_NSEC3 = 50
 TYPE_ANY = 255
 CLASS_IN = 1
 
@@ -88,8 +90,9 @@ class Question:
         edns_version: int = 0,
         bits: int = 0,
     ) -> None:
-        # ``bits``: the query bits that change an answer (RD, CD, DO, EDNS presence),
-        # packed as one int for cache keys: RD=0x01, CD=0x10, DO=0x100, EDNS=0x200.
+        # ``bits``: the query bits that change an answer (RD, AD, CD, DO, EDNS presence),
+        # packed as one int for cache keys: RD=0x01, CD=0x10, AD=0x20, DO=0x100,
+        # EDNS=0x200. AD counts: a query with AD=1 asks for the AD bit (RFC 6840 5.7).
         self.bits = bits
         self.name_end = name_end
         self.qend = name_end + 4
@@ -222,6 +225,23 @@ def qname_text(data: bytes, name_end: int) -> str:
     return read_name(data, 12)[0]
 
 
+def question_equal(data: bytes, question: bytes) -> bool:
+    """Whether ``data`` (a message) holds ``question`` (name, QTYPE, QCLASS) right after its
+    header: the name compared without ASCII case (RFC 4343), QTYPE and QCLASS exactly.
+
+    Only the name's octets may be folded: QTYPE 65-90 and 0x4100-0x5AFF hold ASCII
+    capitals, so folding the whole question would take a reply for TYPE65 (0x0041) as
+    one for TYPE97 (0x0061) and never match a query for HTTPS (65) (RFC 5452 section 9.1).
+    Label length octets are at most 63, below 'A', so folding never changes a name's shape.
+    """
+    name_end = 12 + len(question) - 4
+    return (
+        len(data) >= name_end + 4
+        and data[name_end : name_end + 4] == question[-4:]
+        and data[12:name_end].lower() == question[:-4].lower()
+    )
+
+
 def wire_to_text(name_wire: bytes) -> str:
     """Text form (lowercase, no trailing dot) of an uncompressed wire name; "" for the root."""
     return read_name(name_wire, 0)[0]
@@ -282,7 +302,7 @@ def parse_query(data: bytes) -> Question:
     if counts_ == b"\0\0\0\0\0\0":
         if qend != end:
             raise DNSWireError("trailing octets after the question")
-        return Question(name_end, qtype, qclass, bits=(data[2] & 0x01) | (data[3] & 0x10))
+        return Question(name_end, qtype, qclass, bits=(data[2] & 0x01) | (data[3] & 0x30))
     if (
         counts_ == b"\0\0\0\0\0\1"
         and qend + 11 <= end
@@ -304,7 +324,7 @@ def parse_query(data: bytes) -> Question:
             payload if payload > MIN_UDP else MIN_UDP,
             bool(do),
             data[qend + 6],
-            (data[2] & 0x01) | (data[3] & 0x10) | 0x200 | (0x100 if do else 0),
+            (data[2] & 0x01) | (data[3] & 0x30) | 0x200 | (0x100 if do else 0),
         )
     q = Question(name_end, qtype, qclass)
     an = (data[6] << 8) | data[7]
@@ -314,7 +334,7 @@ def parse_query(data: bytes) -> Question:
         _parse_opt(data, qend, an + ns, ar, q)
     elif _skip_records(data, qend, an + ns) != end:
         raise DNSWireError("trailing octets after the last record")
-    q.bits = (data[2] & 0x01) | (data[3] & 0x10) | (0x200 if q.edns else 0) | (0x100 if q.do else 0)
+    q.bits = (data[2] & 0x01) | (data[3] & 0x30) | (0x200 if q.edns else 0) | (0x100 if q.do else 0)
     return q
 
 
@@ -429,6 +449,47 @@ def error_reply(data: bytes, rcode: int, q: Question | None = None, ede: bytes =
     )
 
 
+def rejection_reply(data: bytes, rcode: int) -> bytes:
+    """FORMERR or NOTIMP to a query that ``parse_query`` refused (its header readable).
+
+    The question section is echoed when it reads whole, and an OPT is added when the
+    query holds one anywhere it can be found, whatever its owner or how many there are
+    (the DO bit of the first is echoed): a reply without OPT tells an EDNS client the
+    server has no EDNS (RFC 6891 sections 6.1.1 and 7), the RFC 7873 cookie probe
+    (QDCOUNT=0 with a COOKIE option) included.
+    """
+    qd, an, ns, ar = struct.unpack_from("!HHHH", data, 4)
+    question = b""
+    opt_ttl = -1
+    off = 12
+    try:
+        for _ in range(qd):
+            at = off
+            while data[at]:
+                if data[at] > 63:
+                    raise DNSWireError("compressed or reserved label in question")
+                at += data[at] + 1
+            off = at + 5
+            if off > len(data):
+                raise DNSWireError("question truncated")
+        question = data[12:off]
+        for _ in range(an + ns + ar):
+            at = skip_name(data, off)
+            if at + 10 > len(data):
+                break
+            rtype, _rclass, ttl, rdlen = _RR_FIXED.unpack_from(data, at)
+            if rtype == TYPE_OPT and opt_ttl < 0:
+                opt_ttl = ttl
+            off = at + 10 + rdlen
+    except (DNSWireError, IndexError):
+        pass  # echo what was readable
+    head = data[:2] + response_flags(data[2], rcode, cd=bool(data[3] & CD))
+    if opt_ttl < 0:
+        return head + counts(qd if question else 0, 0, 0, 0) + question
+    opt = opt_record(1232, do=bool(opt_ttl & DO_BIT))
+    return head + counts(qd if question else 0, 0, 0, 1) + question + opt
+
+
 def truncated_reply(reply: bytes, qend: int, opt: bytes = b"") -> bytes:
     """Header and question of ``reply`` with TC set and no records (RFC 1035 4.2.1, 7766)."""
     return (
@@ -447,12 +508,14 @@ def build_query(
     qclass: int,
     *,
     rd: bool = True,
+    ad: bool = False,
     cd: bool = False,
     do: bool = False,
     payload: int = 1232,
 ) -> bytes:
-    """An upstream query with one question and an OPT record."""
-    flags = bytes((RD if rd else 0, CD if cd else 0))
+    """An upstream query with one question and an OPT record (``ad``: ask for the AD bit
+    without asking for DNSSEC records, RFC 6840 section 5.7)."""
+    flags = bytes((RD if rd else 0, (AD if ad else 0) | (CD if cd else 0)))
     return (
         _U16.pack(qid)
         + flags
@@ -542,6 +605,119 @@ def scan_reply(data: bytes) -> ReplyScan:
     if addresses:
         scan.addresses = tuple(addresses)
     return scan
+
+
+def ede_options(reply: bytes, opt_start: int, opt_end: int) -> list[bytes]:
+    """The EDE options (RFC 8914 section 2) of the OPT record at ``opt_start``, each as
+    its option bytes (code, length, INFO-CODE, EXTRA-TEXT), ready to be sent on."""
+    out = []
+    off = opt_start + 11  # owner (root), TYPE, CLASS, TTL, RDLENGTH
+    while off + 4 <= opt_end:
+        code, length = struct.unpack_from("!HH", reply, off)
+        end = off + 4 + length
+        if end > opt_end:
+            break
+        if code == OPTION_EDE and length >= 2:
+            out.append(reply[off:end])
+        off = end
+    return out
+
+
+def clamp_ttls(reply: bytes, offsets: Sequence[int], low: int, high: int) -> bytes:
+    """Copy of ``reply`` with every TTL at ``offsets`` within ``low``..``high`` (a TTL
+    above 2**31 - 1 counts as 0 first, RFC 2181 section 8); ``reply`` itself when no
+    TTL changes."""
+    buf: bytearray | None = None
+    for off in offsets:
+        ttl = _U32.unpack_from(reply, off)[0]
+        new = 0 if ttl > 0x7FFFFFFF else ttl
+        new = low if new < low else high if new > high else new
+        if new != ttl:
+            if buf is None:
+                buf = bytearray(reply)
+            _U32.pack_into(buf, off, new)
+    return reply if buf is None else bytes(buf)
+
+
+def minimal_sections(reply: bytes, qtype: int) -> bytes:
+    """``reply`` without the sections a client does not need, as Unbound's default
+    ``minimal-responses: yes`` sends it (less amplification, fewer cache bytes).
+
+    A positive answer (NOERROR with an RRset of the asked type, QTYPE not NS, no
+    NSEC/NSEC3 in the authority section: a wildcard proof must stay) keeps only its
+    answer section; a negative one (NXDOMAIN, or NOERROR without answers whose
+    authority section holds a SOA or no NS) keeps its authority section; anything else
+    (referrals, NS answers, CNAMEs to nothing of the type) stays whole. The OPT record
+    always stays. Records only point backwards (RFC 1035 section 4.1.4), so cutting
+    after a section keeps every name readable.
+    """
+    _id, _b2, b3, qd, an, ns, ar = _H.unpack_from(reply)
+    if qd != 1 or not (ns or ar):
+        return reply
+    off = skip_name(reply, 12) + 4
+    answer_types = set()
+    authority_types = set()
+    answer_end = authority_end = off
+    opt = b""
+    extra = False
+    for index in range(an + ns + ar):
+        start = off
+        at = skip_name(reply, off)
+        if at + 10 > len(reply):
+            raise DNSWireError("record header truncated")
+        rtype, _rclass, _ttl, rdlen = _RR_FIXED.unpack_from(reply, at)
+        off = at + 10 + rdlen
+        if index < an:
+            answer_types.add(rtype)
+            answer_end = authority_end = off
+        elif index < an + ns:
+            authority_types.add(rtype)
+            authority_end = off
+        elif rtype == TYPE_OPT:
+            opt = reply[start:off]
+        else:
+            extra = True
+    rcode = b3 & 0x0F
+    if (
+        rcode == NOERROR
+        and qtype in answer_types
+        and qtype != TYPE_NS
+        and not authority_types & {TYPE_NSEC, TYPE_NSEC3}
+    ):
+        keep, nscount = answer_end, 0
+    elif rcode == NXDOMAIN or (
+        rcode == NOERROR
+        and not an
+        and (TYPE_SOA in authority_types or TYPE_NS not in authority_types)
+    ):
+        if not extra:
+            return reply
+        keep, nscount = authority_end, ns
+    else:
+        return reply
+    return reply[:6] + struct.pack("!HHH", an, nscount, 1 if opt else 0) + reply[12:keep] + opt
+
+
+def cname_loop(reply: bytes) -> bool:
+    """Whether the CNAME chain of the answer section, followed from the question name,
+    comes back to a name it passed (RFC 1034 section 3.6.2: a chain must end)."""
+    an = _U16.unpack_from(reply, 6)[0]
+    name, off = read_name(reply, 12)
+    off += 4
+    links: dict[str, str] = {}
+    for _ in range(an):
+        owner, at = read_name(reply, off)
+        rtype, _rclass, _ttl, rdlen = _RR_FIXED.unpack_from(reply, at)
+        if rtype == TYPE_CNAME:
+            links[owner] = read_name(reply, at + 10)[0]
+        off = at + 10 + rdlen
+    seen = {name}
+    while name in links:
+        name = links[name]
+        if name in seen:
+            return True
+        seen.add(name)
+    return False
 
 
 def append_option(reply: bytes, opt_start: int, option: bytes) -> bytes:

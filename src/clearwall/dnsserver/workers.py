@@ -29,6 +29,7 @@ from clearwall.config import Config, DNSConfig, HostPort, LoggingConfig, load_co
 from clearwall.dnsserver.gateway import Gateway, build_gateway
 from clearwall.dnsserver.handlers import build, describe
 from clearwall.dnsserver.handlers.base import Services
+from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
 from clearwall.dnsserver.policy import EMPTY_POLICY, PolicyHolder, PolicyView
 from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
@@ -47,7 +48,7 @@ class ServeOptions:
     overrides: dict[str, object] = field(default_factory=dict)
     store_url: str | None = None  # compile and hot-swap from this store
     snapshot: Path | None = None  # or serve this compiled snapshot as is
-    snapshot_dir: Path = Path("var/snapshots")
+    snapshot_dir: Path | None = None  # None: the store's default (``clearwall.layout``)
     metrics_listen: HostPort | None = None
     # Starts the web app beside DNS (given the metrics collector and a function returning
     # the policy in force); None = serve only /metrics on ``metrics_listen``.
@@ -56,16 +57,22 @@ class ServeOptions:
 
 def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | None]:
     if opts.snapshot is not None:
+        from clearwall.dnsserver.policy_source import saved_size
+
+        log.info("serving the compiled snapshot %s: %s", opts.snapshot, saved_size(opts.snapshot))
         return opts.snapshot, None
     if opts.store_url is None:
         return None, None
+    from clearwall.layout import snapshot_dir
+
     source = PolicySource(
         opts.store_url,
         opts.config.dns.block.public_url,
-        opts.snapshot_dir,
+        opts.snapshot_dir or snapshot_dir(opts.store_url, opts.config.ledger),
         opts.config.dns.reload_interval,
         publish=lambda _p, _equivalent: None,
         consolidate_after=opts.config.dns.consolidate_after,
+        ledger=opts.config.ledger,
     )
     return source.compile_now(), source
 
@@ -143,15 +150,29 @@ def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
     return names
 
 
+def _reloaded(opts: ServeOptions) -> Config | None:
+    """The config file read again and checked as far as building a chain needs (its
+    upstreams: resolv.conf is read again too); None, logged, when it cannot be used, so
+    the running chain stays as it is."""
+    from clearwall.dnsserver.resolvconf import default_upstreams
+
+    try:
+        config = load_config(opts.config_path, opts.overrides)
+        upstreams = default_upstreams(config.dns)
+    except Exception as exc:
+        log.error("SIGHUP: config not reloaded: %s", exc)
+        return None
+    log.info("SIGHUP: upstream: %s", upstreams.describe())
+    return config
+
+
 def _reloader(opts: ServeOptions, gw: Gateway) -> Callable[[], None]:
     def reload() -> None:
         if opts.config_path is None:
             log.info("SIGHUP: no config file to reload")
             return
-        try:
-            config = load_config(opts.config_path, opts.overrides)
-        except Exception as exc:
-            log.error("SIGHUP: config not reloaded: %s", exc)
+        config = _reloaded(opts)
+        if config is None:
             return
         if config.dns.listen != gw.config.listen:
             log.warning("SIGHUP: listen addresses change only on restart")
@@ -218,6 +239,7 @@ def _fork_workers(
             args=(dns, str(path) if path else None, child, index, logging.getLogger().level),
             kwargs={
                 "close_fds": (*inherited, *(conn.fileno() for _p, conn in workers)),
+                "supervisor": os.getpid(),
                 "logging_config": logging_config,
             },
             daemon=True,
@@ -235,9 +257,12 @@ def worker_main(
     index: int,
     log_level: int,
     close_fds: tuple[int, ...] = (),
+    supervisor: int | None = None,
     logging_config: LoggingConfig | None = None,
 ) -> None:
-    """Entry point of one worker process."""
+    """Entry point of one worker process; it dies with ``supervisor`` (its parent's pid)."""
+    if supervisor is not None:
+        die_with_parent(supervisor)  # never serve an old policy on the port alone
     for fd in close_fds:  # the supervisor's pipes (compiler, other workers) are not ours
         with contextlib.suppress(OSError):
             os.close(fd)
@@ -376,10 +401,8 @@ async def _supervise(
     def reload() -> None:
         if opts.config_path is None:
             return
-        try:
-            config = load_config(opts.config_path, opts.overrides)
-        except Exception as exc:
-            log.error("SIGHUP: config not reloaded: %s", exc)
+        config = _reloaded(opts)
+        if config is None:
             return
         broadcast(("config", config.dns))
         log.info("SIGHUP: config sent to %d workers", len(workers))

@@ -9,7 +9,14 @@ Checks, each problem naming the entry index or order id:
    store that also forged leaf hashes is located by comparing with the public tiles);
 4. every order in the store is on the log, and each active order's stored rules and
    metadata equal what its latest entry committed (a rule added behind the log's back);
-5. every published rule file hashes to the digest in its name.
+5. every jurisdiction in the store is on the log and its name and networks equal what
+   its latest entry committed (a network moved behind the log's back), and every
+   jurisdiction on the log is in the store;
+6. every published rule file hashes to the digest in its name;
+7. the public log is not behind the store: a signed, published checkpoint covers every
+   committed entry, and each order version it covers has its rule file. A tail that no
+   checkpoint covers (a writer killed between commit and publication) is a problem with
+   its size until ``ledger sync`` (or a gateway's start) publishes it.
 """
 
 from __future__ import annotations
@@ -30,25 +37,33 @@ from clearwall.ledger.signing import Verifier
 
 @dataclass
 class AuditReport:
-    """The outcome of ``ledger verify``: problems found and what was checked."""
+    """The outcome of ``ledger verify``: problems found and what was checked.
+
+    ``problems`` are inconsistencies (tampering, corruption); ``unpublished`` is what the
+    public log lacks though the store committed it (a writer stopped before publishing),
+    which ``ledger sync`` repairs. Either makes the log fail verification.
+    """
 
     problems: list[str] = field(default_factory=list)
+    unpublished: list[str] = field(default_factory=list)
     size: int = 0
     root: bytes = b""
     checkpoints: int = 0
     orders: int = 0
+    jurisdictions: int = 0
     rule_files: int = 0
 
     @property
     def ok(self) -> bool:
         """True when nothing is wrong."""
-        return not self.problems
+        return not self.problems and not self.unpublished
 
     def summary(self) -> str:
         """One line saying what was verified."""
         return (
             f"{self.size} entries, root {self.root.hex()}, {self.checkpoints} checkpoints "
-            f"consistent, {self.orders} orders match the log, {self.rule_files} rule files"
+            f"consistent, {self.orders} orders and {self.jurisdictions} jurisdictions match "
+            f"the log, {self.rule_files} rule files"
         )
 
 
@@ -61,6 +76,7 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
     data_by_index: list[bytes] = []
     events: dict[int, tuple[int, dict[str, Any]]] = {}
     ended: dict[int, int] = {}
+    places: dict[str, tuple[int, dict[str, Any]]] = {}
     expect = 0
     for index, data, stored_hash in _rows(store):
         if index != expect:
@@ -74,6 +90,16 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
         packed += h
         data_by_index.append(data)
         expect += 1
+        if b'"jurisdiction-set"' in data:
+            try:
+                event = json.loads(data)
+                if event["type"] == entries.JURISDICTION_SET:
+                    record = event["jurisdiction"]
+                    places[str(record["code"])] = (index, record)
+                    continue
+            except (ValueError, KeyError, TypeError):
+                problems.append(f"entry {index}: not a clearwall entry")
+                continue
         if b'"order-' not in data:  # canonical JSON: only order events name an order type
             if not data.startswith(b"{"):
                 problems.append(f"entry {index}: not a clearwall entry")
@@ -93,9 +119,11 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
     report.size = tree.size
     report.root = tree.root()
     _check_checkpoints(store, tree, verifier, tlog, report)
-    _check_tiles(tlog, tree, data_by_index, verifier, report)
+    published = _check_tiles(tlog, tree, data_by_index, verifier, report)
     _check_orders(store, events, ended, report)
-    _check_rule_files(Path(tlog.config.tiles_dir) / RULES_DIR, report)
+    _check_jurisdictions(store, places, report)
+    _check_rule_files(tlog.dir.root / RULES_DIR, report)
+    _check_published_rules(tlog, events, published, report)
     return report
 
 
@@ -166,21 +194,31 @@ def _check_tiles(
     data: list[bytes],
     verifier: Verifier,
     report: AuditReport,
-) -> None:
+) -> int:
+    """Check the published checkpoint and tiles; the size they publish (0: none)."""
     note = tlog.dir.read_checkpoint()
     if note is None:
-        report.problems.append("no published checkpoint in the tiles directory (run sync)")
-        return
+        report.unpublished.append(
+            f"no published checkpoint in {tlog.dir.root}: all {tree.size} committed entries "
+            "are unpublished (run `clearwall ledger sync`)"
+        )
+        return 0
     try:
         cp = open_checkpoint(note, verifier, tlog.config.origin)
     except VerificationError as exc:
         report.problems.append(f"published checkpoint: {exc}")
-        return
+        return 0
     if cp.size > tree.size:
         report.problems.append(
             f"published checkpoint has size {cp.size} but only {tree.size} entries are stored"
         )
-        return
+        return 0
+    if cp.size < tree.size:
+        report.unpublished.append(
+            f"unpublished tail: entries {cp.size}..{tree.size - 1} ({tree.size - cp.size} "
+            f"of {tree.size}) are committed but no published signed checkpoint covers them "
+            "(a writer stopped before publishing; run `clearwall ledger sync`)"
+        )
     if tree.root(cp.size) != cp.root:
         first = _first_bad_leaf(tlog, tree, cp.size)
         where = f" at entry {first}" if first is not None else ""
@@ -216,6 +254,27 @@ def _check_tiles(
                 report.problems.append(
                     f"entry {n * 256 + i}: published bundle differs from the store"
                 )
+    return cp.size
+
+
+def _check_published_rules(
+    tlog: TransparencyLog,
+    events: dict[int, tuple[int, dict[str, Any]]],
+    published: int,
+    report: AuditReport,
+) -> None:
+    """Every order version the published log commits to (each order's latest entry in
+    it) has its rule file, so anyone can check a name against it."""
+    for order_id, (index, event) in sorted(events.items()):
+        rules = event.get("rules")
+        if index >= published or not isinstance(rules, dict) or "digest" not in rules:
+            continue
+        path = tlog.rule_file(order_id, str(rules["digest"]))
+        if not path.is_file():
+            report.unpublished.append(
+                f"order {order_id}: rule file {RULES_DIR}/{path.name} of log entry {index} is "
+                "missing from the public log"
+            )
 
 
 def _check_orders(
@@ -268,6 +327,31 @@ def _check_orders(
                 )
             if len(report.problems) == problems_before:
                 report.orders += 1
+
+
+def _check_jurisdictions(
+    store: Any, logged: dict[str, tuple[int, dict[str, Any]]], report: AuditReport
+) -> None:
+    from clearwall.store import repositories as repo
+
+    with store.read() as conn:
+        stored = repo.list_jurisdictions(conn)
+    for jurisdiction in stored:
+        entry = logged.get(jurisdiction.code)
+        if entry is None:
+            report.problems.append(f"jurisdiction {jurisdiction.code}: not on the log")
+        elif entries.jurisdiction_record(jurisdiction) != entry[1]:
+            report.problems.append(
+                f"jurisdiction {jurisdiction.code}: stored name or networks differ from log "
+                f"entry {entry[0]}"
+            )
+        else:
+            report.jurisdictions += 1
+    missing = sorted(set(logged) - {j.code for j in stored})
+    for code in missing:
+        report.problems.append(
+            f"jurisdiction {code}: on the log (entry {logged[code][0]}) but not in the store"
+        )
 
 
 def _check_rule_files(directory: Path, report: AuditReport) -> None:

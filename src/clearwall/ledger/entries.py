@@ -9,13 +9,14 @@ that a list of a million names still fits an entry of well under 64 KiB.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import json
 from collections.abc import Iterable
 from typing import Any
 
 from clearwall.errors import LedgerError
 from clearwall.ledger.merkle import merkle_root
-from clearwall.policy.model import Authority, Order, RuleSpec
+from clearwall.policy.model import Authority, Jurisdiction, Order, RuleSpec
 
 MAX_ENTRY_SIZE = 65535  # tlog-tiles entry bundles use a 16-bit length prefix
 
@@ -25,6 +26,9 @@ ORDER_REVOKED = "order-revoked"
 ORDER_EXPIRED = "order-expired"
 APPEAL_FILED = "appeal-filed"
 APPEAL_DECIDED = "appeal-decided"
+JURISDICTION_SET = "jurisdiction-set"
+"""A jurisdiction as it now stands (created, renamed, or its networks changed): the
+networks decide whose orders apply to which clients, so they are policy too."""
 
 
 def canonical_json(value: Any) -> bytes:
@@ -85,6 +89,34 @@ def order_metadata(order: Order, authority: Authority) -> dict[str, Any]:
     }
 
 
+def jurisdiction_record(jurisdiction: Jurisdiction) -> dict[str, Any]:
+    """The public record of a jurisdiction as committed on the log: code, name and its
+    client networks in canonical text, sorted (address family, then address, then
+    prefix length)."""
+    nets = sorted(
+        jurisdiction.networks,
+        key=lambda n: (n.version, n.network_address.packed, n.prefixlen),
+    )
+    return {
+        "code": jurisdiction.code,
+        "name": jurisdiction.name,
+        "networks": [str(n) for n in nets],
+    }
+
+
+def jurisdiction_from_record(record: dict[str, Any]) -> Jurisdiction:
+    """The Jurisdiction a ``jurisdiction_record`` describes; ValueError/KeyError/TypeError
+    when it is not one."""
+    networks = record["networks"]
+    if not isinstance(networks, list):
+        raise TypeError("networks is not a list")
+    return Jurisdiction(
+        str(record["code"]),
+        str(record["name"]),
+        tuple(ipaddress.ip_network(str(n), strict=True) for n in networks),
+    )
+
+
 def _encode(event: dict[str, Any]) -> bytes:
     data = canonical_json(event)
     if len(data) > MAX_ENTRY_SIZE:
@@ -139,6 +171,18 @@ def order_revoked(order_id: int, reason: str, at: dt.datetime) -> bytes:
 def order_expired(order_id: int, at: dt.datetime) -> bytes:
     """Entry recording that an order reached its sunset date."""
     return _encode({"type": ORDER_EXPIRED, "time": at.isoformat(), "order": order_id})
+
+
+def jurisdiction_set(jurisdiction: Jurisdiction, at: dt.datetime) -> bytes:
+    """Entry for a jurisdiction created or changed: its whole record as it now stands, so
+    the latest entry of a code alone says what the jurisdiction is."""
+    return _encode(
+        {
+            "type": JURISDICTION_SET,
+            "time": at.isoformat(),
+            "jurisdiction": jurisdiction_record(jurisdiction),
+        }
+    )
 
 
 def appeal_filed(appeal_id: int, order_id: int, name: str, reason: str, at: dt.datetime) -> bytes:

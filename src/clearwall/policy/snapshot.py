@@ -346,14 +346,7 @@ class PolicySnapshot(NameMatcher):
                     )
                     for o in meta["orders"]
                 ],
-                jurisdictions=[
-                    Jurisdiction(
-                        j["code"],
-                        j["name"],
-                        tuple(ipaddress.ip_network(n) for n in j["networks"]),
-                    )
-                    for j in meta["jurisdictions"]
-                ],
+                jurisdictions=_jurisdictions(meta),
                 ip_rules=[(str(cidr), int(code)) for cidr, code in meta["ip_rules"]],
                 tree_size=int(meta["tree_size"]),
                 base_url=str(meta["base_url"]),
@@ -629,6 +622,22 @@ def saved_meta(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise SnapshotError(f"{path}: snapshot metadata is not an object")
     return meta
+
+
+def _jurisdictions(meta: dict[str, Any]) -> list[Jurisdiction]:
+    return [
+        Jurisdiction(j["code"], j["name"], tuple(ipaddress.ip_network(n) for n in j["networks"]))
+        for j in meta["jurisdictions"]
+    ]
+
+
+def saved_jurisdictions(path: Path) -> list[Jurisdiction]:
+    """The jurisdictions the snapshot saved at ``path`` was compiled with, read without
+    loading the snapshot; SnapshotError when they cannot be read."""
+    try:
+        return _jurisdictions(saved_meta(path))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise SnapshotError(f"{path}: no jurisdictions in the snapshot metadata: {exc}") from exc
 
 
 def segment(bounds: list[float], now: float) -> tuple[float, float]:

@@ -3,7 +3,10 @@
 The order of the checks follows the order of a page load (DNS, TCP, TLS, HTTP): the
 first step that differs from the control explains the failure of every later one. A
 step that failed without a control to compare with is reported as *undetermined*, with
-the verdicts it could not separate, instead of guessing.
+the verdicts it could not separate, instead of guessing. A control counts only when it
+was measured: a helper that failed, refused (a non-public address) or skipped a step,
+or a control resolver that gave no address, is a missing control, never a negative
+one, and the evidence says why it is missing.
 """
 
 from __future__ import annotations
@@ -112,8 +115,20 @@ def http_matches(probe: HTTPResponse, control: HTTPResponse) -> tuple[bool, str]
     return True, ""
 
 
+def missing_control(control: ControlMeasurement | None, step: str) -> str:
+    """Why the test helper gave no ``step`` result to compare with, in one sentence."""
+    if control is None:
+        return "no test helper to compare with"
+    if control.failure is not None:
+        return f"the test helper did not measure: {control.failure}"
+    return f"the test helper made no {step} measurement to compare with"
+
+
 def _dns_kind(
-    dns: DNSMeasurement, control: DNSMeasurement | None, helper: ControlMeasurement | None
+    dns: DNSMeasurement,
+    control: DNSMeasurement | None,
+    helper: ControlMeasurement | None,
+    asked: ControlMeasurement | None = None,
 ) -> Classification | None:
     if dns.failure in (DEADLINE_EXCEEDED, INTERNAL_ERROR):
         return Classification(
@@ -133,11 +148,10 @@ def _dns_kind(
         control = helper.dns
     if dns.failure is not None:
         if control is None:
-            return Classification(
-                Kind.UNDETERMINED,
-                (f"resolver failed: {dns.failure}", "no control DNS to compare with"),
-                (Kind.DNS_TAMPERING, Kind.DOWN),
-            )
+            facts = [f"resolver failed: {dns.failure}", "no control DNS to compare with"]
+            if asked is not None and asked.failure is not None:
+                facts.append(missing_control(asked, "DNS"))
+            return Classification(Kind.UNDETERMINED, tuple(facts), (Kind.DNS_TAMPERING, Kind.DOWN))
         if control.failure is None:
             return Classification(
                 Kind.DNS_TAMPERING,
@@ -170,6 +184,8 @@ def _dns_kind(
                 ),
             )
         return None
+    if not control.addresses:
+        return None  # the control named no address: nothing to compare the answer with
     if any(is_bogon(a) for a in dns.addresses) and not any(is_bogon(a) for a in control.addresses):
         return Classification(
             Kind.DNS_TAMPERING,
@@ -181,7 +197,10 @@ def _dns_kind(
 def _dns_consistent(m: TargetMeasurement) -> tuple[bool, str]:
     control = m.control_dns
     helper_dns = m.control.dns if m.control and m.control.usable else None
-    references = [d for d in (control, helper_dns) if d is not None and d.failure is None]
+    # A control that resolved without naming an address says nothing about ours.
+    references = [
+        d for d in (control, helper_dns) if d is not None and d.failure is None and d.addresses
+    ]
     if not references:
         return True, ""
     ours = set(m.dns.addresses)
@@ -195,7 +214,7 @@ def _dns_consistent(m: TargetMeasurement) -> tuple[bool, str]:
 def classify(m: TargetMeasurement) -> Classification:
     """Classify one target from its measurements (pure; table-tested)."""
     helper = m.control if m.control is not None and m.control.usable else None
-    early = _dns_kind(m.dns, m.control_dns, helper)
+    early = _dns_kind(m.dns, m.control_dns, helper, m.control)
     if early is not None:
         return early
     consistent, why = _dns_consistent(m)
@@ -212,10 +231,10 @@ def classify(m: TargetMeasurement) -> Classification:
             return Classification(Kind.DNS_TAMPERING, (why, "no EDE in the answer"))
     if m.tcp_connect and not any(c.success for c in m.tcp_connect):
         failures = ", ".join(f"{c.ip}:{c.port} {c.failure}" for c in m.tcp_connect)
-        if helper is None:
+        if helper is None or not helper.tcp_connect:
             return Classification(
                 Kind.UNDETERMINED,
-                (f"every TCP connect failed ({failures})", "no test helper to compare with"),
+                (f"every TCP connect failed ({failures})", missing_control(m.control, "TCP")),
                 (Kind.TCP_BLOCKING, Kind.DOWN),
             )
         if any(c.success for c in helper.tcp_connect):
@@ -223,8 +242,10 @@ def classify(m: TargetMeasurement) -> Classification:
                 Kind.TCP_BLOCKING,
                 (f"every TCP connect failed ({failures})", "the test helper connected"),
             )
+        theirs = ", ".join(f"{c.ip}:{c.port} {c.failure}" for c in helper.tcp_connect)
         return Classification(
-            Kind.DOWN, (f"TCP connect failed ({failures}), also from the helper",)
+            Kind.DOWN,
+            (f"every TCP connect failed ({failures})", f"the test helper's failed too ({theirs})"),
         )
     tls = m.tls_handshake
     if m.target.is_https and tls is not None and tls.failure is not None:
@@ -232,10 +253,7 @@ def classify(m: TargetMeasurement) -> Classification:
         if helper is None or control_tls is None:
             return Classification(
                 Kind.UNDETERMINED,
-                (
-                    f"TLS handshake failed: {tls.failure}",
-                    "no test helper TLS result to compare with",
-                ),
+                (f"TLS handshake failed: {tls.failure}", missing_control(m.control, "TLS")),
                 (Kind.TLS_INTERFERENCE, Kind.DOWN),
             )
         if control_tls.failure is None:
@@ -257,7 +275,7 @@ def classify(m: TargetMeasurement) -> Classification:
         if control_http is None:
             return Classification(
                 Kind.UNDETERMINED,
-                (f"HTTP request failed: {http.failure}", "no test helper to compare with"),
+                (f"HTTP request failed: {http.failure}", missing_control(m.control, "HTTP")),
                 (Kind.HTTP_DIFF, Kind.DOWN),
             )
         if control_http.failure is None:
@@ -291,6 +309,6 @@ def classify(m: TargetMeasurement) -> Classification:
     facts = [f"HTTP {http.status_code}, {http.body_length} bytes"]
     if control_http is not None and control_http.failure:
         facts.append(f"the test helper failed ({control_http.failure}) but this network did not")
-    elif helper is None:
-        facts.append("no test helper: an altered page could not be detected")
+    else:
+        facts.append(f"{missing_control(m.control, 'HTTP')}: an altered page could not be detected")
     return Classification(Kind.ACCESSIBLE, tuple(facts))

@@ -75,9 +75,16 @@ async def control_measurement(
     ordered = own + [a for a in addresses if a not in own]
     if not settings.allow_private:
         # A helper must not become a way into the network it runs in (SSRF).
+        refused = [a for a in ordered if not _public(a)]
         ordered = [a for a in ordered if _public(a)]
-        if target.is_ip and not ordered:
-            return ControlMeasurement(dns_result, failure="helper_refused: non-public address")
+        if not ordered and (refused or target.is_ip):
+            # Nothing left to measure: say so, rather than answer with empty steps that
+            # a reader (or the classifier) could take for failed ones.
+            shown = ", ".join(refused[:MAX_ADDRESSES]) or target.name
+            return ControlMeasurement(
+                dns_result,
+                failure=f"helper_refused: non-public address {shown} (not measured)",
+            )
     connects, tls, http = await measure_web(
         target, ordered[:MAX_ADDRESSES], timeout=settings.timeout, ssl_context=ssl_context
     )

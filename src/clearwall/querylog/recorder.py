@@ -170,7 +170,7 @@ class Recorder:
 
     def _spawn(self) -> None:
         spec = {
-            "dir": str(self.config.query_log_dir),
+            "dir": str(self.config.query_log_path()),
             "writer": self.writer,
             "max_bytes": self.config.query_log_max_mb * 1024 * 1024,
             "max_age": self.config.query_log_max_days * 86400.0,

@@ -5,6 +5,11 @@ entry lies inside the committed tree, no later entry revoked or expired it, its 
 equals what the latest entry committed, and the Merkle digest recomputed over its stored
 rules equals the digest on the log. Rules or orders changed behind the log's back are
 therefore never enforced; each such order is named in a warning.
+
+The same holds for jurisdictions: their client networks decide whose orders apply to a
+client (and the gateway serves clients of every jurisdiction), so the jurisdictions in
+force are the records their latest ``jurisdiction-set`` entries commit. A jurisdiction
+stored but not on the log, or stored otherwise than logged, is named in a warning.
 """
 
 from __future__ import annotations
@@ -35,15 +40,25 @@ def policy_version(store: Store) -> int:
     return store.log_size()
 
 
-def _logged_state(
-    conn: Any, size: int, since: int = 0
-) -> tuple[dict[int, dict[str, Any]], set[int], set[int]]:
-    """Per order, the latest published/amended event in entries ``since`` <= idx <
-    ``size``; the orders those entries revoked or expired; and every order they name."""
+@dataclass
+class LoggedState:
+    """What a stretch of the log says: per order, its latest published/amended event;
+    the orders revoked or expired; every order named; per jurisdiction code, the record
+    its latest ``jurisdiction-set`` entry commits and that entry's index."""
+
+    latest: dict[int, dict[str, Any]]
+    ended: set[int]
+    named: set[int]
+    jurisdictions: dict[str, tuple[int, Jurisdiction]]
+
+
+def _logged_state(conn: Any, size: int, since: int = 0) -> LoggedState:
+    """The state entries ``since`` <= idx < ``size`` commit (see ``LoggedState``)."""
     t = schema.log_entries
     latest: dict[int, dict[str, Any]] = {}
     ended: set[int] = set()
     named: set[int] = set()
+    jurisdictions: dict[str, tuple[int, Jurisdiction]] = {}
     query = (
         select(t.c.idx, t.c.data)
         .where(t.c.idx >= since, t.c.idx < size)
@@ -65,7 +80,37 @@ def _logged_state(
         elif kind in (entries.ORDER_REVOKED, entries.ORDER_EXPIRED):
             ended.add(int(event["order"]))
             named.add(int(event["order"]))
-    return latest, ended, named
+        elif kind == entries.JURISDICTION_SET:
+            try:
+                record = entries.jurisdiction_from_record(event["jurisdiction"])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("log entry %d: not a jurisdiction record (%s); ignored", idx, exc)
+                continue
+            jurisdictions[record.code] = (int(idx), record)
+    return LoggedState(latest, ended, named, jurisdictions)
+
+
+def _jurisdictions_in_force(
+    stored: list[Jurisdiction], logged: dict[str, tuple[int, Jurisdiction]]
+) -> list[Jurisdiction]:
+    """The jurisdictions as the log commits them, by code; each stored one that is not
+    on the log, or differs from its latest entry, is named in a warning."""
+    for jurisdiction in stored:
+        entry = logged.get(jurisdiction.code)
+        if entry is None:
+            log.warning(
+                "jurisdiction %r is not on the log (a store from before jurisdictions were "
+                "logged: run `clearwall init` on it); its networks are not enforced",
+                jurisdiction.code,
+            )
+        elif entries.jurisdiction_record(jurisdiction) != entries.jurisdiction_record(entry[1]):
+            log.warning(
+                "jurisdiction %r: stored record differs from log entry %d; the logged one "
+                "is enforced",
+                jurisdiction.code,
+                entry[0],
+            )
+    return [logged[code][1] for code in sorted(logged)]
 
 
 def _enforceable(
@@ -112,26 +157,39 @@ def _enforceable(
     return CompiledOrder(order, authority, rules)
 
 
+def _tree_size(conn: Any, limit: int | None) -> int:
+    """The committed log size, or ``limit`` when that is smaller (the size of the log a
+    gateway has published: it enforces nothing the public log does not show yet)."""
+    size = int(conn.execute(select(schema.log_head.c.size)).scalar() or 0)
+    return size if limit is None else min(size, limit)
+
+
 def load_policy(
-    store: Store, now: dt.datetime | None = None
+    store: Store, now: dt.datetime | None = None, *, size: int | None = None
 ) -> tuple[list[CompiledOrder], list[Jurisdiction], int]:
     """The enforceable orders, every jurisdiction, and the tree size they were read at.
 
     Orders past their sunset at ``now`` (default: the current time) are left out; orders
     that take effect later are kept (the snapshot checks effective dates per query).
+    With ``size``, the policy as the log's first ``size`` entries state it.
     """
     at = now or utcnow()
     compiled: list[CompiledOrder] = []
     with store.read() as conn:
-        size = int(conn.execute(select(schema.log_head.c.size)).scalar() or 0)
-        latest, ended, _named = _logged_state(conn, size)
-        jurisdictions = repo.list_jurisdictions(conn)
+        size = _tree_size(conn, size)
+        state = _logged_state(conn, size)
+        jurisdictions = _jurisdictions_in_force(repo.list_jurisdictions(conn), state.jurisdictions)
         authorities = {a.id: a for a in repo.list_authorities(conn)}
         for order in repo.list_orders(conn, status=OrderStatus.ACTIVE):
             if order.expires is not None and order.expires <= at:
                 continue
             enforced = _enforceable(
-                conn, order, authorities[order.authority_id], latest.get(order.id), ended, size
+                conn,
+                order,
+                authorities[order.authority_id],
+                state.latest.get(order.id),
+                state.ended,
+                size,
             )
             if enforced is not None:
                 compiled.append(enforced)
@@ -147,26 +205,43 @@ class PolicyChange:
     size: int
     changed: frozenset[int]  # every order a log entry in [since, size) publishes or ends
     orders: list[CompiledOrder]  # the enforceable ones among them, as they now stand
-    jurisdictions: list[Jurisdiction]
+    jurisdictions: list[Jurisdiction]  # every jurisdiction in force at ``size``
 
 
-def load_changes(store: Store, since: int, now: dt.datetime | None = None) -> PolicyChange:
-    """The policy change between tree size ``since`` and the store's current one.
+def load_changes(
+    store: Store,
+    since: int,
+    now: dt.datetime | None = None,
+    base_jurisdictions: list[Jurisdiction] | None = None,
+    *,
+    size: int | None = None,
+) -> PolicyChange:
+    """The policy change between tree size ``since`` and the store's current one (or
+    ``size``, when smaller).
 
     An order's state on the log is decided by its own entries: an order no entry in
     [since, size) names is as it was at ``since``; one that is named has its latest
     publishing or amending entry there, or was revoked or expired there. Only the named
-    orders' rules are read and checked against their digests. Raises ValueError when the
-    log is shorter than ``since`` (not the log the base was compiled from).
+    orders' rules are read and checked against their digests. Jurisdictions likewise:
+    ``base_jurisdictions`` (those in force at ``since``, as the base snapshot holds
+    them) with the records entries in [since, size) set; without it the whole log is
+    read for them. Raises ValueError when the log is shorter than ``since`` (not the
+    log the base was compiled from).
     """
     at = now or utcnow()
     compiled: list[CompiledOrder] = []
     with store.read() as conn:
-        size = int(conn.execute(select(schema.log_head.c.size)).scalar() or 0)
+        size = _tree_size(conn, size)
         if size < since:
             raise ValueError(f"the log has {size} entries, fewer than the base's {since}")
-        latest, ended, named = _logged_state(conn, size, since)
-        jurisdictions = repo.list_jurisdictions(conn)
+        state = _logged_state(conn, size, since)
+        latest, ended, named = state.latest, state.ended, state.named
+        if base_jurisdictions is None:
+            in_force = _logged_state(conn, size).jurisdictions
+        else:
+            in_force = {j.code: (-1, j) for j in base_jurisdictions}
+            in_force.update(state.jurisdictions)
+        jurisdictions = [in_force[code][1] for code in sorted(in_force)]
         authorities = {a.id: a for a in repo.list_authorities(conn)}
         for order_id in sorted(named):
             order = repo.get_order(conn, order_id)
@@ -183,23 +258,31 @@ def load_changes(store: Store, since: int, now: dt.datetime | None = None) -> Po
 
 
 def build_snapshot(
-    store: Store, base_url: str = "", now: dt.datetime | None = None
+    store: Store, base_url: str = "", now: dt.datetime | None = None, *, size: int | None = None
 ) -> PolicySnapshot:
-    """Compile the enforceable policy into a ``PolicySnapshot`` versioned by tree size."""
+    """Compile the enforceable policy (at most ``size`` log entries of it) into a
+    ``PolicySnapshot`` versioned by tree size."""
     from clearwall.policy.snapshot import PolicySnapshot
 
-    orders, jurisdictions, size = load_policy(store, now)
+    orders, jurisdictions, size = load_policy(store, now, size=size)
     return PolicySnapshot.compile(orders, jurisdictions, tree_size=size, base_url=base_url)
 
 
 def build_overlay(
-    store: Store, since: int, base_url: str = "", now: dt.datetime | None = None
+    store: Store,
+    since: int,
+    base_url: str = "",
+    now: dt.datetime | None = None,
+    base_jurisdictions: list[Jurisdiction] | None = None,
+    *,
+    size: int | None = None,
 ) -> tuple[PolicySnapshot, frozenset[int]]:
     """Compile the orders changed since tree size ``since`` into an overlay snapshot
-    versioned by the current tree size, with the order ids it masks in the base."""
+    versioned by the current tree size (or ``size``), with the order ids it masks in the
+    base (and every jurisdiction in force: see ``load_changes``)."""
     from clearwall.policy.snapshot import PolicySnapshot
 
-    change = load_changes(store, since, now)
+    change = load_changes(store, since, now, base_jurisdictions, size=size)
     overlay = PolicySnapshot.compile(
         change.orders, change.jurisdictions, tree_size=change.size, base_url=base_url
     )

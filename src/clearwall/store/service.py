@@ -43,6 +43,22 @@ _CHEAP_NAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?$")
 _CONTACT_SCHEMES = ("mailto:", "tel:", "https://", "http://")
 
 
+def _parse_networks(
+    networks: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> list[str]:
+    """Client networks in canonical text, de-duplicated in order; StoreError names a bad
+    one (host bits set included: ``10.0.0.1/8`` is refused, not silently widened)."""
+    cidrs: list[str] = []
+    for net in networks:
+        try:
+            parsed = ipaddress.ip_network(str(net).strip(), strict=True)
+        except ValueError as exc:
+            raise StoreError(f"invalid network {str(net)!r}: {exc}") from exc
+        if str(parsed) not in cidrs:
+            cidrs.append(str(parsed))
+    return cidrs
+
+
 def normalize_code(code: str) -> str:
     """Validate a jurisdiction code (ISO 3166-1 alpha-2 or an operator code such as ``corp``)."""
     text = code.strip().lower()
@@ -227,33 +243,95 @@ class PolicyService:
         name: str,
         networks: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
     ) -> Jurisdiction:
-        """Create a jurisdiction with its client networks; Conflict when the code exists."""
+        """Create a jurisdiction with its client networks, and its log entry, in one
+        transaction; Conflict when the code exists or a network belongs to another."""
         code = normalize_code(code)
         if not name.strip():
             raise StoreError("a jurisdiction needs a name")
-        cidrs: list[str] = []
-        for net in networks:
-            try:
-                parsed = ipaddress.ip_network(str(net).strip(), strict=True)
-            except ValueError as exc:
-                raise StoreError(f"invalid network {str(net)!r}: {exc}") from exc
-            if str(parsed) not in cidrs:
-                cidrs.append(str(parsed))
-        j, n = schema.jurisdictions, schema.jurisdiction_networks
+        cidrs = _parse_networks(networks)
+        j = schema.jurisdictions
         with self.store.write() as conn:
             if conn.execute(select(j.c.code).where(j.c.code == code)).first() is not None:
                 raise Conflict(f"jurisdiction {code!r} already exists")
-            taken = (
-                conn.execute(select(n.c.cidr, n.c.jurisdiction).where(n.c.cidr.in_(cidrs))).first()
-                if cidrs
-                else None
-            )
-            if taken is not None:
-                raise Conflict(f"network {taken.cidr} already belongs to {taken.jurisdiction!r}")
+            self._check_networks_free(conn, code, cidrs)
             conn.execute(j.insert().values(code=code, name=name.strip()))
-            if cidrs:
-                conn.execute(n.insert(), [{"jurisdiction": code, "cidr": c} for c in cidrs])
-            return repo.get_jurisdiction(conn, code)
+            self._insert_networks(conn, code, cidrs)
+            jurisdiction = self._log_jurisdiction(conn, code)
+        self._committed()
+        return jurisdiction
+
+    def update_jurisdiction(
+        self,
+        code: str,
+        *,
+        name: str | None = None,
+        add_networks: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+        remove_networks: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network] = (),
+    ) -> Jurisdiction:
+        """Rename a jurisdiction and/or add and remove client networks, with the log entry
+        of its new record, in one transaction. NotFound for an unknown code or a network
+        to remove that it does not have; Conflict for a network another one has. A change
+        that changes nothing writes nothing."""
+        code = normalize_code(code)
+        if name is not None and not name.strip():
+            raise StoreError("a jurisdiction needs a name")
+        adding = _parse_networks(add_networks)
+        removing = _parse_networks(remove_networks)
+        both = set(adding) & set(removing)
+        if both:
+            raise StoreError(f"network {sorted(both)[0]} is both added and removed")
+        j, n = schema.jurisdictions, schema.jurisdiction_networks
+        with self.store.write() as conn:
+            current = repo.get_jurisdiction(conn, code)
+            have = {str(net) for net in current.networks}
+            for cidr in removing:
+                if cidr not in have:
+                    raise NotFound(f"jurisdiction {code!r} has no network {cidr}")
+            adding = [c for c in adding if c not in have]
+            self._check_networks_free(conn, code, adding)
+            renamed = name is not None and name.strip() != current.name
+            if not renamed and not adding and not removing:
+                return current
+            if renamed:
+                assert name is not None
+                conn.execute(update(j).where(j.c.code == code).values(name=name.strip()))
+            if removing:
+                conn.execute(
+                    delete(n).where(and_(n.c.jurisdiction == code, n.c.cidr.in_(removing)))
+                )
+            self._insert_networks(conn, code, adding)
+            jurisdiction = self._log_jurisdiction(conn, code)
+        self._committed()
+        return jurisdiction
+
+    @staticmethod
+    def _check_networks_free(conn: Connection, code: str, cidrs: Sequence[str]) -> None:
+        """Conflict when another jurisdiction already has one of ``cidrs``."""
+        if not cidrs:
+            return
+        n = schema.jurisdiction_networks
+        taken = conn.execute(
+            select(n.c.cidr, n.c.jurisdiction).where(
+                and_(n.c.cidr.in_(list(cidrs)), n.c.jurisdiction != code)
+            )
+        ).first()
+        if taken is not None:
+            raise Conflict(f"network {taken.cidr} already belongs to {taken.jurisdiction!r}")
+
+    @staticmethod
+    def _insert_networks(conn: Connection, code: str, cidrs: Sequence[str]) -> None:
+        if cidrs:
+            conn.execute(
+                schema.jurisdiction_networks.insert(),
+                [{"jurisdiction": code, "cidr": c} for c in cidrs],
+            )
+
+    def _log_jurisdiction(self, conn: Connection, code: str) -> Jurisdiction:
+        """Append the jurisdiction's record as it now stands (inside the transaction)."""
+        jurisdiction = repo.get_jurisdiction(conn, code)
+        now = self.clock()
+        append_entry(conn, entries.jurisdiction_set(jurisdiction, now), now)
+        return jurisdiction
 
     def add_authority(
         self,

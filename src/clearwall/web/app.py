@@ -51,7 +51,8 @@ from clearwall.store.db import Store
 from clearwall.store.service import PolicyService
 from clearwall.web import blockpage, console, health
 from clearwall.web.api import api_router
-from clearwall.web.auth import scope_counter
+from clearwall.web.auth import check_authorization, scope_counter
+from clearwall.web.bodylimit import BodyLimitMiddleware
 from clearwall.web.context import (
     STATIC_DIR,
     TEMPLATES_DIR,
@@ -74,6 +75,8 @@ The admin API of a clearwall gateway. Authenticate with `Authorization: Bearer <
 **authority** (orders and appeals of its own jurisdiction only; anything else is 403
 and counted), **auditor** (read-only, including appellants' contacts). Every write is
 published on the transparency log in the same transaction. `GET /api/v1/lookup` is public.
+Request bodies are at most 64 KiB (64 MiB to publish or amend an order, read only with a
+valid token); larger ones are answered 413 before they are read.
 """
 
 
@@ -96,9 +99,11 @@ def build_context(
     metrics_registry: CollectorRegistry | None,
 ) -> WebContext:
     """Open the store and assemble every dependency the routes use."""
+    from clearwall.layout import resolve_ledger
+
     store = Store(store_url)
     store.require_initialized()
-    tlog = TransparencyLog(store, config.ledger)
+    tlog = TransparencyLog(store, resolve_ledger(config.ledger, store_url))
     service = PolicyService(store, after_commit=lambda: _sync(tlog))
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     base_url = config.dns.block.public_url.rstrip("/")
@@ -278,6 +283,7 @@ def create_app(
         return await call_next(request)
 
     app.add_middleware(SecurityHeadersMiddleware)
+    _limit_bodies(app, ctx)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(api_router())
     app.include_router(portal_router())
@@ -296,6 +302,14 @@ def create_app(
         return PlainTextResponse(f"ok {ctx.store.log_size()}\n")
 
     return app
+
+
+def _limit_bodies(app: FastAPI, ctx: WebContext) -> None:
+    """Bound request bodies per route (``bodylimit``); added last, so it wraps every
+    other middleware and sees a body before anything reads it."""
+    app.add_middleware(
+        BodyLimitMiddleware, authenticate=lambda header: check_authorization(ctx, header)
+    )
 
 
 def _mount_ledger(app: FastAPI, ctx: WebContext) -> None:
@@ -326,6 +340,7 @@ def create_blockpage_app(
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     app.add_middleware(SecurityHeadersMiddleware)
+    _limit_bodies(app, ctx)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     @app.api_route(

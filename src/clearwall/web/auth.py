@@ -9,7 +9,7 @@ non-public fields, and write nothing. Every refused scope is counted in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,6 +18,9 @@ from prometheus_client import CollectorRegistry, Counter
 from clearwall.policy.model import Authority
 from clearwall.store import repositories
 from clearwall.store.records import ApiToken, TokenRole
+
+if TYPE_CHECKING:
+    from clearwall.web.context import WebContext
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -69,14 +72,27 @@ def authenticate(
     """
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise _unauthorized("missing bearer token")
-    ctx = request.app.state.ctx
-    token = ctx.tokens.authenticate(credentials.credentials)
+    return principal_of(request.app.state.ctx, credentials.credentials)
+
+
+def check_authorization(ctx: WebContext, header: str | None) -> Principal:
+    """``authenticate`` for a raw ``Authorization`` header value (the body limiter asks
+    before it reads a large body); the same 401s."""
+    scheme, _, secret = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise _unauthorized("missing bearer token")
+    return principal_of(ctx, secret.strip())
+
+
+def principal_of(ctx: WebContext, secret: str) -> Principal:
+    """The Principal of a bearer token's secret; 401 when unknown or revoked."""
+    token = ctx.tokens.authenticate(secret)
     if token is None:
         raise _unauthorized("invalid or revoked token")
-    return principal_of(ctx, token)
+    return principal_for_token(ctx, token)
 
 
-def principal_of(ctx: Any, token: ApiToken) -> Principal:
+def principal_for_token(ctx: WebContext, token: ApiToken) -> Principal:
     """The Principal of an authenticated token (its authority looked up for authority
     tokens); shared by the API's bearer check and the console's sessions."""
     authority = None

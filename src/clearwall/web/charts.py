@@ -10,6 +10,12 @@ from html import escape
 from markupsafe import Markup
 
 PALETTE_SIZE = 8  # the stylesheet defines .s0 … .s7
+# Line charts: series with equal values would be drawn on top of each other, the last
+# hiding the others. Each line is shifted by a few pixels from the next, up and right (so
+# both the level and the step of a change stay apart; far less than a grid step or a
+# day, so values stay readable) and has its own colour and dash pattern, as its legend.
+LINE_OFFSET = 3.0  # pixels between neighbouring series, more than a line's 2.5 px width
+DASHES = ("", "7 3", "2 3", "9 3 2 3")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,28 +120,32 @@ def line_chart(series: Sequence[Series], title: str) -> Markup:
         f'<text class="axis" x="{left + plot_w}" y="{top + plot_h + 16}" text-anchor="end">'
         f"{end.isoformat()}</text>"
     )
-    for i, s in enumerate(series):
-        if not s.points:
-            continue
+    drawn = [s for s in series if s.points]
+    for i, s in enumerate(drawn):
+        # Centred around the true value: the i-th of n lines sits (i - (n-1)/2) offsets off.
+        shift = (i - (len(drawn) - 1) / 2) * LINE_OFFSET
+        # Colours repeat every PALETTE_SIZE series; the dash then moves on by one.
+        dash = DASHES[(i + i // PALETTE_SIZE) % len(DASHES)]
+        dash_attr = f' stroke-dasharray="{dash}"' if dash else ""
         coords: list[str] = []
         last = 0.0
         for day, value in s.points:
-            x = x_of(day)
-            coords.append(f"{x:.1f},{y_of(last):.1f}")
-            coords.append(f"{x:.1f},{y_of(value):.1f}")
+            x = x_of(day) + shift
+            coords.append(f"{x:.1f},{y_of(last) - shift:.1f}")
+            coords.append(f"{x:.1f},{y_of(value) - shift:.1f}")
             last = value
-        coords.append(f"{x_of(end):.1f},{y_of(last):.1f}")
+        coords.append(f"{x_of(end) + shift:.1f},{y_of(last) - shift:.1f}")
         parts.append(
             f"<g><title>{escape(s.label)}: {_fmt(last)} now</title>"
-            f'<polyline class="line s{i % PALETTE_SIZE}" fill="none" points="{" ".join(coords)}"/>'
-            f"</g>"
+            f'<polyline class="line s{i % PALETTE_SIZE}" fill="none"{dash_attr}'
+            f' points="{" ".join(coords)}"/></g>'
         )
         lx = left + (i % 4) * 200
         ly = top + plot_h + 36 + (i // 4) * 16
         parts.append(
-            f'<rect class="bar s{i % PALETTE_SIZE}" x="{lx}" y="{ly - 9}" width="12" height="10"'
-            f' rx="2"/><text class="label" x="{lx + 18}" y="{ly}">{escape(s.label)}'
-            f" ({_fmt(last)})</text>"
+            f'<line class="line s{i % PALETTE_SIZE}" x1="{lx}" x2="{lx + 22}" y1="{ly - 4}"'
+            f' y2="{ly - 4}"{dash_attr}/><text class="label" x="{lx + 28}" y="{ly}">'
+            f"{escape(s.label)} ({_fmt(last)})</text>"
         )
     parts.append("</svg>")
     return Markup("".join(parts))

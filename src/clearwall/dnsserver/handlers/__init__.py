@@ -21,6 +21,7 @@ from clearwall.dnsserver.handlers import (
     ratelimit,
     responder,
     response_policy,
+    special_use,
     upstream,
 )
 from clearwall.dnsserver.handlers.base import Factory, FastPath, FastStep, Handler, Services
@@ -41,6 +42,10 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
     # Holds policy-applied answers per jurisdiction and policy version, so a hit skips
     # the matcher and the upstream; misses go on and the result is stored.
     ("cache", cache.build),
+    # Special-use names (localhost, RFC 6303 reverse zones, .invalid) get their local
+    # answer, and non-IN classes and zone transfers their refusal, before any policy or
+    # upstream work; after the cache so the fast path's standard prefix is unchanged.
+    ("special_use", special_use.build),
     # Name-based blocks answer without asking upstream.
     ("query_policy", query_policy.build),
     # ANY is answered minimally (RFC 8482) rather than forwarded for amplification.

@@ -1,7 +1,10 @@
-"""ACL: answer only loopback and the configured client networks (no open resolver).
+"""ACL: answer loopback, every jurisdiction's client networks and ``[dns] allow_networks``.
 
-Others get REFUSED with EDE 18 Prohibited (RFC 8914 section 4.19). The decision per
-client address is memoized in a bounded dict so the hot path costs one lookup.
+Anyone else gets REFUSED with EDE 18 Prohibited (RFC 8914 section 4.19): no open
+resolver. A jurisdiction's networks come from the policy in force (the log commits
+them), so a jurisdiction created or given a network is served from the swap that brings
+it, without a restart. The decision per client address is memoized in a bounded dict,
+emptied on every swap, so the hot path costs one lookup.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ import ipaddress
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Services
+from clearwall.dnsserver.policy import PolicyHolder, PolicyView
 
 _MEMO_MAX = 65_536
 REFUSAL = Answer(AnswerKind.REFUSED, reason="client not in allowed networks")
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 class ACL:
@@ -22,18 +27,22 @@ class ACL:
     def __init__(
         self,
         networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+        policy: PolicyHolder,
         next_handler: Handler,
     ) -> None:
-        self.networks = (
-            ipaddress.ip_network("127.0.0.0/8"),
-            ipaddress.ip_network("::1/128"),
-            *networks,
-        )
+        self.networks = (*LOOPBACK, *networks)
+        self.policy = policy
         self.next = next_handler
+        # Read by the fused C fast path too (``fused.py``): emptied in place, never replaced.
         self._memo: dict[str, bool] = {}
+        policy.on_swap(self._forget)
+
+    def _forget(self, _new: PolicyView) -> None:
+        # A swap may add or remove a jurisdiction's networks.
+        self._memo.clear()
 
     def allowed(self, host: str) -> bool:
-        """True when ``host`` lies in loopback or a configured network."""
+        """True when ``host`` lies in loopback, a configured network or a jurisdiction's."""
         verdict = self._memo.get(host)
         if verdict is None:
             try:
@@ -43,6 +52,8 @@ class ACL:
             if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
                 ip = ip.ipv4_mapped
             verdict = any(ip in net for net in self.networks)
+            if not verdict:
+                verdict = self.policy.current.jurisdiction_of(str(ip)) is not None
             if len(self._memo) >= _MEMO_MAX:
                 self._memo.clear()
             self._memo[host] = verdict
@@ -72,6 +83,6 @@ class ACL:
 
 
 def build(services: Services, next_handler: Handler | None) -> Handler | None:
-    """The ACL is always on: an empty allow list still admits loopback only."""
+    """The ACL is always on: with no jurisdiction and no allow list it admits loopback only."""
     assert next_handler is not None
-    return ACL(services.config.allow_networks, next_handler)
+    return ACL(services.config.allow_networks, services.policy, next_handler)

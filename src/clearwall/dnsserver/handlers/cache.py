@@ -68,7 +68,7 @@ def _pack(key: bytes, expires: float, stored: int, generation: int, answer: Answ
     assert body is not None
     question = key[3 + key[0] :]
     qend = 12 + len(question)
-    if body[12:qend].lower() != question:
+    if not wire.question_equal(body, question):
         return None  # the upstream checks the question; this is only a guard
     offsets = scan.ttl_offsets if scan is not None else ()
     opt = scan is not None and scan.opt_start >= 0
@@ -187,13 +187,15 @@ class Cache:
         question = data[12 : q.qend]
         low = data[12 : q.name_end].lower() + data[q.name_end : q.qend]
         exact = low == question
-        key = self._key(low, q.bits, ctx.jurisdiction)
+        # RD is not part of the key: an RD=0 query is answered from what RD=1 queries
+        # cached (RFC 1034 section 4.3.1), with its own RD bit in the reply.
+        key = self._key(low, q.bits & ~wire.RD, ctx.jurisdiction)
         now = self.clock()
         if now >= self._change_at:
             self._cross()
         generation = self._generation
         token = self.policy.token
-        answer = self._fresh(key, generation, token, now)
+        answer = self._fresh(key, generation, token, now, data[2] & wire.RD)
         if answer is not None:
             self.metrics.cache_hits += 1
             if exact:
@@ -210,8 +212,11 @@ class Cache:
             return stored
         return then(result, partial(self._store, key, generation, token))
 
-    def _fresh(self, key: bytes, generation: int, token: object, now: float) -> Answer | None:
-        """The fresh answer stored under ``key`` for this policy version, or None."""
+    def _fresh(
+        self, key: bytes, generation: int, token: object, now: float, rd: int
+    ) -> Answer | None:
+        """The fresh answer stored under ``key`` for this policy version, or None (``rd``:
+        the query's RD bit, which the reply echoes)."""
         block = self.blocks.get(key)
         if block is not None:
             if now < block.until and block.token is token:
@@ -230,6 +235,7 @@ class Cache:
         offsets, ttls, body = _unpack(key, record)
         for off, ttl in zip(offsets, ttls, strict=True):
             _TTL.pack_into(body, off, ttl - age if ttl > age else 0)
+        body[2] = (body[2] & ~wire.RD) | rd
         reply = bytes(body)
         answer = Answer(AnswerKind.CACHED, reply, None, "cache hit")
         answer.tail = reply[2:]

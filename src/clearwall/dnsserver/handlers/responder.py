@@ -4,7 +4,8 @@ It is the outermost handler, so it renders answers from every position the same 
 the client's ID and question (original case) are put into forwarded/cached bodies;
 blocks become NXDOMAIN/NODATA/REFUSED/sinkhole per the order's action, with an EDE
 (RFC 8914) chosen by basis and Structured DNS Error JSON as EXTRA-TEXT for EDNS
-clients; refusals carry EDE 18, failures EDE 22. Block parts are memoized per
+clients; refusals carry EDE 18 and failures EDE 22 unless the answer names its own EDEs
+(an upstream's, or none). Block parts are memoized per
 (verdict, qtype, query bits) so a block costs two concatenations. A reply longer than
 the client's UDP size is cut to header and question with TC set (RFC 7766 section 5).
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     from clearwall.dnsserver._fastpath import ReplyTable
 
 EDE_NO_REACHABLE_AUTHORITY = 22  # RFC 8914 section 4.23
+_NO_REACHABLE = wire.ede_option(EDE_NO_REACHABLE_AUTHORITY)
+_PROHIBITED = wire.ede_option(EDECode.PROHIBITED)
 _HINFO_RFC8482 = b"\x07RFC8482\x00"
 _MEMO_MAX = 50_000
 _KEPT = frozenset({AnswerKind.CACHED, AnswerKind.BLOCKED})  # what the cache can serve again
@@ -206,7 +209,8 @@ class Responder:
             )
         elif kind is AnswerKind.REFUSED:
             rcode = wire.REFUSED
-            out = wire.error_reply(data, rcode, q, wire.ede_option(EDECode.PROHIBITED))
+            ede = answer.ede
+            out = wire.error_reply(data, rcode, q, _PROHIBITED if ede is None else ede)
         elif kind is AnswerKind.MINIMAL:
             rcode = wire.NOERROR
             out = (
@@ -218,8 +222,11 @@ class Responder:
                 + (self._opt(q) if q.edns else b"")
             )
         else:
+            # EDE 22 when no upstream answered; the upstreams' own EDEs when they did
+            # (RFC 8914: the cause an operator should see, e.g. 6 DNSSEC Bogus).
             rcode = wire.SERVFAIL
-            out = wire.error_reply(data, rcode, q, wire.ede_option(EDE_NO_REACHABLE_AUTHORITY))
+            ede = answer.ede
+            out = wire.error_reply(data, rcode, q, _NO_REACHABLE if ede is None else ede)
         ctx.reply = out
         self.metrics.count_query(q.qtype, rcode, answer.decision)
 

@@ -1,11 +1,23 @@
 """Upstream: forward a cache miss to the jurisdiction's (or the default) upstreams.
 
-Cache-poisoning defences (RFC 5452): a fresh random query ID and source port per
-attempt, and a reply is accepted only from the server's address (the transport's
-connected socket), with our ID and our exact question. EDNS0 with a 1232-octet buffer;
-a truncated UDP reply is retried over TCP (RFC 7766). Each server gets ``attempts``
-tries of ``timeout`` seconds; SERVFAIL/REFUSED/garbage fail over to the next server;
-when all fail the answer is FAILED (the cache may then serve stale data).
+The default upstreams are ``[dns.upstream] servers``, else the system's resolvers
+(``resolvconf.default_upstreams``).
+
+Cache-poisoning defences (RFC 5452 section 9.1): a fresh random query ID and source port
+per attempt, and a reply is accepted only from the server's address and port (the
+transport's connected socket), with our ID and our question: the name in any case, QTYPE
+and QCLASS exactly. EDNS0 with a 1232-octet buffer; a truncated UDP reply is retried over
+TCP (RFC 7766), and a reply truncated over TCP too is unusable. Each server gets
+``attempts`` tries of ``timeout`` seconds; SERVFAIL/REFUSED/NOTIMP/FORMERR, garbage and
+truncation fail over to the next server; when all fail the answer is FAILED (the cache
+may then serve stale data), with the upstreams' own EDEs when any answered (RFC 8914),
+EDE 22 when none did. A reply whose CNAME chain loops is FAILED too.
+
+An RD=0 query is never forwarded (the cache answered it if it could): REFUSED with EDE
+20, as Unbound (RFC 1034 section 4.3.1). The AD bit of a query is passed on, so a stub
+that asks with AD and without DO learns what a validating upstream authenticated (RFC
+6840 section 5.7). What is relayed has its TTLs within ``[dns.cache] min_ttl..max_ttl``
+and, with ``minimal_responses``, only the sections Unbound would send.
 """
 
 from __future__ import annotations
@@ -16,10 +28,11 @@ from collections.abc import Callable
 
 from clearwall.config import DNSConfig, HostPort
 from clearwall.dnsserver import wire
-from clearwall.dnsserver.answer import FAILED, Answer, AnswerKind
+from clearwall.dnsserver.answer import FAILED, NOT_RECURSED, Answer, AnswerKind
 from clearwall.dnsserver.context import OUR_UDP_PAYLOAD, Context
 from clearwall.dnsserver.handlers.base import Handler, Result, Services, UpstreamTransport
 from clearwall.dnsserver.metrics import DNSMetrics
+from clearwall.dnsserver.resolvconf import default_upstreams
 from clearwall.errors import DNSWireError
 
 log = logging.getLogger(__name__)
@@ -42,19 +55,24 @@ class Upstream:
         clock: Callable[[], float],
     ) -> None:
         up = config.upstream
-        self.default = _servers(up.servers)
+        self.default = _servers(default_upstreams(config).servers)
         self.per_jurisdiction = {k: _servers(v) for k, v in up.per_jurisdiction.items()}
         self.timeout = up.timeout
         self.attempts = max(1, up.attempts)
         self.payload = up.edns_buffer
+        self.minimal = up.minimal_responses
         self.negative_ttl = config.cache.negative_ttl
+        self.min_ttl = config.cache.min_ttl
+        self.max_ttl = config.cache.max_ttl
         self.max_inflight = config.max_inflight
         self.transport = transport
         self.metrics = metrics
         self.clock = clock
 
     def __call__(self, ctx: Context) -> Result:
-        """Forward, unless too many queries are already waiting upstream."""
+        """Forward, unless the query asks for no recursion or too many already wait."""
+        if not ctx.data[2] & wire.RD:
+            return NOT_RECURSED
         if self.metrics.inflight >= self.max_inflight:
             return FAILED
         # Counted now, not when the coroutine first runs, so a burst cannot overshoot.
@@ -67,31 +85,32 @@ class Upstream:
         q = ctx.q
         name = ctx.name_wire
         data = ctx.data
+        ad = bool(data[3] & wire.AD)
         cd = bool(data[3] & wire.CD)
         metrics = self.metrics
+        # The EDE options of the failure replies upstreams gave; None while none answered.
+        failures: list[bytes] | None = None
         try:
             for server in servers:
                 for _attempt in range(self.attempts):
                     qid = secrets.randbits(16)
                     query = wire.build_query(
-                        qid, name, q.qtype, q.qclass, cd=cd, do=q.do, payload=self.payload
+                        qid, name, q.qtype, q.qclass, ad=ad, cd=cd, do=q.do, payload=self.payload
                     )
-                    qend = 12 + len(name) + 4
-                    question = query[12:qend]
+                    question = query[12 : 12 + len(name) + 4]
                     head = query[:2]
 
                     def matches(
-                        reply: bytes,
-                        head: bytes = head,
-                        question: bytes = question,
-                        qend: int = qend,
+                        reply: bytes, head: bytes = head, question: bytes = question
                     ) -> bool:
+                        # RFC 5452 section 9.1: our ID, one question, our name (any case),
+                        # our QTYPE and QCLASS exactly; the transport checks the source.
                         return (
-                            len(reply) >= qend
-                            and reply[:2] == head
+                            reply[:2] == head
+                            and len(reply) > 5
                             and bool(reply[2] & wire.QR)
                             and reply[4:6] == b"\x00\x01"
-                            and reply[12:qend].lower() == question
+                            and wire.question_equal(reply, question)
                         )
 
                     start = self.clock()
@@ -107,20 +126,33 @@ class Upstream:
                         log.debug("upstream %s:%d attempt failed: %s", *server, exc)
                         continue
                     metrics.observe_upstream(self.clock() - start)
+                    if scan.truncated:
+                        # Truncated over TCP as well: nothing usable will come from this
+                        # server; an empty TC answer must never reach the client as data.
+                        log.debug("upstream %s:%d truncated its TCP reply", *server)
+                        break
                     if scan.rcode in _FAILOVER_RCODES:
+                        failures = failures or []
+                        if scan.opt_start >= 0:
+                            failures += wire.ede_options(reply, scan.opt_start, scan.opt_end)
                         break  # this server cannot help; the next one might
+                    if scan.cnames and wire.cname_loop(reply):
+                        log.debug("upstream %s:%d answered a CNAME loop", *server)
+                        metrics.upstream_failures += 1
+                        return _failed(())
                     return self.finish(ctx, reply, scan)
             metrics.upstream_failures += 1
-            return FAILED
+            return FAILED if failures is None else _failed(failures)
         finally:
             metrics.inflight -= 1
 
     def finish(self, ctx: Context, reply: bytes, scan: wire.ReplyScan) -> Answer:
-        """Turn an upstream reply into this client's variant: flags, OPT, cache lifetime."""
+        """Turn an upstream reply into this client's variant: flags, OPT, sections, TTLs,
+        cache lifetime."""
         data = ctx.data
         q = ctx.q
         # We are not authoritative (clear AA); echo the client's RD and CD; AD only for
-        # clients that asked for DNSSEC (RFC 6840 section 5.8).
+        # clients that asked for DNSSEC or for AD (RFC 6840 sections 5.7 and 5.8).
         b2 = wire.QR | (data[2] & wire.RD)
         b3 = (
             wire.RA
@@ -139,6 +171,11 @@ class Upstream:
             + data[q.name_end : q.qend]
             + reply[qend:]
         )
+        if self.minimal:
+            minimal = wire.minimal_sections(body, q.qtype)
+            if minimal is not body:
+                body = minimal
+                scan = wire.scan_reply(body)
         if scan.opt_start >= 0:
             if q.edns:
                 at = scan.opt_start + 3  # OPT CLASS = the sender's UDP payload size
@@ -149,6 +186,9 @@ class Upstream:
             else:
                 body = self._without_opt(body)
                 scan = wire.scan_reply(body)
+        # Every relayed TTL within the cache's bounds, fresh now and counted down from
+        # there when cached (the offsets do not move).
+        body = wire.clamp_ttls(body, scan.ttl_offsets, self.min_ttl, self.max_ttl)
         return Answer(
             AnswerKind.FORWARDED, body, reason="forwarded", lifetime=self.lifetime(scan), scan=scan
         )
@@ -172,6 +212,13 @@ class Upstream:
         msg.use_edns(False)
         out: bytes = msg.to_wire()
         return out
+
+
+def _failed(ede: list[bytes] | tuple[bytes, ...]) -> Answer:
+    """SERVFAIL carrying the EDE options upstreams gave (each once), or none."""
+    return Answer(
+        AnswerKind.FAILED, reason="no usable upstream answer", ede=b"".join(dict.fromkeys(ede))
+    )
 
 
 def build(services: Services, next_handler: Handler | None) -> Handler | None:

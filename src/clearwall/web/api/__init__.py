@@ -13,6 +13,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
     403: {"model": Error, "description": "The token's role or jurisdiction does not allow it."},
     404: {"model": Error, "description": "No such record."},
     409: {"model": Error, "description": "The record exists or its state forbids this."},
+    413: {"model": Error, "description": "The request body is larger than the endpoint takes."},
 }
 
 

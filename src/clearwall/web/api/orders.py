@@ -24,6 +24,7 @@ from clearwall.web.auth import (
     require_reader,
     require_writer,
 )
+from clearwall.web.bodylimit import UPLOAD_LIMIT, body_limit
 from clearwall.web.context import WebContext, get_ctx
 from clearwall.web.queries import order_facts
 
@@ -86,6 +87,7 @@ def get_rules(
 
 
 @router.post("/orders", response_model=OrderOut, status_code=201)
+@body_limit(UPLOAD_LIMIT)
 def create_order(
     body: OrderIn,
     request: Request,
@@ -121,6 +123,7 @@ def create_order(
 
 
 @router.post("/orders/{order_id}/amend", response_model=OrderOut)
+@body_limit(UPLOAD_LIMIT)
 def amend_order(
     order_id: PathId,
     body: AmendIn,

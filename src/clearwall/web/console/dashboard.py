@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from clearwall.querylog import QueryLogReader
 from clearwall.web import charts
-from clearwall.web.console.figures import gateway_figures, history
+from clearwall.web.console.figures import gateway_figures, history, log_directory
 from clearwall.web.console.session import principal, render, sign_in_page
 from clearwall.web.context import WebContext
 
@@ -54,7 +54,7 @@ def dashboard(request: Request) -> Response:
         ),
     }
     if ctx.config.logging.query_log:
-        h = history(QueryLogReader(ctx.config.logging.query_log_dir), ctx.store, scope)
+        h = history(QueryLogReader(log_directory(ctx)), ctx.store, scope)
         rendered["queries_over_time"] = charts.time_chart(
             sorted(h.by_decision.items()), "Queries per hour by decision", h.start, h.end
         )

@@ -8,11 +8,25 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from clearwall.querylog import Filters, QueryLogReader
+from clearwall.web.context import WebContext
 from clearwall.web.queries import order_facts
+
+
+def log_directory(ctx: WebContext) -> Path:
+    """The query log the gateway beside this web app writes (``[logging] query_log_dir``,
+    else beside the store); a path that holds nothing when it cannot be found."""
+    from clearwall.errors import ClearwallError
+    from clearwall.layout import query_log_location
+
+    try:
+        return query_log_location(ctx.config.logging, ctx.store.url, ctx.config.ledger)
+    except ClearwallError:  # a PostgreSQL store without ledger paths: no place known
+        return Path("/nonexistent/clearwall-querylog")
 
 
 @dataclass

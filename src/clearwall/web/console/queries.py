@@ -18,6 +18,7 @@ from clearwall.querylog import Filters, QueryLogReader
 from clearwall.querylog.reader import DECISIONS
 from clearwall.store.records import TokenRole
 from clearwall.web.auth import Principal, deny
+from clearwall.web.console.figures import log_directory
 from clearwall.web.console.session import render, require
 from clearwall.web.context import WebContext
 
@@ -56,7 +57,7 @@ def queries(
     f = _filters(request, who, name, decision, order, hours)
     ctx: WebContext = request.app.state.ctx
     on = ctx.config.logging.query_log
-    reader = QueryLogReader(ctx.config.logging.query_log_dir)
+    reader = QueryLogReader(log_directory(ctx))
     entries = reader.search(f, PAGE + 1, (page - 1) * PAGE)
     return render(
         request,
@@ -91,7 +92,7 @@ def export(
         raise deny(request, "operator-only", "only operators may export the query log")
     f = _filters(request, who, name, decision, order, hours)
     ctx: WebContext = request.app.state.ctx
-    reader = QueryLogReader(ctx.config.logging.query_log_dir)
+    reader = QueryLogReader(log_directory(ctx))
 
     def lines() -> Iterator[bytes]:
         for entry in reader.export(f):

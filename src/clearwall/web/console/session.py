@@ -22,7 +22,7 @@ from fastapi import APIRouter, FastAPI, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 
 from clearwall.store.records import TokenRole
-from clearwall.web.auth import Principal, principal_of
+from clearwall.web.auth import Principal, principal_for_token
 from clearwall.web.context import WebContext
 
 SESSION_COOKIE = "cw_session"
@@ -100,7 +100,7 @@ def principal(request: Request) -> Principal | None:
     if token is None:
         sessions.close(value)
         return None
-    return principal_of(ctx, token)
+    return principal_for_token(ctx, token)
 
 
 def require(request: Request) -> Principal:

@@ -23,7 +23,8 @@ FEED_TYPES = ("order-published", "order-amended", "order-revoked", "order-expire
 
 
 def describe(entry: LogEntry) -> dict[str, Any]:
-    """The human summary of one log entry: type, time, order, appeal, title, reason."""
+    """The human summary of one log entry: type, time, order, appeal, jurisdiction,
+    title, reason."""
     try:
         event = json.loads(entry.data)
     except ValueError:
@@ -33,12 +34,20 @@ def describe(entry: LogEntry) -> dict[str, Any]:
     about = event.get("order")
     order = about.get("id") if isinstance(about, dict) else about
     title = about.get("title", "") if isinstance(about, dict) else ""
+    place = event.get("jurisdiction")
+    code = None
+    if isinstance(place, dict) and isinstance(place.get("code"), str):
+        code = place["code"]
+        networks = place.get("networks")
+        shown = ", ".join(str(n) for n in networks) if isinstance(networks, list) else ""
+        title = f"{place.get('name', '')} (networks: {shown or 'none'})"
     return {
         "index": entry.index,
         "type": str(event.get("type", "unknown")),
         "time": str(event.get("time", "")),
         "order": order,
         "appeal": event.get("appeal"),
+        "jurisdiction": code,
         "title": title,
         "reason": event.get("reason") or event.get("outcome") or "",
     }
