@@ -135,3 +135,26 @@ def test_the_documented_config_loads(tmp_path: Path) -> None:
     (tmp_path / "c.toml").write_text(block.group(1))
     logging = load_config(tmp_path / "c.toml").logging
     assert logging.query_log and logging.client_prefix_v4 == 24
+
+
+def test_the_writer_merges_groups_that_decode_to_one_record() -> None:
+    import dns.message
+
+    from clearwall.querylog.writer import Decoder
+
+    plain = dns.message.make_query("a.example", "A", use_edns=None).to_wire()[2:]
+    with_opt = dns.message.make_query("a.example", "A", use_edns=0).to_wire()[2:]
+    other = dns.message.make_query("b.example", "AAAA").to_wire()[2:]
+    groups = [  # (second, count, latency sum, max, client, jurisdiction, query, ...)
+        (100, 3, 0.003, 0.002, "192.0.2.0/24", "aa", plain, "block", 3, (4,), False),
+        (100, 2, 0.004, 0.003, "192.0.2.0/24", "aa", with_opt, "block", 3, (4,), False),
+        (100, 1, 0.001, 0.001, "192.0.2.0/24", "aa", other, "allow", 0, (), False),
+        (101, 1, 0.001, 0.001, "192.0.2.0/24", "aa", plain, "block", 3, (4,), False),
+    ]
+    rows = Decoder().rows(1000.0, 100.5, groups)  # type: ignore[arg-type]
+    by = {(r[0], r[3], r[4]): r for r in rows}
+    assert len(rows) == 3
+    merged = by[(999.0, "a.example", 1)]
+    assert (merged[10], round(merged[8], 3), round(merged[11], 3)) == (5, 1.4, 3.0)
+    assert by[(999.0, "b.example", 28)][10] == 1
+    assert by[(1000.0, "a.example", 1)][10] == 1

@@ -31,32 +31,40 @@ class Decoder:
         self._questions: dict[bytes, tuple[str, int]] = {}
 
     def rows(self, wall: float, perf: float, groups: list[Shipped]) -> list[Row]:
-        """Stored rows of one shipment (perf_counter seconds made wall-clock times)."""
+        """Stored rows of one shipment (perf_counter seconds made wall-clock times).
+
+        Groups that decode to the same record (the fast path keys a query with its EDNS
+        options, the chain without them) are merged: counts and latencies added."""
         questions = self._questions
         if len(questions) > _MEMO_MAX:
             questions.clear()
-        out: list[Row] = []
+        merged: dict[tuple[object, ...], list[float]] = {}
         for second, n, lsum, lmax, client, j, after_id, decision, rcode, orders, tcp in groups:
             question = questions.get(after_id)
             if question is None:
                 question = questions[after_id] = question_of(after_id)
-            out.append(
-                (
-                    float(int(wall - (perf - second))),
-                    client,
-                    j,
-                    question[0],
-                    question[1],
-                    decision,
-                    encode_orders(tuple(orders)),
-                    rcode if rcode >= 0 else None,
-                    lsum / n * 1000.0,
-                    "tcp" if tcp else "udp",
-                    n,
-                    lmax * 1000.0,
-                )
+            key = (
+                float(int(wall - (perf - second))),
+                client,
+                j,
+                question[0],
+                question[1],
+                decision,
+                encode_orders(tuple(orders)),
+                rcode if rcode >= 0 else None,
+                "tcp" if tcp else "udp",
             )
-        return out
+            cell = merged.get(key)
+            if cell is None:
+                merged[key] = [n, lsum, lmax]
+            else:
+                cell[0] += n
+                cell[1] += lsum
+                cell[2] = max(cell[2], lmax)
+        return [
+            (t, c, j, q, qt, d, o, r, lsum / n * 1000.0, tr, int(n), lmax * 1000.0)  # type: ignore[misc]
+            for (t, c, j, q, qt, d, o, r, tr), (n, lsum, lmax) in merged.items()
+        ]
 
 
 def serve(spec: dict[str, object], stdin: BinaryIO, stdout: BinaryIO) -> None:
