@@ -713,11 +713,15 @@ def launch_clearwall(ds: Dataset, work: Path, port: int, upstream: int, workers:
     return Launch(argv, f"clearwall {git_head()}", round(setup_s, 1))
 
 
+CLEARWALL_QUERY_LOG = False  # --query-log: the one option of a run that reaches the config
+
+
 def clearwall_options(work: Path, port: int, upstream: int, workers: int) -> list[str]:
     """``--db``/``--config`` for a store in ``work`` (the config file is rendered there)."""
     db = f"sqlite:///{work / 'clearwall.db'}"
     conf = render("clearwall.toml", work / "clearwall.toml", db=db, workdir=work, port=port,
-                  upstream_port=upstream, workers=workers)  # fmt: skip
+                  upstream_port=upstream, workers=workers,
+                  query_log="true" if CLEARWALL_QUERY_LOG else "false")  # fmt: skip
     return ["--db", db, "--config", str(conf)]
 
 
@@ -1062,6 +1066,7 @@ def build_report(results: list[ServerResult], args: argparse.Namespace) -> dict[
             "command": args.command_line,
             "commit": git_head(),
             "rules": args.rules,
+            "clearwall_query_log": args.query_log,
             "duration_s": args.duration,
             "repeat": args.repeat,
             "hit_names": HIT_NAMES,
@@ -1120,8 +1125,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         action="store_true",
         help="dnsperf sends EDNS0 (clearwall then adds EDE/SDE to block answers)",
     )
+    p.add_argument(
+        "--query-log",
+        action="store_true",
+        help="run clearwall with [logging] query_log = true (its cost: docs/querylog.md)",
+    )
     add_run_options(p)
     args = p.parse_args(argv)
+    global CLEARWALL_QUERY_LOG
+    CLEARWALL_QUERY_LOG = args.query_log
     args.rules = args.rules or (100_000 if args.quick else 1_000_000)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.command_line = args.command_line or " ".join(["bench/dns.py", *argv])

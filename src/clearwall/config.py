@@ -237,24 +237,55 @@ class WebConfig:
     subscriptions_fetch_internal: bool = False
 
 
+# The longest client prefixes the query log may keep: a /24 (IPv4) or a /56 (IPv6) is a
+# network, not a subscriber; anything longer could single out one household.
+MAX_LOGGED_PREFIX_V4 = 24
+MAX_LOGGED_PREFIX_V6 = 56
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
-    """What the process logs: never a query, never a client address.
-
-    ``query_log`` exists only to be refused when true: the query log (truncated client
-    addresses, bounded retention) is specified in a later issue, and an option that
-    promises it while nothing logs would mislead the operator and the public alike.
-    """
+    """What the process logs. Client addresses are never logged, and individual queries
+    are kept only when ``query_log`` is on (docs/querylog.md): then with each client
+    address truncated to a network prefix, in a store bounded in size and age."""
 
     level: str = "INFO"
     query_log: bool = False
+    client_prefix_v4: int = 24  # truncation applied when query_log is on (at most 24)
+    client_prefix_v6: int = 48  # (at most 56)
+    # Rotated segment files; None: querylog/ beside a SQLite store's file, else beside the
+    # ledger key (clearwall.layout.querylog_dir).
+    query_log_dir: Path | None = None
+    query_log_max_mb: int = 1024  # oldest segments are deleted beyond this total size
+    query_log_max_days: float = 7.0  # records older than this are deleted
+    query_log_queue: int = 100_000  # records waiting for the writer before new ones drop
+
+    def query_log_path(self) -> Path:
+        """The query log's directory; ConfigError when it was not resolved for a store."""
+        if self.query_log_dir is None:
+            raise ConfigError(
+                "[logging] query_log_dir is not resolved for a store (clearwall.layout)"
+            )
+        return self.query_log_dir
 
     def __post_init__(self) -> None:
-        if self.query_log:
+        """Prefixes short enough to name a network, never a client; positive bounds."""
+        if not 0 <= self.client_prefix_v4 <= MAX_LOGGED_PREFIX_V4:
             raise ConfigError(
-                "[logging] query_log = true: clearwall has no query log yet (it logs no "
-                "queries and no client addresses); remove the option or set it to false"
+                f"[logging] client_prefix_v4: {self.client_prefix_v4} is not between 0 and "
+                f"{MAX_LOGGED_PREFIX_V4} (a longer prefix could identify a client)"
             )
+        if not 0 <= self.client_prefix_v6 <= MAX_LOGGED_PREFIX_V6:
+            raise ConfigError(
+                f"[logging] client_prefix_v6: {self.client_prefix_v6} is not between 0 and "
+                f"{MAX_LOGGED_PREFIX_V6} (a longer prefix could identify a client)"
+            )
+        if self.query_log_max_mb < 1:
+            raise ConfigError("[logging] query_log_max_mb: must be at least 1")
+        if self.query_log_max_days <= 0:
+            raise ConfigError("[logging] query_log_max_days: must be positive")
+        if self.query_log_queue < 1:
+            raise ConfigError("[logging] query_log_queue: must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)

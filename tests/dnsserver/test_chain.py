@@ -33,6 +33,7 @@ ALL = order(8, kind=AuthorityKind.OPERATOR, category=Category.MALWARE)
 
 def test_chain_order_is_declared_once() -> None:
     assert [name for name, _ in CHAIN] == [
+        "querylog",
         "responder",
         "acl",
         "ratelimit",

@@ -10,6 +10,7 @@ import pytest
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "dns"
 PAGES = sorted(DOCS.glob("*.md"))
 HANDLER_PAGES = (
+    "querylog",
     "responder",
     "acl",
     "ratelimit",

@@ -157,6 +157,13 @@ def register(app: typer.Typer) -> None:
                 "tiles_dir": str(ledger.tiles_dir),
             }
             cfg = load_config(config, overrides)
+            if cfg.logging.query_log and cfg.logging.query_log_dir is None:
+                # Beside the store too, as an absolute path every DNS worker writes to.
+                from clearwall.layout import querylog_dir
+
+                where = querylog_dir(cfg.store.url, cfg.ledger)
+                overrides.setdefault("logging", {})["query_log_dir"] = str(where)
+                cfg = load_config(config, overrides)
         if cfg.web.listen is not None and cfg.dns.block.public_url == BlockConfig().public_url:
             # Order links in SDE JSON and on block pages must reach this web app unless the
             # operator configured the public address it is reached at.

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from clearwall.config import DNSConfig, HostPort
+from clearwall.config import DNSConfig, HostPort, LoggingConfig
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers import build, describe
@@ -13,6 +14,9 @@ from clearwall.dnsserver.handlers.base import Handler, Services, UpstreamTranspo
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder, PolicyView
 from clearwall.dnsserver.server import DNSServer, SocketTransport
+
+if TYPE_CHECKING:
+    from clearwall.querylog.recorder import Recorder
 
 log = logging.getLogger(__name__)
 
@@ -28,18 +32,23 @@ class Gateway:
     handlers: list[str]
     server: DNSServer
     transport: UpstreamTransport
+    querylog: Recorder | None = None  # the query log's recorder, when it is on
 
     async def start(self, listen: tuple[HostPort, ...] | None = None) -> None:
-        """Bind every listener."""
+        """Bind every listener (and start the query log's writer when it is on)."""
         await self.server.start(listen)
+        if self.querylog is not None:
+            self.querylog.start()
         log.info("DNS chain: %s", describe(self.handlers))
         for host, port in self.server.addresses:
             log.info("DNS listening on %s (UDP and TCP)", HostPort(host, port))
         log.info("DNS UDP: %s", self.server.udp_mode)
 
     async def stop(self) -> None:
-        """Stop listening and let in-flight queries finish."""
+        """Stop listening, let in-flight queries finish, write the queued records."""
         await self.server.stop()
+        if self.querylog is not None:
+            self.querylog.stop()
 
     async def resolve(
         self, query: bytes, client: str = "127.0.0.1", *, tcp: bool = False
@@ -74,13 +83,26 @@ def build_gateway(
     transport: UpstreamTransport | None = None,
     metrics: DNSMetrics | None = None,
     reuse_port: bool = False,
+    logging_config: LoggingConfig | None = None,
+    writer: str = "w0",
 ) -> Gateway:
-    """Build the chain and listeners for ``config`` (nothing is bound yet)."""
+    """Build the chain and listeners for ``config`` (nothing is bound yet).
+
+    With ``logging_config.query_log`` on, the chain records answers into the query log
+    as ``writer`` (a name unique per DNS process); off, no query-log code is built.
+    """
     holder = PolicyHolder() if policy is None else PolicyHolder(policy)
     metrics = metrics or DNSMetrics()
     metrics.policy_version = holder.current.tree_size
     transport = transport or SocketTransport()
-    services = Services(config=config, policy=holder, metrics=metrics, transport=transport)
+    recorder = None
+    if logging_config is not None and logging_config.query_log:
+        from clearwall.querylog.recorder import Recorder
+
+        recorder = Recorder(logging_config, metrics, writer)
+    services = Services(
+        config=config, policy=holder, metrics=metrics, transport=transport, querylog=recorder
+    )
     chain, names, fast = build(services)
     server = DNSServer(config, chain, metrics, reuse_port=reuse_port, fast=fast)
-    return Gateway(config, holder, metrics, chain, names, server, transport)
+    return Gateway(config, holder, metrics, chain, names, server, transport, recorder)

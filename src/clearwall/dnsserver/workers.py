@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import uvloop
 
-from clearwall.config import Config, DNSConfig, HostPort, load_config
+from clearwall.config import Config, DNSConfig, HostPort, LoggingConfig, load_config
 from clearwall.dnsserver.gateway import Gateway, build_gateway
 from clearwall.dnsserver.handlers import build, describe
 from clearwall.dnsserver.handlers.base import Services
@@ -106,7 +106,7 @@ def serve(opts: ServeOptions) -> None:
     if opts.config.dns.workers <= 1:
         uvloop.run(_serve_single(opts, started_path, source))
     else:
-        workers = _fork_workers(opts.config.dns, started_path, source)
+        workers = _fork_workers(opts.config.dns, started_path, source, opts.config.logging)
         uvloop.run(_supervise(opts, started_path, source, workers))
     log.info("clearwall DNS stopped")
 
@@ -135,7 +135,13 @@ def _load(path: Path | None) -> PolicyView | None:
 def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
     """Rebuild the handler chain for a reloaded config (listeners stay as they are)."""
     gw.policy.clear_listeners()  # the old handlers go away with their swap listeners
-    services = Services(config=dns, policy=gw.policy, metrics=gw.metrics, transport=gw.transport)
+    services = Services(
+        config=dns,
+        policy=gw.policy,
+        metrics=gw.metrics,
+        transport=gw.transport,
+        querylog=gw.querylog,  # [logging] changes apply on restart
+    )
     chain, names, fast = build(services)
     gw.server.dispatcher.chain = chain
     gw.server.dispatcher.fast = fast
@@ -178,7 +184,7 @@ def _reloader(opts: ServeOptions, gw: Gateway) -> Callable[[], None]:
 
 async def _serve_single(opts: ServeOptions, path: Path | None, source: PolicySource | None) -> None:
     loop = asyncio.get_running_loop()
-    gw = build_gateway(opts.config.dns, _load(path))
+    gw = build_gateway(opts.config.dns, _load(path), logging_config=opts.config.logging)
     await gw.start()
     _start_metrics(opts, DNSCollector(lambda: [gw.metrics]), lambda: gw.policy.current)
 
@@ -213,7 +219,12 @@ if TYPE_CHECKING:  # multiprocessing is imported only when workers are forked
     ]
 
 
-def _fork_workers(dns: DNSConfig, path: Path | None, source: PolicySource | None) -> Workers:
+def _fork_workers(
+    dns: DNSConfig,
+    path: Path | None,
+    source: PolicySource | None,
+    logging_config: LoggingConfig | None = None,
+) -> Workers:
     """Fork the workers (no event loop or thread exists yet, so forking is safe)."""
     import multiprocessing
 
@@ -229,6 +240,7 @@ def _fork_workers(dns: DNSConfig, path: Path | None, source: PolicySource | None
             kwargs={
                 "close_fds": (*inherited, *(conn.fileno() for _p, conn in workers)),
                 "supervisor": os.getpid(),
+                "logging_config": logging_config,
             },
             daemon=True,
         )
@@ -246,6 +258,7 @@ def worker_main(
     log_level: int,
     close_fds: tuple[int, ...] = (),
     supervisor: int | None = None,
+    logging_config: LoggingConfig | None = None,
 ) -> None:
     """Entry point of one worker process; it dies with ``supervisor`` (its parent's pid)."""
     if supervisor is not None:
@@ -261,7 +274,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     if dns.batch_scheduling:
         batch_scheduling()
-    uvloop.run(_worker(dns, path, conn))
+    uvloop.run(_worker(dns, path, conn, logging_config, f"w{index}"))
 
 
 def batch_scheduling() -> bool:
@@ -284,10 +297,20 @@ def batch_scheduling() -> bool:
 
 
 async def _worker(
-    dns: DNSConfig, path: str | None, conn: multiprocessing.connection.Connection
+    dns: DNSConfig,
+    path: str | None,
+    conn: multiprocessing.connection.Connection,
+    logging_config: LoggingConfig | None = None,
+    writer: str = "w0",
 ) -> None:
     loop = asyncio.get_running_loop()
-    gw = build_gateway(dns, _load(Path(path) if path else None), reuse_port=True)
+    gw = build_gateway(
+        dns,
+        _load(Path(path) if path else None),
+        reuse_port=True,
+        logging_config=logging_config,
+        writer=writer,
+    )
     await gw.start()
     quiet_gc()
     conn.send(("ready", gw.server.addresses))

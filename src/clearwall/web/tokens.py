@@ -53,6 +53,17 @@ class TokenStore:
         info = token_from_row(row)
         return info if info.revoked_at is None else None
 
+    def active(self, token_id: int) -> TokenInfo | None:
+        """The token record ``token_id`` while it is not revoked, else None (the console's
+        sessions re-check their token with this on every request)."""
+        t = schema.api_tokens
+        with self.service.store.read() as conn:
+            row = conn.execute(select(t).where(t.c.id == token_id)).first()
+        if row is None:
+            return None
+        info = token_from_row(row)
+        return info if info.revoked_at is None else None
+
     def list(self) -> list[TokenInfo]:
         """Every token record, oldest first (secrets are not stored, so none is shown)."""
         t = schema.api_tokens

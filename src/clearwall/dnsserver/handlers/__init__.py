@@ -17,6 +17,7 @@ from clearwall.dnsserver.handlers import (
     jurisdiction,
     minimal_any,
     query_policy,
+    querylog,
     ratelimit,
     responder,
     response_policy,
@@ -26,6 +27,9 @@ from clearwall.dnsserver.handlers import (
 from clearwall.dnsserver.handlers.base import Factory, FastPath, FastStep, Handler, Services
 
 CHAIN: tuple[tuple[str, Factory], ...] = (
+    # Outside everything, and only when [logging] query_log is on: records each answer
+    # with the reply the responder rendered (its rcode), after the reply is ready.
+    ("querylog", querylog.build),
     # Outermost: renders every answer below it (refusals, blocks, cache hits, upstream
     # data) into bytes the same way, and counts it.
     ("responder", responder.build),
@@ -90,6 +94,12 @@ def compose_fast(handlers: list[Handler], fuse: bool = True) -> FastPath | None:
     ``fast_path`` to turn the answer of the steps below it into reply bytes. With
     ``fuse`` the standard chain's composition runs as one C call (``dnsserver.fused``).
     """
+    wrap = getattr(handlers[0], "wrap_fast", None) if handlers else None
+    if wrap is not None:
+        # The query log stands outside the responder: it records what the fast path of
+        # the handlers below it answers (fused or not), so that path stays as it is.
+        inner = compose_fast(handlers[1:], fuse)
+        return None if inner is None else wrap(inner, handlers[1:])
     step: FastStep | None = None
     for handler in reversed(handlers[1:]):
         make = getattr(handler, "fast", None)

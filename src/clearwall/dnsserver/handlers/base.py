@@ -19,13 +19,16 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 from clearwall.config import DNSConfig
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder
+
+if TYPE_CHECKING:
+    from clearwall.querylog.recorder import Recorder
 
 Result: TypeAlias = Answer | Awaitable[Answer]
 Handler: TypeAlias = Callable[[Context], Result]
@@ -62,6 +65,7 @@ class Services:
     metrics: DNSMetrics = field(default_factory=DNSMetrics)
     transport: UpstreamTransport | None = None
     clock: Callable[[], float] = time.monotonic
+    querylog: Recorder | None = None  # set only when [logging] query_log is on
 
 
 Factory: TypeAlias = Callable[[Services, Handler | None], Handler | None]
