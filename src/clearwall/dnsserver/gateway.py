@@ -28,6 +28,7 @@ class Gateway:
     handlers: list[str]
     server: DNSServer
     transport: UpstreamTransport
+    services: Services | None = None  # what the chain was built with (its encrypted upstreams)
 
     async def start(self, listen: tuple[HostPort, ...] | None = None) -> None:
         """Bind every listener."""
@@ -36,10 +37,18 @@ class Gateway:
         for host, port in self.server.addresses:
             log.info("DNS listening on %s (UDP and TCP)", HostPort(host, port))
         log.info("DNS UDP: %s", self.server.udp_mode)
+        names = {"dot": "DNS over TLS", "doh": "DNS over HTTPS", "doq": "DNS over QUIC"}
+        for kind, bound in self.server.encrypted.items():
+            for host, port in bound:
+                log.info("%s listening on %s", names[kind], HostPort(host, port))
 
     async def stop(self) -> None:
-        """Stop listening and let in-flight queries finish."""
+        """Stop listening and let in-flight queries finish; close upstream connections."""
         await self.server.stop()
+        encrypted = self.services.encrypted if self.services is not None else None
+        close = getattr(encrypted, "close", None)
+        if close is not None:
+            await close()
 
     async def resolve(
         self, query: bytes, client: str = "127.0.0.1", *, tcp: bool = False
@@ -83,4 +92,4 @@ def build_gateway(
     services = Services(config=config, policy=holder, metrics=metrics, transport=transport)
     chain, names, fast = build(services)
     server = DNSServer(config, chain, metrics, reuse_port=reuse_port, fast=fast)
-    return Gateway(config, holder, metrics, chain, names, server, transport)
+    return Gateway(config, holder, metrics, chain, names, server, transport, services)

@@ -131,8 +131,15 @@ def _load(path: Path | None) -> PolicyView | None:
 def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
     """Rebuild the handler chain for a reloaded config (listeners stay as they are)."""
     gw.policy.clear_listeners()  # the old handlers go away with their swap listeners
-    services = Services(config=dns, policy=gw.policy, metrics=gw.metrics, transport=gw.transport)
+    # The encrypted upstreams' connections are kept unless their trust changed.
+    old = gw.services.encrypted if gw.services is not None else None
+    if getattr(old, "ca_file", None) != dns.upstream.ca_file:
+        old = None
+    services = Services(
+        config=dns, policy=gw.policy, metrics=gw.metrics, transport=gw.transport, encrypted=old
+    )
     chain, names, fast = build(services)
+    gw.services = services
     gw.server.dispatcher.chain = chain
     gw.server.dispatcher.fast = fast
     gw.chain, gw.handlers, gw.config = chain, names, dns

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
-from clearwall.config import DNSConfig
+from clearwall.config import DNSConfig, EncryptedUpstream
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.metrics import DNSMetrics
@@ -53,6 +53,18 @@ class UpstreamTransport(Protocol):
         ...
 
 
+class EncryptedTransport(Protocol):
+    """Sends one query to one encrypted upstream (DoT or DoH) and returns its reply.
+
+    Implementations verify the server's certificate and reuse connections; ID/question
+    checks are the caller's.
+    """
+
+    async def query(self, server: EncryptedUpstream, query: bytes, timeout: float) -> bytes:
+        """Send ``query``; return the reply or raise OSError/TimeoutError/DNSWireError."""
+        ...
+
+
 @dataclass
 class Services:
     """Everything a handler factory may use; each takes only what it needs."""
@@ -62,6 +74,7 @@ class Services:
     metrics: DNSMetrics = field(default_factory=DNSMetrics)
     transport: UpstreamTransport | None = None
     clock: Callable[[], float] = time.monotonic
+    encrypted: EncryptedTransport | None = None  # for tls:// and https:// upstreams
 
 
 Factory: TypeAlias = Callable[[Services, Handler | None], Handler | None]
