@@ -91,5 +91,7 @@ def build_gateway(
     transport = transport or SocketTransport()
     services = Services(config=config, policy=holder, metrics=metrics, transport=transport)
     chain, names, fast = build(services)
-    server = DNSServer(config, chain, metrics, reuse_port=reuse_port, fast=fast)
+    server = DNSServer(
+        config, chain, metrics, reuse_port=reuse_port, fast=fast, encrypted=services.listeners
+    )
     return Gateway(config, holder, metrics, chain, names, server, transport, services)

@@ -460,6 +460,7 @@ class DNSServer:
         metrics: DNSMetrics,
         reuse_port: bool = False,
         fast: FastPath | None = None,
+        encrypted: dict[str, list[tuple[str, int]]] | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -475,7 +476,11 @@ class DNSServer:
         self.addresses: list[tuple[str, int]] = []  # bound UDP addresses (port 0 resolved)
         # Bound encrypted listeners per kind (port 0 resolved) and how to close each; each
         # kind lives in its own module (dnsserver.dot, .doh, .doq), imported when used.
-        self.encrypted: dict[str, list[tuple[str, int]]] = {"dot": [], "doh": [], "doq": []}
+        self.encrypted: dict[str, list[tuple[str, int]]] = (
+            encrypted if encrypted is not None else {}
+        )
+        for kind in ("dot", "doh", "doq"):
+            self.encrypted.setdefault(kind, [])
         self._closers: list[Callable[[], None]] = []
 
     def admit(self, conn: TCPConnection) -> bool:

@@ -136,7 +136,12 @@ def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
     if getattr(old, "ca_file", None) != dns.upstream.ca_file:
         old = None
     services = Services(
-        config=dns, policy=gw.policy, metrics=gw.metrics, transport=gw.transport, encrypted=old
+        config=dns,
+        policy=gw.policy,
+        metrics=gw.metrics,
+        transport=gw.transport,
+        encrypted=old,
+        listeners=gw.server.encrypted,
     )
     chain, names, fast = build(services)
     gw.services = services

@@ -75,6 +75,9 @@ class Services:
     transport: UpstreamTransport | None = None
     clock: Callable[[], float] = time.monotonic
     encrypted: EncryptedTransport | None = None  # for tls:// and https:// upstreams
+    # The bound encrypted listeners per kind ("dot", "doh", "doq": [(host, port)]), shared
+    # with the server, which fills it when it binds (DDR announces them).
+    listeners: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
 Factory: TypeAlias = Callable[[Services, Handler | None], Handler | None]
