@@ -23,6 +23,7 @@ from clearwall.cli.common import (
     open_service,
     settings,
 )
+from clearwall.config import Config
 from clearwall.errors import FormatError
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, Verdict
 from clearwall.policy.model import RuleSpec
@@ -146,6 +147,7 @@ def init(
             key_file.parent.mkdir(parents=True, exist_ok=True)
             vkey = create_key_file(key_file, ledger.origin)
             typer.echo(f"ledger key created: {key_file} (verifier key {vkey})", err=True)
+        _tls_pair(s.config)
         service, _ = open_service(s.db_url, config, migrate=True)
         if demo:
             from clearwall.demo import install_demo
@@ -158,6 +160,33 @@ def init(
         if sync is not None:
             sync()
         typer.echo(f"store ready: {service.store.engine.url.render_as_string(hide_password=True)}")
+
+
+DEMO_TLS_CERT = Path("var/tls/cert.pem")
+DEMO_TLS_KEY = Path("var/tls/key.pem")
+
+
+def _tls_pair(config: Config) -> None:
+    """Create the encrypted listeners' self-signed certificate and key (``[dns] tls_cert``
+    and ``tls_key``, else var/tls/) unless they exist; print its fingerprint, which a
+    client pins (``kdig +tls-pin``) or compares by hand."""
+    from clearwall.dnsserver.tls import make_self_signed, spki_pin
+
+    cert = Path(config.dns.tls_cert or DEMO_TLS_CERT)
+    key = Path(config.dns.tls_key or DEMO_TLS_KEY)
+    if cert.exists() and key.exists():
+        return
+    if cert.exists() or key.exists():
+        typer.echo(f"TLS: only one of {cert} and {key} exists; not replacing it", err=True)
+        return
+    fingerprint = make_self_signed(cert, key)
+    typer.echo(
+        f"TLS certificate created: {cert} (key {key}, mode 0600), self-signed for "
+        f"clearwall.localhost, 127.0.0.1 and ::1\n"
+        f"  SHA-256 fingerprint {fingerprint}\n"
+        f"  SPKI pin (kdig +tls-pin=…) {spki_pin(str(cert))}",
+        err=True,
+    )
 
 
 # -- jurisdictions ----------------------------------------------------------------------
