@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import socket
 import ssl
 import subprocess
 from pathlib import Path
@@ -122,3 +123,15 @@ def kdig(gw: Gateway, files: TLSFiles, mode: str, name: str, *extra: str) -> str
 def parse(wire: bytes) -> dns.message.Message:
     """dnspython's reading of a reply."""
     return dns.message.from_wire(wire)
+
+
+def tls_socket(
+    tcp_port: int, ctx: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> ssl.SSLSocket:
+    """A TLS connection to 127.0.0.1:tcp_port (handshake done), verifying NAME."""
+    raw = socket.create_connection(("127.0.0.1", tcp_port), timeout=5)
+    try:
+        return ctx.wrap_socket(raw, server_hostname=NAME, session=session)
+    except BaseException:
+        raw.close()
+        raise

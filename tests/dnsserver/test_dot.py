@@ -27,6 +27,7 @@ from dnsserver.encrypted import (
     policy,
     port,
     tls_files,
+    tls_socket,
 )
 from dnsserver.helpers import ede
 from dnsserver.upstreams import NSD
@@ -117,19 +118,18 @@ def _pipelined(gw: Gateway, files: TLSFiles, count: int) -> dict[int, int]:
         wires.append(len(wire).to_bytes(2, "big") + wire)
     ctx = client_context(files, ["dot"])
     got: dict[int, int] = {}
-    with socket.create_connection(("127.0.0.1", port(gw, "dot")), timeout=5) as raw:
-        with ctx.wrap_socket(raw, server_hostname=NAME) as conn:
-            conn.sendall(b"".join(wires))
-            buf = b""
-            while len(got) < count:
-                chunk = conn.recv(65536)
-                assert chunk, "connection closed early"
-                buf += chunk
-                while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
-                    size = int.from_bytes(buf[:2], "big")
-                    reply = dns.message.from_wire(buf[2 : 2 + size])
-                    got[reply.id] = reply.rcode()
-                    buf = buf[2 + size :]
+    with tls_socket(port(gw, "dot"), ctx) as conn:
+        conn.sendall(b"".join(wires))
+        buf = b""
+        while len(got) < count:
+            chunk = conn.recv(65536)
+            assert chunk, "connection closed early"
+            buf += chunk
+            while len(buf) >= 2 and len(buf) >= 2 + int.from_bytes(buf[:2], "big"):
+                size = int.from_bytes(buf[:2], "big")
+                reply = dns.message.from_wire(buf[2 : 2 + size])
+                got[reply.id] = reply.rcode()
+                buf = buf[2 + size :]
     return got
 
 
@@ -159,12 +159,11 @@ def _resumed(gw: Gateway, files: TLSFiles) -> tuple[bool, bool]:
     session = None
     reused = []
     for _ in range(2):
-        with socket.create_connection(("127.0.0.1", port(gw, "dot")), timeout=5) as raw:
-            with ctx.wrap_socket(raw, server_hostname=NAME, session=session) as conn:
-                conn.sendall(framed)
-                conn.recv(65536)  # the reply; TLS 1.3 tickets arrive with it
-                reused.append(conn.session_reused)
-                session = conn.session
+        with tls_socket(port(gw, "dot"), ctx, session) as conn:
+            conn.sendall(framed)
+            conn.recv(65536)  # the reply; TLS 1.3 tickets arrive with it
+            reused.append(conn.session_reused)
+            session = conn.session
     return reused[0], reused[1]
 
 
@@ -178,9 +177,8 @@ def _handshake(gw: Gateway, files: TLSFiles, version: ssl.TLSVersion) -> str:
     ctx.maximum_version = version
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
-        with socket.create_connection(("127.0.0.1", port(gw, "dot")), timeout=5) as raw:
-            with ctx.wrap_socket(raw, server_hostname=NAME) as conn:
-                return str(conn.version())
+        with tls_socket(port(gw, "dot"), ctx) as conn:
+            return str(conn.version())
     except (ssl.SSLError, OSError) as exc:
         return type(exc).__name__
 
@@ -200,16 +198,16 @@ def _raw_then_query(gw: Gateway, files: TLSFiles, payload: bytes, in_tls: bool) 
     check the listener still answers a good query on a fresh connection."""
     ctx = client_context(files, ["dot"])
     outcome = "open"
-    with socket.create_connection(("127.0.0.1", port(gw, "dot")), timeout=5) as raw:
-        if in_tls:
-            with ctx.wrap_socket(raw, server_hostname=NAME) as conn:
-                conn.sendall(payload)
-                try:
-                    data = conn.recv(65536)
-                    outcome = "closed" if not data else f"reply rcode {data[5] & 0x0F}"
-                except (ssl.SSLError, OSError):
-                    outcome = "closed"
-        else:
+    if in_tls:
+        with tls_socket(port(gw, "dot"), ctx) as conn:
+            conn.sendall(payload)
+            try:
+                data = conn.recv(65536)
+                outcome = "closed" if not data else f"reply rcode {data[5] & 0x0F}"
+            except (ssl.SSLError, OSError):
+                outcome = "closed"
+    else:
+        with socket.create_connection(("127.0.0.1", port(gw, "dot")), timeout=5) as raw:
             raw.sendall(payload)
             try:
                 outcome = "closed" if not raw.recv(65536) else "answered garbage"
@@ -257,8 +255,7 @@ async def test_connection_table_evicts_idle_longest(
     def three() -> list[bytes]:
         conns = []
         for _ in range(3):
-            raw = socket.create_connection(("127.0.0.1", port(gw, "dot")), timeout=5)
-            conn = ctx.wrap_socket(raw, server_hostname=NAME)
+            conn = tls_socket(port(gw, "dot"), ctx)
             conn.sendall(_framed(QUERY))
             conn.recv(65536)
             conns.append(conn)
@@ -281,12 +278,11 @@ async def test_idle_connection_is_closed(nsd: NSD, files: TLSFiles, gateway_fact
     ctx = client_context(files, ["dot"])
 
     def idle() -> bytes:
-        with socket.create_connection(("127.0.0.1", port(gw, "dot")), timeout=5) as raw:
-            with ctx.wrap_socket(raw, server_hostname=NAME) as conn:
-                try:
-                    return conn.recv(1)
-                except (ssl.SSLError, OSError):
-                    return b""
+        with tls_socket(port(gw, "dot"), ctx) as conn:
+            try:
+                return conn.recv(1)
+            except (ssl.SSLError, OSError):
+                return b""
 
     assert await asyncio.get_running_loop().run_in_executor(None, idle) == b""
 
