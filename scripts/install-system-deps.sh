@@ -17,7 +17,9 @@ PACKAGES=(
   iptables
   openssl                   # test CA for HTTPS targets
   procps                    # pkill/ps used by service scripts
-  unbound                   # loads our RPZ export (tests/formats); the reference and validating upstream of tests/dnsserver
+  unbound                   # loads our RPZ export (tests/formats); the reference and validating upstream of tests/dnsserver; its tls-port a DoT upstream
+  knot-dnsutils             # kdig: the DoT (+tls) and DoH (+https) client of tests/dnsserver
+  curl                      # curl --doh-url: a DoH client of tests/dnsserver
 )
 
 missing=()
