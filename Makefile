@@ -14,7 +14,7 @@ DOH    ?= 127.0.0.1:8443
 # setup.py and the C sources: pip builds the C extensions (setup.py lists them) into
 # src/, so a change to any of them must reinstall.
 $(STAMP): pyproject.toml setup.py src/clearwall/policy/_nameindex.c src/clearwall/dnsserver/_udpbatch.c \
-		src/clearwall/dnsserver/_lrustore.c src/clearwall/dnsserver/_fastpath.c
+		src/clearwall/dnsserver/_lrustore.c src/clearwall/dnsserver/_fastpath.c src/clearwall/dnsserver/_doh2.c
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'
@@ -30,8 +30,11 @@ run: $(STAMP)
 		--dot $(DOT) --doh $(DOH) --tls-cert var/tls/cert.pem --tls-key var/tls/key.pem $(ARGS)
 
 ## test: install system test dependencies, then run the whole test suite
-test: $(STAMP)
+# The system packages come first: the package's C modules build against some of them
+# (libnghttp2's headers for the DoH listener).
+test:
 	bash scripts/install-system-deps.sh
+	$(MAKE) $(STAMP)
 	$(PY) -m pytest -q
 
 ## check: the quality gates: lint, types, tests

@@ -32,6 +32,21 @@ from dnsserver.helpers import ede, sde
 from dnsserver.upstreams import NSD, free_port
 
 
+@pytest.fixture(params=["nghttp2", "h2"], autouse=True)
+def http2_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with both HTTP/2 implementations: libnghttp2 (``_doh2``) and the
+    pure-Python h2 it stands in for where it is not built."""
+    from clearwall.dnsserver import doh
+
+    if request.param == "nghttp2" and doh._doh2 is None:
+        pytest.fail(
+            "clearwall.dnsserver._doh2 is not built: install libnghttp2-dev "
+            "(scripts/install-system-deps.sh), then reinstall the package"
+        )
+    monkeypatch.setattr(doh, "USE_NGHTTP2", request.param == "nghttp2")
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
     return tls_files(tmp_path_factory.mktemp("tls"))
