@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
-from aioquic.asyncio.server import serve
+from aioquic.asyncio.server import QuicServer
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.events import (
     ConnectionTerminated,
@@ -190,20 +191,33 @@ async def listen(server: DNSServer, hp: HostPort) -> tuple[Callable[[], None], i
         raise ConfigError(f"[dns] tls_cert/tls_key for DoQ: {exc}") from exc
     listener = DoQListener(server)
     tickets = Tickets()
-    quic_server = await serve(
-        hp.host,
-        hp.port,
-        configuration=quic,
-        create_protocol=lambda *a, **k: DoQConnection(*a, listener=listener, **k),
-        session_ticket_fetcher=tickets.pop,
-        session_ticket_handler=tickets.add,
+    # Our own socket rather than aioquic's serve(): several workers share the port
+    # (SO_REUSEPORT; the kernel keeps a client's 4-tuple on one worker).
+    family = socket.AF_INET6 if ":" in hp.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if server.reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((hp.host, hp.port))
+    except OSError:
+        sock.close()
+        raise
+    loop = asyncio.get_running_loop()
+    _transport, quic_server = await loop.create_datagram_endpoint(
+        lambda: QuicServer(
+            configuration=quic,
+            create_protocol=lambda *a, **k: DoQConnection(*a, listener=listener, **k),
+            session_ticket_fetcher=tickets.pop,
+            session_ticket_handler=tickets.add,
+        ),
+        sock=sock,
     )
-    transport: Any = getattr(quic_server, "_transport", None)
-    port = int(transport.get_extra_info("sockname")[1]) if transport is not None else hp.port
+    port = int(sock.getsockname()[1])
 
     def close() -> None:
         listener.close()
         quic_server.close()
 
-    await asyncio.sleep(0)
     return close, port
