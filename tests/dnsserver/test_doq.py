@@ -80,7 +80,8 @@ async def raw_streams(gw: Gateway, files: TLSFiles, messages: list[bytes]) -> Re
 
         def events(event: QuicEvent) -> None:
             recorder(event)
-            original(event)
+            if not isinstance(event, StreamDataReceived):  # our streams, not asyncio's
+                original(event)
 
         client.quic_event_received = events  # type: ignore[method-assign]
         conn = client._quic
@@ -126,7 +127,8 @@ async def test_protocol_errors_close_the_connection(gw: Gateway, files: TLSFiles
 
         def events(event: QuicEvent) -> None:
             recorder(event)
-            original(event)
+            if not isinstance(event, StreamDataReceived):  # our streams, not asyncio's
+                original(event)
 
         client.quic_event_received = events  # type: ignore[method-assign]
         conn = client._quic
