@@ -125,6 +125,9 @@ class Scripted:
             reply.authority.append(dns.rrset.from_text("test.", 3600, "IN", "SOA", soa))
         else:
             reply.answer.append(dns.rrset.from_text(name, self.ttl, "IN", "A", "192.0.2.1"))
+            if name.labels[0] == b"auth":  # a referral-style extra the upstream adds
+                ns = dns.rrset.from_text("example.test.", self.ttl, "IN", "NS", "ns.test.")
+                reply.authority.append(ns)
         wire: bytes = reply.to_wire()
         assert check(wire)
         return wire
@@ -263,18 +266,38 @@ def idle_closed(gw: Any) -> bool:
             return False
 
 
-def second_tcp_answered(gw: Any) -> bool:
-    """Whether a second TCP connection, while one is open, gets an answer."""
+def tcp_answered(conn: socket.socket) -> bool:
+    """Whether one whole length-prefixed reply arrives on ``conn``."""
+    try:
+        head = conn.recv(2)
+        if len(head) < 2:
+            return False
+        want, got = int.from_bytes(head, "big"), b""
+        while len(got) < want:
+            chunk = conn.recv(want - len(got))
+            if not chunk:
+                return False
+            got += chunk
+        return True
+    except (TimeoutError, ConnectionError):
+        return False
+
+
+def first_tcp_kept(gw: Any) -> bool:
+    """Whether an idle TCP connection is still served after a second one was answered
+    (a full table closes the connection idle longest to admit the newcomer)."""
     host, port = gw.server.addresses[0]
     with socket.create_connection((host, port), timeout=3) as first:
         first.sendall(tcp_query(host, port))
-        first.recv(2)
+        assert tcp_answered(first)
         with socket.create_connection((host, port), timeout=3) as second:
+            second.sendall(tcp_query(host, port))
+            assert tcp_answered(second)
             try:
-                second.sendall(tcp_query(host, port))
-                return len(second.recv(2)) == 2
-            except (TimeoutError, ConnectionError):
+                first.sendall(tcp_query(host, port))
+            except ConnectionError:
                 return False
+            return tcp_answered(first)
 
 
 # -- encrypted listeners and upstreams ------------------------------------------------------
@@ -379,7 +402,11 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     from clearwall.policy.model import RuleSpec
     from clearwall.store import PolicyService, open_store
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'cw.db'}"
+    where = tmp_path_factory.mktemp("store")
+    url = f"sqlite:///{where / 'cw.db'}"
+    # `clearwall init` makes the store and its ledger key: a gateway signs and publishes
+    # what it enforces, so it needs the key beside the store.
+    cli(["init", "--db", url], where)
     service = PolicyService(open_store(url, migrate=True))
     service.add_jurisdiction("xa", "A", ["10.77.1.0/24"])
     court = service.add_authority("Court", "court", "xa")
@@ -451,7 +478,9 @@ def serve(file: Path, store_url: str) -> dict[str, Any]:
                 dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5)
                 break
             except (dns.exception.Timeout, OSError):
-                assert proc.poll() is None and time.monotonic() < deadline, "not serving"
+                if proc.poll() is not None:
+                    raise AssertionError(f"serve exited: {proc.communicate()[0][-2000:]}") from None
+                assert time.monotonic() < deadline, "not serving after 60 s"
         # The DNS workers are forked children; the policy compiler is a child too (it
         # runs the policy_source module) and is not one of them.
         workers = [
@@ -767,7 +796,7 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
     "dns.tcp_idle_timeout": (0.2, lambda c, f, s: with_gateway(c, idle_closed), ON_PORT_0),
     "dns.max_tcp_connections": (
         1,
-        lambda c, f, s: with_gateway(c, second_tcp_answered),
+        lambda c, f, s: with_gateway(c, first_tcp_kept),
         ON_PORT_0,
     ),
     "dns.max_inflight": (0, chain_of(lambda ch: ch.rcode()), {}),
@@ -869,6 +898,16 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
     "dns.block.public_url": (
         "https://portal.example",
         chain_of(lambda ch: sde(ch.ask("sink.test")).get("j")),
+        {},
+    ),
+    "dns.upstream.minimal_responses": (
+        False,
+        chain_of(lambda ch: len(ch.ask("auth.example.test").authority)),  # type: ignore[union-attr]
+        {},
+    ),
+    "dns.special_use.forward": (
+        ["10.in-addr.arpa"],
+        chain_of(lambda ch: (ch.ask("1.0.0.10.in-addr.arpa", "PTR"), len(ch.upstream.asked))[1]),
         {},
     ),
     "web.listen": (

@@ -2,7 +2,8 @@
 
 Strings are parsed into value objects (addresses, CIDRs, durations) at load time, and
 every error names the section and option. Defaults are the embedded single-machine setup:
-SQLite under ``./var``, DNS on 127.0.0.1:8053, the web app on 127.0.0.1:8080.
+SQLite at ``./var/clearwall.db`` with its ledger files beside it (``clearwall.layout``),
+DNS on 127.0.0.1:8053, the web app on 127.0.0.1:8080.
 """
 
 from __future__ import annotations
@@ -133,10 +134,14 @@ class WitnessEndpoint:
 
 @dataclass(frozen=True, slots=True)
 class LedgerConfig:
-    """The transparency log: key, tiles directory, public name, witnesses."""
+    """The transparency log: key, tiles directory, public name, witnesses.
 
-    key_file: Path = DEFAULT_VAR / "ledger.key"  # Ed25519 signer, mode 0600, never logged
-    tiles_dir: Path = DEFAULT_VAR / "log"  # static C2SP tlog-tiles
+    The paths default to None: beside a SQLite store's file (``clearwall.layout``
+    resolves them for the store in use); a PostgreSQL store needs both set.
+    """
+
+    key_file: Path | None = None  # Ed25519 signer, mode 0600, never logged
+    tiles_dir: Path | None = None  # static C2SP tlog-tiles
     origin: str = "clearwall.example/log"  # checkpoint origin line and note key name
     witnesses: tuple[WitnessEndpoint, ...] = ()  # asked to cosign each new checkpoint
     witness_quorum: int = 0  # cosignatures that make a checkpoint witnessed
@@ -158,6 +163,18 @@ class LedgerConfig:
             )
         if self.witness_timeout <= 0 or self.witness_retry <= 0:
             raise ConfigError("[ledger] witness_timeout and witness_retry must be positive")
+
+    def key_path(self) -> Path:
+        """The signer key file; ConfigError when it was not resolved for a store."""
+        if self.key_file is None:
+            raise ConfigError("[ledger] key_file is not resolved for a store (clearwall.layout)")
+        return self.key_file
+
+    def tiles_path(self) -> Path:
+        """The public log's directory; ConfigError when it was not resolved for a store."""
+        if self.tiles_dir is None:
+            raise ConfigError("[ledger] tiles_dir is not resolved for a store (clearwall.layout)")
+        return self.tiles_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -380,6 +397,10 @@ def _convert(section: str, name: str, annotation: str, value: Any, default: Any)
             return tuple(ipaddress.ip_network(str(v), strict=False) for v in value)
         if annotation == "Path":
             return Path(str(value))
+        if annotation == "Path | None":
+            if not isinstance(value, str):
+                raise TypeError("expected a path (a string)")
+            return Path(value) if value else None
         if annotation == "bool":
             if not isinstance(value, bool):
                 raise TypeError("expected true or false")
@@ -453,7 +474,11 @@ def _build(cls: type[Any], section: str, data: Mapping[str, Any]) -> Any:
 
 
 def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = None) -> Config:
-    """Load the config from a TOML file (if given), then apply nested ``overrides``."""
+    """Load the config from a TOML file (if given), then apply nested ``overrides``.
+
+    Relative paths in the file are relative to the file's directory; paths in
+    ``overrides`` (command-line flags) are taken as given.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         try:
@@ -462,9 +487,32 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
             raise ConfigError(f"config file not found: {path}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+        # A path in a file means the same wherever a command runs from: relative to the
+        # file, never to the working directory.
+        _anchor_paths(Config, data, Path(path).parent)
     if overrides:
         data = _merge(data, overrides)
     return _build(Config, "config", data)  # type: ignore[no-any-return]
+
+
+def _anchor_paths(cls: type[Any], data: dict[str, Any], base: Path) -> None:
+    """Make the relative path options of ``data`` (a table for ``cls``) relative to ``base``."""
+    if not isinstance(data, dict):
+        return  # _build reports the type error with the option's name
+    defaults = cls()
+    for f in dataclasses.fields(cls):
+        value = data.get(f.name)
+        default = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(default) and not isinstance(default, HostPort):
+            if isinstance(value, dict):
+                _anchor_paths(type(default), value, base)
+        elif (
+            "Path" in str(f.type)
+            and isinstance(value, str)
+            and value
+            and not Path(value).is_absolute()
+        ):
+            data[f.name] = str(base / value)
 
 
 def _merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

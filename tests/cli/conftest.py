@@ -13,13 +13,25 @@ import pytest
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def make_runner(cwd: Path, db_url: str) -> Run:
-    """A function running the CLI in ``cwd`` against ``db_url``; returns the finished process."""
+def cli_env(cwd: Path, db_url: str) -> dict[str, str]:
+    """The environment of a CLI run against ``db_url``: no stray CLEARWALL_* settings, and
+    for a PostgreSQL store a config in ``cwd`` naming its ledger directory (such a store
+    has no file to keep its ledger beside)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARWALL_")}
     env["CLEARWALL_DB"] = db_url
     env["COLUMNS"] = "200"
     if "CLEARWALL_DATA" in os.environ:
         env["CLEARWALL_DATA"] = os.environ["CLEARWALL_DATA"]
+    if not db_url.startswith("sqlite"):
+        config = cwd / "clearwall.toml"
+        config.write_text('[ledger]\nkey_file = "ledger.key"\ntiles_dir = "log"\n')
+        env["CLEARWALL_CONFIG"] = str(config)
+    return env
+
+
+def make_runner(cwd: Path, db_url: str) -> Run:
+    """A function running the CLI in ``cwd`` against ``db_url``; returns the finished process."""
+    env = cli_env(cwd, db_url)
 
     def run(
         *args: str, ok: bool | None = True, stdin: str | None = None

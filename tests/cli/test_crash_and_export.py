@@ -17,7 +17,7 @@ from clearwall.model import Decision
 from clearwall.store import PolicyService, open_store, schema
 from clearwall.store.loader import build_snapshot, load_policy
 
-from .conftest import Run, make_runner
+from .conftest import Run, cli_env, make_runner
 from .test_policy_commands import add_order, setup_policy
 
 
@@ -40,8 +40,7 @@ def test_kill_during_import_leaves_no_half_order(tmp_path: Path, store_url: str)
     setup_policy(run)
     big = tmp_path / "big.txt"
     big.write_text("".join(f"host{i}.victim{i % 97}.example\n" for i in range(250_000)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARWALL_")}
-    env["CLEARWALL_DB"] = store_url
+    env = cli_env(tmp_path, store_url)
     killed_mid_way = 0
     for delay in (1.0, 2.5, 4.0, 6.0):
         proc = subprocess.Popen(

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from .conftest import cli_env
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
 
@@ -17,8 +18,7 @@ def test_walkthrough_runs(tmp_path: Path, store_url: str) -> None:
     script = re.search(r"<!-- walkthrough -->\n```sh\n(.*?)```", text, re.S)
     expected = re.search(r"`check` prints\n\n```json\n(.*?)\n```", text, re.S)
     assert script and expected
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARWALL_")}
-    env["CLEARWALL_DB"] = store_url
+    env = cli_env(tmp_path, store_url)
     prelude = f'set -e\nclearwall() {{ "{sys.executable}" -m clearwall "$@"; }}\n'
     proc = subprocess.run(
         ["bash", "-c", prelude + script.group(1)],

@@ -55,11 +55,16 @@ async def test_swap_under_load_drops_nothing(nsd: NSD, gateway_factory) -> None:
 
 
 def _store_with_jurisdiction(db: str) -> tuple[object, int]:
+    from clearwall.config import LedgerConfig
+    from clearwall.layout import resolve_ledger
+    from clearwall.ledger.signing import create_key_file
     from clearwall.model import AuthorityKind
     from clearwall.store.db import open_store
     from clearwall.store.service import PolicyService
 
     service = PolicyService(open_store(db, migrate=True))
+    # Its ledger key, as `clearwall init` makes it: the gateway publishes before enforcing.
+    create_key_file(resolve_ledger(LedgerConfig(), db).key_path(), LedgerConfig().origin)
     service.add_jurisdiction("tt", "Testland")
     authority = service.add_authority(
         "Testland court", AuthorityKind.COURT, "tt", ["mailto:court@testland.example"]

@@ -56,9 +56,9 @@ def test_snapshots_live_beside_the_store_and_go_with_the_gateway(tmp_path: Path)
     store = tmp_path / "store"
     store.mkdir()
     db = f"sqlite:///{store / 'cw.db'}"
-    subprocess.run(  # in store/: init writes the ledger key and tiles under ./var
+    subprocess.run(  # init writes the ledger key and tiles beside the store
         [sys.executable, "-m", "clearwall", "init", "--db", db],
-        cwd=store,
+        cwd=tmp_path,
         check=True,
         capture_output=True,
     )

@@ -105,6 +105,60 @@ def test_store_behind_checkpoint_is_refused(tmp_path: Path) -> None:
         log.sync()
 
 
+def _lose_tail(store: MemoryLogStore) -> None:
+    del store.entries[5:]  # entries lost after their checkpoint was published
+
+
+def _forget_checkpoints(store: MemoryLogStore) -> None:
+    del store.entries[5:]
+    store.stored = {k: v for k, v in store.stored.items() if k <= 5}  # an older backup
+
+
+def _another_store(store: MemoryLogStore) -> None:
+    store.entries[:] = []
+    store.stored.clear()
+    for i in range(3):
+        store.append(b'{"other":%d}' % i)
+    store.add_checkpoint(0, b"", "")  # it published, but not these files
+
+
+def _fresh_store(store: MemoryLogStore) -> None:
+    store.entries[:] = []
+    store.stored.clear()
+
+
+def _empty_with_history(store: MemoryLogStore) -> None:
+    store.entries[:] = []
+    store.stored = {0: store.stored[0]}
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        (_lose_tail, "a checkpoint of this store: committed entries were lost or rolled back"),
+        (_forget_checkpoints, "which extends this store's entries: committed entries were lost"),
+        (_another_store, "whose entries differ from this store's: those files belong to another"),
+        (_fresh_store, "this store never published a checkpoint: those files belong to another"),
+        (_empty_with_history, "either committed entries were lost or rolled back"),
+    ],
+)
+def test_a_store_behind_its_public_log_is_told_whose_files_are_whose(
+    tmp_path: Path, damage: object, says: str
+) -> None:
+    store, log = make_log(tmp_path, 5)
+    log.sync()
+    log.sync()  # size 5 recorded
+    for i in range(5, 10):
+        store.append(b'{"i":%d}' % i)
+    log.sync()
+    store.stored[0] = type(store.stored[5])(0, b"", "")  # as init records the empty log
+    damage(store)  # type: ignore[operator]
+    with pytest.raises(LedgerError) as info:
+        log.sync()
+    assert says in str(info.value)
+    assert f"public log in {tmp_path / 'log'} (key {tmp_path / 'k'})" in str(info.value)
+
+
 def test_edited_entry_is_reported_with_its_index(tmp_path: Path) -> None:
     store, log = make_log(tmp_path, 10)
     e = store.entries[7]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -69,20 +70,30 @@ def errors() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Settings:
-    """The config and the store URL a command runs with."""
+    """The config and the store URL a command runs with; ``config.ledger`` holds the
+    store's own ledger paths (``clearwall.layout``)."""
 
     config: Config
     config_path: Path | None
     db_url: str
 
 
+def config_path(config: Path | None) -> Path | None:
+    """The config file a command reads: --config, else $CLEARWALL_CONFIG, else none."""
+    if config is None and os.environ.get("CLEARWALL_CONFIG"):
+        return Path(os.environ["CLEARWALL_CONFIG"])
+    return config
+
+
 def settings(db: str | None, config: Path | None) -> Settings:
-    """Resolve the config file and the store URL: --db, then $CLEARWALL_DB, then the config."""
-    path = config
-    if path is None and os.environ.get("CLEARWALL_CONFIG"):
-        path = Path(os.environ["CLEARWALL_CONFIG"])
+    """Resolve the config file and the store URL (--db, then $CLEARWALL_DB, then the
+    config), and the ledger paths of that store."""
+    from clearwall.layout import resolve_ledger
+
+    path = config_path(config)
     cfg = load_config(path)
     url = db or os.environ.get("CLEARWALL_DB") or cfg.store.url
+    cfg = dataclasses.replace(cfg, ledger=resolve_ledger(cfg.ledger, url))
     return Settings(cfg, path, url)
 
 
@@ -90,9 +101,10 @@ def ledger_sync(cfg: Config, store: object) -> Callable[[], None] | None:
     """The after-commit hook that writes tiles and a signed checkpoint, if a key exists.
 
     Without a ledger key (a store set up before ``init`` made one, or a read-only copy) the
-    entries are still committed; the ledger writes their tiles on its next sync.
+    entries are still committed; the ledger writes their tiles on its next sync (a
+    gateway does so before it enforces them).
     """
-    if not Path(cfg.ledger.key_file).exists():
+    if not cfg.ledger.key_path().exists():
         return None
     try:
         from clearwall.ledger.log import TransparencyLog
@@ -104,6 +116,15 @@ def ledger_sync(cfg: Config, store: object) -> Callable[[], None] | None:
         log.sync()
 
     return sync
+
+
+def published_size(s: Settings, store: object) -> int:
+    """Publish every committed log entry and return the published checkpoint's size: what
+    ``check`` and ``export`` read the policy at, as a gateway enforces it (nothing the
+    public log does not show)."""
+    from clearwall.ledger.log import TransparencyLog
+
+    return TransparencyLog(store, s.config.ledger).publish()
 
 
 def open_service(

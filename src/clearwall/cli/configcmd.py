@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from clearwall.cli.common import ConfigOption, errors, settings
-from clearwall.config import HostPort, load_config
+from clearwall.cli.common import ConfigOption, DbOption, config_path, errors, settings
+from clearwall.config import HostPort
 
 
 def _plain(value: Any) -> Any:
@@ -38,22 +38,25 @@ def register(app: typer.Typer) -> None:
     @group.command("validate")
     def validate(
         file: Annotated[Path | None, typer.Argument(help="Config file (TOML) to check.")] = None,
+        db: DbOption = None,
         config: ConfigOption = None,
     ) -> None:
-        """Load a config file; exit 0 when every option is valid, else name the bad one."""
+        """Load a config file; exit 0 when every option is valid for the store it names
+        (or --db's), else name the bad one."""
         with errors():
-            path = file or config or settings(None, None).config_path
+            path = file or config_path(config)
+            settings(db, path)  # also: a PostgreSQL store needs its [ledger] paths
             if path is None:
                 typer.echo("no config file given; the built-in defaults are valid")
                 return
-            load_config(path)
             typer.echo(f"{path}: ok")
 
     @group.command("show")
-    def show(config: ConfigOption = None) -> None:
-        """Print the effective configuration (file, then defaults) as JSON."""
+    def show(db: DbOption = None, config: ConfigOption = None) -> None:
+        """Print the effective configuration (file, then defaults) as JSON, with the
+        store's ledger paths resolved."""
         with errors():
-            s = settings(None, config)
+            s = settings(db, config)
             data = _plain(s.config)
             data["store"]["effective_url"] = s.db_url
             typer.echo(json.dumps(data, indent=2))

@@ -75,13 +75,13 @@ def register(app: typer.Typer) -> None:
         return TransparencyLog(store, s.config.ledger), store
 
     @ledger.command("key")
-    def key(config: ConfigOption = None) -> None:
+    def key(db: DbOption = None, config: ConfigOption = None) -> None:
         """Print the log's verifier key (C2SP vkey: name+keyid+base64); publish it."""
         from clearwall.ledger.signing import load_signer
 
         with errors():
-            s = settings(None, config)
-            typer.echo(load_signer(Path(s.config.ledger.key_file)).verifier.vkey)
+            s = settings(db, config)
+            typer.echo(load_signer(s.config.ledger.key_path()).verifier.vkey)
 
     @ledger.command("sync")
     def sync(db: DbOption = None, config: ConfigOption = None) -> None:
@@ -139,8 +139,11 @@ def register(app: typer.Typer) -> None:
             report = audit(store, tlog, verifier)
         for problem in report.problems:
             typer.echo(f"TAMPERED: {problem}", err=True)
+        for lag in report.unpublished:
+            typer.echo(f"UNPUBLISHED: {lag}", err=True)
         if not report.ok:
-            fail(f"ledger verification failed: {len(report.problems)} problem(s)")
+            count = len(report.problems) + len(report.unpublished)
+            fail(f"ledger verification failed: {count} problem(s)")
         typer.echo(f"ok: {report.summary()}")
 
     @ledger.command("prove")

@@ -21,6 +21,7 @@ from clearwall.cli.common import (
     file_progress,
     ledger_sync,
     open_service,
+    published_size,
     settings,
 )
 from clearwall.config import Config
@@ -129,7 +130,8 @@ def init(
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create the store (migrations), the var directory and the ledger key; optionally a demo."""
+    """Create the store (migrations), its ledger key and public log directory; optionally a
+    demo."""
     with errors():
         s = settings(db, config)
         if demo:
@@ -139,15 +141,15 @@ def init(
             # the next `make run` (which inits only a missing store) serve an empty one.
             data = data_dir(data)
         ledger = s.config.ledger
-        Path(ledger.tiles_dir).mkdir(parents=True, exist_ok=True)
-        key_file = Path(ledger.key_file)
+        ledger.tiles_path().mkdir(parents=True, exist_ok=True)
+        key_file = ledger.key_path()
         if not key_file.exists():
             from clearwall.ledger.signing import create_key_file
 
             key_file.parent.mkdir(parents=True, exist_ok=True)
             vkey = create_key_file(key_file, ledger.origin)
             typer.echo(f"ledger key created: {key_file} (verifier key {vkey})", err=True)
-        _tls_pair(s.config)
+        _tls_pair(s.config, s.db_url)
         service, _ = open_service(s.db_url, config, migrate=True)
         if demo:
             from clearwall.demo import install_demo
@@ -159,21 +161,24 @@ def init(
         sync = ledger_sync(s.config, service.store)
         if sync is not None:
             sync()
+        typer.echo(
+            f"ledger key {key_file}, public log {ledger.tiles_path()}", err=True
+        )  # where this store's own files are, wherever the command ran from
         typer.echo(f"store ready: {service.store.engine.url.render_as_string(hide_password=True)}")
 
 
-DEMO_TLS_CERT = Path("var/tls/cert.pem")
-DEMO_TLS_KEY = Path("var/tls/key.pem")
-
-
-def _tls_pair(config: Config) -> None:
+def _tls_pair(config: Config, store_url: str) -> None:
     """Create the encrypted listeners' self-signed certificate and key (``[dns] tls_cert``
-    and ``tls_key``, else var/tls/) unless they exist; print its fingerprint, which a
-    client pins (``kdig +tls-pin``) or compares by hand."""
+    and ``tls_key``, else ``tls/`` beside a SQLite store's file, else ``var/tls/``) unless
+    they exist; print its fingerprint, which a client pins (``kdig +tls-pin``) or
+    compares by hand. ``make run``'s store is var/clearwall.db: var/tls/."""
     from clearwall.dnsserver.tls import make_self_signed, spki_pin
+    from clearwall.layout import sqlite_file
 
-    cert = Path(config.dns.tls_cert or DEMO_TLS_CERT)
-    key = Path(config.dns.tls_key or DEMO_TLS_KEY)
+    database = sqlite_file(store_url)
+    directory = database.parent / "tls" if database is not None else Path("var/tls")
+    cert = Path(config.dns.tls_cert or directory / "cert.pem")
+    key = Path(config.dns.tls_key or directory / "key.pem")
     if cert.exists() and key.exists():
         return
     if cert.exists() or key.exists():
@@ -560,7 +565,11 @@ def check(
 
         canonical = normalize_name(name)
         service, s = open_service(db, config)
-        snapshot = build_snapshot(service.store, base_url=s.config.dns.block.public_url)
+        snapshot = build_snapshot(
+            service.store,
+            base_url=s.config.dns.block.public_url,
+            size=published_size(s, service.store),
+        )
         where: str | None
         if client:
             try:
@@ -608,16 +617,17 @@ def export(
 
         service, s = open_service(db, config)
         code = service.jurisdiction(jurisdiction).code
-        snapshot = build_snapshot(service.store)
+        # Resolvers fed this export enforce it: only what the public log shows.
+        size = published_size(s, service.store)
+        snapshot = build_snapshot(service.store, size=size)
         pairs = list(snapshot.rules_for(code))
         block = s.config.dns.block
         if kind == "rpz":
             text = export_rpz(
                 ((rule, rule.action or ref.action) for rule, ref in pairs),
                 origin=origin or f"rpz.{code}.clearwall.",
-                serial=max(service.store.log_size(), 1),
-                comment=f"clearwall policy for jurisdiction {code}, log size "
-                f"{service.store.log_size()}",
+                serial=max(size, 1),
+                comment=f"clearwall policy for jurisdiction {code}, log size {size}",
                 sinkhole_v4=block.sinkhole_ipv4,
                 sinkhole_v6=block.sinkhole_ipv6,
             )

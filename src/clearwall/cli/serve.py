@@ -96,7 +96,8 @@ def register(app: typer.Typer) -> None:
     @app.command("serve")
     def serve(
         config: Annotated[
-            Path | None, typer.Option("--config", "-c", help="TOML config file.")
+            Path | None,
+            typer.Option("--config", "-c", help="TOML config file; default: $CLEARWALL_CONFIG."),
         ] = None,
         dns: Annotated[
             list[str] | None,
@@ -153,23 +154,35 @@ def register(app: typer.Typer) -> None:
                 "--snapshot-dir",
                 help=(
                     "Where compiled snapshots are written (default: a snapshots directory "
-                    "beside a SQLite store's file, else var/snapshots)."
+                    "beside a SQLite store's file, else beside the ledger key file)."
                 ),
             ),
         ] = None,
         log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, …")] = "",
     ) -> None:
         """Run the DNS gateway (and the web app) until SIGTERM/SIGINT; SIGHUP reloads config."""
-        from clearwall.dnsserver.policy_source import default_snapshot_dir
+        from clearwall.cli.common import config_path
         from clearwall.dnsserver.workers import ServeOptions
         from clearwall.dnsserver.workers import serve as run
+        from clearwall.layout import resolve_ledger
+        from clearwall.layout import snapshot_dir as default_snapshot_dir
 
+        config = config_path(config)
         web_off = web is not None and web.lower() in ("off", "none", "")
         encrypted = {"dot": dot, "doh": doh, "doq": doq, "tls_cert": tls_cert, "tls_key": tls_key}
         overrides = _overrides(dns, None if web_off else web, db, upstream, workers, encrypted)
         if web_off:
             overrides["web"] = {"listen": ""}
         cfg = load_config(config, overrides)
+        if snapshot is None:
+            # The store's own ledger, found once here and handed down as absolute paths:
+            # the gateway publishes the log before it enforces a policy, wherever it runs.
+            ledger = resolve_ledger(cfg.ledger, cfg.store.url)
+            overrides["ledger"] = {
+                "key_file": str(ledger.key_file),
+                "tiles_dir": str(ledger.tiles_dir),
+            }
+            cfg = load_config(config, overrides)
         if cfg.web.listen is not None and cfg.dns.block.public_url == BlockConfig().public_url:
             # Order links in SDE JSON and on block pages must reach this web app unless the
             # operator configured the public address it is reached at.
@@ -179,7 +192,8 @@ def register(app: typer.Typer) -> None:
         level = (log_level or cfg.logging.level).upper()
         logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         store_url = None if snapshot is not None else cfg.store.url
-        snapshot_dir = snapshot_dir or default_snapshot_dir(cfg.store.url)
+        if snapshot_dir is None and store_url is not None:
+            snapshot_dir = default_snapshot_dir(store_url, cfg.ledger)
         web_listen: HostPort | None = cfg.web.listen
         from clearwall.dnsserver.resolvconf import default_upstreams
 

@@ -7,30 +7,16 @@ from typing import Annotated
 
 import typer
 
+from clearwall.cli.common import ConfigOption, DbOption, settings
 from clearwall.store.db import open_store
 from clearwall.store.service import PolicyService
 from clearwall.web.tokens import Role, TokenStore
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db",
-        envvar="CLEARWALL_DB",
-        help="Store URL (sqlite:///path or postgresql://…); default: the config's.",
-    ),
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="Config file whose [store] url to use.")
-]
-
 
 def _tokens(db: str | None, config: Path | None) -> TokenStore:
-    """The token repository of the store named by ``--db``, the config, or the default."""
-    if db is None and config is not None:
-        from clearwall.config import load_config
-
-        db = load_config(config).store.url
-    return TokenStore(PolicyService(open_store(db)))
+    """The token repository of the store named by ``--db``, $CLEARWALL_DB or the config
+    (``--config``, else $CLEARWALL_CONFIG), as every other command finds it."""
+    return TokenStore(PolicyService(open_store(settings(db, config).db_url)))
 
 
 def register(app: typer.Typer) -> None:

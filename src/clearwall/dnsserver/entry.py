@@ -32,7 +32,7 @@ def launch_args(opts: ServeOptions, log_level: str) -> list[str]:
         "overrides": opts.overrides,
         "store_url": opts.store_url,
         "snapshot": str(opts.snapshot) if opts.snapshot else None,
-        "snapshot_dir": str(opts.snapshot_dir),
+        "snapshot_dir": str(opts.snapshot_dir) if opts.snapshot_dir else None,
         "metrics_listen": str(listen) if listen else None,
         "log_level": log_level,
     }
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                 overrides=spec["overrides"],
                 store_url=spec["store_url"],
                 snapshot=Path(spec["snapshot"]) if spec["snapshot"] else None,
-                snapshot_dir=Path(spec["snapshot_dir"]),
+                snapshot_dir=Path(spec["snapshot_dir"]) if spec["snapshot_dir"] else None,
                 metrics_listen=HostPort.parse(listen, 0) if listen else None,
             )
         )

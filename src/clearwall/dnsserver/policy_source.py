@@ -7,6 +7,13 @@ never wait for a compile and in-flight queries finish on the snapshot they start
 with. A SQLite store's version is polled with the standard library, so the gateway
 never imports SQLAlchemy.
 
+Nothing is enforced that the public log does not show: before each compile, the child
+signs and publishes every committed log entry (``TransparencyLog.publish``: tiles, rule
+files, then the checkpoint), so a policy change whose writer was killed before it
+published is published here, at the latest, and the snapshot is compiled at the size of
+the published checkpoint. When the log cannot be published (no key, an unwritable
+directory), the compile fails: nothing new is enforced, and the gateway says why.
+
 Compiling a large policy whole takes seconds (about 15 s for a million rules), while a
 change touches a few orders. So once a whole snapshot (the *base*) exists, a change is
 enforced as an overlay (``policy.layered``): only the orders the new log entries name
@@ -15,7 +22,9 @@ have stopped for ``consolidate_after`` seconds, the whole policy is compiled aga
 the background and swapped in as the new base; it gives the same verdicts as the
 overlay it replaces, so the data plane keeps its cached answers across that swap. Old
 snapshot directories are removed once newer ones exist, but never a base that a kept
-overlay still names.
+overlay still names. Each directory is locked by the process that compiles it
+(``snapshotdir``), so the next start removes what a killed gateway left behind and
+nothing a running one uses.
 """
 
 from __future__ import annotations
@@ -34,6 +43,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clearwall.config import LedgerConfig
+from clearwall.dnsserver import snapshotdir
+from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.policy import PolicyView
 from clearwall.errors import ClearwallError, SnapshotError
 
@@ -43,6 +55,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 KEEP_SNAPSHOTS = 2
+RETRY_MAX = 10.0  # seconds between attempts while a policy change cannot be compiled
 
 
 def load_snapshot(path: Path) -> PolicyView:
@@ -54,25 +67,40 @@ def load_snapshot(path: Path) -> PolicyView:
 
 
 def compile_to(
-    store_url: str, base_url: str, out: Path, base: Path | None = None, since: int = 0
+    store_url: str,
+    base_url: str,
+    out: Path,
+    base: Path | None = None,
+    since: int = 0,
+    ledger: LedgerConfig | None = None,
 ) -> None:
-    """Compile the store's enforceable policy and save it at ``out`` (runs in the child);
-    with ``base``, only the orders changed since tree size ``since``, as an overlay over
-    the snapshot saved at ``base``."""
+    """Publish the store's log, then compile its enforceable policy as the published
+    checkpoint states it and save it at ``out`` (runs in the child); with ``base``, only
+    the orders changed since tree size ``since``, as an overlay over the snapshot saved
+    at ``base``. ``ledger`` defaults to the store's own (``clearwall.layout``)."""
+    from clearwall.layout import resolve_ledger
+    from clearwall.ledger.log import TransparencyLog
     from clearwall.store.db import open_store
     from clearwall.store.loader import build_overlay, build_snapshot
 
     store = open_store(store_url)
     try:
+        try:
+            tlog = TransparencyLog(store, resolve_ledger(ledger or LedgerConfig(), store_url))
+            size = tlog.publish()
+        except ClearwallError as exc:
+            raise SnapshotError(
+                f"the log cannot be published, so nothing it does not show is enforced: {exc}"
+            ) from exc
         if base is None:
-            build_snapshot(store, base_url).save(out)
+            build_snapshot(store, base_url, size=size).save(out)
         else:
             from clearwall.policy.layered import save_overlay
             from clearwall.policy.snapshot import saved_jurisdictions
 
             # The jurisdictions in force at the base, so only the new entries are read.
             overlay, masked = build_overlay(
-                store, since, base_url, base_jurisdictions=saved_jurisdictions(base)
+                store, since, base_url, base_jurisdictions=saved_jurisdictions(base), size=size
             )
             save_overlay(overlay, out, base, masked)
     finally:
@@ -97,6 +125,25 @@ def saved_size(path: Path) -> str:
         return f"size unknown: {exc}"
 
 
+def _ledger_json(ledger: LedgerConfig | None) -> list[str | None] | None:
+    """A ledger config as the compiler's JSON requests carry it."""
+    if ledger is None:
+        return None
+    key, tiles = ledger.key_file, ledger.tiles_dir
+    return [None if key is None else str(key), None if tiles is None else str(tiles), ledger.origin]
+
+
+def _ledger_from_json(value: list[str | None] | None) -> LedgerConfig | None:
+    if value is None:
+        return None
+    key, tiles, origin = value
+    return LedgerConfig(
+        key_file=None if key is None else Path(key),
+        tiles_dir=None if tiles is None else Path(tiles),
+        origin=origin or LedgerConfig().origin,
+    )
+
+
 def saved_tree_size(path: Path) -> int:
     """The tree size a saved snapshot directory was compiled at."""
     from clearwall.policy.snapshot import saved_meta
@@ -108,17 +155,26 @@ def saved_tree_size(path: Path) -> int:
 
 
 def _compile_in_fork(
-    store_url: str, base_url: str, out: str, base: str | None, since: int
+    store_url: str,
+    base_url: str,
+    out: str,
+    base: str | None,
+    since: int,
+    ledger: LedgerConfig | None = None,
 ) -> tuple[str, str]:
     """Compile in a forked child that exits afterwards: the memory a big compile takes
     goes back to the system at once instead of staying in the compiler process."""
     read_end, write_end = os.pipe()
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:  # the child: compile, report, exit without running any cleanup
+        die_with_parent(parent)  # a killed compiler process takes its compile along
         os.close(read_end)
         status = 1
         try:
-            compile_to(store_url, base_url, Path(out), None if base is None else Path(base), since)
+            compile_to(
+                store_url, base_url, Path(out), None if base is None else Path(base), since, ledger
+            )
             message, status = b"ok", 0
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}".encode()[:4000]
@@ -145,8 +201,9 @@ def _compiler_loop() -> int:
     import clearwall.store.loader  # noqa: F401
 
     for line in sys.stdin:
-        store_url, base_url, out, base, since = json.loads(line)
-        print(json.dumps(_compile_in_fork(store_url, base_url, out, base, since)), flush=True)
+        store_url, base_url, out, base, since, ledger = json.loads(line)
+        result = _compile_in_fork(store_url, base_url, out, base, since, _ledger_from_json(ledger))
+        print(json.dumps(result), flush=True)
     return 0
 
 
@@ -171,17 +228,38 @@ class Compiler:
         proc = self._proc
         if proc is None or proc.poll() is not None:
             argv = [sys.executable, "-m", "clearwall.dnsserver.policy_source", "--serve"]
+            argv += ["--parent", str(os.getpid())]  # it dies with this process
             proc = self._proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
             )
         return proc
 
+    def start(self) -> None:
+        """Start the compiler process now, from the calling thread: its parent-death
+        signal follows the thread that started it, so a compile run on a short-lived
+        thread must find the process already started by a long-lived one."""
+        with self._lock:
+            self._process()
+
     def compile(
-        self, store_url: str, base_url: str, out: Path, base: Path | None = None, since: int = 0
+        self,
+        store_url: str,
+        base_url: str,
+        out: Path,
+        base: Path | None = None,
+        since: int = 0,
+        ledger: LedgerConfig | None = None,
     ) -> Path:
-        """Compile into ``out`` (blocking), whole or as an overlay over ``base`` (see
-        ``compile_to``); raise SnapshotError on failure."""
-        request = [store_url, base_url, str(out), None if base is None else str(base), since]
+        """Publish the log and compile into ``out`` (blocking), whole or as an overlay
+        over ``base`` (see ``compile_to``); raise SnapshotError on failure."""
+        request = [
+            store_url,
+            base_url,
+            str(out),
+            None if base is None else str(base),
+            since,
+            _ledger_json(ledger),
+        ]
         with self._lock:
             proc = self._process()
             assert proc.stdin is not None and proc.stdout is not None
@@ -238,13 +316,6 @@ def _sqlite_file(store_url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def default_snapshot_dir(store_url: str) -> Path:
-    """Where a gateway keeps the snapshots it compiles from ``store_url`` unless told:
-    a ``snapshots`` directory beside a SQLite store's file, else ``var/snapshots``."""
-    path = _sqlite_file(store_url)
-    return path.parent / "snapshots" if path is not None else Path("var/snapshots")
-
-
 def _sqlite_log_size(store_url: str) -> int | None:
     """The log size of a SQLite store read with the standard library, or None to ask
     the store itself (other databases, or anything unexpected: it explains errors)."""
@@ -276,8 +347,12 @@ class PolicySource:
         interval: float,
         publish: Callable[[Path, bool], object],
         consolidate_after: float = 5.0,
+        ledger: LedgerConfig | None = None,
     ) -> None:
+        """Watch ``store_url``; ``ledger`` is where its log is published before each
+        compile (default: the store's own, ``clearwall.layout``)."""
         self.store_url = store_url
+        self.ledger = ledger
         self.base_url = base_url
         self.directory = directory
         self.interval = interval
@@ -296,6 +371,10 @@ class PolicySource:
         self._consolidation: threading.Thread | None = None
         self._consolidated: tuple[Path, int] | BaseException | None = None
         self._store: Store | None = None
+        # The lock on each directory this source made, held until it is removed.
+        self._leases: dict[Path, snapshotdir.Lease] = {}
+        self._leases_lock = threading.Lock()  # the consolidation thread compiles too
+        self._swept = False
 
     def inherited_fds(self) -> tuple[int, ...]:
         """File descriptors a process forked from this one must close (compiler pipes)."""
@@ -325,12 +404,29 @@ class PolicySource:
         over ``base`` (its directory and tree size); (directory, tree size, seconds)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         out = self.directory / f"{kind}-{self.store_version()}-{time.time_ns()}"
+        lease = snapshotdir.claim(out)  # before the compiler writes anything there
+        with self._leases_lock:
+            self._leases[out] = lease
         started = time.monotonic()
-        if base is None:
-            compiler.compile(self.store_url, self.base_url, out)
+        try:
+            if base is None:
+                compiler.compile(self.store_url, self.base_url, out, ledger=self.ledger)
+            else:
+                compiler.compile(self.store_url, self.base_url, out, *base, ledger=self.ledger)
+            size = saved_tree_size(out)
+        except BaseException:
+            self._remove(out)  # with whatever a failed compiler left half-written
+            raise
+        return out, size, time.monotonic() - started
+
+    def _remove(self, path: Path) -> None:
+        """Remove a directory this source made, and give up its lock."""
+        with self._leases_lock:
+            lease = self._leases.pop(path, None)
+        if lease is not None:
+            lease.release()
         else:
-            compiler.compile(self.store_url, self.base_url, out, *base)
-        return out, saved_tree_size(out), time.monotonic() - started
+            shutil.rmtree(path, ignore_errors=True)
 
     def _overlay_compiler(self) -> Compiler:
         if self._compiler is None:
@@ -347,7 +443,10 @@ class PolicySource:
 
     def compile_now(self) -> Path:
         """Compile the whole current policy (blocking), make it the base, and return its
-        directory."""
+        directory. The first call first removes the snapshots killed gateways left."""
+        if not self._swept:
+            self._swept = True
+            snapshotdir.sweep(self.directory)
         out, size, seconds = self._compile(self._overlay_compiler(), "policy")
         log.info("policy version %d compiled in %.2fs: %s", size, seconds, saved_size(out))
         self._base = (out, size)
@@ -393,6 +492,7 @@ class PolicySource:
         if self._consolidator is None:
             self._consolidator = Compiler()
         consolidator = self._consolidator
+        consolidator.start()  # here, not on the consolidation thread (see Compiler.start)
 
         def run() -> None:
             try:
@@ -449,7 +549,7 @@ class PolicySource:
         for entry in list(self._made):
             if entry[0] not in keep:
                 self._made.remove(entry)
-                shutil.rmtree(entry[0], ignore_errors=True)
+                self._remove(entry[0])
 
     def start(self) -> None:
         """Start polling in a daemon thread."""
@@ -470,18 +570,27 @@ class PolicySource:
         if self._store is not None:
             self._store.engine.dispose()
         for path, _base in self._made:
-            shutil.rmtree(path, ignore_errors=True)
+            self._remove(path)
         self._made.clear()
+        with self._leases_lock:
+            left = list(self._leases)
+        for path in left:  # a consolidation that finished after it was waited for
+            self._remove(path)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        wait = self.interval
+        while not self._stop.wait(wait):
             for compiler in (self._compiler, self._consolidator):
                 if compiler is not None and self._consolidation is None:
                     compiler.expire()
             try:
                 self.poll()
+                wait = self.interval
             except Exception as exc:  # keep enforcing the last good policy
                 log.error("policy reload failed, keeping version %s: %s", self.version, exc)
+                # A failure that persists (the log cannot be published, say) is retried
+                # ever less often, not a compile and an error line every poll.
+                wait = min(max(wait * 2, 1.0), RETRY_MAX)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -490,14 +599,17 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--serve", action="store_true", help="compile requests from stdin")
+    parser.add_argument("--parent", type=int, help="die when this process (the gateway) dies")
     parser.add_argument("--db")
     parser.add_argument("--base-url", default="")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
+    if args.parent is not None:
+        die_with_parent(args.parent)
     if args.serve:
         return _compiler_loop()
     if args.db is None or args.out is None:
-        parser.error("--db and --out are required")
+        parser.error("--db and --out are required")  # the store's own ledger is published
     try:
         compile_to(args.db, args.base_url, args.out)
     except ClearwallError as exc:

@@ -29,6 +29,7 @@ from clearwall.config import Config, DNSConfig, HostPort, load_config
 from clearwall.dnsserver.gateway import Gateway, build_gateway
 from clearwall.dnsserver.handlers import build, describe
 from clearwall.dnsserver.handlers.base import Services
+from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
 from clearwall.dnsserver.policy import EMPTY_POLICY, PolicyHolder, PolicyView
 from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
@@ -47,7 +48,7 @@ class ServeOptions:
     overrides: dict[str, object] = field(default_factory=dict)
     store_url: str | None = None  # compile and hot-swap from this store
     snapshot: Path | None = None  # or serve this compiled snapshot as is
-    snapshot_dir: Path = Path("var/snapshots")
+    snapshot_dir: Path | None = None  # None: the store's default (``clearwall.layout``)
     metrics_listen: HostPort | None = None
     # Starts the web app beside DNS (given the metrics collector and a function returning
     # the policy in force); None = serve only /metrics on ``metrics_listen``.
@@ -62,13 +63,16 @@ def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | Non
         return opts.snapshot, None
     if opts.store_url is None:
         return None, None
+    from clearwall.layout import snapshot_dir
+
     source = PolicySource(
         opts.store_url,
         opts.config.dns.block.public_url,
-        opts.snapshot_dir,
+        opts.snapshot_dir or snapshot_dir(opts.store_url, opts.config.ledger),
         opts.config.dns.reload_interval,
         publish=lambda _p, _equivalent: None,
         consolidate_after=opts.config.dns.consolidate_after,
+        ledger=opts.config.ledger,
     )
     return source.compile_now(), source
 
@@ -251,7 +255,10 @@ def _fork_workers(dns: DNSConfig, path: Path | None, source: PolicySource | None
             target=worker_main,
             name=f"clearwall-dns-{index}",
             args=(dns, str(path) if path else None, child, index, logging.getLogger().level),
-            kwargs={"close_fds": (*inherited, *(conn.fileno() for _p, conn in workers))},
+            kwargs={
+                "close_fds": (*inherited, *(conn.fileno() for _p, conn in workers)),
+                "supervisor": os.getpid(),
+            },
             daemon=True,
         )
         proc.start()
@@ -267,8 +274,11 @@ def worker_main(
     index: int,
     log_level: int,
     close_fds: tuple[int, ...] = (),
+    supervisor: int | None = None,
 ) -> None:
-    """Entry point of one worker process."""
+    """Entry point of one worker process; it dies with ``supervisor`` (its parent's pid)."""
+    if supervisor is not None:
+        die_with_parent(supervisor)  # never serve an old policy on the port alone
     for fd in close_fds:  # the supervisor's pipes (compiler, other workers) are not ours
         with contextlib.suppress(OSError):
             os.close(fd)

@@ -12,7 +12,11 @@ Checks, each problem naming the entry index or order id:
 5. every jurisdiction in the store is on the log and its name and networks equal what
    its latest entry committed (a network moved behind the log's back), and every
    jurisdiction on the log is in the store;
-6. every published rule file hashes to the digest in its name.
+6. every published rule file hashes to the digest in its name;
+7. the public log is not behind the store: a signed, published checkpoint covers every
+   committed entry, and each order version it covers has its rule file. A tail that no
+   checkpoint covers (a writer killed between commit and publication) is a problem with
+   its size until ``ledger sync`` (or a gateway's start) publishes it.
 """
 
 from __future__ import annotations
@@ -33,9 +37,15 @@ from clearwall.ledger.signing import Verifier
 
 @dataclass
 class AuditReport:
-    """The outcome of ``ledger verify``: problems found and what was checked."""
+    """The outcome of ``ledger verify``: problems found and what was checked.
+
+    ``problems`` are inconsistencies (tampering, corruption); ``unpublished`` is what the
+    public log lacks though the store committed it (a writer stopped before publishing),
+    which ``ledger sync`` repairs. Either makes the log fail verification.
+    """
 
     problems: list[str] = field(default_factory=list)
+    unpublished: list[str] = field(default_factory=list)
     size: int = 0
     root: bytes = b""
     checkpoints: int = 0
@@ -46,7 +56,7 @@ class AuditReport:
     @property
     def ok(self) -> bool:
         """True when nothing is wrong."""
-        return not self.problems
+        return not self.problems and not self.unpublished
 
     def summary(self) -> str:
         """One line saying what was verified."""
@@ -109,10 +119,11 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
     report.size = tree.size
     report.root = tree.root()
     _check_checkpoints(store, tree, verifier, tlog, report)
-    _check_tiles(tlog, tree, data_by_index, verifier, report)
+    published = _check_tiles(tlog, tree, data_by_index, verifier, report)
     _check_orders(store, events, ended, report)
     _check_jurisdictions(store, places, report)
-    _check_rule_files(Path(tlog.config.tiles_dir) / RULES_DIR, report)
+    _check_rule_files(tlog.dir.root / RULES_DIR, report)
+    _check_published_rules(tlog, events, published, report)
     return report
 
 
@@ -183,21 +194,31 @@ def _check_tiles(
     data: list[bytes],
     verifier: Verifier,
     report: AuditReport,
-) -> None:
+) -> int:
+    """Check the published checkpoint and tiles; the size they publish (0: none)."""
     note = tlog.dir.read_checkpoint()
     if note is None:
-        report.problems.append("no published checkpoint in the tiles directory (run sync)")
-        return
+        report.unpublished.append(
+            f"no published checkpoint in {tlog.dir.root}: all {tree.size} committed entries "
+            "are unpublished (run `clearwall ledger sync`)"
+        )
+        return 0
     try:
         cp = open_checkpoint(note, verifier, tlog.config.origin)
     except VerificationError as exc:
         report.problems.append(f"published checkpoint: {exc}")
-        return
+        return 0
     if cp.size > tree.size:
         report.problems.append(
             f"published checkpoint has size {cp.size} but only {tree.size} entries are stored"
         )
-        return
+        return 0
+    if cp.size < tree.size:
+        report.unpublished.append(
+            f"unpublished tail: entries {cp.size}..{tree.size - 1} ({tree.size - cp.size} "
+            f"of {tree.size}) are committed but no published signed checkpoint covers them "
+            "(a writer stopped before publishing; run `clearwall ledger sync`)"
+        )
     if tree.root(cp.size) != cp.root:
         first = _first_bad_leaf(tlog, tree, cp.size)
         where = f" at entry {first}" if first is not None else ""
@@ -233,6 +254,27 @@ def _check_tiles(
                 report.problems.append(
                     f"entry {n * 256 + i}: published bundle differs from the store"
                 )
+    return cp.size
+
+
+def _check_published_rules(
+    tlog: TransparencyLog,
+    events: dict[int, tuple[int, dict[str, Any]]],
+    published: int,
+    report: AuditReport,
+) -> None:
+    """Every order version the published log commits to (each order's latest entry in
+    it) has its rule file, so anyone can check a name against it."""
+    for order_id, (index, event) in sorted(events.items()):
+        rules = event.get("rules")
+        if index >= published or not isinstance(rules, dict) or "digest" not in rules:
+            continue
+        path = tlog.rule_file(order_id, str(rules["digest"]))
+        if not path.is_file():
+            report.unpublished.append(
+                f"order {order_id}: rule file {RULES_DIR}/{path.name} of log entry {index} is "
+                "missing from the public log"
+            )
 
 
 def _check_orders(

@@ -40,6 +40,7 @@ from clearwall.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
 
 CHECKPOINT_FILE = "checkpoint"
 RULES_DIR = "rules"
+TMP_DIR = ".tmp"  # where every file is written before it is renamed into place
 
 
 class StoredEntry(Protocol):
@@ -127,9 +128,12 @@ class MemoryLogStore:
         return [self.stored[k] for k in sorted(self.stored)]
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_atomic(path: Path, data: bytes, tmp_dir: Path) -> None:
+    """Write ``path`` whole or not at all: a temporary file in ``tmp_dir`` (the same file
+    system) renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
     with open(tmp, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
@@ -148,7 +152,19 @@ class TileDir:
 
     def write(self, tile: TileID, data: bytes) -> None:
         """Write a tile atomically."""
-        _write_atomic(self.path(tile), data)
+        self.write_file(self.path(tile), data)
+
+    def write_file(self, path: Path, data: bytes) -> None:
+        """Write a file under the root atomically (its temporary file in ``.tmp/``)."""
+        _write_atomic(path, data, self.root / TMP_DIR)
+
+    def clear_tmp(self) -> None:
+        """Remove the temporary files of writers killed mid-write (call under the lock:
+        then no live writer has one)."""
+        with contextlib.suppress(FileNotFoundError):
+            for tmp in (self.root / TMP_DIR).iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
 
     def read(self, tile: TileID) -> bytes:
         """Read a tile; a wider version of the same tile serves too (hashes never change).
@@ -190,7 +206,7 @@ class TileDir:
 
     def write_checkpoint(self, note: str) -> None:
         """Publish a signed checkpoint (last step of a sync)."""
-        _write_atomic(self.root / CHECKPOINT_FILE, note.encode("utf-8"))
+        self.write_file(self.root / CHECKPOINT_FILE, note.encode("utf-8"))
 
 
 class TileHashReader:
@@ -322,7 +338,7 @@ class TransparencyLog:
         """Bind the log to ``store`` (a ``LogStore``) and the ledger config section."""
         self.store: LogStore = store
         self.config = config
-        self.dir = TileDir(Path(config.tiles_dir))
+        self.dir = TileDir(config.tiles_path())
         self._signer = signer
         self._subtrees: dict[tuple[int, int], bytes] = {}
         self._upper = MemoryTree()
@@ -334,7 +350,7 @@ class TransparencyLog:
     def signer(self) -> Signer:
         """The log's signer, loaded from the key file on first use."""
         if self._signer is None:
-            self._signer = load_signer(Path(self.config.key_file))
+            self._signer = load_signer(self.config.key_path())
             if self._signer.name != self.config.origin:
                 raise LedgerError(
                     f"ledger key is named {self._signer.name!r} but the log origin is "
@@ -390,6 +406,25 @@ class TransparencyLog:
         bundle = tiles.decode_bundle(self.dir.read(tile), tile.width)
         return bundle[index % TILE_WIDTH]
 
+    def publish(self) -> int:
+        """Sign and publish every committed entry not yet published (tiles, bundles, rule
+        files, then the checkpoint); the size of the published signed checkpoint.
+
+        What a gateway runs before it enforces a policy: it enforces at most this size.
+        Raises LedgerError (or ConfigError for a missing key path) when the log cannot be
+        published.
+        """
+        try:
+            cp = self.published()
+        except LedgerError:
+            cp = None  # unreadable or forged: sync re-derives everything
+        if cp is None or cp.size < self.store.log_size():
+            self.sync()
+            cp = self.published()
+        if cp is None:
+            raise LedgerError(f"no checkpoint was published in {self.dir.root}")
+        return cp.size
+
     # -- sync -------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -429,13 +464,11 @@ class TransparencyLog:
     def sync(self) -> SyncResult:
         """Publish every committed entry: tiles, bundles, rule files, then a checkpoint."""
         with self._lock():
+            self.dir.clear_tmp()
             old = self._recover_size()
             size = self.store.log_size()
             if size < old:
-                raise LedgerError(
-                    f"the store has {size} entries but checkpoint size {old} was published: "
-                    "committed entries were lost or rolled back"
-                )
+                raise LedgerError(self._rollback_message(size, old))
             try:
                 frontier = self._load_frontier(old)
                 if frontier.root() != self._published_root(old):
@@ -449,6 +482,45 @@ class TransparencyLog:
             self.dir.write_checkpoint(note)
             self.store.add_checkpoint(size, root, note)
             return SyncResult(old, size, note, written)
+
+    def _rollback_message(self, size: int, published: int) -> str:
+        """Why the store is behind its public log, saying whose files are whose.
+
+        A store records every checkpoint it publishes, and a log that is this store's
+        own agrees with its entries on their common prefix; either shows the entries
+        were lost (say, a restored backup). A store that never recorded a checkpoint, or
+        whose entries differ from the published ones, is looking at another store's
+        files (two stores given the same [ledger] paths).
+        """
+        where = (
+            f"the store {_describe(self.store)} has {size} entries but the public log in "
+            f"{self.dir.root} (key {self.config.key_file}) published checkpoint size {published}"
+        )
+        lost = (
+            "committed entries were lost or rolled back (a database restored from an older copy?)"
+        )
+        other = (
+            "those files belong to another store; give each store its own [ledger] key_file "
+            "and tiles_dir (by default they live beside a SQLite store's file)"
+        )
+        recorded = list(self.store.checkpoints())
+        if not recorded:
+            return f"{where}, and this store never published a checkpoint: {other}"
+        cp = self.published()
+        if cp is not None and any(
+            int(c.tree_size) == cp.size and bytes(c.root_hash) == cp.root for c in recorded
+        ):
+            return f"{where}, a checkpoint of this store: {lost}"
+        if size > 0:
+            try:
+                theirs = proofs.tree_hash(self.reader(published), size)
+            except (LedgerError, OSError):
+                theirs = b""
+            ours = MemoryTree(b"".join(r[2] for r in self._rows(0, size))).root()
+            if theirs == ours:
+                return f"{where}, which extends this store's entries: {lost}"
+            return f"{where}, whose entries differ from this store's: {other}"
+        return f"{where}: either {lost}, or {other}"
 
     def _published_root(self, size: int) -> bytes:
         cp = self.published()
@@ -577,7 +649,7 @@ class TransparencyLog:
                 continue
             if merkle_root(lines).hex() != rules["digest"]:
                 continue  # the order changed since; a later entry carries its digest
-            _write_atomic(path, b"".join(line + b"\n" for line in lines))
+            self.dir.write_file(path, b"".join(line + b"\n" for line in lines))
 
 
 class NameProver:
@@ -643,6 +715,14 @@ class NameProver:
             self._rule_tree,
             at or dt.datetime.now(dt.UTC),
         )
+
+
+def _describe(store: Any) -> str:
+    """A store's URL for messages (without a password), or its type for a twin."""
+    engine = getattr(store, "engine", None)
+    if engine is not None:
+        return str(engine.url.render_as_string(hide_password=True))
+    return type(store).__name__
 
 
 def merkle_root_hex(lines: Sequence[bytes]) -> str:

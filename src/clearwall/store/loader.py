@@ -157,18 +157,26 @@ def _enforceable(
     return CompiledOrder(order, authority, rules)
 
 
+def _tree_size(conn: Any, limit: int | None) -> int:
+    """The committed log size, or ``limit`` when that is smaller (the size of the log a
+    gateway has published: it enforces nothing the public log does not show yet)."""
+    size = int(conn.execute(select(schema.log_head.c.size)).scalar() or 0)
+    return size if limit is None else min(size, limit)
+
+
 def load_policy(
-    store: Store, now: dt.datetime | None = None
+    store: Store, now: dt.datetime | None = None, *, size: int | None = None
 ) -> tuple[list[CompiledOrder], list[Jurisdiction], int]:
     """The enforceable orders, every jurisdiction, and the tree size they were read at.
 
     Orders past their sunset at ``now`` (default: the current time) are left out; orders
     that take effect later are kept (the snapshot checks effective dates per query).
+    With ``size``, the policy as the log's first ``size`` entries state it.
     """
     at = now or utcnow()
     compiled: list[CompiledOrder] = []
     with store.read() as conn:
-        size = int(conn.execute(select(schema.log_head.c.size)).scalar() or 0)
+        size = _tree_size(conn, size)
         state = _logged_state(conn, size)
         jurisdictions = _jurisdictions_in_force(repo.list_jurisdictions(conn), state.jurisdictions)
         authorities = {a.id: a for a in repo.list_authorities(conn)}
@@ -205,8 +213,11 @@ def load_changes(
     since: int,
     now: dt.datetime | None = None,
     base_jurisdictions: list[Jurisdiction] | None = None,
+    *,
+    size: int | None = None,
 ) -> PolicyChange:
-    """The policy change between tree size ``since`` and the store's current one.
+    """The policy change between tree size ``since`` and the store's current one (or
+    ``size``, when smaller).
 
     An order's state on the log is decided by its own entries: an order no entry in
     [since, size) names is as it was at ``since``; one that is named has its latest
@@ -220,7 +231,7 @@ def load_changes(
     at = now or utcnow()
     compiled: list[CompiledOrder] = []
     with store.read() as conn:
-        size = int(conn.execute(select(schema.log_head.c.size)).scalar() or 0)
+        size = _tree_size(conn, size)
         if size < since:
             raise ValueError(f"the log has {size} entries, fewer than the base's {since}")
         state = _logged_state(conn, size, since)
@@ -247,12 +258,13 @@ def load_changes(
 
 
 def build_snapshot(
-    store: Store, base_url: str = "", now: dt.datetime | None = None
+    store: Store, base_url: str = "", now: dt.datetime | None = None, *, size: int | None = None
 ) -> PolicySnapshot:
-    """Compile the enforceable policy into a ``PolicySnapshot`` versioned by tree size."""
+    """Compile the enforceable policy (at most ``size`` log entries of it) into a
+    ``PolicySnapshot`` versioned by tree size."""
     from clearwall.policy.snapshot import PolicySnapshot
 
-    orders, jurisdictions, size = load_policy(store, now)
+    orders, jurisdictions, size = load_policy(store, now, size=size)
     return PolicySnapshot.compile(orders, jurisdictions, tree_size=size, base_url=base_url)
 
 
@@ -262,13 +274,15 @@ def build_overlay(
     base_url: str = "",
     now: dt.datetime | None = None,
     base_jurisdictions: list[Jurisdiction] | None = None,
+    *,
+    size: int | None = None,
 ) -> tuple[PolicySnapshot, frozenset[int]]:
     """Compile the orders changed since tree size ``since`` into an overlay snapshot
-    versioned by the current tree size, with the order ids it masks in the base (and
-    every jurisdiction in force: see ``load_changes``)."""
+    versioned by the current tree size (or ``size``), with the order ids it masks in the
+    base (and every jurisdiction in force: see ``load_changes``)."""
     from clearwall.policy.snapshot import PolicySnapshot
 
-    change = load_changes(store, since, now, base_jurisdictions)
+    change = load_changes(store, since, now, base_jurisdictions, size=size)
     overlay = PolicySnapshot.compile(
         change.orders, change.jurisdictions, tree_size=change.size, base_url=base_url
     )

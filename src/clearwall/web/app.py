@@ -99,9 +99,11 @@ def build_context(
     metrics_registry: CollectorRegistry | None,
 ) -> WebContext:
     """Open the store and assemble every dependency the routes use."""
+    from clearwall.layout import resolve_ledger
+
     store = Store(store_url)
     store.require_initialized()
-    tlog = TransparencyLog(store, config.ledger)
+    tlog = TransparencyLog(store, resolve_ledger(config.ledger, store_url))
     service = PolicyService(store, after_commit=lambda: _sync(tlog))
     registry = metrics_registry if metrics_registry is not None else CollectorRegistry()
     base_url = config.dns.block.public_url.rstrip("/")
