@@ -7,7 +7,9 @@ relative to that file), a SQLite store ``D/NAME.db`` keeps
 
 - its ledger signer key in ``D/NAME.ledger.key``,
 - its public log (checkpoint, tiles, rule files) in ``D/NAME-log/``,
-- the snapshots a gateway compiles from it in ``D/snapshots/``.
+- the snapshots a gateway compiles from it in ``D/snapshots/``,
+- the self-signed TLS pair ``clearwall init`` makes for the encrypted listeners in
+  ``D/tls/`` (unless ``[dns] tls_cert`` and ``tls_key`` name one).
 
 A store that is not a file (PostgreSQL) has no place of its own on disk: the config must
 name both ledger paths, and its snapshots go beside the key file.
