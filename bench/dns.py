@@ -917,12 +917,6 @@ def bench_servers(
                         run_workload(run, ds, workload, load)
         for run in runs:
             run_workload(run, ds, "miss", load)
-            if run.proc is not None and run.result.server in TLS_SERVERS:
-                for mode in load.transports:
-                    if mode in TLS_PORT_OFFSET:
-                        run.result.idle_conn_kib[mode] = idle_cost(
-                            run.proc, run.port + TLS_PORT_OFFSET[mode], mode
-                        )
             for workload, done in run.runs.items():
                 run.result.workloads[workload] = median_run(done)
             if run.proc is not None:
@@ -930,6 +924,13 @@ def bench_servers(
                 result = run.result
                 result.rss_mib, result.pss_mib = mem.rss, mem.pss
                 result.rss_anon_mib, result.rss_file_mib = mem.anon, mem.file
+                # After the RSS above: the idle connections' memory is not the cache's.
+                if result.server in TLS_SERVERS:
+                    for mode in load.transports:
+                        if mode in TLS_PORT_OFFSET:
+                            result.idle_conn_kib[mode] = idle_cost(
+                                run.proc, run.port + TLS_PORT_OFFSET[mode], mode
+                            )
                 run.proc.stop()
                 run.proc = None
     finally:
