@@ -220,3 +220,23 @@ async def test_certificate_names_what_ddr_announces(gw: Gateway, files: TLSFiles
             doh_url(gw), params={"dns": b64(WIRE)}, extensions={"sni_hostname": NAME}
         )
     assert response.status_code == 200
+
+
+async def test_closed_connections_are_freed(gw: Gateway, files: TLSFiles) -> None:
+    """A connection's HTTP/2 state goes with it (the libnghttp2 session holds a bound
+    method of the connection: a cycle that once kept every closed connection alive)."""
+    import gc
+    import weakref
+
+    refs = []
+    for _ in range(5):
+        async with httpx2.AsyncClient(http2=True, verify=client_context(files)) as client:
+            ok = await client.get(doh_url(gw), params={"dns": b64(WIRE)})
+            assert ok.status_code == 200
+            refs += [weakref.ref(conn) for conn in gw.server.connections]
+    for _ in range(100):
+        if gw.metrics.tcp_connections == 0:
+            break
+        await asyncio.sleep(0.02)
+    gc.collect()
+    assert refs and not [r for r in refs if r() is not None]

@@ -148,7 +148,9 @@ static int dispatch(Session *self, int32_t stream_id, Stream *s) {
                          ? PyBytes_FromStringAndSize(s->body ? s->body : "", s->body_len)
                          : (Py_INCREF(Py_None), Py_None);
     PyObject *result = NULL;
-    if (method && path && ctype && body) {
+    if (self->on_request == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Session closed");
+    } else if (method && path && ctype && body) {
         result = PyObject_CallFunction(self->on_request, "iOOOOO", (int)stream_id, method, path,
                                        ctype, body, s->too_long ? Py_True : Py_False);
     }
@@ -257,7 +259,22 @@ static int Session_init(Session *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
+static int Session_traverse(Session *self, visitproc visit, void *arg) {
+    Py_VISIT(self->on_request);
+    Py_VISIT(self->error);
+    return 0;
+}
+
+static int Session_clear(Session *self) {
+    /* on_request is usually a bound method of the connection that holds this session:
+     * a cycle the collector must be able to break. */
+    Py_CLEAR(self->on_request);
+    Py_CLEAR(self->error);
+    return 0;
+}
+
 static void Session_dealloc(Session *self) {
+    PyObject_GC_UnTrack(self);
     if (self->session != NULL) {
         nghttp2_session_del(self->session);
         self->session = NULL;
@@ -267,8 +284,7 @@ static void Session_dealloc(Session *self) {
         self->streams = s->next;
         stream_free(s);
     }
-    Py_XDECREF(self->on_request);
-    Py_XDECREF(self->error);
+    Session_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -398,7 +414,9 @@ static PyMethodDef Session_methods[] = {
 static PyTypeObject SessionType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "clearwall.dnsserver._doh2.Session",
     .tp_basicsize = sizeof(Session),
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)Session_traverse,
+    .tp_clear = (inquiry)Session_clear,
     .tp_doc = "A sans-I/O HTTP/2 server connection for DoH, over libnghttp2.",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Session_init,

@@ -454,6 +454,14 @@ class DoHConnection(TCPConnection):
         elif conn.our_state is h11.DONE and conn.their_state is h11.DONE:
             conn.start_next_cycle()
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Release the slot and drop the protocol state (the libnghttp2 session holds a
+        bound method of this connection: without this, a cycle)."""
+        super().connection_lost(exc)
+        self.h2c = self.h2 = self.h1 = None
+        self.requests.clear()
+        self.blocked.clear()
+
     def _flush(self) -> None:
         """Write what the HTTP/2 connection has queued (or add it to the read's batch)."""
         transport = self.transport
