@@ -240,3 +240,45 @@ async def test_closed_connections_are_freed(gw: Gateway, files: TLSFiles) -> Non
         await asyncio.sleep(0.02)
     gc.collect()
     assert refs and not [r for r in refs if r() is not None]
+
+
+def _status_of_long_get(gw: Gateway, files: TLSFiles, length: int) -> int:
+    """The :status an HTTP/2 GET with a ``length``-character dns parameter gets (a raw
+    h2 client: httpx refuses URLs this long)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    with tls_socket(port(gw, "doh"), client_context(files, ["h2"])) as conn:
+        client.initiate_connection()
+        path = "/dns-query?dns=" + "A" * length
+        headers = [(":method", "GET"), (":scheme", "https"), (":authority", NAME)]
+        client.send_headers(1, [*headers, (":path", path)], end_stream=True)
+        conn.sendall(client.data_to_send())
+        while True:
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                return 0  # closed (GOAWAY): the header block is over the HTTP/2 limits
+            for event in client.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    return int(dict(event.headers)[b":status"])
+            conn.sendall(client.data_to_send())
+
+
+@pytest.mark.parametrize(("length", "status"), [(200, 200), (95_000, 0)])
+async def test_a_path_too_long_closes_that_connection(
+    gw: Gateway, files: TLSFiles, length: int, status: int
+) -> None:
+    """A header block longer than any DNS message in base64url needs is refused at the
+    HTTP/2 layer (the connection is closed, by nghttp2 or h2 alike); the next client is
+    served. (200 'A's decode to a DNS header with a bad body: FORMERR, 200.)"""
+    loop = asyncio.get_running_loop()
+    got = await loop.run_in_executor(None, _status_of_long_get, gw, files, length)
+    assert got == status
+    async with httpx2.AsyncClient(http2=True, verify=client_context(files)) as client:
+        ok = await client.get(doh_url(gw), params={"dns": b64(WIRE)})
+    assert ok.status_code == 200

@@ -194,3 +194,22 @@ async def test_unbound_tls_port_as_upstream(
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_the_in_memory_twin_stands_in_for_encrypted_upstreams() -> None:
+    """MemoryUpstream is the EncryptedTransport's twin too: a chain with a tls://
+    upstream answers from it, no socket opened."""
+    from clearwall.dnsserver.gateway import build_gateway
+    from clearwall.dnsserver.handlers import build
+    from clearwall.dnsserver.handlers.base import Services
+    from clearwall.dnsserver.memory import MemoryUpstream
+    from clearwall.dnsserver.policy import PolicyHolder, StaticPolicy
+
+    twin = MemoryUpstream({"www.example.test": [("A", 300, "192.0.2.1")]})
+    config = front_config([f"tls://192.0.2.53#{NAME}"], "")
+    gw = build_gateway(config, StaticPolicy(), transport=twin)  # type: ignore[arg-type]
+    services = Services(config, PolicyHolder(StaticPolicy()), transport=twin, encrypted=twin)  # type: ignore[arg-type]
+    gw.chain, _names, _fast = build(services)
+    r = await ask(gw, "www.example.test")
+    assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].to_text() == "192.0.2.1"
+    assert len(twin.queries) == 1

@@ -5,7 +5,8 @@
  * from the client; for every request that is complete (its END_STREAM seen) it calls
  * on_request(stream_id, method, path, content_type, body, too_long), with body None when
  * the request had no DATA and too_long true when the body passed 65535 octets (the rest
- * is dropped as it arrives). respond(stream_id, status, body, max_age) queues a
+ * is dropped as it arrives) or the :path MAX_PATH (it is not kept). A stream's state is
+ * thus at most a 90 KB path and a 64 KiB body, for at most MAX_STREAMS streams. respond(stream_id, status, body, max_age) queues a
  * response: :status, then for 200 content-type application/dns-message,
  * content-length and cache-control max-age, else content-length only. output() returns
  * the bytes nghttp2 has to send (frames, SETTINGS, WINDOW_UPDATE, GOAWAY) as one bytes
@@ -23,6 +24,9 @@
 
 #define MAX_BODY 65535
 #define MAX_STREAMS 100
+/* The longest :path kept: /dns-query?dns= and a 65535-octet message in base64url
+ * (87380 characters). A longer one is not copied: the request is answered 413. */
+#define MAX_PATH 90000
 
 typedef struct Stream {
     struct Stream *prev, *next; /* the session's open request streams */
@@ -106,8 +110,12 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     int rc = 0;
     if (namelen == 7 && memcmp(name, ":method", 7) == 0)
         rc = copy_value(&s->method, &s->method_len, value, valuelen);
-    else if (namelen == 5 && memcmp(name, ":path", 5) == 0)
-        rc = copy_value(&s->path, &s->path_len, value, valuelen);
+    else if (namelen == 5 && memcmp(name, ":path", 5) == 0) {
+        if (valuelen > MAX_PATH)
+            s->too_long = 1;
+        else
+            rc = copy_value(&s->path, &s->path_len, value, valuelen);
+    }
     else if (namelen == 12 && memcmp(name, "content-type", 12) == 0) {
         rc = copy_value(&s->ctype, &s->ctype_len, value, valuelen);
         s->has_ctype = 1;
@@ -249,7 +257,7 @@ static int Session_init(Session *self, PyObject *args, PyObject *kwds) {
     }
     nghttp2_settings_entry settings[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
-        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, 4 * 2 * MAX_BODY},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_PATH + 8192},
     };
     rc = nghttp2_submit_settings(self->session, NGHTTP2_FLAG_NONE, settings, 2);
     if (rc != 0) {
