@@ -36,8 +36,8 @@ class Finisher:
 
     def __call__(self, reply: bytes) -> bytes:
         """``reply`` padded to the block length when it carries an OPT record."""
-        if self.block <= 0:
-            return reply
+        if self.block <= 0 or not (reply[10] or reply[11]):
+            return reply  # no padding wanted, or no additional record: no OPT to pad
         return self.finish(reply)[0]
 
     def finish(self, reply: bytes) -> tuple[bytes, int]:
