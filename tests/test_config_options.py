@@ -39,7 +39,7 @@ import httpx
 import pytest
 import tomli_w
 
-from clearwall.config import Config, HostPort, load_config
+from clearwall.config import Config, EncryptedUpstream, HostPort, load_config
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers import build
@@ -47,6 +47,7 @@ from clearwall.dnsserver.handlers.base import Services
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder, StaticPolicy
 from clearwall.dnsserver.server import early_reply
+from clearwall.errors import ConfigError
 from clearwall.model import Action, AuthorityKind, Category, OrderRef
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,6 +298,98 @@ def first_tcp_kept(gw: Any) -> bool:
             except ConnectionError:
                 return False
             return tcp_answered(first)
+
+
+# -- encrypted listeners and upstreams ------------------------------------------------------
+
+
+def tls_pair(tmp: Path, name: str = "tls") -> dict[str, str]:
+    """A self-signed certificate and key in ``tmp/name`` (made once)."""
+    from clearwall.dnsserver.tls import make_self_signed
+
+    cert, key = tmp / name / "cert.pem", tmp / name / "key.pem"
+    make_self_signed(cert, key)
+    return {"tls_cert": str(cert), "tls_key": str(key)}
+
+
+def encrypted_context(tmp: Path) -> dict[str, Any]:
+    """Loopback listeners on port 0, with a certificate (no encrypted listener yet)."""
+    return {"dns": {"listen": ["127.0.0.1:0"], **tls_pair(tmp)}}
+
+
+def with_dot(tmp: Path) -> dict[str, Any]:
+    """As ``encrypted_context``, with a DoT listener."""
+    context = encrypted_context(tmp)
+    context["dns"]["dot"] = ["127.0.0.1:0"]
+    return context
+
+
+def speaks(gw: Any) -> dict[str, int]:
+    """The rcode each bound encrypted listener gives a real client (no verification:
+    what is observed is whether it answers)."""
+    import ssl
+
+    import dns.query
+
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    query = dns.message.make_query("www.example.test", "A")
+    out = {}
+    for host, port in gw.server.encrypted["dot"]:
+        out["dot"] = dns.query.tls(query, host, port=port, ssl_context=insecure, timeout=5).rcode()
+    for host, port in gw.server.encrypted["doh"]:
+        url = f"https://{host}:{port}/dns-query"
+        out["doh"] = dns.query.https(query, url, verify=False, timeout=5).rcode()
+    for host, port in gw.server.encrypted["doq"]:
+        out["doq"] = dns.query.quic(query, host, port=port, verify=False, timeout=5).rcode()
+    return out
+
+
+def dot_reply(gw: Any) -> tuple[str, int]:
+    """The certificate's fingerprint a DoT client sees and the length of an EDNS reply."""
+    import hashlib
+    import ssl
+
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    host, port = gw.server.encrypted["dot"][0]
+    query = dns.message.make_query("www.example.test", "A", use_edns=0).to_wire()
+    with (
+        socket.create_connection((host, port), timeout=5) as raw,
+        insecure.wrap_socket(raw) as conn,
+    ):
+        conn.sendall(len(query).to_bytes(2, "big") + query)
+        size = int.from_bytes(conn.recv(2), "big")
+        der = conn.getpeercert(binary_form=True) or b""
+    return hashlib.sha256(der).hexdigest()[:16], size
+
+
+def served_or_refused(config: Config, observe: Callable[[Any], Any]) -> Any:
+    """What ``observe`` sees of a gateway for ``config``, or the start-up error."""
+    try:
+        return with_gateway(config, observe)
+    except ConfigError as exc:
+        return f"refused: {str(exc).split(':', 1)[0]}"
+
+
+def through_dot_upstream(config: Config) -> str:
+    """The rcode a chain built from ``config`` gets for a name when its only upstream is
+    a real DoT listener (a second gateway) whose certificate is the test pair's."""
+    tmp = Path(config.dns.tls_cert).parent.parent
+    back = load_config(
+        None, {"dns": {"listen": ["127.0.0.1:0"], "dot": ["127.0.0.1:0"], **tls_pair(tmp)}}
+    )
+
+    def use(gw: Any) -> str:
+        port = gw.server.encrypted["dot"][0][1]
+        servers = (EncryptedUpstream.parse(f"tls://127.0.0.1:{port}#clearwall.localhost"),)
+        upstream = dataclasses.replace(config.dns.upstream, servers=servers, attempts=1)
+        front = dataclasses.replace(config, dns=dataclasses.replace(config.dns, upstream=upstream))
+        return Chain(front).rcode()
+
+    return str(with_gateway(back, use))
 
 
 # -- a store, the CLI and `clearwall serve` -------------------------------------------------
@@ -773,6 +866,20 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
         {"dns": {"consolidate_after": 3600.0}},
     ),
     "dns.udp_batch": (0, lambda c, f, s: with_gateway(c, lambda gw: gw.server.udp_mode), ON_PORT_0),
+    "dns.dot": (["127.0.0.1:0"], lambda c, f, s: with_gateway(c, speaks), encrypted_context),
+    "dns.doh": (["127.0.0.1:0"], lambda c, f, s: with_gateway(c, speaks), encrypted_context),
+    "dns.doq": (["127.0.0.1:0"], lambda c, f, s: with_gateway(c, speaks), encrypted_context),
+    "dns.tls_cert": (
+        lambda tmp: tls_pair(tmp, "other")["tls_cert"],
+        lambda c, f, s: served_or_refused(c, dot_reply),
+        with_dot,
+    ),
+    "dns.tls_key": (
+        lambda tmp: tls_pair(tmp, "other")["tls_key"],
+        lambda c, f, s: served_or_refused(c, dot_reply),
+        with_dot,
+    ),
+    "dns.padding_block": (128, lambda c, f, s: with_gateway(c, dot_reply)[1], with_dot),
     "dns.upstream.servers": (
         ["192.0.2.53"],
         lambda c, f, s: {call[0] for call in upstream_calls(c)},
@@ -790,6 +897,11 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
     ),
     "dns.upstream.timeout": (0.2, lambda c, f, s: {call[1] for call in upstream_calls(c)}, {}),
     "dns.upstream.attempts": (5, lambda c, f, s: len(upstream_calls(c)), {}),
+    "dns.upstream.ca_file": (
+        lambda tmp: tls_pair(tmp)["tls_cert"],
+        lambda c, f, s: through_dot_upstream(c),
+        encrypted_context,
+    ),
     "dns.upstream.edns_buffer": (
         4000,
         lambda c, f, s: {call[2] for call in upstream_calls(c)},

@@ -56,6 +56,68 @@ class HostPort:
 
 
 @dataclass(frozen=True, slots=True)
+class EncryptedUpstream:
+    """An upstream reached over TLS: DoT ``tls://IP[:PORT][#name]`` (RFC 7858) or DoH
+    ``https://host[:PORT]/path`` (RFC 8484).
+
+    ``name`` is what the upstream's certificate must be valid for: the part after ``#``
+    for DoT (its IP address when absent), the URL's host for DoH.
+    """
+
+    scheme: str  # "tls" or "https"
+    host: str  # an IP literal for tls://; a name or an IP literal for https://
+    port: int
+    name: str
+    path: str = ""  # https:// only, e.g. "/dns-query"
+
+    @classmethod
+    def parse(cls, text: str) -> EncryptedUpstream:
+        """Parse ``tls://IP[:PORT][#name]`` or ``https://host[:PORT]/path``."""
+        text = text.strip()
+        scheme, sep, rest = text.partition("://")
+        scheme = scheme.lower()
+        if not sep or scheme not in ("tls", "https"):
+            raise ValueError(f"expected tls://IP[:PORT][#name] or https://host/path in {text!r}")
+        if scheme == "tls":
+            address, _, name = rest.partition("#")
+            hp = HostPort.parse(address, 853)
+            return cls("tls", hp.host, hp.port, name.strip().rstrip(".") or hp.host)
+        import urllib.parse
+
+        url = urllib.parse.urlsplit(text)
+        if not url.hostname:
+            raise ValueError(f"no host in {text!r}")
+        if url.query or url.fragment:
+            raise ValueError(f"a DoH upstream URL takes no query or fragment: {text!r}")
+        host = url.hostname
+        return cls("https", host, url.port or 443, host, url.path or "/dns-query")
+
+    @property
+    def url(self) -> str:
+        """The DoH URL (``https://…``), or the DoT form it was written in."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.scheme == "https":
+            port = "" if self.port == 443 else f":{self.port}"
+            return f"https://{host}{port}{self.path}"
+        suffix = "" if self.name == self.host else f"#{self.name}"
+        return f"tls://{host}:{self.port}{suffix}"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+UpstreamServer = HostPort | EncryptedUpstream
+"""A plain (UDP, TCP on truncation) upstream address, or an encrypted one."""
+
+
+def parse_upstream(text: str, default_port: int = 53) -> HostPort | EncryptedUpstream:
+    """``IP[:PORT]`` for a plain upstream, ``tls://…`` or ``https://…`` for an encrypted one."""
+    if "://" in text:
+        return EncryptedUpstream.parse(text)
+    return HostPort.parse(text, default_port)
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     """Where the policy lives."""
 
@@ -119,16 +181,23 @@ class LedgerConfig:
 class UpstreamConfig:
     """Where cache misses are forwarded, and how patiently."""
 
-    # Empty: the nameservers ``resolv_conf`` lists (never the gateway itself).
-    servers: tuple[HostPort, ...] = ()
+    # Empty: the nameservers ``resolv_conf`` lists (never the gateway itself). Plain
+    # addresses, DoT ``tls://IP:PORT#name`` or DoH ``https://host/dns-query``, in the
+    # order they are tried.
+    servers: tuple[HostPort | EncryptedUpstream, ...] = ()
     resolv_conf: Path = Path("/etc/resolv.conf")  # read at start and on SIGHUP
-    per_jurisdiction: Mapping[str, tuple[HostPort, ...]] = field(default_factory=dict)
+    per_jurisdiction: Mapping[str, tuple[HostPort | EncryptedUpstream, ...]] = field(
+        default_factory=dict
+    )
     timeout: float = 1.5  # seconds per upstream attempt
     attempts: int = 2  # tries per server before failing over
     edns_buffer: int = 1232
     # Relay a positive answer with its answer section only, a negative one without its
     # additional section (Unbound's default minimal-responses): less amplification.
     minimal_responses: bool = True
+    # PEM file of the CAs that encrypted upstreams' certificates must chain to; "" = the
+    # system's trust store. A certificate that does not verify is refused.
+    ca_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,11 +287,38 @@ class DNSConfig:
     # compiled again in the background and swapped in as the new base.
     consolidate_after: float = 5.0
     udp_batch: int = 32  # datagrams per recvmmsg/sendmmsg (Linux); 0 = one per system call
+    # Encrypted listeners: DNS over TLS (RFC 7858, default port 853), DNS over HTTPS
+    # (RFC 8484 at /dns-query, HTTP/2 and HTTP/1.1, default port 443) and DNS over QUIC
+    # (RFC 9250, UDP, default port 853); each needs tls_cert and tls_key.
+    dot: tuple[HostPort, ...] = ()
+    doh: tuple[HostPort, ...] = ()
+    doq: tuple[HostPort, ...] = ()
+    tls_cert: str = ""  # PEM certificate chain of the encrypted listeners
+    tls_key: str = ""  # its PEM private key
+    # RFC 8467 block-length padding of replies to EDNS queries on encrypted transports
+    # (never on plain UDP/TCP): every such reply is a multiple of this many octets; 0 = none.
+    padding_block: int = 468
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     block: BlockConfig = field(default_factory=BlockConfig)
     special_use: SpecialUseConfig = field(default_factory=SpecialUseConfig)
+
+    def __post_init__(self) -> None:
+        """Encrypted listeners need a certificate and its key; padding blocks are sane."""
+        encrypted = self.dot or self.doh or self.doq
+        if encrypted and not (self.tls_cert and self.tls_key):
+            raise ConfigError(
+                "[dns] dot/doh/doq need tls_cert and tls_key (a PEM certificate and its key; "
+                "`clearwall init` makes a self-signed pair)"
+            )
+        if not 0 <= self.padding_block <= 4096:
+            raise ConfigError("[dns] padding_block must be between 0 (none) and 4096")
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether any encrypted listener (DoT, DoH, DoQ) is configured."""
+        return bool(self.dot or self.doh or self.doq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,13 +395,24 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
+_DEFAULT_PORTS = {"dot": 853, "doh": 443, "doq": 853}  # listeners whose default is empty
+
+
 def _convert(section: str, name: str, annotation: str, value: Any, default: Any) -> Any:
     """Turn one TOML value into the type the field declares; errors name the option."""
     where = f"[{section}] {name}"
     try:
+        if "EncryptedUpstream" in annotation and "Mapping" in annotation:
+            return {
+                str(k): tuple(parse_upstream(str(v)) for v in ([vs] if isinstance(vs, str) else vs))
+                for k, vs in value.items()
+            }
+        if "EncryptedUpstream" in annotation:
+            items = [value] if isinstance(value, str) else list(value)
+            return tuple(parse_upstream(str(v)) for v in items)
         if "HostPort" in annotation and "tuple" in annotation and "Mapping" not in annotation:
             items = [value] if isinstance(value, str) else list(value)
-            port = default[0].port if default else 53
+            port = default[0].port if default else _DEFAULT_PORTS.get(name, 53)
             return tuple(HostPort.parse(str(v), port) for v in items)
         if "HostPort" in annotation and "Mapping" in annotation:
             return {

@@ -9,6 +9,8 @@ relative to that file), a SQLite store ``D/NAME.db`` keeps
 - its public log (checkpoint, tiles, rule files) in ``D/NAME-log/``,
 - the snapshots a gateway compiles from it in ``D/snapshots/``,
 - the query log of a gateway serving it, when on, in ``D/querylog/``.
+- the self-signed TLS pair ``clearwall init`` makes for the encrypted listeners in
+  ``D/tls/`` (unless ``[dns] tls_cert`` and ``tls_key`` name one).
 
 A store that is not a file (PostgreSQL) has no place of its own on disk: the config must
 name both ledger paths, and its snapshots go beside the key file.

@@ -39,6 +39,7 @@ def test_chain_order_is_declared_once() -> None:
         "ratelimit",
         "jurisdiction",
         "cache",
+        "ddr",
         "special_use",
         "query_policy",
         "minimal_any",

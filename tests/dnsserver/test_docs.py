@@ -16,6 +16,7 @@ HANDLER_PAGES = (
     "ratelimit",
     "jurisdiction",
     "cache",
+    "ddr",
     "special_use",
     "query_policy",
     "minimal_any",

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from clearwall.cli.common import ConfigOption, DbOption, errors, settings
-from clearwall.config import Config, HostPort
+from clearwall.config import Config, EncryptedUpstream, HostPort
 
 if TYPE_CHECKING:
     from clearwall.ledger.log import TransparencyLog
@@ -199,14 +199,48 @@ def _dns_answers(hp: HostPort, timeout: float) -> bool:
     return True
 
 
+def _encrypted_answers(up: EncryptedUpstream, timeout: float, ca_file: str) -> bool:
+    """Whether a DoT or DoH upstream answers, its certificate checked as the gateway
+    checks it (``[dns.upstream] ca_file``, else the system's trust store)."""
+    import ssl
+
+    import dns.message
+    import dns.query
+
+    query = dns.message.make_query(".", "NS")
+    try:
+        if up.scheme == "tls":
+            context = ssl.create_default_context(cafile=ca_file or None)
+            dns.query.tls(
+                query,
+                up.host,
+                port=up.port,
+                timeout=timeout,
+                ssl_context=context,
+                server_hostname=up.name,
+            )
+        else:
+            url = f"https://{up.host}:{up.port}{up.path}"
+            dns.query.https(query, url, timeout=timeout, verify=ca_file or True)
+    except Exception:  # dnspython's, ssl's and httpx's errors alike mean "does not answer"
+        return False
+    return True
+
+
 def check_upstream(d: Deployment) -> list[Finding]:
     """Every upstream resolver answers a query (any rcode: it is alive)."""
     servers = list(d.config.dns.upstream.servers)
     for more in d.config.dns.upstream.per_jurisdiction.values():
         servers += [hp for hp in more if hp not in servers]
     out = []
+    ca_file = d.config.dns.upstream.ca_file
     for hp in servers:
-        if _dns_answers(hp, d.timeout):
+        answers = (
+            _dns_answers(hp, d.timeout)
+            if isinstance(hp, HostPort)
+            else _encrypted_answers(hp, d.timeout, ca_file)
+        )
+        if answers:
             out.append(Finding("upstream", OK, f"{hp} answers"))
         else:
             out.append(

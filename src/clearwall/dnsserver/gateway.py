@@ -33,6 +33,7 @@ class Gateway:
     server: DNSServer
     transport: UpstreamTransport
     querylog: Recorder | None = None  # the query log's recorder, when it is on
+    services: Services | None = None  # what the chain was built with (its encrypted upstreams)
 
     async def start(self, listen: tuple[HostPort, ...] | None = None) -> None:
         """Bind every listener (and start the query log's writer when it is on)."""
@@ -43,12 +44,21 @@ class Gateway:
         for host, port in self.server.addresses:
             log.info("DNS listening on %s (UDP and TCP)", HostPort(host, port))
         log.info("DNS UDP: %s", self.server.udp_mode)
+        names = {"dot": "DNS over TLS", "doh": "DNS over HTTPS", "doq": "DNS over QUIC"}
+        for kind, bound in self.server.encrypted.items():
+            for host, port in bound:
+                log.info("%s listening on %s", names[kind], HostPort(host, port))
 
     async def stop(self) -> None:
-        """Stop listening, let in-flight queries finish, write the queued records."""
+        """Stop listening, let in-flight queries finish, write the queued records, and
+        close upstream connections."""
         await self.server.stop()
         if self.querylog is not None:
             self.querylog.stop()
+        encrypted = self.services.encrypted if self.services is not None else None
+        close = getattr(encrypted, "close", None)
+        if close is not None:
+            await close()
 
     async def resolve(
         self, query: bytes, client: str = "127.0.0.1", *, tcp: bool = False
@@ -104,5 +114,17 @@ def build_gateway(
         config=config, policy=holder, metrics=metrics, transport=transport, querylog=recorder
     )
     chain, names, fast = build(services)
-    server = DNSServer(config, chain, metrics, reuse_port=reuse_port, fast=fast)
-    return Gateway(config, holder, metrics, chain, names, server, transport, recorder)
+    server = DNSServer(
+        config, chain, metrics, reuse_port=reuse_port, fast=fast, encrypted=services.listeners
+    )
+    return Gateway(
+        config,
+        holder,
+        metrics,
+        chain,
+        names,
+        server,
+        transport,
+        querylog=recorder,
+        services=services,
+    )

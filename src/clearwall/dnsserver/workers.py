@@ -100,8 +100,25 @@ def _start_metrics(
         log.warning("metrics endpoint %s not started: %s", listen, exc)
 
 
+def prepare_tls(dns: DNSConfig) -> None:
+    """Make the encrypted listeners' TLS contexts now, before any worker is forked: a bad
+    certificate fails the start at once, and the workers inherit one session-ticket key,
+    so a client resumes its TLS session whichever worker its next connection reaches."""
+    if not dns.encrypted:
+        return
+    from clearwall.dnsserver import tls
+
+    if dns.dot:
+        tls.server_context(dns.tls_cert, dns.tls_key, (tls.ALPN_DOT,))
+    if dns.doh:
+        tls.server_context(dns.tls_cert, dns.tls_key, tls.ALPN_DOH)
+    if dns.doq:
+        tls.certificate_names(dns.tls_cert)  # aioquic loads it again; this checks it early
+
+
 def serve(opts: ServeOptions) -> None:
     """Run until SIGTERM/SIGINT: one process when workers == 1, else a supervisor."""
+    prepare_tls(opts.config.dns)
     started_path, source = _initial_policy(opts)
     if opts.config.dns.workers <= 1:
         uvloop.run(_serve_single(opts, started_path, source))
@@ -135,14 +152,21 @@ def _load(path: Path | None) -> PolicyView | None:
 def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
     """Rebuild the handler chain for a reloaded config (listeners stay as they are)."""
     gw.policy.clear_listeners()  # the old handlers go away with their swap listeners
+    # The encrypted upstreams' connections are kept unless their trust changed.
+    old = gw.services.encrypted if gw.services is not None else None
+    if getattr(old, "ca_file", None) != dns.upstream.ca_file:
+        old = None
     services = Services(
         config=dns,
         policy=gw.policy,
         metrics=gw.metrics,
         transport=gw.transport,
         querylog=gw.querylog,  # [logging] changes apply on restart
+        encrypted=old,
+        listeners=gw.server.encrypted,
     )
     chain, names, fast = build(services)
+    gw.services = services
     gw.server.dispatcher.chain = chain
     gw.server.dispatcher.fast = fast
     gw.chain, gw.handlers, gw.config = chain, names, dns

@@ -14,6 +14,7 @@ from __future__ import annotations
 from clearwall.dnsserver.handlers import (
     acl,
     cache,
+    ddr,
     jurisdiction,
     minimal_any,
     query_policy,
@@ -42,6 +43,10 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
     # Holds policy-applied answers per jurisdiction and policy version, so a hit skips
     # the matcher and the upstream; misses go on and the result is stored.
     ("cache", cache.build),
+    # DDR (RFC 9462): _dns.resolver.arpa is answered with our encrypted endpoints before
+    # special_use would treat resolver.arpa as any name; after the cache so the fast
+    # path's standard prefix is unchanged. Built only with an encrypted listener.
+    ("ddr", ddr.build),
     # Special-use names (localhost, RFC 6303 reverse zones, .invalid) get their local
     # answer, and non-IN classes and zone transfers their refusal, before any policy or
     # upstream work; after the cache so the fast path's standard prefix is unchanged.
