@@ -50,8 +50,8 @@ def notify_message(
     """A NOTIFY for ``zone``: opcode NOTIFY, AA, the SOA question and, as RFC 1996
     section 3.7 allows, the new SOA in the answer section."""
     message = dns.message.make_query(zone, dns.rdatatype.SOA)
+    message.flags = dns.flags.AA  # and not RD; the opcode lives in the same field, so after
     message.set_opcode(dns.opcode.NOTIFY)
-    message.flags = dns.flags.AA
     if soa is not None:
         message.answer.append(dns.rrset.from_text(zone, 0, "IN", "SOA", soa))
     if key is not None:
