@@ -145,3 +145,22 @@ def primary_factory(store: Store, tmp_path: Path) -> Iterator[Callable[..., Runn
     yield factory
     for running in started:
         running.stop()
+
+
+def fleet_config(cwd: Path, *args: str) -> str:
+    """What ``clearwall fleet config ARGS`` prints (run as a real command in ``cwd``)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARWALL_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "clearwall", "fleet", "config", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
