@@ -140,9 +140,11 @@ def bind(
         return (
             f"// BIND 9, inside options {{ }}: clearwall's zones for {jurisdiction}, in this "
             "order (the first with a match decides).\n"
+            "// BIND rebuilds its policy at most every min-update-interval seconds (60 by "
+            "default): 1 enforces a change at once.\n"
             "// BIND 9.20 and later can signal EDE: add `ede censored;` to the first zone and "
             "`ede blocked;` to the second.\n"
-            f"response-policy {{ {zones} }};\n"
+            f"response-policy {{ {zones} }} min-update-interval 1;\n"
         )
     lines = [
         f"// BIND 9: clearwall's zones for jurisdiction {jurisdiction} from {primary}, for the "
