@@ -124,6 +124,8 @@ class Authoritative(Process):
   zonelistfile: "{workdir}/zone.list"
   verbosity: 1
   server-count: 1
+  rrl-ratelimit: 0
+  rrl-whitelist-ratelimit: 0
 remote-control:
   control-enable: no
 zone:
