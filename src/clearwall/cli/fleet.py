@@ -142,9 +142,11 @@ def bind(
             "order (the first with a match decides).\n"
             "// BIND rebuilds its policy at most every min-update-interval seconds (60 by "
             "default): 1 enforces a change at once.\n"
+            "// qname-wait-recurse no: a blocked name is answered without first resolving it "
+            "(as the gateway does).\n"
             "// BIND 9.20 and later can signal EDE: add `ede censored;` to the first zone and "
             "`ede blocked;` to the second.\n"
-            f"response-policy {{ {zones} }} min-update-interval 1;\n"
+            f"response-policy {{ {zones} }} qname-wait-recurse no min-update-interval 1;\n"
         )
     lines = [
         f"// BIND 9: clearwall's zones for jurisdiction {jurisdiction} from {primary}, for the "
