@@ -124,6 +124,38 @@ def soa_serial(port: int, zone: str) -> int | None:
     return int(response.answer[0][0].serial) if response.answer else None
 
 
+def _skip_name(data: bytes, at: int) -> int:
+    """The offset after the (possibly compressed) name at ``at``."""
+    while True:
+        length = data[at]
+        if length == 0:
+            return at + 1
+        if length & 0xC0 == 0xC0:
+            return at + 2
+        at += length + 1
+
+
+def _scan(data: bytes) -> list[tuple[int, int]]:
+    """The answer records of a message as (type, serial if SOA else 0), read without
+    building objects (dnspython would be the slowest part of a big transfer here)."""
+    qd, an = struct.unpack_from("!HH", data, 4)
+    at = 12
+    for _ in range(qd):
+        at = _skip_name(data, at) + 4
+    out = []
+    for _ in range(an):
+        at = _skip_name(data, at)
+        rdtype, _cls, _ttl, rdlength = struct.unpack_from("!HHIH", data, at)
+        at += 10
+        serial = 0
+        if rdtype == 6:
+            inner = _skip_name(data, _skip_name(data, at))
+            (serial,) = struct.unpack_from("!I", data, inner)
+        out.append((rdtype, serial))
+        at += rdlength
+    return out
+
+
 def read_transfer(port: int, zone: str, serial: int | None = None) -> tuple[int, int, float]:
     """AXFR (or IXFR from ``serial``) with a plain TCP client: octets, messages, seconds.
 
@@ -141,7 +173,7 @@ def read_transfer(port: int, zone: str, serial: int | None = None) -> tuple[int,
     wire = query.to_wire()
     started = time.monotonic()
     octets = messages = 0
-    records: list[tuple[int, int]] = []  # (type, serial of an SOA else 0)
+    records: list[tuple[int, int]] = []
     with socket.create_connection(("127.0.0.1", port), timeout=300) as s:
         s.sendall(struct.pack("!H", len(wire)) + wire)
         reader = s.makefile("rb")
@@ -150,10 +182,7 @@ def read_transfer(port: int, zone: str, serial: int | None = None) -> tuple[int,
             data = reader.read(length)
             octets += length + 2
             messages += 1
-            message = dns.message.from_wire(data, one_rr_per_rrset=True)
-            for rrset in message.answer:
-                soa = rrset.rdtype == 6
-                records.append((rrset.rdtype, int(rrset[0].serial) if soa else 0))
+            records.extend(_scan(data))
             first = records[0]
             diff = len(records) > 1 and records[1][0] == 6
             if (serial is not None and len(records) == 1) or (
@@ -168,11 +197,9 @@ def wait_enforced(port: int, name: str, timeout: float) -> float | None:
     """Seconds until ``name`` answers NXDOMAIN at 127.0.0.1:port, None on timeout."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        try:
+        with contextlib.suppress(Exception):
             if sec.query(port, name, timeout=0.5).rcode() == 3:
                 return time.monotonic() - started
-        except Exception:
-            pass
         time.sleep(POLL_S)
     return None
 
