@@ -52,6 +52,12 @@ timeout = 2
         ({"dns": {"allow_networks": ["10.0.0.0/33"]}}, "[dns] allow_networks"),
         ({"web": {"listen": "localhost:80"}}, "[web] listen"),
         ({"nosuch": {}}, "unknown option(s): nosuch"),
+        ({"xfr": {"listen": ["nowhere:53"]}}, "[xfr] listen"),
+        ({"xfr": {"allow": ["10.0.0.0/33"]}}, "[xfr] allow"),
+        ({"xfr": {"secondaries": ["192.0.2.1 kee k1"]}}, "[xfr] secondaries: expected"),
+        ({"xfr": {"suffix": "a..b"}}, "[xfr] suffix: not a domain name"),
+        ({"xfr": {"history": 0}}, "[xfr] history: must be at least 1"),
+        ({"xfr": {"notify_timeout": 0}}, "[xfr] notify_timeout: must be positive"),
     ],
 )
 def test_errors_name_the_option(overrides: dict[str, object], message: str) -> None:
@@ -81,3 +87,22 @@ def test_missing_and_invalid_files(tmp_path: Path) -> None:
 def test_hostport(text: str, port: int, expected: HostPort) -> None:
     assert HostPort.parse(text, port) == expected
     assert HostPort.parse(str(expected), 1) == expected
+
+
+def test_xfr_secondaries_and_listen() -> None:
+    config = load_config(
+        overrides={
+            "xfr": {
+                "listen": ["127.0.0.1:8054"],
+                "secondaries": ["192.0.2.10", "[2001:db8::1]:5353 key r1"],
+                "metrics_listen": "127.0.0.1:9155",
+            }
+        }
+    )
+    assert config.xfr.listen == (HostPort("127.0.0.1", 8054),)
+    assert [str(s) for s in config.xfr.secondaries] == [
+        "192.0.2.10:53",
+        "[2001:db8::1]:5353 key r1",
+    ]
+    assert config.xfr.metrics_listen == HostPort("127.0.0.1", 9155)
+    assert load_config().xfr.listen == ()  # off unless asked for
