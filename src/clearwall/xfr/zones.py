@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 from clearwall.formats.export import is_rpz_trigger_name
 from clearwall.formats.rpz import rpz_ip_owner
-from clearwall.model import Action, EDECode, OrderStatus, RuleKind, Verdict
+from clearwall.model import Action, EDECode, OrderStatus, RuleKind
 from clearwall.policy.compiler import OrderEntry, decode_rule, encode_rule, epoch
 from clearwall.policy.model import ALL_JURISDICTIONS, CompiledOrder, Jurisdiction
 from clearwall.policy.snapshot import Hit, decide
@@ -168,12 +168,34 @@ _Block = tuple[Action, Basis, EDECode]
 _Flat = _Block | None
 
 
-def _flat(verdict: Verdict) -> _Flat:
-    if not verdict.blocked:
-        return None
-    assert verdict.action is not None
-    ede = verdict.ede or EDECode.BLOCKED
-    return (verdict.action, basis_of(ede), ede)
+class _Decider:
+    """``snapshot.decide`` for a list of hits, as a flattened verdict; one hit (the common
+    case: a name listed once, nothing above it) is decided without building a Verdict."""
+
+    def __init__(self, entries: list[OrderEntry]) -> None:
+        self.entries = entries
+        self.ede = [e.ref.ede for e in entries]
+        self._flats: dict[tuple[Action, EDECode], _Block] = {}
+
+    def flat(self, action: Action, ede: EDECode) -> _Block:
+        """The (shared) flattened block for ``action`` signalled with ``ede``."""
+        key = (action, ede)
+        found = self._flats.get(key)
+        if found is None:
+            found = self._flats[key] = (action, basis_of(ede), ede)
+        return found
+
+    def __call__(self, hits: list[Hit]) -> _Flat:
+        if not hits:
+            return None
+        if len(hits) == 1:
+            _spec, index, allow, action, _text = hits[0]
+            return None if allow else self.flat(action, self.ede[index])
+        verdict = decide(hits, self.entries)
+        if not verdict.blocked:
+            return None
+        assert verdict.action is not None
+        return self.flat(verdict.action, verdict.ede or EDECode.BLOCKED)
 
 
 @dataclass
@@ -202,6 +224,7 @@ def _name_verdicts(
 ) -> dict[str, tuple[_Flat, _Flat]]:
     """For each listed name: the flattened verdict for the name itself and below it."""
     entries = index.entries
+    flat = _Decider(entries)
     out: dict[str, tuple[_Flat, _Flat]] = {}
     for name, rules in listed.items():
         above: list[Hit] = []
@@ -229,10 +252,7 @@ def _name_verdicts(
                 at.append(hit)
             if not r.exact_only:
                 below.append(hit)
-        out[name] = (
-            _flat(decide(at + above, entries)) if at or above else None,
-            _flat(decide(below + above, entries)) if below or above else None,
-        )
+        out[name] = (flat(at + above), flat(below + above))
     return out
 
 
@@ -248,10 +268,15 @@ def _place_names(
         if below is not None:
             wild[zone_of[below[1]]].add(name)
 
+    # The last labels of each zone's wildcards: most names share none with an earlier
+    # zone's (a security feed's .com names, a court's names elsewhere) and are done fast.
+    tails = [{w.rsplit(".", 1)[-1] for w in names} for names in wild]
+
     def earliest_cover(name: str, before: int) -> int:
         """The first zone before ``before`` whose blocking wildcard covers ``name``."""
+        tail = name.rsplit(".", 1)[-1]
         for z in range(before):
-            if wild[z] and any(a in wild[z] for a in _ancestors(name)):
+            if tail in tails[z] and any(a in wild[z] for a in _ancestors(name)):
                 return z
         return -1
 
@@ -293,6 +318,7 @@ def _ip_verdicts(
     """For each listed network: the flattened verdict for addresses whose longest listed
     prefix it is (every rule of it and of its listed supernets, as ``match_ip``)."""
     entries = index.entries
+    flat = _Decider(entries)
     lengths = _prefix_lengths(listed)
     out: dict[IPNetwork, _Flat] = {}
     for net in listed:
@@ -301,7 +327,7 @@ def _ip_verdicts(
             for r in listed.get(supernet, ()):
                 action = r.action or entries[r.order].ref.action
                 hits.append((supernet.prefixlen, r.order, r.allow, action, ""))
-        out[net] = _flat(decide(hits, entries)) if hits else None
+        out[net] = flat(hits)
     return out
 
 
