@@ -14,7 +14,16 @@ from hypothesis import strategies as st
 from clearwall.model import Action, AuthorityKind, EDECode, OrderStatus, RuleKind, Verdict
 from clearwall.policy.model import CompiledOrder, RuleSpec
 from clearwall.policy.snapshot import PolicySnapshot
-from clearwall.xfr.zones import BASES, Basis, RuleIndex, Zone, jurisdiction_zones, zone_name
+from clearwall.xfr.zones import (
+    ABSENT,
+    BASES,
+    Basis,
+    RuleIndex,
+    Zone,
+    ZoneSet,
+    jurisdiction_zones,
+    zone_name,
+)
 
 from .builders import DAY, JURISDICTIONS, NOW, T0, order
 from .rpz_eval import NO_MATCH, closest_encloser, longest_wildcard, response_ip
@@ -218,3 +227,45 @@ def test_orders_apply_by_jurisdiction_and_time() -> None:
     assert not fr[0].policies and set(fr[1].policies) == {"all.com"}
     later = jurisdiction_zones(index, "de", T0.timestamp() + 21 * DAY)
     assert set(later[0].policies) == {"de.com", "later.com"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(st.tuples(policies(), times), min_size=1, max_size=5),
+    keep=st.lists(st.booleans(), min_size=5, max_size=5),
+)
+def test_zoneset_updates_as_a_fresh_computation(
+    steps: list[tuple[list[CompiledOrder], float]], keep: list[bool]
+) -> None:
+    """A ZoneSet brought through a sequence of policy versions (orders added, changed,
+    dropped, time moving either way) holds exactly the zones computed from scratch, and
+    the changes it reports turn each version's zones into the next's."""
+    zoneset = ZoneSet()
+    previous: dict[str, dict[str, object]] = {}
+    carried: dict[int, CompiledOrder] = {}
+    for (policy, at), keep_old in zip(steps, keep, strict=False):
+        # Keep some orders of the last version as the very same objects (unchanged).
+        orders = {o.order.id: o for o in policy}
+        if keep_old:
+            orders.update(carried)
+        carried = dict(orders)
+        result = zoneset.update(list(orders.values()), JURISDICTIONS, at)
+        fresh = RuleIndex(orders.values())
+        expected = {
+            z.name: dict(z.policies)
+            for code in fresh.jurisdictions(JURISDICTIONS)
+            for z in jurisdiction_zones(fresh, code, at)
+        }
+        assert {name: dict(zone.policies) for name, (zone, _c) in result.items()} == expected
+        for name, (_zone, change) in result.items():
+            if name not in previous:
+                assert not change  # a new zone is taken whole
+                continue
+            old = dict(previous[name])
+            for owner, (_before, after) in change.items():
+                if after is ABSENT:
+                    old.pop(owner, None)
+                else:
+                    old[owner] = after
+            assert old == expected[name], name
+        previous = expected

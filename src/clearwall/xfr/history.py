@@ -14,20 +14,13 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from clearwall.xfr.zones import Policy, Zone
+from clearwall.xfr.zones import ABSENT, Absent, Policy, State, Zone
+
+__all__ = ["ABSENT", "Absent", "State", "ZoneHistory", "difference", "serial_of"]
 
 SERIAL_MODULO = 1 << 32  # SOA serials are 32-bit (RFC 1982)
 
 
-class Absent:
-    """Stands for "no trigger at this owner" in a difference."""
-
-    def __repr__(self) -> str:
-        return "ABSENT"
-
-
-ABSENT = Absent()
-State = Policy | Absent
 Diff = Mapping[str, tuple[State, State]]
 
 
@@ -70,10 +63,12 @@ class ZoneHistory:
         self._steps: deque[Step] = deque()
         self._owners = 0  # owners in all kept steps
 
-    def update(self, zone: Zone, serial: int) -> Diff:
+    def update(self, zone: Zone, serial: int, diff: Diff | None = None) -> Diff:
         """Make ``zone`` at ``serial`` current; returns what changed (empty when only the
-        serial did)."""
-        diff = difference(self.zone.policies, zone.policies)
+        serial did). ``diff``: the change, when the caller knows it (else it is worked
+        out by comparing every owner)."""
+        if diff is None:
+            diff = difference(self.zone.policies, zone.policies)
         if serial != self.serial:
             self._steps.append(Step(self.serial, diff))
             self._owners += len(diff)

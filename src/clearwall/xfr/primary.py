@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
-from collections.abc import Iterable
+from math import inf
 
 import dns.name
 
@@ -26,7 +27,7 @@ from clearwall.xfr.messages import ZoneRecords
 from clearwall.xfr.metrics import XfrMetrics
 from clearwall.xfr.notify import Notifier
 from clearwall.xfr.server import Responder, ServedZone, XfrServer
-from clearwall.xfr.zones import RuleIndex, Zone, all_zones
+from clearwall.xfr.zones import Change, Zone, ZoneSet
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Primary:
         self.store = store
         self.metrics = metrics or XfrMetrics()
         self.feed = PolicyFeed(store)
+        self.zoneset = ZoneSet(x.suffix, config.dns.block.public_url)
         self.version: PolicyVersion | None = None
         self.zones: dict[dns.name.Name, ServedZone] = {}
         keys = load_keys(x.keys_file)
@@ -59,18 +61,24 @@ class Primary:
         self._starts: list[tuple[float, int]] = []
         self._warned: set[int] = set()
 
-    def compute(self) -> tuple[PolicyVersion, list[Zone]]:
-        """Read the current policy version and compute its zones (blocking: run it in a
-        thread)."""
+    def compute(self) -> tuple[PolicyVersion, dict[str, tuple[Zone, Change]]]:
+        """Read the current policy version and bring the zones to it (blocking: run it in
+        a thread; only the names the change can affect are recomputed)."""
         started = time.monotonic()
         version = self.feed.read()
-        index = RuleIndex(version.orders, self.config.dns.block.public_url)
-        zones = all_zones(index, version.jurisdictions, version.at, self.config.xfr.suffix)
-        self._starts = sorted((e.start, e.ref.id) for e in index.entries if e.start > version.at)
+        zones = self.zoneset.update(version.orders, version.jurisdictions, version.at)
+        # The zones are millions of long-lived objects: keep them out of the collector's
+        # full passes, which would otherwise walk them all now and then (about 1 s for a
+        # million triggers) in the middle of a change.
+        gc.freeze()
+        entries = self.zoneset.index.entries
+        self._starts = sorted((e.start, e.ref.id) for e in entries if version.at < e.start < inf)
         self.metrics.compute_seconds.set(time.monotonic() - started)
         return version, zones
 
-    def apply(self, version: PolicyVersion, zones: Iterable[Zone]) -> list[tuple[str, int]]:
+    def apply(
+        self, version: PolicyVersion, zones: dict[str, tuple[Zone, Change]]
+    ) -> list[tuple[str, int]]:
         """Make ``zones`` of ``version`` current; the (zone, serial) pairs whose content
         changed or that are new."""
         x = self.config.xfr
@@ -78,7 +86,7 @@ class Primary:
         serial = serial_of(version.tree_size)
         served: dict[dns.name.Name, ServedZone] = {}
         changed: list[tuple[str, int]] = []
-        for zone in zones:
+        for zone, change in zones.values():
             name = dns.name.from_text(zone.name)
             known = self.zones.get(name)
             if known is None:
@@ -91,13 +99,11 @@ class Primary:
                 )
                 known = ServedZone(ZoneHistory(zone, serial, x.history), records)
                 changed.append((zone.name, serial))
-            elif known.history.serial != serial and known.history.update(zone, serial):
+            elif known.history.serial != serial and known.history.update(zone, serial, change):
                 changed.append((zone.name, serial))
             served[name] = known
             self.metrics.serial.labels(zone.name).set(serial)
             self.metrics.triggers.labels(zone.name).set(len(zone.policies))
-            for note in zone.notes:
-                log.debug("xfr: %s: %s", zone.name, note)
         for gone in set(self.zones) - set(served):
             log.info("xfr: zone %s no longer served (its jurisdiction is gone)", gone)
         self.zones = served
@@ -127,7 +133,12 @@ class Primary:
         version, zones = await asyncio.to_thread(self.compute)
         if self.version is not None and version.tree_size == self.version.tree_size:
             return []
+        first = self.version is None
         changed = self.apply(version, zones)
+        if first:
+            for zone in zones:
+                for note in self.zoneset.notes(zone):
+                    log.info("xfr: %s: %s", zone, note)
         log.info(
             "xfr: serial %d (log size %d): %d zones, %d changed",
             serial_of(version.tree_size),

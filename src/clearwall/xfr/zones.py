@@ -25,6 +25,14 @@ closest owner it has. So the zones here do not copy rules; they state verdicts:
 
 Response-IP rules go the same way with address prefixes (the longest prefix decides).
 What RPZ cannot state exactly is counted in ``Zone.notes`` (written as zone comments).
+
+A change touches few names, so ``ZoneSet`` keeps every jurisdiction's zones across
+policy versions and recomputes only the names a change can affect: those the changed
+orders list (before and after), those of orders that took effect or expired meanwhile,
+and every listed name below them (whose verdicts depend on their ancestors' rules).
+Nothing else can change: a name's verdict depends only on its own and its ancestors'
+rules, its place only on its verdicts and its ancestors' wildcards. ``jurisdiction_zones``
+is the same computation from scratch; tests compare the two.
 """
 
 from __future__ import annotations
@@ -33,14 +41,15 @@ import bisect
 import enum
 import ipaddress
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 
 from clearwall.formats.export import is_rpz_trigger_name
 from clearwall.formats.rpz import rpz_ip_owner
 from clearwall.model import Action, EDECode, OrderStatus, RuleKind
-from clearwall.policy.compiler import OrderEntry, decode_rule, encode_rule, epoch
-from clearwall.policy.model import ALL_JURISDICTIONS, CompiledOrder, Jurisdiction
+from clearwall.policy.compiler import OrderEntry, decode_rule, encode_rule, epoch, name_key
+from clearwall.policy.model import ALL_JURISDICTIONS, CompiledOrder, Jurisdiction, RuleSpec
 from clearwall.policy.snapshot import Hit, decide
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -69,6 +78,7 @@ Policy = Action | None
 
 _EXACT = frozenset({RuleKind.EXACT, RuleKind.ALLOW_EXACT})
 _BELOW = frozenset({RuleKind.WILDCARD, RuleKind.ALLOW_WILDCARD})
+_NEVER = math.inf  # the start of a removed order's slot: it never applies again
 
 
 def basis_of(ede: EDECode | None) -> Basis:
@@ -94,47 +104,86 @@ class _Rule:
 
 
 class RuleIndex:
-    """Every rule of a set of orders by name and by network, built once per policy version
-    and shared by every jurisdiction's zones."""
+    """Every rule of a set of orders by name and by network; orders can be put and
+    dropped one by one (each keeps its slot, so rule codes stay valid)."""
 
-    def __init__(self, orders: Iterable[CompiledOrder], base_url: str = "") -> None:
+    def __init__(self, orders: Iterable[CompiledOrder] = (), base_url: str = "") -> None:
         """Index the active ``orders`` (in force or not: that is decided per zone and
         time); revoked and expired ones are left out, as the snapshot compiler does."""
+        self.base_url = base_url
         self.entries: list[OrderEntry] = []
         self.names: dict[str, tuple[int, ...]] = {}
         self.networks: dict[IPNetwork, tuple[int, ...]] = {}
-        self.rules = 0
-        codes: dict[int, int] = {}  # one int object per distinct code
-        names = self.names
-        for compiled in orders:
-            o = compiled.order
-            if o.status is not OrderStatus.ACTIVE:
-                continue
-            index = len(self.entries)
-            end = math.inf if o.expires is None else epoch(o.expires)
-            self.entries.append(OrderEntry(compiled.ref(base_url), epoch(o.effective_from), end))
-            for rule in compiled.rules:
-                self.rules += 1
-                code = encode_rule(index, rule.kind, rule.action)
-                code = codes.setdefault(code, code)
-                if rule.kind.is_ip:
-                    net = ipaddress.ip_network(rule.value, strict=False)
-                    self.networks[net] = (*self.networks.get(net, ()), code)
-                else:
-                    known = names.get(rule.value)
-                    names[rule.value] = (code,) if known is None else (*known, code)
+        self._slots: dict[int, int] = {}  # order id -> entry index
+        self._rules: dict[int, tuple[RuleSpec, ...]] = {}  # entry index -> its rules
+        self._codes: dict[int, int] = {}  # one int object per distinct code
         self._decoded: dict[int, _Rule] = {}
-        for code in codes:
-            order, kind, override = decode_rule(code)
-            self._decoded[code] = _Rule(
-                order, kind.is_allow, kind in _EXACT, kind in _BELOW, override
-            )
+        for compiled in orders:
+            self.put(compiled)
+
+    @property
+    def rules(self) -> int:
+        """How many rules the indexed orders hold."""
+        return sum(len(r) for r in self._rules.values())
+
+    def put(self, compiled: CompiledOrder) -> set[str]:
+        """Index ``compiled`` (replacing its earlier version); the names whose rules changed."""
+        touched = self.drop(compiled.order.id)
+        o = compiled.order
+        if o.status is not OrderStatus.ACTIVE:
+            return touched
+        slot = self._slots.get(o.id)
+        end = math.inf if o.expires is None else epoch(o.expires)
+        entry = OrderEntry(compiled.ref(self.base_url), epoch(o.effective_from), end)
+        if slot is None:
+            slot = self._slots[o.id] = len(self.entries)
+            self.entries.append(entry)
+        else:
+            self.entries[slot] = entry
+        self._rules[slot] = tuple(compiled.rules)
+        names = self.names
+        for rule in compiled.rules:
+            code = encode_rule(slot, rule.kind, rule.action)
+            code = self._codes.setdefault(code, code)
+            if rule.kind.is_ip:
+                net = ipaddress.ip_network(rule.value, strict=False)
+                self.networks[net] = (*self.networks.get(net, ()), code)
+            else:
+                known = names.get(rule.value)
+                names[rule.value] = (code,) if known is None else (*known, code)
+                touched.add(rule.value)
+        return touched
+
+    def drop(self, order_id: int) -> set[str]:
+        """Remove an order's rules (its slot stays, never applying); the names touched."""
+        slot = self._slots.get(order_id)
+        touched: set[str] = set()
+        if slot is None or slot not in self._rules:
+            return touched
+        for rule in self._rules.pop(slot):
+            if rule.kind.is_ip:
+                net = ipaddress.ip_network(rule.value, strict=False)
+                left = tuple(c for c in self.networks.get(net, ()) if self.decoded(c).order != slot)
+                if left:
+                    self.networks[net] = left
+                else:
+                    self.networks.pop(net, None)
+                continue
+            left = tuple(c for c in self.names.get(rule.value, ()) if self.decoded(c).order != slot)
+            if left:
+                self.names[rule.value] = left
+            else:
+                self.names.pop(rule.value, None)
+            touched.add(rule.value)
+        entry = self.entries[slot]
+        self.entries[slot] = OrderEntry(entry.ref, _NEVER, _NEVER)
+        return touched
 
     def jurisdictions(self, declared: Iterable[Jurisdiction] = ()) -> tuple[str, ...]:
-        """The codes of ``declared`` jurisdictions and of every order's, sorted ("*" is not
-        a jurisdiction: its orders are in every jurisdiction's zones)."""
+        """The codes of ``declared`` jurisdictions and of every indexed order's, sorted
+        ("*" is not a jurisdiction: its orders are in every jurisdiction's zones)."""
         codes = {j.code for j in declared}
-        codes.update(e.ref.jurisdiction for e in self.entries)
+        codes.update(self.entries[slot].ref.jurisdiction for slot in self._rules)
         codes.discard(ALL_JURISDICTIONS)
         return tuple(sorted(codes))
 
@@ -142,9 +191,28 @@ class RuleIndex:
         """Every effective-from and expiry instant of the indexed orders, sorted."""
         return sorted({t for e in self.entries for t in (e.start, e.end) if t != math.inf})
 
+    def orders_between(self, a: float, b: float) -> set[int]:
+        """Slots of orders that take effect or expire in (min(a,b), max(a,b)]."""
+        lo, hi = min(a, b), max(a, b)
+        return {
+            slot
+            for slot in self._rules
+            if lo < self.entries[slot].start <= hi or lo < self.entries[slot].end <= hi
+        }
+
+    def names_of(self, slots: Iterable[int]) -> set[str]:
+        """The names the rules of these slots list."""
+        return {r.value for s in slots for r in self._rules.get(s, ()) if not r.kind.is_ip}
+
     def decoded(self, code: int) -> _Rule:
         """The decoded form of a rule code."""
-        return self._decoded[code]
+        found = self._decoded.get(code)
+        if found is None:
+            order, kind, override = decode_rule(code)
+            found = self._decoded[code] = _Rule(
+                order, kind.is_allow, kind in _EXACT, kind in _BELOW, override
+            )
+        return found
 
 
 @dataclass(frozen=True)
@@ -162,6 +230,19 @@ class Zone:
         return sorted(self.policies)
 
 
+class Absent:
+    """Stands for "no trigger at this owner" in a change."""
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT = Absent()
+State = Policy | Absent
+Change = dict[str, tuple[State, State]]
+"""Owner -> (policy before, policy after) for every owner whose policy changed."""
+
+
 # A flattened verdict: None when the names it covers are allowed, else (action, basis,
 # the EDE code the matcher would send: it may differ from the zone's).
 _Block = tuple[Action, Basis, EDECode]
@@ -174,7 +255,7 @@ class _Decider:
 
     def __init__(self, entries: list[OrderEntry]) -> None:
         self.entries = entries
-        self.ede = [e.ref.ede for e in entries]
+        self._ede: dict[int, EDECode] = {}
         self._flats: dict[tuple[Action, EDECode], _Block] = {}
 
     def flat(self, action: Action, ede: EDECode) -> _Block:
@@ -190,7 +271,12 @@ class _Decider:
             return None
         if len(hits) == 1:
             _spec, index, allow, action, _text = hits[0]
-            return None if allow else self.flat(action, self.ede[index])
+            if allow:
+                return None
+            ede = self._ede.get(index)
+            if ede is None:
+                ede = self._ede[index] = self.entries[index].ref.ede
+            return self.flat(action, ede)
         verdict = decide(hits, self.entries)
         if not verdict.blocked:
             return None
@@ -198,20 +284,7 @@ class _Decider:
         return self.flat(verdict.action, verdict.ede or EDECode.BLOCKED)
 
 
-@dataclass
-class _Placement:
-    """Triggers per zone while they are placed, and what could not be stated exactly."""
-
-    zones: int
-    owners: list[dict[str, Policy]] = field(default_factory=list)
-    copied: list[int] = field(default_factory=list)  # blocks of another basis, per zone
-
-    def __post_init__(self) -> None:
-        self.owners = [{} for _ in range(self.zones)]
-        self.copied = [0] * self.zones
-
-
-def _ancestors(name: str) -> Iterable[str]:
+def _ancestors(name: str) -> Iterator[str]:
     """The strict ancestors of a name, nearest first (``a.b.c`` -> ``b.c``, ``c``)."""
     start = name.find(".")
     while start >= 0:
@@ -219,16 +292,60 @@ def _ancestors(name: str) -> Iterable[str]:
         start = name.find(".", start + 1)
 
 
-def _name_verdicts(
-    index: RuleIndex, listed: Mapping[str, tuple[_Rule, ...]]
-) -> dict[str, tuple[_Flat, _Flat]]:
-    """For each listed name: the flattened verdict for the name itself and below it."""
-    entries = index.entries
-    flat = _Decider(entries)
-    out: dict[str, tuple[_Flat, _Flat]] = {}
-    for name, rules in listed.items():
+def _prefix_lengths(nets: Iterable[IPNetwork]) -> dict[int, list[int]]:
+    """The prefix lengths present among ``nets``, per IP version, longest first."""
+    lengths: dict[int, set[int]] = {4: set(), 6: set()}
+    for net in nets:
+        lengths[net.version].add(net.prefixlen)
+    return {v: sorted(ls, reverse=True) for v, ls in lengths.items()}
+
+
+def _supernets(net: IPNetwork, lengths: Mapping[int, list[int]]) -> Iterator[IPNetwork]:
+    """``net`` itself, then its supernets at the prefix lengths that occur, longest first."""
+    yield net
+    for length in lengths[net.version]:
+        if length < net.prefixlen:
+            yield net.supernet(new_prefix=length)
+
+
+class _Jurisdiction:
+    """One jurisdiction's zones, kept up to date name by name."""
+
+    def __init__(
+        self, index: RuleIndex, code: str, names: Sequence[str], bases: Sequence[Basis]
+    ) -> None:
+        self.index = index
+        self.code = code
+        self.names = list(names)
+        self.bases = tuple(bases)
+        self.zone_of = {b: self.bases.index(b) if b in self.bases else 0 for b in Basis}
+        zones = len(self.bases)
+        self.rooms = [MAX_NAME - len(n) - 1 for n in self.names]  # an owner's own octets
+        self.listed: dict[str, tuple[_Rule, ...]] = {}
+        self.verdicts: dict[str, tuple[_Flat, _Flat]] = {}
+        self.wild: list[set[str]] = [set() for _ in range(zones)]
+        # The last labels of each zone's blocking wildcards: most names share none with
+        # an earlier zone's (a security feed's .com names, a court's elsewhere) and are
+        # placed without looking at their ancestors.
+        self.tails: list[Counter[str]] = [Counter() for _ in range(zones)]
+        self.owners: list[dict[str, Policy]] = [{} for _ in range(zones)]
+        self.ip_flats: dict[str, _Flat] = {}  # rpz-ip owner -> its verdict
+        self.omitted: set[str] = set()  # names ending in an RPZ trigger label
+        self.long: list[set[str]] = [set() for _ in range(zones)]  # owners too long here
+        self.decider = _Decider(index.entries)
+        self.built = False  # whether update has run (the first one builds from nothing)
+
+    # -- one name ------------------------------------------------------------------------
+
+    def _verdict(self, name: str, rules: tuple[_Rule, ...]) -> tuple[_Flat, _Flat]:
+        """The flattened verdicts for ``name`` itself and for the names below it."""
+        entries = self.index.entries
+        listed = self.listed
         above: list[Hit] = []
-        for ancestor in _ancestors(name):
+        dot = name.find(".")
+        while dot >= 0:  # every strict ancestor (as _ancestors, without a generator)
+            ancestor = name[dot + 1 :]
+            dot = name.find(".", dot + 1)
             found = listed.get(ancestor)
             if found:
                 labels = ancestor.count(".") + 1
@@ -252,128 +369,259 @@ def _name_verdicts(
                 at.append(hit)
             if not r.exact_only:
                 below.append(hit)
-        out[name] = (flat(at + above), flat(below + above))
-    return out
+        return self.decider(at + above), self.decider(below + above)
 
-
-def _place_names(
-    verdicts: Mapping[str, tuple[_Flat, _Flat]], zone_of: Mapping[Basis, int], zones: int
-) -> _Placement:
-    """Triggers for name verdicts, per zone (steps 2 and 3 of the module docstring)."""
-    placed = _Placement(zones)
-    owners = placed.owners
-    # Names with a blocking wildcard, per zone: what covers the names below them.
-    wild: list[set[str]] = [set() for _ in range(zones)]
-    for name, (_at, below) in verdicts.items():
-        if below is not None:
-            wild[zone_of[below[1]]].add(name)
-
-    # The last labels of each zone's wildcards: most names share none with an earlier
-    # zone's (a security feed's .com names, a court's names elsewhere) and are done fast.
-    tails = [{w.rsplit(".", 1)[-1] for w in names} for names in wild]
-
-    def earliest_cover(name: str, before: int) -> int:
+    def _cover(self, name: str, before: int) -> int:
         """The first zone before ``before`` whose blocking wildcard covers ``name``."""
         tail = name.rsplit(".", 1)[-1]
         for z in range(before):
-            if tail in tails[z] and any(a in wild[z] for a in _ancestors(name)):
+            if self.tails[z][tail] and any(a in self.wild[z] for a in _ancestors(name)):
                 return z
         return -1
 
-    for name, (at, below) in verdicts.items():
+    def _set(self, z: int, owner: str, policy: Policy) -> None:
+        if len(owner) + 1 > self.rooms[z]:
+            self.long[z].add(owner)
+            return
+        self.owners[z][owner] = policy
+
+    def _place(self, name: str) -> None:
+        """Write ``name``'s triggers (steps 2 and 3 of the module docstring)."""
+        at, below = self.verdicts[name]
+        zones = len(self.owners)
+        tail = name.rsplit(".", 1)[-1]
+        # Only a zone with a blocking wildcard ending in this name's last label can cover
+        # it: most names are placed without looking at their ancestors.
+        first = next((z for z, t in enumerate(self.tails) if t[tail]), zones)
         for owner, flat in ((name, at), ("*." + name, below)):
             if flat is not None:
-                home = zone_of[flat[1]]
-                owners[home][owner] = flat[0]
-                cover = earliest_cover(name, home)
+                home = self.zone_of[flat[1]]
+                self._set(home, owner, flat[0])
+                cover = self._cover(name, home) if first < home else -1
                 if cover >= 0:
-                    owners[cover][owner] = flat[0]
-                    placed.copied[cover] += 1
+                    self._set(cover, owner, flat[0])
+            elif first < zones:
+                cover = self._cover(name, zones)
+                if cover >= 0:
+                    self._set(cover, owner, None)
+
+    # -- a set of names ------------------------------------------------------------------
+
+    def _applies(self, at: float) -> list[bool]:
+        """Per order slot: whether it applies to this jurisdiction's clients at ``at``."""
+        code = self.code
+        return [
+            e.start <= at < e.end and e.ref.jurisdiction in (code, ALL_JURISDICTIONS)
+            for e in self.index.entries
+        ]
+
+    def update(self, names: Iterable[str], at: float) -> list[Change]:
+        """Recompute ``names`` (every name whose triggers may have changed, with every
+        listed name below each) and the response-IP triggers; what changed, per zone
+        (nothing for the first update: the zones are new, take them whole)."""
+        index = self.index
+        applies = self._applies(at)
+        decoded = index.decoded
+        affected = names if isinstance(names, set | dict) else set(names)
+        fresh, self.built = not self.built, True
+        before: list[dict[str, Policy]] = [{} for _ in self.owners]
+        old_owners = self.owners
+        self.owners = [dict(zone) for zone in old_owners]  # the old versions stay intact
+        listed, verdicts, zone_of = self.listed, self.verdicts, self.zone_of
+        # Names share a few code tuples (one per set of orders listing them).
+        filtered: dict[tuple[int, ...], tuple[_Rule, ...]] = {}
+        for name in affected:
+            codes = index.names.get(name, ())
+            rules = filtered.get(codes)
+            if rules is None:
+                rules = filtered[codes] = tuple(r for r in map(decoded, codes) if applies[r.order])
+            if not fresh:
+                old = verdicts.pop(name, None)
+                if old is not None and old[1] is not None:
+                    z = zone_of[old[1][1]]
+                    self.wild[z].discard(name)
+                    self.tails[z][name.rsplit(".", 1)[-1]] -= 1
+                self.omitted.discard(name)
+            if rules and is_rpz_trigger_name(name):
+                self.omitted.add(name)
+                rules = ()
+            if rules:
+                listed[name] = rules
+            elif not fresh:
+                listed.pop(name, None)
+        # Verdicts read only ``listed`` (the names and their ancestors), all updated now.
+        for name in affected:
+            rules = listed.get(name)
+            if not rules:
+                continue
+            verdict = verdicts[name] = self._verdict(name, rules)
+            if verdict[1] is not None:
+                z = zone_of[verdict[1][1]]
+                self.wild[z].add(name)
+                self.tails[z][name.rsplit(".", 1)[-1]] += 1
+        for name in affected:
+            if not fresh:
+                for z, zone in enumerate(self.owners):
+                    for owner in (name, "*." + name):
+                        self.long[z].discard(owner)
+                        if owner in zone:
+                            before[z].setdefault(owner, zone.pop(owner))
+            if name in verdicts:
+                self._place(name)
+        self._update_networks(at, before)
+        changes: list[Change] = []
+        for z, zone in enumerate(self.owners):
+            change: Change = {}
+            for owner, policy in before[z].items():
+                after = zone.get(owner, ABSENT)
+                if after != policy:
+                    change[owner] = (policy, after)
+            if not fresh:
+                for name in affected:
+                    for owner in (name, "*." + name):
+                        if owner in zone and owner not in before[z]:
+                            change[owner] = (ABSENT, zone[owner])
+                for owner in self._new_ip_owners.get(z, ()):
+                    if owner not in before[z]:
+                        change[owner] = (ABSENT, zone[owner])
+            if not change and not fresh:
+                self.owners[z] = old_owners[z]  # nothing changed: keep the old object
+            changes.append(change)
+        return changes
+
+    def _update_networks(self, at: float, before: list[dict[str, Policy]]) -> None:
+        """Recompute every response-IP trigger (they are few)."""
+        index = self.index
+        entries = index.entries
+        code = self.code
+        listed: dict[IPNetwork, tuple[_Rule, ...]] = {}
+        for net, codes in index.networks.items():
+            rules = tuple(
+                r
+                for r in map(index.decoded, codes)
+                if entries[r.order].start <= at < entries[r.order].end
+                and entries[r.order].ref.jurisdiction in (code, ALL_JURISDICTIONS)
+            )
+            if rules:
+                listed[net] = rules
+        lengths = _prefix_lengths(listed)
+        flats: dict[IPNetwork, _Flat] = {}
+        for net in listed:
+            hits: list[Hit] = []
+            for supernet in _supernets(net, lengths):
+                for r in listed.get(supernet, ()):
+                    action = r.action or entries[r.order].ref.action
+                    hits.append((supernet.prefixlen, r.order, r.allow, action, ""))
+            flats[net] = self.decider(hits)
+        for owner in self.ip_flats:
+            for z, zone in enumerate(self.owners):
+                self.long[z].discard(owner)
+                if owner in zone:
+                    before[z].setdefault(owner, zone.pop(owner))
+        blocking: list[set[IPNetwork]] = [set() for _ in self.owners]
+        for net, flat in flats.items():
+            if flat is not None:
+                blocking[self.zone_of[flat[1]]].add(net)
+
+        def cover(net: IPNetwork, until: int) -> int:
+            above = [s for s in _supernets(net, lengths) if s != net]
+            for z in range(until):
+                if blocking[z] and any(s in blocking[z] for s in above):
+                    return z
+            return -1
+
+        self.ip_flats = {}
+        self._new_ip_owners: dict[int, list[str]] = {}
+        for net, flat in flats.items():
+            owner = rpz_ip_owner(net)
+            self.ip_flats[owner] = flat
+            places: list[tuple[int, Policy]] = []
+            if flat is not None:
+                home = self.zone_of[flat[1]]
+                places.append((home, flat[0]))
+                z = cover(net, home)
+                if z >= 0:
+                    places.append((z, flat[0]))
             else:
-                cover = earliest_cover(name, zones)
-                if cover >= 0:
-                    owners[cover][owner] = None
-    return placed
+                z = cover(net, len(self.owners))
+                if z >= 0:
+                    places.append((z, None))
+            for z, policy in places:
+                self._set(z, owner, policy)
+                self._new_ip_owners.setdefault(z, []).append(owner)
 
+    # -- the zones -----------------------------------------------------------------------
 
-def _prefix_lengths(nets: Iterable[IPNetwork]) -> dict[int, list[int]]:
-    """The prefix lengths present among ``nets``, per IP version, longest first."""
-    lengths: dict[int, set[int]] = {4: set(), 6: set()}
-    for net in nets:
-        lengths[net.version].add(net.prefixlen)
-    return {v: sorted(ls, reverse=True) for v, ls in lengths.items()}
+    def zones(self, with_notes: bool = False) -> list[Zone]:
+        """The current zones (with ``with_notes``, what they cannot state, counted)."""
+        return [
+            Zone(
+                self.names[z],
+                self.code,
+                basis,
+                self.owners[z],
+                tuple(self.notes(z)) if with_notes else (),
+            )
+            for z, basis in enumerate(self.bases)
+        ]
 
+    def _flat_of(self, owner: str) -> _Flat:
+        if owner.endswith(".rpz-ip"):
+            return self.ip_flats.get(owner)
+        wildcard = owner.startswith("*.")
+        pair = self.verdicts.get(owner[2:] if wildcard else owner)
+        if pair is None:
+            return None
+        return pair[1] if wildcard else pair[0]
 
-def _supernets(net: IPNetwork, lengths: Mapping[int, list[int]]) -> Iterable[IPNetwork]:
-    """``net`` itself, then its supernets at the prefix lengths that occur, longest first."""
-    yield net
-    for length in lengths[net.version]:
-        if length < net.prefixlen:
-            yield net.supernet(new_prefix=length)
-
-
-def _ip_verdicts(
-    index: RuleIndex, listed: Mapping[IPNetwork, tuple[_Rule, ...]]
-) -> dict[IPNetwork, _Flat]:
-    """For each listed network: the flattened verdict for addresses whose longest listed
-    prefix it is (every rule of it and of its listed supernets, as ``match_ip``)."""
-    entries = index.entries
-    flat = _Decider(entries)
-    lengths = _prefix_lengths(listed)
-    out: dict[IPNetwork, _Flat] = {}
-    for net in listed:
-        hits: list[Hit] = []
-        for supernet in _supernets(net, lengths):
-            for r in listed.get(supernet, ()):
-                action = r.action or entries[r.order].ref.action
-                hits.append((supernet.prefixlen, r.order, r.allow, action, ""))
-        out[net] = flat(hits)
-    return out
-
-
-def _place_networks(
-    verdicts: Mapping[IPNetwork, _Flat], zone_of: Mapping[Basis, int], zones: int
-) -> _Placement:
-    """Triggers for address verdicts, per zone (the longest prefix wins in every
-    resolver, so no closure is needed)."""
-    placed = _Placement(zones)
-    lengths = _prefix_lengths(verdicts)
-    blocking: list[set[IPNetwork]] = [set() for _ in range(zones)]
-    for net, flat in verdicts.items():
-        if flat is not None:
-            blocking[zone_of[flat[1]]].add(net)
-
-    def earliest_cover(net: IPNetwork, before: int) -> int:
-        """The first zone before ``before`` with a blocking prefix strictly above ``net``."""
-        above = [s for s in _supernets(net, lengths) if s != net]
-        for z in range(before):
-            if blocking[z] and any(s in blocking[z] for s in above):
-                return z
-        return -1
-
-    for net, flat in verdicts.items():
-        owner = rpz_ip_owner(net)
-        if flat is not None:
-            home = zone_of[flat[1]]
-            placed.owners[home][owner] = flat[0]
-            cover = earliest_cover(net, home)
-            if cover >= 0:
-                placed.owners[cover][owner] = flat[0]
-                placed.copied[cover] += 1
-        else:
-            cover = earliest_cover(net, zones)
-            if cover >= 0:
-                placed.owners[cover][owner] = None
-    return placed
-
-
-def applicable(index: RuleIndex, jurisdiction: str, at: float) -> list[bool]:
-    """Per indexed order: whether it applies to clients of ``jurisdiction`` at ``at``
-    (its own or an all-jurisdiction order, ``effective_from <= at < expires``)."""
-    return [
-        e.start <= at < e.end and e.ref.jurisdiction in (jurisdiction, ALL_JURISDICTIONS)
-        for e in index.entries
-    ]
+    def notes(self, z: int) -> list[str]:
+        """What zone ``z`` cannot state exactly, counted (one pass over its triggers)."""
+        basis = self.bases[z]
+        policies = self.owners[z]
+        copied = refused = filtered = passthru = 0
+        for owner, policy in policies.items():
+            if policy is None:
+                passthru += not owner.endswith(".rpz-ip")
+                continue
+            refused += policy is Action.REFUSED
+            flat = self._flat_of(owner)
+            if flat is None:
+                continue
+            if self.zone_of[flat[1]] != z:
+                copied += 1
+            elif flat[2] is EDECode.FILTERED:
+                filtered += 1
+        notes: list[str] = []
+        if copied and len(self.bases) > 1:
+            notes.append(
+                f"{copied} triggers decided by orders of another basis are served here "
+                f"because a wildcard of this zone covers them: resolvers signal EDE "
+                f"{basis.ede.value} for them"
+            )
+        if refused:
+            notes.append(
+                f"{refused} triggers are refused by the gateway; RPZ has no REFUSED: "
+                "rpz-drop makes a resolver not answer"
+            )
+        if filtered:
+            notes.append(
+                f"{filtered} triggers come from subscriber-filter orders (EDE 17): resolvers "
+                f"signal EDE {basis.ede.value}"
+            )
+        if passthru and any(f is not None for f in self.ip_flats.values()):
+            notes.append(
+                f"{passthru} name exceptions (rpz-passthru) also exempt their names from "
+                "response-IP triggers on RPZ resolvers; the gateway checks answer addresses "
+                "of every allowed name"
+            )
+        if self.omitted and z == 0:
+            notes.append(
+                f"{len(self.omitted)} names ending in an RPZ trigger label (rpz-ip, "
+                "rpz-nsdname, ...) cannot be QNAME triggers: omitted"
+            )
+        if self.long[z]:
+            notes.append(f"{len(self.long[z])} triggers too long for the zone name: omitted")
+        return notes
 
 
 def jurisdiction_zones(
@@ -384,120 +632,13 @@ def jurisdiction_zones(
     bases: Sequence[Basis] = BASES,
     names: Sequence[str] | None = None,
 ) -> list[Zone]:
-    """The zones of ``jurisdiction`` at time ``at`` (epoch seconds), one per basis in
-    load order; with a single basis, one zone holding every trigger (its name is
-    ``names[0]`` if given). ``names`` overrides the zone names."""
-    zones = len(bases)
-    zone_of = {b: bases.index(b) if b in bases else 0 for b in Basis}
-    applies = applicable(index, jurisdiction, at)
-    decoded = index.decoded
-    listed: dict[str, tuple[_Rule, ...]] = {}
-    trigger_labels = 0
-    for name, codes in index.names.items():
-        rules = tuple(r for r in map(decoded, codes) if applies[r.order])
-        if not rules:
-            continue
-        if is_rpz_trigger_name(name):
-            trigger_labels += 1
-            continue
-        listed[name] = rules
-    nets: dict[IPNetwork, tuple[_Rule, ...]] = {}
-    for net, codes in index.networks.items():
-        rules = tuple(r for r in map(decoded, codes) if applies[r.order])
-        if rules:
-            nets[net] = rules
-    name_verdicts = _name_verdicts(index, listed)
-    placed = _place_names(name_verdicts, zone_of, zones)
-    ip_verdicts = _ip_verdicts(index, nets)
-    placed_ips = _place_networks(ip_verdicts, zone_of, zones)
-    ip_blocks = any(v is not None for v in ip_verdicts.values())
-
+    """The zones of ``jurisdiction`` at time ``at`` (epoch seconds), computed from
+    scratch, one per basis in load order, with their notes; with a single basis, one
+    zone holding every trigger. ``names`` overrides the zone names."""
     zone_names = list(names) if names else [zone_name(jurisdiction, b, suffix) for b in bases]
-    out: list[Zone] = []
-    for z, basis in enumerate(bases):
-        policies = placed.owners[z]
-        policies.update(placed_ips.owners[z])
-        name = zone_names[z]
-        room = MAX_NAME - len(name) - 1  # the owner's own octets: labels and lengths
-        too_long = [o for o in policies if len(o) + 1 > room]
-        for owner in too_long:
-            del policies[owner]
-        notes = _notes(
-            basis,
-            zones,
-            placed.copied[z] + placed_ips.copied[z],
-            policies,
-            name_verdicts,
-            ip_verdicts,
-            zone_of,
-            z,
-            ip_blocks,
-        )
-        if trigger_labels and z == 0:
-            notes.append(
-                f"{trigger_labels} names ending in an RPZ trigger label (rpz-ip, rpz-nsdname, "
-                "...) cannot be QNAME triggers: omitted"
-            )
-        if too_long:
-            notes.append(f"{len(too_long)} triggers too long for the zone name: omitted")
-        out.append(Zone(name, jurisdiction, basis, policies, tuple(notes)))
-    return out
-
-
-def _notes(
-    basis: Basis,
-    zones: int,
-    copied: int,
-    policies: Mapping[str, Policy],
-    names: Mapping[str, tuple[_Flat, _Flat]],
-    ips: Mapping[IPNetwork, _Flat],
-    zone_of: Mapping[Basis, int],
-    z: int,
-    ip_blocks: bool,
-) -> list[str]:
-    """What this zone cannot state exactly, counted."""
-    notes: list[str] = []
-    if copied and zones > 1:
-        notes.append(
-            f"{copied} triggers decided by orders of another basis are served here because "
-            f"a wildcard of this zone covers them: resolvers signal EDE {basis.ede.value} "
-            "for them"
-        )
-    refused = sum(1 for p in policies.values() if p is Action.REFUSED)
-    if refused:
-        notes.append(
-            f"{refused} triggers are refused by the gateway; RPZ has no REFUSED: rpz-drop "
-            "makes a resolver not answer"
-        )
-    filtered = 0
-    for owner in policies:
-        flat: _Flat
-        if owner.endswith(".rpz-ip"):
-            continue
-        base = owner[2:] if owner.startswith("*.") else owner
-        pair = names.get(base)
-        if pair is None:
-            continue
-        flat = pair[1] if owner.startswith("*.") else pair[0]
-        if flat is not None and flat[2] is EDECode.FILTERED and zone_of[flat[1]] == z:
-            filtered += 1
-    for flat in ips.values():
-        if flat is not None and flat[2] is EDECode.FILTERED and zone_of[flat[1]] == z:
-            filtered += 1
-    if filtered:
-        notes.append(
-            f"{filtered} triggers come from subscriber-filter orders (EDE 17): resolvers "
-            f"signal EDE {basis.ede.value}"
-        )
-    if ip_blocks:
-        passthru = sum(1 for o, p in policies.items() if p is None and not o.endswith(".rpz-ip"))
-        if passthru:
-            notes.append(
-                f"{passthru} name exceptions (rpz-passthru) also exempt their names from "
-                "response-IP triggers on RPZ resolvers; the gateway checks answer addresses "
-                "of every allowed name"
-            )
-    return notes
+    state = _Jurisdiction(index, jurisdiction, zone_names, bases)
+    state.update(set(index.names), at)
+    return state.zones(with_notes=True)
 
 
 def all_zones(
@@ -513,9 +654,85 @@ def all_zones(
     return out
 
 
-def next_bound(index: RuleIndex, at: float) -> float:
-    """The first instant after ``at`` at which an indexed order takes effect or expires
-    (zones computed at ``at`` may change then); ``math.inf`` if none."""
-    bounds = index.bounds()
-    i = bisect.bisect_right(bounds, at)
-    return bounds[i] if i < len(bounds) else math.inf
+class ZoneSet:
+    """Every jurisdiction's zones across policy versions, recomputing only what a change
+    can affect (see the module docstring)."""
+
+    def __init__(self, suffix: str = DEFAULT_SUFFIX, base_url: str = "") -> None:
+        """Zones named under ``suffix``; order links in citations under ``base_url``."""
+        self.suffix = suffix
+        self.index = RuleIndex(base_url=base_url)
+        self.at: float | None = None
+        self._keys: list[str] = []  # name_key of every indexed name, sorted
+        self._orders: dict[int, CompiledOrder] = {}
+        self._states: dict[str, _Jurisdiction] = {}
+
+    def _below(self, names: Iterable[str]) -> set[str]:
+        """``names`` and every indexed name below any of them."""
+        keys = self._keys
+        out: set[str] = set()
+        for name in names:
+            key = name_key(name)
+            i = bisect.bisect_left(keys, key)
+            while i < len(keys) and keys[i].startswith(key):
+                out.add(keys[i][::-1][1:])
+                i += 1
+            out.add(name)
+        return out
+
+    def update(
+        self, orders: Sequence[CompiledOrder], jurisdictions: Iterable[Jurisdiction], at: float
+    ) -> dict[str, tuple[Zone, Change]]:
+        """Bring the zones to ``orders`` at ``at``. An order is recomputed when it is not
+        the very object the last update had (the feed keeps unchanged orders' objects).
+        Per zone name: the zone and what changed in it (nothing for a new zone)."""
+        index = self.index
+        wanted = {o.order.id: o for o in orders}
+        touched: set[str] = set()
+        for order_id in set(self._orders) - set(wanted):
+            touched |= index.drop(order_id)
+            del self._orders[order_id]
+        for order_id, compiled in wanted.items():
+            if self._orders.get(order_id) is not compiled:
+                touched |= index.put(compiled)
+                self._orders[order_id] = compiled
+        if self.at is not None and at != self.at:
+            touched |= index.names_of(index.orders_between(self.at, at))
+        keys = self._keys
+        if len(touched) > len(index.names) // 4:  # a big change: sorting anew is cheaper
+            keys[:] = sorted(name_key(n) for n in index.names)
+        else:
+            present = index.names
+            for name in touched:
+                key = name_key(name)
+                i = bisect.bisect_left(keys, key)
+                found = i < len(keys) and keys[i] == key
+                if name in present and not found:
+                    keys.insert(i, key)
+                elif name not in present and found:
+                    del keys[i]
+        big = len(touched) > len(index.names) // 4
+        affected = set(index.names) | touched if big else self._below(touched)
+        codes = index.jurisdictions(jurisdictions)
+        out: dict[str, tuple[Zone, Change]] = {}
+        for code in codes:
+            state = self._states.get(code)
+            if state is None:
+                names = [zone_name(code, b, self.suffix) for b in BASES]
+                state = self._states[code] = _Jurisdiction(index, code, names, BASES)
+                changes = state.update(set(index.names), at)
+            else:
+                changes = state.update(affected, at)
+            for zone, change in zip(state.zones(), changes, strict=True):
+                out[zone.name] = (zone, change)
+        for gone in set(self._states) - set(codes):
+            del self._states[gone]
+        self.at = at
+        return out
+
+    def notes(self, zone: str) -> tuple[str, ...]:
+        """What a zone cannot state exactly, counted."""
+        for state in self._states.values():
+            if zone in state.names:
+                return tuple(state.notes(state.names.index(zone)))
+        return ()
