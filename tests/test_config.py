@@ -55,6 +55,7 @@ timeout = 2
         ({"xfr": {"listen": ["nowhere:53"]}}, "[xfr] listen"),
         ({"xfr": {"allow": ["10.0.0.0/33"]}}, "[xfr] allow"),
         ({"xfr": {"secondaries": ["192.0.2.1 kee k1"]}}, "[xfr] secondaries: expected"),
+        ({"xfr": {"secondaries": ["192.0.2.1 key"]}}, "[xfr] secondaries: expected"),
         ({"xfr": {"suffix": "a..b"}}, "[xfr] suffix: not a domain name"),
         ({"xfr": {"history": 0}}, "[xfr] history: must be at least 1"),
         ({"xfr": {"notify_timeout": 0}}, "[xfr] notify_timeout: must be positive"),
@@ -94,7 +95,7 @@ def test_xfr_secondaries_and_listen() -> None:
         overrides={
             "xfr": {
                 "listen": ["127.0.0.1:8054"],
-                "secondaries": ["192.0.2.10", "[2001:db8::1]:5353 key r1"],
+                "secondaries": ["192.0.2.10", "[2001:db8::1]:5353 key r1", "192.0.2.11 for xa,XB"],
                 "metrics_listen": "127.0.0.1:9155",
             }
         }
@@ -103,6 +104,7 @@ def test_xfr_secondaries_and_listen() -> None:
     assert [str(s) for s in config.xfr.secondaries] == [
         "192.0.2.10:53",
         "[2001:db8::1]:5353 key r1",
+        "192.0.2.11:53 for xa,xb",
     ]
     assert config.xfr.metrics_listen == HostPort("127.0.0.1", 9155)
     assert load_config().xfr.listen == ()  # off unless asked for

@@ -169,23 +169,32 @@ class LoggingConfig:
 
 @dataclass(frozen=True, slots=True)
 class Secondary:
-    """A resolver fed by zone transfer: where NOTIFY goes, and the TSIG key it uses."""
+    """A resolver fed by zone transfer: where NOTIFY goes, the TSIG key it uses, and the
+    jurisdictions whose zones it loads (none named: all)."""
 
     address: HostPort
     key: str = ""  # a key name in [xfr] keys_file; "" = NOTIFY unsigned
+    jurisdictions: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, text: str) -> Secondary:
-        """Parse ``IP[:PORT]`` or ``IP[:PORT] key NAME`` (the port defaults to 53)."""
+        """Parse ``IP[:PORT] [key NAME] [for JUR[,JUR...]]`` (the port defaults to 53)."""
         fields = text.split()
-        if len(fields) == 1:
-            return cls(HostPort.parse(fields[0], 53))
-        if len(fields) == 3 and fields[1] == "key":
-            return cls(HostPort.parse(fields[0], 53), fields[2])
-        raise ValueError(f"expected 'IP[:PORT]' or 'IP[:PORT] key NAME', got {text!r}")
+        if not fields or len(fields) % 2 == 0:
+            raise ValueError(f"expected 'IP[:PORT] [key NAME] [for JUR,...]', got {text!r}")
+        options = dict(zip(fields[1::2], fields[2::2], strict=True))
+        if set(options) - {"key", "for"} or len(options) != len(fields) // 2:
+            raise ValueError(f"expected 'IP[:PORT] [key NAME] [for JUR,...]', got {text!r}")
+        codes = tuple(c.strip().lower() for c in options.get("for", "").split(",") if c.strip())
+        return cls(HostPort.parse(fields[0], 53), options.get("key", ""), codes)
 
     def __str__(self) -> str:
-        return f"{self.address} key {self.key}" if self.key else str(self.address)
+        text = str(self.address)
+        if self.key:
+            text += f" key {self.key}"
+        if self.jurisdictions:
+            text += f" for {','.join(self.jurisdictions)}"
+        return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +210,7 @@ class XfrConfig:
     # TSIG keys, one "name hmac-sha256 base64-secret" per line (``clearwall fleet key``).
     # When it holds a key, every request must be signed with one.
     keys_file: Path = DEFAULT_VAR / "xfr.keys"
-    secondaries: tuple[Secondary, ...] = ()  # told by NOTIFY when the policy changes
+    secondaries: tuple[Secondary, ...] = ()  # told by NOTIFY when their zones change
     ttl: int = 60  # TTL of every record, and the SOA minimum
     refresh: int = 60  # SOA timers: how often a secondary polls without NOTIFY,
     retry: int = 10  # how soon it tries again after a failure,

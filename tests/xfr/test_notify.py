@@ -130,3 +130,16 @@ async def test_notify_is_signed_with_the_secondarys_key() -> None:
 def test_a_secondary_naming_an_unknown_key_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="no key 'nobody' in keys_file"):
         Notifier([Secondary(HostPort("127.0.0.1", 53), "nobody")], {}, XfrMetrics())
+
+
+async def test_secondaries_are_notified_of_their_jurisdictions_only() -> None:
+    fake = FakeSecondary()
+    transport, port = await secondary(fake)
+    metrics = XfrMetrics()
+    target = Secondary(HostPort("127.0.0.1", port), jurisdictions=("xa",))
+    notifier = Notifier([target], {}, metrics, timeout=0.2)
+    notifier.notify("xb.censored.rpz.clearwall.", 3, "xb")
+    notifier.notify(ZONE, 3, "xa")
+    await notifier.wait()
+    transport.close()
+    assert [str(m.question[0].name) for _t, m in fake.seen] == [ZONE]

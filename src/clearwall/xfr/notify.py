@@ -86,9 +86,16 @@ class Notifier:
         self.soa = soa
         self._tasks: dict[tuple[Secondary, str], asyncio.Task[None]] = {}
 
-    def notify(self, zone: str, serial: int) -> None:
-        """Start notifying every secondary of ``zone`` at ``serial`` (call on the loop)."""
+    def notify(self, zone: str, serial: int, jurisdiction: str = "") -> None:
+        """Start notifying every secondary that loads ``jurisdiction``'s zones of ``zone``
+        at ``serial`` (call on the loop)."""
         for secondary in self.secondaries:
+            if (
+                jurisdiction
+                and secondary.jurisdictions
+                and (jurisdiction not in secondary.jurisdictions)
+            ):
+                continue
             key = (secondary, zone)
             pending = self._tasks.get(key)
             if pending is not None and not pending.done():

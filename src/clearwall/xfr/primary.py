@@ -78,14 +78,14 @@ class Primary:
 
     def apply(
         self, version: PolicyVersion, zones: dict[str, tuple[Zone, Change]]
-    ) -> list[tuple[str, int]]:
+    ) -> list[tuple[Zone, int]]:
         """Make ``zones`` of ``version`` current; the (zone, serial) pairs whose content
         changed or that are new."""
         x = self.config.xfr
         block = self.config.dns.block
         serial = serial_of(version.tree_size)
         served: dict[dns.name.Name, ServedZone] = {}
-        changed: list[tuple[str, int]] = []
+        changed: list[tuple[Zone, int]] = []
         for zone, change in zones.values():
             name = dns.name.from_text(zone.name)
             known = self.zones.get(name)
@@ -98,9 +98,9 @@ class Primary:
                     block.sinkhole_ipv6,
                 )
                 known = ServedZone(ZoneHistory(zone, serial, x.history), records)
-                changed.append((zone.name, serial))
+                changed.append((zone, serial))
             elif known.history.serial != serial and known.history.update(zone, serial, change):
-                changed.append((zone.name, serial))
+                changed.append((zone, serial))
             served[name] = known
             self.metrics.serial.labels(zone.name).set(serial)
             self.metrics.triggers.labels(zone.name).set(len(zone.policies))
@@ -128,7 +128,7 @@ class Primary:
                     self.version.tree_size,
                 )
 
-    async def update(self) -> list[tuple[str, int]]:
+    async def update(self) -> list[tuple[Zone, int]]:
         """Read and apply the current version (in a thread), notify, return what changed."""
         version, zones = await asyncio.to_thread(self.compute)
         if self.version is not None and version.tree_size == self.version.tree_size:
@@ -136,9 +136,9 @@ class Primary:
         first = self.version is None
         changed = self.apply(version, zones)
         if first:
-            for zone in zones:
-                for note in self.zoneset.notes(zone):
-                    log.info("xfr: %s: %s", zone, note)
+            for name in zones:
+                for note in self.zoneset.notes(name):
+                    log.info("xfr: %s: %s", name, note)
         log.info(
             "xfr: serial %d (log size %d): %d zones, %d changed",
             serial_of(version.tree_size),
@@ -146,8 +146,8 @@ class Primary:
             len(self.zones),
             len(changed),
         )
-        for zone, serial in changed:
-            self.notifier.notify(zone, serial)
+        for served, serial in changed:
+            self.notifier.notify(served.name, serial, served.jurisdiction)
         self.changed.set()
         return changed
 
