@@ -22,6 +22,7 @@ import dns.xfr
 import dns.zone
 import pytest
 
+from clearwall.errors import ConfigError
 from clearwall.model import RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, Store
@@ -333,3 +334,14 @@ def test_jurisdictions_and_zone_names(
     )
     # Jurisdictions and authorities are not log entries: the empty log's serial is 0.
     assert response.rcode() == dns.rcode.NOERROR and soa_serial(response) == store.log_size() == 0
+
+
+def test_a_busy_address_is_one_clear_error(policy: PolicyService, primary_factory: Factory) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(
+            ConfigError, match=rf"\[xfr\] listen: cannot listen on 127.0.0.1:{port}"
+        ):
+            primary_factory(listen=[f"127.0.0.1:{port}"])

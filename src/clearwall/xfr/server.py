@@ -33,6 +33,7 @@ import dns.rrset
 import dns.tsig
 
 from clearwall.config import HostPort
+from clearwall.errors import ConfigError
 from clearwall.formats.export import RPZ_NS, rpz_soa
 from clearwall.xfr.history import ZoneHistory
 from clearwall.xfr.messages import Signer, ZoneRecords, axfr_rrs, ixfr_rrs, pack
@@ -331,12 +332,20 @@ class XfrServer:
         """Bind every address (UDP and TCP on the same port; port 0 picks one)."""
         loop = asyncio.get_running_loop()
         for hp in listen:
-            server = await asyncio.start_server(self._client, hp.host, hp.port, reuse_address=True)
-            self._servers.append(server)
-            host, port = server.sockets[0].getsockname()[:2]
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(self.responder), local_addr=(host, port)
-            )
+            try:
+                server = await asyncio.start_server(
+                    self._client, hp.host, hp.port, reuse_address=True
+                )
+                self._servers.append(server)
+                host, port = server.sockets[0].getsockname()[:2]
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _Udp(self.responder), local_addr=(host, port)
+                )
+            except OSError as exc:
+                await self.stop()
+                raise ConfigError(
+                    f"[xfr] listen: cannot listen on {hp}: {exc.strerror or exc}"
+                ) from exc
             self._udp.append(transport)
             self.addresses.append((host, port))
             log.info("xfr: serving RPZ zones on %s (UDP and TCP)", HostPort(host, port))
