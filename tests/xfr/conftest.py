@@ -75,6 +75,8 @@ class RunningPrimary:
             task = asyncio.ensure_future(self.primary.run(self._stop))
             while not self.primary.server.addresses and not task.done():
                 await asyncio.sleep(0.01)
+            if task.done():
+                await task  # it failed to start: raise here, before start() looks
             self._ready.set()
             await task
 

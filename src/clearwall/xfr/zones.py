@@ -47,7 +47,7 @@ from dataclasses import dataclass
 
 from clearwall.formats.export import is_rpz_trigger_name
 from clearwall.formats.rpz import rpz_ip_owner
-from clearwall.model import Action, EDECode, OrderStatus, RuleKind
+from clearwall.model import Action, EDECode, OrderRef, OrderStatus, RuleKind
 from clearwall.policy.compiler import OrderEntry, decode_rule, encode_rule, epoch, name_key
 from clearwall.policy.model import ALL_JURISDICTIONS, CompiledOrder, Jurisdiction, RuleSpec
 from clearwall.policy.snapshot import Hit, decide
@@ -255,7 +255,7 @@ class _Decider:
 
     def __init__(self, entries: list[OrderEntry]) -> None:
         self.entries = entries
-        self._ede: dict[int, EDECode] = {}
+        self._ede: dict[int, tuple[OrderRef, EDECode]] = {}
         self._flats: dict[tuple[Action, EDECode], _Block] = {}
 
     def flat(self, action: Action, ede: EDECode) -> _Block:
@@ -273,10 +273,11 @@ class _Decider:
             _spec, index, allow, action, _text = hits[0]
             if allow:
                 return None
-            ede = self._ede.get(index)
-            if ede is None:
-                ede = self._ede[index] = self.entries[index].ref.ede
-            return self.flat(action, ede)
+            ref = self.entries[index].ref
+            cached = self._ede.get(index)
+            if cached is None or cached[0] is not ref:  # a slot's order can be replaced
+                cached = self._ede[index] = (ref, ref.ede)
+            return self.flat(action, cached[1])
         verdict = decide(hits, self.entries)
         if not verdict.blocked:
             return None
