@@ -56,6 +56,7 @@ async def _serve(spec: dict[str, Any]) -> None:
     if spec.get("watch_stdin"):
         # The parent holds our stdin's other end: end of file means it is gone.
         def on_input() -> None:
+            """Stop at end of file on stdin (anything else read is ignored)."""
             if not os.read(sys.stdin.fileno(), 4096):
                 loop.remove_reader(sys.stdin.fileno())
                 stop.set()

@@ -41,6 +41,7 @@ class _Reply(asyncio.DatagramProtocol):
         self.replies: asyncio.Queue[bytes] = asyncio.Queue()
 
     def datagram_received(self, data: bytes, addr: object) -> None:
+        """Queue a reply for whoever waits on this NOTIFY."""
         self.replies.put_nowait(data)
 
 

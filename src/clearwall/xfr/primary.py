@@ -61,7 +61,7 @@ class Primary:
         self._starts: list[tuple[float, int]] = []
         self._warned: set[int] = set()
 
-    def compute(self) -> tuple[PolicyVersion, dict[str, tuple[Zone, Change]]]:
+    def compute(self) -> tuple[PolicyVersion, dict[str, tuple[Zone, Change | None]]]:
         """Read the current policy version and bring the zones to it (blocking: run it in
         a thread; only the names the change can affect are recomputed)."""
         started = time.monotonic()
@@ -77,7 +77,7 @@ class Primary:
         return version, zones
 
     def apply(
-        self, version: PolicyVersion, zones: dict[str, tuple[Zone, Change]]
+        self, version: PolicyVersion, zones: dict[str, tuple[Zone, Change | None]]
     ) -> list[tuple[Zone, int]]:
         """Make ``zones`` of ``version`` current; the (zone, serial) pairs whose content
         changed or that are new."""

@@ -296,9 +296,11 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Keep the socket to reply on."""
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
+        """Answer one request (at most one datagram back)."""
         if self.transport is None or len(data) > MAX_REQUEST:
             return
         try:

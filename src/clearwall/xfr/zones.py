@@ -416,10 +416,10 @@ class _Jurisdiction:
             for e in self.index.entries
         ]
 
-    def update(self, names: Iterable[str], at: float) -> list[Change]:
+    def update(self, names: Iterable[str], at: float) -> list[Change | None]:
         """Recompute ``names`` (every name whose triggers may have changed, with every
         listed name below each) and the response-IP triggers; what changed, per zone
-        (nothing for the first update: the zones are new, take them whole)."""
+        (None for the first update: the zones are new, take them whole)."""
         index = self.index
         applies = self._applies(at)
         decoded = index.decoded
@@ -470,7 +470,7 @@ class _Jurisdiction:
             if name in verdicts:
                 self._place(name)
         self._update_networks(at, before)
-        changes: list[Change] = []
+        changes: list[Change | None] = []
         for z, zone in enumerate(self.owners):
             change: Change = {}
             for owner, policy in before[z].items():
@@ -487,7 +487,7 @@ class _Jurisdiction:
                         change[owner] = (ABSENT, zone[owner])
             if not change and not fresh:
                 self.owners[z] = old_owners[z]  # nothing changed: keep the old object
-            changes.append(change)
+            changes.append(None if fresh else change)
         return changes
 
     def _update_networks(self, at: float, before: list[dict[str, Policy]]) -> None:
@@ -525,6 +525,7 @@ class _Jurisdiction:
                 blocking[self.zone_of[flat[1]]].add(net)
 
         def cover(net: IPNetwork, until: int) -> int:
+            """The first zone before ``until`` with a blocking prefix strictly above."""
             above = [s for s in _supernets(net, lengths) if s != net]
             for z in range(until):
                 if blocking[z] and any(s in blocking[z] for s in above):
@@ -683,10 +684,11 @@ class ZoneSet:
 
     def update(
         self, orders: Sequence[CompiledOrder], jurisdictions: Iterable[Jurisdiction], at: float
-    ) -> dict[str, tuple[Zone, Change]]:
+    ) -> dict[str, tuple[Zone, Change | None]]:
         """Bring the zones to ``orders`` at ``at``. An order is recomputed when it is not
         the very object the last update had (the feed keeps unchanged orders' objects).
-        Per zone name: the zone and what changed in it (nothing for a new zone)."""
+        Per zone name: the zone and what changed in it (None for a zone computed anew,
+        e.g. of a jurisdiction that was gone: compare it whole)."""
         index = self.index
         wanted = {o.order.id: o for o in orders}
         touched: set[str] = set()
@@ -715,7 +717,7 @@ class ZoneSet:
         big = len(touched) > len(index.names) // 4
         affected = set(index.names) | touched if big else self._below(touched)
         codes = index.jurisdictions(jurisdictions)
-        out: dict[str, tuple[Zone, Change]] = {}
+        out: dict[str, tuple[Zone, Change | None]] = {}
         for code in codes:
             state = self._states.get(code)
             if state is None:
