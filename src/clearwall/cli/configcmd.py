@@ -11,11 +11,11 @@ from typing import Annotated, Any
 import typer
 
 from clearwall.cli.common import ConfigOption, DbOption, config_path, errors, settings
-from clearwall.config import HostPort
+from clearwall.config import HostPort, Secondary
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, HostPort):
+    if isinstance(value, HostPort | Secondary):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -31,8 +32,11 @@ def _overrides(
     db: str | None,
     upstream: list[str] | None,
     workers: int | None,
+    xfr: list[str] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if xfr:
+        out["xfr"] = {"listen": list(xfr)}
     dns_section: dict[str, Any] = {}
     if dns:
         dns_section["listen"] = list(dns)
@@ -86,6 +90,41 @@ def _web_starter(config: Config, store_url: str) -> Callable[[Any, Callable[[], 
     return start
 
 
+# The RPZ primary's process, kept referenced for as long as this process lives.
+_XFR: list[subprocess.Popen[bytes]] = []
+
+
+def _start_xfr(
+    config: Config, config_path: Path | None, overrides: dict[str, Any], store_url: str, level: str
+) -> None:
+    """Start the RPZ primary (``clearwall.xfr.entry``) in a process beside the gateway.
+
+    Its stdin is a pipe whose write end this process keeps, across the gateway's exec
+    too: when the gateway exits for any reason the primary reads end of file and stops.
+    """
+    from clearwall.xfr.entry import launch_args
+    from clearwall.xfr.keys import load_keys
+
+    keys = load_keys(config.xfr.keys_file)  # a bad key file stops serve here, not later
+    for secondary in config.xfr.secondaries:
+        if secondary.key and secondary.key not in keys:
+            raise ConfigError(
+                f"[xfr] secondaries: {secondary}: no key {secondary.key!r} in "
+                f"{config.xfr.keys_file} (`clearwall fleet key {secondary.key}` creates it)"
+            )
+    proc = subprocess.Popen(
+        launch_args(config_path, overrides, store_url, level), stdin=subprocess.PIPE
+    )
+    assert proc.stdin is not None
+    os.set_inheritable(proc.stdin.fileno(), True)
+    _XFR.append(proc)
+    log.info(
+        "RPZ primary (pid %d) serving zone transfers on %s",
+        proc.pid,
+        ", ".join(str(hp) for hp in config.xfr.listen),
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add ``serve`` to the root app."""
 
@@ -133,6 +172,13 @@ def register(app: typer.Typer) -> None:
                 ),
             ),
         ] = None,
+        xfr: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--xfr",
+                help="Serve the policy as RPZ zones (AXFR/IXFR, NOTIFY) on IP:PORT (repeatable).",
+            ),
+        ] = None,
         log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, …")] = "",
     ) -> None:
         """Run the DNS gateway (and the web app) until SIGTERM/SIGINT; SIGHUP reloads config."""
@@ -144,7 +190,7 @@ def register(app: typer.Typer) -> None:
 
         config = config_path(config)
         web_off = web is not None and web.lower() in ("off", "none", "")
-        overrides = _overrides(dns, None if web_off else web, db, upstream, workers)
+        overrides = _overrides(dns, None if web_off else web, db, upstream, workers, xfr)
         if web_off:
             overrides["web"] = {"listen": ""}
         cfg = load_config(config, overrides)
@@ -181,6 +227,10 @@ def register(app: typer.Typer) -> None:
         log.info("upstream: %s", upstreams.describe())
         for code, servers in sorted(cfg.dns.upstream.per_jurisdiction.items()):
             log.info("upstream for %s: %s", code, ", ".join(str(s) for s in servers))
+        if cfg.xfr.listen:
+            if store_url is None:
+                raise ConfigError("the RPZ primary (--xfr) reads the store: drop --snapshot")
+            _start_xfr(cfg, config, overrides, store_url, level)
         web_wanted = web_listen is not None or cfg.web.blockpage_listen is not None
         web_app = _web_starter(cfg, store_url) if (store_url and web_wanted) else None
         opts = ServeOptions(
