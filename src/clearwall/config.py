@@ -298,8 +298,9 @@ class XfrConfig:
         ipaddress.ip_network("::1/128"),
     )
     # TSIG keys, one "name hmac-sha256 base64-secret" per line (``clearwall fleet key``).
-    # When it holds a key, every request must be signed with one.
-    keys_file: Path = DEFAULT_VAR / "xfr.keys"
+    # When it holds a key, every request must be signed with one. None: beside a SQLite
+    # store's file (``clearwall.layout``); a PostgreSQL store needs it set to use keys.
+    keys_file: Path | None = None
     secondaries: tuple[Secondary, ...] = ()  # told by NOTIFY when their zones change
     ttl: int = 60  # TTL of every record, and the SOA minimum
     refresh: int = 60  # SOA timers: how often a secondary polls without NOTIFY,
@@ -326,6 +327,18 @@ class XfrConfig:
         for name in ("reload_interval", "notify_timeout", "idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"[xfr] {name}: must be positive")
+
+    def keys_path(self) -> Path:
+        """The TSIG key file; ConfigError naming the option when there is none: the store
+        is not a SQLite file (so its keys have no place of their own) and the config does
+        not name one."""
+        if self.keys_file is None:
+            raise ConfigError(
+                "[xfr] keys_file must be set to use TSIG keys with a store that is not a "
+                "SQLite file: the keys need a file of their own (see docs/xfr.md, 'TSIG and "
+                "who may transfer')"
+            )
+        return self.keys_file
 
 
 @dataclass(frozen=True, slots=True)

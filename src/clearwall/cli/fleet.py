@@ -2,7 +2,9 @@
 
 ``fleet config TARGET`` prints the configuration a secondary needs for one jurisdiction's
 zones (in the order it must load them); ``fleet key NAME`` creates a TSIG key in
-``[xfr] keys_file``. The text printed is what the tests run the real resolvers with.
+``[xfr] keys_file``, which lives with the store (``D/NAME.xfr.keys`` beside a SQLite
+store ``D/NAME.db``, see ``clearwall.layout``), so both work from any directory. The
+text printed is what the tests run the real resolvers with.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from clearwall.cli.common import ConfigOption, errors, fail, settings
+from clearwall.cli.common import ConfigOption, DbOption, errors, fail, settings
 from clearwall.config import Config, HostPort
 from clearwall.errors import ConfigError
 from clearwall.xfr.keys import ALGORITHM, TsigKey, add_key, load_keys
@@ -39,27 +41,37 @@ def register(app: typer.Typer) -> None:
 
 
 def _primary(config: Config, primary: str | None) -> HostPort:
-    """The address secondaries reach the primary at: --primary, else [xfr] listen."""
+    """The address secondaries reach the primary at: --primary, else the one address of
+    ``[xfr] listen`` (a wildcard, or one of several, leaves the choice to the operator)."""
     if primary:
         try:
             return HostPort.parse(primary, 53)
         except ValueError as exc:
             raise ConfigError(f"--primary: {exc}") from exc
-    for hp in config.xfr.listen:
-        if not ipaddress.ip_address(hp.host).is_unspecified:
-            return hp
-    raise ConfigError("give --primary IP:PORT: [xfr] listen names no address a secondary can reach")
+    listen = config.xfr.listen
+    if not listen:
+        raise ConfigError("give --primary IP:PORT: the config has no [xfr] listen address")
+    if len(listen) > 1:
+        raise ConfigError(
+            f"give --primary IP:PORT: [xfr] listen has {len(listen)} addresses "
+            f"({', '.join(str(hp) for hp in listen)}); name the one this resolver reaches"
+        )
+    if ipaddress.ip_address(listen[0].host).is_unspecified:
+        raise ConfigError(
+            f"give --primary IP:PORT: [xfr] listen is {listen[0]}, every address of the "
+            "host; name the one this resolver reaches"
+        )
+    return listen[0]
 
 
 def _key(config: Config, name: str | None) -> TsigKey | None:
     if not name:
         return None
-    keys = load_keys(config.xfr.keys_file)
-    key = keys.get(name.rstrip(".").lower())
+    path = config.xfr.keys_path()
+    key = load_keys(path).get(name.rstrip(".").lower())
     if key is None:
         raise ConfigError(
-            f"no TSIG key {name!r} in {config.xfr.keys_file}; create it with "
-            f"`clearwall fleet key {name}`"
+            f"no TSIG key {name!r} in {path}; create it with `clearwall fleet key {name}`"
         )
     return key
 
@@ -199,7 +211,10 @@ def fleet_config(
     jurisdiction: Annotated[str, typer.Option(help="Whose zones the resolver loads.")],
     primary: Annotated[
         str | None,
-        typer.Option(help="IP:PORT the resolver reaches the primary at (default: [xfr] listen)."),
+        typer.Option(
+            help="IP:PORT the resolver reaches the primary at (default: the config's one "
+            "[xfr] listen address)."
+        ),
     ] = None,
     tsig: Annotated[
         str | None, typer.Option(help="Name of the TSIG key (in [xfr] keys_file) it signs with.")
@@ -211,13 +226,14 @@ def fleet_config(
         Path,
         typer.Option(help="knot-resolver: where the exported zone files are kept."),
     ] = Path("/var/lib/knot-resolver/clearwall"),
+    db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Print the configuration a resolver needs to load a jurisdiction's zones."""
     if target not in TARGETS:
         fail(f"unknown target {target!r}: expected one of {', '.join(TARGETS)}")
     with errors():
-        cfg = settings(None, config).config
+        cfg = settings(db, config).config
         code = jurisdiction.strip().lower()
         if target == "knot-resolver":
             if tsig:
@@ -237,13 +253,14 @@ def fleet_config(
 
 def fleet_key(
     name: Annotated[str, typer.Argument(help="The key's name, e.g. the secondary's host name.")],
+    db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Create a TSIG key (hmac-sha256) in [xfr] keys_file, unless it exists; print its name."""
+    """Create a TSIG key (hmac-sha256) in the store's [xfr] keys_file, unless it exists;
+    print its name."""
     with errors():
-        cfg = settings(None, config).config
-        key, created = add_key(cfg.xfr.keys_file, name)
-        where = cfg.xfr.keys_file
+        where = settings(db, config).config.xfr.keys_path()
+        key, created = add_key(where, name)
         typer.echo(
             f"{'created' if created else 'exists'}: {key.name} ({ALGORITHM}) in {where}", err=True
         )

@@ -103,15 +103,9 @@ def _start_xfr(
     too: when the gateway exits for any reason the primary reads end of file and stops.
     """
     from clearwall.xfr.entry import launch_args
-    from clearwall.xfr.keys import load_keys
+    from clearwall.xfr.keys import primary_keys
 
-    keys = load_keys(config.xfr.keys_file)  # a bad key file stops serve here, not later
-    for secondary in config.xfr.secondaries:
-        if secondary.key and secondary.key not in keys:
-            raise ConfigError(
-                f"[xfr] secondaries: {secondary}: no key {secondary.key!r} in "
-                f"{config.xfr.keys_file} (`clearwall fleet key {secondary.key}` creates it)"
-            )
+    primary_keys(config.xfr)  # a bad key file or a missing key stops serve here, not later
     proc = subprocess.Popen(
         launch_args(config_path, overrides, store_url, level), stdin=subprocess.PIPE
     )
@@ -185,7 +179,7 @@ def register(app: typer.Typer) -> None:
         from clearwall.cli.common import config_path
         from clearwall.dnsserver.workers import ServeOptions
         from clearwall.dnsserver.workers import serve as run
-        from clearwall.layout import resolve_ledger
+        from clearwall.layout import resolve
         from clearwall.layout import snapshot_dir as default_snapshot_dir
 
         config = config_path(config)
@@ -195,13 +189,16 @@ def register(app: typer.Typer) -> None:
             overrides["web"] = {"listen": ""}
         cfg = load_config(config, overrides)
         if snapshot is None:
-            # The store's own ledger, found once here and handed down as absolute paths:
-            # the gateway publishes the log before it enforces a policy, wherever it runs.
-            ledger = resolve_ledger(cfg.ledger, cfg.store.url)
+            # The store's own files, found once here and handed down as absolute paths:
+            # the gateway publishes the log before it enforces a policy, and the RPZ
+            # primary checks its store's TSIG keys, wherever they run.
+            own = resolve(cfg, cfg.store.url)
             overrides["ledger"] = {
-                "key_file": str(ledger.key_file),
-                "tiles_dir": str(ledger.tiles_dir),
+                "key_file": str(own.ledger.key_file),
+                "tiles_dir": str(own.ledger.tiles_dir),
             }
+            if own.xfr.keys_file is not None:
+                overrides.setdefault("xfr", {})["keys_file"] = str(own.xfr.keys_file)
             cfg = load_config(config, overrides)
         if cfg.web.listen is not None and cfg.dns.block.public_url == BlockConfig().public_url:
             # Order links in SDE JSON and on block pages must reach this web app unless the

@@ -10,7 +10,6 @@ end open for as long as it lives, so the primary never outlives the gateway.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -44,14 +43,13 @@ def launch_args(
 
 async def _serve(spec: dict[str, Any]) -> None:
     from clearwall.config import load_config
-    from clearwall.layout import resolve_ledger
     from clearwall.store.db import open_store
     from clearwall.xfr.primary import Primary
 
     config_path = Path(spec["config_path"]) if spec["config_path"] else None
+    # The store's own ledger (the primary publishes before it serves) and TSIG keys are
+    # found by the Primary from the store (``clearwall.layout``).
     config = load_config(config_path, spec["overrides"])
-    # The store's own ledger (key, public log): the primary publishes before it serves.
-    config = dataclasses.replace(config, ledger=resolve_ledger(config.ledger, spec["store_url"]))
     store = open_store(spec["store_url"])
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

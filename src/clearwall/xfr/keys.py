@@ -19,6 +19,7 @@ import dns.exception
 import dns.name
 import dns.tsig
 
+from clearwall.config import XfrConfig
 from clearwall.errors import ConfigError
 
 ALGORITHM = "hmac-sha256"
@@ -80,6 +81,26 @@ def load_keys(path: Path) -> dict[str, TsigKey]:
         if name in keys:
             raise ConfigError(f"{where}: key {name!r} given twice")
         keys[name] = TsigKey(name, secret)
+    return keys
+
+
+def primary_keys(xfr: XfrConfig) -> dict[str, TsigKey]:
+    """The keys the primary checks requests with and signs NOTIFY with: those in ``[xfr]
+    keys_file`` (``xfr`` resolved for its store by ``clearwall.layout``), none when there
+    is no such file. ConfigError names the option when a secondary names a key that is
+    not there, or when keys are named and the store has no key file (PostgreSQL without
+    ``keys_file``)."""
+    named = [s for s in xfr.secondaries if s.key]
+    if xfr.keys_file is None and not named:
+        return {}  # no place for keys and none wanted: the primary admits by address
+    path = xfr.keys_path()
+    keys = load_keys(path)
+    for secondary in named:
+        if secondary.key not in keys:
+            raise ConfigError(
+                f"[xfr] secondaries: {secondary}: no key {secondary.key!r} in {path} "
+                f"(`clearwall fleet key {secondary.key}` creates it)"
+            )
     return keys
 
 

@@ -22,7 +22,7 @@ from clearwall.config import Config
 from clearwall.store.db import Store
 from clearwall.xfr.feed import PolicyFeed, PolicyVersion
 from clearwall.xfr.history import ZoneHistory, serial_of
-from clearwall.xfr.keys import keyring, load_keys
+from clearwall.xfr.keys import keyring, primary_keys
 from clearwall.xfr.messages import ZoneRecords
 from clearwall.xfr.metrics import XfrMetrics
 from clearwall.xfr.notify import Notifier
@@ -37,20 +37,23 @@ class Primary:
 
     def __init__(self, config: Config, store: Store, metrics: XfrMetrics | None = None) -> None:
         """Serve ``store``'s policy as ``config``'s ``[xfr]`` section says; sinkhole
-        addresses and the order links come from ``[dns.block]``."""
+        addresses and the order links come from ``[dns.block]``. The ledger and the TSIG
+        keys are the store's own unless the config names them (``clearwall.layout``)."""
+        from clearwall.layout import resolve
+        from clearwall.ledger.log import TransparencyLog
+
+        config = resolve(config, store.url)
         self.config = config
         x = config.xfr
         self.store = store
         self.metrics = metrics or XfrMetrics()
-        from clearwall.ledger.log import TransparencyLog
-
         # Serial = the published checkpoint's size: the fleet enforces nothing the public
         # log does not show (the primary publishes what is committed, as a gateway does).
         self.feed = PolicyFeed(store, TransparencyLog(store, config.ledger).publish)
         self.zoneset = ZoneSet(x.suffix, config.dns.block.public_url)
         self.version: PolicyVersion | None = None
         self.zones: dict[dns.name.Name, ServedZone] = {}
-        keys = load_keys(x.keys_file)
+        keys = primary_keys(x)
         self.responder = Responder(lambda: self.zones, x.allow, keyring(keys), self.metrics)
         self.server = XfrServer(self.responder, x.idle_timeout, x.max_connections)
         self.notifier = Notifier(
