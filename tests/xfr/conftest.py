@@ -10,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from clearwall.config import Config, load_config
+from clearwall.config import Config, LedgerConfig, load_config
+from clearwall.layout import resolve_ledger
+from clearwall.ledger.signing import create_key_file
 from clearwall.model import Action, Category, RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, Store, open_store
@@ -20,9 +22,17 @@ COURT = 1  # authority ids in the ``service`` fixture's store
 OPERATOR = 2
 
 
+def with_ledger_key(url: str) -> None:
+    """What ``clearwall init`` makes beside a store besides its tables: the ledger key (a
+    primary, as a gateway, publishes what it serves and refuses to start without it)."""
+    ledger = resolve_ledger(LedgerConfig(), url)
+    create_key_file(ledger.key_path(), ledger.origin)
+
+
 @pytest.fixture
 def store(sqlite_url: str) -> Iterator[Store]:
-    """A freshly migrated SQLite store."""
+    """A freshly migrated SQLite store with its ledger key."""
+    with_ledger_key(sqlite_url)
     s = open_store(sqlite_url, migrate=True)
     try:
         yield s

@@ -20,24 +20,26 @@ def test_feed_reads_each_version_incrementally(store_url: str) -> None:
     store = open_store(store_url, migrate=True)
     try:
         service = PolicyService(store)
-        service.add_jurisdiction("xa", "A", ["127.0.0.0/8"])
-        service.add_authority("Court", "court", "xa", ["mailto:c@a.example"])
-        service.add_authority("Security", "operator", "xa", ["tel:+1000"])
         feed = PolicyFeed(store)
         empty = feed.read()
-        assert (empty.tree_size, empty.at, empty.orders) == (0, 0.0, ())
+        assert (empty.tree_size, empty.at, empty.orders, empty.jurisdictions) == (0, 0.0, (), ())
+        service.add_jurisdiction("xa", "A", ["127.0.0.0/8"])  # a log entry (jurisdiction-set)
+        service.add_authority("Court", "court", "xa", ["mailto:c@a.example"])
+        service.add_authority("Security", "operator", "xa", ["tel:+1000"])
+        declared = feed.read()
+        assert declared.tree_size == 1 and [j.code for j in declared.jurisdictions] == ["xa"]
 
         court = publish(service, COURT, "court-1", ["subtree bad.example"])
         publish(service, OPERATOR, "sec-1", ["exact malware.example"])
         first = feed.read()
-        assert first.tree_size == 2 == store.log_size()
-        last = store.log_entries(1, 2)[0].created_at
+        assert first.tree_size == 3 == store.log_size()
+        last = store.log_entries(2, 3)[0].created_at
         assert first.at == epoch(last if last.tzinfo else last.replace(tzinfo=dt.UTC))
         assert feed.read() is first  # the log did not grow: the same version
 
         service.amend_order(court, add=[RuleSpec(RuleKind.EXACT, "new.example")], reason="x")
         second = feed.read()
-        assert second.tree_size == 3
+        assert second.tree_size == 4
         by_id = {o.order.id: o for o in second.orders}
         unchanged = next(o for o in first.orders if o.order.id != court)
         assert by_id[unchanged.order.id] is unchanged  # read again only if named
