@@ -655,7 +655,7 @@ def _export_rpz(
     """``export rpz``: the zones ``clearwall.xfr`` computes, as files or on stdout."""
     import signal
 
-    from clearwall.xfr.feed import PolicyFeed
+    from clearwall.xfr.feed import PolicyFeed, publisher
     from clearwall.xfr.files import ZoneFiles, file_name
     from clearwall.xfr.zones import Basis
 
@@ -672,10 +672,8 @@ def _export_rpz(
     else:  # one zone with every trigger
         combined = origin or f"rpz.{code}.clearwall."
         combined = combined if combined.endswith(".") else combined + "."
-    from clearwall.ledger.log import TransparencyLog
-
     # Resolvers fed this export enforce it: only what the public log shows.
-    feed = PolicyFeed(store, TransparencyLog(store, cfg.ledger).publish)
+    feed = PolicyFeed(store, publisher(store, cfg.ledger))
     files = ZoneFiles(feed, cfg, code, only, combined)
     if output is None and directory is None:
         for _zone, text in files.texts():

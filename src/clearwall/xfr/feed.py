@@ -17,6 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from clearwall.config import LedgerConfig
 from clearwall.errors import StoreError
 from clearwall.policy.compiler import epoch
 from clearwall.policy.model import CompiledOrder, Jurisdiction
@@ -27,6 +28,19 @@ log = logging.getLogger(__name__)
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _ATTEMPTS = 5  # reads retried when the log grows between reading its size and its policy
+
+
+def publisher(store: Store, ledger: LedgerConfig) -> Callable[[], int]:
+    """``TransparencyLog.publish`` for ``store`` (``ledger`` resolved for it), with the key
+    read from its file at each publication, as a gateway's compiler reads it: once the key
+    is removed nothing more is published, so no serial past the public log is served."""
+    from clearwall.ledger.log import TransparencyLog
+
+    def publish() -> int:
+        """Publish every committed entry; the published checkpoint's size."""
+        return TransparencyLog(store, ledger).publish()
+
+    return publish
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ from clearwall.xfr.zones import BASES, Basis, RuleIndex, Zone, jurisdiction_zone
 
 log = logging.getLogger(__name__)
 
+RETRY_MAX = 10.0  # seconds between attempts while the zones cannot be read or published
+
 
 def zone_text(zone: Zone, tree_size: int, config: Config, combined: bool = False) -> str:
     """The zone file of ``zone`` at ``tree_size``, as ``config`` spells records
@@ -129,12 +131,20 @@ class ZoneFiles:
         """Write now, then again each time the log grows, until ``stop()`` is true."""
         for path in self.write(paths):
             log.info("%s written (log size %d)", path, self.tree_size)
+        wait = interval
         while not stop():
-            time.sleep(interval)
+            until = time.monotonic() + wait
+            while not stop() and (left := until - time.monotonic()) > 0:
+                time.sleep(min(left, interval))  # stop() is looked at every interval
+            if stop():
+                break
             try:
-                if self.feed.size() == self.tree_size:
-                    continue
-                for path in self.write(paths):
-                    log.info("%s written (log size %d)", path, self.tree_size)
-            except Exception as exc:  # keep the last good files; try again next round
+                if self.feed.size() != self.tree_size:
+                    for path in self.write(paths):
+                        log.info("%s written (log size %d)", path, self.tree_size)
+                wait = interval
+            except Exception as exc:  # keep the last good files; try again later
                 log.error("zone files not updated: %s", exc)
+                # A failure that persists (the log cannot be published, say) is retried
+                # ever less often, not an error line every round.
+                wait = min(max(wait * 2, interval), RETRY_MAX)

@@ -20,7 +20,7 @@ import dns.name
 
 from clearwall.config import Config
 from clearwall.store.db import Store
-from clearwall.xfr.feed import PolicyFeed, PolicyVersion
+from clearwall.xfr.feed import PolicyFeed, PolicyVersion, publisher
 from clearwall.xfr.history import ZoneHistory, serial_of
 from clearwall.xfr.keys import keyring, primary_keys
 from clearwall.xfr.messages import ZoneRecords
@@ -31,6 +31,8 @@ from clearwall.xfr.zones import Change, Zone, ZoneSet
 
 log = logging.getLogger(__name__)
 
+RETRY_MAX = 10.0  # seconds between attempts while a new version cannot be read or published
+
 
 class Primary:
     """The zones of a store's policy, served over ``[xfr] listen`` and pushed by NOTIFY."""
@@ -40,7 +42,6 @@ class Primary:
         addresses and the order links come from ``[dns.block]``. The ledger and the TSIG
         keys are the store's own unless the config names them (``clearwall.layout``)."""
         from clearwall.layout import resolve
-        from clearwall.ledger.log import TransparencyLog
 
         config = resolve(config, store.url)
         self.config = config
@@ -49,7 +50,7 @@ class Primary:
         self.metrics = metrics or XfrMetrics()
         # Serial = the published checkpoint's size: the fleet enforces nothing the public
         # log does not show (the primary publishes what is committed, as a gateway does).
-        self.feed = PolicyFeed(store, TransparencyLog(store, config.ledger).publish)
+        self.feed = PolicyFeed(store, publisher(store, config.ledger))
         self.zoneset = ZoneSet(x.suffix, config.dns.block.public_url)
         self.version: PolicyVersion | None = None
         self.zones: dict[dns.name.Name, ServedZone] = {}
@@ -166,10 +167,11 @@ class Primary:
         await self.server.start(x.listen)
         if x.metrics_listen is not None:
             self._start_metrics()
+        wait = x.reload_interval
         try:
             while not stop.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), x.reload_interval)
+                    await asyncio.wait_for(stop.wait(), wait)
                 if stop.is_set():
                     break
                 try:
@@ -177,8 +179,12 @@ class Primary:
                     if self.version is None or size != self.version.tree_size:
                         await self.update()
                     self._pending_starts()
+                    wait = x.reload_interval
                 except Exception as exc:  # keep serving the last good version
                     log.error("xfr: policy update failed, still serving the last one: %s", exc)
+                    # A failure that persists (the log cannot be published, say) is retried
+                    # ever less often, as the gateway does: not an error line every poll.
+                    wait = min(max(wait * 2, 1.0), RETRY_MAX)
         finally:
             self.notifier.cancel()
             await self.server.stop()
