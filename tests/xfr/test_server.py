@@ -345,3 +345,22 @@ def test_a_busy_address_is_one_clear_error(policy: PolicyService, primary_factor
             ConfigError, match=rf"\[xfr\] listen: cannot listen on 127.0.0.1:{port}"
         ):
             primary_factory(listen=[f"127.0.0.1:{port}"])
+
+
+def test_metrics_are_served_while_the_primary_runs_and_the_port_is_freed_after(
+    policy: PolicyService, primary_factory: Factory
+) -> None:
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    running = primary_factory(metrics_listen=f"127.0.0.1:{port}")
+    dns.query.udp(dns.message.make_query(CENSORED, "SOA"), "127.0.0.1", port=running.port)
+    body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'clearwall_xfr_requests_total{kind="soa"} 1.0' in body
+    assert f'clearwall_xfr_zone_serial{{zone="{CENSORED}"}}' in body
+    running.stop()
+    with socket.socket() as again:  # a primary started again in this process can listen
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT, not LISTEN
+        again.bind(("127.0.0.1", port))

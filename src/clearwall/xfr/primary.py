@@ -15,6 +15,7 @@ import gc
 import logging
 import time
 from math import inf
+from typing import Any
 
 import dns.name
 
@@ -165,8 +166,7 @@ class Primary:
         x = self.config.xfr
         await self.update()
         await self.server.start(x.listen)
-        if x.metrics_listen is not None:
-            self._start_metrics()
+        metrics = self._start_metrics() if x.metrics_listen is not None else None
         wait = x.reload_interval
         try:
             while not stop.is_set():
@@ -188,14 +188,23 @@ class Primary:
         finally:
             self.notifier.cancel()
             await self.server.stop()
+            if metrics is not None:  # its port is free again once the primary stops
+                metrics.shutdown()
+                metrics.server_close()
 
-    def _start_metrics(self) -> None:
+    def _start_metrics(self) -> Any:
+        """The Prometheus endpoint on ``[xfr] metrics_listen`` (its HTTP server), or None
+        when it cannot listen (a warning: transfers matter more than their metrics)."""
         from prometheus_client import start_http_server
 
         listen = self.config.xfr.metrics_listen
         assert listen is not None
         try:
-            start_http_server(listen.port, listen.host, registry=self.metrics.registry)
-            log.info("xfr: metrics on http://%s/metrics", listen)
+            server, _thread = start_http_server(
+                listen.port, listen.host, registry=self.metrics.registry
+            )
         except OSError as exc:
             log.warning("xfr: metrics endpoint %s not started: %s", listen, exc)
+            return None
+        log.info("xfr: metrics on http://%s/metrics", listen)
+        return server
