@@ -62,6 +62,7 @@ timeout = 2
         ({"xfr": {"allow": ["10.0.0.0/33"]}}, "[xfr] allow"),
         ({"xfr": {"secondaries": ["192.0.2.1 kee k1"]}}, "[xfr] secondaries: expected"),
         ({"xfr": {"secondaries": ["192.0.2.1 key"]}}, "[xfr] secondaries: expected"),
+        ({"xfr": {"secondaries": ["192.0.2.1 key ."]}}, "[xfr] secondaries: an empty key name"),
         ({"xfr": {"suffix": "a..b"}}, "[xfr] suffix: not a domain name"),
         ({"xfr": {"history": 0}}, "[xfr] history: must be at least 1"),
         ({"xfr": {"notify_timeout": 0}}, "[xfr] notify_timeout: must be positive"),
@@ -143,7 +144,11 @@ def test_xfr_secondaries_and_listen() -> None:
         overrides={
             "xfr": {
                 "listen": ["127.0.0.1:8054"],
-                "secondaries": ["192.0.2.10", "[2001:db8::1]:5353 key r1", "192.0.2.11 for xa,XB"],
+                "secondaries": [
+                    "192.0.2.10",
+                    "[2001:db8::1]:5353 key R1.",  # key names are DNS names, as in the key file
+                    "192.0.2.11 for xa,XB",
+                ],
                 "metrics_listen": "127.0.0.1:9155",
             }
         }

@@ -276,7 +276,11 @@ class Secondary:
         if set(options) - {"key", "for"} or len(options) != len(fields) // 2:
             raise ValueError(f"expected 'IP[:PORT] [key NAME] [for JUR,...]', got {text!r}")
         codes = tuple(c.strip().lower() for c in options.get("for", "").split(",") if c.strip())
-        return cls(HostPort.parse(fields[0], 53), options.get("key", ""), codes)
+        # A key name as the key file spells it (``xfr.keys``: lower case, no final dot).
+        key = options.get("key", "").rstrip(".").lower()
+        if "key" in options and not key:
+            raise ValueError(f"an empty key name in {text!r}")
+        return cls(HostPort.parse(fields[0], 53), key, codes)
 
     def __str__(self) -> str:
         text = str(self.address)
