@@ -93,13 +93,24 @@ def clearwall(*args: str, cwd: Path, env: dict[str, str], timeout: float = 1800)
 
 def make_store(path: Path, names: int) -> tuple[Any, float]:
     """A store with jurisdiction xa, a court order and an operator order of ``names``
-    generated names; the seconds the big order took to publish."""
+    generated names; the seconds the big order took to publish.
+
+    As ``clearwall init`` makes it (the ledger key beside it: the primary publishes before
+    it serves and refuses to start without one), written as the CLI writes (each commit
+    published at once)."""
+    from clearwall.config import LedgerConfig
+    from clearwall.layout import resolve_ledger
+    from clearwall.ledger.log import TransparencyLog
+    from clearwall.ledger.signing import create_key_file
     from clearwall.model import RuleKind
     from clearwall.policy.model import RuleSpec
     from clearwall.store import PolicyService, open_store
 
-    store = open_store(f"sqlite:///{path}", migrate=True)
-    service = PolicyService(store)
+    url = f"sqlite:///{path}"
+    ledger = resolve_ledger(LedgerConfig(), url)
+    create_key_file(ledger.key_path(), ledger.origin)
+    store = open_store(url, migrate=True)
+    service = PolicyService(store, after_commit=TransparencyLog(store, ledger).sync)
     service.add_jurisdiction("xa", "Fleet Republic", ["127.0.0.0/8"])
     service.add_authority("Court", "court", "xa", ["mailto:court@xa.example"])
     service.add_authority("Security", "operator", "xa", ["mailto:sec@xa.example"])
