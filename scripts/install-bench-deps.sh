@@ -13,10 +13,12 @@ PACKAGES=(
   pdns-recursor    # anchor
   knot-resolver    # anchor (kresd)
   dnsmasq-base     # anchor (the binary only, no system service)
+  bind9            # an RPZ secondary in bench/fleet.py
+  lua-cqueues      # Knot Resolver reloads an RPZ file when it changes (bench/fleet.py)
   util-linux       # taskset
   procps
 )
-SERVICES=(unbound pdns-recursor kresd@1 nsd dnsmasq)
+SERVICES=(unbound pdns-recursor kresd@1 nsd dnsmasq named)
 
 stop_services() {
   for svc in "${SERVICES[@]}"; do

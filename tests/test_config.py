@@ -58,6 +58,14 @@ timeout = 2
         ({"dns": {"special_use": {"forward": [53]}}}, "[dns.special_use] forward: expected a"),
         ({"web": {"listen": "localhost:80"}}, "[web] listen"),
         ({"nosuch": {}}, "unknown option(s): nosuch"),
+        ({"xfr": {"listen": ["nowhere:53"]}}, "[xfr] listen"),
+        ({"xfr": {"allow": ["10.0.0.0/33"]}}, "[xfr] allow"),
+        ({"xfr": {"secondaries": ["192.0.2.1 kee k1"]}}, "[xfr] secondaries: expected"),
+        ({"xfr": {"secondaries": ["192.0.2.1 key"]}}, "[xfr] secondaries: expected"),
+        ({"xfr": {"secondaries": ["192.0.2.1 key ."]}}, "[xfr] secondaries: an empty key name"),
+        ({"xfr": {"suffix": "a..b"}}, "[xfr] suffix: not a domain name"),
+        ({"xfr": {"history": 0}}, "[xfr] history: must be at least 1"),
+        ({"xfr": {"notify_timeout": 0}}, "[xfr] notify_timeout: must be positive"),
     ],
 )
 def test_errors_name_the_option(overrides: dict[str, object], message: str) -> None:
@@ -129,3 +137,27 @@ def test_witness_errors_name_the_option(ledger: dict[str, object], message: str)
     with pytest.raises(ConfigError) as info:
         load_config(overrides={"ledger": ledger})
     assert message in str(info.value)
+
+
+def test_xfr_secondaries_and_listen() -> None:
+    config = load_config(
+        overrides={
+            "xfr": {
+                "listen": ["127.0.0.1:8054"],
+                "secondaries": [
+                    "192.0.2.10",
+                    "[2001:db8::1]:5353 key R1.",  # key names are DNS names, as in the key file
+                    "192.0.2.11 for xa,XB",
+                ],
+                "metrics_listen": "127.0.0.1:9155",
+            }
+        }
+    )
+    assert config.xfr.listen == (HostPort("127.0.0.1", 8054),)
+    assert [str(s) for s in config.xfr.secondaries] == [
+        "192.0.2.10:53",
+        "[2001:db8::1]:5353 key r1",
+        "192.0.2.11:53 for xa,xb",
+    ]
+    assert config.xfr.metrics_listen == HostPort("127.0.0.1", 9155)
+    assert load_config().xfr.listen == ()  # off unless asked for

@@ -32,8 +32,10 @@ from typing import Any
 import dns.edns
 import dns.flags
 import dns.message
+import dns.opcode
 import dns.query
 import dns.rcode
+import dns.rdatatype
 import dns.rrset
 import httpx
 import pytest
@@ -785,6 +787,208 @@ def query_log_on(tmp: Path) -> dict[str, Any]:
     return {"logging": {"query_log": True, "query_log_dir": str(tmp / "ql")}}
 
 
+# -- the RPZ primary ([xfr]) ---------------------------------------------------------------
+
+CENSORED = "xa.censored.rpz.clearwall."
+XFR = {"xfr": {"listen": ["127.0.0.1:0"]}}  # the primary is off without an address
+NOTIFY_LISTENERS: dict[Path, socket.socket] = {}  # a test's tmp_path -> its listener
+METRICS_PORTS: dict[Path, int] = {}  # a test's tmp_path -> the port metrics_listen names
+
+
+def with_primary(config: Config, store_url: str, use: Callable[[Any], Any]) -> Any:
+    """Start a real primary for ``config`` over the store (in a thread of this process),
+    give it to ``use``, stop it."""
+    from clearwall.store import open_store
+    from xfr.conftest import RunningPrimary
+
+    store = open_store(store_url)
+    running = RunningPrimary(config, store).start()
+    try:
+        return use(running)
+    finally:
+        running.stop()
+        store.dispose()
+
+
+def xfr_address(running: Any) -> tuple[str, int]:
+    host, port = running.primary.server.addresses[0][:2]
+    return str(host), int(port)
+
+
+def soa(running: Any, zone: str = CENSORED) -> dns.message.Message:
+    """A real SOA answer of the running primary, over UDP."""
+    host, port = xfr_address(running)
+    return dns.query.udp(dns.message.make_query(zone, "SOA"), host, port=port, timeout=5)
+
+
+def soa_rdata(running: Any) -> Any:
+    reply = soa(running)
+    assert reply.rcode() == dns.rcode.NOERROR, reply
+    return reply.answer[0][0]
+
+
+def xfr_rcodes(*zones: str) -> Callable[[Any], tuple[str, ...]]:
+    return lambda running: tuple(dns.rcode.to_text(soa(running, z).rcode()) for z in zones)
+
+
+def primary_of(observe: Callable[[Any], Any]) -> Observe:
+    return lambda config, _file, store: with_primary(config, store, observe)
+
+
+def new_serial_within(store_url: str, seconds: float) -> Callable[[Any], bool]:
+    """Whether the primary serves a new serial within ``seconds`` of an order's commit."""
+
+    def observe(running: Any) -> bool:
+        before = soa_rdata(running).serial
+        _add_order(store_url, f"XFR-{time.time_ns()}")
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if soa_rdata(running).serial != before:
+                return True
+            time.sleep(0.05)
+        return False
+
+    return observe
+
+
+def ixfr_kind(store_url: str) -> Callable[[Any], str]:
+    """What an IXFR from two versions back gets: a difference or the whole zone."""
+
+    def observe(running: Any) -> str:
+        oldest = soa_rdata(running).serial
+        for _ in range(2):
+            serial = soa_rdata(running).serial
+            _add_order(store_url, f"IXFR-{time.time_ns()}")
+            deadline = time.monotonic() + 30
+            while soa_rdata(running).serial == serial:
+                assert time.monotonic() < deadline, "the primary did not follow the log"
+                time.sleep(0.05)
+        query = dns.message.make_query(CENSORED, "IXFR")
+        query.authority.append(
+            dns.rrset.from_text(CENSORED, 0, "IN", "SOA", f". . {oldest} 1 1 1 1")
+        )
+        wire = query.to_wire()
+        with socket.create_connection(xfr_address(running), timeout=5) as conn:
+            conn.sendall(len(wire).to_bytes(2, "big") + wire)
+            reader = conn.makefile("rb")
+            length = int.from_bytes(reader.read(2), "big")
+            first = dns.message.from_wire(reader.read(length), one_rr_per_rrset=True)
+        # RFC 1995 section 4: a difference opens with the new SOA, then the old one.
+        return "difference" if first.answer[1].rdtype == dns.rdatatype.SOA else "whole zone"
+
+    return observe
+
+
+def tcp_soa_query() -> bytes:
+    query = dns.message.make_query(CENSORED, "SOA").to_wire()
+    return len(query).to_bytes(2, "big") + query
+
+
+def second_tcp_client_served(running: Any) -> bool:
+    """Whether a second TCP client is answered while a first one holds its connection."""
+    address = xfr_address(running)
+    with socket.create_connection(address, timeout=3) as first:
+        first.sendall(tcp_soa_query())
+        assert tcp_answered(first)  # registered before the second one comes
+        with socket.create_connection(address, timeout=3) as second:
+            try:
+                second.sendall(tcp_soa_query())
+            except ConnectionError:
+                return False
+            return tcp_answered(second)
+
+
+def xfr_idle_closed(running: Any) -> bool:
+    """Whether the primary closes an idle TCP connection within three seconds."""
+    with socket.create_connection(xfr_address(running), timeout=3) as conn:
+        try:
+            return conn.recv(1) == b""
+        except TimeoutError:
+            return False
+
+
+def notify_listener(tmp: Path) -> str:
+    """A real UDP socket that takes NOTIFYs and never answers; the secondary entry."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", 0))
+    NOTIFY_LISTENERS[tmp] = listener
+    return f"127.0.0.1:{listener.getsockname()[1]} for xa"
+
+
+def notifies(running: Any, tmp: Path, enough: int, seconds: float = 3.0) -> list[str]:
+    """The zones of the NOTIFYs the test's listener receives in ``seconds`` from the
+    primary's start (stopping early at ``enough``)."""
+    listener = NOTIFY_LISTENERS.get(tmp)
+    if listener is None:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # nothing sent here
+        listener.bind(("127.0.0.1", 0))
+        NOTIFY_LISTENERS[tmp] = listener
+    zones: list[str] = []
+    deadline = time.monotonic() + seconds
+    while len(zones) < enough and (left := deadline - time.monotonic()) > 0:
+        listener.settimeout(left)
+        try:
+            message = dns.message.from_wire(listener.recv(4096))
+        except TimeoutError:
+            break
+        if message.opcode() == dns.opcode.NOTIFY:
+            zones.append(str(message.question[0].name))
+    return zones
+
+
+def drained(tmp: Path) -> None:
+    """Drop what the listener kept from an earlier run (each run starts afresh)."""
+    listener = NOTIFY_LISTENERS.get(tmp)
+    if listener is not None:
+        listener.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                listener.recv(4096)
+        listener.setblocking(True)
+
+
+def notified(enough: int, seconds: float = 3.0) -> Observe:
+    """The NOTIFYs a real listener gets from a primary run with the config."""
+
+    def observe(config: Config, file: Path, store: str) -> list[str]:
+        tmp = file.parent.parent
+        drained(tmp)
+        return with_primary(config, store, lambda running: notifies(running, tmp, enough, seconds))
+
+    return observe
+
+
+def censored_notifies(enough: int, seconds: float) -> Observe:
+    inner = notified(enough * 2, seconds)
+    return lambda c, f, s: min(sum(z == CENSORED for z in inner(c, f, s)), enough)
+
+
+def metrics_port(tmp: Path) -> str:
+    METRICS_PORTS[tmp] = free_port()
+    return f"127.0.0.1:{METRICS_PORTS[tmp]}"
+
+
+def xfr_metrics(config: Config, file: Path, store: str) -> str:
+    """What a Prometheus scrape of the test's metrics port gets while the primary runs."""
+    port = METRICS_PORTS[file.parent.parent]
+
+    def scrape(_running: Any) -> str:
+        try:
+            body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        except httpx.TransportError:
+            return "nothing listens"
+        return "serial" if f'clearwall_xfr_zone_serial{{zone="{CENSORED}"}}' in body else body
+
+    return with_primary(config, store, scrape)
+
+
+def tsig_key_file(tmp: Path) -> str:
+    from clearwall.xfr.keys import add_key
+
+    add_key(tmp / "tsig" / "xfr.keys", "resolver1")
+    return str(tmp / "tsig" / "xfr.keys")
+
+
 # -- the table -------------------------------------------------------------------------------
 
 Observe = Callable[[Config, Path, str], Any]  # (config, its file, store url) -> observation
@@ -1000,6 +1204,57 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
         query_log_on,
     ),
     "logging.query_log_queue": (2, lambda c, f, s: query_logged(c)["dropped"], query_log_on),
+    "xfr.listen": (
+        ["127.0.0.2:0"],
+        primary_of(lambda running: (xfr_address(running)[0], soa(running).rcode())),
+        XFR,
+    ),
+    "xfr.suffix": (
+        "rpz.example.net.",
+        primary_of(xfr_rcodes(CENSORED, "xa.censored.rpz.example.net.")),
+        XFR,
+    ),
+    "xfr.allow": (["192.0.2.0/24"], primary_of(xfr_rcodes(CENSORED)), XFR),
+    "xfr.keys_file": (tsig_key_file, primary_of(xfr_rcodes(CENSORED)), XFR),
+    "xfr.secondaries": (lambda tmp: [notify_listener(tmp)], notified(2), XFR),
+    "xfr.ttl": (5, primary_of(lambda running: soa(running).answer[0].ttl), XFR),
+    "xfr.refresh": (7, primary_of(lambda running: soa_rdata(running).refresh), XFR),
+    "xfr.retry": (3, primary_of(lambda running: soa_rdata(running).retry), XFR),
+    "xfr.expire": (86400, primary_of(lambda running: soa_rdata(running).expire), XFR),
+    "xfr.history": (
+        1,
+        lambda c, f, s: with_primary(c, s, ixfr_kind(s)),
+        XFR,
+    ),
+    "xfr.reload_interval": (
+        3600.0,
+        lambda c, f, s: with_primary(c, s, new_serial_within(s, 5.0)),
+        XFR,
+    ),
+    "xfr.notify_timeout": (
+        0.05,
+        censored_notifies(2, 3.0),
+        lambda tmp: merged(
+            XFR,
+            {
+                "xfr": {
+                    "secondaries": [notify_listener(tmp)],
+                    "notify_timeout": 30.0,
+                    "notify_retries": 1,
+                }
+            },
+        ),
+    ),
+    "xfr.notify_retries": (
+        0,
+        censored_notifies(3, 2.0),
+        lambda tmp: merged(
+            XFR, {"xfr": {"secondaries": [notify_listener(tmp)], "notify_timeout": 0.05}}
+        ),
+    ),
+    "xfr.idle_timeout": (0.2, primary_of(xfr_idle_closed), XFR),
+    "xfr.max_connections": (1, primary_of(second_tcp_client_served), XFR),
+    "xfr.metrics_listen": (metrics_port, xfr_metrics, XFR),
 }
 
 

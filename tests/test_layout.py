@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
 import pytest
 
-from clearwall.config import LedgerConfig, load_config
+from clearwall.config import LedgerConfig, Secondary, XfrConfig, load_config
 from clearwall.errors import ConfigError
-from clearwall.layout import resolve_ledger, snapshot_dir, sqlite_file
+from clearwall.layout import resolve, resolve_ledger, resolve_xfr, snapshot_dir, sqlite_file
 
 
 @pytest.mark.parametrize(
@@ -97,3 +98,50 @@ def test_an_empty_path_means_the_default(tmp_path: Path) -> None:
     path.write_text("[ledger]\nkey_file = 3\n")
     with pytest.raises(ConfigError, match=r"\[ledger\] key_file: expected a path"):
         load_config(path)
+
+
+def test_a_sqlite_store_keeps_its_tsig_keys_beside_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # the default never depends on where a command runs
+    xfr = resolve_xfr(XfrConfig(), f"sqlite:///{tmp_path}/a/cw.db")
+    assert xfr.keys_path() == tmp_path / "a" / "cw.xfr.keys"
+    other = resolve_xfr(XfrConfig(), f"sqlite:///{tmp_path}/a/other.db")
+    assert other.keys_path() == tmp_path / "a" / "other.xfr.keys"
+    # A relative store URL is a command-line path: from the working directory, then absolute.
+    assert resolve_xfr(XfrConfig(), "sqlite:///var/cw.db").keys_path() == (
+        tmp_path / "var" / "cw.xfr.keys"
+    )
+    config = resolve(load_config(), f"sqlite:///{tmp_path}/a/cw.db")
+    assert (config.ledger.key_file, config.xfr.keys_file) == (
+        tmp_path / "a" / "cw.ledger.key",
+        tmp_path / "a" / "cw.xfr.keys",
+    )
+
+
+def test_a_postgresql_store_has_tsig_keys_only_where_the_config_says(tmp_path: Path) -> None:
+    url = "postgresql://cw:secret@db.example/cw"
+    unset = resolve_xfr(XfrConfig(), url)
+    assert unset.keys_file is None  # no keys: the primary admits secondaries by address
+    with pytest.raises(ConfigError, match=r"\[xfr\] keys_file must be set"):
+        unset.keys_path()  # what `fleet key` and `fleet config --tsig` run into
+    signed = XfrConfig(secondaries=(Secondary.parse("192.0.2.7 key sec1"),))
+    with pytest.raises(ConfigError, match=r"\[xfr\] keys_file must be set"):
+        resolve_xfr(signed, url)
+    named = dataclasses.replace(signed, keys_file=tmp_path / "xfr.keys")
+    assert resolve_xfr(named, url).keys_path() == tmp_path / "xfr.keys"
+    assert resolve_xfr(named, f"sqlite:///{tmp_path}/s/cw.db").keys_path() == tmp_path / "xfr.keys"
+
+
+def test_a_relative_keys_file_counts_from_the_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "clearwall.toml").write_text('[xfr]\nkeys_file = "keys/xfr.keys"\n')
+    monkeypatch.chdir(tmp_path)
+    config = load_config(Path("etc/clearwall.toml"))
+    resolved = resolve_xfr(config.xfr, f"sqlite:///{tmp_path}/store/cw.db")
+    assert resolved.keys_path() == etc / "keys" / "xfr.keys"
+    (etc / "clearwall.toml").write_text('[xfr]\nkeys_file = ""\n')
+    assert load_config(etc / "clearwall.toml").xfr.keys_file is None

@@ -385,6 +385,94 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class Secondary:
+    """A resolver fed by zone transfer: where NOTIFY goes, the TSIG key it uses, and the
+    jurisdictions whose zones it loads (none named: all)."""
+
+    address: HostPort
+    key: str = ""  # a key name in [xfr] keys_file; "" = NOTIFY unsigned
+    jurisdictions: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Secondary:
+        """Parse ``IP[:PORT] [key NAME] [for JUR[,JUR...]]`` (the port defaults to 53)."""
+        fields = text.split()
+        if not fields or len(fields) % 2 == 0:
+            raise ValueError(f"expected 'IP[:PORT] [key NAME] [for JUR,...]', got {text!r}")
+        options = dict(zip(fields[1::2], fields[2::2], strict=True))
+        if set(options) - {"key", "for"} or len(options) != len(fields) // 2:
+            raise ValueError(f"expected 'IP[:PORT] [key NAME] [for JUR,...]', got {text!r}")
+        codes = tuple(c.strip().lower() for c in options.get("for", "").split(",") if c.strip())
+        # A key name as the key file spells it (``xfr.keys``: lower case, no final dot).
+        key = options.get("key", "").rstrip(".").lower()
+        if "key" in options and not key:
+            raise ValueError(f"an empty key name in {text!r}")
+        return cls(HostPort.parse(fields[0], 53), key, codes)
+
+    def __str__(self) -> str:
+        text = str(self.address)
+        if self.key:
+            text += f" key {self.key}"
+        if self.jurisdictions:
+            text += f" for {','.join(self.jurisdictions)}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class XfrConfig:
+    """The RPZ primary: the policy served to resolver fleets by zone transfer (docs/xfr.md)."""
+
+    listen: tuple[HostPort, ...] = ()  # UDP+TCP for SOA, AXFR, IXFR; () = off
+    suffix: str = "rpz.clearwall."  # zones are JUR.censored.SUFFIX and JUR.blocked.SUFFIX
+    allow: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    # TSIG keys, one "name hmac-sha256 base64-secret" per line (``clearwall fleet key``).
+    # When it holds a key, every request must be signed with one. None: beside a SQLite
+    # store's file (``clearwall.layout``); a PostgreSQL store needs it set to use keys.
+    keys_file: Path | None = None
+    secondaries: tuple[Secondary, ...] = ()  # told by NOTIFY when their zones change
+    ttl: int = 60  # TTL of every record, and the SOA minimum
+    refresh: int = 60  # SOA timers: how often a secondary polls without NOTIFY,
+    retry: int = 10  # how soon it tries again after a failure,
+    expire: int = 604_800  # and how long it keeps enforcing without reaching us
+    history: int = 64  # policy versions kept for IXFR; older serials get a full transfer
+    reload_interval: float = 0.25  # seconds between polls of the store's log size
+    notify_timeout: float = 1.0  # seconds to wait for a NOTIFY reply, doubled per retry
+    notify_retries: int = 5
+    idle_timeout: float = 30.0  # seconds a TCP connection may sit idle
+    max_connections: int = 64  # concurrent TCP connections
+    metrics_listen: HostPort | None = None  # Prometheus /metrics of the primary; None = off
+
+    def __post_init__(self) -> None:
+        suffix = self.suffix.strip(".")
+        labels = suffix.split(".") if suffix else []
+        if not all(label and len(label) <= 63 for label in labels) or len(suffix) > 200:
+            raise ConfigError(f"[xfr] suffix: not a domain name: {self.suffix!r}")
+        for name in ("ttl", "refresh", "retry", "expire", "history", "max_connections"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"[xfr] {name}: must be at least 1")
+        if self.notify_retries < 0:
+            raise ConfigError("[xfr] notify_retries: must not be negative")
+        for name in ("reload_interval", "notify_timeout", "idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"[xfr] {name}: must be positive")
+
+    def keys_path(self) -> Path:
+        """The TSIG key file; ConfigError naming the option when there is none: the store
+        is not a SQLite file (so its keys have no place of their own) and the config does
+        not name one."""
+        if self.keys_file is None:
+            raise ConfigError(
+                "[xfr] keys_file must be set to use TSIG keys with a store that is not a "
+                "SQLite file: the keys need a file of their own (see docs/xfr.md, 'TSIG and "
+                "who may transfer')"
+            )
+        return self.keys_file
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; each component receives only its own section."""
 
@@ -392,6 +480,7 @@ class Config:
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
     dns: DNSConfig = field(default_factory=DNSConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    xfr: XfrConfig = field(default_factory=XfrConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
@@ -410,6 +499,9 @@ def _convert(section: str, name: str, annotation: str, value: Any, default: Any)
         if "EncryptedUpstream" in annotation:
             items = [value] if isinstance(value, str) else list(value)
             return tuple(parse_upstream(str(v)) for v in items)
+        if "Secondary" in annotation:
+            items = [value] if isinstance(value, str) else list(value)
+            return tuple(Secondary.parse(str(v)) for v in items)
         if "HostPort" in annotation and "tuple" in annotation and "Mapping" not in annotation:
             items = [value] if isinstance(value, str) else list(value)
             port = default[0].port if default else _DEFAULT_PORTS.get(name, 53)

@@ -1,9 +1,10 @@
-"""Where a store's files live: its ledger key, its public log and its compiled snapshots.
+"""Where a store's files live: its ledger key, its public log, its compiled snapshots and
+the TSIG keys of its RPZ primary.
 
 A store is one thing: its files are found from the store URL and the config, never from
 the working directory, so every command finds them from anywhere. Unless the config
-names them (``[ledger] key_file`` and ``tiles_dir``; relative paths in a config file are
-relative to that file), a SQLite store ``D/NAME.db`` keeps
+names them (``[ledger] key_file`` and ``tiles_dir``, ``[xfr] keys_file``; relative paths
+in a config file are relative to that file), a SQLite store ``D/NAME.db`` keeps
 
 - its ledger signer key in ``D/NAME.ledger.key``,
 - its public log (checkpoint, tiles, rule files) in ``D/NAME-log/``,
@@ -11,9 +12,12 @@ relative to that file), a SQLite store ``D/NAME.db`` keeps
 - the query log of a gateway serving it, when on, in ``D/querylog/``.
 - the self-signed TLS pair ``clearwall init`` makes for the encrypted listeners in
   ``D/tls/`` (unless ``[dns] tls_cert`` and ``tls_key`` name one).
+- the TSIG keys its RPZ primary and ``clearwall fleet`` use in ``D/NAME.xfr.keys``.
 
 A store that is not a file (PostgreSQL) has no place of its own on disk: the config must
-name both ledger paths, and its snapshots go beside the key file.
+name both ledger paths, its snapshots go beside the key file, and it has TSIG keys only
+in a ``[xfr] keys_file`` the config names (``XfrConfig.keys_path`` says so when a
+command needs one).
 
 Stores made before this layout kept ``./var/ledger.key`` and ``./var/log`` relative to
 the directory a command ran from; ``make run``'s ``var/clearwall.db`` thus has them in
@@ -32,7 +36,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from clearwall.config import LedgerConfig, LoggingConfig
+from clearwall.config import Config, LedgerConfig, LoggingConfig, XfrConfig
 from clearwall.errors import ConfigError
 
 LEGACY_KEY = "ledger.key"
@@ -83,6 +87,35 @@ def resolve_ledger(ledger: LedgerConfig, store_url: str) -> LedgerConfig:
         tiles = tiles if tiles is not None else db.with_name(f"{db.stem}-log")
     return dataclasses.replace(
         ledger, key_file=Path(os.path.abspath(key)), tiles_dir=Path(os.path.abspath(tiles))
+    )
+
+
+def resolve_xfr(xfr: XfrConfig, store_url: str) -> XfrConfig:
+    """``xfr`` with an absolute ``keys_file`` for the store at ``store_url``: the one the
+    config names, else ``D/NAME.xfr.keys`` beside a SQLite store ``D/NAME.db``, else (a
+    store that is not a file) none.
+
+    Raises ConfigError naming the option when there is none but ``[xfr] secondaries``
+    name a key.
+    """
+    keys = xfr.keys_file
+    if keys is None:
+        db = sqlite_file(store_url)
+        if db is None:
+            if any(s.key for s in xfr.secondaries):
+                xfr.keys_path()  # raises: the secondaries' keys need a file
+            return xfr
+        keys = db.with_name(f"{db.stem}.xfr.keys")
+    return dataclasses.replace(xfr, keys_file=Path(os.path.abspath(keys)))
+
+
+def resolve(config: Config, store_url: str) -> Config:
+    """``config`` with every file of the store at ``store_url`` found (``resolve_ledger``,
+    ``resolve_xfr``): what a command or a server works with."""
+    return dataclasses.replace(
+        config,
+        ledger=resolve_ledger(config.ledger, store_url),
+        xfr=resolve_xfr(config.xfr, store_url),
     )
 
 

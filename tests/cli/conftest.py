@@ -29,9 +29,16 @@ def cli_env(cwd: Path, db_url: str) -> dict[str, str]:
     return env
 
 
-def make_runner(cwd: Path, db_url: str) -> Run:
-    """A function running the CLI in ``cwd`` against ``db_url``; returns the finished process."""
-    env = cli_env(cwd, db_url)
+def make_runner(cwd: Path, db_url: str, env: dict[str, str | None] | None = None) -> Run:
+    """A function running the CLI in ``cwd`` against ``db_url``; returns the finished process.
+    ``env`` sets (or with None removes) variables of ``cli_env``'s environment."""
+    base = cli_env(cwd, db_url)
+    for name, value in (env or {}).items():
+        if value is None:
+            base.pop(name, None)
+        else:
+            base[name] = value
+    env_of_runs = base
 
     def run(
         *args: str, ok: bool | None = True, stdin: str | None = None
@@ -39,7 +46,7 @@ def make_runner(cwd: Path, db_url: str) -> Run:
         proc = subprocess.run(
             [sys.executable, "-m", "clearwall", *args],
             cwd=cwd,
-            env=env,
+            env=env_of_runs,
             capture_output=True,
             text=True,
             input=stdin,

@@ -96,7 +96,7 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
     for d in (cwd, etc):
         d.mkdir()
     config = etc / "clearwall.toml"
-    config.write_text('[ledger]\norigin = "layout.test/log"\n')
+    config.write_text('[ledger]\norigin = "layout.test/log"\n[xfr]\nlisten = ["192.0.2.1:8054"]\n')
     rules = etc / "rules.txt"
     rules.write_text("casino.example\nbet.example\n")
     more = etc / "more.txt"
@@ -121,6 +121,8 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
         ("orders", "expire"),
         ("check", "casino.example", "--client", "127.0.0.1"),
         ("export", "rpz", "--jurisdiction", "xa"),
+        ("fleet", "key", "resolver1"),
+        ("fleet", "config", "pdns-recursor", "--jurisdiction", "xa", "--tsig", "resolver1"),
         ("ledger", "key"),
         ("ledger", "sync"),
         ("ledger", "verify"),
@@ -134,6 +136,7 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
     outputs = {" ".join(argv[:2]): run(*argv).stdout for argv in script}
     assert outputs["ledger key"].startswith("layout.test/log+")
     assert '"key_file": "' + str(store / "cw.ledger.key") in outputs["config show"]
+    assert '"keys_file": "' + str(store / "cw.xfr.keys") in outputs["config show"]
     assert "BLOCKED" in outputs["check casino.example"]
     assert "ok: 4 entries" in outputs["ledger verify"]  # a jurisdiction and three order events
     assert sorted(p.name for p in store.iterdir() if not p.name.startswith("cw.db-")) == [
@@ -141,7 +144,16 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
         "cw.db",
         "cw.ledger.key",
         "tls",  # the encrypted listeners' self-signed pair (issue 19)
+        "cw.xfr.keys",
     ]
+    # The TSIG key `fleet key` made is the store's, and `fleet config` finds it there (and
+    # the primary's address in the config's [xfr] listen), from another directory.
+    keys = store / "cw.xfr.keys"
+    assert keys.stat().st_mode & 0o777 == 0o600
+    name, algorithm, secret = keys.read_text().split()
+    assert (name, algorithm, outputs["fleet key"].strip()) == ("resolver1", "hmac-sha256", name)
+    assert f'tsigsecret="{secret}"' in outputs["fleet config"]
+    assert 'rpzPrimary("192.0.2.1:8054", "xa.censored.rpz.clearwall."' in outputs["fleet config"]
     assert list(cwd.iterdir()) == []
 
 

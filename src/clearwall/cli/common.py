@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -70,8 +69,8 @@ def errors() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Settings:
-    """The config and the store URL a command runs with; ``config.ledger`` holds the
-    store's own ledger paths (``clearwall.layout``)."""
+    """The config and the store URL a command runs with; ``config.ledger`` and
+    ``config.xfr`` hold the store's own file paths (``clearwall.layout``)."""
 
     config: Config
     config_path: Path | None
@@ -87,14 +86,13 @@ def config_path(config: Path | None) -> Path | None:
 
 def settings(db: str | None, config: Path | None) -> Settings:
     """Resolve the config file and the store URL (--db, then $CLEARWALL_DB, then the
-    config), and the ledger paths of that store."""
-    from clearwall.layout import resolve_ledger
+    config), and the paths of that store's files (ledger, TSIG keys)."""
+    from clearwall.layout import resolve
 
     path = config_path(config)
     cfg = load_config(path)
     url = db or os.environ.get("CLEARWALL_DB") or cfg.store.url
-    cfg = dataclasses.replace(cfg, ledger=resolve_ledger(cfg.ledger, url))
-    return Settings(cfg, path, url)
+    return Settings(resolve(cfg, url), path, url)
 
 
 def ledger_sync(cfg: Config, store: object) -> Callable[[], None] | None:

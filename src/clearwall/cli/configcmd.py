@@ -11,11 +11,11 @@ from typing import Annotated, Any
 import typer
 
 from clearwall.cli.common import ConfigOption, DbOption, config_path, errors, settings
-from clearwall.config import HostPort
+from clearwall.config import HostPort, Secondary
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, HostPort):
+    if isinstance(value, HostPort | Secondary):
         return str(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
         (or --db's), else name the bad one."""
         with errors():
             path = file or config_path(config)
-            settings(db, path)  # also: a PostgreSQL store needs its [ledger] paths
+            settings(db, path)  # also: a PostgreSQL store needs its [ledger] paths, and
+            # its [xfr] keys_file when secondaries name keys
             if path is None:
                 typer.echo("no config file given; the built-in defaults are valid")
                 return
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
     @group.command("show")
     def show(db: DbOption = None, config: ConfigOption = None) -> None:
         """Print the effective configuration (file, then defaults) as JSON, with the
-        store's ledger paths resolved."""
+        paths of the store's files (ledger, TSIG keys) resolved."""
         with errors():
             s = settings(db, config)
             data = _plain(s.config)

@@ -19,7 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "clearwall.cli.policy",  # init, jurisdictions, authorities, orders, check, export
     "clearwall.cli.ledger",  # ledger key/verify/prove/verify-proof/serve
     "clearwall.cli.witness",  # witness serve/key/logs/evidence
-    "clearwall.cli.serve",  # serve (DNS gateway + web app)
+    "clearwall.cli.serve",  # serve (DNS gateway + web app + RPZ primary)
+    "clearwall.cli.fleet",  # fleet config/key (resolvers fed by zone transfer)
     "clearwall.cli.web",  # tokens
     "clearwall.cli.probe",  # probe, probe-helper
     "clearwall.cli.configcmd",  # config validate/show

@@ -603,40 +603,122 @@ def export(
     kind: Annotated[str, typer.Argument(metavar="rpz|domains|hosts")],
     jurisdiction: Annotated[str, typer.Option(help="Whose effective policy to export.")],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", help="Write here (atomically) instead of stdout."),
     ] = None,
-    origin: Annotated[str | None, typer.Option(help="RPZ zone origin.")] = None,
+    origin: Annotated[
+        str | None, typer.Option(help="RPZ: the zone name (default rpz.JUR.clearwall.).")
+    ] = None,
+    basis: Annotated[
+        str | None,
+        typer.Option(help="RPZ: only the censored or the blocked zone the primary serves."),
+    ] = None,
+    directory: Annotated[
+        Path | None,
+        typer.Option(help="RPZ: write both zones the primary serves here, as ZONErpz files."),
+    ] = None,
+    watch: Annotated[
+        bool,
+        typer.Option("--watch", help="RPZ: keep running, rewriting the files when the log grows."),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(help="--watch: seconds between looks at the log's size.")
+    ] = 1.0,
     db: DbOption = None,
     config: ConfigOption = None,
 ) -> None:
-    """Export a jurisdiction's effective policy as an RPZ zone, a domains or a hosts list."""
+    """Export a jurisdiction's effective policy as an RPZ zone, a domains or a hosts list.
+
+    RPZ states the matcher's verdicts exactly (docs/xfr.md): one zone with every trigger,
+    or with --basis/--directory the censored and blocked zones the RPZ primary serves.
+    """
     kind = _choice(kind, EXPORT_CHOICES, "export format")
+    if kind != "rpz" and (basis or directory or watch):
+        fail("--basis, --directory and --watch apply to rpz only")
+    if output is not None and directory is not None:
+        fail("give --output or --directory, not both")
+    if watch and output is None and directory is None:
+        fail("--watch writes files: give --output or --directory")
+    if interval <= 0:
+        fail("--interval must be positive")
     with errors():
-        from clearwall.formats import export_domains, export_hosts, export_rpz
+        from clearwall.formats import export_domains, export_hosts
         from clearwall.store.loader import build_snapshot
 
         service, s = open_service(db, config)
         code = service.jurisdiction(jurisdiction).code
+        if kind == "rpz":
+            _export_rpz(
+                service.store, s.config, code, output, origin, basis, directory, watch, interval
+            )
+            return
         # Resolvers fed this export enforce it: only what the public log shows.
         size = published_size(s, service.store)
         snapshot = build_snapshot(service.store, size=size)
         pairs = list(snapshot.rules_for(code))
-        block = s.config.dns.block
-        if kind == "rpz":
-            text = export_rpz(
-                ((rule, rule.action or ref.action) for rule, ref in pairs),
-                origin=origin or f"rpz.{code}.clearwall.",
-                serial=max(size, 1),
-                comment=f"clearwall policy for jurisdiction {code}, log size {size}",
-                sinkhole_v4=block.sinkhole_ipv4,
-                sinkhole_v6=block.sinkhole_ipv6,
-            )
-        elif kind == "domains":
+        if kind == "domains":
             text = export_domains(rule for rule, _ in pairs)
         else:
             text = export_hosts(rule for rule, _ in pairs)
         if output is None:
             typer.echo(text, nl=False)
         else:
-            output.write_text(text, encoding="utf-8")
+            from clearwall.xfr.files import write_atomically
+
+            write_atomically(output, text)
             typer.echo(f"{output}: {len(pairs)} rules exported", err=True)
+
+
+def _export_rpz(
+    store: Any,
+    cfg: Config,
+    code: str,
+    output: Path | None,
+    origin: str | None,
+    basis: str | None,
+    directory: Path | None,
+    watch: bool,
+    interval: float,
+) -> None:
+    """``export rpz``: the zones ``clearwall.xfr`` computes, as files or on stdout."""
+    import signal
+
+    from clearwall.xfr.feed import PolicyFeed, publisher
+    from clearwall.xfr.files import ZoneFiles, file_name
+    from clearwall.xfr.zones import Basis
+
+    only = None
+    combined = None
+    if basis is not None or directory is not None:
+        if origin:
+            fail(
+                "--origin names the one-zone export; the zones of --basis/--directory are "
+                "named by [xfr] suffix"
+            )
+        if basis is not None:
+            only = Basis(_choice(basis, tuple(b.value for b in Basis), "basis"))
+    else:  # one zone with every trigger
+        combined = origin or f"rpz.{code}.clearwall."
+        combined = combined if combined.endswith(".") else combined + "."
+    # Resolvers fed this export enforce it: only what the public log shows.
+    feed = PolicyFeed(store, publisher(store, cfg.ledger))
+    files = ZoneFiles(feed, cfg, code, only, combined)
+    if output is None and directory is None:
+        for _zone, text in files.texts():
+            typer.echo(text, nl=False)
+        return
+
+    def path_of(zone: Any) -> Path:
+        return output if output is not None else Path(directory or ".") / file_name(zone)
+
+    if not watch:
+        for path in files.write(path_of):
+            typer.echo(f"{path}: log size {files.tree_size}", err=True)
+        return
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    stopping: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: stopping.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: stopping.append(signum))
+    files.watch(path_of, interval, lambda: bool(stopping))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import threading
 from collections.abc import Callable
@@ -32,8 +33,11 @@ def _overrides(
     upstream: list[str] | None,
     workers: int | None,
     encrypted: dict[str, Any] | None = None,
+    xfr: list[str] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    if xfr:
+        out["xfr"] = {"listen": list(xfr)}
     dns_section: dict[str, Any] = {}
     if dns:
         dns_section["listen"] = list(dns)
@@ -88,6 +92,35 @@ def _web_starter(config: Config, store_url: str) -> Callable[[Any, Callable[[], 
             log.info("block pages only on http://%s (point the sinkhole addresses here)", pages)
 
     return start
+
+
+# The RPZ primary's process, kept referenced for as long as this process lives.
+_XFR: list[subprocess.Popen[bytes]] = []
+
+
+def _start_xfr(
+    config: Config, config_path: Path | None, overrides: dict[str, Any], store_url: str, level: str
+) -> None:
+    """Start the RPZ primary (``clearwall.xfr.entry``) in a process beside the gateway.
+
+    Its stdin is a pipe whose write end this process keeps, across the gateway's exec
+    too: when the gateway exits for any reason the primary reads end of file and stops.
+    """
+    from clearwall.xfr.entry import launch_args
+    from clearwall.xfr.keys import primary_keys
+
+    primary_keys(config.xfr)  # a bad key file or a missing key stops serve here, not later
+    proc = subprocess.Popen(
+        launch_args(config_path, overrides, store_url, level), stdin=subprocess.PIPE
+    )
+    assert proc.stdin is not None
+    os.set_inheritable(proc.stdin.fileno(), True)
+    _XFR.append(proc)
+    log.info(
+        "RPZ primary (pid %d) serving zone transfers on %s",
+        proc.pid,
+        ", ".join(str(hp) for hp in config.xfr.listen),
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -158,30 +191,40 @@ def register(app: typer.Typer) -> None:
                 ),
             ),
         ] = None,
+        xfr: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--xfr",
+                help="Serve the policy as RPZ zones (AXFR/IXFR, NOTIFY) on IP:PORT (repeatable).",
+            ),
+        ] = None,
         log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, …")] = "",
     ) -> None:
         """Run the DNS gateway (and the web app) until SIGTERM/SIGINT; SIGHUP reloads config."""
         from clearwall.cli.common import config_path
         from clearwall.dnsserver.workers import ServeOptions
         from clearwall.dnsserver.workers import serve as run
-        from clearwall.layout import resolve_ledger
+        from clearwall.layout import resolve
         from clearwall.layout import snapshot_dir as default_snapshot_dir
 
         config = config_path(config)
         web_off = web is not None and web.lower() in ("off", "none", "")
         encrypted = {"dot": dot, "doh": doh, "doq": doq, "tls_cert": tls_cert, "tls_key": tls_key}
-        overrides = _overrides(dns, None if web_off else web, db, upstream, workers, encrypted)
+        overrides = _overrides(dns, None if web_off else web, db, upstream, workers, encrypted, xfr)
         if web_off:
             overrides["web"] = {"listen": ""}
         cfg = load_config(config, overrides)
         if snapshot is None:
-            # The store's own ledger, found once here and handed down as absolute paths:
-            # the gateway publishes the log before it enforces a policy, wherever it runs.
-            ledger = resolve_ledger(cfg.ledger, cfg.store.url)
+            # The store's own files, found once here and handed down as absolute paths:
+            # the gateway publishes the log before it enforces a policy, and the RPZ
+            # primary checks its store's TSIG keys, wherever they run.
+            own = resolve(cfg, cfg.store.url)
             overrides["ledger"] = {
-                "key_file": str(ledger.key_file),
-                "tiles_dir": str(ledger.tiles_dir),
+                "key_file": str(own.ledger.key_file),
+                "tiles_dir": str(own.ledger.tiles_dir),
             }
+            if own.xfr.keys_file is not None:
+                overrides.setdefault("xfr", {})["keys_file"] = str(own.xfr.keys_file)
             cfg = load_config(config, overrides)
             if cfg.logging.query_log and cfg.logging.query_log_dir is None:
                 # Beside the store too, as an absolute path every DNS worker writes to.
@@ -217,6 +260,10 @@ def register(app: typer.Typer) -> None:
                 log.info("%s on %s (certificate %s)", name, hp, cfg.dns.tls_cert)
         for code, servers in sorted(cfg.dns.upstream.per_jurisdiction.items()):
             log.info("upstream for %s: %s", code, ", ".join(str(s) for s in servers))
+        if cfg.xfr.listen:
+            if store_url is None:
+                raise ConfigError("the RPZ primary (--xfr) reads the store: drop --snapshot")
+            _start_xfr(cfg, config, overrides, store_url, level)
         web_wanted = web_listen is not None or cfg.web.blockpage_listen is not None
         web_app = _web_starter(cfg, store_url) if (store_url and web_wanted) else None
         opts = ServeOptions(
