@@ -143,8 +143,8 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
         "cw-log",
         "cw.db",
         "cw.ledger.key",
-        "tls",  # the encrypted listeners' self-signed pair (issue 19)
         "cw.xfr.keys",
+        "tls",  # the encrypted listeners' self-signed pair (issue 19)
     ]
     # The TSIG key `fleet key` made is the store's, and `fleet config` finds it there (and
     # the primary's address in the config's [xfr] listen), from another directory.
