@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from clearwall.config import DNSConfig, HostPort
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
-from clearwall.dnsserver.handlers import build, describe
+from clearwall.dnsserver.handlers import build_paths, describe
 from clearwall.dnsserver.handlers.base import Handler, Services, UpstreamTransport
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder, PolicyView
@@ -36,6 +38,8 @@ class Gateway:
         for host, port in self.server.addresses:
             log.info("DNS listening on %s (UDP and TCP)", HostPort(host, port))
         log.info("DNS UDP: %s", self.server.udp_mode)
+        if self.server.dispatcher.miss is not None and self.server.udp_mode.startswith("recvmmsg"):
+            log.info("DNS misses: fused C path (fresh random port and ID per upstream query)")
 
     async def stop(self) -> None:
         """Stop listening and let in-flight queries finish."""
@@ -74,13 +78,19 @@ def build_gateway(
     transport: UpstreamTransport | None = None,
     metrics: DNSMetrics | None = None,
     reuse_port: bool = False,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Gateway:
-    """Build the chain and listeners for ``config`` (nothing is bound yet)."""
+    """Build the chain and listeners for ``config`` (nothing is bound yet); ``clock`` is
+    the handlers' (tests move it)."""
     holder = PolicyHolder() if policy is None else PolicyHolder(policy)
     metrics = metrics or DNSMetrics()
     metrics.policy_version = holder.current.tree_size
     transport = transport or SocketTransport()
-    services = Services(config=config, policy=holder, metrics=metrics, transport=transport)
-    chain, names, fast = build(services)
-    server = DNSServer(config, chain, metrics, reuse_port=reuse_port, fast=fast)
-    return Gateway(config, holder, metrics, chain, names, server, transport)
+    services = Services(
+        config=config, policy=holder, metrics=metrics, transport=transport, clock=clock
+    )
+    built = build_paths(services)
+    server = DNSServer(
+        config, built.entry, metrics, reuse_port=reuse_port, fast=built.fast, miss=built.miss
+    )
+    return Gateway(config, holder, metrics, built.entry, built.names, server, transport)

@@ -27,7 +27,7 @@ import uvloop
 
 from clearwall.config import Config, DNSConfig, HostPort, load_config
 from clearwall.dnsserver.gateway import Gateway, build_gateway
-from clearwall.dnsserver.handlers import build, describe
+from clearwall.dnsserver.handlers import build_paths, describe
 from clearwall.dnsserver.handlers.base import Services
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
 from clearwall.dnsserver.policy import EMPTY_POLICY, PolicyHolder, PolicyView
@@ -132,9 +132,9 @@ def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
     """Rebuild the handler chain for a reloaded config (listeners stay as they are)."""
     gw.policy.clear_listeners()  # the old handlers go away with their swap listeners
     services = Services(config=dns, policy=gw.policy, metrics=gw.metrics, transport=gw.transport)
-    chain, names, fast = build(services)
-    gw.server.dispatcher.chain = chain
-    gw.server.dispatcher.fast = fast
+    built = build_paths(services)
+    gw.server.set_paths(built.entry, built.fast, built.miss)
+    chain, names = built.entry, built.names
     gw.chain, gw.handlers, gw.config = chain, names, dns
     gw.server.config = dns
     return names
