@@ -60,12 +60,12 @@ def compile_to(
     with ``base``, only the orders changed since tree size ``since``, as an overlay over
     the snapshot saved at ``base``."""
     from clearwall.store.db import open_store
-    from clearwall.store.loader import build_overlay, build_snapshot
+    from clearwall.store.loader import build_overlay, build_snapshot_proven, save_proven
 
     store = open_store(store_url)
     try:
         if base is None:
-            build_snapshot(store, base_url).save(out)
+            save_proven(*build_snapshot_proven(store, base_url), out)
         else:
             from clearwall.policy.layered import save_overlay
             from clearwall.policy.snapshot import saved_jurisdictions
@@ -95,6 +95,71 @@ def saved_size(path: Path) -> str:
         )
     except (OSError, KeyError, TypeError, ValueError, SnapshotError) as exc:
         return f"size unknown: {exc}"
+
+
+def _log_rows(store_url: str, size: int) -> tuple[int, list[tuple[int, bytes]]]:
+    """The log's size and its first ``size`` entries (index, data): with the standard
+    library for a SQLite store (no SQLAlchemy on a restart's way), else through the store."""
+    path = _sqlite_file(store_url)
+    if path is not None and path.is_file():
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            row = db.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
+            query = "SELECT idx, data FROM log_entries WHERE idx < ? ORDER BY idx"
+            rows = [(int(i), bytes(d)) for i, d in db.execute(query, (size,))]
+        return (int(row[0]) if row else 0), rows
+    from clearwall.store.db import open_store
+    from clearwall.store.loader import _rows
+
+    store = open_store(store_url)
+    try:
+        log_size = store.log_size()
+        with store.read() as conn:
+            return log_size, list(_rows(conn, size))
+    finally:
+        store.engine.dispose()
+
+
+def _whole_snapshots(directory: Path) -> list[tuple[int, int, Path]]:
+    """(tree size, time made, path) of the whole snapshots saved in ``directory``
+    (``policy-<size>-<ns>``), newest first."""
+    found = []
+    with contextlib.suppress(OSError):
+        for path in directory.iterdir():
+            parts = path.name.split("-")
+            whole = len(parts) == 3 and parts[0] == "policy"
+            if whole and parts[1].isdigit() and parts[2].isdigit() and path.is_dir():
+                found.append((int(parts[1]), int(parts[2]), path))
+    return sorted(found, reverse=True)
+
+
+def find_reusable(store_url: str, directory: Path, base_url: str) -> tuple[Path, int] | None:
+    """The newest whole snapshot in ``directory`` that the store's log confirms, with the
+    tree size it holds (at most the log's: the caller overlays the entries since), or
+    None. Each snapshot passed over is logged with the reason (``state.mismatch``)."""
+    from clearwall.ledger.state import PROVENANCE_FILE, Provenance, mismatch, state_and_root
+
+    for _size, _made, path in _whole_snapshots(directory)[:2]:
+        try:
+            provenance = Provenance.from_json((path / PROVENANCE_FILE).read_bytes())
+            log_size, rows = _log_rows(store_url, provenance.size)
+            if log_size < provenance.size:
+                why: str | None = (
+                    f"the log has {log_size} entries, fewer than its {provenance.size}"
+                )
+            else:
+                state, root = state_and_root(rows, provenance.size)
+                why = mismatch(provenance, state, root, base_url, path)
+            if why is None and saved_tree_size(path) != provenance.size:
+                why = "its metadata names another tree size"
+        except FileNotFoundError:
+            continue  # not saved with a provenance: never reused
+        except (OSError, ValueError, KeyError, TypeError, SnapshotError, sqlite3.Error) as exc:
+            why = f"unreadable ({exc})"
+        if why is None:
+            return path, provenance.size
+        log.info("saved snapshot %s not reused: %s", path.name, why)
+    return None
 
 
 def saved_tree_size(path: Path) -> int:
@@ -354,6 +419,29 @@ class PolicySource:
         self._published(out, size, None)
         return out
 
+    def start_policy(self) -> Path:
+        """The policy to start with (blocking): the newest saved whole snapshot the log
+        confirms (``find_reusable``), with an overlay for any entries committed since;
+        else the whole policy compiled."""
+        started = time.monotonic()
+        found = find_reusable(self.store_url, self.directory, self.base_url)
+        if found is None:
+            return self.compile_now()
+        path, size = found
+        log.info(
+            "policy version %d: reusing the saved snapshot %s, checked against the log in "
+            "%.2fs: %s",
+            size,
+            path.name,
+            time.monotonic() - started,
+            saved_size(path),
+        )
+        self._base = (path, size)
+        self._published(path, size, None)
+        if self.store_version() != size:
+            return self.compile_overlay()
+        return path
+
     def compile_overlay(self) -> Path:
         """Compile the orders changed since the base as an overlay over it (blocking) and
         return its directory; the whole policy when there is no base yet."""
@@ -457,8 +545,8 @@ class PolicySource:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop polling and remove the snapshots this source compiled (the gateway that
-        mapped them is stopping; each start compiles afresh, so none would be reused)."""
+        """Stop polling and remove the snapshots this source compiled or reused, but for
+        the last whole base saved with its provenance: the next start may reuse it."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -469,8 +557,14 @@ class PolicySource:
             self._consolidation.join(5)
         if self._store is not None:
             self._store.engine.dispose()
+        from clearwall.ledger.state import PROVENANCE_FILE
+
+        keep = self._base[0] if self._base is not None else None
+        if keep is not None and not (keep / PROVENANCE_FILE).is_file():
+            keep = None
         for path, _base in self._made:
-            shutil.rmtree(path, ignore_errors=True)
+            if path != keep:
+                shutil.rmtree(path, ignore_errors=True)
         self._made.clear()
 
     def _run(self) -> None:

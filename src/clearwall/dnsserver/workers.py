@@ -70,7 +70,7 @@ def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | Non
         publish=lambda _p, _equivalent: None,
         consolidate_after=opts.config.dns.consolidate_after,
     )
-    return source.compile_now(), source
+    return source.start_policy(), source
 
 
 def _start_metrics(

@@ -15,14 +15,15 @@ stored but not on the log, or stored otherwise than logged, is named in a warnin
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from clearwall.ledger import entries
+from clearwall.ledger.state import LoggedState, Provenance, logged_state, state_and_root
 from clearwall.model import OrderStatus
 from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order
 from clearwall.store import repositories as repo
@@ -40,54 +41,21 @@ def policy_version(store: Store) -> int:
     return store.log_size()
 
 
-@dataclass
-class LoggedState:
-    """What a stretch of the log says: per order, its latest published/amended event;
-    the orders revoked or expired; every order named; per jurisdiction code, the record
-    its latest ``jurisdiction-set`` entry commits and that entry's index."""
-
-    latest: dict[int, dict[str, Any]]
-    ended: set[int]
-    named: set[int]
-    jurisdictions: dict[str, tuple[int, Jurisdiction]]
-
-
-def _logged_state(conn: Any, size: int, since: int = 0) -> LoggedState:
-    """The state entries ``since`` <= idx < ``size`` commit (see ``LoggedState``)."""
+def _rows(conn: Any, size: int, since: int = 0) -> Any:
+    """(index, data) of the entries ``since`` <= idx < ``size``, in index order."""
     t = schema.log_entries
-    latest: dict[int, dict[str, Any]] = {}
-    ended: set[int] = set()
-    named: set[int] = set()
-    jurisdictions: dict[str, tuple[int, Jurisdiction]] = {}
     query = (
         select(t.c.idx, t.c.data)
         .where(t.c.idx >= since, t.c.idx < size)
         .order_by(t.c.idx)
         .execution_options(yield_per=10_000)
     )
-    for idx, data in conn.execute(query):
-        try:
-            event = json.loads(bytes(data))
-            kind = event["type"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("log entry %d is not a clearwall entry; ignored", idx)
-            continue
-        if kind in (entries.ORDER_PUBLISHED, entries.ORDER_AMENDED):
-            event["_index"] = int(idx)
-            order_id = int(event["order"]["id"])
-            latest[order_id] = event
-            named.add(order_id)
-        elif kind in (entries.ORDER_REVOKED, entries.ORDER_EXPIRED):
-            ended.add(int(event["order"]))
-            named.add(int(event["order"]))
-        elif kind == entries.JURISDICTION_SET:
-            try:
-                record = entries.jurisdiction_from_record(event["jurisdiction"])
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("log entry %d: not a jurisdiction record (%s); ignored", idx, exc)
-                continue
-            jurisdictions[record.code] = (int(idx), record)
-    return LoggedState(latest, ended, named, jurisdictions)
+    return ((int(idx), bytes(data)) for idx, data in conn.execute(query))
+
+
+def _logged_state(conn: Any, size: int, since: int = 0) -> LoggedState:
+    """The state entries ``since`` <= idx < ``size`` commit (see ``LoggedState``)."""
+    return logged_state(_rows(conn, size, since))
 
 
 def _jurisdictions_in_force(
@@ -165,15 +133,27 @@ def load_policy(
     Orders past their sunset at ``now`` (default: the current time) are left out; orders
     that take effect later are kept (the snapshot checks effective dates per query).
     """
+    compiled, jurisdictions, provenance = load_policy_proven(store, now=now)
+    return compiled, jurisdictions, provenance.size
+
+
+def load_policy_proven(
+    store: Store, base_url: str = "", now: dt.datetime | None = None
+) -> tuple[list[CompiledOrder], list[Jurisdiction], Provenance]:
+    """``load_policy``, with the provenance of what it read (``ledger.state``): the
+    log's root over the entries read, each enforced order's logged digest, the orders
+    in force on the log it left out and why."""
     at = now or utcnow()
     compiled: list[CompiledOrder] = []
+    expired: set[int] = set()
     with store.read() as conn:
         size = int(conn.execute(select(schema.log_head.c.size)).scalar() or 0)
-        state = _logged_state(conn, size)
+        state, root = state_and_root(_rows(conn, size), size)
         jurisdictions = _jurisdictions_in_force(repo.list_jurisdictions(conn), state.jurisdictions)
         authorities = {a.id: a for a in repo.list_authorities(conn)}
         for order in repo.list_orders(conn, status=OrderStatus.ACTIVE):
             if order.expires is not None and order.expires <= at:
+                expired.add(order.id)
                 continue
             enforced = _enforceable(
                 conn,
@@ -185,7 +165,21 @@ def load_policy(
             )
             if enforced is not None:
                 compiled.append(enforced)
-    return compiled, jurisdictions, size
+    enforced_ids = {c.order.id: state.latest[c.order.id] for c in compiled}
+    in_force = state.in_force
+    provenance = Provenance(
+        size=size,
+        root=root,
+        base_url=base_url,
+        orders={
+            oid: (int(e["_index"]), str(e["rules"]["digest"]), int(e["rules"]["count"]))
+            for oid, e in enforced_ids.items()
+        },
+        expired=frozenset(expired & in_force),
+        withheld=frozenset(in_force - set(enforced_ids) - expired),
+        jurisdictions={code: idx for code, (idx, _j) in state.jurisdictions.items()},
+    )
+    return compiled, jurisdictions, provenance
 
 
 @dataclass(frozen=True)
@@ -250,10 +244,41 @@ def build_snapshot(
     store: Store, base_url: str = "", now: dt.datetime | None = None
 ) -> PolicySnapshot:
     """Compile the enforceable policy into a ``PolicySnapshot`` versioned by tree size."""
+    return build_snapshot_proven(store, base_url, now)[0]
+
+
+def build_snapshot_proven(
+    store: Store, base_url: str = "", now: dt.datetime | None = None
+) -> tuple[PolicySnapshot, Provenance]:
+    """``build_snapshot`` and the provenance of what it compiled (``save_proven`` writes
+    both, so that a later start can reuse the snapshot once checked against the log)."""
     from clearwall.policy.snapshot import PolicySnapshot
 
-    orders, jurisdictions, size = load_policy(store, now)
-    return PolicySnapshot.compile(orders, jurisdictions, tree_size=size, base_url=base_url)
+    orders, jurisdictions, provenance = load_policy_proven(store, base_url, now)
+    snapshot = PolicySnapshot.compile(
+        orders, jurisdictions, tree_size=provenance.size, base_url=base_url
+    )
+    return snapshot, provenance
+
+
+def save_proven(snapshot: PolicySnapshot, provenance: Provenance, out: Path) -> None:
+    """Save ``snapshot`` at ``out`` with its provenance and the digests of its files.
+
+    The provenance is written last, once the files it names are in place: a directory
+    without it (a crash between the two) is simply never reused."""
+    import dataclasses
+    import os
+
+    from clearwall.ledger.state import PROVENANCE_FILE, file_digests
+
+    snapshot.save(out)
+    proven = dataclasses.replace(provenance, files=file_digests(out))
+    tmp = out / f".{PROVENANCE_FILE}.tmp"
+    with open(tmp, "wb") as dst:
+        dst.write(proven.to_json())
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, out / PROVENANCE_FILE)
 
 
 def build_overlay(
