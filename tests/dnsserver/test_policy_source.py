@@ -358,3 +358,42 @@ def test_a_snapshot_compiled_while_the_store_disagreed_is_not_reused(
     assert raw["withheld"] and len(raw["orders"]) == 1
     path, compiled = _restart(store, snaps)
     assert compiled and path != saved
+
+
+def test_one_off_commands_use_the_saved_snapshot(store: str, tmp_path: Path) -> None:
+    """``clearwall check`` and ``export`` (current_policy): the snapshot a gateway saved
+    beside the store once the log confirms it, the entries since compiled over it in
+    memory; ``export`` (whole) compiles when the log moved on; same verdicts each way."""
+    from clearwall.dnsserver.policy_source import (
+        PolicySource,
+        current_policy,
+        default_snapshot_dir,
+    )
+    from clearwall.policy.layered import LayeredPolicy
+    from clearwall.policy.snapshot import saved_meta
+    from clearwall.store.loader import build_snapshot
+
+    service, court = _service(store)
+    _add(service, court, "R1", "one.example")
+    source = PolicySource(store, "", default_snapshot_dir(store), 0.05, Published())
+    saved = source.start_policy()
+    source.stop()
+    version = saved_meta(saved)["version"]
+    names = ("a.one.example", "two.example", "free.example")
+
+    def verdicts(policy: object) -> list[bool]:
+        return [policy.match(n, "xa").blocked for n in names]  # type: ignore[attr-defined]
+
+    try:
+        policy = current_policy(service.store, store, "")
+        assert policy.version == version and verdicts(policy) == [True, False, False]
+        _add(service, court, "R2", "two.example")
+        layered = current_policy(service.store, store, "")
+        assert isinstance(layered, LayeredPolicy) and layered.base.version == version
+        assert verdicts(layered) == verdicts(build_snapshot(service.store)) == [True, True, False]
+        whole = current_policy(service.store, store, "", whole=True)
+        assert whole.version != version and verdicts(whole) == [True, True, False]
+        other = current_policy(service.store, store, "http://elsewhere")  # another URL
+        assert not isinstance(other, LayeredPolicy) and other.version != version
+    finally:
+        service.store.dispose()

@@ -526,12 +526,13 @@ def check(
     if client and jurisdiction:
         fail("give --client or --jurisdiction, not both")
     with errors():
+        from clearwall.dnsserver.policy_source import current_policy
         from clearwall.policy.names import normalize_name
-        from clearwall.store.loader import build_snapshot
 
         canonical = normalize_name(name)
         service, s = open_service(db, config)
-        snapshot = build_snapshot(service.store, base_url=s.config.dns.block.public_url)
+        # The snapshot a gateway saved, once the log confirms it; else a compile.
+        snapshot = current_policy(service.store, s.db_url, s.config.dns.block.public_url)
         where: str | None
         if client:
             try:
@@ -574,12 +575,15 @@ def export(
     """Export a jurisdiction's effective policy as an RPZ zone, a domains or a hosts list."""
     kind = _choice(kind, EXPORT_CHOICES, "export format")
     with errors():
+        from clearwall.dnsserver.policy_source import current_policy
         from clearwall.formats import export_domains, export_hosts, export_rpz
-        from clearwall.store.loader import build_snapshot
+        from clearwall.policy.snapshot import PolicySnapshot
 
         service, s = open_service(db, config)
         code = service.jurisdiction(jurisdiction).code
-        snapshot = build_snapshot(service.store)
+        url = s.config.dns.block.public_url
+        snapshot = current_policy(service.store, s.db_url, url, whole=True)
+        assert isinstance(snapshot, PolicySnapshot)
         pairs = list(snapshot.rules_for(code))
         block = s.config.dns.block
         if kind == "rpz":

@@ -38,6 +38,8 @@ from clearwall.dnsserver.policy import PolicyView
 from clearwall.errors import ClearwallError, SnapshotError
 
 if TYPE_CHECKING:
+    from clearwall.policy.layered import LayeredPolicy
+    from clearwall.policy.snapshot import PolicySnapshot
     from clearwall.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -160,6 +162,31 @@ def find_reusable(store_url: str, directory: Path, base_url: str) -> tuple[Path,
             return path, provenance.size
         log.info("saved snapshot %s not reused: %s", path.name, why)
     return None
+
+
+def current_policy(
+    store: Store, store_url: str, base_url: str, whole: bool = False
+) -> PolicySnapshot | LayeredPolicy:
+    """The policy the store's log commits now, for a command that asks it once
+    (``clearwall check``, ``export``): the snapshot a gateway saved beside the store
+    (``default_snapshot_dir``) once the log confirms it, with the entries committed since
+    compiled over it in memory (unless ``whole`` is asked: then those need a compile);
+    else the whole policy compiled, as before snapshots were kept."""
+    from clearwall.policy.layered import LayeredPolicy
+    from clearwall.policy.snapshot import PolicySnapshot, saved_jurisdictions
+    from clearwall.store.loader import build_overlay, build_snapshot
+
+    found = find_reusable(store_url, default_snapshot_dir(store_url), base_url)
+    if found is not None:
+        path, size = found
+        if size == store.log_size():
+            return PolicySnapshot.load(path)
+        if not whole:
+            overlay, masked = build_overlay(
+                store, size, base_url, base_jurisdictions=saved_jurisdictions(path)
+            )
+            return LayeredPolicy(PolicySnapshot.load(path, masked), overlay)
+    return build_snapshot(store, base_url)
 
 
 def saved_tree_size(path: Path) -> int:
