@@ -56,18 +56,24 @@ def load_snapshot(path: Path) -> PolicyView:
 
 
 def compile_to(
-    store_url: str, base_url: str, out: Path, base: Path | None = None, since: int = 0
+    store_url: str,
+    base_url: str,
+    out: Path,
+    base: Path | None = None,
+    since: int = 0,
+    parallel: bool = False,
 ) -> None:
     """Compile the store's enforceable policy and save it at ``out`` (runs in the child);
     with ``base``, only the orders changed since tree size ``since``, as an overlay over
-    the snapshot saved at ``base``."""
+    the snapshot saved at ``base``; with ``parallel`` a whole compile checks the rules
+    digests in a second process (``loader.build_snapshot_proven``)."""
     from clearwall.store.db import open_store
     from clearwall.store.loader import build_overlay, build_snapshot_proven, save_proven
 
     store = open_store(store_url)
     try:
         if base is None:
-            save_proven(*build_snapshot_proven(store, base_url), out)
+            save_proven(*build_snapshot_proven(store, base_url, parallel=parallel), out)
         else:
             from clearwall.policy.layered import save_overlay
             from clearwall.policy.snapshot import saved_jurisdictions
@@ -200,7 +206,7 @@ def saved_tree_size(path: Path) -> int:
 
 
 def _compile_in_fork(
-    store_url: str, base_url: str, out: str, base: str | None, since: int
+    store_url: str, base_url: str, out: str, base: str | None, since: int, parallel: bool = False
 ) -> tuple[str, str]:
     """Compile in a forked child that exits afterwards: the memory a big compile takes
     goes back to the system at once instead of staying in the compiler process."""
@@ -210,7 +216,8 @@ def _compile_in_fork(
         os.close(read_end)
         status = 1
         try:
-            compile_to(store_url, base_url, Path(out), None if base is None else Path(base), since)
+            base_path = None if base is None else Path(base)
+            compile_to(store_url, base_url, Path(out), base_path, since, parallel)
             message, status = b"ok", 0
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}".encode()[:4000]
@@ -237,8 +244,9 @@ def _compiler_loop() -> int:
     import clearwall.store.loader  # noqa: F401
 
     for line in sys.stdin:
-        store_url, base_url, out, base, since = json.loads(line)
-        print(json.dumps(_compile_in_fork(store_url, base_url, out, base, since)), flush=True)
+        store_url, base_url, out, base, since, parallel = json.loads(line)
+        result = _compile_in_fork(store_url, base_url, out, base, since, parallel)
+        print(json.dumps(result), flush=True)
     return 0
 
 
@@ -269,11 +277,20 @@ class Compiler:
         return proc
 
     def compile(
-        self, store_url: str, base_url: str, out: Path, base: Path | None = None, since: int = 0
+        self,
+        store_url: str,
+        base_url: str,
+        out: Path,
+        base: Path | None = None,
+        since: int = 0,
+        parallel: bool = False,
     ) -> Path:
         """Compile into ``out`` (blocking), whole or as an overlay over ``base`` (see
         ``compile_to``); raise SnapshotError on failure."""
-        request = [store_url, base_url, str(out), None if base is None else str(base), since]
+        request = [
+            *(store_url, base_url, str(out), None if base is None else str(base), since),
+            parallel,
+        ]
         with self._lock:
             proc = self._process()
             assert proc.stdin is not None and proc.stdout is not None
@@ -411,15 +428,20 @@ class PolicySource:
         return policy_version(self._store)
 
     def _compile(
-        self, compiler: Compiler, kind: str, base: tuple[Path, int] | None = None
+        self,
+        compiler: Compiler,
+        kind: str,
+        base: tuple[Path, int] | None = None,
+        parallel: bool = False,
     ) -> tuple[Path, int, float]:
         """Compile into a fresh ``kind-<version>-<ns>`` directory, whole or as an overlay
-        over ``base`` (its directory and tree size); (directory, tree size, seconds)."""
+        over ``base`` (its directory and tree size); (directory, tree size, seconds).
+        ``parallel``: see ``compile_to``."""
         self.directory.mkdir(parents=True, exist_ok=True)
         out = self.directory / f"{kind}-{self.store_version()}-{time.time_ns()}"
         started = time.monotonic()
         if base is None:
-            compiler.compile(self.store_url, self.base_url, out)
+            compiler.compile(self.store_url, self.base_url, out, parallel=parallel)
         else:
             compiler.compile(self.store_url, self.base_url, out, *base)
         return out, saved_tree_size(out), time.monotonic() - started
@@ -439,8 +461,9 @@ class PolicySource:
 
     def compile_now(self) -> Path:
         """Compile the whole current policy (blocking), make it the base, and return its
-        directory."""
-        out, size, seconds = self._compile(self._overlay_compiler(), "policy")
+        directory. The gateway waits for it (a start, or a change whose overlay could not
+        be made), so the rules digests are checked on a second core meanwhile."""
+        out, size, seconds = self._compile(self._overlay_compiler(), "policy", parallel=True)
         log.info("policy version %d compiled in %.2fs: %s", size, seconds, saved_size(out))
         self._base = (out, size)
         self._published(out, size, None)
