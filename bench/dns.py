@@ -722,7 +722,8 @@ class ServerResult:
     setup_s: float = 0.0
     ready_s: float = 0.0
     rss_ready_mib: float = 0.0
-    rss_mib: float = 0.0
+    rss_mib: float = 0.0  # after hit, blocked and miss
+    rss_end_mib: float = 0.0  # after mixed and the latency names too
     pss_mib: float = 0.0
     rss_anon_mib: float = 0.0
     rss_file_mib: float = 0.0
@@ -971,10 +972,11 @@ def bench_servers(
     is measured across the same stretch of time: on a shared machine the capacity left
     to us drifts by tens of percent over minutes, and sequential runs would charge that
     drift to whichever server ran in the slow minutes. Each server keeps its median run.
-    ``mixed``, the latency measurement and ``miss`` run once per server (repeated, their
-    first-time names would be cached), then its memory is read and it is stopped;
-    clearwall (one worker) is then started again on the same store and its time to
-    answer again is its ``restart_s``.
+    ``miss`` runs once per server (repeated, its names would be cached), then its memory
+    is read (after the three workloads every earlier run had); then ``mixed`` and the
+    latency measurement, once each too, the memory again (``rss_end_mib``), and it is
+    stopped; clearwall (one worker) is then started again on the same store and its
+    time to answer again is its ``restart_s``.
     """
     runs = [
         start_server(server, workers, ds, run_dir, SERVER_PORT + i, upstream, load)
@@ -987,6 +989,13 @@ def bench_servers(
                 for run in order:
                     run_workload(run, ds, workload, load)
         for run in runs:
+            run_workload(run, ds, "miss", load)
+            if run.proc is not None:
+                # RSS after hit, blocked and miss, as every earlier run measured it.
+                mem = tree_memory(run.proc.pid)
+                result = run.result
+                result.rss_mib, result.pss_mib = mem.rss, mem.pss
+                result.rss_anon_mib, result.rss_file_mib = mem.anon, mem.file
             run_workload(run, ds, "mixed", load)
             if run.proc is not None:
                 run.result.latency = added_over(measure_latency(run.port, ds, run.proc), direct)
@@ -994,17 +1003,13 @@ def bench_servers(
                 log(f"{run.result.label}: latency at {LATENCY_QPS:,} q/s: p50 {lat.p50_ms} ms, "
                     f"p99 {lat.p99_ms} ms (added {lat.added_p50_ms} / {lat.added_p99_ms}), "
                     f"{lat.lost} lost {lat.error or ''}")  # fmt: skip
-            run_workload(run, ds, "miss", load)
+                run.result.rss_end_mib = tree_memory(run.proc.pid).rss
             for workload, done in run.runs.items():
                 run.result.workloads[workload] = median_run(done)
             if run.proc is not None:
-                mem = tree_memory(run.proc.pid)
-                result = run.result
-                result.rss_mib, result.pss_mib = mem.rss, mem.pss
-                result.rss_anon_mib, result.rss_file_mib = mem.anon, mem.file
                 run.proc.stop()
                 run.proc = None
-                if result.server == "clearwall" and result.workers == 1:
+                if run.result.server == "clearwall" and run.result.workers == 1:
                     measure_restart(run)
     finally:
         for run in runs:
