@@ -659,3 +659,36 @@ async def test_ports_and_ids_spread_over_10k_upstream_queries(path: str) -> None
     steps = collections.Counter((b - a) % span for a, b in itertools.pairwise(ports))
     assert steps.most_common(1)[0][1] < 20
     assert math.log2(span * 65536) >= 30
+
+
+async def test_a_rebuilt_chain_replaces_the_fused_path_and_lets_the_old_one_go() -> None:
+    """SIGHUP rebuilds the chain: the listener offers datagrams to the new fused path,
+    and the replaced one (with the old chain's cache) is not kept once idle."""
+    import gc
+    import weakref
+
+    from clearwall.dnsserver.workers import rebuild_chain
+
+    a = Upstream("a")
+    port = await a.start()
+    cfg = config(port, port, port, True, False)
+    gw = build_gateway(cfg, POLICY)
+    await gw.start()
+    try:
+        old = gw.server.dispatcher.miss
+        assert old is not None
+        gone = weakref.ref(old.continuation.cache)  # the old chain's cache, which it holds
+        del old
+        rebuild_chain(gw, cfg)  # what SIGHUP does
+        gc.collect()
+        assert gone() is None and gw.server.dispatcher.retired == []
+        new = gw.server.dispatcher.miss
+        gw_port = gw.server.addresses[0][1]
+        await warm(gw_port)
+        data = make_query("after.www.example.test", "A", 3, True, False, False, None, False)
+        assert dns.message.from_wire(await exchange(gw_port, data) or b"").answer
+        assert new is not None and new.path.stats()["completed"] == 1
+        assert new.engine is gw.server._engine  # the transport's, still registered
+    finally:
+        await gw.stop()
+        a.close()

@@ -99,9 +99,16 @@ class _Dispatcher:
             self.retired.append(self.miss)
         self.miss = miss
         self.miss_path = None if miss is None else miss.path
+        self._prune_retired()
+
+    def _prune_retired(self) -> None:
+        # A replaced path is kept only while queries it handed over run (it holds the old
+        # chain's cache); its queries still in C hold it themselves until they end.
+        self.retired = [m for m in self.retired if m.continuation.tasks]
 
     def pending(self) -> list[asyncio.Future[Any]]:
         """The tasks still answering queries: the chain's and the fused path's hand-overs."""
+        self._prune_retired()
         out: list[asyncio.Future[Any]] = list(self.tasks)
         for miss in (self.miss, *self.retired):
             if miss is not None:
