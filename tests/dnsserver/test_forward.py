@@ -692,3 +692,31 @@ async def test_a_rebuilt_chain_replaces_the_fused_path_and_lets_the_old_one_go()
     finally:
         await gw.stop()
         a.close()
+
+
+@pytest.mark.parametrize("where", ["default", "per_jurisdiction"])
+def test_a_server_the_c_path_cannot_reach_is_refused_clearly(
+    where: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """MissPath takes (host, port) pairs only: anything else (an encrypted upstream, which
+    ``fuse_miss`` routes away from it) is a TypeError, so the fused path is left out with
+    a warning, never a SystemError that fails the whole build."""
+    import logging
+
+    from clearwall.config import EncryptedUpstream
+    from clearwall.dnsserver import forward
+
+    tls = EncryptedUpstream.parse("tls://127.0.0.1:853#dns.test")
+    cfg = config(free_port(), free_port(), free_port(), True, False)
+    servers = (HostPort("127.0.0.1", free_port()), tls)
+    upstream = (
+        dataclasses.replace(cfg.upstream, servers=servers)
+        if where == "default"
+        else dataclasses.replace(cfg.upstream, per_jurisdiction={"xa": servers})
+    )
+    # As if the routes were handed over unfiltered (what fuse_miss did before).
+    monkeypatch.setattr(forward, "_plain", lambda servers: servers)
+    with caplog.at_level(logging.WARNING, logger="clearwall.dnsserver.forward"):
+        gw = build_gateway(dataclasses.replace(cfg, upstream=upstream), POLICY)
+    assert gw.server.dispatcher.miss is None
+    assert "fused miss path not used: an upstream must be (host, port)" in caplog.text

@@ -1681,6 +1681,10 @@ server_addr(PyObject *pair, Server *out)
 {
     const char *host;
     int port;
+    if (!PyTuple_Check(pair)) { /* else PyArg_ParseTuple raises SystemError */
+        PyErr_Format(PyExc_TypeError, "an upstream must be (host, port), not %R", pair);
+        return -1;
+    }
     if (!PyArg_ParseTuple(pair, "si", &host, &port))
         return -1;
     memset(out, 0, sizeof *out);
