@@ -720,3 +720,62 @@ def test_a_server_the_c_path_cannot_reach_is_refused_clearly(
         gw = build_gateway(dataclasses.replace(cfg, upstream=upstream), POLICY)
     assert gw.server.dispatcher.miss is None
     assert "fused miss path not used: an upstream must be (host, port)" in caplog.text
+
+
+async def test_the_query_log_records_what_the_fused_path_answers(tmp_path: Any) -> None:
+    """With the query log on, the fused path still takes first-time names, and the log
+    holds the same records as the chain's (answers finished in C, and those handed to
+    the Python continuation: a CNAME, a blocked address, truncation, every upstream
+    failing), with a latency measured from when the path took each query."""
+    import collections
+
+    from clearwall.config import LoggingConfig
+    from clearwall.querylog import Filters, QueryLogReader
+
+    a, b = Upstream("a"), Upstream("b")
+    cfg = config(await a.start(), await b.start(), free_port(), True, False)
+    clock = Clock()
+
+    def logged(name: str) -> LoggingConfig:
+        return LoggingConfig(query_log=True, query_log_dir=tmp_path / name)
+
+    fused = build_gateway(cfg, POLICY, clock=clock, logging_config=logged("fused"))
+    reference = build_gateway(cfg, POLICY, clock=clock, logging_config=logged("ref"))
+    assert fused.handlers[0] == "querylog" and fused.server.dispatcher.miss is not None
+    ref = reference.server
+    ref.set_paths(reference.chain, ref.dispatcher.fast, None)  # the Python chain only
+    await fused.start()
+    await reference.start()
+    try:
+        ports = (fused.server.addresses[0][1], reference.server.addresses[0][1])
+        for host in CLIENTS:
+            for port in ports:
+                await warm(port, host)
+        labels = [f"n{i}.www" for i in range(6)] + ["nx", "alias", "badip", "tc", "sfall"]
+        for n, label in enumerate(labels):
+            data = make_query(f"{label}.example.test", "A", n, True, False, False, 1232, False)
+            host = CLIENTS[n % 3]
+            for _ in range(2):  # then a cache hit (the fast path's record)
+                assert await exchange(ports[0], data, host) == await exchange(ports[1], data, host)
+        stats = fused.server.dispatcher.miss.path.stats()  # type: ignore[union-attr]
+        assert stats["completed"] >= 6 and stats["handed_off"] >= 4
+    finally:
+        await fused.stop()  # ships and writes what is buffered
+        await reference.stop()
+        a.close()
+        b.close()
+
+    def entries(name: str) -> collections.Counter[tuple[Any, ...]]:
+        found: collections.Counter[tuple[Any, ...]] = collections.Counter()
+        for e in QueryLogReader(tmp_path / name).search(Filters(), limit=1000):
+            found[(e.client, e.jurisdiction, e.qname, e.qtype, e.decision, e.orders, e.rcode)] += (
+                e.count
+            )
+        return found
+
+    got, want = entries("fused"), entries("ref")
+    assert got == want and sum(got.values()) == 2 * len(labels) + len(CLIENTS)
+    # A blocked address (handed over) is recorded as the chain records it: its order.
+    assert ("127.0.0.0/24", "xa", "badip.example.test", 1, "block", (5,), 3) in got
+    lat = [e.latency_ms for e in QueryLogReader(tmp_path / "fused").search(Filters(), limit=1000)]
+    assert all(0 < ms < 10_000 for ms in lat)

@@ -27,7 +27,8 @@
  * the responder renders it and sent from the listening socket. Whatever else can happen
  * (truncation, a CNAME, a blocked address, every upstream failing) is handed to the
  * Python continuation at the point reached (dnsserver/forward.py), which finishes the
- * query exactly as the chain would have. tests/dnsserver/test_forward.py runs random
+ * query exactly as the chain would have. With the query log on, each answer sent from
+ * here is recorded as the chain's query log handler records it (``record``). tests/dnsserver/test_forward.py runs random
  * query mixes through this path and through the Python chain and compares the replies,
  * counters and cache records.
  */
@@ -409,6 +410,7 @@ typedef struct Pending {
     int attempt;
     uint16_t qid;
     double started; /* the upstream handler's clock when the attempt began */
+    double arrived; /* CLOCK_MONOTONIC (time.perf_counter) when taken, for the query log */
 } Pending;
 
 typedef struct {
@@ -682,6 +684,8 @@ typedef struct MissPath {
     long negative_ttl, min_ttl, max_ttl, max_inflight;
     /* the Python continuation */
     PyObject *handoff;
+    /* the query log's record(host, after_id, rcode, jurisdiction, arrived), or NULL */
+    PyObject *record;
     unsigned long long taken, handed_off, completed;
 } MissPath;
 
@@ -767,12 +771,14 @@ hand_off(Pending *p, const uint8_t *reply, Py_ssize_t len)
     PyObject *attempt = PyLong_FromLong(p->attempt);
     PyObject *qid = PyLong_FromLong(p->qid);
     PyObject *started = PyFloat_FromDouble(p->started);
+    PyObject *arrived = PyFloat_FromDouble(p->arrived);
     PyObject *res = NULL;
-    if (sockaddr && rep && port && fd && generation && server && attempt && qid && started) {
+    if (sockaddr && rep && port && fd && generation && server && attempt && qid && started &&
+        arrived) {
         PyObject *args[] = {p->query,  p->host,  port,   sockaddr,
                             fd,        p->jurisdiction, p->key, generation,
                             p->token,  server,   attempt, p->failures ? p->failures : Py_None,
-                            qid,       rep,      started};
+                            qid,       rep,      started, arrived};
         res = PyObject_Vectorcall(m->handoff, args, sizeof args / sizeof *args, NULL);
     }
     if (res == NULL)
@@ -787,6 +793,7 @@ hand_off(Pending *p, const uint8_t *reply, Py_ssize_t len)
     Py_XDECREF(attempt);
     Py_XDECREF(qid);
     Py_XDECREF(started);
+    Py_XDECREF(arrived);
     pending_free(e, p);
 }
 
@@ -1003,6 +1010,28 @@ count_reply(MissPath *m, int qtype, int rcode)
     return rc;
 }
 
+/* The query log's record of an answer sent from here (handlers.querylog records what
+ * the chain answers; this is the same record for what the chain would have answered:
+ * the header and question after the ID, the rcode sent, and the time since taken). */
+static void
+record_answer(MissPath *m, Pending *p, const uint8_t *d, Py_ssize_t qend, int rcode)
+{
+    PyObject *after_id = PyBytes_FromStringAndSize((const char *)d + 2, qend - 2);
+    PyObject *code = PyLong_FromLong(rcode);
+    PyObject *arrived = PyFloat_FromDouble(p->arrived);
+    PyObject *res = NULL;
+    if (after_id && code && arrived) {
+        PyObject *args[] = {p->host, after_id, code, p->jurisdiction, arrived};
+        res = PyObject_Vectorcall(m->record, args, sizeof args / sizeof *args, NULL);
+    }
+    if (res == NULL)
+        PyErr_WriteUnraisable(m->record); /* the reply went out whatever its record */
+    Py_XDECREF(res);
+    Py_XDECREF(after_id);
+    Py_XDECREF(code);
+    Py_XDECREF(arrived);
+}
+
 /* A usable reply (not truncated, no CNAME, rcode not one to fail over on): finish it
  * as Upstream.finish, screen, store, render and send it; or hand it to Python. */
 static void
@@ -1113,6 +1142,8 @@ complete(Pending *p, const uint8_t *reply, Py_ssize_t n, Scan *s)
     if (count_reply(m, p->qtype, body[3] & 0x0F) < 0)
         PyErr_WriteUnraisable((PyObject *)m);
     engine_reply(e, p, out, out_len);
+    if (m->record != NULL)
+        record_answer(m, p, d, qend, out[3] & 0x0F);
     m->completed++;
     PyMem_Free(body);
     engine_unlink(e, p);
@@ -1635,6 +1666,11 @@ MissPath_call(MissPath *m, PyObject *const *args, size_t nargsf, PyObject *kwnam
     p->token = token;
     p->route = route;
     p->listen_fd = listen_fd;
+    if (m->record != NULL) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* time.perf_counter's clock on Linux */
+        p->arrived = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
     memcpy(&p->client, PyBytes_AS_STRING(sockaddr), (size_t)alen);
     p->client_len = (socklen_t)alen;
     e->count++;
@@ -1760,10 +1796,10 @@ MissPath_init(MissPath *self, PyObject *args, PyObject *kwds)
         "records",  "blocks",    "cache_min_ttl", "cache_max_ttl", "policy",   "allowed",
         "metrics",  "counts",    "default",       "per_jurisdiction", "timeout", "attempts",
         "payload",  "minimal",   "negative_ttl",  "min_ttl",       "max_ttl",  "max_inflight",
-        "handoff",  NULL};
+        "handoff",  "record",    NULL};
     PyObject *engine, *acl_memo, *exempt, *prefixes, *buckets, *limiter_clock, *jurisdiction,
         *endings, *cache, *clock, *records, *blocks, *policy, *allowed, *metrics, *counts,
-        *def, *per, *handoff;
+        *def, *per, *handoff, *record = Py_None;
     double rate, burst, timeout;
     long cache_min_ttl, cache_max_ttl, negative_ttl, min_ttl, max_ttl, max_inflight;
     int attempts, payload, minimal;
@@ -1772,13 +1808,13 @@ MissPath_init(MissPath *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "O!O!OOOOddO!O!OOOO!llOOOO!OO!diipllllO:MissPath", kwlist, &EngineType,
+            args, kwds, "O!O!OOOOddO!O!OOOO!llOOOO!OO!diipllllO|O:MissPath", kwlist, &EngineType,
             &engine, &PyDict_Type, &acl_memo, &exempt, &prefixes, &buckets, &limiter_clock,
             &rate, &burst, &PyDict_Type, &jurisdiction, &PyTuple_Type, &endings, &cache, &clock,
             &records, &PyDict_Type, &blocks, &cache_min_ttl, &cache_max_ttl, &policy, &allowed,
             &metrics, &PyDict_Type, &counts, &def, &PyDict_Type, &per, &timeout,
             &attempts, &payload, &minimal, &negative_ttl, &min_ttl, &max_ttl, &max_inflight,
-            &handoff))
+            &handoff, &record))
         return -1;
     if (exempt != Py_None &&
         (!PyAnySet_Check(exempt) || !PyDict_Check(prefixes) || !PyDict_Check(buckets) ||
@@ -1787,8 +1823,9 @@ MissPath_init(MissPath *self, PyObject *args, PyObject *kwds)
                         "a rate limiter needs a set, two dicts and a clock (or exempt=None)");
         return -1;
     }
-    if (!PyCallable_Check(clock) || !PyCallable_Check(handoff)) {
-        PyErr_SetString(PyExc_TypeError, "clock and handoff must be callable");
+    if (!PyCallable_Check(clock) || !PyCallable_Check(handoff) ||
+        (record != Py_None && !PyCallable_Check(record))) {
+        PyErr_SetString(PyExc_TypeError, "clock, handoff and record must be callable");
         return -1;
     }
     if (def != Py_None && !PyTuple_Check(def)) {
@@ -1851,6 +1888,7 @@ MissPath_init(MissPath *self, PyObject *args, PyObject *kwds)
     SET(counts);
     SET(handoff);
 #undef SET
+    self->record = record == Py_None ? NULL : Py_NewRef(record);
     self->default_route = default_route;
     self->routes = routes;
     self->cache_min_ttl = cache_min_ttl;
@@ -1894,6 +1932,7 @@ MissPath_traverse(MissPath *self, visitproc visit, void *arg)
     Py_VISIT(self->default_route);
     Py_VISIT(self->routes);
     Py_VISIT(self->handoff);
+    Py_VISIT(self->record);
     return 0;
 }
 
@@ -1920,6 +1959,7 @@ MissPath_clear(MissPath *self)
     Py_CLEAR(self->default_route);
     Py_CLEAR(self->routes);
     Py_CLEAR(self->handoff);
+    Py_CLEAR(self->record);
     return 0;
 }
 

@@ -38,7 +38,9 @@ class MissPath:
     reply follows from the listener), None when the general chain must answer.
 
     A route (``default``, or a jurisdiction's in ``per_jurisdiction``) given as None is
-    declined: its queries take the general chain (an encrypted upstream there)."""
+    declined: its queries take the general chain (an encrypted upstream there). With
+    ``record``, each answer sent from C is recorded: ``record(host, after_id, rcode,
+    jurisdiction, arrived)``, ``arrived`` on ``time.perf_counter``'s clock."""
 
     engine: Engine
 
@@ -76,6 +78,7 @@ class MissPath:
         max_ttl: int,
         max_inflight: int,
         handoff: Callable[..., None],
+        record: Callable[[str, bytes, int, str, float], None] | None = None,
     ) -> None: ...
     def __call__(self, query: bytes, host: str, sockaddr: bytes, listen_fd: int, /) -> bool | None:
         """Take the query (True) or decline it with no trace (None)."""

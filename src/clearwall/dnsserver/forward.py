@@ -15,7 +15,8 @@ the rest of the chain's way back (response policy, cache, responder). Any other 
 a transport of another kind, or a platform without the extension keeps every miss on
 the general chain; so does every miss whose upstream list (the default one or its
 jurisdiction's) names a ``tls://`` or ``https://`` server: the C path speaks plain UDP
-only, and those queries must leave encrypted.
+only, and those queries must leave encrypted. With the query log on (its handler outside
+the standard chain), both record what they answer through it, as the chain would.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from clearwall.config import EncryptedUpstream
 from clearwall.dnsserver import wire
+from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.acl import ACL
 from clearwall.dnsserver.handlers.base import Handler, Services
@@ -34,6 +36,7 @@ from clearwall.dnsserver.handlers.cache import Cache
 from clearwall.dnsserver.handlers.jurisdiction import Jurisdiction
 from clearwall.dnsserver.handlers.minimal_any import MinimalAny
 from clearwall.dnsserver.handlers.query_policy import QueryPolicy
+from clearwall.dnsserver.handlers.querylog import QueryLog
 from clearwall.dnsserver.handlers.ratelimit import RateLimiter
 from clearwall.dnsserver.handlers.responder import Responder
 from clearwall.dnsserver.handlers.response_policy import ResponsePolicy
@@ -91,12 +94,14 @@ class Continuation:
         response_policy: ResponsePolicy,
         upstream: Upstream,
         engine: Engine,
+        querylog: QueryLog | None = None,
     ) -> None:
         self.responder = responder
         self.cache = cache
         self.response_policy = response_policy
         self.upstream = upstream
         self.engine = engine
+        self.querylog = querylog  # the chain's query log handler, when the log is on
         self.tasks: set[asyncio.Future[None]] = set()
 
     def __call__(
@@ -116,13 +121,15 @@ class Continuation:
         qid: int,
         reply: bytes | None,
         started: float,
+        arrived: float = 0.0,
     ) -> None:
-        """Take over one query (called by the C path; see ``Resume`` for the fields)."""
+        """Take over one query (called by the C path; see ``Resume`` for the fields;
+        ``arrived``: when the path took it, on ``perf_counter``, for the query log)."""
         # The C path parsed these very bytes the way parse_query does, so this cannot fail.
         ctx = Context(query, host, port, False, wire.parse_query(query))
         ctx.jurisdiction = jurisdiction
         resume = Resume(server, attempt, failures, qid, reply, started)
-        finish = self._finish(ctx, key, generation, token, resume, fd, sockaddr)
+        finish = self._finish(ctx, key, generation, token, resume, fd, sockaddr, arrived)
         task = asyncio.ensure_future(finish)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -136,7 +143,9 @@ class Continuation:
         resume: Resume,
         fd: int,
         sockaddr: bytes,
+        arrived: float,
     ) -> None:
+        answer: Answer | None = None
         try:
             # The chain's way back from the upstream handler, in its order: the response
             # policy's check, the cache's store (under the key, generation and policy
@@ -149,8 +158,11 @@ class Continuation:
         except Exception:  # as the dispatcher: a handler bug costs one query, SERVFAIL
             log.exception("handler chain failed")
             out = wire.error_reply(ctx.data, wire.SERVFAIL, ctx.q)
+            answer = None  # and, as there, no record of it
         if out is not None:
             self.engine.send(fd, sockaddr, out)
+        if answer is not None and self.querylog is not None:
+            self.querylog.record(ctx, answer, arrived)
 
 
 @dataclass
@@ -200,7 +212,11 @@ def _plain_routes(upstream: Handler) -> tuple[PlainRoute, dict[str, PlainRoute]]
 
 def fuse_miss(handlers: list[Handler], services: Services) -> Miss | None:
     """The fused miss path of ``handlers`` (outermost first), or None unless the chain is
-    the standard one and the transport offers an engine (``SocketTransport.engine``)."""
+    the standard one (with the query log outside it or not) and the transport offers an
+    engine (``SocketTransport.engine``)."""
+    querylog = handlers[0] if handlers and isinstance(handlers[0], QueryLog) else None
+    if querylog is not None:
+        handlers = handlers[1:]  # it records what the path answers (``record``)
     kinds = tuple(type(h) for h in handlers)
     if kinds not in (_STANDARD, _STANDARD[:2] + _STANDARD[3:]):
         return None
@@ -224,7 +240,7 @@ def fuse_miss(handlers: list[Handler], services: Services) -> Miss | None:
     assert isinstance(jurisdiction, Jurisdiction) and isinstance(cache, Cache)
     assert isinstance(special_use, SpecialUse) and isinstance(upstream, Upstream)
     assert isinstance(response_policy, ResponsePolicy)
-    continuation = Continuation(responder, cache, response_policy, upstream, engine)
+    continuation = Continuation(responder, cache, response_policy, upstream, engine, querylog)
     try:
         path = MissPath(
             engine=engine,
@@ -258,6 +274,7 @@ def fuse_miss(handlers: list[Handler], services: Services) -> Miss | None:
             max_ttl=upstream.max_ttl,
             max_inflight=upstream.max_inflight,
             handoff=continuation,
+            record=None if querylog is None else querylog.record_forwarded,
         )
     except (TypeError, ValueError) as exc:
         # e.g. an upstream given by name: the general chain forwards every miss then.
