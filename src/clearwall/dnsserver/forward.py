@@ -16,7 +16,9 @@ a transport of another kind, or a platform without the extension keeps every mis
 the general chain; so does every miss whose upstream list (the default one or its
 jurisdiction's) names a ``tls://`` or ``https://`` server: the C path speaks plain UDP
 only, and those queries must leave encrypted. With the query log on (its handler outside
-the standard chain), both record what they answer through it, as the chain would.
+the standard chain), both record what they answer through it, as the chain would. With
+an encrypted listener the DDR handler stands after the cache: the path declines the one
+name it answers, ``_dns.resolver.arpa``, and takes the rest as before.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.acl import ACL
 from clearwall.dnsserver.handlers.base import Handler, Services
 from clearwall.dnsserver.handlers.cache import Cache
+from clearwall.dnsserver.handlers.ddr import DDR
+from clearwall.dnsserver.handlers.ddr import NAME_TEXT as DDR_NAME
 from clearwall.dnsserver.handlers.jurisdiction import Jurisdiction
 from clearwall.dnsserver.handlers.minimal_any import MinimalAny
 from clearwall.dnsserver.handlers.query_policy import QueryPolicy
@@ -212,11 +216,15 @@ def _plain_routes(upstream: Handler) -> tuple[PlainRoute, dict[str, PlainRoute]]
 
 def fuse_miss(handlers: list[Handler], services: Services) -> Miss | None:
     """The fused miss path of ``handlers`` (outermost first), or None unless the chain is
-    the standard one (with the query log outside it or not) and the transport offers an
-    engine (``SocketTransport.engine``)."""
+    the standard one (with the query log outside it, and DDR after the cache, or not) and
+    the transport offers an engine (``SocketTransport.engine``)."""
     querylog = handlers[0] if handlers and isinstance(handlers[0], QueryLog) else None
     if querylog is not None:
         handlers = handlers[1:]  # it records what the path answers (``record``)
+    # With an encrypted listener DDR answers one name; the path declines it (``endings``:
+    # its last label, arpa, is among special_use's too, but that is theirs to change).
+    ddr = [h for h in handlers if isinstance(h, DDR)]
+    handlers = [h for h in handlers if not isinstance(h, DDR)]
     kinds = tuple(type(h) for h in handlers)
     if kinds not in (_STANDARD, _STANDARD[:2] + _STANDARD[3:]):
         return None
@@ -252,7 +260,7 @@ def fuse_miss(handlers: list[Handler], services: Services) -> Miss | None:
             rate=0.0 if limiter is None else float(limiter.rate),
             burst=0.0 if limiter is None else float(limiter.burst),
             jurisdiction=jurisdiction._memo,
-            endings=special_use.endings,
+            endings=special_use.endings + ((DDR_NAME,) if ddr else ()),
             cache=cache,
             clock=cache.clock,
             records=cache.records,
