@@ -415,3 +415,111 @@ def test_one_off_commands_use_the_saved_snapshot(store: str, tmp_path: Path) -> 
         assert not isinstance(other, LayeredPolicy) and other.version != version
     finally:
         service.store.dispose()
+
+
+def _published(store: str) -> int:
+    """The size of the store's published signed checkpoint."""
+    from clearwall.dnsserver.policy_source import published_head
+
+    head = published_head(store, None)
+    assert head is not None
+    return head.size
+
+
+@pytest.mark.parametrize("how", ["rolled back", "gone"])
+def test_a_restart_reuses_only_what_the_published_checkpoint_covers(
+    how: str, store: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Publish before enforce: a saved snapshot is reused only when the log's published
+    signed checkpoint covers its tree size; otherwise the start compiles, and that
+    compile publishes the log again first."""
+    import logging
+    import shutil
+
+    from clearwall.dnsserver.policy_source import PolicySource
+
+    service, court = _service(store)
+    _add(service, court, "R1", "one.example")
+    snaps = tmp_path / "snaps"
+    tiles = resolve_ledger(LedgerConfig(), store).tiles_path()
+    source = PolicySource(store, "", snaps, 0.05, Published())
+    source.start_policy()  # publishes the log at 2 entries
+    old_note = (tiles / "checkpoint").read_bytes()
+    _add(service, court, "R2", "two.example")
+    saved = source.compile_now()  # publishes at 3, the base kept at the stop
+    source.stop()
+    service.store.dispose()
+    assert _published(store) == 3
+    if how == "rolled back":
+        (tiles / "checkpoint").write_bytes(old_note)  # a public log that shows less
+        assert _published(store) == 2
+    else:
+        shutil.rmtree(tiles)
+    with caplog.at_level(logging.INFO, logger="clearwall.dnsserver.policy_source"):
+        path, compiled = _restart(store, snaps)
+    assert compiled and path != saved
+    if how == "rolled back":
+        assert "does not cover its 3" in caplog.text
+    assert _published(store) == 3  # published again before it was enforced
+    assert _verdicts(path) == [True, True, False, False]
+
+
+def test_a_restart_publishes_what_was_committed_since_before_enforcing_it(
+    store: str, tmp_path: Path
+) -> None:
+    """A change committed while the gateway was stopped, by a writer that never published
+    it: the start reuses the saved snapshot (the published checkpoint covers it) and
+    compiles the change as an overlay, whose compile publishes it first."""
+    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.policy.layered import is_overlay
+
+    service, court = _service(store)
+    _add(service, court, "R1", "one.example")
+    snaps = tmp_path / "snaps"
+    source = PolicySource(store, "", snaps, 0.05, Published())
+    saved = source.start_policy()
+    source.stop()
+    _add(service, court, "R3", "three.example")  # committed, not published
+    service.store.dispose()
+    assert _published(store) == 2
+    path, compiled = _restart(store, snaps)
+    assert is_overlay(path) and compiled
+    assert json.loads((path / "layer.json").read_text())["base"] == saved.name
+    assert _published(store) == 3 and _verdicts(path)[2] is True
+
+
+def test_a_reused_snapshot_carries_its_jurisdictions_and_the_overlay_the_new_ones(
+    store: str, tmp_path: Path
+) -> None:
+    """Jurisdictions are on the log: the reused snapshot holds those in force when it was
+    compiled, and the overlay over it the jurisdiction entries committed since (a new
+    jurisdiction, a network moved), without reading the whole log again."""
+    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.policy.layered import is_overlay
+    from clearwall.policy.snapshot import PolicySnapshot
+
+    service, court = _service(store)
+    _add(service, court, "R1", "one.example")
+    snaps = tmp_path / "snaps"
+    source = PolicySource(store, "", snaps, 0.05, Published())
+    saved = source.start_policy()
+    source.stop()
+    try:
+        path, compiled = _restart(store, snaps)  # nothing since: reused as it is
+        assert path == saved and not compiled
+        assert load_snapshot(path).jurisdiction_of("127.0.0.1") == "xa"
+        service.add_jurisdiction("xb", "B", ["10.77.1.0/24"])
+        service.update_jurisdiction("xa", remove_networks=["127.0.0.0/8"])
+        service.update_jurisdiction("xa", add_networks=["10.88.0.0/16"])
+        path, compiled = _restart(store, snaps)
+        assert is_overlay(path) and compiled
+        assert json.loads((path / "layer.json").read_text())["base"] == saved.name
+        base = PolicySnapshot.load(saved)
+        assert base.jurisdiction_of("127.0.0.1") == "xa"  # as the reused base holds it
+        policy = load_snapshot(path)
+        assert policy.jurisdiction_of("10.77.1.5") == "xb"
+        assert policy.jurisdiction_of("127.0.0.1") is None
+        assert policy.jurisdiction_of("10.88.4.4") == "xa"
+        assert policy.match("www.one.example", "xa").blocked
+    finally:
+        service.store.dispose()
