@@ -2,11 +2,12 @@
 
 Each is a hand-written fast path that a benchmark showed was needed, tested against the
 Python or library code it stands in for: the policy name index (``bench/matcher.py``),
-the batched UDP I/O of the DNS listener and the chain's fused UDP fast path
-(``bench/dns.py``), the answer cache's one-record-per-entry LRU store (memory per
-entry, ``bench/cache_memory.py``), and the DoH listener's HTTP/2 over libnghttp2
-(``bench/dns.py``'s DoH rows; built only where libnghttp2's headers are installed,
-``scripts/install-system-deps.sh``; without it the listener uses the pure-Python h2).
+the batched UDP I/O of the DNS listener, the chain's fused UDP fast path and its fused
+cache-miss path with the upstream sockets (``bench/dns.py``), the answer cache's
+one-record-per-entry LRU store (memory per entry, ``bench/cache_memory.py``), and the DoH
+listener's HTTP/2 over libnghttp2 (``bench/dns.py``'s DoH rows; built only where
+libnghttp2's headers are installed, ``scripts/install-system-deps.sh``; without it the
+listener uses the pure-Python h2).
 """
 
 import os
@@ -32,7 +33,14 @@ setup(
         Extension(
             "clearwall.dnsserver._fastpath",
             ["src/clearwall/dnsserver/_fastpath.c"],
+            depends=["src/clearwall/dnsserver/_ratelimit.h"],
             # Token-bucket arithmetic must round exactly as the Python step's does.
+            extra_compile_args=[*CFLAGS, *TABLE_FLAGS, "-ffp-contract=off"],
+        ),
+        Extension(
+            "clearwall.dnsserver._forward",
+            ["src/clearwall/dnsserver/_forward.c"],
+            depends=["src/clearwall/dnsserver/_ratelimit.h"],
             extra_compile_args=[*CFLAGS, *TABLE_FLAGS, "-ffp-contract=off"],
         ),
         Extension(

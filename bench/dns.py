@@ -8,7 +8,13 @@ the repeatable two in interleaved rounds (see ``bench_servers``):
 
 * ``hit``     -- 1,000 allowed names, cache warmed first (cache hits);
 * ``blocked`` -- names sampled from the blocklist (policy answers);
-* ``miss``    -- 100,000 distinct allowed names, each sent once (cache misses to nsd).
+* ``miss``    -- 100,000 distinct allowed names, each sent once (cache misses to nsd);
+* ``mixed``   -- one pass of what a network sends: 80% repeats of the 1,000 hot names,
+  15% first-time names, 5% blocked names (``MIXED``).
+
+Each server is also asked first-time names at a fixed 10,000 q/s, and the time it adds
+over asking nsd directly is reported (p50 and p99, ``latency``); clearwall is restarted
+once after its workloads and the time until it answers again is reported (``restart``).
 
 With ``--transports`` including ``dot`` and ``doh`` (the default), clearwall and Unbound
 also serve DNS over TLS (Unbound's ``tls-port``) and DNS over HTTPS (``https-port``,
@@ -36,6 +42,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import random
 import re
@@ -61,7 +68,7 @@ DEFAULT_CACHE = Path(tempfile.gettempdir()) / "clearwall-bench"
 
 ALL_SERVERS = ("clearwall", "unbound", "pdns-recursor", "knot-resolver", "dnsmasq")
 ANCHOR_NAMES = ALL_SERVERS[1:]
-WORKLOADS = ("hit", "blocked", "miss")
+WORKLOADS = ("hit", "blocked", "miss", "mixed")
 TRANSPORTS = ("udp", "dot", "doh")
 TLS_SERVERS = ("clearwall", "unbound")  # the servers measured over DoT and DoH
 TLS_PORT_OFFSET = {"dot": 100, "doh": 200}  # a server's DoT/DoH port = its UDP port + this
@@ -71,9 +78,21 @@ ZONE = "cwbench."  # the allowed names live here, served by nsd
 HIT_NAMES = 1_000
 MISS_NAMES = 100_000
 BLOCKED_SAMPLE = 10_000
+# The mixed workload: one pass of MIXED_QUERIES in a fixed random order, made of
+# (share, what): repeats of the hot (hit) names, each first-time name once, and blocked
+# names drawn from MIXED_BLOCKED_NAMES others than the blocked workload's (so a blocked
+# name is new at first, then repeats, as ad and tracker names do).
+MIXED_QUERIES = 200_000
+MIXED = ((0.80, "hot"), (0.15, "first"), (0.05, "blocked"))
+MIXED_BLOCKED_NAMES = 2_000
+FIRST_NAMES = 30_000  # = 15% of MIXED_QUERIES
+# Latency: first-time names at a fixed rate, to each server and to nsd directly.
+LATENCY_NAMES = 60_000
+LATENCY_QPS = 10_000
+LATENCY_SECONDS = 5.0
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
-DATA_VERSION = "v3"  # bump when the generated data changes shape
+DATA_VERSION = "v4"  # bump when the generated data changes shape
 NSD_PORT = 25300
 SERVER_PORT = 25353
 READY_TIMEOUT_S = 900.0  # 1M rules: some servers take minutes to load them
@@ -165,6 +184,16 @@ def miss_name(i: int) -> str:
     return f"m{i:06d}.miss.{ZONE}"
 
 
+def first_name(i: int) -> str:
+    """The i-th first-time name of the mixed workload."""
+    return f"f{i:06d}.first.{ZONE}"
+
+
+def latency_name(i: int) -> str:
+    """The i-th first-time name of the latency measurement."""
+    return f"l{i:06d}.lat.{ZONE}"
+
+
 def real_blocked_names() -> list[str]:
     """Valid, de-duplicated names from the real lists in ../shared/data, in file order."""
     seen: dict[str, None] = {}
@@ -237,7 +266,12 @@ def write_zone(path: Path) -> None:
     ]
     hits = (f"{hit_name(i)} IN A 198.18.{i // 256}.{i % 256}" for i in range(HIT_NAMES))
     misses = (f"{miss_name(i)} IN A 198.19.{i // 256 % 256}.{i % 256}" for i in range(MISS_NAMES))
-    write_lines(path, [*header, *hits, *misses])
+    firsts = (f"{first_name(i)} IN A 198.18.{100 + i // 256 % 100}.{i % 256}"
+              for i in range(FIRST_NAMES))  # fmt: skip
+    lat = (
+        f"{latency_name(i)} IN A 198.19.{i // 256 % 256}.{i % 256}" for i in range(LATENCY_NAMES)
+    )
+    write_lines(path, [*header, *hits, *misses, *firsts, *lat])
 
 
 def write_blocklists(ds: Dataset, names: list[str]) -> None:
@@ -254,11 +288,40 @@ def write_blocklists(ds: Dataset, names: list[str]) -> None:
 
 
 def write_queries(ds: Dataset, names: list[str]) -> None:
-    """dnsperf inputs: hits, a deterministic sample of blocked names, misses."""
+    """dnsperf inputs: hits, a deterministic sample of blocked names, misses, the mixed
+    pass and the latency names."""
     write_lines(ds.queries("hit"), (f"{hit_name(i)} A" for i in range(HIT_NAMES)))
     sample = random.Random(20261123).sample(names, min(BLOCKED_SAMPLE, len(names)))
     write_lines(ds.queries("blocked"), (f"{n}. A" for n in sample))
     write_lines(ds.queries("miss"), (f"{miss_name(i)} A" for i in range(MISS_NAMES)))
+    rng = random.Random(20261204)
+    taken = set(sample)
+    others = [n for n in rng.sample(names, min(len(names), 3 * MIXED_BLOCKED_NAMES))
+              if n not in taken][:MIXED_BLOCKED_NAMES]  # fmt: skip
+    write_lines(ds.queries("mixed"), mixed_pass(others, rng))
+    write_lines(ds.queries("latency"), (f"{latency_name(i)} A" for i in range(LATENCY_NAMES)))
+
+
+def mixed_pass(blocked: list[str], rng: random.Random) -> list[str]:
+    """The mixed workload's queries, shuffled: MIXED shares of MIXED_QUERIES."""
+    counts = {what: round(share * MIXED_QUERIES) for share, what in MIXED}
+    assert counts["first"] == FIRST_NAMES
+    lines = [f"{hit_name(rng.randrange(HIT_NAMES))} A" for _ in range(counts["hot"])]
+    lines += [f"{first_name(i)} A" for i in range(counts["first"])]
+    lines += [f"{rng.choice(blocked)}. A" for _ in range(counts["blocked"])]
+    rng.shuffle(lines)
+    return lines
+
+
+def mixed_composition() -> dict[str, Any]:
+    """What the mixed pass holds, for the report."""
+    return {
+        "queries": MIXED_QUERIES,
+        "hot_repeats": {"share": 0.80, "names": HIT_NAMES, "cached": "warmed before"},
+        "first_time": {"share": 0.15, "names": FIRST_NAMES, "each": "once"},
+        "blocked": {"share": 0.05, "names": MIXED_BLOCKED_NAMES, "note": "new at first"},
+        "order": "shuffled once (seed 20261204), one pass (dnsperf -n 1)",
+    }
 
 
 def prepare_dataset(cache: Path, rules: int) -> Dataset:
@@ -600,7 +663,7 @@ def measure(proc: Proc, port: int, ds: Dataset, workload: str, load: Load) -> Wo
     mode, base, per_conn = split_workload(workload)
     port = port + TLS_PORT_OFFSET.get(mode, 0)
     try:
-        once = workload == "miss"
+        once = workload in ("miss", "mixed")
         out = dnsperf(
             port, ds.queries(base), load.duration, once, load.edns, mode=mode, per_conn=per_conn
         )
@@ -613,6 +676,70 @@ def measure(proc: Proc, port: int, ds: Dataset, workload: str, load: Load) -> Wo
     if not proc.alive():
         res.error = f"server died: {proc.tail()}"
     return res
+
+
+@dataclasses.dataclass
+class Latency:
+    """First-time names at a fixed rate: dnsperf's per-query latencies, in ms."""
+
+    answered: int = 0
+    lost: int = 0
+    p50_ms: float = 0.0
+    p99_ms: float = 0.0
+    max_ms: float = 0.0
+    added_p50_ms: float | None = None  # over asking nsd directly, same names and rate
+    added_p99_ms: float | None = None
+    server_cpu_s: float = 0.0
+    error: str | None = None
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-quantile (0..1) of sorted ``values``, nearest rank."""
+    if not values:
+        return 0.0
+    return values[min(len(values) - 1, max(0, math.ceil(q * len(values)) - 1))]
+
+
+def measure_latency(port: int, ds: Dataset, proc: Proc | None = None) -> Latency:
+    """dnsperf at LATENCY_QPS over the latency names (each once): p50/p99 from its
+    per-query output (``-v``), the server's CPU around it when ``proc`` is given."""
+    argv = ["taskset", "-c", CLIENT_CORE, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
+            "-d", str(ds.queries("latency")), "-l", str(LATENCY_SECONDS), "-n", "1",
+            "-Q", str(LATENCY_QPS), "-c", str(DNSPERF_CLIENTS), "-q", str(DNSPERF_OUTSTANDING),
+            "-t", str(DNSPERF_TIMEOUT_S), "-v"]  # fmt: skip
+    cpu_before = tree_cpu_seconds(proc.pid) if proc is not None else 0.0
+    try:
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=LATENCY_SECONDS + 60, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Latency(error=str(exc))
+    if done.returncode != 0:
+        return Latency(error=f"dnsperf failed: {done.stderr.strip()[-300:]}")
+    # "> NOERROR l000123.lat.cwbench. A 0.000123": rcode, name, type, seconds
+    times = sorted(
+        float(line.rsplit(" ", 1)[1]) * 1000
+        for line in done.stdout.splitlines()
+        if line.startswith("> ") and line.count(" ") >= 4
+    )
+    stats = parse_dnsperf("latency", done.stdout)
+    cpu = tree_cpu_seconds(proc.pid) - cpu_before if proc is not None else 0.0
+    return Latency(
+        answered=len(times),
+        lost=stats.lost,
+        p50_ms=round(percentile(times, 0.50), 4),
+        p99_ms=round(percentile(times, 0.99), 4),
+        max_ms=round(times[-1], 3) if times else 0.0,
+        server_cpu_s=round(cpu, 3),
+    )
+
+
+def added_over(result: Latency, direct: Latency | None) -> Latency:
+    """``result`` with the time added over the direct measurement filled in."""
+    if direct is not None and not direct.error and not result.error and result.answered:
+        result.added_p50_ms = round(result.p50_ms - direct.p50_ms, 4)
+        result.added_p99_ms = round(result.p99_ms - direct.p99_ms, 4)
+    return result
 
 
 def median_run(runs: list[WorkloadResult]) -> WorkloadResult:
@@ -639,7 +766,8 @@ class ServerResult:
     setup_s: float = 0.0
     ready_s: float = 0.0
     rss_ready_mib: float = 0.0
-    rss_mib: float = 0.0
+    rss_mib: float = 0.0  # after hit, blocked and miss
+    rss_end_mib: float = 0.0  # after mixed and the latency names too
     pss_mib: float = 0.0
     rss_anon_mib: float = 0.0
     rss_file_mib: float = 0.0
@@ -647,6 +775,8 @@ class ServerResult:
     workloads: dict[str, WorkloadResult] = dataclasses.field(default_factory=dict)
     # KiB of RSS per idle TLS connection, per transport (dot, doh)
     idle_conn_kib: dict[str, float] = dataclasses.field(default_factory=dict)
+    latency: Latency | None = None
+    restart_s: float | None = None  # clearwall: ready again after a restart (same store)
     error: str | None = None
 
 
@@ -843,6 +973,8 @@ class Running:
     port: int
     proc: Proc | None = None
     runs: dict[str, list[WorkloadResult]] = dataclasses.field(default_factory=dict)
+    launch: Launch | None = None  # how it was started (a restart starts it so again)
+    work: Path | None = None
 
 
 def start_server(
@@ -856,6 +988,7 @@ def start_server(
     work.mkdir()
     try:
         launch = LAUNCHERS[server](ds, work, port, upstream, workers)
+        run.launch, run.work = launch, work
         result.version, result.setup_s = launch.version, launch.setup_s
         log(f"{label}: starting ({result.version})")
         run.proc = Proc(server, launch.argv, work / "server.log", SERVER_CORE)
@@ -895,18 +1028,27 @@ def run_workload(run: Running, ds: Dataset, workload: str, load: Load) -> None:
 
 
 def bench_servers(
-    specs: list[tuple[str, int]], ds: Dataset, run_dir: Path, upstream: int, load: Load
+    specs: list[tuple[str, int]],
+    ds: Dataset,
+    run_dir: Path,
+    upstream: int,
+    load: Load,
+    direct: Latency | None = None,
 ) -> list[ServerResult]:
     """Benchmark every (server, workers) with their runs interleaved in time.
 
     All servers are started first (each on its own port, all pinned to core 0, idle but
-    for the one under load). Then ``load.repeat`` rounds each run ``hit`` and ``blocked``
-    on every server in turn, starting one server later each round, so that every server
-    is measured across the same stretch of time: on a shared machine the capacity left
-    to us drifts by tens of percent over minutes, and sequential runs would charge that
-    drift to whichever server ran in the slow minutes. Each server keeps its median run.
-    ``miss`` runs once per server (repeated, its names would be cached), then its memory
-    is read and it is stopped.
+    for the one under load). Then ``load.repeat`` rounds each run ``hit`` and
+    ``blocked`` (and their DoT/DoH variants on ``TLS_SERVERS``) on every server in turn,
+    starting one server later each round, so that every server is measured across the
+    same stretch of time: on a shared machine the capacity left to us drifts by tens of
+    percent over minutes, and sequential runs would charge that drift to whichever
+    server ran in the slow minutes. Each server keeps its median run. ``miss`` runs once
+    per server (repeated, its names would be cached), then its memory is read (after the
+    three workloads every earlier run had); then ``mixed`` and the latency measurement,
+    once each too, the memory again (``rss_end_mib``), the memory per idle TLS
+    connection (``idle_cost``), and it is stopped; clearwall (one worker) is then
+    started again on the same store and its time to answer again is its ``restart_s``.
     """
     runs = [
         start_server(server, workers, ds, run_dir, SERVER_PORT + i, upstream, load)
@@ -921,22 +1063,34 @@ def bench_servers(
                         run_workload(run, ds, workload, load)
         for run in runs:
             run_workload(run, ds, "miss", load)
-            for workload, done in run.runs.items():
-                run.result.workloads[workload] = median_run(done)
             if run.proc is not None:
+                # RSS after hit, blocked and miss, as every earlier run measured it.
                 mem = tree_memory(run.proc.pid)
                 result = run.result
                 result.rss_mib, result.pss_mib = mem.rss, mem.pss
                 result.rss_anon_mib, result.rss_file_mib = mem.anon, mem.file
-                # After the RSS above: the idle connections' memory is not the cache's.
-                if result.server in TLS_SERVERS:
+            run_workload(run, ds, "mixed", load)
+            if run.proc is not None:
+                run.result.latency = added_over(measure_latency(run.port, ds, run.proc), direct)
+                lat = run.result.latency
+                log(f"{run.result.label}: latency at {LATENCY_QPS:,} q/s: p50 {lat.p50_ms} ms, "
+                    f"p99 {lat.p99_ms} ms (added {lat.added_p50_ms} / {lat.added_p99_ms}), "
+                    f"{lat.lost} lost {lat.error or ''}")  # fmt: skip
+                run.result.rss_end_mib = tree_memory(run.proc.pid).rss
+                # After both RSS figures: the idle connections' memory is not the cache's.
+                if run.result.server in TLS_SERVERS:
                     for mode in load.transports:
                         if mode in TLS_PORT_OFFSET:
-                            result.idle_conn_kib[mode] = idle_cost(
+                            run.result.idle_conn_kib[mode] = idle_cost(
                                 run.proc, run.port + TLS_PORT_OFFSET[mode], mode
                             )
+            for workload, done in run.runs.items():
+                run.result.workloads[workload] = median_run(done)
+            if run.proc is not None:
                 run.proc.stop()
                 run.proc = None
+                if run.result.server == "clearwall" and run.result.workers == 1:
+                    measure_restart(run)
     finally:
         for run in runs:
             if run.proc is not None:
@@ -982,6 +1136,22 @@ def idle_cost(proc: Proc, port: int, mode: str) -> float:
             with contextlib.suppress(OSError):
                 conn.close()
     return round((after - before) * 1024 / IDLE_CONNECTIONS, 1)
+
+
+def measure_restart(run: Running) -> None:
+    """Start a stopped server again as before (same store, same snapshot directory):
+    seconds until it answers an allowed name correctly, then stop it."""
+    if run.launch is None or run.work is None:
+        return
+    label = run.result.label
+    proc = Proc(run.result.server, run.launch.argv, run.work / "restart.log", SERVER_CORE)
+    try:
+        run.result.restart_s = round(wait_ready(proc, run.port, READY_TIMEOUT_S), 2)
+        log(f"{label}: restarted, ready in {run.result.restart_s} s")
+    except RuntimeError as exc:
+        log(f"{label}: restart failed: {exc}")
+    finally:
+        proc.stop()
 
 
 def check_blocking(ds: Dataset, port: int) -> bool:
@@ -1045,6 +1215,7 @@ def compute_ratios(results: list[ServerResult]) -> dict[str, dict[str, float | N
         row["rss"] = ratio(cw.rss_mib, r.rss_mib)
         for w in tls_workloads([cw, r]):
             row[w] = ratio(qpc(cw, w), qpc(r, w))
+        row["ready"] = ratio(cw.ready_s, r.ready_s)  # first start, lower is better
         table[r.server] = row
     return table
 
@@ -1069,6 +1240,11 @@ def worker_scaling(results: list[ServerResult]) -> dict[str, Any]:
 def fmt_k(value: float) -> str:
     """Queries per CPU-second as e.g. 203.4k."""
     return f"{value / 1000:,.1f}k" if value else "—"
+
+
+def fmt_ms(value: float | None) -> str:
+    """Milliseconds as e.g. 0.042, or a dash."""
+    return f"{value:.3f}" if value is not None else "—"
 
 
 def fmt_ratio(value: float | None) -> str:
@@ -1166,6 +1342,28 @@ def print_tables(results: list[ServerResult], report: dict[str, Any]) -> None:
         unbound = report["ratios"].get("unbound", {})
         tt.add_row("clearwall ÷ unbound", *(fmt_ratio(unbound.get(w)) for w in tls), "", "")
         console.print(tt)
+    lat = Table(
+        title=f"Latency: first-time names at {LATENCY_QPS:,} q/s (ms; added = over nsd directly)"
+    )
+    for col in ("server", "answered", "lost", "p50", "p99", "max", "added p50", "added p99"):
+        lat.add_column(col, justify="left" if col == "server" else "right")
+    direct = (report["meta"]["latency"].get("direct_to_nsd") or [None])[0]
+    if direct:
+        lat.add_row("nsd directly", f"{direct['answered']:,}", str(direct["lost"]),
+                    f"{direct['p50_ms']:.3f}", f"{direct['p99_ms']:.3f}",
+                    f"{direct['max_ms']:.1f}", "", "")  # fmt: skip
+    for r in results:
+        if r.latency is not None:
+            x = r.latency
+            lat.add_row(r.label, f"{x.answered:,}", str(x.lost), f"{x.p50_ms:.3f}",
+                        f"{x.p99_ms:.3f}", f"{x.max_ms:.1f}", fmt_ms(x.added_p50_ms),
+                        fmt_ms(x.added_p99_ms))  # fmt: skip
+    console.print(lat)
+    for r in results:
+        if r.restart_s is not None:
+            console.print(
+                f"{r.label}: first start ready in {r.ready_s:.2f} s, restart {r.restart_s:.2f} s"
+            )
     for key, value in report["workers"].items():
         console.print(f"clearwall workers {key}: {value}")
     console.print(f"clearwall web app: {report['meta'].get('clearwall_web', '?')}")
@@ -1173,26 +1371,32 @@ def print_tables(results: list[ServerResult], report: dict[str, Any]) -> None:
 
 
 def markdown_summary(results: list[ServerResult], report: dict[str, Any]) -> str:
-    """The summary and ratio tables as Markdown, for bench/README.md."""
+    """The summary, ratio and latency tables as Markdown, for bench/README.md."""
     lines = [
-        "| server | hit q/CPU-s | blocked q/CPU-s | miss q/CPU-s | lost | avg ms hit/blocked/miss"
-        " | max ms | ready s | RSS MiB | blocks | error |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
+        "| server | hit q/CPU-s | blocked q/CPU-s | miss q/CPU-s | mixed q/CPU-s | lost"
+        " | avg ms hit/blocked/miss/mixed | max ms | ready s | restart s | RSS MiB | blocks"
+        " | error |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|",
     ]
     for r in results:
         ws = [r.workloads.get(w) for w in WORKLOADS]
         avg = "/".join(f"{w.avg_latency_ms:.2f}" if w else "—" for w in ws)
         mx = max((w.max_latency_ms for w in ws if w), default=0.0)
         lost = sum(w.lost for w in ws if w)
+        restart = f"{r.restart_s:.2f}" if r.restart_s is not None else "—"
         lines.append(
             f"| {r.label} | {' | '.join(fmt_k(qpc(r, w)) for w in WORKLOADS)} | {lost} | {avg}"
-            f" | {mx:.1f} | {r.ready_s:.2f} | {r.rss_mib:,.0f} |"
+            f" | {mx:.1f} | {r.ready_s:.2f} | {restart} | {r.rss_mib:,.0f} |"
             f" {'yes' if r.blocks_correctly else 'no'} | {(r.error or '')[:80]} |"
         )
     if report["ratios"]:
-        lines += ["", "| clearwall ÷ | hit | blocked | miss | RSS |", "|---|--:|--:|--:|--:|"]
+        lines += [
+            "",
+            "| clearwall ÷ | hit | blocked | miss | mixed | RSS | first start |",
+            "|---|--:|--:|--:|--:|--:|--:|",
+        ]
         for anchor, row in report["ratios"].items():
-            cells = " | ".join(fmt_ratio(row[k]) for k in (*WORKLOADS, "rss"))
+            cells = " | ".join(fmt_ratio(row[k]) for k in (*WORKLOADS, "rss", "ready"))
             lines.append(f"| {anchor} | {cells} |")
     tls = tls_workloads(results)
     if tls:
@@ -1209,6 +1413,25 @@ def markdown_summary(results: list[ServerResult], report: dict[str, Any]) -> str
         unbound = report["ratios"].get("unbound", {})
         cells = " | ".join(fmt_ratio(unbound.get(w)) for w in tls)
         lines.append(f"| clearwall ÷ unbound | {cells} | |")
+    lines += [
+        "",
+        f"| first-time names at {LATENCY_QPS:,} q/s | answered | lost | p50 ms | p99 ms"
+        " | added p50 ms | added p99 ms |",
+        "|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for i, direct in enumerate(report["meta"]["latency"].get("direct_to_nsd") or []):
+        when = "before" if i == 0 else "after"
+        lines.append(
+            f"| nsd directly ({when}) | {direct['answered']:,} | {direct['lost']} |"
+            f" {direct['p50_ms']:.3f} | {direct['p99_ms']:.3f} | | |"
+        )
+    for r in results:
+        if r.latency is not None:
+            x = r.latency
+            lines.append(
+                f"| {r.label} | {x.answered:,} | {x.lost} | {x.p50_ms:.3f} | {x.p99_ms:.3f} |"
+                f" {fmt_ms(x.added_p50_ms)} | {fmt_ms(x.added_p99_ms)} |"
+            )
     return "\n".join(lines)
 
 
@@ -1226,6 +1449,13 @@ def build_report(results: list[ServerResult], args: argparse.Namespace) -> dict[
             "hit_names": HIT_NAMES,
             "miss_names": MISS_NAMES,
             "blocked_sample": BLOCKED_SAMPLE,
+            "mixed": mixed_composition(),
+            "latency": {
+                "qps": LATENCY_QPS,
+                "seconds": LATENCY_SECONDS,
+                "names": LATENCY_NAMES,
+                "direct_to_nsd": getattr(args, "direct_latency", None),
+            },
             "dnsperf": f"-c {DNSPERF_CLIENTS} -q {DNSPERF_OUTSTANDING} -t {DNSPERF_TIMEOUT_S}"
             + (" -e" if args.edns else ""),
             "cpus": os.cpu_count(),
@@ -1389,14 +1619,19 @@ def run(args: argparse.Namespace) -> int:
         run_dir = Path(tmp)
         nsd = start_nsd(ds, run_dir)
         try:
+            direct = measure_latency(NSD_PORT, ds)
+            log(f"nsd directly at {LATENCY_QPS:,} q/s: p50 {direct.p50_ms} ms, "
+                f"p99 {direct.p99_ms} ms, {direct.lost} lost {direct.error or ''}")  # fmt: skip
             specs = [
                 (server, workers)
                 for server in args.server_list
                 for workers in (args.worker_list if server == "clearwall" else [1])
             ]
-            results = bench_servers(specs, ds, run_dir, NSD_PORT, load)
+            results = bench_servers(specs, ds, run_dir, NSD_PORT, load, direct)
+            direct_after = measure_latency(NSD_PORT, ds)
         finally:
             nsd.stop()
+    args.direct_latency = [dataclasses.asdict(direct), dataclasses.asdict(direct_after)]
     report = build_report(results, args)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

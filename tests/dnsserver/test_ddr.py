@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dns.asyncquery
+import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
@@ -54,3 +55,36 @@ async def test_no_ddr_without_encrypted_listeners(nsd: NSD, gateway_factory) -> 
     assert "ddr" not in gw.handlers
     r = await ask(gw, "SVCB")
     assert not any(rrset.rdtype == dns.rdatatype.SVCB for rrset in r.answer)
+
+
+async def test_the_fused_miss_path_leaves_ddr_to_its_handler(
+    nsd: NSD, files: TLSFiles, gateway_factory
+) -> None:  # type: ignore[no-untyped-def]
+    """With an encrypted listener the DDR handler stands in the chain after the cache: the
+    fused miss path still takes first-time names, and declines _dns.resolver.arpa (in
+    any case), which the handler answers, however often a client has been seen."""
+    from clearwall.dnsserver.forward import available
+
+    if not available():
+        pytest.skip("the C miss path needs Linux")
+    gw = await gateway_factory(encrypted_config(nsd.port, files), policy())
+    assert "ddr" in gw.handlers
+    miss = gw.server.dispatcher.miss
+    assert miss is not None  # the chain with DDR is still the standard one
+    host, udp_port = gw.server.addresses[0]
+
+    async def udp(name: str, rdtype: str) -> dns.message.Message:
+        q = dns.message.make_query(name, rdtype)
+        return await dns.asyncquery.udp(q, host, port=udp_port, timeout=3)  # type: ignore[no-any-return]
+
+    assert (await udp("www.example.test", "A")).rcode() == dns.rcode.NOERROR  # seen once
+    for name in ("_dns.resolver.arpa", "_DNS.Resolver.ARPA"):
+        r = await udp(name, "SVCB")
+        assert r.rcode() == dns.rcode.NOERROR and len(r.answer[0]) == 3
+        assert r.flags & dns.flags.AA  # ours, not an upstream's
+        assert not (await udp(name, "A")).answer  # NODATA
+    assert miss.path.stats()["taken"] == 0
+    for i in range(3):
+        r = await udp(f"d{i}.wild.signed.test", "A")
+        assert r.answer[0][0].to_text() == "192.0.2.11"
+    assert miss.path.stats()["taken"] == 3

@@ -85,13 +85,18 @@ def test_snapshots_live_beside_the_store_and_go_with_the_gateway(tmp_path: Path)
                 break
             except (dns.exception.Timeout, OSError):
                 assert time.monotonic() < deadline and proc.poll() is None, "not serving"
-        running = sorted(p.name for p in (store / "snapshots").iterdir())
+        # Each snapshot directory with the lock file its gateway holds beside it.
+        running = sorted(p.name for p in (store / "snapshots").iterdir() if p.is_dir())
         assert running and all(name.startswith("policy-") for name in running)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)
     assert proc.returncode == 0, out
-    assert list((store / "snapshots").iterdir()) == []  # removed on a clean stop
+    # A clean stop keeps the last whole snapshot, with its provenance, for the next start
+    # (which reuses it once the log confirms it), and nothing else but its lock file.
+    left = sorted(p.name for p in (store / "snapshots").iterdir())
+    assert left == [running[-1], f"{running[-1]}.lock"]
+    assert (store / "snapshots" / running[-1] / "provenance.json").is_file()
     assert not (elsewhere / "var").exists()  # nothing written relative to the cwd
 
 
@@ -138,6 +143,33 @@ def test_start_log_names_upstreams_compile_time_and_policy_size(tmp_path: Path) 
     assert f"upstream: 192.0.2.53:53, 127.0.0.1:53 (from {tmp_path}/resolv.conf)" in text
     assert "policy version 0 compiled in " in text
     assert "0 orders, 0 names, 0 response-IP rules, 0 jurisdictions" in text
+    assert "DNS misses: fused C path" in text
+
+    # Started again on the same store: the saved snapshot, checked against the log.
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "clearwall", "serve", "--web", "off", "--config", "cw.toml"),
+            *("--db", db, "--dns", f"127.0.0.1:{port}"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "clearwall DNS ready" in line:
+                break
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=20)
+    text = "".join(lines) + out
+    assert "policy version 0: reusing the saved snapshot policy-0-" in text
+    assert "checked against the published checkpoint (size 0) and the log in " in text
+    assert "compiled in" not in text
 
 
 def test_no_usable_upstream_is_a_one_line_error(tmp_path: Path) -> None:

@@ -1,10 +1,12 @@
-"""A killed gateway (SIGKILL, real subprocesses) leaves no child running and no snapshot
-that the next start keeps (issue 22, items 2 and 3)."""
+"""A killed gateway (SIGKILL, real subprocesses) leaves no child running, and the next
+start removes every snapshot it left but the one whole snapshot it reuses (issue 22,
+items 2 and 3; issue 17's restart reuse)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,9 +81,19 @@ def test_no_child_outlives_a_killed_gateway(
             gw.kill()
 
 
-def test_snapshots_killed_gateways_left_are_removed_unless_in_use(
+def _reused(gw: Gateway) -> str | None:
+    """The saved snapshot a gateway's start reused, from its log."""
+    found = re.search(r"reusing the saved snapshot ((?:policy|overlay)-\d+-\d+)", gw.output)
+    return found.group(1) if found else None
+
+
+def test_snapshots_killed_gateways_left_are_removed_or_reused_whole(
     small_store: str, tmp_path: Path, launch: Launch
 ) -> None:
+    """Every start removes what killed gateways left, but the one whole snapshot it
+    reuses (complete with its provenance, confirmed by the log, locked by it before the
+    sweep): never both, and never one that a running gateway uses. A clean stop keeps
+    its last whole snapshot and nothing else."""
     snapshots = Path(small_store.removeprefix("sqlite:///")).parent / "snapshots"
     mid = make_store(tmp_path / "mid.db", [f"n{i}.example" for i in range(100_000)])
 
@@ -93,31 +105,51 @@ def test_snapshots_killed_gateways_left_are_removed_unless_in_use(
         )
 
     left: set[str] = set()
-    for workers, moment in [(1, "serving"), (2, "serving"), (1, "compiling"), (1, "serving")]:
+    rounds = [(1, "serving"), (2, "serving"), (1, "compiling"), (1, "serving"), (1, "serving")]
+    for i, (workers, moment) in enumerate(rounds):
         store = mid if moment == "compiling" else small_store
+        if i == 1:
+            # What a gateway killed in the middle of a compile leaves (no provenance, no
+            # lock held), beside the whole snapshot the last kill left.
+            (snapshots / "policy-9-1").mkdir()
+            (snapshots / "policy-9-1" / "meta.json").write_text("{")
+            left.add("policy-9-1")
         gw = launch(store, tmp_path, "--workers", str(workers), "--snapshot-dir",
                            str(snapshots))  # fmt: skip
         if moment == "compiling":
             wait_for(lambda gw=gw: 2 in descendants(gw.proc.pid).values(), 60, "the compile")
         else:
             gw.wait_serving()
-            assert not names() & left  # this start removed what the last kill left
+            reused = _reused(gw)
+            # This start removed what the last kill left, but for what it reuses.
+            assert names() & left == ({reused} if reused else set())
+            if i in (1, 4):  # after a kill while serving on the same store: reused
+                assert reused is not None and reused in left
+                assert (snapshots / reused / "provenance.json").is_file()
+                assert gw.rcode("blocked.example") == dns.rcode.NXDOMAIN
+            if i == 1:
+                assert "left by stopped gateways" in gw.output and "policy-9-1" in gw.output
+            if i == 3:  # the last kill left only another store's half-written compile
+                assert reused is None and "compiled in" in gw.output
         gw.kill()
         time.sleep(0.5)  # its children die with it (see the test above)
         left = names()
         if moment == "serving":
-            assert left  # something to remove at the next start
+            assert left  # something to remove or reuse at the next start
     with gateway(small_store, tmp_path, "--snapshot-dir", str(snapshots), name="b") as b:
         b.wait_serving()
         mine = names()
-        assert mine and not mine & left and all(n.startswith("policy-") for n in mine)
-        assert "removed" in b.output and "left by stopped gateways" in b.output
+        assert mine and mine & left == {_reused(b)} and all(n.startswith("policy-") for n in mine)
         with gateway(small_store, tmp_path, "--snapshot-dir", str(snapshots), name="c") as c:
             c.wait_serving()
             both = names()
-            assert mine < both  # c swept nothing b uses, and added its own
+            assert mine < both  # c swept nothing b uses (nor reused it), and added its own
+            assert _reused(c) is None
             assert b.rcode("blocked.example") == c.rcode("blocked.example") == dns.rcode.NXDOMAIN
-    assert names() == set() and list(snapshots.iterdir()) == []  # clean stops remove all
+    # Clean stops keep each gateway's last whole snapshot, with its provenance, unlocked.
+    kept = names()
+    assert kept == both and all((snapshots / n / "provenance.json").is_file() for n in kept)
+    assert {p.name for p in snapshots.iterdir()} == kept | {f"{n}.lock" for n in kept}
 
 
 CRASHPOINT = Path(__file__).parents[1] / "ledger" / "crashpoint.py"

@@ -90,3 +90,43 @@ def test_a_lease_removes_its_directory_and_lock(tmp_path: Path) -> None:
     lease.release()
     lease.release()  # twice is harmless
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_kept_snapshot_is_reused_whole_or_swept_never_both(tmp_path: Path) -> None:
+    """A clean stop keeps its base unlocked (``Lease.keep``); the next start locks it
+    (``try_claim``) before its sweep, which then leaves it whole; one it does not claim
+    is swept like any leftover. A snapshot a live process holds cannot be claimed."""
+    from clearwall.dnsserver.snapshotdir import try_claim
+
+    kept = tmp_path / "policy-5-1"
+    lease = claim(kept)
+    kept.mkdir()
+    (kept / "meta.json").write_text("{}")
+    lease.keep()
+    assert kept.is_dir() and (tmp_path / "policy-5-1.lock").exists()
+    again = try_claim(kept)  # the next start takes it over
+    assert again is not None
+    _snapshot(tmp_path, "policy-4-1")  # an older one it does not reuse
+    assert sweep(tmp_path) == ["policy-4-1"]
+    assert (kept / "meta.json").read_text() == "{}"  # untouched, whole
+    assert try_claim(kept) is None  # held (by this process, through ``again``)
+    again.keep()  # a stop once more
+    assert sweep(tmp_path) == ["policy-5-1"]  # unclaimed at a start: swept whole
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_held_snapshot_cannot_be_claimed_by_another_process(tmp_path: Path) -> None:
+    from clearwall.dnsserver.snapshotdir import try_claim
+
+    held = tmp_path / "policy-9-1"
+    holder = _hold(held)
+    try:
+        assert try_claim(held) is None  # another gateway's, in use
+        assert held.is_dir()
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait()
+    lease = try_claim(held)  # its lock died with it: free to reuse
+    assert lease is not None
+    lease.release()
+    assert list(tmp_path.iterdir()) == []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 
 import dns.flags
 import dns.message
@@ -199,13 +200,23 @@ async def test_ipv6_batched(nsd: NSD, gateway_factory) -> None:
 
 
 class _Scripted:
-    """A dispatcher whose fast and general paths answer per query name, for the C loop:
-    ``fast:…`` names are answered by the fast path, ``slow:…`` by the general path,
+    """A dispatcher whose fast, miss and general paths answer per query name, for the C
+    loop: ``fast:…`` names are answered by the fast path, ``slow:…`` by the general path,
     ``bad-fast:…`` make the fast path raise (the general path answers), ``bad:…`` make
-    the general path raise, ``none:…`` are dropped, ``str:…`` return a non-bytes reply."""
+    the general path raise, ``none:…`` are dropped, ``str:…`` return a non-bytes reply;
+    ``miss:…`` are taken by the miss path (which replies itself, here never), ``bad-miss:…``
+    make it raise (the general path answers); it declines everything else."""
 
     def __init__(self) -> None:
         self.general_calls: list[tuple[str, int, int]] = []
+        self.miss_calls: list[tuple[str, bytes, int]] = []
+
+    def miss(self, data: bytes, host: str, sockaddr: bytes, fd: int) -> bool | None:
+        name = self._name(data)
+        self.miss_calls.append((host, sockaddr, fd))
+        if name.startswith(b"bad-miss"):
+            raise RuntimeError("miss path bug")
+        return True if name.startswith(b"miss") else None
 
     @staticmethod
     def _name(data: bytes) -> bytes:
@@ -220,7 +231,7 @@ class _Scripted:
     def udp(self, data: bytes, host: str, port: int, later) -> bytes | None:  # type: ignore[no-untyped-def]
         name = self._name(data)
         self.general_calls.append((host, port, len(data)))
-        if name.startswith(b"bad") and not name.startswith(b"bad-fast"):
+        if name.startswith(b"bad") and not name.startswith((b"bad-fast", b"bad-miss")):
             raise RuntimeError("general path bug")
         if name.startswith(b"none"):
             return None
@@ -239,7 +250,10 @@ async def _serve_burst(
     reader = mmsg.BatchedUDP(server, batch, scripted)
     errors: list[str] = []
     reader._readable = lambda: reader.io.serve(  # type: ignore[method-assign]
-        scripted.fast, reader._general, lambda exc, where: errors.append(f"{where}: {exc}")
+        scripted.fast,
+        scripted.miss,
+        reader._general,
+        lambda exc, where: errors.append(f"{where}: {exc}"),
     )
     reader.start(loop)
     try:
@@ -252,18 +266,27 @@ async def _serve_burst(
 
 async def test_c_loop_routes_every_datagram_and_survives_bugs() -> None:
     labels = ["fast1", "slow1", "bad-fast1", "bad1", "none1", "str1", "fast2", "slow2"] * 9
+    labels += ["miss1", "bad-miss1", "slow3"] * 9
     replies, scripted, errors = await _serve_burst(socket.AF_INET, "127.0.0.1", labels, 4)
     by_label = {i + 1: label for i, label in enumerate(labels)}
     for qid, label in by_label.items():
         body = replies.get(qid)
         if label.startswith(("fast",)):
             assert body is not None and body[2:] == b"F127.0.0.1"
-        elif label.startswith(("slow", "bad-fast")):
+        elif label.startswith(("slow", "bad-fast", "bad-miss")):
             assert body is not None and body[2:] == b"G127.0.0.1"
-        else:  # raised, dropped, or not bytes: nothing sent, the rest of the batch goes on
+        else:  # taken, raised, dropped, not bytes: nothing sent, the rest of the batch goes on
             assert body is None
     assert all(h == "127.0.0.1" and p > 0 for h, p, _n in scripted.general_calls)
+    # Every datagram the fast path declined is offered to the miss path, with the client's
+    # sockaddr (family AF_INET, its port) and the listening socket.
+    declined = [label for label in labels if not label.startswith("fast")]
+    assert len(scripted.miss_calls) == len(declined)
+    for host, sockaddr, fd in scripted.miss_calls:
+        assert host == "127.0.0.1" and int.from_bytes(sockaddr[:2], sys.byteorder) == 2
+        assert int.from_bytes(sockaddr[2:4], "big") > 0 and fd >= 0
     assert sum(e.startswith("fast path: fast path bug") for e in errors) == 9
+    assert sum(e.startswith("miss path: miss path bug") for e in errors) == 9
     assert sum(e.startswith("general path: general path bug") for e in errors) == 9
     assert sum(e.startswith("reply: a reply must be bytes") for e in errors) == 9
 
@@ -287,4 +310,4 @@ def test_c_loop_rejects_bad_construction() -> None:
     with pytest.raises(ValueError):
         _udpbatch.Batch(0, 0, False)
     with pytest.raises(TypeError):
-        _udpbatch.Batch(0, 32, False).serve(None, None)  # type: ignore[call-arg]
+        _udpbatch.Batch(0, 32, False).serve(None, None, None)  # type: ignore[call-arg]

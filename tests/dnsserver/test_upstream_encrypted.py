@@ -213,3 +213,73 @@ async def test_the_in_memory_twin_stands_in_for_encrypted_upstreams() -> None:
     r = await ask(gw, "www.example.test")
     assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].to_text() == "192.0.2.1"
     assert len(twin.queries) == 1
+
+
+async def _udp(front: Gateway, name: str, source: str) -> dns.message.Message:
+    """Ask ``front`` over real UDP from ``source`` (the listener, so the fused paths)."""
+    import dns.asyncquery
+
+    query = dns.message.make_query(name, "A")
+    reply = await dns.asyncquery.udp(
+        query, "127.0.0.1", timeout=5, port=front.server.addresses[0][1], source=source
+    )
+    return reply
+
+
+@pytest.mark.parametrize("route", ["default list", "per-jurisdiction list"])
+async def test_misses_for_an_encrypted_route_never_leave_as_plain_udp(
+    nsd: NSD, back: Gateway, files: TLSFiles, gateway_factory, route: str
+) -> None:  # type: ignore[no-untyped-def]
+    """The fused C miss path speaks plain UDP only: misses whose upstream list has a
+    tls:// server go through the Python upstream, over TLS, and nothing is sent as plain
+    UDP to that server (a UDP socket on its port sees nothing), while the misses of a
+    plain list still take the C path."""
+    import socket
+
+    from clearwall.config import UpstreamConfig
+    from clearwall.dnsserver.forward import available
+    from clearwall.dnsserver.policy import StaticPolicy
+
+    if not available():
+        pytest.skip("the C miss path needs Linux")
+    dot_port = port(back, "dot")
+    spy = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    spy.bind(("127.0.0.1", dot_port))  # the would-be plain port of the DoT server
+    spy.setblocking(False)
+    tls = EncryptedUpstream.parse(dot(back))
+    plain = HostPort("127.0.0.1", nsd.port)
+    # 127.0.0.3 is a client of jurisdiction xa; 127.0.0.1 of none (the default list).
+    if route == "default list":
+        servers: tuple[HostPort | EncryptedUpstream, ...] = (tls,)
+        per: dict[str, tuple[HostPort | EncryptedUpstream, ...]] = {"xa": (plain,)}
+        encrypted_client, plain_client = "127.0.0.1", "127.0.0.3"
+    else:
+        servers, per = (plain,), {"xa": (tls, plain)}  # a tls:// server in the list
+        encrypted_client, plain_client = "127.0.0.3", "127.0.0.1"
+    upstream = UpstreamConfig(
+        servers=servers, per_jurisdiction=per, timeout=2.0, attempts=1, ca_file=str(files.cert)
+    )
+    cfg = dataclasses.replace(dns_config(0), upstream=upstream)
+    front = await gateway_factory(cfg, StaticPolicy(networks={"127.0.0.3/32": "xa"}))
+    try:
+        miss = front.server.dispatcher.miss
+        assert front.server.udp_mode.startswith("recvmmsg") and miss is not None
+        for client in (encrypted_client, plain_client):  # the chain fills the C path's memos
+            assert (await _udp(front, "www.example.test", client)).rcode() == dns.rcode.NOERROR
+        taken = miss.path.stats()["taken"]
+        asked = back.metrics.cache_misses
+        for i in range(5):
+            r = await _udp(front, f"e{i}.wild.signed.test", encrypted_client)
+            assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].to_text() == "192.0.2.11"
+        assert miss.path.stats()["taken"] == taken  # none taken by the C path
+        assert back.metrics.cache_misses == asked + 5  # every one asked over TLS
+        with pytest.raises(BlockingIOError):
+            spy.recvfrom(4096)  # and none as plain UDP
+        for i in range(5):
+            r = await _udp(front, f"p{i}.wild.signed.test", plain_client)
+            assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].to_text() == "192.0.2.11"
+        assert miss.path.stats()["taken"] == taken + 5  # the plain list's: the C path
+        with pytest.raises(BlockingIOError):
+            spy.recvfrom(4096)
+    finally:
+        spy.close()

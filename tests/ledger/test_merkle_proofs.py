@@ -173,3 +173,12 @@ def test_proof_size_is_at_most_log2() -> None:
     tree = MemoryTree(b"".join(leaf_hash(i.to_bytes(4, "big")) for i in range(n)))
     for m in (0, 1, 511, 512, 999):
         assert len(proofs.inclusion_proof(tree, m, n)) <= (n - 1).bit_length()
+
+
+@pytest.mark.parametrize("n", [*range(70), 127, 128, 129, 1000, 1025])
+def test_merkle_root_level_by_level_is_the_recursive_definition(n: int) -> None:
+    """merkle_root pairs neighbours level by level, carrying an odd last node up: the
+    RFC 6962 split at the largest power of two below n, for every n."""
+    entries = [f"rule {i}".encode() for i in range(n)]
+    want = ref_mth(entries) if n else EMPTY_ROOT
+    assert merkle_root(entries) == want == MemoryTree.from_entries(entries).root()

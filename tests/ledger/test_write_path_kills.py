@@ -134,16 +134,37 @@ def test_a_kill_at_each_step_is_reported_then_published_at_the_next_start(
     assert not any((store / "cw-log" / ".tmp").iterdir())  # no torn file left behind
 
 
+def _saved_snapshot(store: Path) -> Path:
+    """What a gateway leaves beside its store at a clean stop: its last whole snapshot,
+    with its provenance (the commands reuse it once the log confirms it)."""
+    from clearwall.config import LedgerConfig
+    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.layout import snapshot_dir
+
+    url = f"sqlite:///{store / 'cw.db'}"
+    source = PolicySource(url, "", snapshot_dir(url, LedgerConfig()), 1.0, lambda *_: None)
+    saved = source.start_policy()
+    source.stop()
+    assert (saved / "provenance.json").is_file()
+    return saved
+
+
+@pytest.mark.parametrize("saved", [False, True], ids=["compiled", "saved-snapshot"])
 @pytest.mark.parametrize("command", ["check", "export"])
 def test_check_and_export_read_the_policy_the_public_log_shows(
-    template: Path, tmp_path: Path, command: str
+    template: Path, tmp_path: Path, command: str, saved: bool
 ) -> None:
+    """Both publish first and read no further than the published checkpoint, whether
+    they compile or reuse the snapshot a gateway saved (then the entries since are
+    compiled over it, once published)."""
     store, cwd = tmp_path / "store", tmp_path / "cwd"
     shutil.copytree(template, store)
     cwd.mkdir()
     run = make_runner(cwd, f"sqlite:///{store / 'cw.db'}")
     vkey = run("ledger", "key").stdout.strip()
     after = _log_size(store / "cw.db") + 1
+    if saved:
+        kept = _saved_snapshot(store)
     assert _kill_at("after-commit", store, cwd).returncode == -signal.SIGKILL
     argv = (
         ("check", "killed.example", "--jurisdiction", "xa")
@@ -158,3 +179,8 @@ def test_check_and_export_read_the_policy_the_public_log_shows(
     shown = run(*argv).stdout  # publishes first, then reads what the log shows
     assert "killed.example" in shown
     assert _published_size(store, vkey) == after
+    if saved:
+        assert (kept / "provenance.json").is_file()  # read, never changed or removed
+        if command == "check":  # the saved snapshot's own order, under the overlay
+            first = run("check", "first.example", "--jurisdiction", "xa", "--json").stdout
+            assert '"decision": "block"' in first

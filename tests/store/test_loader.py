@@ -185,3 +185,32 @@ def test_logged_jurisdiction_changes_are_enforced(service: PolicyService, tmp_pa
         assert snapshot.jurisdiction_of("10.88.3.4") == "xb"
         assert snapshot.jurisdiction_of("::1") is None
         assert snapshot.jurisdiction_of("127.0.0.1") == "xa"
+
+
+@pytest.mark.parametrize("tampered", [False, True])
+def test_the_parallel_compile_is_the_sequential_one(
+    service: PolicyService, caplog: pytest.LogCaptureFixture, tampered: bool
+) -> None:
+    """The gateway's start-up compile checks the rules digests in a forked process while
+    it builds the tables: same snapshot (version), same provenance, and an order whose
+    stored rules do not match its logged digest is left out all the same."""
+    from clearwall.store.loader import build_snapshot_proven
+
+    ip_rules = [RuleSpec(RuleKind.RESPONSE_IP, "192.0.2.0/24", Action.REFUSED)]
+    good = add(service, reference="GOOD", rules=[*rules("good.example", "b.example"), *ip_rules])
+    bad = add(service, reference="BAD", rules=rules("bad.example", kind=RuleKind.EXACT))
+    if tampered:
+        with service.store.write() as conn:
+            conn.execute(
+                insert(schema.rules).values(order_id=bad.id, kind="subtree", value="x.example")
+            )
+    with caplog.at_level(logging.WARNING, logger="clearwall.store.loader"):
+        one, one_proven = build_snapshot_proven(service.store, "http://x", parallel=False)
+        two, two_proven = build_snapshot_proven(service.store, "http://x", parallel=True)
+    assert one.version == two.version and one_proven == two_proven
+    assert sorted(one_proven.orders) == ([good.id] if tampered else [good.id, bad.id])
+    assert one_proven.withheld == ({bad.id} if tampered else set())
+    assert two.match("www.bad.example", "xa").blocked is False
+    assert two.match("bad.example", "xa").blocked is not tampered
+    assert two.match_ip("192.0.2.7", "xa").blocked
+    assert (f"order {bad.id}" in caplog.text) is tampered

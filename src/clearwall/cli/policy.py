@@ -560,15 +560,21 @@ def check(
     if client and jurisdiction:
         fail("give --client or --jurisdiction, not both")
     with errors():
+        from clearwall.dnsserver.policy_source import current_policy
+        from clearwall.layout import snapshot_dir
         from clearwall.policy.names import normalize_name
-        from clearwall.store.loader import build_snapshot
 
         canonical = normalize_name(name)
         service, s = open_service(db, config)
-        snapshot = build_snapshot(
+        # The policy the public log shows (published first): the snapshot a gateway
+        # saved, once the published checkpoint covers it and the log confirms it, with
+        # the entries published since over it; else a compile.
+        snapshot = current_policy(
             service.store,
-            base_url=s.config.dns.block.public_url,
-            size=published_size(s, service.store),
+            s.db_url,
+            s.config.dns.block.public_url,
+            published_size(s, service.store),
+            snapshot_dir(s.db_url, s.config.ledger),
         )
         where: str | None
         if client:
@@ -642,8 +648,10 @@ def export(
     if interval <= 0:
         fail("--interval must be positive")
     with errors():
+        from clearwall.dnsserver.policy_source import current_policy
         from clearwall.formats import export_domains, export_hosts
-        from clearwall.store.loader import build_snapshot
+        from clearwall.layout import snapshot_dir
+        from clearwall.policy.snapshot import PolicySnapshot
 
         service, s = open_service(db, config)
         code = service.jurisdiction(jurisdiction).code
@@ -653,8 +661,11 @@ def export(
             )
             return
         # Resolvers fed this export enforce it: only what the public log shows.
+        url = s.config.dns.block.public_url
         size = published_size(s, service.store)
-        snapshot = build_snapshot(service.store, size=size)
+        saved = snapshot_dir(s.db_url, s.config.ledger)
+        snapshot = current_policy(service.store, s.db_url, url, size, saved, whole=True)
+        assert isinstance(snapshot, PolicySnapshot)
         pairs = list(snapshot.rules_for(code))
         if kind == "domains":
             text = export_domains(rule for rule, _ in pairs)

@@ -32,6 +32,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_ratelimit.h"
+
 #define MIN_BUCKETS 64
 #define MAX_KEY 65535
 #define MAX_TAIL 65535
@@ -291,11 +293,7 @@ typedef struct {
     PyObject_HEAD
     vectorcallfunc vectorcall;
     PyObject *acl_memo;     /* dict: host -> truthy when the ACL admits it */
-    PyObject *exempt;       /* set: hosts the rate limiter exempts; None without a limiter */
-    PyObject *prefixes;     /* dict: host -> prefix (the limiter's memo) */
-    PyObject *buckets;      /* dict: prefix -> [tokens, last time, slips] */
-    PyObject *limiter_clock;
-    double rate, burst;
+    Limiter lim;            /* the rate limiter's objects (exempt None: no limiter) */
     PyObject *jurisdiction; /* dict: host -> jurisdiction code */
     ReplyTable *table;
     PyObject *clock;        /* the cache's clock */
@@ -310,10 +308,10 @@ static int
 FusedPath_traverse(FusedPath *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->acl_memo);
-    Py_VISIT(self->exempt);
-    Py_VISIT(self->prefixes);
-    Py_VISIT(self->buckets);
-    Py_VISIT(self->limiter_clock);
+    Py_VISIT(self->lim.exempt);
+    Py_VISIT(self->lim.prefixes);
+    Py_VISIT(self->lim.buckets);
+    Py_VISIT(self->lim.clock);
     Py_VISIT(self->jurisdiction);
     Py_VISIT(self->table);
     Py_VISIT(self->clock);
@@ -327,10 +325,10 @@ static int
 FusedPath_clear(FusedPath *self)
 {
     Py_CLEAR(self->acl_memo);
-    Py_CLEAR(self->exempt);
-    Py_CLEAR(self->prefixes);
-    Py_CLEAR(self->buckets);
-    Py_CLEAR(self->limiter_clock);
+    Py_CLEAR(self->lim.exempt);
+    Py_CLEAR(self->lim.prefixes);
+    Py_CLEAR(self->lim.buckets);
+    Py_CLEAR(self->lim.clock);
     Py_CLEAR(self->jurisdiction);
     Py_CLEAR(self->table);
     Py_CLEAR(self->clock);
@@ -376,10 +374,10 @@ FusedPath_init(FusedPath *self, PyObject *args, PyObject *kwds)
     }
 #define SET(field) Py_XSETREF(self->field, Py_NewRef(field))
     SET(acl_memo);
-    SET(exempt);
-    SET(prefixes);
-    SET(buckets);
-    SET(limiter_clock);
+    Py_XSETREF(self->lim.exempt, Py_NewRef(exempt));
+    Py_XSETREF(self->lim.prefixes, Py_NewRef(prefixes));
+    Py_XSETREF(self->lim.buckets, Py_NewRef(buckets));
+    Py_XSETREF(self->lim.clock, Py_NewRef(limiter_clock));
     SET(jurisdiction);
     SET(clock);
     SET(metrics);
@@ -387,8 +385,8 @@ FusedPath_init(FusedPath *self, PyObject *args, PyObject *kwds)
     SET(blocks);
 #undef SET
     Py_XSETREF(self->table, (ReplyTable *)Py_NewRef(table));
-    self->rate = rate;
-    self->burst = burst;
+    self->lim.rate = rate;
+    self->lim.burst = burst;
     return 0;
 }
 
@@ -404,72 +402,6 @@ increment(PyObject *d, PyObject *key)
         return -1;
     int rc = PyDict_SetItem(d, key, new);
     Py_DECREF(new);
-    return rc;
-}
-
-static int
-set_float(PyObject *list, Py_ssize_t i, double value)
-{
-    PyObject *f = PyFloat_FromDouble(value);
-    if (f == NULL)
-        return -1;
-    return PyList_SetItem(list, i, f); /* steals f */
-}
-
-/* The rate limiter's step: 1 when the query may go on (a token taken: *bucket is then a
- * new reference to it), 0 to decline, -1 on error. Exempt clients pass with no bucket. */
-static int
-take_token(FusedPath *self, PyObject *host, PyObject **bucket, double *tokens_left)
-{
-    *bucket = NULL;
-    if (self->exempt == Py_None)
-        return 1;
-    int exempt = PySet_Contains(self->exempt, host);
-    if (exempt != 0)
-        return exempt; /* 1, or -1 on error */
-    PyObject *prefix = PyDict_GetItemWithError(self->prefixes, host);
-    if (prefix == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    PyObject *b = PyDict_GetItemWithError(self->buckets, prefix);
-    if (b == NULL)
-        return PyErr_Occurred() ? -1 : 0;
-    if (!PyList_CheckExact(b) || PyList_GET_SIZE(b) < 2)
-        return 0;
-    Py_INCREF(b);
-    PyObject *now_obj = PyObject_CallNoArgs(self->limiter_clock);
-    if (now_obj == NULL)
-        goto error;
-    double now = PyFloat_AsDouble(now_obj);
-    Py_DECREF(now_obj);
-    double have = PyFloat_AsDouble(PyList_GET_ITEM(b, 0));
-    double last = PyFloat_AsDouble(PyList_GET_ITEM(b, 1));
-    if (PyErr_Occurred())
-        goto error;
-    double tokens = have + (now - last) * self->rate;
-    if (tokens > self->burst)
-        tokens = self->burst;
-    if (tokens < 1.0) {
-        Py_DECREF(b);
-        return 0;
-    }
-    if (set_float(b, 0, tokens - 1.0) < 0 || set_float(b, 1, now) < 0)
-        goto error;
-    *tokens_left = tokens - 1.0;
-    *bucket = b;
-    return 1;
-error:
-    Py_DECREF(b);
-    return -1;
-}
-
-/* Give back the token of a query the table could not answer (as the Python step does). */
-static int
-give_back(PyObject *bucket, double tokens_left)
-{
-    if (bucket == NULL)
-        return 0;
-    int rc = set_float(bucket, 0, tokens_left + 1.0);
-    Py_DECREF(bucket);
     return rc;
 }
 
@@ -502,14 +434,14 @@ FusedPath_call(FusedPath *self, PyObject *const *args, size_t nargsf, PyObject *
     /* ratelimit: exempt clients go on; a known prefix with a token to spare pays it */
     PyObject *bucket;
     double tokens_left = 0.0;
-    ok = take_token(self, host, &bucket, &tokens_left);
+    ok = limiter_take(&self->lim, host, &bucket, &tokens_left);
     if (ok <= 0)
         return ok < 0 ? NULL : Py_NewRef(Py_None);
     /* jurisdiction: memoized clients go on tagged */
     PyObject *code = PyDict_GetItemWithError(self->jurisdiction, host);
     if (code == NULL || !PyUnicode_CheckExact(code)) {
         int failed = PyErr_Occurred() != NULL;
-        if (give_back(bucket, tokens_left) < 0 || failed)
+        if (limiter_give_back(bucket, tokens_left) < 0 || failed)
             return NULL;
         Py_RETURN_NONE;
     }
@@ -518,7 +450,7 @@ FusedPath_call(FusedPath *self, PyObject *const *args, size_t nargsf, PyObject *
     Py_ssize_t size = PyBytes_GET_SIZE(data);
     PyObject *key = PyBytes_FromStringAndSize(size > 2 ? raw + 2 : raw, size > 2 ? size - 2 : 0);
     if (key == NULL) {
-        give_back(bucket, tokens_left);
+        limiter_give_back(bucket, tokens_left);
         return NULL;
     }
     Py_INCREF(code);
@@ -566,7 +498,7 @@ FusedPath_call(FusedPath *self, PyObject *const *args, size_t nargsf, PyObject *
         if (PyErr_Occurred())
             goto failed;
     }
-    if (give_back(bucket, tokens_left) < 0) {
+    if (limiter_give_back(bucket, tokens_left) < 0) {
         bucket = NULL;
         goto failed_no_bucket;
     }
@@ -575,10 +507,7 @@ FusedPath_call(FusedPath *self, PyObject *const *args, size_t nargsf, PyObject *
     goto done;
 failed:
     if (bucket != NULL) {
-        PyObject *type, *value, *tb;
-        PyErr_Fetch(&type, &value, &tb);
-        give_back(bucket, tokens_left);
-        PyErr_Restore(type, value, tb);
+        limiter_give_back_keeping_error(bucket, tokens_left);
         bucket = NULL;
     }
 failed_no_bucket:

@@ -3,9 +3,9 @@
  * Why C: on this hot path the kernel costs ~4.5 us per datagram with batches of 32,
  * and the same loop written in Python (ctypes calls, memoryview slicing, per-slot
  * bookkeeping) added ~3 us on top (bench/dns.py, tests in tests/dnsserver). This module
- * does only the I/O and the bookkeeping; every decision stays in Python: each datagram
- * is handed to the chain's fast path, and to the general path when the fast path
- * declines. tests/dnsserver/test_udp_batch.py holds it byte-for-byte to the plain
+ * does only the I/O and the bookkeeping; every decision is the chain's: each datagram
+ * is handed to the chain's fast path, then to its fused miss path (_forward.c), and to
+ * the general path when both decline. tests/dnsserver/test_udp_batch.py holds it byte-for-byte to the plain
  * datagram transport.
  *
  * Replies are sent from the reply bytes objects themselves (no copy): the iovec points
@@ -228,11 +228,12 @@ flush(Batch *self, int k)
 static PyObject *
 batch_serve(Batch *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "serve(fast, general, on_error) takes 3 arguments");
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "serve(fast, miss, general, on_error) takes 4 arguments");
         return NULL;
     }
-    PyObject *fast = args[0], *general = args[1], *on_error = args[2];
+    PyObject *fast = args[0], *miss = args[1], *general = args[2], *on_error = args[3];
     if (self->rx == NULL) {
         PyErr_SetString(PyExc_ValueError, "Batch is not initialised");
         return NULL;
@@ -278,19 +279,38 @@ batch_serve(Batch *self, PyObject *const *args, Py_ssize_t nargs)
             }
             if (out == NULL || out == Py_None) {
                 Py_XDECREF(out);
-                const struct sockaddr_storage *name_copy = name;
-                PyObject *port = PyLong_FromLong(client_port(self, name_copy));
-                PyObject *raw = PyBytes_FromStringAndSize((const char *)name_copy,
-                                                          (Py_ssize_t)self->namesize);
                 out = NULL;
-                if (port != NULL && raw != NULL) {
-                    PyObject *call[4] = {query, host, port, raw};
-                    out = PyObject_Vectorcall(general, call, 4, NULL);
+                PyObject *raw = PyBytes_FromStringAndSize((const char *)name,
+                                                          (Py_ssize_t)self->namesize);
+                int taken = 0;
+                if (raw != NULL && miss != Py_None) {
+                    /* The fused miss path: True when it took the query (its reply is
+                     * sent from this socket later), None when the chain must answer. */
+                    PyObject *fd = PyLong_FromLong(self->fd);
+                    PyObject *result = NULL;
+                    if (fd != NULL) {
+                        PyObject *call[4] = {query, host, raw, fd};
+                        result = PyObject_Vectorcall(miss, call, 4, NULL);
+                    }
+                    Py_XDECREF(fd);
+                    if (result == NULL)
+                        report(on_error, "miss path");
+                    taken = result == Py_True;
+                    Py_XDECREF(result);
                 }
-                Py_XDECREF(port);
+                if (!taken) {
+                    PyObject *port = PyLong_FromLong(client_port(self, name));
+                    if (port != NULL && raw != NULL) {
+                        PyObject *call[4] = {query, host, port, raw};
+                        out = PyObject_Vectorcall(general, call, 4, NULL);
+                    }
+                    Py_XDECREF(port);
+                    if (out == NULL)
+                        report(on_error, "general path");
+                }
+                else
+                    out = Py_NewRef(Py_None);
                 Py_XDECREF(raw);
-                if (out == NULL)
-                    report(on_error, "general path");
             }
             Py_DECREF(query);
             Py_DECREF(host);
@@ -325,11 +345,13 @@ batch_serve(Batch *self, PyObject *const *args, Py_ssize_t nargs)
 
 static PyMethodDef batch_methods[] = {
     {"serve", (PyCFunction)(void (*)(void))batch_serve, METH_FASTCALL,
-     "serve(fast, general, on_error) -> int\n\n"
+     "serve(fast, miss, general, on_error) -> int\n\n"
      "Drain up to four batches of datagrams. Each goes to fast(query, host); when that\n"
-     "returns None (or raises), to general(query, host, port, sockaddr). Replies (bytes)\n"
-     "go back with one sendmmsg per batch. Exceptions go to on_error(exc, where). Returns\n"
-     "the number of datagrams read."},
+     "returns None (or raises), to miss(query, host, sockaddr, fd), which returns True\n"
+     "when it took the query (it replies later itself); otherwise (None, or miss is\n"
+     "None) to general(query, host, port, sockaddr). Replies (bytes) go back with one\n"
+     "sendmmsg per batch. Exceptions go to on_error(exc, where). Returns the number of\n"
+     "datagrams read."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,11 +12,13 @@ class Batch:
     def serve(
         self,
         fast: Callable[[bytes, str], bytes | None] | None,
+        miss: Callable[[bytes, str, bytes, int], bool | None] | None,
         general: Callable[[bytes, str, int, bytes], bytes | None],
         on_error: Callable[[BaseException, str], None],
         /,
     ) -> int:
         """Drain up to four batches; each datagram goes to ``fast(query, host)`` and, when
-        that returns None or raises, to ``general(query, host, port, sockaddr)``; replies
-        go back with one sendmmsg per batch; exceptions go to ``on_error(exc, where)``.
-        Returns the number of datagrams read."""
+        that returns None or raises, to ``miss(query, host, sockaddr, fd)`` (True: it took
+        the query and replies itself later), else to ``general(query, host, port,
+        sockaddr)``; replies go back with one sendmmsg per batch; exceptions go to
+        ``on_error(exc, where)``. Returns the number of datagrams read."""

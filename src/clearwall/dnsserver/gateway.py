@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from clearwall.config import DNSConfig, HostPort, LoggingConfig
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
-from clearwall.dnsserver.handlers import build, describe
+from clearwall.dnsserver.handlers import build_paths, describe
 from clearwall.dnsserver.handlers.base import Handler, Services, UpstreamTransport
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policy import PolicyHolder, PolicyView
@@ -48,6 +50,8 @@ class Gateway:
         for kind, bound in self.server.encrypted.items():
             for host, port in bound:
                 log.info("%s listening on %s", names[kind], HostPort(host, port))
+        if self.server.dispatcher.miss is not None and self.server.udp_mode.startswith("recvmmsg"):
+            log.info("DNS misses: fused C path (fresh random port and ID per upstream query)")
 
     async def stop(self) -> None:
         """Stop listening, let in-flight queries finish, write the queued records, and
@@ -95,11 +99,13 @@ def build_gateway(
     reuse_port: bool = False,
     logging_config: LoggingConfig | None = None,
     writer: str = "w0",
+    clock: Callable[[], float] = time.monotonic,
 ) -> Gateway:
     """Build the chain and listeners for ``config`` (nothing is bound yet).
 
     With ``logging_config.query_log`` on, the chain records answers into the query log
     as ``writer`` (a name unique per DNS process); off, no query-log code is built.
+    ``clock`` is the handlers' (tests move it).
     """
     holder = PolicyHolder() if policy is None else PolicyHolder(policy)
     metrics = metrics or DNSMetrics()
@@ -111,18 +117,29 @@ def build_gateway(
 
         recorder = Recorder(logging_config, metrics, writer)
     services = Services(
-        config=config, policy=holder, metrics=metrics, transport=transport, querylog=recorder
+        config=config,
+        policy=holder,
+        metrics=metrics,
+        transport=transport,
+        querylog=recorder,
+        clock=clock,
     )
-    chain, names, fast = build(services)
+    built = build_paths(services)
     server = DNSServer(
-        config, chain, metrics, reuse_port=reuse_port, fast=fast, encrypted=services.listeners
+        config,
+        built.entry,
+        metrics,
+        reuse_port=reuse_port,
+        fast=built.fast,
+        miss=built.miss,
+        encrypted=services.listeners,
     )
     return Gateway(
         config,
         holder,
         metrics,
-        chain,
-        names,
+        built.entry,
+        built.names,
         server,
         transport,
         querylog=recorder,

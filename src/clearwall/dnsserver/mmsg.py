@@ -2,10 +2,11 @@
 
 A ``BatchedUDP`` owns one non-blocking UDP socket registered with ``loop.add_reader``.
 Each wake-up, the C module ``_udpbatch`` drains up to four batches of ``batch``
-datagrams, hands each to the chain's fast path and, when that declines, to the general
-path (the same synchronous code the datagram protocol runs), and sends the synchronous
-replies of a batch with one ``sendmmsg``. Replies that come later (cache misses) go out
-with ``sendto``. Client addresses reach the chain as the same ``host`` strings the
+datagrams, hands each to the chain's fast path, when that declines to the fused miss
+path (``forward``; it replies later itself), and else to the general path (the same
+synchronous code the datagram protocol runs), and sends the synchronous replies of a
+batch with one ``sendmmsg``. Replies that come later (cache misses) go out with
+``sendto``. Client addresses reach the chain as the same ``host`` strings the
 datagram transport gives. The C part does only I/O and bookkeeping: in Python that loop
 cost about as much again as the kernel's own work per datagram (see ``_udpbatch.c``).
 """
@@ -37,10 +38,19 @@ General = Callable[[bytes, str, int, Callable[[], Send]], bytes | None]
 """(query, client host, client port, make a later sender) -> reply to send now, or None."""
 
 
+Miss = Callable[[bytes, str, bytes, int], bool | None]
+"""(query, client host, sockaddr, listener fd) -> True when taken (the fused miss path)."""
+
+
 class Dispatcher(Protocol):
     """What the reader needs of the server's dispatcher."""
 
     fast: Fast | None
+
+    @property
+    def miss_path(self) -> Miss | None:
+        """The fused miss path (read per wake-up: a rebuild may replace it)."""
+        ...
 
     def udp(self, data: bytes, host: str, port: int, later: Callable[[], Send]) -> bytes | None: ...
 
@@ -77,7 +87,8 @@ class BatchedUDP:
 
     def _readable(self) -> None:
         # Level-triggered: what is left after four batches wakes the loop again.
-        self.io.serve(self.dispatcher.fast, self._general, _report)
+        dispatcher = self.dispatcher
+        self.io.serve(dispatcher.fast, dispatcher.miss_path, self._general, _report)
 
     def _general(self, query: bytes, host: str, port: int, name: bytes) -> bytes | None:
         """The general path for one datagram; ``name`` is the client's raw sockaddr."""

@@ -25,6 +25,14 @@ snapshot directories are removed once newer ones exist, but never a base that a 
 overlay still names. Each directory is locked by the process that compiles it
 (``snapshotdir``), so the next start removes what a killed gateway left behind and
 nothing a running one uses.
+
+A whole snapshot is saved with its provenance (``ledger.state``), and a clean stop keeps
+the last one. A start (``start_policy``) reuses the newest saved snapshot, never trusted
+blindly: the log's published signed checkpoint must cover its tree size, and the log's
+entries up to that size, re-read and re-hashed, must be those it was compiled from (its
+orders, digests, jurisdiction entries and file digests). It is locked before the sweep,
+so it is reused whole or swept, never both; the entries committed since are compiled as
+an overlay over it, which publishes them first, as every compile does.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,6 +59,8 @@ from clearwall.dnsserver.policy import PolicyView
 from clearwall.errors import ClearwallError, SnapshotError
 
 if TYPE_CHECKING:
+    from clearwall.policy.layered import LayeredPolicy
+    from clearwall.policy.snapshot import PolicySnapshot
     from clearwall.store.db import Store
 
 log = logging.getLogger(__name__)
@@ -73,15 +84,19 @@ def compile_to(
     base: Path | None = None,
     since: int = 0,
     ledger: LedgerConfig | None = None,
+    parallel: bool = False,
 ) -> None:
     """Publish the store's log, then compile its enforceable policy as the published
     checkpoint states it and save it at ``out`` (runs in the child); with ``base``, only
     the orders changed since tree size ``since``, as an overlay over the snapshot saved
-    at ``base``. ``ledger`` defaults to the store's own (``clearwall.layout``)."""
+    at ``base``. ``ledger`` defaults to the store's own (``clearwall.layout``). A whole
+    snapshot is saved with its provenance (``loader.save_proven``: a later start may
+    reuse it); with ``parallel`` its rules digests are checked in a second process
+    (``loader.build_snapshot_proven``)."""
     from clearwall.layout import resolve_ledger
     from clearwall.ledger.log import TransparencyLog
     from clearwall.store.db import open_store
-    from clearwall.store.loader import build_overlay, build_snapshot
+    from clearwall.store.loader import build_overlay, build_snapshot_proven, save_proven
 
     store = open_store(store_url)
     try:
@@ -93,7 +108,8 @@ def compile_to(
                 f"the log cannot be published, so nothing it does not show is enforced: {exc}"
             ) from exc
         if base is None:
-            build_snapshot(store, base_url, size=size).save(out)
+            proven = build_snapshot_proven(store, base_url, parallel=parallel, size=size)
+            save_proven(*proven, out)
         else:
             from clearwall.policy.layered import save_overlay
             from clearwall.policy.snapshot import saved_jurisdictions
@@ -144,6 +160,175 @@ def _ledger_from_json(value: list[str | None] | None) -> LedgerConfig | None:
     )
 
 
+@dataclass(frozen=True)
+class PublishedHead:
+    """The size of the log's published signed checkpoint, and its root hash (hex) when
+    known: what a saved snapshot may be reused up to (nothing the public log does not
+    show is enforced)."""
+
+    size: int
+    root: str | None = None
+
+
+def published_head(store_url: str, ledger: LedgerConfig | None) -> PublishedHead | None:
+    """The log's published checkpoint, read from its tiles directory and verified with
+    its key (no database access, nothing written), or None when there is none or it
+    cannot be verified (the caller then compiles, which publishes first)."""
+    from clearwall.layout import resolve_ledger
+    from clearwall.ledger.log import TransparencyLog
+
+    try:
+        resolved = resolve_ledger(ledger or LedgerConfig(), store_url)
+        checkpoint = TransparencyLog(None, resolved).published()
+    except (ClearwallError, OSError, ValueError) as exc:
+        log.info("the published checkpoint cannot be read (%s): no saved snapshot is reused", exc)
+        return None
+    if checkpoint is None:
+        return None
+    return PublishedHead(checkpoint.size, checkpoint.root.hex())
+
+
+def _log_rows(store_url: str, size: int) -> tuple[int, list[tuple[int, bytes]]]:
+    """The log's size and its first ``size`` entries (index, data): with the standard
+    library for a SQLite store (no SQLAlchemy on a restart's way), else through the store."""
+    path = _sqlite_file(store_url)
+    if path is not None and path.is_file():
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            row = db.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
+            query = "SELECT idx, data FROM log_entries WHERE idx < ? ORDER BY idx"
+            rows = [(int(i), bytes(d)) for i, d in db.execute(query, (size,))]
+        return (int(row[0]) if row else 0), rows
+    from clearwall.store.db import open_store
+    from clearwall.store.loader import _rows
+
+    store = open_store(store_url)
+    try:
+        log_size = store.log_size()
+        with store.read() as conn:
+            return log_size, list(_rows(conn, size))
+    finally:
+        store.engine.dispose()
+
+
+def _whole_snapshots(directory: Path) -> list[tuple[int, int, Path]]:
+    """(tree size, time made, path) of the whole snapshots saved in ``directory``
+    (``policy-<size>-<ns>``), newest first."""
+    found = []
+    with contextlib.suppress(OSError):
+        for path in directory.iterdir():
+            parts = path.name.split("-")
+            whole = len(parts) == 3 and parts[0] == "policy"
+            if whole and parts[1].isdigit() and parts[2].isdigit() and path.is_dir():
+                found.append((int(parts[1]), int(parts[2]), path))
+    return sorted(found, reverse=True)
+
+
+@dataclass
+class Reusable:
+    """A saved whole snapshot the log confirms: its directory, the tree size it holds,
+    and, when the caller claimed it, this process's lock on it (``snapshotdir``)."""
+
+    path: Path
+    size: int
+    lease: snapshotdir.Lease | None = None
+
+
+def _why_not(
+    store_url: str, path: Path, base_url: str, head: PublishedHead
+) -> tuple[str | None, int]:
+    """Why the snapshot at ``path`` may not be reused (None: it may) and its tree size;
+    FileNotFoundError when it was saved without a provenance."""
+    from clearwall.ledger.state import PROVENANCE_FILE, Provenance, mismatch, state_and_root
+
+    provenance = Provenance.from_json((path / PROVENANCE_FILE).read_bytes())
+    size = provenance.size
+    if size > head.size:
+        return f"the published checkpoint (size {head.size}) does not cover its {size}", size
+    if size == head.size and head.root is not None and head.root != provenance.root:
+        return f"the published checkpoint of size {size} has another root", size
+    log_size, rows = _log_rows(store_url, size)
+    if log_size < size:
+        return f"the log has {log_size} entries, fewer than its {size}", size
+    state, root = state_and_root(rows, size)
+    why = mismatch(provenance, state, root, base_url, path)
+    if why is None and saved_tree_size(path) != size:
+        why = "its metadata names another tree size"
+    return why, size
+
+
+def find_reusable(
+    store_url: str, directory: Path, base_url: str, head: PublishedHead, claim: bool = False
+) -> Reusable | None:
+    """The newest whole snapshot in ``directory`` that the published checkpoint ``head``
+    covers and the store's log confirms, with the tree size it holds (at most the
+    published one: the caller overlays the entries since), or None. Each snapshot passed
+    over is logged with the reason (``state.mismatch``).
+
+    With ``claim`` (a gateway that will enforce it) each candidate is locked first and
+    one that another running process holds is passed over; the one found stays locked
+    (``Reusable.lease``), and those passed over are unlocked again, left for the sweep
+    that follows (``snapshotdir.sweep``: what no process holds is a leftover). Without
+    it nothing is locked.
+    """
+    tried = 0
+    for _size, _made, path in _whole_snapshots(directory):
+        if tried == 2:
+            break
+        lease = snapshotdir.try_claim(path) if claim else None
+        if claim and lease is None:
+            continue  # another gateway's, in use
+        try:
+            why, size = _why_not(store_url, path, base_url, head)
+        except FileNotFoundError:
+            why, size = "it was saved without a provenance", -1
+        except (OSError, ValueError, KeyError, TypeError, SnapshotError, sqlite3.Error) as exc:
+            why, size = f"unreadable ({exc})", -1
+        tried += 1
+        if why is None:
+            return Reusable(path, size, lease)
+        log.info("saved snapshot %s not reused: %s", path.name, why)
+        if lease is not None:
+            lease.keep()
+    return None
+
+
+def current_policy(
+    store: Store,
+    store_url: str,
+    base_url: str,
+    published: int,
+    directory: Path,
+    whole: bool = False,
+) -> PolicySnapshot | LayeredPolicy:
+    """The policy the log's first ``published`` entries commit (the caller published
+    them: nothing else is shown), for a command that asks it once (``clearwall check``,
+    ``export``): the snapshot a gateway saved in ``directory`` once the published
+    checkpoint covers it and the log confirms it, with the entries published since
+    compiled over it in memory (unless ``whole`` is asked: then those need a compile);
+    else the whole policy compiled, as before snapshots were kept."""
+    from clearwall.policy.layered import LayeredPolicy
+    from clearwall.policy.snapshot import PolicySnapshot, saved_jurisdictions
+    from clearwall.store.loader import build_overlay, build_snapshot
+
+    found = find_reusable(store_url, directory, base_url, PublishedHead(published))
+    if found is not None and (found.size == published or not whole):
+        try:
+            if found.size == published:
+                return PolicySnapshot.load(found.path)
+            overlay, masked = build_overlay(
+                store,
+                found.size,
+                base_url,
+                base_jurisdictions=saved_jurisdictions(found.path),
+                size=published,
+            )
+            return LayeredPolicy(PolicySnapshot.load(found.path, masked), overlay)
+        except (OSError, SnapshotError) as exc:  # removed meanwhile (a gateway pruned it)
+            log.info("saved snapshot %s not used: %s", found.path.name, exc)
+    return build_snapshot(store, base_url, size=published)
+
+
 def saved_tree_size(path: Path) -> int:
     """The tree size a saved snapshot directory was compiled at."""
     from clearwall.policy.snapshot import saved_meta
@@ -161,6 +346,7 @@ def _compile_in_fork(
     base: str | None,
     since: int,
     ledger: LedgerConfig | None = None,
+    parallel: bool = False,
 ) -> tuple[str, str]:
     """Compile in a forked child that exits afterwards: the memory a big compile takes
     goes back to the system at once instead of staying in the compiler process."""
@@ -172,9 +358,8 @@ def _compile_in_fork(
         os.close(read_end)
         status = 1
         try:
-            compile_to(
-                store_url, base_url, Path(out), None if base is None else Path(base), since, ledger
-            )
+            base_path = None if base is None else Path(base)
+            compile_to(store_url, base_url, Path(out), base_path, since, ledger, parallel)
             message, status = b"ok", 0
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}".encode()[:4000]
@@ -201,8 +386,10 @@ def _compiler_loop() -> int:
     import clearwall.store.loader  # noqa: F401
 
     for line in sys.stdin:
-        store_url, base_url, out, base, since, ledger = json.loads(line)
-        result = _compile_in_fork(store_url, base_url, out, base, since, _ledger_from_json(ledger))
+        store_url, base_url, out, base, since, ledger, parallel = json.loads(line)
+        result = _compile_in_fork(
+            store_url, base_url, out, base, since, _ledger_from_json(ledger), parallel
+        )
         print(json.dumps(result), flush=True)
     return 0
 
@@ -249,6 +436,7 @@ class Compiler:
         base: Path | None = None,
         since: int = 0,
         ledger: LedgerConfig | None = None,
+        parallel: bool = False,
     ) -> Path:
         """Publish the log and compile into ``out`` (blocking), whole or as an overlay
         over ``base`` (see ``compile_to``); raise SnapshotError on failure."""
@@ -259,6 +447,7 @@ class Compiler:
             None if base is None else str(base),
             since,
             _ledger_json(ledger),
+            parallel,
         ]
         with self._lock:
             proc = self._process()
@@ -398,10 +587,15 @@ class PolicySource:
         return policy_version(self._store)
 
     def _compile(
-        self, compiler: Compiler, kind: str, base: tuple[Path, int] | None = None
+        self,
+        compiler: Compiler,
+        kind: str,
+        base: tuple[Path, int] | None = None,
+        parallel: bool = False,
     ) -> tuple[Path, int, float]:
         """Compile into a fresh ``kind-<version>-<ns>`` directory, whole or as an overlay
-        over ``base`` (its directory and tree size); (directory, tree size, seconds)."""
+        over ``base`` (its directory and tree size); (directory, tree size, seconds).
+        ``parallel``: see ``compile_to``."""
         self.directory.mkdir(parents=True, exist_ok=True)
         out = self.directory / f"{kind}-{self.store_version()}-{time.time_ns()}"
         lease = snapshotdir.claim(out)  # before the compiler writes anything there
@@ -410,7 +604,9 @@ class PolicySource:
         started = time.monotonic()
         try:
             if base is None:
-                compiler.compile(self.store_url, self.base_url, out, ledger=self.ledger)
+                compiler.compile(
+                    self.store_url, self.base_url, out, ledger=self.ledger, parallel=parallel
+                )
             else:
                 compiler.compile(self.store_url, self.base_url, out, *base, ledger=self.ledger)
             size = saved_tree_size(out)
@@ -428,6 +624,13 @@ class PolicySource:
         else:
             shutil.rmtree(path, ignore_errors=True)
 
+    def _keep(self, path: Path) -> None:
+        """Leave a directory this source made in place for the next start, unlocked."""
+        with self._leases_lock:
+            lease = self._leases.pop(path, None)
+        if lease is not None:
+            lease.keep()
+
     def _overlay_compiler(self) -> Compiler:
         if self._compiler is None:
             self._compiler = Compiler()
@@ -443,15 +646,58 @@ class PolicySource:
 
     def compile_now(self) -> Path:
         """Compile the whole current policy (blocking), make it the base, and return its
-        directory. The first call first removes the snapshots killed gateways left."""
-        if not self._swept:
-            self._swept = True
-            snapshotdir.sweep(self.directory)
-        out, size, seconds = self._compile(self._overlay_compiler(), "policy")
+        directory. The gateway waits for it (a start, or a change whose overlay could not
+        be made), so the rules digests are checked on a second core meanwhile. The first
+        call first removes the snapshots killed gateways left."""
+        self._sweep_once()
+        out, size, seconds = self._compile(self._overlay_compiler(), "policy", parallel=True)
         log.info("policy version %d compiled in %.2fs: %s", size, seconds, saved_size(out))
         self._base = (out, size)
         self._published(out, size, None)
         return out
+
+    def _sweep_once(self) -> None:
+        """Remove, once, the snapshots no running process holds (``snapshotdir.sweep``):
+        what killed gateways left, and saved snapshots a start did not reuse."""
+        if not self._swept:
+            self._swept = True
+            snapshotdir.sweep(self.directory)
+
+    def start_policy(self) -> Path:
+        """The policy to start with (blocking): the newest saved whole snapshot that the
+        published checkpoint covers and the log confirms (``find_reusable``, which locks
+        it before the sweep of the rest), with an overlay for the entries committed since
+        (its compile publishes them first); else the whole policy compiled."""
+        started = time.monotonic()
+        head = published_head(self.store_url, self.ledger)
+        found = None
+        if head is not None:
+            found = find_reusable(self.store_url, self.directory, self.base_url, head, claim=True)
+        if found is None:
+            return self.compile_now()
+        assert found.lease is not None
+        with self._leases_lock:
+            self._leases[found.path] = found.lease
+        self._sweep_once()  # after the claim: what is reused is held, so not swept
+        path, size = found.path, found.size
+        log.info(
+            "policy version %d: reusing the saved snapshot %s, checked against the "
+            "published checkpoint (size %d) and the log in %.2fs: %s",
+            size,
+            path.name,
+            head.size if head is not None else -1,
+            time.monotonic() - started,
+            saved_size(path),
+        )
+        self._base = (path, size)
+        self._published(path, size, None)
+        if self.store_version() != size:
+            try:
+                return self.compile_overlay()
+            except SnapshotError as exc:
+                log.warning("overlay compile failed (%s); compiling the whole policy", exc)
+                return self.compile_now()
+        return path
 
     def compile_overlay(self) -> Path:
         """Compile the orders changed since the base as an overlay over it (blocking) and
@@ -557,8 +803,8 @@ class PolicySource:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop polling and remove the snapshots this source compiled (the gateway that
-        mapped them is stopping; each start compiles afresh, so none would be reused)."""
+        """Stop polling and remove the snapshots this source compiled or reused, but for
+        the last whole base saved with its provenance: the next start may reuse it."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
@@ -569,8 +815,16 @@ class PolicySource:
             self._consolidation.join(5)
         if self._store is not None:
             self._store.engine.dispose()
+        from clearwall.ledger.state import PROVENANCE_FILE
+
+        keep = self._base[0] if self._base is not None else None
+        if keep is not None and not (keep / PROVENANCE_FILE).is_file():
+            keep = None
         for path, _base in self._made:
-            self._remove(path)
+            if path == keep:
+                self._keep(path)
+            else:
+                self._remove(path)
         self._made.clear()
         with self._leases_lock:
             left = list(self._leases)

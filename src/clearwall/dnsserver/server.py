@@ -1,12 +1,15 @@
 """The DNS listeners (UDP and TCP per RFC 7766, v4 and v6) and the upstream socket transport.
 
-This is the only module that touches sockets. A UDP datagram is parsed, run through the
-chain and answered synchronously inside ``datagram_received`` when the chain answers at
-once (cache hit, block, refusal); only a cache miss becomes a task. Before that, the
-chain's fast path (composed from the same handlers, see ``handlers.base``) answers
-repeated cache hits and cached blocks from the raw bytes alone. Malformed queries
-get FORMERR when the header is readable and are dropped otherwise; responses (QR=1) are
-never answered, so two servers cannot be made to loop.
+This is the only Python module that touches plain DNS sockets (the encrypted listeners
+are ``dot``, ``doh`` and ``doq``, encrypted upstreams ``upstream_encrypted``). A UDP
+datagram is parsed, run through the chain and answered synchronously inside
+``datagram_received`` when the chain answers at once (cache hit, block, refusal); only a
+cache miss becomes a task. Before that, the chain's fast path (composed from the same
+handlers, see ``handlers.base``) answers repeated cache hits and cached blocks from the
+raw bytes alone, and with batched UDP the standard chain's fused miss path (``forward``,
+over the transport's C engine) forwards first-time names. Malformed queries get FORMERR
+when the header is readable and are dropped otherwise; responses (QR=1) are never
+answered, so two servers cannot be made to loop.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import logging
 import socket
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from clearwall.config import DNSConfig, HostPort
 from clearwall.dnsserver import mmsg, wire
@@ -26,6 +29,10 @@ from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastPath, Handler
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.errors import ConfigError, DNSWireError
+
+if TYPE_CHECKING:
+    from clearwall.dnsserver._forward import Engine, MissPath
+    from clearwall.dnsserver.forward import Miss
 
 log = logging.getLogger(__name__)
 parse_query = wire.parse_query
@@ -70,11 +77,44 @@ def rejection(data: bytes, metrics: DNSMetrics) -> bytes | None:
 class _Dispatcher:
     """Runs one query through the chain; shared by the UDP and TCP listeners."""
 
-    def __init__(self, chain: Handler, metrics: DNSMetrics, fast: FastPath | None = None) -> None:
+    def __init__(
+        self,
+        chain: Handler,
+        metrics: DNSMetrics,
+        fast: FastPath | None = None,
+        miss: Miss | None = None,
+    ) -> None:
         self.chain = chain
         self.fast = fast  # the chain's UDP fast path (None: every query takes the chain)
         self.metrics = metrics
         self.tasks: set[asyncio.Future[Answer]] = set()
+        self.miss = miss  # the fused miss path (None: misses take the chain)
+        # What the batched reader offers declined datagrams to (the C callable).
+        self.miss_path: MissPath | None = None if miss is None else miss.path
+        # Fused miss paths replaced by a rebuild whose handed-over queries may still run.
+        self.retired: list[Miss] = []
+
+    def set_miss(self, miss: Miss | None) -> None:
+        """Use ``miss`` from the next datagram on (a rebuilt chain's)."""
+        if self.miss is not None:
+            self.retired.append(self.miss)
+        self.miss = miss
+        self.miss_path = None if miss is None else miss.path
+        self._prune_retired()
+
+    def _prune_retired(self) -> None:
+        # A replaced path is kept only while queries it handed over run (it holds the old
+        # chain's cache); its queries still in C hold it themselves until they end.
+        self.retired = [m for m in self.retired if m.continuation.tasks]
+
+    def pending(self) -> list[asyncio.Future[Any]]:
+        """The tasks still answering queries: the chain's and the fused path's hand-overs."""
+        self._prune_retired()
+        out: list[asyncio.Future[Any]] = list(self.tasks)
+        for miss in (self.miss, *self.retired):
+            if miss is not None:
+                out.extend(miss.continuation.tasks)
+        return out
 
     def run(self, ctx: Context, send: Callable[[bytes | None], None]) -> None:
         """Answer now when the chain can; otherwise finish in a task and send then."""
@@ -461,10 +501,12 @@ class DNSServer:
         reuse_port: bool = False,
         fast: FastPath | None = None,
         encrypted: dict[str, list[tuple[str, int]]] | None = None,
+        miss: Miss | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
-        self.dispatcher = _Dispatcher(chain, metrics, fast)
+        self.dispatcher = _Dispatcher(chain, metrics, fast, miss)
+        self._engine: Engine | None = None  # the fused miss path's, once registered
         # Open TCP connections, least recently active first (see TCPConnection._touch).
         self.connections: OrderedDict[TCPConnection, None] = OrderedDict()
         self.budget = OutputBudget(self)
@@ -506,8 +548,41 @@ class DNSServer:
             self.metrics.tcp_connections -= 1
             self.budget.forget(conn)
 
+    def set_paths(self, chain: Handler, fast: FastPath | None, miss: Miss | None) -> None:
+        """Serve with a rebuilt chain and its paths from the next query on."""
+        self.dispatcher.chain = chain
+        self.dispatcher.fast = fast
+        self.dispatcher.set_miss(miss)
+        if self._batched:
+            self._attach_engine()
+
+    def _attach_engine(self) -> None:
+        """Let the fused miss path's engine run in the loop and reply from our sockets."""
+        miss = self.dispatcher.miss
+        if miss is None or miss.engine is self._engine:
+            return
+        if self._engine is not None:  # a rebuilt transport's: the old one's queries end
+            self._detach_engine()
+        engine = self._engine = miss.engine
+        asyncio.get_running_loop().add_reader(engine.fileno(), engine.poll)
+        for reader in self._batched:
+            engine.listen(reader.fd)
+
+    def _detach_engine(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is None:
+            return
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(engine.fileno())
+        engine.close()
+
     async def start(self, listen: tuple[HostPort, ...] | None = None) -> None:
         """Bind UDP then TCP on each address (TCP on the UDP port when port 0 was asked)."""
+        await self._bind_all(listen)
+        if self._batched:
+            self._attach_engine()
+
+    async def _bind_all(self, listen: tuple[HostPort, ...] | None) -> None:
         for hp in listen or self.config.listen:
             # With port 0 the kernel picks the UDP port; that port may be taken for TCP
             # by someone else, so a few pairs are tried.
@@ -582,7 +657,10 @@ class DNSServer:
         """Stop listening, then let in-flight queries finish for up to ``grace`` seconds."""
         for transport in self._udp:
             transport.close()
+        engine = self._engine
         for reader in self._batched:
+            if engine is not None:
+                engine.forget(reader.fd)  # replies for its clients are dropped from now
             reader.close()
         self._batched.clear()
         for server in self._tcp:
@@ -590,9 +668,18 @@ class DNSServer:
         for close in self._closers:
             close()
         self._closers.clear()
-        pending = list(self.dispatcher.tasks)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        pending = self.dispatcher.pending()
         if pending:
             await asyncio.wait(pending, timeout=grace)
+        # Queries the fused path forwards end (answered, handed over, or timed out) too.
+        while engine is not None and engine.pending and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        pending = [t for t in self.dispatcher.pending() if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()))
+        self._detach_engine()
         for conn in list(self.connections):
             conn.close()
         self.budget.close()
@@ -608,7 +695,25 @@ class SocketTransport:
 
     A connected UDP socket gets a fresh kernel-chosen random ephemeral port and only
     receives datagrams from the server's address and port (RFC 5452 section 9.2).
+
+    It also offers ``engine()``: the C engine the standard chain's fused miss path
+    forwards with (``dnsserver.forward``), which makes the same promises in C (a fresh
+    connected socket per attempt, its port drawn with getrandom(2), a random ID).
     """
+
+    def __init__(self) -> None:
+        self._engine: Engine | None = None
+        self._engine_made = False
+
+    def engine(self) -> Engine | None:
+        """The C engine of this transport (one per process, made on first use), or None
+        where the extension is not available."""
+        if not self._engine_made:
+            from clearwall.dnsserver.forward import new_engine
+
+            self._engine = new_engine()
+            self._engine_made = True
+        return self._engine
 
     async def udp(
         self, server: tuple[str, int], query: bytes, timeout: float, check: Callable[[bytes], bool]

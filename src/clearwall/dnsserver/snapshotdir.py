@@ -11,6 +11,11 @@ tell a directory a killed process left (its lock is free) from one a running gat
 uses (its lock is held) without trusting pids or clocks. Only names of this pattern are
 ever touched: the directory, its ``.<name>.*`` siblings (``PolicySnapshot.save``'s temporary
 directories and links) and its lock file.
+
+A clean stop unlocks its last whole snapshot and leaves it in place (``Lease.keep``) for
+the next start, which locks it with ``try_claim`` before it sweeps: a saved snapshot is
+then either reused whole, held by the starting gateway, or swept as any other, never a
+mix of the two.
 """
 
 from __future__ import annotations
@@ -82,6 +87,13 @@ class Lease:
         finally:
             os.close(fd)
 
+    def keep(self) -> None:
+        """Unlock and leave the directory in place: a clean stop keeps its last whole
+        snapshot for the next start to reuse (``try_claim``) or sweep."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
 
 def claim(path: Path) -> Lease:
     """Lock the name ``path`` for this process before anything is written there."""
@@ -98,6 +110,26 @@ def claim(path: Path) -> Lease:
         if _same_file(fd, lock):
             return Lease(path, fd)
         os.close(fd)
+
+
+def try_claim(path: Path) -> Lease | None:
+    """Lock the existing snapshot ``path`` for this process, or None when a running
+    process (this one included) holds it: how a start takes over a saved snapshot
+    before the sweep, so that it is either reused whole or swept, never both."""
+    lock = _lock_path(path)
+    fd = os.open(lock, _OPEN_FLAGS, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError:
+        os.close(fd)
+        raise
+    if _same_file(fd, lock):
+        return Lease(path, fd)
+    os.close(fd)  # another start's sweep removed it meanwhile
+    return None
 
 
 def _owner(name: str) -> str | None:

@@ -27,7 +27,7 @@ import uvloop
 
 from clearwall.config import Config, DNSConfig, HostPort, LoggingConfig, load_config
 from clearwall.dnsserver.gateway import Gateway, build_gateway
-from clearwall.dnsserver.handlers import build, describe
+from clearwall.dnsserver.handlers import build_paths, describe
 from clearwall.dnsserver.handlers.base import Services
 from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
@@ -74,7 +74,7 @@ def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | Non
         consolidate_after=opts.config.dns.consolidate_after,
         ledger=opts.config.ledger,
     )
-    return source.compile_now(), source
+    return source.start_policy(), source
 
 
 def _start_metrics(
@@ -165,10 +165,12 @@ def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
         encrypted=old,
         listeners=gw.server.encrypted,
     )
-    chain, names, fast = build(services)
+    if gw.services is not None:
+        services.clock = gw.services.clock
+    built = build_paths(services)
     gw.services = services
-    gw.server.dispatcher.chain = chain
-    gw.server.dispatcher.fast = fast
+    gw.server.set_paths(built.entry, built.fast, built.miss)
+    chain, names = built.entry, built.names
     gw.chain, gw.handlers, gw.config = chain, names, dns
     gw.server.config = dns
     return names

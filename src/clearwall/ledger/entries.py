@@ -12,11 +12,12 @@ import datetime as dt
 import ipaddress
 import json
 from collections.abc import Iterable
+from itertools import islice
 from typing import Any
 
 from clearwall.errors import LedgerError
 from clearwall.ledger.merkle import merkle_root
-from clearwall.policy.model import Authority, Jurisdiction, Order, RuleSpec
+from clearwall.policy.model import Authority, Jurisdiction, Order, RuleRows, RuleSpec
 
 MAX_ENTRY_SIZE = 65535  # tlog-tiles entry bundles use a 16-bit length prefix
 
@@ -52,6 +53,19 @@ def rule_line(rule: RuleSpec) -> bytes:
 
 def sorted_rule_lines(rules: Iterable[RuleSpec]) -> list[bytes]:
     """The sorted, de-duplicated canonical lines of a rule set: the leaves of its tree."""
+    if isinstance(rules, RuleRows):
+        # The store's rows hold the enum values themselves: the same lines, no objects.
+        # They come ordered by (kind, value), which is their bytewise order on SQLite
+        # (the sort then only checks it) and distinct (UNIQUE(order_id, kind, value)):
+        # duplicates are looked for, not hashed into a set.
+        lines = [
+            (f"{kind} {value}" if action is None else f"{kind} {value} {action}").encode("ascii")
+            for kind, value, action in rules.rows
+        ]
+        lines.sort()
+        if any(map(bytes.__eq__, lines, islice(lines, 1, None))):
+            lines = sorted(set(lines))
+        return lines
     return sorted({rule_line(r) for r in rules})
 
 

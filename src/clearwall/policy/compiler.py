@@ -27,7 +27,7 @@ import marisa_trie
 from clearwall.errors import SnapshotError
 from clearwall.model import Action, OrderRef, OrderStatus, RuleKind
 from clearwall.policy import _nameindex
-from clearwall.policy.model import CompiledOrder, Jurisdiction
+from clearwall.policy.model import CompiledOrder, Jurisdiction, RuleRows
 
 # 2: the name index (names.fp64 and its key in the metadata) joined the trie.
 # 3: key-group ids take 1, 2 or 4 bytes by how many groups there are ("group_width");
@@ -155,15 +155,17 @@ def next_boundary(orders: Iterable[OrderEntry], now: float) -> float | None:
     return min(later) if later else None
 
 
-def _iter_blob(blob: bytearray) -> Iterator[str]:
-    """The newline-separated keys of a blob, decoded one at a time."""
-    start = 0
-    find = blob.find
-    while True:
-        end = find(b"\n", start)
-        if end < 0:
-            return
-        yield blob[start:end].decode()
+def _iter_blob(blob: bytearray, chunk: int = 1 << 20) -> Iterator[str]:
+    """The newline-separated keys of a blob, decoded and split a chunk (of about
+    ``chunk`` bytes, ending on a newline) at a time: in C, and in bounded memory."""
+    start, size = 0, len(blob)
+    while start < size:
+        end = blob.rfind(b"\n", start, start + chunk)
+        if end < 0:  # one key longer than a chunk (names are at most 255 octets)
+            end = blob.find(b"\n", start)
+            if end < 0:
+                return
+        yield from blob[start:end].decode().split("\n")
         start = end + 1
 
 
@@ -190,6 +192,45 @@ class _GroupTable:
             self._ids[merged] = gid
         self._added[step] = gid
         return gid
+
+
+_IP_KINDS = frozenset(kind.value for kind in RuleKind if kind.is_ip)
+
+
+def _add_rows(
+    rules: RuleRows,
+    index: int,
+    order_id: int,
+    blob: bytearray,
+    codes: array[int],
+    ip_rules: list[tuple[str, int]],
+) -> int:
+    """What ``build``'s loop does for each rule, over the store's text rows at once: the
+    trie keys onto ``blob``, the rule codes onto ``codes``, CIDRs onto ``ip_rules``.
+    Returns how many rules there were."""
+    code_of: dict[tuple[str, str | None], int] = {}
+    for kind, action in {(row[0], row[2]) for row in rules.rows}:
+        code_of[(kind, action)] = encode_rule(
+            index, RuleKind(kind), Action(action) if action else None
+        )
+    names = []
+    for kind, value, action in rules.rows:
+        if kind in _IP_KINDS:
+            try:
+                network = ipaddress.ip_network(value, strict=False)
+            except ValueError as exc:
+                raise SnapshotError(f"order {order_id}: bad CIDR {value!r}") from exc
+            ip_rules.append((str(network), code_of[(kind, action)]))
+            continue
+        names.append(value)
+    bad = next((v for v in names if not v or "\n" in v or v.endswith(".")), None)
+    if bad is not None:
+        raise SnapshotError(f"order {order_id}: name not canonical: {bad!r}")
+    if names:
+        blob += "\n".join([("." + v)[::-1] for v in names]).encode()
+        blob += b"\n"
+        codes.extend(code_of[(k, a)] for k, _v, a in rules.rows if k not in _IP_KINDS)
+    return len(rules.rows)
 
 
 def build(
@@ -220,6 +261,11 @@ def build(
             raise SnapshotError(f"too many orders for one snapshot ({index})")
         end = math.inf if order.expires is None else epoch(order.expires)
         entries.append(OrderEntry(compiled.ref(base_url), epoch(order.effective_from), end))
+        if isinstance(compiled.rules, RuleRows):
+            count += _add_rows(compiled.rules, index, order.id, blob, codes, ip_rules)
+            if progress is not None:
+                progress(count)
+            continue
         for rule in compiled.rules:
             count += 1
             if progress is not None and count % PROGRESS_EVERY == 0:
@@ -247,10 +293,9 @@ def build(
     trie = marisa_trie.Trie(_iter_blob(blob))
     table = _GroupTable()
     key_groups = array("I", bytes(4 * len(trie)))
-    key_id = trie.key_id
     add = table.add
-    for key, code in zip(_iter_blob(blob), codes, strict=True):
-        kid = key_id(key)
+    # map() rather than a call per loop turn: a third less over a million keys.
+    for kid, code in zip(map(trie.key_id, _iter_blob(blob)), codes, strict=True):
         key_groups[kid] = add(key_groups[kid], code)
     del codes
     key_groups = narrowest(key_groups, len(table.groups))

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from clearwall.model import Action, AuthorityKind, Category, OrderRef, OrderStatus, RuleKind
 
@@ -35,6 +37,64 @@ class RuleSpec:
         """Human form used in citations and exports, e.g. ``subtree example.com``."""
         text = f"{self.kind.value} {self.value}"
         return f"{text} ({self.action.value})" if self.action else text
+
+
+_KIND_OF = {kind.value: kind for kind in RuleKind}
+_ACTION_OF = {action.value: action for action in Action}
+
+
+class RuleRows(Sequence[RuleSpec]):
+    """An order's rules as the store holds them: (kind, value, action or None) text rows.
+
+    Making a million ``RuleSpec`` objects takes about 1.4 s, which a whole compile does
+    not need: the rules digest (``ledger.entries.rules_digest``) and the compiler
+    (``policy.compiler.build``) read the rows as they are. Anything else sees RuleSpecs.
+    Kinds and actions are checked when the rows are taken (ValueError, as the enums)."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[tuple[str, str, str | None]]) -> None:
+        for kind in {row[0] for row in rows}:
+            RuleKind(kind)
+        for action in {row[2] for row in rows}:
+            if action is not None:
+                Action(action)
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @staticmethod
+    def _spec(row: tuple[str, str, str | None]) -> RuleSpec:
+        kind, value, action = row
+        return RuleSpec(_KIND_OF[kind], value, _ACTION_OF[action] if action else None)
+
+    @overload
+    def __getitem__(self, index: int) -> RuleSpec: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RuleSpec]: ...
+
+    def __getitem__(self, index: int | slice) -> RuleSpec | Sequence[RuleSpec]:
+        if isinstance(index, slice):
+            return RuleRows(self.rows[index])
+        return self._spec(self.rows[index])
+
+    def __iter__(self) -> Iterator[RuleSpec]:
+        return map(self._spec, self.rows)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RuleRows):
+            return self.rows == other.rows
+        if isinstance(other, Sequence):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.rows))
+
+    def __repr__(self) -> str:
+        return f"RuleRows({len(self.rows)} rules)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +151,7 @@ class CompiledOrder:
 
     order: Order
     authority: Authority
-    rules: tuple[RuleSpec, ...] = field(default=())
+    rules: Sequence[RuleSpec] = field(default=())
 
     def ref(self, base_url: str = "") -> OrderRef:
         """The citation value the data plane carries for this order."""

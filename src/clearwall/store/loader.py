@@ -17,12 +17,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from clearwall.ledger import entries
+from clearwall.ledger.state import LoggedState, Provenance, logged_state, state_and_root
 from clearwall.model import OrderStatus
 from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order
 from clearwall.store import repositories as repo
@@ -40,54 +43,21 @@ def policy_version(store: Store) -> int:
     return store.log_size()
 
 
-@dataclass
-class LoggedState:
-    """What a stretch of the log says: per order, its latest published/amended event;
-    the orders revoked or expired; every order named; per jurisdiction code, the record
-    its latest ``jurisdiction-set`` entry commits and that entry's index."""
-
-    latest: dict[int, dict[str, Any]]
-    ended: set[int]
-    named: set[int]
-    jurisdictions: dict[str, tuple[int, Jurisdiction]]
-
-
-def _logged_state(conn: Any, size: int, since: int = 0) -> LoggedState:
-    """The state entries ``since`` <= idx < ``size`` commit (see ``LoggedState``)."""
+def _rows(conn: Any, size: int, since: int = 0) -> Any:
+    """(index, data) of the entries ``since`` <= idx < ``size``, in index order."""
     t = schema.log_entries
-    latest: dict[int, dict[str, Any]] = {}
-    ended: set[int] = set()
-    named: set[int] = set()
-    jurisdictions: dict[str, tuple[int, Jurisdiction]] = {}
     query = (
         select(t.c.idx, t.c.data)
         .where(t.c.idx >= since, t.c.idx < size)
         .order_by(t.c.idx)
         .execution_options(yield_per=10_000)
     )
-    for idx, data in conn.execute(query):
-        try:
-            event = json.loads(bytes(data))
-            kind = event["type"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("log entry %d is not a clearwall entry; ignored", idx)
-            continue
-        if kind in (entries.ORDER_PUBLISHED, entries.ORDER_AMENDED):
-            event["_index"] = int(idx)
-            order_id = int(event["order"]["id"])
-            latest[order_id] = event
-            named.add(order_id)
-        elif kind in (entries.ORDER_REVOKED, entries.ORDER_EXPIRED):
-            ended.add(int(event["order"]))
-            named.add(int(event["order"]))
-        elif kind == entries.JURISDICTION_SET:
-            try:
-                record = entries.jurisdiction_from_record(event["jurisdiction"])
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("log entry %d: not a jurisdiction record (%s); ignored", idx, exc)
-                continue
-            jurisdictions[record.code] = (int(idx), record)
-    return LoggedState(latest, ended, named, jurisdictions)
+    return ((int(idx), bytes(data)) for idx, data in conn.execute(query))
+
+
+def _logged_state(conn: Any, size: int, since: int = 0) -> LoggedState:
+    """The state entries ``since`` <= idx < ``size`` commit (see ``LoggedState``)."""
+    return logged_state(_rows(conn, size, since))
 
 
 def _jurisdictions_in_force(
@@ -123,38 +93,60 @@ def _enforceable(
 ) -> CompiledOrder | None:
     """The order with its rules when the log says it is in force as stored, else None
     (each reason is logged as a warning)."""
+    if not _published(order, authority, event, ended, size):
+        return None
+    assert event is not None
+    rules = repo.rule_rows(conn, order.id)
+    compiled = CompiledOrder(order, authority, rules)
+    return compiled if _digest_matches(compiled, event, entries.rules_digest(rules)) else None
+
+
+def _published(
+    order: Order,
+    authority: Authority,
+    event: dict[str, Any] | None,
+    ended: set[int],
+    size: int,
+) -> bool:
+    """Whether the log has the order in force with its stored metadata (rules aside);
+    each reason it has not is logged as a warning."""
     if order.log_index is None or order.log_index >= size:
         log.warning("order %d is not on the log; not enforced", order.id)
-        return None
+        return False
     if order.id in ended:
         log.warning(
             "order %d is active in the store but revoked/expired on the log; not enforced",
             order.id,
         )
-        return None
+        return False
     if event is None:
         log.warning("order %d has no publishing entry on the log; not enforced", order.id)
-        return None
+        return False
     if entries.order_metadata(order, authority) != event["order"]:
         log.warning(
             "order %d: stored metadata differs from log entry %d; not enforced",
             order.id,
             event["_index"],
         )
-        return None
-    rules = repo.order_rules(conn, order.id)
-    digest, count = entries.rules_digest(rules)
-    if digest != event["rules"]["digest"] or count != event["rules"]["count"]:
-        log.warning(
-            "order %d: its %d stored rules do not match the digest on log entry %d "
-            "(%d rules); not enforced",
-            order.id,
-            count,
-            event["_index"],
-            event["rules"]["count"],
-        )
-        return None
-    return CompiledOrder(order, authority, rules)
+        return False
+    return True
+
+
+def _digest_matches(compiled: CompiledOrder, event: dict[str, Any], found: tuple[str, int]) -> bool:
+    """Whether an order's stored rules have the digest (and count) its entry logs; a
+    mismatch is named in a warning."""
+    digest, count = found
+    if digest == event["rules"]["digest"] and count == event["rules"]["count"]:
+        return True
+    log.warning(
+        "order %d: its %d stored rules do not match the digest on log entry %d "
+        "(%d rules); not enforced",
+        compiled.order.id,
+        count,
+        event["_index"],
+        event["rules"]["count"],
+    )
+    return False
 
 
 def _tree_size(conn: Any, limit: int | None) -> int:
@@ -173,27 +165,83 @@ def load_policy(
     that take effect later are kept (the snapshot checks effective dates per query).
     With ``size``, the policy as the log's first ``size`` entries state it.
     """
+    compiled, jurisdictions, provenance = load_policy_proven(store, now=now, size=size)
+    return compiled, jurisdictions, provenance.size
+
+
+def load_policy_proven(
+    store: Store, base_url: str = "", now: dt.datetime | None = None, *, size: int | None = None
+) -> tuple[list[CompiledOrder], list[Jurisdiction], Provenance]:
+    """``load_policy`` (at most ``size`` log entries of it), with the provenance of what
+    it read (``ledger.state``): the log's root over the entries read, each enforced
+    order's logged digest, the orders in force on the log it left out and why."""
+    read = _read_policy(store, now, size)
+    digests = {c.order.id: entries.rules_digest(c.rules) for c, _event in read.candidates}
+    compiled = read.verified(digests)
+    return compiled, read.jurisdictions, read.provenance(compiled, base_url)
+
+
+@dataclass
+class _ReadPolicy:
+    """What a whole compile reads: the orders the log has in force as stored (their
+    rules read, their digests not checked yet), the jurisdictions, the log's state."""
+
+    candidates: list[tuple[CompiledOrder, dict[str, Any]]]  # with its logged event
+    jurisdictions: list[Jurisdiction]
+    state: LoggedState
+    root: str
+    size: int
+    expired: set[int]
+
+    def verified(self, digests: dict[int, tuple[str, int]]) -> list[CompiledOrder]:
+        """The candidates whose rules have their logged digests (``digests``: found)."""
+        return [c for c, e in self.candidates if _digest_matches(c, e, digests[c.order.id])]
+
+    def provenance(self, compiled: list[CompiledOrder], base_url: str) -> Provenance:
+        """The provenance of a snapshot of ``compiled``."""
+        latest = self.state.latest
+        in_force = self.state.in_force
+        enforced = {c.order.id for c in compiled}
+        return Provenance(
+            size=self.size,
+            root=self.root,
+            base_url=base_url,
+            orders={
+                oid: (
+                    int(latest[oid]["_index"]),
+                    str(latest[oid]["rules"]["digest"]),
+                    int(latest[oid]["rules"]["count"]),
+                )
+                for oid in enforced
+            },
+            expired=frozenset(self.expired & in_force),
+            withheld=frozenset(in_force - enforced - self.expired),
+            jurisdictions={code: idx for code, (idx, _j) in self.state.jurisdictions.items()},
+        )
+
+
+def _read_policy(store: Store, now: dt.datetime | None, limit: int | None) -> _ReadPolicy:
+    """What a whole compile reads, at the first ``limit`` log entries at most."""
     at = now or utcnow()
-    compiled: list[CompiledOrder] = []
+    candidates: list[tuple[CompiledOrder, dict[str, Any]]] = []
+    expired: set[int] = set()
     with store.read() as conn:
-        size = _tree_size(conn, size)
-        state = _logged_state(conn, size)
+        size = _tree_size(conn, limit)
+        state, root = state_and_root(_rows(conn, size), size)
         jurisdictions = _jurisdictions_in_force(repo.list_jurisdictions(conn), state.jurisdictions)
         authorities = {a.id: a for a in repo.list_authorities(conn)}
         for order in repo.list_orders(conn, status=OrderStatus.ACTIVE):
             if order.expires is not None and order.expires <= at:
+                expired.add(order.id)
                 continue
-            enforced = _enforceable(
-                conn,
-                order,
-                authorities[order.authority_id],
-                state.latest.get(order.id),
-                state.ended,
-                size,
-            )
-            if enforced is not None:
-                compiled.append(enforced)
-    return compiled, jurisdictions, size
+            event = state.latest.get(order.id)
+            if _published(order, authorities[order.authority_id], event, state.ended, size):
+                assert event is not None
+                rules = repo.rule_rows(conn, order.id)
+                candidates.append(
+                    (CompiledOrder(order, authorities[order.authority_id], rules), event)
+                )
+    return _ReadPolicy(candidates, jurisdictions, state, root, size, expired)
 
 
 @dataclass(frozen=True)
@@ -262,10 +310,107 @@ def build_snapshot(
 ) -> PolicySnapshot:
     """Compile the enforceable policy (at most ``size`` log entries of it) into a
     ``PolicySnapshot`` versioned by tree size."""
+    return build_snapshot_proven(store, base_url, now, size=size)[0]
+
+
+def build_snapshot_proven(
+    store: Store,
+    base_url: str = "",
+    now: dt.datetime | None = None,
+    parallel: bool = False,
+    *,
+    size: int | None = None,
+) -> tuple[PolicySnapshot, Provenance]:
+    """``build_snapshot`` (at most ``size`` log entries of it) and the provenance of what
+    it compiled (``save_proven`` writes both, so that a later start can reuse the
+    snapshot once checked against the log).
+
+    With ``parallel`` (a single-threaded process that may fork: the gateway's compiler)
+    the rules digests are computed in a forked process while the tables are built from
+    every candidate order; the snapshot is used only if every digest matches its log
+    entry, else it is built again from the orders that match. Same result, about the
+    digests' time less (a few seconds with a million rules) when a second core is free.
+    """
     from clearwall.policy.snapshot import PolicySnapshot
 
-    orders, jurisdictions, size = load_policy(store, now, size=size)
-    return PolicySnapshot.compile(orders, jurisdictions, tree_size=size, base_url=base_url)
+    read = _read_policy(store, now, size)
+
+    def compile_(orders: list[CompiledOrder]) -> PolicySnapshot:
+        return PolicySnapshot.compile(
+            orders, read.jurisdictions, tree_size=read.size, base_url=base_url
+        )
+
+    everything = [c for c, _event in read.candidates]
+    snapshot: PolicySnapshot | None = None
+    digests: dict[int, tuple[str, int]] | None = None
+    if parallel and everything:
+        collect = _digests_forked(everything)
+        snapshot = compile_(everything)
+        digests = collect()
+    if digests is None:
+        digests = {c.order.id: entries.rules_digest(c.rules) for c in everything}
+    compiled = read.verified(digests)
+    if snapshot is None or len(compiled) != len(everything):
+        snapshot = compile_(compiled)
+    return snapshot, read.provenance(compiled, base_url)
+
+
+def _digests_forked(
+    orders: list[CompiledOrder],
+) -> Callable[[], dict[int, tuple[str, int]] | None]:
+    """Start computing the orders' rules digests in a forked child; returns the function
+    that waits for them (None when the child failed: the caller computes them itself)."""
+    import os
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: digests as JSON down the pipe, then exit at once
+        status = 1
+        try:
+            os.close(read_end)
+            found = {c.order.id: entries.rules_digest(c.rules) for c in orders}
+            data = json.dumps({str(k): list(v) for k, v in found.items()}).encode()
+            view = memoryview(data)
+            while view:
+                view = view[os.write(write_end, view) :]
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write_end)
+
+    def collect() -> dict[int, tuple[str, int]] | None:
+        chunks = []
+        while chunk := os.read(read_end, 1 << 16):
+            chunks.append(chunk)
+        os.close(read_end)
+        _pid, status = os.waitpid(pid, 0)
+        if status != 0:
+            log.warning("the rules digest process failed (status %d); computing here", status)
+            return None
+        raw = json.loads(b"".join(chunks))
+        return {int(k): (str(v[0]), int(v[1])) for k, v in raw.items()}
+
+    return collect
+
+
+def save_proven(snapshot: PolicySnapshot, provenance: Provenance, out: Path) -> None:
+    """Save ``snapshot`` at ``out`` with its provenance and the digests of its files.
+
+    The provenance is written last, once the files it names are in place: a directory
+    without it (a crash between the two) is simply never reused."""
+    import dataclasses
+    import os
+
+    from clearwall.ledger.state import PROVENANCE_FILE, file_digests
+
+    snapshot.save(out)
+    proven = dataclasses.replace(provenance, files=file_digests(out))
+    tmp = out / f".{PROVENANCE_FILE}.tmp"
+    with open(tmp, "wb") as dst:
+        dst.write(proven.to_json())
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, out / PROVENANCE_FILE)
 
 
 def build_overlay(

@@ -6,10 +6,14 @@ the built chain, and ``describe`` gives the built order for the start-up log.
 ``build`` also composes the built handlers' synchronous fast steps (see ``base``) into
 the UDP fast path, so cache hits and cached blocks skip the per-query context and the
 chain of calls while following the same declared order; disabled handlers contribute
-nothing to either.
+nothing to either. ``build_paths`` adds the standard chain's fused miss path
+(``dnsserver.forward``) for the listeners.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from clearwall.dnsserver.handlers import (
     acl,
@@ -26,6 +30,9 @@ from clearwall.dnsserver.handlers import (
     upstream,
 )
 from clearwall.dnsserver.handlers.base import Factory, FastPath, FastStep, Handler, Services
+
+if TYPE_CHECKING:
+    from clearwall.dnsserver.forward import Miss
 
 CHAIN: tuple[tuple[str, Factory], ...] = (
     # Outside everything, and only when [logging] query_log is on: records each answer
@@ -62,11 +69,34 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
 )
 
 
+@dataclass
+class Built:
+    """A built chain and the paths the UDP listener takes before it."""
+
+    entry: Handler
+    names: list[str]
+    fast: FastPath | None  # cache hits and cached blocks (see compose_fast)
+    miss: Miss | None  # first-time names of the standard chain (dnsserver.forward)
+
+
 def build(
     services: Services, chain: tuple[tuple[str, Factory], ...] = CHAIN, fuse: bool = True
 ) -> tuple[Handler, list[str], FastPath | None]:
     """Build the chain innermost first; return its entry, the built names and the fast path
     (``fuse``: see ``compose_fast``)."""
+    built = build_paths(services, chain, fuse, miss=False)
+    return built.entry, built.names, built.fast
+
+
+def build_paths(
+    services: Services,
+    chain: tuple[tuple[str, Factory], ...] = CHAIN,
+    fuse: bool = True,
+    miss: bool = True,
+) -> Built:
+    """Build the chain innermost first, its fast path (``fuse``: see ``compose_fast``)
+    and, with ``fuse`` and ``miss``, its fused miss path (``forward.fuse_miss``: the
+    standard chain over a transport with an engine only)."""
     next_handler: Handler | None = None
     built: list[str] = []
     handlers: list[Handler] = []
@@ -80,15 +110,21 @@ def build(
         raise ValueError("the DNS chain is empty")
     built.reverse()
     handlers.reverse()
-    return next_handler, built, compose_fast(handlers, fuse)
+    fast = compose_fast(handlers, fuse)
+    fused_miss = None
+    if fuse and miss:
+        from clearwall.dnsserver.forward import fuse_miss
+
+        fused_miss = fuse_miss(handlers, services)
+    return Built(next_handler, built, fast, fused_miss)
 
 
 def build_chain(
     services: Services, chain: tuple[tuple[str, Factory], ...] = CHAIN
 ) -> tuple[Handler, list[str]]:
     """Build the chain innermost first; return its entry and the names of built handlers."""
-    entry, built, _fast = build(services, chain)
-    return entry, built
+    entry, names, _fast = build(services, chain)
+    return entry, names
 
 
 def compose_fast(handlers: list[Handler], fuse: bool = True) -> FastPath | None:

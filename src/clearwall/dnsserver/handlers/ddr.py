@@ -24,7 +24,8 @@ from clearwall.dnsserver.context import OUR_UDP_PAYLOAD, Context
 from clearwall.dnsserver.handlers.base import Handler, Result, Services
 from clearwall.errors import DNSWireError
 
-NAME = wire.text_to_wire("_dns.resolver.arpa")
+NAME_TEXT = "_dns.resolver.arpa"
+NAME = wire.text_to_wire(NAME_TEXT)
 TYPE_SVCB = 64
 TTL = 300
 DOH_PATH = b"/dns-query{?dns}"  # RFC 9461 section 5: a URI template with the dns variable

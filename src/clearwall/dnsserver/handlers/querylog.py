@@ -6,6 +6,10 @@ so it sees each rendered reply (its rcode) after it is ready; recording is one
 ``Recorder.add`` (a dictionary lookup and a counter for an answer repeated within the
 second), never I/O; client addresses are truncated when the groups are shipped.
 
+The fused miss path (``dnsserver.forward``) records what it answers itself: the
+answers it sends from C through ``record_forwarded``, those it hands to its Python
+continuation through ``record``, so a first-time name is recorded whichever way it goes.
+
 On the UDP fast path (``wrap_fast``) the replies come from the responder's kept
 renderings: the record's decision and deciding order are read back from the entry that
 answered (the fused path's ``ReplyTable``, or the responder's dictionary), and the full
@@ -57,16 +61,18 @@ class QueryLog:
         start = perf_counter()
         result = self.next(ctx)
         if result.__class__ is Answer:
-            self._record(ctx, result, start)
+            self.record(ctx, result, start)
             return result
         return self._later(ctx, result, start)  # type: ignore[arg-type]
 
     async def _later(self, ctx: Context, result: Awaitable[Answer], start: float) -> Answer:
         answer = await result
-        self._record(ctx, answer, start)
+        self.record(ctx, answer, start)
         return answer
 
-    def _record(self, ctx: Context, answer: Answer, start: float) -> None:
+    def record(self, ctx: Context, answer: Answer, start: float) -> None:
+        """Record ``answer`` to ``ctx`` (its reply rendered), taken at ``start``
+        (``perf_counter``); also what the fused miss path's continuation calls."""
         try:
             now = perf_counter()
             reply = ctx.reply
@@ -95,6 +101,20 @@ class QueryLog:
                 orders,
             )
         except Exception:  # the reply must go out whatever happens to its record
+            self._report()
+
+    def record_forwarded(
+        self, host: str, after_id: bytes, rcode: int, jurisdiction: str, arrived: float
+    ) -> None:
+        """Record an upstream answer the fused miss path sent (``_forward``'s ``record``):
+        what ``record`` would for the chain's own, a FORWARDED answer (decision allow, no
+        order), taken at ``arrived`` (``perf_counter``)."""
+        try:
+            now = perf_counter()
+            self.recorder.add(
+                now, now - arrived, host, after_id, False, rcode, jurisdiction, "allow", ()
+            )
+        except Exception:  # the reply went out whatever happens to its record
             self._report()
 
     def _report(self) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from clearwall.config import DNSConfig, EncryptedUpstream, UpstreamServer
 from clearwall.dnsserver import wire
@@ -60,6 +61,24 @@ def _servers(hosts: tuple[UpstreamServer, ...]) -> tuple[Server, ...]:
 
 def _label(server: Server) -> str:
     return str(server) if isinstance(server, EncryptedUpstream) else f"{server[0]}:{server[1]}"
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Where the fused miss path (``dnsserver/forward.py``) handed a query over: the
+    attempt ``attempt`` on the ``server``-th server of the query's list, with the UDP
+    reply that attempt received (query ID ``qid``, begun at ``started`` on the handler's
+    clock), or ``reply`` None when that attempt is still to be made (``server`` past
+    the list: every attempt failed). ``failures`` holds the EDE options of the failure
+    replies so far (None while no upstream answered). The in-flight slot the fused path
+    took is released when the resumed query ends, as for any other."""
+
+    server: int
+    attempt: int
+    failures: list[bytes] | None
+    qid: int
+    reply: bytes | None
+    started: float
 
 
 class Upstream:
@@ -99,8 +118,9 @@ class Upstream:
         self.metrics.inflight += 1
         return self.resolve(ctx)
 
-    async def resolve(self, ctx: Context) -> Answer:
-        """Try each server in turn until one gives a usable reply (releases its in-flight slot)."""
+    async def resolve(self, ctx: Context, resume: Resume | None = None) -> Answer:
+        """Try each server in turn until one gives a usable reply (releases its in-flight
+        slot); with ``resume``, carry on from where the fused miss path handed over."""
         servers = self.per_jurisdiction.get(ctx.jurisdiction) or self.default
         q = ctx.q
         name = ctx.name_wire
@@ -110,10 +130,28 @@ class Upstream:
         metrics = self.metrics
         # The EDE options of the failure replies upstreams gave; None while none answered.
         failures: list[bytes] | None = None
+        first_server = first_attempt = 0
+        if resume is not None:
+            failures, first_server, first_attempt = (
+                resume.failures,
+                resume.server,
+                resume.attempt,
+            )
         try:
-            for server in servers:
-                for _attempt in range(self.attempts):
-                    qid = secrets.randbits(16)
+            for index in range(first_server, len(servers)):
+                server = servers[index]
+                start_at = first_attempt if index == first_server else 0
+                for attempt in range(start_at, self.attempts):
+                    # The attempt the fused path made, when it handed over its reply.
+                    given = (
+                        resume
+                        if resume is not None
+                        and resume.reply is not None
+                        and index == first_server
+                        and attempt == start_at
+                        else None
+                    )
+                    qid = secrets.randbits(16) if given is None else given.qid
                     query = wire.build_query(
                         qid, name, q.qtype, q.qclass, ad=ad, cd=cd, do=q.do, payload=self.payload
                     )
@@ -133,16 +171,23 @@ class Upstream:
                             and wire.question_equal(reply, question)
                         )
 
-                    start = self.clock()
+                    start = self.clock() if given is None else given.started
                     try:
                         if isinstance(server, EncryptedUpstream):
-                            assert self.encrypted is not None
+                            # Never handed over: the fused path serves plain lists only.
+                            assert self.encrypted is not None and given is None
                             reply = await self.encrypted.query(server, query, self.timeout)
                             if not matches(reply):
                                 raise DNSWireError("reply does not match the query")
                             scan = wire.scan_reply(reply)
                         else:
-                            reply = await self.transport.udp(server, query, self.timeout, matches)
+                            if given is None:
+                                reply = await self.transport.udp(
+                                    server, query, self.timeout, matches
+                                )
+                            else:
+                                assert given.reply is not None
+                                reply = given.reply
                             scan = wire.scan_reply(reply)
                             if scan.truncated:
                                 reply = await self.transport.tcp(server, query, self.timeout)

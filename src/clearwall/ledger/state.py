@@ -1,0 +1,187 @@
+"""What the log commits about the policy, read from its entries; and the provenance of a
+compiled snapshot, checked against it.
+
+``logged_state`` reads a stretch of entries (pure: rows in, state out) for the store's
+loader and for the gateway's start-up check, which reads the rows with the standard
+library alone so that a restart does not wait for SQLAlchemy.
+
+A whole snapshot the gateway compiles carries a ``Provenance`` (``provenance.json``
+beside its files): the tree size and the Merkle root (RFC 6962 section 2.1) of the
+entries it was compiled from, recomputed from their data; for every order the log had
+in force, its logged rules digest and entry, or why it was left out; the jurisdictions'
+entries; the SHA-256 of each file. ``mismatch`` tells why a saved snapshot is not the
+policy the log now commits; a gateway reuses one only when it says nothing, so a
+snapshot is never trusted blindly: a changed entry, a file changed on disk, an order
+the store disagreed with at compile time all mean a compile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clearwall.ledger import entries
+from clearwall.ledger.merkle import leaf_hash, root_from_leaf_hashes
+from clearwall.policy.model import Jurisdiction
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_FILE = "provenance.json"
+
+
+@dataclass
+class LoggedState:
+    """What a stretch of the log says: per order, its latest published/amended event;
+    the orders revoked or expired; every order named; per jurisdiction code, the record
+    its latest ``jurisdiction-set`` entry commits and that entry's index."""
+
+    latest: dict[int, dict[str, Any]] = field(default_factory=dict)
+    ended: set[int] = field(default_factory=set)
+    named: set[int] = field(default_factory=set)
+    jurisdictions: dict[str, tuple[int, Jurisdiction]] = field(default_factory=dict)
+
+    @property
+    def in_force(self) -> set[int]:
+        """The orders the log has published and not ended."""
+        return set(self.latest) - self.ended
+
+
+def logged_state(rows: Iterable[tuple[int, bytes]]) -> LoggedState:
+    """The state the entries ``rows`` ((index, data) in index order) commit."""
+    state = LoggedState()
+    for idx, data in rows:
+        try:
+            event = json.loads(bytes(data))
+            kind = event["type"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("log entry %d is not a clearwall entry; ignored", idx)
+            continue
+        if kind in (entries.ORDER_PUBLISHED, entries.ORDER_AMENDED):
+            event["_index"] = int(idx)
+            order_id = int(event["order"]["id"])
+            state.latest[order_id] = event
+            state.named.add(order_id)
+        elif kind in (entries.ORDER_REVOKED, entries.ORDER_EXPIRED):
+            state.ended.add(int(event["order"]))
+            state.named.add(int(event["order"]))
+        elif kind == entries.JURISDICTION_SET:
+            try:
+                record = entries.jurisdiction_from_record(event["jurisdiction"])
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("log entry %d: not a jurisdiction record (%s); ignored", idx, exc)
+                continue
+            state.jurisdictions[record.code] = (int(idx), record)
+    return state
+
+
+def state_and_root(rows: Iterable[tuple[int, bytes]], size: int) -> tuple[LoggedState, str]:
+    """``logged_state`` of the first ``size`` entries and their Merkle root (hex), the
+    leaves hashed from the entries' data; ValueError when an entry is missing."""
+    hashes: list[bytes] = []
+
+    def hashed() -> Iterable[tuple[int, bytes]]:
+        for idx, data in rows:
+            if idx != len(hashes):
+                raise ValueError(f"log entry {len(hashes)} is missing")
+            hashes.append(leaf_hash(bytes(data)))
+            yield idx, data
+
+    state = logged_state(hashed())
+    if len(hashes) != size:
+        raise ValueError(f"the log holds {len(hashes)} of its {size} entries")
+    return state, root_from_leaf_hashes(hashes).hex()
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a whole snapshot's policy comes from (see the module docstring)."""
+
+    size: int
+    root: str
+    base_url: str
+    orders: dict[int, tuple[int, str, int]]  # id -> (entry index, rules digest, rule count)
+    expired: frozenset[int]  # in force on the log, past their sunset when compiled
+    withheld: frozenset[int]  # in force on the log, not enforced: the store disagreed
+    jurisdictions: dict[str, int]  # code -> index of its latest jurisdiction-set entry
+    files: dict[str, str] = field(default_factory=dict)  # file name -> SHA-256 (hex)
+
+    def to_json(self) -> bytes:
+        """The ``provenance.json`` content."""
+        return json.dumps(
+            {
+                "size": self.size,
+                "root": self.root,
+                "base_url": self.base_url,
+                "orders": {str(k): list(v) for k, v in sorted(self.orders.items())},
+                "expired": sorted(self.expired),
+                "withheld": sorted(self.withheld),
+                "jurisdictions": dict(sorted(self.jurisdictions.items())),
+                "files": dict(sorted(self.files.items())),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Provenance:
+        """Read ``provenance.json``; ValueError (or KeyError/TypeError) when malformed."""
+        raw = json.loads(data)
+        return cls(
+            size=int(raw["size"]),
+            root=str(raw["root"]),
+            base_url=str(raw["base_url"]),
+            orders={int(k): (int(v[0]), str(v[1]), int(v[2])) for k, v in raw["orders"].items()},
+            expired=frozenset(int(x) for x in raw["expired"]),
+            withheld=frozenset(int(x) for x in raw["withheld"]),
+            jurisdictions={str(k): int(v) for k, v in raw["jurisdictions"].items()},
+            files={str(k): str(v) for k, v in raw["files"].items()},
+        )
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """SHA-256 (hex) of every file in a snapshot directory but the provenance itself."""
+    out = {}
+    for path in sorted(Path(directory).iterdir()):
+        if path.is_file() and path.name != PROVENANCE_FILE:
+            digest = hashlib.sha256()
+            with open(path, "rb") as src:
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+            out[path.name] = digest.hexdigest()
+    return out
+
+
+def mismatch(
+    provenance: Provenance, state: LoggedState, root: str, base_url: str, directory: Path
+) -> str | None:
+    """Why the snapshot in ``directory`` is not the policy the log commits, or None.
+
+    ``state`` and ``root`` are the log's over the snapshot's first ``provenance.size``
+    entries, read now; ``base_url`` is the one the caller would compile with.
+    """
+    if root != provenance.root:
+        return f"the log's first {provenance.size} entries are not those it was compiled from"
+    if base_url != provenance.base_url:
+        return "it was compiled for another public URL"
+    if provenance.withheld:
+        return f"the store disagreed with the log on orders {sorted(provenance.withheld)}"
+    accounted = set(provenance.orders) | provenance.expired
+    if state.in_force != accounted:
+        return "its orders are not those the log has in force"
+    for order_id, (index, digest, count) in provenance.orders.items():
+        event = state.latest[order_id]
+        if (index, digest, count) != (
+            event["_index"],
+            event["rules"]["digest"],
+            event["rules"]["count"],
+        ):
+            return f"order {order_id} is not the one entry {event['_index']} publishes"
+    if {code: idx for code, (idx, _j) in state.jurisdictions.items()} != provenance.jurisdictions:
+        return "its jurisdictions are not those the log sets"
+    if file_digests(directory) != provenance.files or not provenance.files:
+        return "its files are not those it was written with"
+    return None
