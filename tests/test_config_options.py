@@ -45,7 +45,7 @@ from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers import build
 from clearwall.dnsserver.handlers.base import Services
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.dnsserver.policy import PolicyHolder, StaticPolicy
+from clearwall.dnsserver.policyholder import PolicyHolder, StaticPolicy
 from clearwall.dnsserver.server import early_reply
 from clearwall.errors import ConfigError
 from clearwall.model import Action, AuthorityKind, Category, OrderRef

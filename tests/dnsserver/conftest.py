@@ -11,7 +11,7 @@ import pytest
 
 from clearwall.config import DNSConfig, HostPort, UpstreamConfig
 from clearwall.dnsserver.gateway import Gateway, build_gateway
-from clearwall.dnsserver.policy import PolicyView, StaticPolicy
+from clearwall.dnsserver.policyholder import PolicyView, StaticPolicy
 from clearwall.model import Action, AuthorityKind, Category, OrderRef
 from dnsserver.upstreams import NSD, Unbound, nsd_available, unbound_available
 

@@ -19,7 +19,7 @@ from clearwall.config import DNSConfig, RateLimitConfig
 from clearwall.dnsserver.gateway import build_gateway
 from clearwall.dnsserver.handlers import CHAIN
 from clearwall.dnsserver.memory import MemoryUpstream
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from clearwall.model import Action, AuthorityKind, Category, RuleKind
 from clearwall.policy.model import Authority, CompiledOrder, Order, RuleSpec
 from clearwall.policy.snapshot import PolicySnapshot

@@ -16,7 +16,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from dnsserver.conftest import dns_config, order
 from dnsserver.helpers import ede
 from dnsserver.upstreams import NSD, free_port

@@ -11,7 +11,7 @@ from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers import build, describe
 from clearwall.dnsserver.handlers.base import Handler, Services, UpstreamTransport
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.dnsserver.policy import PolicyHolder, PolicyView
+from clearwall.dnsserver.policyholder import PolicyHolder, PolicyView
 from clearwall.dnsserver.server import DNSServer, SocketTransport
 
 log = logging.getLogger(__name__)

@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING
 from clearwall.config import LedgerConfig
 from clearwall.dnsserver import snapshotdir
 from clearwall.dnsserver.lifeline import die_with_parent
-from clearwall.dnsserver.policy import PolicyView
+from clearwall.dnsserver.policyholder import PolicyView
 from clearwall.errors import ClearwallError, SnapshotError
 
 if TYPE_CHECKING:

@@ -31,8 +31,8 @@ from clearwall.dnsserver.handlers import build, describe
 from clearwall.dnsserver.handlers.base import Services
 from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
-from clearwall.dnsserver.policy import EMPTY_POLICY, PolicyHolder, PolicyView
 from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+from clearwall.dnsserver.policyholder import EMPTY_POLICY, PolicyHolder, PolicyView
 
 log = logging.getLogger(__name__)
 

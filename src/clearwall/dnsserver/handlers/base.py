@@ -25,7 +25,7 @@ from clearwall.config import DNSConfig
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.dnsserver.policy import PolicyHolder
+from clearwall.dnsserver.policyholder import PolicyHolder
 
 Result: TypeAlias = Answer | Awaitable[Answer]
 Handler: TypeAlias = Callable[[Context], Result]

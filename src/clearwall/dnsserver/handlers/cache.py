@@ -46,7 +46,7 @@ from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Services, then
 from clearwall.dnsserver.handlers.response_policy import screen
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.dnsserver.policy import PolicyHolder
+from clearwall.dnsserver.policyholder import PolicyHolder
 
 if TYPE_CHECKING:
     from clearwall.dnsserver._fastpath import ReplyTable

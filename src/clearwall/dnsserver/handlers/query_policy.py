@@ -9,7 +9,7 @@ from __future__ import annotations
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import Handler, Result, Services
-from clearwall.dnsserver.policy import PolicyHolder
+from clearwall.dnsserver.policyholder import PolicyHolder
 
 
 class QueryPolicy:
