@@ -64,7 +64,7 @@ from clearwall.web.i18n import translator
 from clearwall.web.portal import portal_router
 from clearwall.web.portal.render import install_filters
 from clearwall.web.queries import StatsCache
-from clearwall.web.security import CSRFProtector, RateLimiter, SecurityHeadersMiddleware
+from clearwall.web.security import CSRFProtector, SecurityHeadersMiddleware, SubmissionLimiter
 from clearwall.web.tokens import TokenStore
 
 log = logging.getLogger(__name__)
@@ -122,7 +122,7 @@ def build_context(
         scope_denied=scope_counter(registry),
         templates=templates,
         csrf=CSRFProtector(),
-        appeal_limiter=RateLimiter(),
+        appeal_limiter=SubmissionLimiter(),
         stats=StatsCache(store),
         tlog=tlog,
         gateway_metrics=metrics_registry is not None,

@@ -19,7 +19,7 @@ from clearwall.store.db import Store
 from clearwall.store.loader import build_snapshot
 from clearwall.store.service import PolicyService
 from clearwall.web.queries import StatsCache
-from clearwall.web.security import CSRFProtector, RateLimiter
+from clearwall.web.security import CSRFProtector, SubmissionLimiter
 from clearwall.web.tokens import TokenStore
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
@@ -70,7 +70,7 @@ class WebContext:
     scope_denied: Counter
     templates: Jinja2Templates
     csrf: CSRFProtector
-    appeal_limiter: RateLimiter
+    appeal_limiter: SubmissionLimiter
     stats: StatsCache
     tlog: TransparencyLog
     gateway_metrics: bool = False  # True when the registry holds the gateway's counters

@@ -131,8 +131,10 @@ class _Bucket:
 
 
 @dataclass
-class RateLimiter:
-    """A token bucket per client prefix: ``burst`` actions, refilled at ``per_hour``/hour."""
+class SubmissionLimiter:
+    """Public form submissions (appeals) per client prefix: a token bucket of ``burst``
+    actions, refilled at ``per_hour``/hour. Not the DNS rate limiter
+    (``dnsserver.handlers.ratelimit``), which limits queries."""
 
     burst: float = 5.0
     per_hour: float = 20.0
