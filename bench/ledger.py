@@ -28,10 +28,12 @@ from typing import Any
 from clearwall.config import LedgerConfig
 from clearwall.ledger import entries, proofs, tiles
 from clearwall.ledger.audit import audit
-from clearwall.ledger.log import NameProver, TileDir, TransparencyLog
+from clearwall.ledger.log import TransparencyLog
 from clearwall.ledger.merkle import HASH_SIZE, MemoryTree
 from clearwall.ledger.nameproof import verify_bundle
+from clearwall.ledger.prover import NameProver
 from clearwall.ledger.signing import create_key_file, parse_vkey
+from clearwall.ledger.tiledir import TileDir
 from clearwall.model import RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, open_store
@@ -176,7 +178,7 @@ def bench_proofs(tmp: Path, n: int, samples: int = 200) -> dict[str, Any]:
 
 
 def proofs_reader(directory: Path, n: int) -> Any:
-    from clearwall.ledger.log import TileHashReader
+    from clearwall.ledger.readers import TileHashReader
 
     return TileHashReader(TileDir(directory), n)
 

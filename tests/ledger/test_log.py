@@ -10,7 +10,8 @@ from clearwall.config import LedgerConfig
 from clearwall.errors import LedgerError, TileError, VerificationError
 from clearwall.ledger import proofs, tiles
 from clearwall.ledger.checkpoint import open_checkpoint
-from clearwall.ledger.log import MemoryLogStore, TransparencyLog
+from clearwall.ledger.log import TransparencyLog
+from clearwall.ledger.memorystore import MemoryLogStore
 from clearwall.ledger.merkle import MemoryTree
 from clearwall.ledger.signing import generate_signer
 

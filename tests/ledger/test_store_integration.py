@@ -13,9 +13,9 @@ from clearwall.errors import VerificationError
 from clearwall.ledger import proofs
 from clearwall.ledger.audit import audit
 from clearwall.ledger.checkpoint import open_checkpoint
-from clearwall.ledger.log import NameProver
 from clearwall.ledger.merkle import MemoryTree, merkle_root
 from clearwall.ledger.nameproof import verify_bundle
+from clearwall.ledger.prover import NameProver
 from clearwall.ledger.signing import generate_signer, parse_vkey
 
 from .conftest import World, rules

@@ -25,8 +25,9 @@ from clearwall.config import LedgerConfig, load_config
 from clearwall.ledger import witnessing
 from clearwall.ledger.checkpoint import parse_checkpoint
 from clearwall.ledger.cosignature import parse_cosigner_vkey
-from clearwall.ledger.log import NameProver, TransparencyLog
+from clearwall.ledger.log import TransparencyLog
 from clearwall.ledger.note import split_note
+from clearwall.ledger.prover import NameProver
 from clearwall.ledger.signing import create_key_file
 from clearwall.store import PolicyService, Store, open_store
 from witness.processes import WitnessProcess, clearwall

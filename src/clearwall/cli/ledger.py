@@ -159,7 +159,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Print a self-contained JSON proof of whether NAME is blocked, from the log."""
-        from clearwall.ledger.log import NameProver
+        from clearwall.ledger.prover import NameProver
 
         with errors():
             tlog, _ = open_log(db, config)

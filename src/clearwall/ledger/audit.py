@@ -30,9 +30,10 @@ from typing import Any
 from clearwall.errors import ClearwallError, TileError, VerificationError
 from clearwall.ledger import entries, proofs, tiles
 from clearwall.ledger.checkpoint import open_checkpoint
-from clearwall.ledger.log import RULES_DIR, TransparencyLog
+from clearwall.ledger.log import TransparencyLog
 from clearwall.ledger.merkle import HASH_SIZE, MemoryTree, leaf_hash, merkle_root
 from clearwall.ledger.signing import Verifier
+from clearwall.ledger.tiledir import RULES_DIR
 
 
 @dataclass

@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse, Response
 from clearwall.errors import ClearwallError, InvalidName, TileError, VerificationError
 from clearwall.ledger import proofs, tiles
 from clearwall.ledger.checkpoint import open_checkpoint
-from clearwall.ledger.log import NameProver, TransparencyLog
+from clearwall.ledger.log import TransparencyLog
+from clearwall.ledger.prover import NameProver
 
 log = logging.getLogger(__name__)
 
