@@ -96,7 +96,7 @@ def compile_to(
             build_snapshot(store, base_url, size=size).save(out)
         else:
             from clearwall.policy.layered import save_overlay
-            from clearwall.policy.snapshot import saved_jurisdictions
+            from clearwall.policy.snapshotfile import saved_jurisdictions
 
             # The jurisdictions in force at the base, so only the new entries are read.
             overlay, masked = build_overlay(
@@ -111,7 +111,7 @@ def saved_size(path: Path) -> str:
     """What a saved snapshot holds, for the log: orders, names with rules, response-IP
     rules, jurisdictions, and its bytes on disk (so an operator sees why a start or a
     compile takes the time it takes)."""
-    from clearwall.policy.snapshot import saved_meta
+    from clearwall.policy.snapshotfile import saved_meta
 
     try:
         meta = saved_meta(path)
@@ -146,7 +146,7 @@ def _ledger_from_json(value: list[str | None] | None) -> LedgerConfig | None:
 
 def saved_tree_size(path: Path) -> int:
     """The tree size a saved snapshot directory was compiled at."""
-    from clearwall.policy.snapshot import saved_meta
+    from clearwall.policy.snapshotfile import saved_meta
 
     try:
         return int(saved_meta(path)["tree_size"])
