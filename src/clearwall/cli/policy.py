@@ -27,7 +27,7 @@ from clearwall.cli.common import (
 from clearwall.errors import FormatError
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, Verdict
 from clearwall.policy.model import RuleSpec
-from clearwall.store.service import check_dates
+from clearwall.store.validate import check_dates
 
 FORMAT_CHOICES = ("auto", "hosts", "domains", "wildcard", "adblock", "dnsmasq", "unbound", "rpz")
 EXPORT_CHOICES = ("rpz", "domains", "hosts")

@@ -15,14 +15,12 @@ import hashlib
 import ipaddress
 import json
 import logging
-import re
 import secrets
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
-from clearwall.errors import Conflict, InvalidName, NotFound, ScopeError, StoreError
+from clearwall.errors import Conflict, NotFound, ScopeError, StoreError
 from clearwall.ledger import entries
 from clearwall.ledger.merkle import leaf_hash
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
@@ -32,130 +30,20 @@ from clearwall.store import repositories as repo
 from clearwall.store import schema
 from clearwall.store.db import Store, utcnow
 from clearwall.store.records import ApiToken, Appeal, AppealStatus, Subscription, TokenRole
+from clearwall.store.validate import (
+    CONTACT_SCHEMES,
+    as_date,
+    as_utc,
+    normalize_code,
+    parse_enum,
+    parse_networks,
+    unique_rules,
+)
 
 log = logging.getLogger(__name__)
 
 INSERT_BATCH = 20_000  # rows per executemany: large enough to amortize, small enough for RAM
 ProgressCallback = Callable[[int, int], None]  # (rules written, rules in total)
-
-_CODE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
-_CHEAP_NAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?$")
-_CONTACT_SCHEMES = ("mailto:", "tel:", "https://", "http://")
-
-
-def _parse_networks(
-    networks: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network],
-) -> list[str]:
-    """Client networks in canonical text, de-duplicated in order; StoreError names a bad
-    one (host bits set included: ``10.0.0.1/8`` is refused, not silently widened)."""
-    cidrs: list[str] = []
-    for net in networks:
-        try:
-            parsed = ipaddress.ip_network(str(net).strip(), strict=True)
-        except ValueError as exc:
-            raise StoreError(f"invalid network {str(net)!r}: {exc}") from exc
-        if str(parsed) not in cidrs:
-            cidrs.append(str(parsed))
-    return cidrs
-
-
-def normalize_code(code: str) -> str:
-    """Validate a jurisdiction code (ISO 3166-1 alpha-2 or an operator code such as ``corp``)."""
-    text = code.strip().lower()
-    if not _CODE.match(text):
-        raise StoreError(
-            f"invalid jurisdiction code {code!r}: 2-32 characters, a letter then letters, "
-            "digits or '-'"
-        )
-    return text
-
-
-def _as_utc(value: dt.date | dt.datetime | str | None, what: str) -> dt.datetime | None:
-    """Parse a date or datetime (ISO text accepted) into an aware UTC datetime."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise StoreError(
-                f"invalid {what} {value!r}: use YYYY-MM-DD[THH:MM[:SS][+HH:MM]]"
-            ) from exc
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-
-
-def _as_date(value: dt.date | dt.datetime | str | None, default: dt.date) -> dt.date:
-    if value is None:
-        return default
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(value.strip()[:10])
-    except ValueError as exc:
-        raise StoreError(f"invalid issued date {value!r}: use YYYY-MM-DD") from exc
-
-
-def check_dates(
-    issued: dt.date | str | None,
-    effective_from: dt.date | dt.datetime | str | None,
-    expires: dt.date | dt.datetime | str | None,
-) -> None:
-    """Raise StoreError unless the dates parse and the order expires after it takes effect."""
-    start = _as_utc(effective_from, "effective-from date") or utcnow()
-    end = _as_utc(expires, "expiry date")
-    _as_date(issued, start.date())
-    if end is not None and end <= start:
-        raise StoreError(f"order expires ({end.isoformat()}) before it takes effect")
-
-
-def _enum(cls: Any, value: Any, what: str) -> Any:
-    try:
-        return cls(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in cls)
-        raise StoreError(f"invalid {what} {value!r}: one of {choices}") from None
-
-
-_IP_KINDS = frozenset(k for k in RuleKind if k.is_ip)
-
-
-def check_rule(rule: RuleSpec) -> None:
-    """Reject a rule whose value is not canonical (formats normalize; this is the backstop)."""
-    if rule.kind in _IP_KINDS:
-        try:
-            net = ipaddress.ip_network(rule.value)
-        except ValueError as exc:
-            raise StoreError(f"invalid response-IP rule value {rule.value!r}") from exc
-        if str(net) != rule.value:
-            raise StoreError(f"response-IP rule {rule.value!r} is not canonical ({net})")
-    elif len(rule.value) > 253 or not _CHEAP_NAME.match(rule.value) or ".." in rule.value:
-        raise InvalidName(f"rule value {rule.value!r} is not a canonical domain name")
-
-
-def unique_rules(rules: Iterable[RuleSpec]) -> list[RuleSpec]:
-    """Rules de-duplicated by (kind, value), first occurrence kept, each value checked.
-
-    This runs once per rule of every import, so the common case (a name) is checked
-    inline with one regular-expression match.
-    """
-    seen: set[tuple[RuleKind, str]] = set()
-    out: list[RuleSpec] = []
-    match = _CHEAP_NAME.match
-    for rule in rules:
-        key = (rule.kind, rule.value)
-        if key in seen:
-            continue
-        value = rule.value
-        if rule.kind in _IP_KINDS or len(value) > 253 or match(value) is None or ".." in value:
-            check_rule(rule)
-        seen.add(key)
-        out.append(rule)
-    return out
-
 
 _KIND_TEXT = {k: k.value for k in RuleKind}
 _ACTION_TEXT: dict[Action | None, str | None] = {a: a.value for a in Action}
@@ -248,7 +136,7 @@ class PolicyService:
         code = normalize_code(code)
         if not name.strip():
             raise StoreError("a jurisdiction needs a name")
-        cidrs = _parse_networks(networks)
+        cidrs = parse_networks(networks)
         j = schema.jurisdictions
         with self.store.write() as conn:
             if conn.execute(select(j.c.code).where(j.c.code == code)).first() is not None:
@@ -275,8 +163,8 @@ class PolicyService:
         code = normalize_code(code)
         if name is not None and not name.strip():
             raise StoreError("a jurisdiction needs a name")
-        adding = _parse_networks(add_networks)
-        removing = _parse_networks(remove_networks)
+        adding = parse_networks(add_networks)
+        removing = parse_networks(remove_networks)
         both = set(adding) & set(removing)
         if both:
             raise StoreError(f"network {sorted(both)[0]} is both added and removed")
@@ -343,7 +231,7 @@ class PolicyService:
         actor_jurisdiction: str | None = None,
     ) -> Authority:
         """Create an authority that may act in exactly ``jurisdiction``."""
-        kind_value: AuthorityKind = _enum(AuthorityKind, kind, "authority kind")
+        kind_value: AuthorityKind = parse_enum(AuthorityKind, kind, "authority kind")
         jurisdiction = normalize_code(jurisdiction)
         if actor_jurisdiction is not None and actor_jurisdiction != jurisdiction:
             raise ScopeError(
@@ -354,7 +242,7 @@ class PolicyService:
             raise StoreError("an authority needs a name")
         contact_list = [c.strip() for c in contacts if c.strip()]
         for contact in contact_list:
-            if not contact.lower().startswith(_CONTACT_SCHEMES):
+            if not contact.lower().startswith(CONTACT_SCHEMES):
                 raise StoreError(
                     f"invalid contact {contact!r}: use a mailto:, tel: or http(s):// URI"
                 )
@@ -398,8 +286,8 @@ class PolicyService:
         Conflict when the authority already has an active order with the same reference
         (re-importing a list into an existing order is ``amend_order``).
         """
-        category_value: Category = _enum(Category, category, "category")
-        action_value: Action = _enum(Action, action, "action")
+        category_value: Category = parse_enum(Category, category, "category")
+        action_value: Action = parse_enum(Action, action, "action")
         for what, text in (
             ("title", title),
             ("legal basis", legal_basis),
@@ -408,11 +296,11 @@ class PolicyService:
             if not text.strip():
                 raise StoreError(f"an order needs a {what}")
         now = self.clock()
-        start = _as_utc(effective_from, "effective-from date") or now
-        end = _as_utc(expires, "expiry date")
+        start = as_utc(effective_from, "effective-from date") or now
+        end = as_utc(expires, "expiry date")
         if end is not None and end <= start:
             raise StoreError(f"order expires ({end.isoformat()}) before it takes effect")
-        issued_date = _as_date(issued, start.date())
+        issued_date = as_date(issued, start.date())
         rule_list = unique_rules(rules)
         # The digest is pure CPU: computed before the write lock is taken.
         digest, count = entries.rules_digest(rule_list)
@@ -687,7 +575,7 @@ class PolicyService:
         actor_jurisdiction: str | None = None,
     ) -> Appeal:
         """Decide an open appeal (``upheld`` or ``rejected``); the decision is a log entry."""
-        status = _enum(AppealStatus, outcome, "appeal outcome")
+        status = parse_enum(AppealStatus, outcome, "appeal outcome")
         if status is AppealStatus.OPEN:
             raise StoreError("an appeal is decided as upheld or rejected")
         if not explanation.strip():
@@ -770,7 +658,7 @@ class PolicyService:
         self, role: TokenRole | str, authority_id: int | None = None, label: str = ""
     ) -> tuple[ApiToken, str]:
         """Create an API token; returns its record and the secret (shown once, stored hashed)."""
-        role_value: TokenRole = _enum(TokenRole, role, "token role")
+        role_value: TokenRole = parse_enum(TokenRole, role, "token role")
         if (role_value is TokenRole.AUTHORITY) != (authority_id is not None):
             raise StoreError("an authority token needs --authority; other roles take none")
         secret = "cw_" + secrets.token_urlsafe(32)
