@@ -10,7 +10,7 @@ import typer
 from clearwall.cli.common import ConfigOption, DbOption, settings
 from clearwall.store.db import open_store
 from clearwall.store.service import PolicyService
-from clearwall.web.tokens import Role, TokenStore
+from clearwall.store.tokens import Role, TokenStore
 
 
 def _tokens(db: str | None, config: Path | None) -> TokenStore:

@@ -49,6 +49,7 @@ from clearwall.errors import (
 from clearwall.ledger.log import TransparencyLog
 from clearwall.store.db import Store
 from clearwall.store.service import PolicyService
+from clearwall.store.tokens import TokenStore
 from clearwall.web import blockpage
 from clearwall.web.api import api_router
 from clearwall.web.auth import check_authorization, scope_counter
@@ -65,7 +66,6 @@ from clearwall.web.portal import portal_router
 from clearwall.web.portal.render import install_filters
 from clearwall.web.queries import StatsCache
 from clearwall.web.security import CSRFProtector, SecurityHeadersMiddleware, SubmissionLimiter
-from clearwall.web.tokens import TokenStore
 
 log = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from clearwall.policy.snapshot import PolicySnapshot
 from clearwall.store.db import Store
 from clearwall.store.loader import build_snapshot
 from clearwall.store.service import PolicyService
+from clearwall.store.tokens import TokenStore
 from clearwall.web.queries import StatsCache
 from clearwall.web.security import CSRFProtector, SubmissionLimiter
-from clearwall.web.tokens import TokenStore
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
