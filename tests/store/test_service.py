@@ -18,7 +18,7 @@ from clearwall.model import Action, Category, OrderStatus, RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, Store, schema
 from clearwall.store import service as service_module
-from clearwall.store.records import AppealStatus, TokenRole
+from clearwall.store.records import AppealStatus
 
 COURT, REGULATOR, OPERATOR = 1, 2, 3
 J = 2  # the fixture's jurisdictions are the log's first entries (one jurisdiction-set each)
@@ -254,14 +254,7 @@ def test_appeals(service: PolicyService) -> None:
         service.file_appeal(99, "x.example", "c", "r")
 
 
-def test_tokens_and_subscriptions(service: PolicyService) -> None:
-    token, secret = service.create_token(TokenRole.AUTHORITY, COURT, "court clerk")
-    assert service.find_token(secret) == token
-    assert service.find_token(secret + "x") is None
-    with pytest.raises(StoreError):
-        service.create_token("operator", COURT)
-    service.revoke_token(token.id)
-    assert service.find_token(secret) is None
+def test_subscriptions(service: PolicyService) -> None:
     order = add(service)
     sub = service.add_subscription(order.id, "https://lists.example/a.txt", "domains", 3600)
     service.record_refresh(sub.id, "ok: 2 rules")

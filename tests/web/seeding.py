@@ -13,6 +13,7 @@ from clearwall.model import Action, AuthorityKind, Category, RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store.db import Store
 from clearwall.store.service import PolicyService
+from clearwall.store.tokens import TokenStore
 
 BASE_URL = "http://portal.test"
 
@@ -91,11 +92,12 @@ def seed(url: str, tmp_path: Path) -> Seeded:
         all_jurisdictions=True,
     )
     TransparencyLog(store, ledger).sync()  # tiles and a signed checkpoint, as `serve` does
+    made = TokenStore(store)
     tokens = {
-        "operator": service.create_token("operator", label="ops")[1],
-        "auditor": service.create_token("auditor", label="audit")[1],
-        "auth_a": service.create_token("authority", court.id, "court")[1],
-        "auth_b": service.create_token("authority", regulator.id, "regulator")[1],
+        "operator": made.create("operator", label="ops")[0],
+        "auditor": made.create("auditor", label="audit")[0],
+        "auth_a": made.create("authority", court.id, "court")[0],
+        "auth_b": made.create("authority", regulator.id, "regulator")[0],
     }
     return Seeded(
         url,

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from clearwall.store.tokens import TokenStore
 from clearwall.web.app import create_app
 from web.seeding import BASE_URL, Seeded, bearer
 
@@ -31,7 +32,7 @@ async def test_requests_without_a_valid_token_are_401(
     assert r.status_code == 401
     assert r.headers["www-authenticate"].startswith("Bearer")
     assert "cw_not-a-real-token" not in r.text
-    seeded.service.revoke_token(1)  # the operator token
+    TokenStore(seeded.store).revoke(1)  # the operator token
     r = await client.get("/api/v1/orders", headers=bearer(seeded.tokens["operator"]))
     assert r.status_code == 401
 

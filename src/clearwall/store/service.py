@@ -11,11 +11,9 @@ without their entry, no entry without its rules. Only after the commit does the 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import json
 import logging
-import secrets
 from collections.abc import Callable, Iterable, Sequence
 
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
@@ -29,7 +27,7 @@ from clearwall.policy.names import normalize_name
 from clearwall.store import repositories as repo
 from clearwall.store import schema
 from clearwall.store.db import Store, utcnow
-from clearwall.store.records import ApiToken, Appeal, AppealStatus, Subscription, TokenRole
+from clearwall.store.records import Appeal, AppealStatus, Subscription
 from clearwall.store.validate import (
     CONTACT_SCHEMES,
     as_date,
@@ -607,7 +605,7 @@ class PolicyService:
         self._committed()
         return appeal
 
-    # -- subscriptions and tokens (not policy changes: no log entry) -------------------
+    # -- subscriptions (not policy changes: no log entry) -------------------------------
 
     def add_subscription(
         self,
@@ -653,55 +651,6 @@ class PolicyService:
             )
             if result.rowcount == 0:
                 raise NotFound(f"no subscription {subscription_id}")
-
-    def create_token(
-        self, role: TokenRole | str, authority_id: int | None = None, label: str = ""
-    ) -> tuple[ApiToken, str]:
-        """Create an API token; returns its record and the secret (shown once, stored hashed)."""
-        role_value: TokenRole = parse_enum(TokenRole, role, "token role")
-        if (role_value is TokenRole.AUTHORITY) != (authority_id is not None):
-            raise StoreError("an authority token needs --authority; other roles take none")
-        secret = "cw_" + secrets.token_urlsafe(32)
-        t = schema.api_tokens
-        with self.store.write() as conn:
-            if authority_id is not None:
-                repo.get_authority(conn, authority_id)
-            result = conn.execute(
-                t.insert().values(
-                    token_hash=token_hash(secret),
-                    role=role_value.value,
-                    authority_id=authority_id,
-                    label=label,
-                    created_at=self.clock(),
-                )
-            )
-            pk = result.inserted_primary_key
-            assert pk is not None
-            row = conn.execute(select(t).where(t.c.id == int(pk[0]))).one()
-            return repo.token_from_row(row), secret
-
-    def find_token(self, secret: str) -> ApiToken | None:
-        """The active token whose secret this is, or None (lookup by SHA-256 of the secret)."""
-        t = schema.api_tokens
-        with self.store.read() as conn:
-            row = conn.execute(
-                select(t).where(
-                    and_(t.c.token_hash == token_hash(secret), t.c.revoked_at.is_(None))
-                )
-            ).first()
-        return None if row is None else repo.token_from_row(row)
-
-    def revoke_token(self, token_id: int) -> None:
-        """Revoke a token; it stops authenticating immediately."""
-        t = schema.api_tokens
-        with self.store.write() as conn:
-            result = conn.execute(
-                update(t)
-                .where(and_(t.c.id == token_id, t.c.revoked_at.is_(None)))
-                .values(revoked_at=self.clock())
-            )
-            if result.rowcount == 0:
-                raise NotFound(f"no active token {token_id}")
 
     # -- reads -----------------------------------------------------------------------
 
@@ -777,8 +726,3 @@ class PolicyService:
         """Subscriptions by id, optionally of one order."""
         with self.store.read() as conn:
             return repo.list_subscriptions(conn, order_id)
-
-
-def token_hash(secret: str) -> str:
-    """The stored form of an API token: hex SHA-256 (tokens are 256-bit random)."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()

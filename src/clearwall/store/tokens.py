@@ -1,65 +1,112 @@
-"""The API token repository: create (shown once), look up by hash, list and revoke tokens."""
+"""API tokens: generated, hashed, stored, looked up and revoked here and nowhere else.
+
+A token is ``cw_`` and 256 random bits; only its SHA-256 is stored (a token that random
+needs no salt or slow hash), so the secret exists once, in the answer to ``create``.
+Tokens are not policy: they are written without a log entry.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import datetime as dt
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
 
+from sqlalchemy import and_, select, update
+
+from clearwall.errors import NotFound, StoreError
+from clearwall.store import repositories as repo
 from clearwall.store import schema
+from clearwall.store.db import Store, utcnow
 from clearwall.store.records import ApiToken, TokenRole
-from clearwall.store.repositories import token_from_row
-from clearwall.store.service import PolicyService
-from clearwall.web.security import constant_time_equal, hash_token
+from clearwall.store.validate import parse_enum
 
-Role = TokenRole
-"""What a token may do: ``operator`` everything, ``authority`` its own jurisdiction's
-orders, ``auditor`` read everything (including non-public fields) and write nothing."""
+MAX_SECRET = 200  # longer "tokens" are refused before they are hashed
 
-TokenInfo = ApiToken
-"""A stored token without its secret (the store's record value)."""
+
+def new_token() -> str:
+    """A fresh API token secret: a recognisable prefix and 256 random bits."""
+    return "cw_" + secrets.token_urlsafe(32)
+
+
+def token_hash(secret: str) -> str:
+    """The stored form of a token: hex SHA-256 of its secret."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 class TokenStore:
-    """API tokens in the policy database; only their SHA-256 is ever stored.
+    """API tokens in the policy database (the CLI's ``tokens`` commands, the web app's
+    authentication)."""
 
-    Creation and revocation go through ``PolicyService``; authentication re-checks the
-    stored hash in constant time before a token is trusted.
-    """
-
-    def __init__(self, service: PolicyService) -> None:
-        """Work on the service's store."""
-        self.service = service
+    def __init__(self, store: Store, *, clock: Callable[[], dt.datetime] = utcnow) -> None:
+        """Work on ``store``; ``clock`` stamps creation and revocation."""
+        self.store = store
+        self.clock = clock
 
     def create(
-        self, role: Role | str, authority_id: int | None = None, label: str = ""
-    ) -> tuple[str, TokenInfo]:
-        """Create a token; returns the secret (the only time it exists) and its record."""
-        info, secret = self.service.create_token(role, authority_id, label)
-        return secret, info
+        self, role: TokenRole | str, authority_id: int | None = None, label: str = ""
+    ) -> tuple[str, ApiToken]:
+        """Create a token; returns the secret (the only time it exists) and its record.
 
-    def authenticate(self, secret: str) -> TokenInfo | None:
+        An authority token names its authority (which must exist); other roles name none.
+        """
+        role_value: TokenRole = parse_enum(TokenRole, role, "token role")
+        if (role_value is TokenRole.AUTHORITY) != (authority_id is not None):
+            raise StoreError("an authority token needs --authority; other roles take none")
+        secret = new_token()
+        t = schema.api_tokens
+        with self.store.write() as conn:
+            if authority_id is not None:
+                repo.get_authority(conn, authority_id)
+            result = conn.execute(
+                t.insert().values(
+                    token_hash=token_hash(secret),
+                    role=role_value.value,
+                    authority_id=authority_id,
+                    label=label,
+                    created_at=self.clock(),
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            row = conn.execute(select(t).where(t.c.id == int(pk[0]))).one()
+            return secret, repo.token_from_row(row)
+
+    def authenticate(self, secret: str) -> ApiToken | None:
         """The active token whose secret is ``secret``, or None.
 
         The lookup is by hash (an index probe that reveals nothing about the secret), and
         the stored hash is compared again in constant time before it is trusted.
         """
-        if not secret or len(secret) > 200:
+        if not secret or len(secret) > MAX_SECRET:
             return None
-        digest = hash_token(secret)
+        digest = token_hash(secret)
         t = schema.api_tokens
-        with self.service.store.read() as conn:
-            row = conn.execute(select(t).where(t.c.token_hash == digest)).first()
-        if row is None or not constant_time_equal(row.token_hash, digest):
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(t).where(and_(t.c.token_hash == digest, t.c.revoked_at.is_(None)))
+            ).first()
+        if row is None or not hmac.compare_digest(str(row.token_hash), digest):
             return None
-        info = token_from_row(row)
-        return info if info.revoked_at is None else None
+        return repo.token_from_row(row)
 
-    def list(self) -> list[TokenInfo]:
+    def list(self) -> list[ApiToken]:
         """Every token record, oldest first (secrets are not stored, so none is shown)."""
         t = schema.api_tokens
-        with self.service.store.read() as conn:
+        with self.store.read() as conn:
             rows = conn.execute(select(t).order_by(t.c.id)).all()
-        return [token_from_row(r) for r in rows]
+        return [repo.token_from_row(r) for r in rows]
 
     def revoke(self, token_id: int) -> None:
-        """Revoke a token; it stops working at once."""
-        self.service.revoke_token(token_id)
+        """Revoke a token; it stops authenticating at once. NotFound when there is no
+        active token ``token_id``."""
+        t = schema.api_tokens
+        with self.store.write() as conn:
+            result = conn.execute(
+                update(t)
+                .where(and_(t.c.id == token_id, t.c.revoked_at.is_(None)))
+                .values(revoked_at=self.clock())
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"no active token {token_id}")

@@ -116,7 +116,7 @@ def build_context(
         config=config,
         store=store,
         service=service,
-        tokens=TokenStore(service),
+        tokens=TokenStore(store),
         snapshot=snapshot_provider or StoreSnapshots(store, base_url),
         registry=registry,
         scope_denied=scope_counter(registry),
