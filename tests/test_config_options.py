@@ -49,6 +49,7 @@ from clearwall.dnsserver.policyholder import PolicyHolder, StaticPolicy
 from clearwall.dnsserver.server import early_reply
 from clearwall.errors import ConfigError
 from clearwall.model import Action, AuthorityKind, Category, OrderRef
+from clearwall.store.reader import PolicyReader
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "clearwall.toml"
@@ -489,7 +490,7 @@ def background_refresh(config: Config, store_url: str) -> str:
         url = f"http://127.0.0.1:{server.server_address[1]}/list.txt"
         sub = service.add_subscription(1, url, "domains", 3600)
         refresh_due(create_app(config, store_url, maintenance=False).state.ctx)
-        [after] = [s for s in service.subscriptions() if s.id == sub.id]
+        [after] = [s for s in PolicyReader(service.store).subscriptions() if s.id == sub.id]
         return after.last_status.split(":", 1)[0]
     finally:
         server.shutdown()

@@ -18,6 +18,7 @@ from clearwall.model import Action, Category, OrderStatus, RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, Store, schema
 from clearwall.store import service as service_module
+from clearwall.store.reader import PolicyReader
 from clearwall.store.records import AppealStatus
 
 COURT, REGULATOR, OPERATOR = 1, 2, 3
@@ -53,14 +54,14 @@ def counts(store: Store) -> tuple[int, int, int]:
 
 
 def test_jurisdictions_and_authorities_round_trip(service: PolicyService) -> None:
-    xa = service.jurisdiction("xa")
+    xa = PolicyReader(service.store).jurisdiction("xa")
     assert xa.name == "Demo Republic A"
     assert [str(n) for n in xa.networks] == ["127.0.0.0/8", "::1/128"]
-    assert [j.code for j in service.jurisdictions()] == ["xa", "xb"]
-    court = service.authority(COURT)
+    assert [j.code for j in PolicyReader(service.store).jurisdictions()] == ["xa", "xb"]
+    court = PolicyReader(service.store).authority(COURT)
     assert (court.name, court.kind.value, court.jurisdiction) == ("Court A", "court", "xa")
     assert court.contacts == ("mailto:court@a.example",)
-    assert [a.id for a in service.authorities("xa")] == [COURT, OPERATOR]
+    assert [a.id for a in PolicyReader(service.store).authorities("xa")] == [COURT, OPERATOR]
 
 
 @pytest.mark.parametrize(
@@ -73,9 +74,9 @@ def test_jurisdictions_and_authorities_round_trip(service: PolicyService) -> Non
         (lambda s: s.add_authority("A", "king", "xa"), StoreError),
         (lambda s: s.add_authority("A", "court", "zz"), NotFound),
         (lambda s: s.add_authority("A", "court", "xa", ["court@example"]), StoreError),
-        (lambda s: s.authority(99), NotFound),
-        (lambda s: s.order(99), NotFound),
-        (lambda s: s.jurisdiction("zz"), NotFound),
+        (lambda s: PolicyReader(s.store).authority(99), NotFound),
+        (lambda s: PolicyReader(s.store).order(99), NotFound),
+        (lambda s: PolicyReader(s.store).jurisdiction("zz"), NotFound),
         (lambda s: add(s, authority=99), NotFound),
         (lambda s: add(s, category="gossip"), StoreError),
         (lambda s: add(s, action="explode"), StoreError),
@@ -109,7 +110,7 @@ def test_add_order_publishes_one_entry(service: PolicyService) -> None:
     assert order.expires == dt.datetime(2027, 1, 1, 10, tzinfo=dt.UTC)
     assert order.expires.tzinfo is dt.UTC
     assert order.issued == dt.date(2026, 1, 5)
-    stored = service.order_rules(order.id)
+    stored = PolicyReader(service.store).order_rules(order.id)
     assert stored == (
         RuleSpec(RuleKind.RESPONSE_IP, "192.0.2.0/24"),
         RuleSpec(RuleKind.SUBTREE, "a.example"),
@@ -119,7 +120,9 @@ def test_add_order_publishes_one_entry(service: PolicyService) -> None:
     assert entry.index == J and entry.leaf_hash == leaf_hash(entry.data)
     at = dt.datetime.fromisoformat(__import__("json").loads(entry.data)["time"])
     # The service's patched digest must equal what the ledger module computes itself.
-    assert entry.data == entries.order_published(order, service.authority(COURT), stored, at)
+    assert entry.data == entries.order_published(
+        order, PolicyReader(service.store).authority(COURT), stored, at
+    )
     assert service.store.log_size() == J + 1
 
 
@@ -206,7 +209,7 @@ def test_amend_is_idempotent_and_logged(service: PolicyService) -> None:
     assert same == order and service.store.log_size() == J + 1
     service.amend_order(order.id, add=rules("third.example"), remove=rules("other.example"))
     assert service.store.log_size() == J + 2
-    current = service.order_rules(order.id)
+    current = PolicyReader(service.store).order_rules(order.id)
     assert [r.value for r in current] == ["blocked.example", "third.example"]
     amended = service.store.log_entries(J + 1)[0].data
     event = __import__("json").loads(amended)
@@ -224,14 +227,14 @@ def test_revoke_and_expire(service: PolicyService) -> None:
         service.revoke_order(a.id, " ")
     revoked = service.revoke_order(a.id, "set aside on appeal")
     assert revoked.status is OrderStatus.REVOKED
-    assert service.order_revoked_reason(a.id) == "set aside on appeal"
+    assert PolicyReader(service.store).order_revoked_reason(a.id) == "set aside on appeal"
     with pytest.raises(Conflict):
         service.revoke_order(a.id, "again")
     with pytest.raises(Conflict):
         service.amend_order(a.id, add=rules("x.example"))
     assert service.expire_due(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) == [b.id]
     assert service.expire_due() == []
-    assert service.order(b.id).status is OrderStatus.EXPIRED
+    assert PolicyReader(service.store).order(b.id).status is OrderStatus.EXPIRED
     kinds = [__import__("json").loads(e.data)["type"] for e in service.store.log_entries()]
     assert kinds == [
         *["jurisdiction-set"] * J,
@@ -249,7 +252,7 @@ def test_appeals(service: PolicyService) -> None:
     assert decided.decided_at is not None and decided.decided_at.tzinfo is dt.UTC
     with pytest.raises(Conflict):
         service.decide_appeal(appeal.id, "upheld", "changed my mind")
-    assert service.appeals(order.id) == [decided]
+    assert PolicyReader(service.store).appeals(order.id) == [decided]
     with pytest.raises(NotFound):
         service.file_appeal(99, "x.example", "c", "r")
 
@@ -258,7 +261,7 @@ def test_subscriptions(service: PolicyService) -> None:
     order = add(service)
     sub = service.add_subscription(order.id, "https://lists.example/a.txt", "domains", 3600)
     service.record_refresh(sub.id, "ok: 2 rules")
-    [stored] = service.subscriptions(order.id)
+    [stored] = PolicyReader(service.store).subscriptions(order.id)
     assert stored.last_status == "ok: 2 rules" and stored.last_refresh is not None
 
 
@@ -280,17 +283,21 @@ def test_concurrent_writers_get_consecutive_indexes(service: PolicyService) -> N
         t.join()
     assert not errors
     assert [e.index for e in service.store.log_entries()] == list(range(J + 12))
-    assert sorted(o.log_index for o in service.orders()) == list(range(J, J + 12))  # type: ignore[type-var]
+    assert sorted(o.log_index for o in PolicyReader(service.store).orders()) == list(
+        range(J, J + 12)
+    )  # type: ignore[type-var]
 
 
 def test_bulk_rules_round_trip(service: PolicyService) -> None:
     many = rules(*(f"host{i}.bulk.example" for i in range(45_000)))
     order = add(service, rules=many, category=Category.MALWARE, action=Action.SINKHOLE)
-    assert service.order(order.id).log_index == J
+    assert PolicyReader(service.store).order(order.id).log_index == J
     with service.store.read() as conn:
         n = conn.execute(select(func.count()).select_from(schema.rules)).scalar_one()
     assert n == 45_000
-    assert entries.rules_digest(service.order_rules(order.id)) == entries.rules_digest(many)
+    assert entries.rules_digest(
+        PolicyReader(service.store).order_rules(order.id)
+    ) == entries.rules_digest(many)
 
 
 def test_rule_added_behind_the_log_is_visible_in_store_only(service: PolicyService) -> None:
@@ -299,7 +306,7 @@ def test_rule_added_behind_the_log_is_visible_in_store_only(service: PolicyServi
         conn.execute(
             insert(schema.rules).values(order_id=order.id, kind="exact", value="x.example")
         )
-    assert len(service.order_rules(order.id)) == 3
+    assert len(PolicyReader(service.store).order_rules(order.id)) == 3
 
 
 def test_batch_append_gives_consecutive_indexes(service: PolicyService) -> None:
@@ -370,10 +377,10 @@ def test_jurisdiction_changes_are_logged_with_their_record(service: PolicyServic
 def test_bad_jurisdiction_updates_write_nothing(
     service: PolicyService, change: dict[str, Any], error: type[Exception]
 ) -> None:
-    before = service.jurisdiction("xa")
+    before = PolicyReader(service.store).jurisdiction("xa")
     with pytest.raises(error):
         service.update_jurisdiction("xa", **change)
-    assert service.jurisdiction("xa") == before
+    assert PolicyReader(service.store).jurisdiction("xa") == before
     assert service.store.log_size() == J
 
 
@@ -393,6 +400,9 @@ def test_failed_jurisdiction_entry_leaves_no_jurisdiction(
         service.add_jurisdiction("xc", "C", ["10.77.1.0/24"])
     with pytest.raises(StoreError):
         service.update_jurisdiction("xa", add_networks=["10.78.0.0/16"])
-    assert [j.code for j in service.jurisdictions()] == ["xa", "xb"]
-    assert [str(n) for n in service.jurisdiction("xa").networks] == ["127.0.0.0/8", "::1/128"]
+    assert [j.code for j in PolicyReader(service.store).jurisdictions()] == ["xa", "xb"]
+    assert [str(n) for n in PolicyReader(service.store).jurisdiction("xa").networks] == [
+        "127.0.0.0/8",
+        "::1/128",
+    ]
     assert service.store.log_size() == J

@@ -12,6 +12,7 @@ from clearwall.ledger.signing import create_key_file
 from clearwall.model import Action, AuthorityKind, Category, RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store.db import Store
+from clearwall.store.reader import PolicyReader
 from clearwall.store.service import PolicyService
 from clearwall.store.tokens import TokenStore
 
@@ -33,6 +34,11 @@ class Seeded:
     order_a: int
     order_b: int
     order_malware: int
+
+    @property
+    def reader(self) -> PolicyReader:
+        """The store's records, read."""
+        return PolicyReader(self.store)
 
 
 def seed(url: str, tmp_path: Path) -> Seeded:

@@ -59,7 +59,7 @@ async def test_auditor_is_read_only(client: httpx.AsyncClient, seeded: Seeded) -
         headers=bearer(seeded.tokens["auditor"]),
     )
     assert r.status_code == 403
-    assert seeded.service.order(seeded.order_a).status.value == "active"
+    assert seeded.reader.order(seeded.order_a).status.value == "active"
 
 
 async def test_operator_creates_jurisdiction_and_authority(
@@ -248,7 +248,7 @@ async def test_subscription_refresh_from_url_and_file(
     assert r.status_code == 200, r.text
     assert (r.json()["added"], r.json()["removed"], r.json()["rule_count"]) == (2, 1, 2)
     assert r.json()["subscription"]["last_status"].startswith("ok")
-    rules = {x.value for x in seeded.service.order_rules(seeded.order_b)}
+    rules = {x.value for x in seeded.reader.order_rules(seeded.order_b)}
     assert rules == {"sub-one.example", "sub-two.example"}
 
     served.write_text("||sub-two.example^\n")
@@ -295,14 +295,14 @@ async def test_background_refresh_reaches_public_addresses_only_by_default(
     from clearwall.web.api.subscriptions import refresh_due
 
     url, _ = list_server  # on 127.0.0.1: internal
-    before = set(seeded.service.order_rules(seeded.order_b))
+    before = set(seeded.reader.order_rules(seeded.order_b))
     sub = seeded.service.add_subscription(seeded.order_b, url, refresh_seconds=3600)
     assert refresh_due(app.state.ctx) == [sub.id]
-    (after,) = seeded.service.subscriptions(seeded.order_b)
+    (after,) = seeded.reader.subscriptions(seeded.order_b)
     assert after.last_status.startswith("failed: ") and "not a public address" in (
         after.last_status
     )
-    assert set(seeded.service.order_rules(seeded.order_b)) == before
+    assert set(seeded.reader.order_rules(seeded.order_b)) == before
 
 
 async def test_due_subscriptions_are_refreshed_in_the_background(
@@ -318,7 +318,7 @@ async def test_due_subscriptions_are_refreshed_in_the_background(
     sub = seeded.service.add_subscription(seeded.order_b, url, refresh_seconds=3600)
     ctx = app.state.ctx
     assert refresh_due(ctx) == [sub.id]
-    assert {r.value for r in seeded.service.order_rules(seeded.order_b)} == {
+    assert {r.value for r in seeded.reader.order_rules(seeded.order_b)} == {
         "sub-one.example",
         "sub-two.example",
     }

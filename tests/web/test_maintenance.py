@@ -31,10 +31,10 @@ async def test_maintenance_logs_expiry_and_the_portal_shows_it(seeded: Seeded) -
     maintenance_pass(ctx)
     maintenance_pass(ctx)  # a second pass finds nothing more to do
 
-    assert seeded.service.order(sunset.id).status is OrderStatus.EXPIRED
+    assert seeded.reader.order(sunset.id).status is OrderStatus.EXPIRED
     new = [json.loads(e.data) for e in seeded.store.log_entries()[before:]]
     assert [(e["type"], e["order"]) for e in new] == [("order-expired", sunset.id)]
-    assert seeded.service.order(seeded.order_a).status is OrderStatus.ACTIVE
+    assert seeded.reader.order(seeded.order_a).status is OrderStatus.ACTIVE
 
     app = create_app(seeded.config, seeded.url, maintenance=False)
     transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 40000))

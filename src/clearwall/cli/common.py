@@ -26,6 +26,7 @@ from rich.progress import (
 from clearwall.config import Config, load_config
 from clearwall.errors import ClearwallError
 from clearwall.store import PolicyService, open_store
+from clearwall.store.reader import PolicyReader
 
 DbOption = Annotated[
     str | None,
@@ -134,6 +135,12 @@ def open_service(
     s = settings(db, config)
     store = open_store(s.db_url, migrate=migrate)
     return PolicyService(store, after_commit=ledger_sync(s.config, store)), s
+
+
+def open_reader(db: str | None, config: Path | None) -> tuple[PolicyReader, Settings]:
+    """Open the store named by the options for reading its records."""
+    s = settings(db, config)
+    return PolicyReader(open_store(s.db_url)), s
 
 
 def is_tty() -> bool:

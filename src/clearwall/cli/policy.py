@@ -20,6 +20,7 @@ from clearwall.cli.common import (
     fail,
     file_progress,
     ledger_sync,
+    open_reader,
     open_service,
     published_size,
     settings,
@@ -27,6 +28,7 @@ from clearwall.cli.common import (
 from clearwall.errors import FormatError
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, Verdict
 from clearwall.policy.model import RuleSpec
+from clearwall.store.reader import PolicyReader
 from clearwall.store.validate import check_dates
 
 FORMAT_CHOICES = ("auto", "hosts", "domains", "wildcard", "adblock", "dnsmasq", "unbound", "rpz")
@@ -211,8 +213,8 @@ def jurisdictions_list(
 ) -> None:
     """List jurisdictions: code, name, networks."""
     with errors():
-        service, _ = open_service(db, config)
-        items = service.jurisdictions()
+        reader, _ = open_reader(db, config)
+        items = reader.jurisdictions()
         if as_json:
             _print_json(items)
             return
@@ -226,9 +228,9 @@ def jurisdictions_show(
 ) -> None:
     """Show one jurisdiction, its networks and its authorities."""
     with errors():
-        service, _ = open_service(db, config)
-        j = service.jurisdiction(code)
-        auths = service.authorities(j.code)
+        reader, _ = open_reader(db, config)
+        j = reader.jurisdiction(code)
+        auths = reader.authorities(j.code)
         if as_json:
             _print_json({**_plain(j), "authorities": _plain(auths)})
             return
@@ -267,8 +269,8 @@ def authorities_list(
 ) -> None:
     """List authorities: id, jurisdiction, kind, name."""
     with errors():
-        service, _ = open_service(db, config)
-        items = service.authorities(jurisdiction.lower() if jurisdiction else None)
+        reader, _ = open_reader(db, config)
+        items = reader.authorities(jurisdiction.lower() if jurisdiction else None)
         if as_json:
             _print_json(items)
             return
@@ -284,9 +286,9 @@ def authorities_show(
 ) -> None:
     """Show one authority and its orders."""
     with errors():
-        service, _ = open_service(db, config)
-        a = service.authority(authority_id)
-        items = service.orders(authority_id=a.id)
+        reader, _ = open_reader(db, config)
+        a = reader.authority(authority_id)
+        items = reader.orders(authority_id=a.id)
         if as_json:
             _print_json({**_plain(a), "orders": [o.id for o in items]})
             return
@@ -332,7 +334,7 @@ def orders_add(
         service, _ = open_service(db, config)
         # Fail fast on what can be checked before parsing a large file (the service
         # checks all of it again inside the transaction).
-        issuer = service.authority(authority)
+        issuer = PolicyReader(service.store).authority(authority)
         if all_jurisdictions and issuer.kind is not AuthorityKind.OPERATOR:
             fail(
                 f"only operator authorities may issue all-jurisdiction orders ({issuer.name!r}"
@@ -374,7 +376,7 @@ def orders_amend(
         fail("give --rules FILE and/or --remove FILE")
     with errors():
         service, _ = open_service(db, config)
-        service.order(order_id)
+        PolicyReader(service.store).order(order_id)
         add_specs = _parse_rules(rules, format) if rules else []
         remove_specs = _parse_rules(remove, format) if remove else []
         before = service.store.log_size()
@@ -419,8 +421,8 @@ def orders_list(
     """List orders: id, status, jurisdiction, authority, category, action, reference, title."""
     state = OrderStatus(_choice(status, OrderStatus, "status")) if status else None
     with errors():
-        service, _ = open_service(db, config)
-        items = service.orders(
+        reader, _ = open_reader(db, config)
+        items = reader.orders(
             authority_id=authority,
             jurisdiction=jurisdiction.lower() if jurisdiction else None,
             status=state,
@@ -428,7 +430,7 @@ def orders_list(
         if as_json:
             _print_json(items)
             return
-        auths = {a.id: a for a in service.authorities()}
+        auths = {a.id: a for a in reader.authorities()}
         for o in items:
             where = "*" if o.all_jurisdictions else auths[o.authority_id].jurisdiction
             typer.echo(
@@ -446,8 +448,8 @@ def orders_show(
 ) -> None:
     """Show one order: authority, legal basis, dates, digest, log entry; optionally its rules."""
     with errors():
-        service, _ = open_service(db, config)
-        compiled = service.compiled_order(order_id)
+        reader, _ = open_reader(db, config)
+        compiled = reader.compiled_order(order_id)
         o, a = compiled.order, compiled.authority
         from clearwall.ledger.entries import rules_digest
 
@@ -458,7 +460,7 @@ def orders_show(
                 "authority": _plain(a),
                 "rules_digest": digest,
                 "rule_count": count,
-                "revoked_reason": service.order_revoked_reason(o.id),
+                "revoked_reason": reader.order_revoked_reason(o.id),
             }
             if show_rules:
                 data["rules"] = [r.describe() for r in compiled.rules]
@@ -481,7 +483,7 @@ def orders_show(
             ("log entry", "-" if o.log_index is None else o.log_index),
             ("rules", f"{count} (digest {digest})"),
         ]
-        reason = service.order_revoked_reason(o.id)
+        reason = reader.order_revoked_reason(o.id)
         if reason:
             rows.append(("revoked", reason))
         for key, value in rows:
@@ -549,7 +551,7 @@ def check(
                 fail(f"invalid client address {client!r}")
             where = snapshot.jurisdiction_of(client) or s.config.dns.default_jurisdiction or None
         elif jurisdiction:
-            where = service.jurisdiction(jurisdiction).code
+            where = PolicyReader(service.store).jurisdiction(jurisdiction).code
         else:
             where = s.config.dns.default_jurisdiction or None
         verdict = snapshot.match(canonical, where or "")
@@ -587,7 +589,7 @@ def export(
         from clearwall.store.loader import build_snapshot
 
         service, s = open_service(db, config)
-        code = service.jurisdiction(jurisdiction).code
+        code = PolicyReader(service.store).jurisdiction(jurisdiction).code
         # Resolvers fed this export enforce it: only what the public log shows.
         size = published_size(s, service.store)
         snapshot = build_snapshot(service.store, size=size)

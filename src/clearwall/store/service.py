@@ -22,7 +22,7 @@ from clearwall.errors import Conflict, NotFound, ScopeError, StoreError
 from clearwall.ledger import entries
 from clearwall.ledger.merkle import leaf_hash
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
-from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order, RuleSpec
+from clearwall.policy.model import Authority, Jurisdiction, Order, RuleSpec
 from clearwall.policy.names import normalize_name
 from clearwall.store import repositories as repo
 from clearwall.store import schema
@@ -651,78 +651,3 @@ class PolicyService:
             )
             if result.rowcount == 0:
                 raise NotFound(f"no subscription {subscription_id}")
-
-    # -- reads -----------------------------------------------------------------------
-
-    def jurisdictions(self) -> list[Jurisdiction]:
-        """Every jurisdiction, by code."""
-        with self.store.read() as conn:
-            return repo.list_jurisdictions(conn)
-
-    def jurisdiction(self, code: str) -> Jurisdiction:
-        """One jurisdiction; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_jurisdiction(conn, code.strip().lower())
-
-    def authorities(self, jurisdiction: str | None = None) -> list[Authority]:
-        """Authorities by id, optionally of one jurisdiction."""
-        with self.store.read() as conn:
-            return repo.list_authorities(conn, jurisdiction)
-
-    def authority(self, authority_id: int) -> Authority:
-        """One authority; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_authority(conn, authority_id)
-
-    def orders(
-        self,
-        *,
-        authority_id: int | None = None,
-        jurisdiction: str | None = None,
-        status: OrderStatus | None = None,
-    ) -> list[Order]:
-        """Orders by id, filtered by authority, jurisdiction and/or status."""
-        with self.store.read() as conn:
-            return repo.list_orders(
-                conn, authority_id=authority_id, jurisdiction=jurisdiction, status=status
-            )
-
-    def order(self, order_id: int) -> Order:
-        """One order; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_order(conn, order_id)
-
-    def order_rules(self, order_id: int) -> tuple[RuleSpec, ...]:
-        """The rules of one order, sorted by kind then value."""
-        with self.store.read() as conn:
-            repo.get_order(conn, order_id)
-            return repo.order_rules(conn, order_id)
-
-    def compiled_order(self, order_id: int) -> CompiledOrder:
-        """One order with its authority and rules."""
-        with self.store.read() as conn:
-            return repo.compiled_order(conn, order_id)
-
-    def order_revoked_reason(self, order_id: int) -> str | None:
-        """Why an order was revoked, if it was."""
-        o = schema.orders
-        with self.store.read() as conn:
-            row = conn.execute(select(o.c.revoked_reason).where(o.c.id == order_id)).first()
-        if row is None:
-            raise NotFound(f"no order {order_id}")
-        return row.revoked_reason  # type: ignore[no-any-return]
-
-    def appeals(self, order_id: int | None = None) -> list[Appeal]:
-        """Appeals by id, optionally of one order."""
-        with self.store.read() as conn:
-            return repo.list_appeals(conn, order_id)
-
-    def appeal(self, appeal_id: int) -> Appeal:
-        """One appeal; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_appeal(conn, appeal_id)
-
-    def subscriptions(self, order_id: int | None = None) -> list[Subscription]:
-        """Subscriptions by id, optionally of one order."""
-        with self.store.read() as conn:
-            return repo.list_subscriptions(conn, order_id)

@@ -48,6 +48,7 @@ from clearwall.errors import (
 )
 from clearwall.ledger.log import TransparencyLog
 from clearwall.store.db import Store
+from clearwall.store.reader import PolicyReader
 from clearwall.store.service import PolicyService
 from clearwall.store.tokens import TokenStore
 from clearwall.web import blockpage
@@ -116,6 +117,7 @@ def build_context(
         config=config,
         store=store,
         service=service,
+        reader=PolicyReader(store),
         tokens=TokenStore(store),
         snapshot=snapshot_provider or StoreSnapshots(store, base_url),
         registry=registry,

@@ -1,4 +1,4 @@
-"""What every route needs, built once per app: store, service, snapshot, templates, guards."""
+"""What every route needs, built once per app: store, writes, reads, snapshot, guards."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from clearwall.ledger.log import TransparencyLog
 from clearwall.policy.snapshot import PolicySnapshot
 from clearwall.store.db import Store
 from clearwall.store.loader import build_snapshot
+from clearwall.store.reader import PolicyReader
 from clearwall.store.service import PolicyService
 from clearwall.store.tokens import TokenStore
 from clearwall.web.queries import StatsCache
@@ -64,6 +65,7 @@ class WebContext:
     config: Config
     store: Store
     service: PolicyService
+    reader: PolicyReader
     tokens: TokenStore
     snapshot: SnapshotProvider
     registry: CollectorRegistry

@@ -89,14 +89,14 @@ def fetch(source: str, public_only: bool = False) -> str:
 
 
 def _check(request: Request, ctx: WebContext, principal: Principal, order_id: int) -> None:
-    order = ctx.service.order(order_id)
-    check_jurisdiction(request, principal, ctx.service.authority(order.authority_id).jurisdiction)
+    order = ctx.reader.order(order_id)
+    check_jurisdiction(request, principal, ctx.reader.authority(order.authority_id).jurisdiction)
     if order.all_jurisdictions and principal.authority is not None:
         raise deny(request, "jurisdiction", "only operators may change all-jurisdiction orders")
 
 
 def _subscription(ctx: WebContext, subscription_id: int) -> Subscription:
-    for s in ctx.service.subscriptions():
+    for s in ctx.reader.subscriptions():
         if s.id == subscription_id:
             return s
     raise NotFound(f"no subscription {subscription_id}")
@@ -109,7 +109,7 @@ def list_subscriptions(
     _: Principal = Depends(require_reader),
 ) -> list[SubscriptionOut]:
     """Subscriptions, optionally of one order."""
-    return [SubscriptionOut.of(s) for s in ctx.service.subscriptions(order_id)]
+    return [SubscriptionOut.of(s) for s in ctx.reader.subscriptions(order_id)]
 
 
 @router.post("/subscriptions", response_model=SubscriptionOut, status_code=201)
@@ -154,7 +154,7 @@ def refresh(
     except FormatError as exc:
         ctx.service.record_refresh(sub.id, f"failed: {exc}")
         raise
-    current = set(ctx.service.order_rules(sub.order_id))
+    current = set(ctx.reader.order_rules(sub.order_id))
     wanted = set(parsed.rules)
     key = {(r.kind, r.value) for r in wanted}
     add = wanted - current
@@ -185,13 +185,13 @@ def refresh_due(ctx: WebContext, now: dt.datetime | None = None) -> list[int]:
     now = now or dt.datetime.now(dt.UTC)
     public_only = not ctx.config.web.subscriptions_fetch_internal
     done: list[int] = []
-    for sub in ctx.service.subscriptions():
+    for sub in ctx.reader.subscriptions():
         if (
             sub.last_refresh is not None
             and (now - sub.last_refresh).total_seconds() < sub.refresh_seconds
         ):
             continue
-        if ctx.service.order(sub.order_id).status is not OrderStatus.ACTIVE:
+        if ctx.reader.order(sub.order_id).status is not OrderStatus.ACTIVE:
             continue
         try:
             refresh(ctx, sub, None, public_only=public_only)

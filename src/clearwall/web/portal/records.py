@@ -88,8 +88,8 @@ def order(request: Request, order_id: PathId) -> Response:
             "f": f,
             "sample": sample,
             "history": order_history(ctx, order_id),
-            "appeals": ctx.service.appeals(order_id),
-            "revoked_reason": ctx.service.order_revoked_reason(order_id),
+            "appeals": ctx.reader.appeals(order_id),
+            "revoked_reason": ctx.reader.order_revoked_reason(order_id),
             "inclusion_url": proof(f.order.log_index) if f.order.log_index is not None else "",
         },
     )
@@ -99,7 +99,7 @@ def order(request: Request, order_id: PathId) -> Response:
 def order_rules_file(request: Request, order_id: PathId) -> Response:
     """The order's rules as sorted canonical lines; their Merkle root is the logged digest."""
     ctx: WebContext = request.app.state.ctx
-    rules = ctx.service.order_rules(order_id)
+    rules = ctx.reader.order_rules(order_id)
 
     def lines() -> Iterator[bytes]:
         for line in sorted({rule_line(r) for r in rules}):
@@ -116,7 +116,7 @@ def order_rules_file(request: Request, order_id: PathId) -> Response:
 def authority(request: Request, authority_id: PathId) -> Response:
     """An authority, its jurisdiction and every order it issued."""
     ctx: WebContext = request.app.state.ctx
-    a = ctx.service.authority(authority_id)
+    a = ctx.reader.authority(authority_id)
     facts = [f for f in order_facts(ctx.store) if f.authority.id == authority_id]
     return page(request, "authority.html", {"nav": "jurisdictions", "authority": a, "facts": facts})
 
@@ -128,13 +128,13 @@ def jurisdictions(request: Request) -> Response:
     active: Counter[str] = Counter(
         f.jurisdiction for f in order_facts(ctx.store) if f.state() == "active"
     )
-    authority_count: Counter[str] = Counter(a.jurisdiction for a in ctx.service.authorities())
+    authority_count: Counter[str] = Counter(a.jurisdiction for a in ctx.reader.authorities())
     return page(
         request,
         "jurisdictions.html",
         {
             "nav": "jurisdictions",
-            "jurisdictions": ctx.service.jurisdictions(),
+            "jurisdictions": ctx.reader.jurisdictions(),
             "active": active,
             "authority_count": authority_count,
         },
@@ -145,7 +145,7 @@ def jurisdictions(request: Request) -> Response:
 def jurisdiction(request: Request, code: str) -> Response:
     """A jurisdiction: its networks, authorities and their orders."""
     ctx: WebContext = request.app.state.ctx
-    j = ctx.service.jurisdiction(code)
+    j = ctx.reader.jurisdiction(code)
     facts = [f for f in order_facts(ctx.store) if f.jurisdiction == j.code]
     return page(
         request,
@@ -153,7 +153,7 @@ def jurisdiction(request: Request, code: str) -> Response:
         {
             "nav": "jurisdictions",
             "jurisdiction": j,
-            "authorities": ctx.service.authorities(j.code),
+            "authorities": ctx.reader.authorities(j.code),
             "facts": facts,
         },
     )
