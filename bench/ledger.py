@@ -60,7 +60,9 @@ def bench_append(tmp: Path, total: int, batch: int) -> dict[str, Any]:
     store, svc, tlog, _, _ = world(tmp)
     at = dt.datetime.now(dt.UTC)
     payloads = [
-        entries.appeal_filed(i, 1, f"name{i}.bench.example", "over-blocking of a shop", at)
+        entries.encode(
+            entries.AppealFiled(at, i, 1, f"name{i}.bench.example", "over-blocking of a shop")
+        )
         for i in range(total)
     ]
     # For comparison: append_entry (one statement per entry), one transaction per batch.
@@ -200,7 +202,7 @@ def bench_verify(tmp: Path, total: int) -> dict[str, Any]:
     for start in range(0, total - 1, batch):
         with store.write() as conn:
             datas = [
-                entries.appeal_filed(i, 1, f"n{i}.example", "r", at)
+                entries.encode(entries.AppealFiled(at, i, 1, f"n{i}.example", "r"))
                 for i in range(start, min(start + batch, total - 1))
             ]
             append_entries(conn, datas, at)

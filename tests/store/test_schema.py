@@ -38,7 +38,7 @@ def test_upgrade_logs_jurisdictions_stored_before_they_were_logged(store_url: st
     old.migrate()
     [entry] = old.log_entries()
     event = __import__("json").loads(entry.data)
-    assert event["type"] == entries.JURISDICTION_SET
+    assert event["type"] == entries.JurisdictionSet.TYPE
     assert event["jurisdiction"] == {"code": "xa", "name": "A", "networks": ["10.7.0.0/16"]}
     [xa] = load_policy(old)[1]
     assert [str(n) for n in xa.networks] == ["10.7.0.0/16"]

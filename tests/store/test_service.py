@@ -119,10 +119,13 @@ def test_add_order_publishes_one_entry(service: PolicyService) -> None:
     [entry] = service.store.log_entries(J)
     assert entry.index == J and entry.leaf_hash == leaf_hash(entry.data)
     at = dt.datetime.fromisoformat(__import__("json").loads(entry.data)["time"])
-    # The service's patched digest must equal what the ledger module computes itself.
-    assert entry.data == entries.order_published(
-        order, PolicyReader(service.store).authority(COURT), stored, at
+    # The digest the service computed before taking the lock is the rule set's own.
+    authority = PolicyReader(service.store).authority(COURT)
+    published = entries.OrderPublished(
+        at, entries.OrderRecord.of(order, authority), entries.RuleSet.of(stored)
     )
+    assert entries.parse(entry.data) == published
+    assert entry.data == entries.encode(published)
     assert service.store.log_size() == J + 1
 
 
@@ -313,7 +316,7 @@ def test_batch_append_gives_consecutive_indexes(service: PolicyService) -> None:
     """append_entries writes a batch under one head lock; the head equals the entry count."""
     at = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     before = service.store.log_size()
-    batch = [entries.order_expired(i, at) for i in range(1, 251)]
+    batch = [entries.encode(entries.OrderExpired(at, i)) for i in range(1, 251)]
     with service.store.write() as conn:
         first = service_module.append_entries(conn, batch, at)
         assert service_module.append_entries(conn, [], at) == first + len(batch)
@@ -340,7 +343,7 @@ def test_jurisdiction_changes_are_logged_with_their_record(service: PolicyServic
     def last() -> dict[str, Any]:
         size = service.store.log_size()
         event = json.loads(service.store.log_entries(size - 1)[0].data)
-        assert event["type"] == entries.JURISDICTION_SET
+        assert event["type"] == entries.JurisdictionSet.TYPE
         return event["jurisdiction"]  # type: ignore[no-any-return]
 
     first = [json.loads(e.data)["jurisdiction"] for e in service.store.log_entries(0, J)]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any
 
 from clearwall.config import LedgerConfig
 from clearwall.errors import LedgerError, TileError, VerificationError
-from clearwall.ledger import proofs, tiles, witnessing
+from clearwall.ledger import entries, proofs, tiles, witnessing
 from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
 from clearwall.ledger.logstore import LogStore
 from clearwall.ledger.merkle import (
@@ -374,7 +373,7 @@ class TransparencyLog:
         """Where the sorted canonical rule lines of one order version are published."""
         return self.dir.root / RULES_DIR / f"{order_id}-{digest}.txt"
 
-    def _publish_rule_files(self, entries: list[bytes]) -> None:
+    def _publish_rule_files(self, datas: list[bytes]) -> None:
         """Write the rule file of every order version the new entries commit to."""
         lines_for = getattr(self.store, "order_rule_lines", None)
         if lines_for is None:
@@ -383,24 +382,17 @@ class TransparencyLog:
             def lines_for(order_id: int) -> list[bytes] | None:
                 return rule_lines_from_store(self.store, order_id)
 
-        for data in entries:
-            if b'"rules":{' not in data:  # only published/amended orders carry a digest
+        for data in datas:
+            version = entries.order_version(data)
+            if version is None:
                 continue
-            try:
-                event = json.loads(data)
-            except ValueError:
-                continue
-            rules = event.get("rules") if isinstance(event, dict) else None
-            if not isinstance(rules, dict) or "digest" not in rules:
-                continue
-            order_id = int(event["order"]["id"])
-            path = self.rule_file(order_id, str(rules["digest"]))
+            path = self.rule_file(version.order.id, version.rules.digest)
             if path.exists():
                 continue
-            lines = lines_for(order_id)
+            lines = lines_for(version.order.id)
             if lines is None:
                 continue
-            if merkle_root(lines).hex() != rules["digest"]:
+            if merkle_root(lines).hex() != version.rules.digest:
                 continue  # the order changed since; a later entry carries its digest
             self.dir.write_file(path, b"".join(line + b"\n" for line in lines))
 

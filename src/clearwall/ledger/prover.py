@@ -11,8 +11,9 @@ from clearwall.errors import LedgerError
 from clearwall.ledger import proofs
 from clearwall.ledger.checkpoint import open_checkpoint
 from clearwall.ledger.log import TransparencyLog
+from clearwall.ledger.logstate import LogState
 from clearwall.ledger.merkle import MemoryTree
-from clearwall.ledger.nameproof import LogState, prove_name, rule_tree
+from clearwall.ledger.nameproof import prove_name, rule_tree
 
 
 class NameProver:

@@ -15,16 +15,16 @@ stored but not on the log, or stored otherwise than logged, is named in a warnin
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from clearwall.ledger import entries
+from clearwall.ledger.entries import EntryError, RuleSet, canonical_jurisdiction
+from clearwall.ledger.logstate import Finding, LogState
 from clearwall.model import OrderStatus
-from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order
+from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order, RuleSpec
 from clearwall.store import repositories as repo
 from clearwall.store import schema
 from clearwall.store.db import Store, utcnow
@@ -40,121 +40,84 @@ def policy_version(store: Store) -> int:
     return store.log_size()
 
 
-@dataclass
-class LoggedState:
-    """What a stretch of the log says: per order, its latest published/amended event;
-    the orders revoked or expired; every order named; per jurisdiction code, the record
-    its latest ``jurisdiction-set`` entry commits and that entry's index."""
-
-    latest: dict[int, dict[str, Any]]
-    ended: set[int]
-    named: set[int]
-    jurisdictions: dict[str, tuple[int, Jurisdiction]]
-
-
-def _logged_state(conn: Any, size: int, since: int = 0) -> LoggedState:
-    """The state entries ``since`` <= idx < ``size`` commit (see ``LoggedState``)."""
+def _logged_state(conn: Any, size: int, since: int = 0) -> LogState:
+    """The fold of entries ``since <= idx < size`` (``ledger.logstate``); each entry that
+    is not a clearwall entry is named in a warning and ignored."""
     t = schema.log_entries
-    latest: dict[int, dict[str, Any]] = {}
-    ended: set[int] = set()
-    named: set[int] = set()
-    jurisdictions: dict[str, tuple[int, Jurisdiction]] = {}
     query = (
         select(t.c.idx, t.c.data)
         .where(t.c.idx >= since, t.c.idx < size)
         .order_by(t.c.idx)
         .execution_options(yield_per=10_000)
     )
-    for idx, data in conn.execute(query):
-        try:
-            event = json.loads(bytes(data))
-            kind = event["type"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("log entry %d is not a clearwall entry; ignored", idx)
-            continue
-        if kind in (entries.ORDER_PUBLISHED, entries.ORDER_AMENDED):
-            event["_index"] = int(idx)
-            order_id = int(event["order"]["id"])
-            latest[order_id] = event
-            named.add(order_id)
-        elif kind in (entries.ORDER_REVOKED, entries.ORDER_EXPIRED):
-            ended.add(int(event["order"]))
-            named.add(int(event["order"]))
-        elif kind == entries.JURISDICTION_SET:
-            try:
-                record = entries.jurisdiction_from_record(event["jurisdiction"])
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("log entry %d: not a jurisdiction record (%s); ignored", idx, exc)
-                continue
-            jurisdictions[record.code] = (int(idx), record)
-    return LoggedState(latest, ended, named, jurisdictions)
+
+    def ignored(index: int, exc: EntryError) -> None:
+        log.warning("log entry %d is not a clearwall entry (%s); ignored", index, exc)
+
+    state = LogState(since)
+    state.extend(((int(i), bytes(d)) for i, d in conn.execute(query)), ignored)
+    return state
 
 
-def _jurisdictions_in_force(
-    stored: list[Jurisdiction], logged: dict[str, tuple[int, Jurisdiction]]
-) -> list[Jurisdiction]:
+def _jurisdictions_in_force(stored: list[Jurisdiction], state: LogState) -> list[Jurisdiction]:
     """The jurisdictions as the log commits them, by code; each stored one that is not
     on the log, or differs from its latest entry, is named in a warning."""
     for jurisdiction in stored:
-        entry = logged.get(jurisdiction.code)
+        entry = state.jurisdictions.get(jurisdiction.code)
         if entry is None:
             log.warning(
                 "jurisdiction %r is not on the log (a store from before jurisdictions were "
                 "logged: run `clearwall init` on it); its networks are not enforced",
                 jurisdiction.code,
             )
-        elif entries.jurisdiction_record(jurisdiction) != entries.jurisdiction_record(entry[1]):
+        elif canonical_jurisdiction(jurisdiction) != entry[1]:
             log.warning(
                 "jurisdiction %r: stored record differs from log entry %d; the logged one "
                 "is enforced",
                 jurisdiction.code,
                 entry[0],
             )
-    return [logged[code][1] for code in sorted(logged)]
+    return state.jurisdictions_in_force()
+
+
+_WARNINGS = {
+    Finding.NOT_ON_LOG: "order %d is not on the log; not enforced",
+    Finding.ENDED: "order %d is active in the store but revoked/expired on the log; not enforced",
+    Finding.UNPUBLISHED: "order %d has no publishing entry on the log; not enforced",
+    Finding.METADATA: "order %d: stored metadata differs from log entry %d; not enforced",
+}
 
 
 def _enforceable(
-    conn: Any,
-    order: Order,
-    authority: Authority,
-    event: dict[str, Any] | None,
-    ended: set[int],
-    size: int,
+    conn: Any, order: Order, authority: Authority, state: LogState
 ) -> CompiledOrder | None:
     """The order with its rules when the log says it is in force as stored, else None
-    (each reason is logged as a warning)."""
-    if order.log_index is None or order.log_index >= size:
-        log.warning("order %d is not on the log; not enforced", order.id)
-        return None
-    if order.id in ended:
-        log.warning(
-            "order %d is active in the store but revoked/expired on the log; not enforced",
-            order.id,
-        )
-        return None
-    if event is None:
-        log.warning("order %d has no publishing entry on the log; not enforced", order.id)
-        return None
-    if entries.order_metadata(order, authority) != event["order"]:
-        log.warning(
-            "order %d: stored metadata differs from log entry %d; not enforced",
-            order.id,
-            event["_index"],
-        )
-        return None
-    rules = repo.order_rules(conn, order.id)
-    digest, count = entries.rules_digest(rules)
-    if digest != event["rules"]["digest"] or count != event["rules"]["count"]:
+    (the reason, ``LogState.check_order``'s finding, is logged as a warning)."""
+    read: list[tuple[tuple[RuleSpec, ...], RuleSet]] = []
+
+    def rule_set() -> RuleSet:
+        rules = repo.order_rules(conn, order.id)
+        read.append((rules, RuleSet.of(rules)))
+        return read[0][1]
+
+    check = state.check_order(order, authority, rule_set)
+    if check.finding is None:
+        return CompiledOrder(order, authority, read[0][0])
+    if check.finding is Finding.RULES:
+        assert check.logged is not None
         log.warning(
             "order %d: its %d stored rules do not match the digest on log entry %d "
             "(%d rules); not enforced",
             order.id,
-            count,
-            event["_index"],
-            event["rules"]["count"],
+            read[0][1].count,
+            check.index,
+            check.logged.count,
         )
-        return None
-    return CompiledOrder(order, authority, rules)
+    elif check.finding is Finding.METADATA:
+        log.warning(_WARNINGS[check.finding], order.id, check.index)
+    else:
+        log.warning(_WARNINGS[check.finding], order.id)
+    return None
 
 
 def _tree_size(conn: Any, limit: int | None) -> int:
@@ -178,19 +141,12 @@ def load_policy(
     with store.read() as conn:
         size = _tree_size(conn, size)
         state = _logged_state(conn, size)
-        jurisdictions = _jurisdictions_in_force(repo.list_jurisdictions(conn), state.jurisdictions)
+        jurisdictions = _jurisdictions_in_force(repo.list_jurisdictions(conn), state)
         authorities = {a.id: a for a in repo.list_authorities(conn)}
         for order in repo.list_orders(conn, status=OrderStatus.ACTIVE):
             if order.expires is not None and order.expires <= at:
                 continue
-            enforced = _enforceable(
-                conn,
-                order,
-                authorities[order.authority_id],
-                state.latest.get(order.id),
-                state.ended,
-                size,
-            )
+            enforced = _enforceable(conn, order, authorities[order.authority_id], state)
             if enforced is not None:
                 compiled.append(enforced)
     return compiled, jurisdictions, size
@@ -235,7 +191,7 @@ def load_changes(
         if size < since:
             raise ValueError(f"the log has {size} entries, fewer than the base's {since}")
         state = _logged_state(conn, size, since)
-        latest, ended, named = state.latest, state.ended, state.named
+        named = state.named()
         if base_jurisdictions is None:
             in_force = _logged_state(conn, size).jurisdictions
         else:
@@ -249,12 +205,10 @@ def load_changes(
                 continue
             if order.expires is not None and order.expires <= at:
                 continue
-            enforced = _enforceable(
-                conn, order, authorities[order.authority_id], latest.get(order_id), ended, size
-            )
+            enforced = _enforceable(conn, order, authorities[order.authority_id], state)
             if enforced is not None:
                 compiled.append(enforced)
-    return PolicyChange(since, size, frozenset(named), compiled, jurisdictions)
+    return PolicyChange(since, size, named, compiled, jurisdictions)
 
 
 def build_snapshot(

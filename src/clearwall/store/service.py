@@ -20,6 +20,17 @@ from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
 from clearwall.errors import Conflict, NotFound, ScopeError, StoreError
 from clearwall.ledger import entries
+from clearwall.ledger.entries import (
+    AppealDecided,
+    AppealFiled,
+    JurisdictionSet,
+    OrderAmended,
+    OrderExpired,
+    OrderPublished,
+    OrderRecord,
+    OrderRevoked,
+    RuleSet,
+)
 from clearwall.ledger.merkle import leaf_hash
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
 from clearwall.policy.model import Authority, Jurisdiction, Order, RuleSpec
@@ -46,22 +57,6 @@ ProgressCallback = Callable[[int, int], None]  # (rules written, rules in total)
 _KIND_TEXT = {k: k.value for k in RuleKind}
 _ACTION_TEXT: dict[Action | None, str | None] = {a: a.value for a in Action}
 _ACTION_TEXT[None] = None
-
-
-def with_digest(entry: bytes, digest: str, count: int) -> bytes:
-    """Re-encode an entry built over no rules with the real rule-set digest and count.
-
-    ``ledger.entries`` computes the digest itself; for a million rules that costs seconds,
-    so the service computes it once (before taking the write lock) and patches it into
-    the entry the ledger module built, keeping the entry's layout defined in one place.
-    """
-    event = json.loads(entry)
-    event["rules"]["count"] = count
-    event["rules"]["digest"] = digest
-    data = entries.canonical_json(event)
-    if len(data) > entries.MAX_ENTRY_SIZE:
-        raise StoreError(f"log entry of {len(data)} bytes exceeds {entries.MAX_ENTRY_SIZE}")
-    return data
 
 
 def append_entries(conn: Connection, datas: Sequence[bytes], at: dt.datetime) -> int:
@@ -216,7 +211,7 @@ class PolicyService:
         """Append the jurisdiction's record as it now stands (inside the transaction)."""
         jurisdiction = repo.get_jurisdiction(conn, code)
         now = self.clock()
-        append_entry(conn, entries.jurisdiction_set(jurisdiction, now), now)
+        append_entry(conn, entries.encode(JurisdictionSet(now, jurisdiction)), now)
         return jurisdiction
 
     def add_authority(
@@ -301,7 +296,7 @@ class PolicyService:
         issued_date = as_date(issued, start.date())
         rule_list = unique_rules(rules)
         # The digest is pure CPU: computed before the write lock is taken.
-        digest, count = entries.rules_digest(rule_list)
+        rule_set = RuleSet.of(rule_list)
         o = schema.orders
         with self.store.write() as conn:
             authority = repo.get_authority(conn, authority_id)
@@ -341,8 +336,8 @@ class PolicyService:
                     all_jurisdictions=all_jurisdictions,
                     created_at=now,
                     log_index=None,
-                    rules_digest=digest,
-                    rule_count=count,
+                    rules_digest=rule_set.digest,
+                    rule_count=rule_set.count,
                     revoked_reason=None,
                 )
             )
@@ -351,7 +346,8 @@ class PolicyService:
             order_id = int(pk[0])
             self._insert_rules(conn, order_id, rule_list, progress)
             order = repo.get_order(conn, order_id)
-            data = with_digest(entries.order_published(order, authority, (), now), digest, count)
+            record = OrderRecord.of(order, authority)
+            data = entries.encode(OrderPublished(now, record, rule_set))
             index = append_entry(conn, data, now)
             conn.execute(update(o).where(o.c.id == order_id).values(log_index=index))
             order = repo.get_order(conn, order_id)
@@ -458,16 +454,22 @@ class PolicyService:
                 RuleSpec(RuleKind(k), v, Action(a) if a else None) for (k, v), a in existing.items()
             ]
             final.extend(to_add)
-            digest, count = entries.rules_digest(final)
+            rule_set = RuleSet.of(final)
             now = self.clock()
             conn.execute(
-                update(o).where(o.c.id == order_id).values(rules_digest=digest, rule_count=count)
+                update(o)
+                .where(o.c.id == order_id)
+                .values(rules_digest=rule_set.digest, rule_count=rule_set.count)
             )
-            empty = entries.order_amended(
-                order, authority, (), len(to_add), len(to_remove), reason.strip(), now
+            amended = OrderAmended(
+                now,
+                OrderRecord.of(order, authority),
+                rule_set,
+                len(to_add),
+                len(to_remove),
+                reason.strip(),
             )
-            data = with_digest(empty, digest, count)
-            append_entry(conn, data, now)
+            append_entry(conn, entries.encode(amended), now)
             order = repo.get_order(conn, order_id)
         self._committed()
         return order
@@ -491,7 +493,7 @@ class PolicyService:
                 .where(o.c.id == order_id)
                 .values(status=OrderStatus.REVOKED.value, revoked_reason=reason.strip())
             )
-            append_entry(conn, entries.order_revoked(order_id, reason.strip(), now), now)
+            append_entry(conn, entries.encode(OrderRevoked(now, order_id, reason.strip())), now)
             order = repo.get_order(conn, order_id)
         self._committed()
         return order
@@ -518,7 +520,7 @@ class PolicyService:
                 conn.execute(
                     update(o).where(o.c.id.in_(due)).values(status=OrderStatus.EXPIRED.value)
                 )
-                append_entries(conn, [entries.order_expired(i, at) for i in due], at)
+                append_entries(conn, [entries.encode(OrderExpired(at, i)) for i in due], at)
         if due:
             self._committed()
         return [int(i) for i in due]
@@ -558,7 +560,8 @@ class PolicyService:
             pk = result.inserted_primary_key
             assert pk is not None
             appeal_id = int(pk[0])
-            data = entries.appeal_filed(appeal_id, order_id, canonical, reason.strip(), now)
+            filed = AppealFiled(now, appeal_id, order_id, canonical, reason.strip())
+            data = entries.encode(filed)
             index = append_entry(conn, data, now)
             conn.execute(update(t).where(t.c.id == appeal_id).values(filed_log_index=index))
             appeal = repo.get_appeal(conn, appeal_id)
@@ -587,9 +590,10 @@ class PolicyService:
             if appeal.status is not AppealStatus.OPEN:
                 raise Conflict(f"appeal {appeal_id} is already {appeal.status.value}")
             now = self.clock()
-            data = entries.appeal_decided(
-                appeal_id, appeal.order_id, status.value, explanation.strip(), now
+            decided = AppealDecided(
+                now, appeal_id, appeal.order_id, status.value, explanation.strip()
             )
+            data = entries.encode(decided)
             index = append_entry(conn, data, now)
             conn.execute(
                 update(t)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
@@ -15,6 +14,7 @@ from clearwall.ledger.entries import rule_line
 from clearwall.store import repositories
 from clearwall.web.api.schemas import PathId
 from clearwall.web.context import WebContext
+from clearwall.web.portal.logpage import EntrySummary, describe
 from clearwall.web.portal.render import page
 from clearwall.web.queries import OrderFacts, order_facts
 
@@ -32,27 +32,11 @@ def facts_of(ctx: WebContext, order_id: int) -> OrderFacts:
     return found[0]
 
 
-def order_history(ctx: WebContext, order_id: int) -> list[dict[str, object]]:
-    """The log entries about one order, oldest first: its public history."""
-    out: list[dict[str, object]] = []
-    for entry in ctx.store.log_entries():
-        try:
-            event = json.loads(entry.data)
-        except ValueError:
-            continue
-        about = event.get("order")
-        ident = about.get("id") if isinstance(about, dict) else about
-        if ident != order_id:
-            continue
-        out.append(
-            {
-                "index": entry.index,
-                "type": event.get("type", ""),
-                "time": event.get("time", ""),
-                "reason": event.get("reason", "") or event.get("outcome", ""),
-            }
-        )
-    return out
+def order_history(ctx: WebContext, order_id: int) -> list[EntrySummary]:
+    """The log entries about one order (its versions, its end, its appeals), oldest
+    first: its public history."""
+    summaries = (describe(e.index, e.data) for e in ctx.store.log_entries())
+    return [s for s in summaries if s.order == order_id]
 
 
 @router.get("/orders")
