@@ -37,6 +37,7 @@ from clearwall.ledger.tiledir import TileDir
 from clearwall.model import RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, open_store
+from clearwall.store.logmatch import checker
 from clearwall.store.service import append_entries, append_entry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -212,7 +213,7 @@ def bench_verify(tmp: Path, total: int) -> dict[str, Any]:
     tlog.sync()
     last_sync = time.perf_counter() - s0
     t0 = time.perf_counter()
-    report = audit(store, tlog, parse_vkey(vkey))
+    report = audit(store, tlog, parse_vkey(vkey), checker(store))
     audit_s = time.perf_counter() - t0
     assert report.ok, report.problems[:5]
     conf = tmp / "c.toml"

@@ -21,21 +21,19 @@ Checks, each problem naming the entry index or order id:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from clearwall.errors import ClearwallError, TileError, VerificationError
 from clearwall.ledger import entries, proofs, tiles
 from clearwall.ledger.checkpoint import open_checkpoint
-from clearwall.ledger.entries import EntryError, Family, RuleSet, canonical_jurisdiction
+from clearwall.ledger.entries import EntryError, Family
 from clearwall.ledger.log import TransparencyLog
-from clearwall.ledger.logstate import Finding, LogState
+from clearwall.ledger.logstate import LogState, PolicyCheck
+from clearwall.ledger.logstore import LogStore
 from clearwall.ledger.merkle import HASH_SIZE, MemoryTree, leaf_hash, merkle_root
 from clearwall.ledger.signing import Verifier
 from clearwall.ledger.tiledir import RULES_DIR
-from clearwall.policy.model import Authority, Order
 
 
 @dataclass
@@ -70,8 +68,12 @@ class AuditReport:
         )
 
 
-def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
-    """Run every check of the module docstring against ``store`` and ``tlog``'s files."""
+def audit(
+    store: LogStore, tlog: TransparencyLog, verifier: Verifier, policy: PolicyCheck
+) -> AuditReport:
+    """Run every check of the module docstring against ``store`` and ``tlog``'s files;
+    ``policy`` holds the store's records against the folded log (checks 4 and 5: the
+    store provides it, ``clearwall.store.logmatch.checker``)."""
     report = AuditReport()
     problems = report.problems
     size = store.log_size()
@@ -79,7 +81,7 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
     data_by_index: list[bytes] = []
     state = LogState()
     expect = 0
-    for index, data, stored_hash in _rows(store):
+    for index, data, stored_hash in store.log_rows():
         if index != expect:
             problems.append(f"entries {expect}..{index - 1} are missing (deleted entries)")
             packed += b"\0" * HASH_SIZE * (index - expect)
@@ -104,26 +106,20 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
     report.root = tree.root()
     _check_checkpoints(store, tree, verifier, tlog, report)
     published = _check_tiles(tlog, tree, data_by_index, verifier, report)
-    _check_orders(store, state, report)
-    _check_jurisdictions(store, state, report)
+    matched = policy(state)
+    problems.extend(matched.problems)
+    report.orders, report.jurisdictions = matched.orders, matched.jurisdictions
     _check_rule_files(tlog.dir.root / RULES_DIR, report)
     _check_published_rules(tlog, state, published, report)
     return report
 
 
-def _rows(store: Any) -> Iterator[tuple[int, bytes, bytes]]:
-    """(index, data, leaf hash) of every stored entry: streamed from a real store."""
-    if hasattr(store, "read"):
-        from clearwall.ledger.storeview import iter_log_rows
-
-        yield from iter_log_rows(store)
-        return
-    for row in store.log_entries(0, None):
-        yield row.index, bytes(row.data), bytes(row.leaf_hash)
-
-
 def _check_checkpoints(
-    store: Any, tree: MemoryTree, verifier: Verifier, tlog: TransparencyLog, report: AuditReport
+    store: LogStore,
+    tree: MemoryTree,
+    verifier: Verifier,
+    tlog: TransparencyLog,
+    report: AuditReport,
 ) -> None:
     stored = list(store.checkpoints())
     if not stored:
@@ -255,95 +251,6 @@ def _check_published_rules(
                 f"order {version.order.id}: rule file {RULES_DIR}/{path.name} of log entry "
                 f"{index} is missing from the public log"
             )
-
-
-def _check_orders(store: Any, state: LogState, report: AuditReport) -> None:
-    from sqlalchemy import select
-
-    from clearwall.model import OrderStatus
-    from clearwall.store import repositories as repo
-    from clearwall.store import schema
-
-    with store.read() as conn:
-        authorities = {a.id: a for a in repo.list_authorities(conn)}
-        orders = repo.list_orders(conn)
-        known = {o.id for o in orders}
-        strays = conn.execute(
-            select(schema.rules.c.order_id).distinct().where(schema.rules.c.order_id.notin_(known))
-        ).scalars()
-        for oid in strays:
-            report.problems.append(f"rules belong to order {oid}, which does not exist")
-        for order in orders:
-            logged = state.order(order.id)
-            if logged is None or logged.version is None:
-                report.problems.append(f"order {order.id}: not on the log")
-                continue
-            if order.status is not OrderStatus.ACTIVE:
-                report.orders += 1
-                continue
-            authority = authorities.get(order.authority_id)
-            problem = _order_problem(conn, state, order, authority)
-            if problem is None:
-                report.orders += 1
-            else:
-                report.problems.append(f"order {order.id}: {problem}")
-
-
-def _order_problem(
-    conn: Any, state: LogState, order: Order, authority: Authority | None
-) -> str | None:
-    """What is wrong with an active stored order as the log stands, or None."""
-    from clearwall.store import repositories as repo
-
-    if authority is None:
-        return "its authority is missing from the store"
-    rule_set: list[RuleSet] = []
-
-    def stored() -> RuleSet:
-        rule_set.append(RuleSet.of(repo.iter_rules(conn, order.id)))
-        return rule_set[0]
-
-    check = state.check_order(order, authority, stored)
-    match check.finding:
-        case None:
-            return None
-        case Finding.ENDED:
-            return f"active in the store but ended by entry {check.index}"
-        case Finding.METADATA:
-            return f"stored metadata differs from log entry {check.index}"
-        case Finding.RULES:
-            assert check.logged is not None
-            return (
-                f"its {rule_set[0].count} stored rules do not match the digest of log entry "
-                f"{check.index} ({check.logged.count} rules): rules were edited behind the "
-                "log's back"
-            )
-        case _:
-            return str(check.finding.value)
-
-
-def _check_jurisdictions(store: Any, state: LogState, report: AuditReport) -> None:
-    from clearwall.store import repositories as repo
-
-    logged = state.jurisdictions
-    with store.read() as conn:
-        stored = repo.list_jurisdictions(conn)
-    for jurisdiction in stored:
-        entry = logged.get(jurisdiction.code)
-        if entry is None:
-            report.problems.append(f"jurisdiction {jurisdiction.code}: not on the log")
-        elif canonical_jurisdiction(jurisdiction) != entry[1]:
-            report.problems.append(
-                f"jurisdiction {jurisdiction.code}: stored name or networks differ from log "
-                f"entry {entry[0]}"
-            )
-        else:
-            report.jurisdictions += 1
-    missing = sorted(set(logged) - {j.code for j in stored})
-    for code in missing:
-        report.problems.append(
-            f"jurisdiction {code}: on the log (entry {logged[code][0]}) but not in the store"
-        )
 
 
 def _check_rule_files(directory: Path, report: AuditReport) -> None:

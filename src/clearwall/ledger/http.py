@@ -32,12 +32,8 @@ def _b64(h: bytes) -> str:
     return base64.b64encode(h).decode()
 
 
-def log_router(tlog: TransparencyLog, store: Any = None, prefix: str = "/log") -> APIRouter:
-    """An APIRouter serving ``tlog``'s checkpoint, tiles and proofs under ``prefix``.
-
-    ``store`` is accepted for symmetry with the web app's call; the log already holds it.
-    """
-    del store
+def log_router(tlog: TransparencyLog, prefix: str = "/log") -> APIRouter:
+    """An APIRouter serving ``tlog``'s checkpoint, tiles and proofs under ``prefix``."""
 
     def recover() -> None:
         # Publish whatever a crash left committed but untiled (issue 4, "Bad input").

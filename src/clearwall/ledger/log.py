@@ -14,16 +14,15 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from clearwall.config import LedgerConfig
 from clearwall.errors import LedgerError, TileError, VerificationError
 from clearwall.ledger import entries, proofs, tiles, witnessing
 from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
-from clearwall.ledger.logstore import LogStore
+from clearwall.ledger.logstore import LogRow, LogStore
 from clearwall.ledger.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -86,9 +85,9 @@ class TransparencyLog:
     file lock serializes writers) and at start (it finishes what a crash interrupted).
     """
 
-    def __init__(self, store: Any, config: LedgerConfig, signer: Signer | None = None) -> None:
-        """Bind the log to ``store`` (a ``LogStore``) and the ledger config section."""
-        self.store: LogStore = store
+    def __init__(self, store: LogStore, config: LedgerConfig, signer: Signer | None = None) -> None:
+        """Bind the log to ``store`` and the ledger config section."""
+        self.store = store
         self.config = config
         self.dir = TileDir(config.tiles_path())
         self._signer = signer
@@ -180,7 +179,8 @@ class TransparencyLog:
     # -- sync -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def lock(self) -> Iterator[None]:
+        """The log's writer lock (a file lock: one writer at a time across processes)."""
         self.dir.root.mkdir(parents=True, exist_ok=True)
         with open(self.dir.root / ".lock", "a+") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -215,7 +215,7 @@ class TransparencyLog:
 
     def sync(self) -> SyncResult:
         """Publish every committed entry: tiles, bundles, rule files, then a checkpoint."""
-        with self._lock():
+        with self.lock():
             self.dir.clear_tmp()
             old = self._recover_size()
             size = self.store.log_size()
@@ -245,7 +245,7 @@ class TransparencyLog:
         files (two stores given the same [ledger] paths).
         """
         where = (
-            f"the store {_describe(self.store)} has {size} entries but the public log in "
+            f"the store {self.store} has {size} entries but the public log in "
             f"{self.dir.root} (key {self.config.key_file}) published checkpoint size {published}"
         )
         lost = (
@@ -311,15 +311,9 @@ class TransparencyLog:
             pos = end
         return written
 
-    def _rows(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+    def _rows(self, start: int, end: int) -> list[LogRow]:
         """(index, data, stored leaf hash) of entries ``start <= index < end``."""
-        if hasattr(self.store, "read"):  # the real store: one lean query
-            from clearwall.ledger.storeview import log_rows
-
-            return log_rows(self.store, start, end)
-        return [
-            (e.index, bytes(e.data), bytes(e.leaf_hash)) for e in self.store.log_entries(start, end)
-        ]
+        return list(self.store.log_rows(start, end))
 
     def _write_bundles(self, old: int, new: int, entries: list[bytes]) -> int:
         """Write entry bundles growing old → new; ``entries`` start at old's tile."""
@@ -375,13 +369,6 @@ class TransparencyLog:
 
     def _publish_rule_files(self, datas: list[bytes]) -> None:
         """Write the rule file of every order version the new entries commit to."""
-        lines_for = getattr(self.store, "order_rule_lines", None)
-        if lines_for is None:
-            from clearwall.ledger.storeview import rule_lines_from_store
-
-            def lines_for(order_id: int) -> list[bytes] | None:
-                return rule_lines_from_store(self.store, order_id)
-
         for data in datas:
             version = entries.order_version(data)
             if version is None:
@@ -389,22 +376,9 @@ class TransparencyLog:
             path = self.rule_file(version.order.id, version.rules.digest)
             if path.exists():
                 continue
-            lines = lines_for(version.order.id)
+            lines = self.store.order_rule_lines(version.order.id)
             if lines is None:
                 continue
             if merkle_root(lines).hex() != version.rules.digest:
                 continue  # the order changed since; a later entry carries its digest
             self.dir.write_file(path, b"".join(line + b"\n" for line in lines))
-
-
-def _describe(store: Any) -> str:
-    """A store's URL for messages (without a password), or its type for a twin."""
-    engine = getattr(store, "engine", None)
-    if engine is not None:
-        return str(engine.url.render_as_string(hide_password=True))
-    return type(store).__name__
-
-
-def merkle_root_hex(lines: Sequence[bytes]) -> str:
-    """Hex RFC 6962 root over rule lines (the digest an order entry commits to)."""
-    return merkle_root(lines).hex()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clearwall.errors import VerificationError
 from clearwall.ledger import entries
@@ -33,6 +33,7 @@ from clearwall.ledger.entries import (
     OrderRevoked,
     OrderVersion,
     RuleSet,
+    canonical_jurisdiction,
 )
 from clearwall.policy.model import Authority, Jurisdiction, Order
 
@@ -78,6 +79,20 @@ class OrderCheck:
     def ok(self) -> bool:
         """True when the order is enforceable as stored."""
         return self.finding is None
+
+
+@dataclass
+class PolicyMatch:
+    """A store's policy records held against the log (``ledger verify``'s checks 4 and
+    5): the problems, and how many orders and jurisdictions matched."""
+
+    problems: list[str] = field(default_factory=list)
+    orders: int = 0
+    jurisdictions: int = 0
+
+
+PolicyCheck = Callable[["LogState"], PolicyMatch]
+"""Holds a store's records against a fold of its whole log (the store provides it)."""
 
 
 class LogState:
@@ -155,6 +170,16 @@ class LogState:
             and s.ended is None
             and s.version[1].order.binds(jurisdiction, at)
         ]
+
+    def check_jurisdiction(self, jurisdiction: Jurisdiction) -> tuple[Finding | None, int | None]:
+        """Whether a stored jurisdiction is as its latest entry states it: None, or
+        ``NOT_ON_LOG`` or ``METADATA`` (name or networks differ), with the entry's index."""
+        logged = self.jurisdictions.get(jurisdiction.code)
+        if logged is None:
+            return Finding.NOT_ON_LOG, None
+        if canonical_jurisdiction(jurisdiction) != logged[1]:
+            return Finding.METADATA, logged[0]
+        return None, logged[0]
 
     def jurisdictions_in_force(self) -> list[Jurisdiction]:
         """Every jurisdiction as its latest entry states it, by code."""

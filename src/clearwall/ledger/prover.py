@@ -41,9 +41,7 @@ class NameProver:
         if path.exists():
             lines = path.read_bytes().splitlines()
         else:
-            from clearwall.ledger.storeview import rule_lines_from_store
-
-            lines = rule_lines_from_store(self.tlog.store, order_id)
+            lines = self.tlog.store.order_rule_lines(order_id)
         tree = rule_tree(lines) if lines is not None else None
         if tree is None or tree[1].root().hex() != digest:
             raise LedgerError(
@@ -65,8 +63,8 @@ class NameProver:
         if cp.size < self._state.size:
             self._state = LogState()
         if cp.size > self._state.size:
-            new = self.tlog.store.log_entries(self._state.size, cp.size)
-            self._state.extend((e.index, bytes(e.data)) for e in new)
+            new = self.tlog.store.log_rows(self._state.size, cp.size)
+            self._state.extend((index, data) for index, data, _ in new)
         reader = self.tlog.reader(cp.size)
         return prove_name(
             name,

@@ -53,7 +53,7 @@ STATE_FILE = ".witnesses.json"  # a dot file: never served as a tile
 
 
 class PublishedFiles(Protocol):
-    """Where the published checkpoint lives (``log.TileDir``)."""
+    """Where the published checkpoint lives (``tiledir.TileDir``)."""
 
     root: Path
 
@@ -88,7 +88,7 @@ class PublishingLog(Protocol):
         """Hashes of the published tree of ``size``."""
         ...
 
-    def _lock(self) -> contextlib.AbstractContextManager[None]:
+    def lock(self) -> contextlib.AbstractContextManager[None]:
         """The log's writer lock (the one ``sync`` holds)."""
         ...
 
@@ -319,7 +319,7 @@ def retry(tlog: PublishingLog) -> int:
         return 0
     outcomes = _ask_all(tlog, ask, note, cp, load_state(tlog))
     got = [o.line for o in outcomes if o.line is not None]
-    with tlog._lock():
+    with tlog.lock():
         state = load_state(tlog)  # re-read: a sync may have run meanwhile
         _record(state, outcomes)
         _save_state(tlog, state)

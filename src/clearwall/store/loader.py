@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from clearwall.ledger.entries import EntryError, RuleSet, canonical_jurisdiction
+from clearwall.ledger.entries import EntryError, RuleSet
 from clearwall.ledger.logstate import Finding, LogState
 from clearwall.model import OrderStatus
 from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order, RuleSpec
@@ -63,19 +63,19 @@ def _jurisdictions_in_force(stored: list[Jurisdiction], state: LogState) -> list
     """The jurisdictions as the log commits them, by code; each stored one that is not
     on the log, or differs from its latest entry, is named in a warning."""
     for jurisdiction in stored:
-        entry = state.jurisdictions.get(jurisdiction.code)
-        if entry is None:
+        finding, index = state.check_jurisdiction(jurisdiction)
+        if finding is Finding.NOT_ON_LOG:
             log.warning(
                 "jurisdiction %r is not on the log (a store from before jurisdictions were "
                 "logged: run `clearwall init` on it); its networks are not enforced",
                 jurisdiction.code,
             )
-        elif canonical_jurisdiction(jurisdiction) != entry[1]:
+        elif finding is not None:
             log.warning(
                 "jurisdiction %r: stored record differs from log entry %d; the logged one "
                 "is enforced",
                 jurisdiction.code,
-                entry[0],
+                index,
             )
     return state.jurisdictions_in_force()
 

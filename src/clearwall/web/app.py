@@ -313,13 +313,10 @@ def _limit_bodies(app: FastAPI, ctx: WebContext) -> None:
 
 
 def _mount_ledger(app: FastAPI, ctx: WebContext) -> None:
-    """Serve the ledger's routes (checkpoint, tiles, proofs) when that module is present."""
-    try:
-        from clearwall.ledger.http import log_router
-    except ImportError:
-        log.info("clearwall.ledger.http not available; /log/ tile routes not served")
-        return
-    app.include_router(log_router(ctx.tlog, ctx.store))
+    """Serve the ledger's routes (checkpoint, tiles, proofs)."""
+    from clearwall.ledger.http import log_router
+
+    app.include_router(log_router(ctx.tlog))
     app.state.name_proof_url = lambda name, code: f"/log/proof/name/{name}?jurisdiction={code}"
     app.state.inclusion_url = lambda index: f"/log/proof/inclusion?index={index}"
 
