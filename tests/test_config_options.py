@@ -384,12 +384,15 @@ def serve(file: Path, store_url: str) -> dict[str, Any]:
                 break
             except (dns.exception.Timeout, OSError):
                 assert proc.poll() is None and time.monotonic() < deadline, "not serving"
-        # The DNS workers are forked children; the policy compiler is a child too (it
-        # runs the policy_source module) and is not one of them.
+        # The DNS workers are forked children; the policy compiler (the policy_source
+        # module) and the jobs (clearwall.jobs) are children too, and not workers.
         workers = [
             pid
             for pid in children(proc.pid)
-            if b"policy_source" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if not any(
+                m in Path(f"/proc/{pid}/cmdline").read_bytes()
+                for m in (b"policy_source", b"clearwall.jobs")
+            )
         ]
         seen["workers"] = len(workers)
         seen["sched"] = sorted({os.sched_getscheduler(w) for w in workers})
@@ -479,9 +482,8 @@ class Lists(http.server.BaseHTTPRequestHandler):
 
 def background_refresh(config: Config, store_url: str) -> str:
     """What a background refresh of a list on a loopback (internal) URL records."""
+    from clearwall.jobs.runner import Jobs, refresh
     from clearwall.store import PolicyService, open_store
-    from clearwall.web.api.subscriptions import refresh_due
-    from clearwall.web.app import create_app
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lists)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -489,7 +491,7 @@ def background_refresh(config: Config, store_url: str) -> str:
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/list.txt"
         sub = service.add_subscription(1, url, "domains", 3600)
-        refresh_due(create_app(config, store_url, maintenance=False).state.ctx)
+        refresh(Jobs.open(config, store_url))  # the job `serve` runs every minute
         [after] = [s for s in PolicyReader(service.store).subscriptions() if s.id == sub.id]
         return after.last_status.split(":", 1)[0]
     finally:
@@ -537,9 +539,10 @@ def published(
     """Publish one order with the CLI from the config's directory, as an operator would;
     return the cosignatures on the checkpoint it published, how long the publication took,
     and whether the portal calls the log witnessed. With ``late`` the witnesses start only
-    after the publication, and the web app (its retry thread) runs for ``wait`` seconds."""
+    after the publication, and the jobs (their witness retries) run for ``wait`` seconds."""
     from fastapi.testclient import TestClient
 
+    from clearwall.jobs.runner import Jobs, run_forever
     from clearwall.ledger.note import split_note
     from clearwall.web.app import create_app
 
@@ -620,9 +623,14 @@ def published(
             cwd = os.getcwd()
             os.chdir(where)  # the config's relative paths, as `serve` run from there
             try:
-                app = create_app(config, config.store.url, maintenance=False)
-                with TestClient(app) as client:
-                    time.sleep(wait)
+                stop = threading.Event()
+                jobs = Jobs.open(config, config.store.url)
+                runner = threading.Thread(target=run_forever, args=(jobs, stop))
+                runner.start()
+                time.sleep(wait)
+                stop.set()
+                runner.join()
+                with TestClient(create_app(config, config.store.url)) as client:
                     witnessed = "not yet witnessed" not in client.get("/log").text
             finally:
                 os.chdir(cwd)

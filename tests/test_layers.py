@@ -4,7 +4,8 @@ From the bottom: the pure ledger core (Merkle tree, proofs, notes, checkpoints, 
 cosignatures, the entry model and the log's storage contract) imports no I/O layer; the
 store imports the core and nothing of the upper ledger; the upper ledger (tiles on disk,
 sync, readers, proving, audit, witnessing, HTTP) works on the core's ``LogStore``
-Protocol and imports nothing of the store. Only the entry model names entry types.
+Protocol and imports nothing of the store; the jobs need no web app. Only the entry
+model names entry types.
 Every import counts, inside functions and ``TYPE_CHECKING`` blocks too.
 """
 
@@ -103,8 +104,10 @@ def test_every_ledger_module_is_in_a_layer() -> None:
         (sorted(LEDGER_CORE), ("clearwall.store", "clearwall.config", *UPPER_LEDGER, *ABOVE)),
         (["clearwall.store"], (*UPPER_LEDGER, *ABOVE)),
         (sorted(UPPER_LEDGER), ("clearwall.store", *ABOVE)),
+        # The scheduled upkeep runs without the web app (``serve --web off``).
+        (["clearwall.jobs"], ("clearwall.web", "clearwall.cli")),
     ],
-    ids=["core", "store", "upper ledger"],
+    ids=["core", "store", "upper ledger", "jobs"],
 )
 def test_layers_import_only_downwards(who: list[str], what: tuple[str, ...]) -> None:
     assert offences(who, what) == []

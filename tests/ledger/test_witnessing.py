@@ -156,7 +156,7 @@ def test_three_witnesses_quorum_two_one_down(tmp_path: Path, trio: list[WitnessP
 
     from clearwall.web.app import create_app
 
-    app = create_app(load_config(log.config_file), log.store.url, maintenance=False)
+    app = create_app(load_config(log.config_file), log.store.url)
     with TestClient(app) as web:
         page = web.get("/log").text
         for w, line in zip(trio[:2], split_note(log.tlog.checkpoint_note())[1][1:], strict=True):

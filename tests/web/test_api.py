@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import http.server
 import threading
 from collections.abc import Iterator
@@ -10,10 +9,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
 from clearwall.store.tokens import TokenStore
-from clearwall.web.app import create_app
 from web.seeding import BASE_URL, Seeded, bearer
 
 HOSTS_LIST = """\
@@ -287,51 +284,3 @@ async def test_openapi_documents_every_route_with_bearer_auth(client: httpx.Asyn
     assert "/api/v1/orders" in spec["paths"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert not any(p.startswith("/orders") for p in spec["paths"])  # portal pages stay out
-
-
-async def test_background_refresh_reaches_public_addresses_only_by_default(
-    app: FastAPI, seeded: Seeded, list_server: tuple[str, Path]
-) -> None:
-    from clearwall.web.api.subscriptions import refresh_due
-
-    url, _ = list_server  # on 127.0.0.1: internal
-    before = set(seeded.reader.order_rules(seeded.order_b))
-    sub = seeded.service.add_subscription(seeded.order_b, url, refresh_seconds=3600)
-    assert refresh_due(app.state.ctx) == [sub.id]
-    (after,) = seeded.reader.subscriptions(seeded.order_b)
-    assert after.last_status.startswith("failed: ") and "not a public address" in (
-        after.last_status
-    )
-    assert set(seeded.reader.order_rules(seeded.order_b)) == before
-
-
-async def test_due_subscriptions_are_refreshed_in_the_background(
-    seeded: Seeded, list_server: tuple[str, Path]
-) -> None:
-    import dataclasses
-
-    from clearwall.web.api.subscriptions import refresh_due
-
-    web = dataclasses.replace(seeded.config.web, subscriptions_fetch_internal=True)
-    app = create_app(dataclasses.replace(seeded.config, web=web), seeded.url)
-    url, _ = list_server
-    sub = seeded.service.add_subscription(seeded.order_b, url, refresh_seconds=3600)
-    ctx = app.state.ctx
-    assert refresh_due(ctx) == [sub.id]
-    assert {r.value for r in seeded.reader.order_rules(seeded.order_b)} == {
-        "sub-one.example",
-        "sub-two.example",
-    }
-    assert refresh_due(ctx) == []  # not due again for an hour
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
-    assert refresh_due(ctx, later) == [sub.id]
-
-
-def test_public_only_fetch_refuses_internal_addresses(list_server: tuple[str, Path]) -> None:
-    from clearwall.errors import FormatError
-    from clearwall.web.api.subscriptions import fetch
-
-    url, _ = list_server
-    assert "sub-one.example" in fetch(url)  # the operator's refresh may
-    with pytest.raises(FormatError, match="not a public address"):
-        fetch(url, public_only=True)

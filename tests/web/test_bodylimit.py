@@ -30,7 +30,7 @@ CHUNK = 16 * KIB
 @pytest.fixture
 def app(seeded_sqlite: Seeded) -> FastAPI:
     """The web app over a seeded SQLite store (body limits do not depend on the backend)."""
-    return create_app(seeded_sqlite.config, seeded_sqlite.url, maintenance=False)
+    return create_app(seeded_sqlite.config, seeded_sqlite.url)
 
 
 @pytest.fixture

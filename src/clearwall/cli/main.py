@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "clearwall.cli.ledger",  # ledger key/verify/prove/verify-proof/serve
     "clearwall.cli.witness",  # witness serve/key/logs/evidence
     "clearwall.cli.serve",  # serve (DNS gateway + web app)
+    "clearwall.cli.jobs",  # jobs run (expiry, subscription refresh, witness retries)
     "clearwall.cli.web",  # tokens
     "clearwall.cli.probe",  # probe, probe-helper
     "clearwall.cli.configcmd",  # config validate/show

@@ -7,10 +7,11 @@ consistency proof from the published tiles), each answer is verified against the
 witness's vkey, and the valid cosignature lines are attached to the note that is then
 published at ``/log/checkpoint`` and stored. A witness that is down, slow or refuses
 does not stop publication: the checkpoint goes out with the cosignatures it got, the
-failure is recorded, and ``retry`` (run by the web app every ``witness_retry`` seconds,
-and by every later sync) asks again and attaches late cosignatures to the published
-note. A checkpoint is *witnessed* once ``witness_quorum`` witnesses have cosigned it;
-verifiers holding the same witness keys refuse it before that.
+failure is recorded, and ``retry`` (run by ``clearwall serve``'s jobs every
+``witness_retry`` seconds, and by every later sync) asks again and attaches late
+cosignatures to the published note. A checkpoint is *witnessed* once ``witness_quorum``
+witnesses have cosigned it; verifiers holding the same witness keys refuse it before
+that.
 
 What each witness last cosigned, and its last error, is kept in ``.witnesses.json``
 beside the tiles, so a witness is asked with the right old size (a 409 answer corrects

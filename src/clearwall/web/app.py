@@ -22,10 +22,8 @@ How the gateway starts it (``clearwall serve``)::
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -192,55 +190,17 @@ def error_page(request: Request, status: int, message: str) -> Response:
     )
 
 
-MAINTENANCE_POLL = 60.0  # seconds between maintenance passes
-
-
-def maintenance_pass(ctx: WebContext) -> None:
-    """One pass of scheduled policy upkeep: expire orders past their sunset, refresh lists.
-
-    The matcher already stops enforcing an order at its ``expires`` time; this pass puts
-    the expiry on the public log (an ``order-expired`` entry) and marks the order expired.
-    """
-    from clearwall.web.api.subscriptions import refresh_due
-
-    expired = ctx.service.expire_due()
-    if expired:
-        log.info("orders expired and logged: %s", ", ".join(map(str, expired)))
-    refresh_due(ctx)
-
-
-def _witness_retrier(ctx: WebContext, stop: threading.Event) -> None:
-    """Ask lagging witnesses again every ``[ledger] witness_retry`` seconds until ``stop``."""
-    from clearwall.ledger import witnessing
-
-    while not stop.wait(ctx.config.ledger.witness_retry):
-        try:
-            witnessing.retry(ctx.tlog)
-        except Exception as exc:  # a witness or disk hiccup must not kill the thread
-            log.warning("witness retry failed: %s", exc)
-
-
-def _maintainer(ctx: WebContext, stop: threading.Event) -> None:
-    """Run ``maintenance_pass`` until ``stop`` is set (a daemon thread of the app)."""
-    while not stop.wait(MAINTENANCE_POLL):
-        try:
-            maintenance_pass(ctx)
-        except Exception as exc:  # a bad database moment must not kill the thread
-            log.warning("maintenance pass failed: %s", exc)
-
-
 def create_app(
     config: Config,
     store_url: str,
     *,
     snapshot_provider: SnapshotProvider | None = None,
     metrics_registry: CollectorRegistry | None = None,
-    maintenance: bool = True,
 ) -> FastAPI:
     """Build the web app (API, portal, block pages, log) over the store at ``store_url``.
 
-    With ``maintenance`` the app's lifespan runs a thread that, every minute, logs the
-    expiry of orders past their sunset and refreshes subscriptions that are due.
+    Scheduled upkeep (order expiry, subscription refresh, witness retries) is not the
+    app's: ``clearwall serve`` runs it beside the gateway (``clearwall.jobs``).
     """
     ctx = build_context(config, store_url, snapshot_provider, metrics_registry)
     if config.ledger.witnesses:
@@ -248,22 +208,7 @@ def create_app(
 
         ctx.registry.register(WitnessMetrics(ctx.tlog))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
-        if maintenance:
-            threading.Thread(
-                target=_maintainer, args=(ctx, stop), name="maintenance", daemon=True
-            ).start()
-        if config.ledger.witnesses:
-            threading.Thread(
-                target=_witness_retrier, args=(ctx, stop), name="witness-retry", daemon=True
-            ).start()
-        yield
-        stop.set()
-
     app = FastAPI(
-        lifespan=lifespan,
         title="clearwall admin API",
         version="1",
         description=API_DESCRIPTION,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
+from clearwall.formats.load import parse_rules
 from clearwall.model import OrderStatus
 from clearwall.policy.model import Authority, Order
-from clearwall.web.api.common import issues_of, parse_rules
+from clearwall.web.api.common import issues_of
 from clearwall.web.api.schemas import (
     AmendIn,
     OrderIn,
