@@ -409,3 +409,48 @@ def test_failed_jurisdiction_entry_leaves_no_jurisdiction(
         "::1/128",
     ]
     assert service.store.log_size() == J
+
+
+def test_two_writers_expiring_the_same_orders_log_each_once(
+    service: PolicyService, store_url: str
+) -> None:
+    """Two gateways' jobs on one store: the second writer's check of what is due runs
+    after the first commits (the log head is held from the start), on PostgreSQL as on
+    SQLite. The first writer waits, after reading what is due, for the second to have
+    read it too (or for a few seconds, when the second cannot read before it commits)."""
+    import threading
+
+    from sqlalchemy import event
+
+    old = dict(effective_from="2020-01-01", expires="2020-06-01")
+    ids = [add(service, reference=f"D{i}", **old).id for i in range(2)]
+    first_read, second_read = threading.Event(), threading.Event()
+    second = PolicyService(Store(store_url))
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM orders" not in statement or "expires" not in statement:
+            return
+        if threading.current_thread().name == "first":
+            first_read.set()
+            second_read.wait(5)
+        else:
+            second_read.set()
+
+    results: dict[str, list[int]] = {}
+    threads = [
+        threading.Thread(name="first", target=lambda: results.update(a=service.expire_due())),
+        threading.Thread(
+            name="second",
+            target=lambda: first_read.wait(30) and results.update(b=second.expire_due()),
+        ),
+    ]
+    for store in (service.store, second.store):
+        event.listen(store.engine, "after_cursor_execute", after)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    second.store.dispose()
+    assert sorted(results["a"] + results["b"]) == ids
+    logged = [entries.parse(e.data) for e in service.store.log_entries()]
+    assert sorted(e.order_id for e in logged if isinstance(e, entries.OrderExpired)) == ids

@@ -10,11 +10,12 @@ without their entry, no entry without its rules. Only after the commit does the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import ipaddress
 import json
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
@@ -59,6 +60,15 @@ _ACTION_TEXT: dict[Action | None, str | None] = {a: a.value for a in Action}
 _ACTION_TEXT[None] = None
 
 
+def lock_log_head(conn: Connection) -> int:
+    """Lock the log head inside the caller's write transaction (FOR UPDATE; SQLite holds
+    the write lock already) and return the log size."""
+    head = schema.log_head
+    return int(
+        conn.execute(select(head.c.size).where(head.c.id == 1).with_for_update()).scalar_one()
+    )
+
+
 def append_entries(conn: Connection, datas: Sequence[bytes], at: dt.datetime) -> int:
     """Append log entries inside the caller's transaction; return the first one's index.
 
@@ -66,9 +76,7 @@ def append_entries(conn: Connection, datas: Sequence[bytes], at: dt.datetime) ->
     concurrent writers get consecutive indexes and the head always equals the entry count.
     All rows go in one executemany: a batch of 10k entries costs one round trip, not 10k.
     """
-    head = schema.log_head
-    size = conn.execute(select(head.c.size).where(head.c.id == 1).with_for_update()).scalar_one()
-    first = int(size)
+    first = lock_log_head(conn)
     if not datas:
         return first
     conn.execute(
@@ -78,6 +86,7 @@ def append_entries(conn: Connection, datas: Sequence[bytes], at: dt.datetime) ->
             for i, d in enumerate(datas)
         ],
     )
+    head = schema.log_head
     conn.execute(update(head).where(head.c.id == 1).values(size=first + len(datas)))
     return first
 
@@ -107,6 +116,19 @@ class PolicyService:
         self.after_commit = after_commit
         self.clock = clock
 
+    @contextlib.contextmanager
+    def _logged_write(self) -> Iterator[Connection]:
+        """A write transaction holding the log head from its first statement.
+
+        Logged writes then run one after the other on PostgreSQL too (SQLite's ``BEGIN
+        IMMEDIATE`` already serializes them), so what a write checks first (the order is
+        still active, the reference is free, the appeal is open) still holds when its
+        entry is appended: two gateways' jobs expiring the same order log it once.
+        """
+        with self.store.write() as conn:
+            lock_log_head(conn)
+            yield conn
+
     def _committed(self) -> None:
         """Run the after-commit hook; its failure never undoes the committed write."""
         if self.after_commit is None:
@@ -131,7 +153,7 @@ class PolicyService:
             raise StoreError("a jurisdiction needs a name")
         cidrs = parse_networks(networks)
         j = schema.jurisdictions
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             if conn.execute(select(j.c.code).where(j.c.code == code)).first() is not None:
                 raise Conflict(f"jurisdiction {code!r} already exists")
             self._check_networks_free(conn, code, cidrs)
@@ -162,7 +184,7 @@ class PolicyService:
         if both:
             raise StoreError(f"network {sorted(both)[0]} is both added and removed")
         j, n = schema.jurisdictions, schema.jurisdiction_networks
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             current = repo.get_jurisdiction(conn, code)
             have = {str(net) for net in current.networks}
             for cidr in removing:
@@ -298,7 +320,7 @@ class PolicyService:
         # The digest is pure CPU: computed before the write lock is taken.
         rule_set = RuleSet.of(rule_list)
         o = schema.orders
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             authority = repo.get_authority(conn, authority_id)
             self._check_scope(authority, actor_jurisdiction, "publish orders for")
             if all_jurisdictions and authority.kind is not AuthorityKind.OPERATOR:
@@ -410,7 +432,7 @@ class PolicyService:
         remove_keys = {(r.kind.value, r.value) for r in remove}
         r = schema.rules
         o = schema.orders
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             order = repo.get_order(conn, order_id)
             authority = repo.get_authority(conn, order.authority_id)
             self._check_scope(authority, actor_jurisdiction, "amend orders of")
@@ -481,7 +503,7 @@ class PolicyService:
         if not reason.strip():
             raise StoreError("revoking an order needs a reason")
         o = schema.orders
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             order = repo.get_order(conn, order_id)
             authority = repo.get_authority(conn, order.authority_id)
             self._check_scope(authority, actor_jurisdiction, "revoke orders of")
@@ -502,7 +524,7 @@ class PolicyService:
         """Mark active orders past their sunset as expired, one log entry each; their ids."""
         at = now or self.clock()
         o = schema.orders
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             due = list(
                 conn.execute(
                     select(o.c.id)
@@ -541,7 +563,7 @@ class PolicyService:
         if not contact.strip() or not reason.strip():
             raise StoreError("an appeal needs a contact and a reason")
         t = schema.appeals
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             order = repo.get_order(conn, order_id)
             if order.log_index is None:
                 raise NotFound(f"no published order {order_id}")
@@ -582,7 +604,7 @@ class PolicyService:
         if not explanation.strip():
             raise StoreError("a decision needs an explanation")
         t = schema.appeals
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             appeal = repo.get_appeal(conn, appeal_id)
             order = repo.get_order(conn, appeal.order_id)
             authority = repo.get_authority(conn, order.authority_id)
