@@ -304,12 +304,30 @@ def test_bulk_rules_round_trip(service: PolicyService) -> None:
 
 
 def test_rule_added_behind_the_log_is_visible_in_store_only(service: PolicyService) -> None:
+    """A rule inserted straight into the table is in the store, but the order it joins is
+    no longer enforced (its rules do not hash to the logged digest) and the audit's
+    store check names it."""
+    from clearwall.store.loader import load_policy
+    from clearwall.store.logmatch import match_log
+
     order = add(service)
+    enforced = [c.order.id for c in load_policy(service.store)[0]]
+    assert enforced == [order.id] and match_log(service.store, log_state(service)).problems == []
     with service.store.write() as conn:
         conn.execute(
             insert(schema.rules).values(order_id=order.id, kind="exact", value="x.example")
         )
     assert len(PolicyReader(service.store).order_rules(order.id)) == 3
+    assert load_policy(service.store)[0] == []  # not enforced
+    [problem] = match_log(service.store, log_state(service)).problems
+    assert problem.startswith(f"order {order.id}: its 3 stored rules do not match the digest")
+
+
+def log_state(service: PolicyService) -> Any:
+    """The fold of the store's whole log."""
+    from clearwall.ledger.logstate import fold
+
+    return fold((e.index, e.data) for e in service.store.log_entries())
 
 
 def test_batch_append_gives_consecutive_indexes(service: PolicyService) -> None:
