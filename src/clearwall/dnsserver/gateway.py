@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from clearwall.config import DNSConfig, HostPort
@@ -74,13 +76,21 @@ def build_gateway(
     transport: UpstreamTransport | None = None,
     metrics: DNSMetrics | None = None,
     reuse_port: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
 ) -> Gateway:
-    """Build the chain and listeners for ``config`` (nothing is bound yet)."""
+    """Build the chain and listeners for ``config`` (nothing is bound yet).
+
+    ``clock`` measures durations (cache TTLs, rate limits) and ``wall`` gives the instant
+    the policy's dates are compared with; a test passes its own to move time at will.
+    """
     holder = PolicyHolder() if policy is None else PolicyHolder(policy)
     metrics = metrics or DNSMetrics()
     metrics.policy_version = holder.current.tree_size
     transport = transport or SocketTransport()
-    services = Services(config=config, policy=holder, metrics=metrics, transport=transport)
+    services = Services(
+        config=config, policy=holder, metrics=metrics, transport=transport, clock=clock, wall=wall
+    )
     chain, names, fast = build(services)
     server = DNSServer(config, chain, metrics, reuse_port=reuse_port, fast=fast)
     return Gateway(config, holder, metrics, chain, names, server, transport)

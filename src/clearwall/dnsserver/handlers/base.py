@@ -61,7 +61,11 @@ class Services:
     policy: PolicyHolder
     metrics: DNSMetrics = field(default_factory=DNSMetrics)
     transport: UpstreamTransport | None = None
+    # Durations (TTLs, token buckets, latency) are measured on ``clock``; the policy's
+    # dates (an order taking effect or expiring) are instants of ``wall``. Tests pass
+    # their own to move time without waiting.
     clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
 
 
 Factory: TypeAlias = Callable[[Services, Handler | None], Handler | None]
