@@ -1,7 +1,8 @@
 """The log fold and the enforceability check as they were written before the entry model
 (store/loader.py ``_logged_state``/``_enforceable``, ledger/nameproof.py ``binds`` and
 ``LogState.in_force``, up to commit b873473): the oracle ``test_logstate`` holds the one
-fold against. Kept as it was, on raw JSON; only the logging is gone.
+fold against. Kept as it was, on raw JSON; only the logging is gone, and the order
+metadata comes from the encoder (its bytes are the old ones: ``test_entries``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from clearwall.ledger import entries
 from clearwall.policy.model import Authority, Jurisdiction, Order
 
 ORDER_PUBLISHED = "order-published"
@@ -22,32 +24,12 @@ ORDER_EXPIRED = "order-expired"
 JURISDICTION_SET = "jurisdiction-set"
 
 
-def _when(value: dt.date | dt.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
 def order_metadata(order: Order, authority: Authority) -> dict[str, Any]:
-    """The public metadata of an order as committed on the log."""
-    return {
-        "id": order.id,
-        "authority": {
-            "id": authority.id,
-            "name": authority.name,
-            "kind": authority.kind.value,
-            "jurisdiction": authority.jurisdiction,
-            "contacts": list(authority.contacts),
-        },
-        "title": order.title,
-        "legal_basis": order.legal_basis,
-        "reference": order.reference,
-        "category": order.category.value,
-        "action": order.action.value,
-        "issued": _when(order.issued),
-        "effective_from": _when(order.effective_from),
-        "expires": _when(order.expires),
-        "document_url": order.document_url,
-        "all_jurisdictions": order.all_jurisdictions,
-    }
+    """The public metadata of an order as committed on the log (written by the encoder,
+    whose bytes ``test_entries`` holds to the old ones)."""
+    rules = entries.RuleSet(0, "0" * 64)
+    event = entries.OrderPublished(dt.datetime.now(dt.UTC), order, authority, rules)
+    return entries.to_json(event)["order"]  # type: ignore[no-any-return]
 
 
 def jurisdiction_from_record(record: dict[str, Any]) -> Jurisdiction:

@@ -17,22 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clearwall.ledger import entries
-from clearwall.ledger.entries import (
-    AppealDecided,
-    AppealFiled,
-    AuthorityRecord,
-    EntryError,
-    Event,
-    Family,
-    JurisdictionSet,
-    OrderAmended,
-    OrderExpired,
-    OrderPublished,
-    OrderRecord,
-    OrderRevoked,
-    RuleSet,
-    UnknownEntry,
-)
+from clearwall.ledger.entries import EntryError, Event
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
 from clearwall.policy.model import Authority, Jurisdiction, Order, RuleSpec
 
@@ -46,13 +31,12 @@ ORDER = Order(
     dt.datetime(2027, 1, 1, 10, tzinfo=dt.UTC), "https://doc.example/7",
     OrderStatus.ACTIVE, False, 4,
 )  # fmt: skip
-RULES = RuleSet.of(
+RULES = entries.RuleSet.of(
     [
         RuleSpec(RuleKind.SUBTREE, "b.example"),
         RuleSpec(RuleKind.EXACT, "a.example", Action.SINKHOLE),
     ]
 )
-RECORD = OrderRecord.of(ORDER, AUTHORITY)
 J = Jurisdiction(
     "xa", "Demo A", (ipaddress.ip_network("::1/128"), ipaddress.ip_network("127.0.0.0/8"))
 )
@@ -69,28 +53,31 @@ _TIME = '"time":"2026-03-01T12:30:05.123456+00:00"'
 # What the encoder wrote before the entry model (commit b873473), byte for byte.
 GOLDEN: list[tuple[Event, str]] = [
     (
-        OrderPublished(AT, RECORD, RULES),
+        entries.OrderPublished(AT, ORDER, AUTHORITY, RULES),
         f'{{"order":{_META},"rules":{{"count":2,"digest":"{_DIGEST}"}},{_TIME},'
         '"type":"order-published"}',
     ),
     (
-        OrderAmended(AT, RECORD, RULES, 1, 2, "why"),
+        entries.OrderAmended(AT, ORDER, AUTHORITY, RULES, 1, 2, "why"),
         f'{{"order":{_META},"reason":"why","rules":{{"added":1,"count":2,"digest":"{_DIGEST}",'
         f'"removed":2}},{_TIME},"type":"order-amended"}}',
     ),
-    (OrderRevoked(AT, 7, "gone"), f'{{"order":7,"reason":"gone",{_TIME},"type":"order-revoked"}}'),
-    (OrderExpired(AT, 7), f'{{"order":7,{_TIME},"type":"order-expired"}}'),
     (
-        JurisdictionSet(AT, J),
+        entries.OrderRevoked(AT, 7, "gone"),
+        f'{{"order":7,"reason":"gone",{_TIME},"type":"order-revoked"}}',
+    ),
+    (entries.OrderExpired(AT, 7), f'{{"order":7,{_TIME},"type":"order-expired"}}'),
+    (
+        entries.JurisdictionSet(AT, J),
         '{"jurisdiction":{"code":"xa","name":"Demo A","networks":["127.0.0.0/8","::1/128"]},'
         f'{_TIME},"type":"jurisdiction-set"}}',
     ),
     (
-        AppealFiled(AT, 2, 7, "a.example", "wrong"),
+        entries.AppealFiled(AT, 2, 7, "a.example", "wrong"),
         f'{{"appeal":2,"name":"a.example","order":7,"reason":"wrong",{_TIME},"type":"appeal-filed"}}',
     ),
     (
-        AppealDecided(AT, 2, 7, "upheld", "right"),
+        entries.AppealDecided(AT, 2, 7, "upheld", "right"),
         f'{{"appeal":2,"explanation":"right","order":7,"outcome":"upheld",{_TIME},'
         '"type":"appeal-decided"}',
     ),
@@ -118,17 +105,18 @@ NETWORKS = st.one_of(
     st.tuples(st.ip_addresses(v=4), st.integers(0, 32)),
     st.tuples(st.ip_addresses(v=6), st.integers(0, 128)),
 ).map(lambda ap: ipaddress.ip_network(f"{ap[0]}/{ap[1]}", strict=False))
-RECORDS = st.builds(
-    OrderRecord,
+AUTHORITIES = st.builds(
+    Authority,
     id=IDS,
-    authority=st.builds(
-        AuthorityRecord,
-        id=IDS,
-        name=TEXT,
-        kind=st.sampled_from(AuthorityKind),
-        jurisdiction=TEXT,
-        contacts=st.lists(TEXT, max_size=3).map(tuple),
-    ),
+    name=TEXT,
+    kind=st.sampled_from(AuthorityKind),
+    jurisdiction=TEXT,
+    contacts=st.lists(TEXT, max_size=3).map(tuple),
+)
+ORDERS = st.builds(
+    Order,
+    id=IDS,
+    authority_id=IDS,
     title=TEXT,
     legal_basis=TEXT,
     reference=TEXT,
@@ -138,21 +126,23 @@ RECORDS = st.builds(
     effective_from=TIMES,
     expires=st.none() | TIMES,
     document_url=TEXT,
+    status=st.sampled_from(OrderStatus),  # the store's, not the log's: not encoded
     all_jurisdictions=st.booleans(),
+    log_index=st.none() | IDS,  # likewise
 )
-RULE_SETS = st.builds(RuleSet, count=IDS, digest=DIGESTS)
+RULE_SETS = st.builds(entries.RuleSet, count=IDS, digest=DIGESTS)
 EVENTS: st.SearchStrategy[Event] = st.one_of(
-    st.builds(OrderPublished, TIMES, RECORDS, RULE_SETS),
-    st.builds(OrderAmended, TIMES, RECORDS, RULE_SETS, IDS, IDS, TEXT),
-    st.builds(OrderRevoked, TIMES, IDS, TEXT),
-    st.builds(OrderExpired, TIMES, IDS),
+    st.builds(entries.OrderPublished, TIMES, ORDERS, AUTHORITIES, RULE_SETS),
+    st.builds(entries.OrderAmended, TIMES, ORDERS, AUTHORITIES, RULE_SETS, IDS, IDS, TEXT),
+    st.builds(entries.OrderRevoked, TIMES, IDS, TEXT),
+    st.builds(entries.OrderExpired, TIMES, IDS),
     st.builds(
-        JurisdictionSet,
+        entries.JurisdictionSet,
         TIMES,
         st.builds(Jurisdiction, TEXT, TEXT, st.lists(NETWORKS, max_size=4).map(tuple)),
     ),
-    st.builds(AppealFiled, TIMES, IDS, IDS, TEXT, TEXT),
-    st.builds(AppealDecided, TIMES, IDS, IDS, TEXT, TEXT),
+    st.builds(entries.AppealFiled, TIMES, IDS, IDS, TEXT, TEXT),
+    st.builds(entries.AppealDecided, TIMES, IDS, IDS, TEXT, TEXT),
 )
 
 
@@ -168,18 +158,18 @@ def test_parse_inverts_encode_for_every_event(event: Event) -> None:
 @given(EVENTS)
 def test_the_family_of_an_entry_is_the_family_of_its_event(event: Event) -> None:
     expected = {
-        OrderPublished: Family.ORDER_VERSION,
-        OrderAmended: Family.ORDER_VERSION,
-        OrderRevoked: Family.ORDER_END,
-        OrderExpired: Family.ORDER_END,
-        JurisdictionSet: Family.JURISDICTION,
-        AppealFiled: Family.APPEAL,
-        AppealDecided: Family.APPEAL,
+        entries.OrderPublished: entries.Family.ORDER_VERSION,
+        entries.OrderAmended: entries.Family.ORDER_VERSION,
+        entries.OrderRevoked: entries.Family.ORDER_END,
+        entries.OrderExpired: entries.Family.ORDER_END,
+        entries.JurisdictionSet: entries.Family.JURISDICTION,
+        entries.AppealFiled: entries.Family.APPEAL,
+        entries.AppealDecided: entries.Family.APPEAL,
     }[type(event)]
     data = entries.encode(event)
     assert entries.family(data) is expected
     version = entries.order_version(data)
-    assert version == (event if expected is Family.ORDER_VERSION else None)
+    assert version == (event if expected is entries.Family.ORDER_VERSION else None)
 
 
 # -- what is not an entry ------------------------------------------------------------------
@@ -230,7 +220,7 @@ def test_bytes_that_are_no_entry_are_refused_with_a_reason(data: bytes, why: str
 
 def test_an_entry_of_a_newer_type_is_kept_as_unknown() -> None:
     event = entries.parse(b'{"time":"2030-01-01T00:00:00+00:00","type":"adoption"}')
-    assert event == UnknownEntry("adoption") and event.order_id is None
+    assert event == entries.UnknownEntry("adoption") and event.order_id is None
     with pytest.raises(EntryError, match="unknown type"):
         entries.encode(event)
 
@@ -238,8 +228,8 @@ def test_an_entry_of_a_newer_type_is_kept_as_unknown() -> None:
 @pytest.mark.parametrize(
     "event",
     [
-        OrderRevoked(AT, 7, "x" * entries.MAX_ENTRY_SIZE),
-        AppealFiled(AT, 1, 7, "a.example", "\ud800 a lone surrogate"),
+        entries.OrderRevoked(AT, 7, "x" * entries.MAX_ENTRY_SIZE),
+        entries.AppealFiled(AT, 1, 7, "a.example", "\ud800 a lone surrogate"),
     ],
     ids=["too large", "not Unicode"],
 )
@@ -260,5 +250,16 @@ def test_an_event_that_cannot_be_an_entry_is_refused(event: Event) -> None:
 def test_an_order_binds_its_scope_in_its_dates(
     jurisdiction: str, at: dt.datetime, scoped: bool, everywhere: bool
 ) -> None:
-    assert RECORD.binds(jurisdiction, at) is scoped
-    assert dataclasses.replace(RECORD, all_jurisdictions=True).binds(jurisdiction, at) is everywhere
+    published = entries.OrderPublished(AT, ORDER, AUTHORITY, RULES)
+    assert published.binds(jurisdiction, at) is scoped
+    anywhere = dataclasses.replace(ORDER, all_jurisdictions=True)
+    assert (
+        entries.OrderPublished(AT, anywhere, AUTHORITY, RULES).binds(jurisdiction, at) is everywhere
+    )
+
+
+def test_a_version_states_the_order_as_logged_whatever_the_store_adds() -> None:
+    stored = dataclasses.replace(ORDER, status=OrderStatus.REVOKED, log_index=12)
+    version = entries.OrderAmended(AT, stored, AUTHORITY, RULES, 0, 0, "")
+    assert version.order == entries.logged_order(ORDER, AUTHORITY)
+    assert version.order.status is OrderStatus.ACTIVE and version.order.log_index is None

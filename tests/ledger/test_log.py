@@ -210,17 +210,15 @@ def test_the_rule_file_of_a_logged_order_version_comes_from_the_store(
     from clearwall.ledger import entries
     from clearwall.ledger.merkle import merkle_root
     from clearwall.model import Action, AuthorityKind, Category
+    from clearwall.policy.model import Authority, Order
 
     logged = [b"exact a.example", b"subtree b.example"]
     at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    authority = entries.AuthorityRecord(1, "Court", AuthorityKind.COURT, "xa")
-    record = entries.OrderRecord(
-        5, authority, "T", "L", "R", Category.MALWARE, Action.NXDOMAIN, at.date(), at, None, "",
-        False,
-    )  # fmt: skip
+    authority = Authority(1, "Court", AuthorityKind.COURT, "xa")
+    order = Order(5, 1, "T", "L", "R", Category.MALWARE, Action.NXDOMAIN, at.date(), at)
     rules = entries.RuleSet(2, merkle_root(logged).hex())
     store, log = make_log(tmp_path, 3)
-    store.append(entries.encode(entries.OrderPublished(at, record, rules)))
+    store.append(entries.encode(entries.OrderPublished(at, order, authority, rules)))
     if lines is not None:
         store.rule_lines[5] = lines
     log.sync()

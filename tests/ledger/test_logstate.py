@@ -20,19 +20,9 @@ from hypothesis import strategies as st
 from clearwall.demo import install_demo
 from clearwall.errors import VerificationError
 from clearwall.ledger import entries
-from clearwall.ledger.entries import (
-    AppealFiled,
-    AuthorityRecord,
-    JurisdictionSet,
-    OrderAmended,
-    OrderExpired,
-    OrderPublished,
-    OrderRecord,
-    OrderRevoked,
-    RuleSet,
-)
+from clearwall.ledger.entries import OrderPublished, RuleSet
 from clearwall.ledger.logstate import Finding, LogState, fold
-from clearwall.model import Action, AuthorityKind, Category, OrderStatus
+from clearwall.model import Action, AuthorityKind, Category
 from clearwall.policy.model import Authority, Jurisdiction, Order
 from clearwall.store import PolicyService, Store, open_store
 from clearwall.store.reader import PolicyReader
@@ -77,18 +67,6 @@ def assert_same_bindings(rows: list[tuple[int, bytes]], times: list[dt.datetime]
             assert [i for i, _ in new.in_force(code, at)] == legacy_fold.in_force(old, code, at)
 
 
-def order_of(record: OrderRecord, log_index: int | None) -> tuple[Order, Authority]:
-    """The stored order and authority a record was made from."""
-    a = record.authority
-    authority = Authority(a.id, a.name, a.kind, a.jurisdiction, a.contacts)
-    order = Order(
-        record.id, a.id, record.title, record.legal_basis, record.reference, record.category,
-        record.action, record.issued, record.effective_from, record.expires,
-        record.document_url, OrderStatus.ACTIVE, record.all_jurisdictions, log_index,
-    )  # fmt: skip
-    return order, authority
-
-
 def assert_same_verdict(
     state: LogState,
     rows: list[tuple[int, bytes]],
@@ -111,9 +89,9 @@ def assert_same_verdict(
 DIGESTS = st.binary(min_size=32, max_size=32).map(bytes.hex)
 AUTHORITIES = st.sampled_from(
     [
-        AuthorityRecord(1, "Court A", AuthorityKind.COURT, "xa", ("mailto:a@x.example",)),
-        AuthorityRecord(2, "Regulator B", AuthorityKind.REGULATOR, "xb"),
-        AuthorityRecord(3, "Operator", AuthorityKind.OPERATOR, "xa"),
+        Authority(1, "Court A", AuthorityKind.COURT, "xa", ("mailto:a@x.example",)),
+        Authority(2, "Regulator B", AuthorityKind.REGULATOR, "xb"),
+        Authority(3, "Operator", AuthorityKind.OPERATOR, "xa"),
     ]
 )
 OFFSETS = st.integers(-400, 400).map(lambda d: T0 + dt.timedelta(days=d))
@@ -138,46 +116,53 @@ STEPS = st.lists(
 )
 
 
-def history(steps: list[tuple[object, ...]]) -> tuple[list[bytes], list[OrderRecord]]:
-    """Entries for ``steps`` (orders are numbered in publication order), and the records
-    published."""
+def history(steps: list[tuple[object, ...]]) -> tuple[list[bytes], list[tuple[Order, Authority]]]:
+    """Entries for ``steps`` (orders are numbered in publication order), and the orders
+    published with their authorities."""
     datas: list[bytes] = []
-    records: list[OrderRecord] = []
+    published: list[tuple[Order, Authority]] = []
     for n, step in enumerate(steps):
         at = T0 + dt.timedelta(hours=n)
         match step:
             case ("publish", authority, start, end, everywhere, digest, count):
-                assert isinstance(authority, AuthorityRecord) and isinstance(start, dt.datetime)
+                assert isinstance(authority, Authority) and isinstance(start, dt.datetime)
                 expires = end if isinstance(end, dt.datetime) and end > start else None
-                record = OrderRecord(
-                    len(records) + 1, authority, f"Order {n}", "Act", f"R{n}", Category.MALWARE,
-                    Action.NXDOMAIN, start.date(), start, expires, "", bool(everywhere),
+                order = Order(
+                    len(published) + 1, authority.id, f"Order {n}", "Act", f"R{n}",
+                    Category.MALWARE, Action.NXDOMAIN, start.date(), start, expires,
+                    all_jurisdictions=bool(everywhere),
                 )  # fmt: skip
-                records.append(record)
+                published.append((order, authority))
                 rules = RuleSet(int(str(count)), str(digest))
-                datas.append(entries.encode(OrderPublished(at, record, rules)))
+                datas.append(entries.encode(OrderPublished(at, order, authority, rules)))
             case ("amend", which, digest, retitle):
-                if not records:
+                if not published:
                     continue
-                record = records[int(str(which)) % len(records)]
+                order, authority = published[int(str(which)) % len(published)]
                 if retitle:
-                    record = dataclasses.replace(record, title=record.title + " (amended)")
-                rules = RuleSet(3, str(digest))
-                datas.append(entries.encode(OrderAmended(at, record, rules, 1, 0, "why")))
+                    order = dataclasses.replace(order, title=order.title + " (amended)")
+                amended = entries.OrderAmended(
+                    at, order, authority, RuleSet(3, str(digest)), 1, 0, ""
+                )
+                datas.append(entries.encode(amended))
             case ("end", which, revoke):
-                event = OrderRevoked(at, int(str(which)), "gone") if revoke else None
-                datas.append(entries.encode(event or OrderExpired(at, int(str(which)))))
+                event = entries.OrderRevoked(at, int(str(which)), "gone") if revoke else None
+                datas.append(entries.encode(event or entries.OrderExpired(at, int(str(which)))))
             case ("jurisdiction", code, octet):
                 net = ipaddress.ip_network(f"10.{octet}.0.0/16")
                 datas.append(
-                    entries.encode(JurisdictionSet(at, Jurisdiction(str(code), "J", (net,))))
+                    entries.encode(
+                        entries.JurisdictionSet(at, Jurisdiction(str(code), "J", (net,)))
+                    )
                 )
             case ("appeal", which):
-                datas.append(entries.encode(AppealFiled(at, n, int(str(which)), "a.example", "r")))
+                datas.append(
+                    entries.encode(entries.AppealFiled(at, n, int(str(which)), "a.example", "r"))
+                )
             case ("not ours", data):
                 assert isinstance(data, bytes)
                 datas.append(data)
-    return datas, records
+    return datas, published
 
 
 @settings(max_examples=300, deadline=None)
@@ -185,33 +170,39 @@ def history(steps: list[tuple[object, ...]]) -> tuple[list[bytes], list[OrderRec
 def test_the_fold_says_what_the_old_code_said(
     steps: list[tuple[object, ...]], data: st.DataObject
 ) -> None:
-    datas, records = history(steps)
+    datas, published = history(steps)
     rows = list(enumerate(datas))
     state = assert_same_state(rows)
     assert_same_state(rows, data.draw(st.integers(0, len(rows)), label="since"))
     assert_same_bindings(rows, [T0 + dt.timedelta(days=d) for d in (-500, -30, 0, 30, 500)])
-    for record in records:
-        latest = state.order(record.id)
+    for order, _ in published:
+        latest = state.order(order.id)
         assert latest is not None and latest.version is not None
         index, version = latest.version
-        stored = data.draw(
+        logged = version.order
+        order, rules = data.draw(
             st.sampled_from(
                 [
-                    (version.order, index, version.rules),  # as logged
-                    (version.order, None, version.rules),  # no log index in the store
-                    (version.order, len(rows), version.rules),  # beyond the tree size
-                    (dataclasses.replace(version.order, reference="edited"), index, version.rules),
-                    (version.order, index, RuleSet(version.rules.count + 1, version.rules.digest)),
+                    (dataclasses.replace(logged, log_index=index), version.rules),  # as logged
+                    (logged, version.rules),  # no log index in the store
+                    (dataclasses.replace(logged, log_index=len(rows)), version.rules),  # beyond
+                    (
+                        dataclasses.replace(logged, reference="edited", log_index=index),
+                        version.rules,
+                    ),
+                    (
+                        dataclasses.replace(logged, log_index=index),
+                        RuleSet(version.rules.count + 1, version.rules.digest),
+                    ),
                 ]
             ),
             label="stored",
         )
-        order, authority = order_of(stored[0], stored[1])
-        assert_same_verdict(state, rows, order, authority, stored[2])
-    stranger, authority = order_of(records[0], 0) if records else (None, None)
-    if stranger is not None and authority is not None:  # an order the log never names
-        assert_same_verdict(state, rows, dataclasses.replace(stranger, id=999), authority,
-                            RuleSet(0, "0" * 64))  # fmt: skip
+        assert_same_verdict(state, rows, order, version.authority, rules)
+    if published:  # an order the log never names
+        order, authority = published[0]
+        stranger = dataclasses.replace(order, id=999, log_index=0)
+        assert_same_verdict(state, rows, stranger, authority, RuleSet(0, "0" * 64))
 
 
 def test_entries_must_come_in_order() -> None:
@@ -222,7 +213,7 @@ def test_entries_must_come_in_order() -> None:
 
 def test_entries_that_are_not_ours_are_reported_and_skipped() -> None:
     seen: list[int] = []
-    state = fold(enumerate([*NOT_OURS, entries.encode(OrderExpired(T0, 4))]),
+    state = fold(enumerate([*NOT_OURS, entries.encode(entries.OrderExpired(T0, 4))]),
                  lambda i, _exc: seen.append(i))  # fmt: skip
     assert seen == [0, 1] and state.size == 4 and state.named() == {4}
 

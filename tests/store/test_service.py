@@ -121,9 +121,7 @@ def test_add_order_publishes_one_entry(service: PolicyService) -> None:
     at = dt.datetime.fromisoformat(__import__("json").loads(entry.data)["time"])
     # The digest the service computed before taking the lock is the rule set's own.
     authority = PolicyReader(service.store).authority(COURT)
-    published = entries.OrderPublished(
-        at, entries.OrderRecord.of(order, authority), entries.RuleSet.of(stored)
-    )
+    published = entries.OrderPublished(at, order, authority, entries.RuleSet.of(stored))
     assert entries.parse(entry.data) == published
     assert entry.data == entries.encode(published)
     assert service.store.log_size() == J + 1

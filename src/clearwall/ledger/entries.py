@@ -13,6 +13,7 @@ into the state of every order and jurisdiction); none reads the JSON itself.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import ipaddress
@@ -23,7 +24,7 @@ from typing import Any, ClassVar, TypeAlias
 
 from clearwall.errors import LedgerError
 from clearwall.ledger.merkle import merkle_root
-from clearwall.model import Action, AuthorityKind, Category
+from clearwall.model import Action, AuthorityKind, Category, OrderStatus
 from clearwall.policy.model import ALL_JURISDICTIONS, Authority, Jurisdiction, Order, RuleSpec
 
 MAX_ENTRY_SIZE = 65535  # tlog-tiles entry bundles use a 16-bit length prefix
@@ -81,80 +82,16 @@ class RuleSet:
         return cls(count, digest)
 
 
-# -- the records an entry carries ----------------------------------------------------------
+# -- what an order's entries state -------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class AuthorityRecord:
-    """An order's authority as the log states it."""
-
-    id: int
-    name: str
-    kind: AuthorityKind
-    jurisdiction: str
-    contacts: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, authority: Authority) -> AuthorityRecord:
-        """The record of a stored authority."""
-        return cls(
-            authority.id,
-            authority.name,
-            authority.kind,
-            authority.jurisdiction,
-            tuple(authority.contacts),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class OrderRecord:
-    """An order's public metadata as the log states it (its rules are a ``RuleSet``)."""
-
-    id: int
-    authority: AuthorityRecord
-    title: str
-    legal_basis: str
-    reference: str
-    category: Category
-    action: Action
-    issued: dt.date
-    effective_from: dt.datetime
-    expires: dt.datetime | None
-    document_url: str
-    all_jurisdictions: bool
-
-    @classmethod
-    def of(cls, order: Order, authority: Authority) -> OrderRecord:
-        """The record of a stored order and its authority: what its entries commit, and
-        what a stored order must equal to be enforced."""
-        return cls(
-            order.id,
-            AuthorityRecord.of(authority),
-            order.title,
-            order.legal_basis,
-            order.reference,
-            order.category,
-            order.action,
-            order.issued,
-            order.effective_from,
-            order.expires,
-            order.document_url,
-            order.all_jurisdictions,
-        )
-
-    @property
-    def scope(self) -> str:
-        """The jurisdiction whose clients the order binds (``*``: every client)."""
-        return ALL_JURISDICTIONS if self.all_jurisdictions else self.authority.jurisdiction
-
-    def binds(self, jurisdiction: str, at: dt.datetime) -> bool:
-        """True when the order binds ``jurisdiction``'s clients at ``at`` (its scope and
-        dates only: whether it was revoked is the log state's to say)."""
-        if self.scope not in (ALL_JURISDICTIONS, jurisdiction):
-            return False
-        if at < self.effective_from:
-            return False
-        return self.expires is None or at < self.expires
+def logged_order(order: Order, authority: Authority) -> Order:
+    """``order`` as its entries state it: by its authority, and without what only the store
+    knows (its status and the index of its publishing entry). A stored order is enforced
+    only when this equals its latest version's order."""
+    return dataclasses.replace(
+        order, authority_id=authority.id, status=OrderStatus.ACTIVE, log_index=None
+    )
 
 
 def canonical_jurisdiction(jurisdiction: Jurisdiction) -> Jurisdiction:
@@ -170,37 +107,55 @@ def canonical_jurisdiction(jurisdiction: Jurisdiction) -> Jurisdiction:
 # -- events ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class OrderPublished:
-    """A newly published order: its metadata and its rule set."""
+class _Version:
+    """What an order version (published or amended) says of its order."""
 
-    TYPE: ClassVar[str] = "order-published"
-    time: dt.datetime
-    order: OrderRecord
-    rules: RuleSet
+    __slots__ = ()
+    order: Order
+    authority: Authority
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "order", logged_order(self.order, self.authority))
 
     @property
     def order_id(self) -> int:
         """The order this entry is about."""
         return self.order.id
 
+    @property
+    def scope(self) -> str:
+        """The jurisdiction whose clients the order binds (``*``: every client)."""
+        return ALL_JURISDICTIONS if self.order.all_jurisdictions else self.authority.jurisdiction
+
+    def binds(self, jurisdiction: str, at: dt.datetime) -> bool:
+        """True when the order binds ``jurisdiction``'s clients at ``at`` (its scope and
+        dates only: whether it was revoked is the log state's to say)."""
+        return self.scope in (ALL_JURISDICTIONS, jurisdiction) and self.order.in_force(at)
+
 
 @dataclass(frozen=True, slots=True)
-class OrderAmended:
-    """An order whose rules or metadata changed: the new rule set and the delta."""
+class OrderPublished(_Version):
+    """A newly published order: its metadata, its authority and its rule set."""
+
+    TYPE: ClassVar[str] = "order-published"
+    time: dt.datetime
+    order: Order
+    authority: Authority
+    rules: RuleSet
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAmended(_Version):
+    """An order whose rules or metadata changed: the new rule set, the delta and why."""
 
     TYPE: ClassVar[str] = "order-amended"
     time: dt.datetime
-    order: OrderRecord
+    order: Order
+    authority: Authority
     rules: RuleSet
     added: int
     removed: int
     reason: str
-
-    @property
-    def order_id(self) -> int:
-        """The order this entry is about."""
-        return self.order.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,8 +265,7 @@ def _when(value: dt.date | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _order_json(order: OrderRecord) -> dict[str, Any]:
-    a = order.authority
+def _order_json(order: Order, a: Authority) -> dict[str, Any]:
     return {
         "id": order.id,
         "authority": {
@@ -348,12 +302,12 @@ def to_json(event: Event) -> dict[str, Any]:
     match event:
         case OrderPublished():
             body = {
-                "order": _order_json(event.order),
+                "order": _order_json(event.order, event.authority),
                 "rules": {"count": event.rules.count, "digest": event.rules.digest},
             }
         case OrderAmended():
             body = {
-                "order": _order_json(event.order),
+                "order": _order_json(event.order, event.authority),
                 "rules": {
                     "count": event.rules.count,
                     "digest": event.rules.digest,
@@ -486,17 +440,18 @@ _ORDER_KEYS = (
 )
 
 
-def _order(o: _Object) -> OrderRecord:
+def _order(o: _Object) -> tuple[Order, Authority]:
     a = o.object("authority", _AUTHORITY_KEYS)
-    return OrderRecord(
+    authority = Authority(
+        a.integer("id"),
+        a.text("name"),
+        a.enum("kind", AuthorityKind),
+        a.text("jurisdiction"),
+        a.strings("contacts"),
+    )
+    order = Order(
         id=o.integer("id"),
-        authority=AuthorityRecord(
-            a.integer("id"),
-            a.text("name"),
-            a.enum("kind", AuthorityKind),
-            a.text("jurisdiction"),
-            a.strings("contacts"),
-        ),
+        authority_id=authority.id,
         title=o.text("title"),
         legal_basis=o.text("legal_basis"),
         reference=o.text("reference"),
@@ -508,6 +463,7 @@ def _order(o: _Object) -> OrderRecord:
         document_url=o.text("document_url"),
         all_jurisdictions=o.flag("all_jurisdictions"),
     )
+    return order, authority
 
 
 def _rule_set(r: _Object) -> RuleSet:
@@ -533,7 +489,7 @@ def _event(kind: str, value: dict[str, Any]) -> Event:
         e = _Object(value, "entry", (*_BASE, "order", "rules"))
         return OrderPublished(
             e.time("time"),
-            _order(e.object("order", _ORDER_KEYS)),
+            *_order(e.object("order", _ORDER_KEYS)),
             _rule_set(e.object("rules", ("count", "digest"))),
         )
     if kind == OrderAmended.TYPE:
@@ -541,7 +497,7 @@ def _event(kind: str, value: dict[str, Any]) -> Event:
         r = e.object("rules", ("count", "digest", "added", "removed"))
         return OrderAmended(
             e.time("time"),
-            _order(e.object("order", _ORDER_KEYS)),
+            *_order(e.object("order", _ORDER_KEYS)),
             _rule_set(r),
             r.integer("added"),
             r.integer("removed"),

@@ -21,23 +21,9 @@ from dataclasses import dataclass, field
 
 from clearwall.errors import VerificationError
 from clearwall.ledger import entries
-from clearwall.ledger.entries import (
-    EntryError,
-    Event,
-    Family,
-    JurisdictionSet,
-    OrderAmended,
-    OrderExpired,
-    OrderPublished,
-    OrderRecord,
-    OrderRevoked,
-    OrderVersion,
-    RuleSet,
-    canonical_jurisdiction,
-)
 from clearwall.policy.model import Authority, Jurisdiction, Order
 
-OnError = Callable[[int, EntryError], None]
+OnError = Callable[[int, entries.EntryError], None]
 """Told of each entry (its index and why) that is not a clearwall entry; the fold skips it."""
 
 
@@ -46,12 +32,12 @@ class OrderState:
     """What the log says of one order: its latest version and, once ended, the entry
     that ended it."""
 
-    version: tuple[int, OrderVersion] | None = None  # (entry index, published/amended)
+    version: tuple[int, entries.OrderVersion] | None = None  # (entry index, published/amended)
     ended: int | None = None  # index of the first revoking or expiring entry
 
     @property
     def in_force(self) -> bool:
-        """Published and not ended (its dates are ``OrderRecord.binds``'s to check)."""
+        """Published and not ended (its dates are its version's ``binds`` to check)."""
         return self.version is not None and self.ended is None
 
 
@@ -73,7 +59,7 @@ class OrderCheck:
 
     finding: Finding | None
     index: int | None = None
-    logged: RuleSet | None = None
+    logged: entries.RuleSet | None = None
 
     @property
     def ok(self) -> bool:
@@ -107,19 +93,19 @@ class LogState:
 
     # -- folding ---------------------------------------------------------------------
 
-    def apply(self, index: int, event: Event) -> None:
+    def apply(self, index: int, event: entries.Event) -> None:
         """Fold one event, stated by entry ``index`` (the next one, or a later one when
         the caller reports a gap itself)."""
         self.size = index + 1
         match event:
-            case OrderPublished() | OrderAmended():
+            case entries.OrderPublished() | entries.OrderAmended():
                 state = self.orders.setdefault(event.order.id, OrderState())
                 state.version = (index, event)
-            case OrderRevoked() | OrderExpired():
+            case entries.OrderRevoked() | entries.OrderExpired():
                 state = self.orders.setdefault(event.order_id, OrderState())
                 if state.ended is None:
                     state.ended = index
-            case JurisdictionSet():
+            case entries.JurisdictionSet():
                 self.jurisdictions[event.jurisdiction.code] = (index, event.jurisdiction)
             case _:
                 pass  # appeals and unknown types change no order or jurisdiction
@@ -136,11 +122,11 @@ class LogState:
             if index != self.size:
                 raise VerificationError(f"log entries out of order at index {index}")
             self.size = index + 1
-            if entries.family(data) is Family.APPEAL:
+            if entries.family(data) is entries.Family.APPEAL:
                 continue
             try:
                 event = entries.parse(data)
-            except EntryError as exc:
+            except entries.EntryError as exc:
                 if on_error is not None:
                     on_error(index, exc)
                 continue
@@ -156,19 +142,19 @@ class LogState:
         """Every order some folded entry publishes, amends or ends."""
         return frozenset(self.orders)
 
-    def versions(self) -> list[tuple[int, OrderVersion]]:
+    def versions(self) -> list[tuple[int, entries.OrderVersion]]:
         """Each order's latest version (entry index, event), by order id."""
         return [s.version for _, s in sorted(self.orders.items()) if s.version is not None]
 
-    def in_force(self, jurisdiction: str, at: dt.datetime) -> list[tuple[int, OrderVersion]]:
+    def in_force(
+        self, jurisdiction: str, at: dt.datetime
+    ) -> list[tuple[int, entries.OrderVersion]]:
         """The (entry index, latest version) of every order binding ``jurisdiction``'s
         clients at ``at``: published, not ended, in scope and in its dates."""
         return [
             s.version
             for _, s in sorted(self.orders.items())
-            if s.version is not None
-            and s.ended is None
-            and s.version[1].order.binds(jurisdiction, at)
+            if s.version is not None and s.ended is None and s.version[1].binds(jurisdiction, at)
         ]
 
     def check_jurisdiction(self, jurisdiction: Jurisdiction) -> tuple[Finding | None, int | None]:
@@ -177,7 +163,7 @@ class LogState:
         logged = self.jurisdictions.get(jurisdiction.code)
         if logged is None:
             return Finding.NOT_ON_LOG, None
-        if canonical_jurisdiction(jurisdiction) != logged[1]:
+        if entries.canonical_jurisdiction(jurisdiction) != logged[1]:
             return Finding.METADATA, logged[0]
         return None, logged[0]
 
@@ -186,7 +172,7 @@ class LogState:
         return [self.jurisdictions[code][1] for code in sorted(self.jurisdictions)]
 
     def check_order(
-        self, order: Order, authority: Authority, rules: Callable[[], RuleSet]
+        self, order: Order, authority: Authority, rules: Callable[[], entries.RuleSet]
     ) -> OrderCheck:
         """Whether a stored order (with its authority, and ``rules`` giving the rule set
         its stored rules make) is enforceable as the log stands: on the log inside this
@@ -201,7 +187,10 @@ class LogState:
         if state is None or state.version is None:
             return OrderCheck(Finding.UNPUBLISHED)
         index, version = state.version
-        if OrderRecord.of(order, authority) != version.order:
+        if (
+            entries.logged_order(order, authority) != version.order
+            or authority != version.authority
+        ):
             return OrderCheck(Finding.METADATA, index, version.rules)
         if rules() != version.rules:
             return OrderCheck(Finding.RULES, index, version.rules)

@@ -342,7 +342,7 @@ def verify_bundle(
                 raise VerificationError(f"{what}: log entry {index} does not publish an order")
             if event.order.id != order_id:
                 raise VerificationError(f"{what}: log entry {index} is about another order")
-            if not event.order.binds(jurisdiction, at):
+            if not event.binds(jurisdiction, at):
                 raise VerificationError(
                     f"{what}: does not bind jurisdiction {jurisdiction!r} at {bundle['at']}"
                 )

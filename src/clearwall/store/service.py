@@ -21,17 +21,6 @@ from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
 from clearwall.errors import Conflict, NotFound, ScopeError, StoreError
 from clearwall.ledger import entries
-from clearwall.ledger.entries import (
-    AppealDecided,
-    AppealFiled,
-    JurisdictionSet,
-    OrderAmended,
-    OrderExpired,
-    OrderPublished,
-    OrderRecord,
-    OrderRevoked,
-    RuleSet,
-)
 from clearwall.ledger.merkle import leaf_hash
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
 from clearwall.policy.model import Authority, Jurisdiction, Order, RuleSpec
@@ -233,7 +222,7 @@ class PolicyService:
         """Append the jurisdiction's record as it now stands (inside the transaction)."""
         jurisdiction = repo.get_jurisdiction(conn, code)
         now = self.clock()
-        append_entry(conn, entries.encode(JurisdictionSet(now, jurisdiction)), now)
+        append_entry(conn, entries.encode(entries.JurisdictionSet(now, jurisdiction)), now)
         return jurisdiction
 
     def add_authority(
@@ -318,7 +307,7 @@ class PolicyService:
         issued_date = as_date(issued, start.date())
         rule_list = unique_rules(rules)
         # The digest is pure CPU: computed before the write lock is taken.
-        rule_set = RuleSet.of(rule_list)
+        rule_set = entries.RuleSet.of(rule_list)
         o = schema.orders
         with self._logged_write() as conn:
             authority = repo.get_authority(conn, authority_id)
@@ -368,8 +357,7 @@ class PolicyService:
             order_id = int(pk[0])
             self._insert_rules(conn, order_id, rule_list, progress)
             order = repo.get_order(conn, order_id)
-            record = OrderRecord.of(order, authority)
-            data = entries.encode(OrderPublished(now, record, rule_set))
+            data = entries.encode(entries.OrderPublished(now, order, authority, rule_set))
             index = append_entry(conn, data, now)
             conn.execute(update(o).where(o.c.id == order_id).values(log_index=index))
             order = repo.get_order(conn, order_id)
@@ -476,16 +464,17 @@ class PolicyService:
                 RuleSpec(RuleKind(k), v, Action(a) if a else None) for (k, v), a in existing.items()
             ]
             final.extend(to_add)
-            rule_set = RuleSet.of(final)
+            rule_set = entries.RuleSet.of(final)
             now = self.clock()
             conn.execute(
                 update(o)
                 .where(o.c.id == order_id)
                 .values(rules_digest=rule_set.digest, rule_count=rule_set.count)
             )
-            amended = OrderAmended(
+            amended = entries.OrderAmended(
                 now,
-                OrderRecord.of(order, authority),
+                order,
+                authority,
                 rule_set,
                 len(to_add),
                 len(to_remove),
@@ -515,7 +504,9 @@ class PolicyService:
                 .where(o.c.id == order_id)
                 .values(status=OrderStatus.REVOKED.value, revoked_reason=reason.strip())
             )
-            append_entry(conn, entries.encode(OrderRevoked(now, order_id, reason.strip())), now)
+            append_entry(
+                conn, entries.encode(entries.OrderRevoked(now, order_id, reason.strip())), now
+            )
             order = repo.get_order(conn, order_id)
         self._committed()
         return order
@@ -542,7 +533,7 @@ class PolicyService:
                 conn.execute(
                     update(o).where(o.c.id.in_(due)).values(status=OrderStatus.EXPIRED.value)
                 )
-                append_entries(conn, [entries.encode(OrderExpired(at, i)) for i in due], at)
+                append_entries(conn, [entries.encode(entries.OrderExpired(at, i)) for i in due], at)
         if due:
             self._committed()
         return [int(i) for i in due]
@@ -582,7 +573,7 @@ class PolicyService:
             pk = result.inserted_primary_key
             assert pk is not None
             appeal_id = int(pk[0])
-            filed = AppealFiled(now, appeal_id, order_id, canonical, reason.strip())
+            filed = entries.AppealFiled(now, appeal_id, order_id, canonical, reason.strip())
             data = entries.encode(filed)
             index = append_entry(conn, data, now)
             conn.execute(update(t).where(t.c.id == appeal_id).values(filed_log_index=index))
@@ -612,7 +603,7 @@ class PolicyService:
             if appeal.status is not AppealStatus.OPEN:
                 raise Conflict(f"appeal {appeal_id} is already {appeal.status.value}")
             now = self.clock()
-            decided = AppealDecided(
+            decided = entries.AppealDecided(
                 now, appeal_id, appeal.order_id, status.value, explanation.strip()
             )
             data = entries.encode(decided)

@@ -206,12 +206,12 @@ def _replay_log(
                 # an order counts from the day it takes effect, not the day it was filed
                 published = isinstance(event, OrderPublished)
                 start = version.order.effective_from.date() if published else day
-                per_jurisdiction.setdefault(version.order.scope, []).append((start, 1.0))
+                per_jurisdiction.setdefault(version.scope, []).append((start, 1.0))
                 rules.append((start, float(version.rules.count)))
             else:
                 rules.append((day, float(version.rules.count - was[1].rules.count)))
         elif was is not None:
-            per_jurisdiction.setdefault(was[1].order.scope, []).append((day, -1.0))
+            per_jurisdiction.setdefault(was[1].scope, []).append((day, -1.0))
             rules.append((day, float(-was[1].rules.count)))
     return per_jurisdiction, rules
 
