@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,23 +19,9 @@ from clearwall.store.reader import PolicyReader
 
 
 @pytest.fixture
-def list_server(tmp_path: Path) -> Iterator[str]:
-    """A real HTTP server on loopback (an internal address) serving ``list.txt``."""
-    (tmp_path / "www").mkdir()
-    (tmp_path / "www" / "list.txt").write_text("||sub-one.example^\n||sub-two.example^\n")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(tmp_path / "www"), **kwargs)  # type: ignore[arg-type]
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/list.txt"
-    server.shutdown()
-    server.server_close()
+def list_url(list_server: tuple[str, Path]) -> str:
+    """The URL of the list served on loopback (an internal address)."""
+    return list_server[0]
 
 
 @pytest.fixture
@@ -70,9 +53,9 @@ def rules(jobs: Jobs) -> set[str]:
     ids=["public only", "internal allowed"],
 )
 def test_the_refresh_job_reads_internal_sources_only_when_allowed(
-    jobs: Jobs, list_server: str, internal: bool, status: str, after: set[str]
+    jobs: Jobs, list_url: str, internal: bool, status: str, after: set[str]
 ) -> None:
-    sub = jobs.service.add_subscription(1, list_server, "auto", 3600)
+    sub = jobs.service.add_subscription(1, list_url, "auto", 3600)
     web = WebConfig(subscriptions_fetch_internal=internal)
     jobs = dataclasses.replace(jobs, config=dataclasses.replace(jobs.config, web=web))
     assert refresh(jobs) == f"refreshed 1 subscription(s): {sub.id}"
@@ -81,8 +64,8 @@ def test_the_refresh_job_reads_internal_sources_only_when_allowed(
     assert rules(jobs) == after
 
 
-def test_a_subscription_is_refreshed_when_due(jobs: Jobs, list_server: str) -> None:
-    sub = jobs.service.add_subscription(1, list_server, "auto", 3600)
+def test_a_subscription_is_refreshed_when_due(jobs: Jobs, list_url: str) -> None:
+    sub = jobs.service.add_subscription(1, list_url, "auto", 3600)
     assert refresh_due(jobs.service, public_only=False) == [sub.id]
     assert rules(jobs) == {"sub-one.example", "sub-two.example"}
     assert refresh_due(jobs.service, public_only=False) == []  # not due again for an hour
@@ -90,7 +73,7 @@ def test_a_subscription_is_refreshed_when_due(jobs: Jobs, list_server: str) -> N
     assert refresh_due(jobs.service, public_only=False, now=later) == [sub.id]
 
 
-def test_public_only_fetch_refuses_internal_addresses(list_server: str) -> None:
-    assert "sub-one.example" in fetch(list_server)  # the operator's refresh may
+def test_public_only_fetch_refuses_internal_addresses(list_url: str) -> None:
+    assert "sub-one.example" in fetch(list_url)  # the operator's refresh may
     with pytest.raises(FormatError, match="not a public address"):
-        fetch(list_server, public_only=True)
+        fetch(list_url, public_only=True)

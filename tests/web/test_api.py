@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -205,28 +202,6 @@ async def test_stats_count_orders_and_gateway_blocks(
     assert s["orders_active"] == 3 and s["rules_active"] == 4
     assert {c["key"]: c["count"] for c in s["orders_by_jurisdiction"]} == {"aa": 1, "bb": 1, "*": 1}
     assert {c["key"] for c in s["orders_by_category"]} == {"court-order", "regulatory", "malware"}
-
-
-@pytest.fixture
-def list_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A real HTTP server on loopback serving ``list.txt`` from a temporary directory."""
-    (tmp_path / "www").mkdir()
-    path = tmp_path / "www" / "list.txt"
-    path.write_text("||sub-one.example^\n||sub-two.example^\n")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(tmp_path / "www"), **kwargs)  # type: ignore[arg-type]
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/list.txt", path
-    server.shutdown()
-    server.server_close()
 
 
 async def test_subscription_refresh_from_url_and_file(

@@ -7,6 +7,9 @@ What is stored, not what is enforced: the enforceable policy is what the log com
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from sqlalchemy import select
 
 from clearwall.errors import NotFound
@@ -17,6 +20,8 @@ from clearwall.store import schema
 from clearwall.store.db import Store
 from clearwall.store.records import Appeal, Subscription
 
+T = TypeVar("T")
+
 
 class PolicyReader:
     """Read-only views of one store (the write path is ``PolicyService``)."""
@@ -25,25 +30,26 @@ class PolicyReader:
         """Read from ``store``."""
         self.store = store
 
+    def _read(self, query: Callable[..., T], *args: Any) -> T:
+        """``query(conn, *args)`` in one read transaction."""
+        with self.store.read() as conn:
+            return query(conn, *args)
+
     def jurisdictions(self) -> list[Jurisdiction]:
         """Every jurisdiction, by code."""
-        with self.store.read() as conn:
-            return repo.list_jurisdictions(conn)
+        return self._read(repo.list_jurisdictions)
 
     def jurisdiction(self, code: str) -> Jurisdiction:
         """One jurisdiction; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_jurisdiction(conn, code.strip().lower())
+        return self._read(repo.get_jurisdiction, code.strip().lower())
 
     def authorities(self, jurisdiction: str | None = None) -> list[Authority]:
         """Authorities by id, optionally of one jurisdiction."""
-        with self.store.read() as conn:
-            return repo.list_authorities(conn, jurisdiction)
+        return self._read(repo.list_authorities, jurisdiction)
 
     def authority(self, authority_id: int) -> Authority:
         """One authority; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_authority(conn, authority_id)
+        return self._read(repo.get_authority, authority_id)
 
     def orders(
         self,
@@ -60,8 +66,7 @@ class PolicyReader:
 
     def order(self, order_id: int) -> Order:
         """One order; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_order(conn, order_id)
+        return self._read(repo.get_order, order_id)
 
     def order_rules(self, order_id: int) -> tuple[RuleSpec, ...]:
         """The rules of one order, sorted by kind then value."""
@@ -71,8 +76,7 @@ class PolicyReader:
 
     def compiled_order(self, order_id: int) -> CompiledOrder:
         """One order with its authority and rules."""
-        with self.store.read() as conn:
-            return repo.compiled_order(conn, order_id)
+        return self._read(repo.compiled_order, order_id)
 
     def order_revoked_reason(self, order_id: int) -> str | None:
         """Why an order was revoked, if it was."""
@@ -85,15 +89,12 @@ class PolicyReader:
 
     def appeals(self, order_id: int | None = None) -> list[Appeal]:
         """Appeals by id, optionally of one order."""
-        with self.store.read() as conn:
-            return repo.list_appeals(conn, order_id)
+        return self._read(repo.list_appeals, order_id)
 
     def appeal(self, appeal_id: int) -> Appeal:
         """One appeal; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_appeal(conn, appeal_id)
+        return self._read(repo.get_appeal, appeal_id)
 
     def subscriptions(self, order_id: int | None = None) -> list[Subscription]:
         """Subscriptions by id, optionally of one order."""
-        with self.store.read() as conn:
-            return repo.list_subscriptions(conn, order_id)
+        return self._read(repo.list_subscriptions, order_id)

@@ -7,7 +7,7 @@ How the gateway starts it (``clearwall serve``)::
                      snapshot_provider=lambda: gateway.snapshot,   # the live PolicySnapshot
                      metrics_registry=gateway.registry)           # its prometheus registry
     # serve `app` on config.web.listen with uvicorn; if config.web.blockpage_listen is set,
-    # serve create_blockpage_app(...) (same arguments) there as well.
+    # serve create_blockpage_app(config, store_url, snapshot_provider=…) there as well.
 
 - ``snapshot_provider`` returns the snapshot the DNS data plane enforces right now, so the
   portal and the block pages say exactly what the gateway does. Without it (standalone
@@ -267,18 +267,14 @@ def _mount_ledger(app: FastAPI, ctx: WebContext) -> None:
 
 
 def create_blockpage_app(
-    config: Config,
-    store_url: str,
-    *,
-    snapshot_provider: SnapshotProvider | None = None,
-    metrics_registry: CollectorRegistry | None = None,
+    config: Config, store_url: str, *, snapshot_provider: SnapshotProvider | None = None
 ) -> FastAPI:
     """The dedicated block-page listener: every request gets a block page or a 404.
 
     Point the sinkhole addresses at it (``[web] blockpage_listen``); it serves nothing
     else, so a sinkholed name can never reach the admin API through it.
     """
-    ctx = build_context(config, store_url, snapshot_provider, metrics_registry)
+    ctx = build_context(config, store_url, snapshot_provider, None)
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     app.add_middleware(SecurityHeadersMiddleware)
