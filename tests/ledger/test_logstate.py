@@ -258,3 +258,16 @@ def test_the_fold_of_the_demo_store_is_the_old_one(demo: Store) -> None:
         edited = dataclasses.replace(order, title=order.title + "!")
         assert_same_verdict(state, rows, edited, authority, rules)
     assert findings.count(None) >= 2 and Finding.ENDED in findings
+
+
+def test_the_example_of_docs_ledger_runs(demo: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/ledger.md, "Reading the log in code", on the demo store."""
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "ledger.md").read_text()
+    section = doc.split("## Reading the log in code", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    exec(code.group(1), {"store": demo, "now": dt.datetime(2026, 1, 15, tzinfo=dt.UTC)})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed and all(len(line.split()) == 3 for line in printed)
