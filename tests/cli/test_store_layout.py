@@ -25,6 +25,9 @@ from .test_policy_commands import add_order, setup_policy
 
 # Commands that never open a store: they measure a network or check a proof bundle.
 STORELESS = {"probe", "probe-helper", "ledger verify-proof"}
+# The witness is another service: its own store (--db, $CLEARWALL_WITNESS_DB) and key,
+# never a policy store, and no clearwall config.
+WITNESS = "witness "
 
 
 def commands() -> list[tuple[str, set[str]]]:
@@ -48,7 +51,9 @@ def test_every_store_command_takes_db_and_config() -> None:
     missing = [
         name
         for name, options in commands()
-        if name not in STORELESS and not {"--db", "--config"} <= options
+        if name not in STORELESS
+        and not name.startswith(WITNESS)
+        and not {"--db", "--config"} <= options
     ]
     assert not missing, f"commands without --db/--config: {missing}"
 
@@ -77,8 +82,9 @@ def test_two_stores_created_from_one_directory_do_not_collide(tmp_path: Path) ->
     setup_policy(second)
     add_order(second, rules)
     add_order(second, rules, ref="R-2")
-    assert "ok: 1 entries" in first("ledger", "verify").stdout
-    assert "ok: 2 entries" in second("ledger", "verify").stdout
+    # setup_policy logs its jurisdictions (jurisdiction-set entries) before the orders
+    assert "ok: 3 entries" in first("ledger", "verify").stdout
+    assert "ok: 4 entries" in second("ledger", "verify").stdout
     assert first("ledger", "key").stdout != second("ledger", "key").stdout
     for store in ("a", "b"):
         assert (tmp_path / store / "cw.ledger.key").is_file()
@@ -114,6 +120,7 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
         ("orders", "list"),
         ("orders", "show", "1", "--rules"),
         ("orders", "expire"),
+        ("jobs", "run", "all"),
         ("check", "casino.example", "--client", "127.0.0.1"),
         ("export", "rpz", "--jurisdiction", "xa"),
         ("ledger", "key"),
@@ -130,7 +137,8 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
     assert outputs["ledger key"].startswith("layout.test/log+")
     assert '"key_file": "' + str(store / "cw.ledger.key") in outputs["config show"]
     assert "BLOCKED" in outputs["check casino.example"]
-    assert "ok: 3 entries" in outputs["ledger verify"]
+    # a jurisdiction, an order, its amendment and its revocation
+    assert "ok: 4 entries" in outputs["ledger verify"]
     assert sorted(p.name for p in store.iterdir() if not p.name.startswith("cw.db-")) == [
         "cw-log",
         "cw.db",
@@ -183,8 +191,8 @@ def test_serve_from_another_directory_serves_the_full_public_log(tmp_path: Path)
     try:
         note = _get(f"http://127.0.0.1:{web}/log/checkpoint", time.monotonic() + 60, proc)
         cp = open_checkpoint(note, parse_vkey(vkey))
-        assert cp.size == 2
-        bundle = _get(f"http://127.0.0.1:{web}/log/tile/entries/000.p/2", time.monotonic(), proc)
+        assert cp.size == 4  # two jurisdictions, two orders
+        bundle = _get(f"http://127.0.0.1:{web}/log/tile/entries/000.p/4", time.monotonic(), proc)
         assert b"order-published" in bundle
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -213,7 +221,7 @@ def test_a_store_of_the_old_var_layout_keeps_working(tmp_path: Path) -> None:
     now = runner(cwd, var / "clearwall.db")
     assert now("ledger", "key").stdout == vkey
     add_order(now, rules, ref="R-2")
-    assert "ok: 2 entries" in now("ledger", "verify").stdout
+    assert "ok: 4 entries" in now("ledger", "verify").stdout  # two jurisdictions, two orders
     assert sorted(p.name for p in var.iterdir() if not p.name.startswith("clearwall.db-")) == [
         "clearwall.db",
         "ledger.key",
@@ -239,7 +247,7 @@ def test_the_rollback_check_says_whose_files_are_whose(tmp_path: Path, case: str
         add_order(a, rules, ref="R-2")
         shutil.copy(tmp_path / "backup.db", tmp_path / "a.db")
         out = a("ledger", "sync", ok=False).stderr
-        assert "has 1 entries but the public log in" in out
+        assert "has 3 entries but the public log in" in out  # two jurisdictions, one order
         assert "which extends this store's entries: committed entries were lost" in out
     else:
         add_order(a, rules)
