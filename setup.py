@@ -3,9 +3,13 @@
 Each is a hand-written fast path that a benchmark showed was needed, tested against the
 Python or library code it stands in for: the policy name index (``bench/matcher.py``),
 the batched UDP I/O of the DNS listener and the chain's fused UDP fast path
-(``bench/dns.py``), and the answer cache's one-record-per-entry LRU store (memory per
-entry, ``bench/cache_memory.py``).
+(``bench/dns.py``), the answer cache's one-record-per-entry LRU store (memory per
+entry, ``bench/cache_memory.py``), and the DoH listener's HTTP/2 over libnghttp2
+(``bench/dns.py``'s DoH rows; built only where libnghttp2's headers are installed,
+``scripts/install-system-deps.sh``; without it the listener uses the pure-Python h2).
 """
+
+import os
 
 from setuptools import Extension, setup
 
@@ -35,6 +39,18 @@ setup(
             "clearwall.dnsserver._lrustore",
             ["src/clearwall/dnsserver/_lrustore.c"],
             extra_compile_args=CFLAGS,
+        ),
+        *(
+            [
+                Extension(
+                    "clearwall.dnsserver._doh2",
+                    ["src/clearwall/dnsserver/_doh2.c"],
+                    libraries=["nghttp2"],
+                    extra_compile_args=[*CFLAGS, *TABLE_FLAGS],
+                )
+            ]
+            if os.path.exists("/usr/include/nghttp2/nghttp2.h")
+            else []
         ),
     ]
 )

@@ -10,6 +10,15 @@ the repeatable two in interleaved rounds (see ``bench_servers``):
 * ``blocked`` -- names sampled from the blocklist (policy answers);
 * ``miss``    -- 100,000 distinct allowed names, each sent once (cache misses to nsd).
 
+With ``--transports`` including ``dot`` and ``doh`` (the default), clearwall and Unbound
+also serve DNS over TLS (Unbound's ``tls-port``) and DNS over HTTPS (``https-port``,
+HTTP/2 via nghttp2) with one self-signed certificate, and dnsperf (``-m dot``/``-m
+doh``, GET) runs ``hit`` and ``blocked`` over each with many queries per connection
+(``dot-hit``, ``doh-blocked``, …), then hits with a new connection (TLS handshake) per
+100 queries (``dot-hit-new100``, ``doh-hit-new100``: the handshake's cost). After the
+workloads, each opens ``IDLE_CONNECTIONS`` idle TLS connections per transport and the
+growth of the server's RSS divided by their number is its memory per idle connection.
+
 On two cores dnsperf saturates its own core, so the headline figure is queries per
 server-CPU-second: completed queries divided by the CPU time (utime+stime of the
 server's whole process tree) spent during the run. Results are printed as tables and
@@ -53,6 +62,11 @@ DEFAULT_CACHE = Path(tempfile.gettempdir()) / "clearwall-bench"
 ALL_SERVERS = ("clearwall", "unbound", "pdns-recursor", "knot-resolver", "dnsmasq")
 ANCHOR_NAMES = ALL_SERVERS[1:]
 WORKLOADS = ("hit", "blocked", "miss")
+TRANSPORTS = ("udp", "dot", "doh")
+TLS_SERVERS = ("clearwall", "unbound")  # the servers measured over DoT and DoH
+TLS_PORT_OFFSET = {"dot": 100, "doh": 200}  # a server's DoT/DoH port = its UDP port + this
+TLS_WORKLOADS = ("hit", "blocked", "hit-new100")
+IDLE_CONNECTIONS = 200
 ZONE = "cwbench."  # the allowed names live here, served by nsd
 HIT_NAMES = 1_000
 MISS_NAMES = 100_000
@@ -530,10 +544,20 @@ class Load:
     duration: float  # seconds per workload
     edns: bool = False  # queries carry EDNS0 (clearwall then adds EDE/SDE to block answers)
     repeat: int = 1  # runs of each repeatable workload (hit, blocked); the median is kept
+    transports: tuple[str, ...] = ("udp",)  # udp always; dot, doh for TLS_SERVERS
 
 
-def dnsperf(port: int, queries: Path, duration: float, once: bool, edns: bool) -> str:
-    """Run dnsperf on the client core at full rate; return its output."""
+def dnsperf(
+    port: int,
+    queries: Path,
+    duration: float,
+    once: bool,
+    edns: bool,
+    mode: str = "udp",
+    per_conn: int = 0,
+) -> str:
+    """Run dnsperf on the client core at full rate (``mode``: udp, dot or doh; with
+    ``per_conn``, a new connection per that many queries); return its output."""
     options = {
         "-s": "127.0.0.1",
         "-p": str(port),
@@ -548,18 +572,38 @@ def dnsperf(port: int, queries: Path, duration: float, once: bool, edns: bool) -
         argv += ["-n", "1"]
     if edns:
         argv.append("-e")
+    if mode != "udp":
+        argv += ["-m", mode]
+    if mode == "doh":
+        argv += ["-O", f"doh-uri=https://127.0.0.1:{port}/dns-query"]
+    if per_conn:
+        argv += ["-O", f"num-queries-per-conn={per_conn}"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"dnsperf failed: {done.stderr.strip()[-300:]}")
     return done.stdout
 
 
+def split_workload(workload: str) -> tuple[str, str, int]:
+    """(transport, query file's workload, queries per connection) of a workload name such
+    as ``hit``, ``dot-blocked`` or ``doh-hit-new100``."""
+    mode, _, rest = workload.partition("-")
+    if mode not in TLS_PORT_OFFSET:
+        return "udp", workload, 0
+    base, _, new = rest.partition("-new")
+    return mode, base, int(new) if new else 0
+
+
 def measure(proc: Proc, port: int, ds: Dataset, workload: str, load: Load) -> WorkloadResult:
     """One workload: dnsperf at full rate, server CPU time measured around it."""
     cpu_before = tree_cpu_seconds(proc.pid)
+    mode, base, per_conn = split_workload(workload)
+    port = port + TLS_PORT_OFFSET.get(mode, 0)
     try:
         once = workload == "miss"
-        out = dnsperf(port, ds.queries(workload), load.duration, once=once, edns=load.edns)
+        out = dnsperf(
+            port, ds.queries(base), load.duration, once, load.edns, mode=mode, per_conn=per_conn
+        )
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         return WorkloadResult(workload, error=str(exc))
     cpu = tree_cpu_seconds(proc.pid) - cpu_before
@@ -601,6 +645,8 @@ class ServerResult:
     rss_file_mib: float = 0.0
     blocks_correctly: bool = False
     workloads: dict[str, WorkloadResult] = dataclasses.field(default_factory=dict)
+    # KiB of RSS per idle TLS connection, per transport (dot, doh)
+    idle_conn_kib: dict[str, float] = dataclasses.field(default_factory=dict)
     error: str | None = None
 
 
@@ -625,10 +671,15 @@ def version_of(argv: list[str]) -> str:
 
 def launch_unbound(ds: Dataset, work: Path, port: int, upstream: int, workers: int) -> Launch:
     """Unbound: local-zone always_nxdomain blocklist, checked by unbound-checkconf."""
+    cert, key = tls_pair(work.parent)
     conf = render(
         "unbound.conf",
         work / "unbound.conf",
         port=port,
+        dot_port=port + TLS_PORT_OFFSET["dot"],
+        doh_port=port + TLS_PORT_OFFSET["doh"],
+        cert=cert,
+        key=key,
         upstream_port=upstream,
         workdir=work,
         blocklist=ds.unbound,
@@ -713,11 +764,31 @@ def launch_clearwall(ds: Dataset, work: Path, port: int, upstream: int, workers:
     return Launch(argv, f"clearwall {git_head()}", round(setup_s, 1))
 
 
+CLEARWALL_QUERY_LOG = False  # --query-log: the one option of a run that reaches the config
+
+
+def tls_pair(run_dir: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (made once per run, with the
+    openssl command), shared by every server's DoT and DoH listeners."""
+    cert, key = run_dir / "tls" / "cert.pem", run_dir / "tls" / "key.pem"
+    if not cert.exists():
+        cert.parent.mkdir(exist_ok=True)
+        run_checked(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                     "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                     "/CN=bench.localhost", "-addext",
+                     "subjectAltName=DNS:bench.localhost,IP:127.0.0.1",
+                     "-keyout", str(key), "-out", str(cert)])  # fmt: skip
+    return cert, key
+
+
 def clearwall_options(work: Path, port: int, upstream: int, workers: int) -> list[str]:
     """``--db``/``--config`` for a store in ``work`` (the config file is rendered there)."""
     db = f"sqlite:///{work / 'clearwall.db'}"
+    cert, key = tls_pair(work.parent)
     conf = render("clearwall.toml", work / "clearwall.toml", db=db, workdir=work, port=port,
-                  upstream_port=upstream, workers=workers)  # fmt: skip
+                  dot_port=port + TLS_PORT_OFFSET["dot"], doh_port=port + TLS_PORT_OFFSET["doh"],
+                  cert=cert, key=key, upstream_port=upstream, workers=workers,
+                  query_log="true" if CLEARWALL_QUERY_LOG else "false")  # fmt: skip
     return ["--db", db, "--config", str(conf)]
 
 
@@ -844,9 +915,10 @@ def bench_servers(
     try:
         for round_ in range(max(1, load.repeat)):
             order = runs[round_ % len(runs) :] + runs[: round_ % len(runs)]
-            for workload in ("hit", "blocked"):
+            for workload in repeatable(load):
                 for run in order:
-                    run_workload(run, ds, workload, load)
+                    if "-" not in workload or run.result.server in TLS_SERVERS:
+                        run_workload(run, ds, workload, load)
         for run in runs:
             run_workload(run, ds, "miss", load)
             for workload, done in run.runs.items():
@@ -856,6 +928,13 @@ def bench_servers(
                 result = run.result
                 result.rss_mib, result.pss_mib = mem.rss, mem.pss
                 result.rss_anon_mib, result.rss_file_mib = mem.anon, mem.file
+                # After the RSS above: the idle connections' memory is not the cache's.
+                if result.server in TLS_SERVERS:
+                    for mode in load.transports:
+                        if mode in TLS_PORT_OFFSET:
+                            result.idle_conn_kib[mode] = idle_cost(
+                                run.proc, run.port + TLS_PORT_OFFSET[mode], mode
+                            )
                 run.proc.stop()
                 run.proc = None
     finally:
@@ -863,6 +942,46 @@ def bench_servers(
             if run.proc is not None:
                 run.proc.stop()
     return [run.result for run in runs]
+
+
+def repeatable(load: Load) -> list[str]:
+    """The workloads run in every round: hit and blocked over UDP, then over each TLS
+    transport of the run, with the handshake-per-100 variant."""
+    names = ["hit", "blocked"]
+    for mode in load.transports:
+        if mode in TLS_PORT_OFFSET:
+            names += [f"{mode}-{w}" for w in TLS_WORKLOADS]
+    return names
+
+
+def idle_cost(proc: Proc, port: int, mode: str) -> float:
+    """KiB of server RSS per idle TLS connection: ``IDLE_CONNECTIONS`` connections are
+    opened (handshake done, ALPN ``dot`` or ``h2``), held a second, measured, closed."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.set_alpn_protocols(["dot"] if mode == "dot" else ["h2"])
+    before = tree_memory(proc.pid).rss
+    held = []
+    try:
+        for _ in range(IDLE_CONNECTIONS):
+            raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+            conn = context.wrap_socket(raw, server_hostname="bench.localhost")
+            if mode == "doh":  # the HTTP/2 preface and an empty SETTINGS frame
+                conn.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes(3) + b"\x04" + bytes(5))
+            held.append(conn)
+        time.sleep(1.0)
+        after = tree_memory(proc.pid).rss
+    except OSError as exc:
+        log(f"idle {mode} connections: {exc}")
+        return 0.0
+    finally:
+        for conn in held:
+            with contextlib.suppress(OSError):
+                conn.close()
+    return round((after - before) * 1024 / IDLE_CONNECTIONS, 1)
 
 
 def check_blocking(ds: Dataset, port: int) -> bool:
@@ -906,6 +1025,13 @@ def qpc(result: ServerResult, workload: str) -> float:
     return float(w.qps_per_cpu) if w and not w.error else 0.0
 
 
+def tls_workloads(results: list[ServerResult]) -> list[str]:
+    """The DoT/DoH workloads that ran for any of ``results``, in a stable order."""
+    seen = {w for r in results for w in r.workloads if "-" in w}
+    order = [f"{m}-{w}" for m in TLS_PORT_OFFSET for w in TLS_WORKLOADS]
+    return [w for w in order if w in seen]
+
+
 def compute_ratios(results: list[ServerResult]) -> dict[str, dict[str, float | None]]:
     """clearwall (one worker) against each anchor: per workload and for RSS."""
     cw = next((r for r in results if r.server == "clearwall" and r.workers == 1), None)
@@ -917,6 +1043,8 @@ def compute_ratios(results: list[ServerResult]) -> dict[str, dict[str, float | N
             continue
         row = {w: ratio(qpc(cw, w), qpc(r, w)) for w in WORKLOADS}
         row["rss"] = ratio(cw.rss_mib, r.rss_mib)
+        for w in tls_workloads([cw, r]):
+            row[w] = ratio(qpc(cw, w), qpc(r, w))
         table[r.server] = row
     return table
 
@@ -1023,6 +1151,21 @@ def print_tables(results: list[ServerResult], report: dict[str, Any]) -> None:
         for anchor, row in report["ratios"].items():
             rt.add_row(anchor, *(fmt_ratio(row[k]) for k in (*WORKLOADS, "rss")))
         console.print(rt)
+    tls = tls_workloads(results)
+    if tls:
+        tt = Table(title="DoT and DoH: queries per server-CPU-second; KiB per idle connection")
+        for col in ("server", *tls, "idle dot KiB", "idle doh KiB"):
+            tt.add_column(col, justify="left" if col == "server" else "right")
+        for r in results:
+            if r.server in TLS_SERVERS and r.workers == 1:
+                tt.add_row(
+                    r.label,
+                    *(fmt_k(qpc(r, w)) for w in tls),
+                    *(f"{r.idle_conn_kib.get(m, 0):.1f}" for m in ("dot", "doh")),
+                )
+        unbound = report["ratios"].get("unbound", {})
+        tt.add_row("clearwall ÷ unbound", *(fmt_ratio(unbound.get(w)) for w in tls), "", "")
+        console.print(tt)
     for key, value in report["workers"].items():
         console.print(f"clearwall workers {key}: {value}")
     console.print(f"clearwall web app: {report['meta'].get('clearwall_web', '?')}")
@@ -1051,6 +1194,21 @@ def markdown_summary(results: list[ServerResult], report: dict[str, Any]) -> str
         for anchor, row in report["ratios"].items():
             cells = " | ".join(fmt_ratio(row[k]) for k in (*WORKLOADS, "rss"))
             lines.append(f"| {anchor} | {cells} |")
+    tls = tls_workloads(results)
+    if tls:
+        lines += [
+            "",
+            "| server | " + " | ".join(tls) + " | idle KiB DoT / DoH |",
+            "|---|" + "--:|" * len(tls) + "--:|",
+        ]
+        for r in results:
+            if r.server in TLS_SERVERS and r.workers == 1:
+                cells = " | ".join(fmt_k(qpc(r, w)) for w in tls)
+                idle = " / ".join(f"{r.idle_conn_kib.get(m, 0):.1f}" for m in ("dot", "doh"))
+                lines.append(f"| {r.label} | {cells} | {idle} |")
+        unbound = report["ratios"].get("unbound", {})
+        cells = " | ".join(fmt_ratio(unbound.get(w)) for w in tls)
+        lines.append(f"| clearwall ÷ unbound | {cells} | |")
     return "\n".join(lines)
 
 
@@ -1062,6 +1220,7 @@ def build_report(results: list[ServerResult], args: argparse.Namespace) -> dict[
             "command": args.command_line,
             "commit": git_head(),
             "rules": args.rules,
+            "clearwall_query_log": args.query_log,
             "duration_s": args.duration,
             "repeat": args.repeat,
             "hit_names": HIT_NAMES,
@@ -1116,12 +1275,24 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     p.add_argument("--output", type=Path, default=RESULTS, help="JSON result file")
     p.add_argument(
+        "--transports",
+        default=",".join(TRANSPORTS),
+        help="udp always runs; dot and doh add the encrypted rows for clearwall and Unbound",
+    )
+    p.add_argument(
         "--edns",
         action="store_true",
         help="dnsperf sends EDNS0 (clearwall then adds EDE/SDE to block answers)",
     )
+    p.add_argument(
+        "--query-log",
+        action="store_true",
+        help="run clearwall with [logging] query_log = true (its cost: docs/querylog.md)",
+    )
     add_run_options(p)
     args = p.parse_args(argv)
+    global CLEARWALL_QUERY_LOG
+    CLEARWALL_QUERY_LOG = args.query_log
     args.rules = args.rules or (100_000 if args.quick else 1_000_000)
     args.duration = args.duration or (3.0 if args.quick else 10.0)
     args.command_line = args.command_line or " ".join(["bench/dns.py", *argv])
@@ -1130,6 +1301,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown servers: {', '.join(unknown)}")
     args.server_list = servers
+    transports = [t.strip() for t in args.transports.split(",") if t.strip()]
+    if set(transports) - set(TRANSPORTS):
+        p.error(f"unknown transports: {', '.join(sorted(set(transports) - set(TRANSPORTS)))}")
+    args.transport_list = ["udp", *(t for t in transports if t != "udp")]
     args.worker_list = [int(w) for w in args.workers.split(",") if w.strip()]
     return args
 
@@ -1202,7 +1377,7 @@ def can_isolate() -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Generate data, start nsd, benchmark every requested server, report."""
-    load = Load(args.duration, args.edns, args.repeat)
+    load = Load(args.duration, args.edns, args.repeat, tuple(args.transport_list))
     missing = [t for t in ("dnsperf", "taskset", "nsd") if shutil.which(t) is None]
     if missing:
         log(f"missing tools: {', '.join(missing)} (run scripts/install-bench-deps.sh)")

@@ -17,8 +17,17 @@ PACKAGES=(
   iptables
   openssl                   # test CA for HTTPS targets
   procps                    # pkill/ps used by service scripts
-  unbound                   # loads our RPZ export (tests/formats); the reference and validating upstream of tests/dnsserver
+  unbound                   # loads our RPZ export (tests/formats); the reference and validating upstream of tests/dnsserver; its tls-port a DoT upstream
+  knot-dnsutils             # kdig: the DoT (+tls) and DoH (+https) client of tests/dnsserver
+  curl                      # curl --doh-url: a DoH client of tests/dnsserver
+  libnghttp2-dev            # headers of libnghttp2: the DoH listener's HTTP/2 C module (setup.py)
+  prometheus                # promtool checks deploy/prometheus rules; a real server evaluates them
+  systemd                   # systemd-analyze verify checks deploy/systemd units
 )
+# npm installs axe-core for the console's accessibility test (into .cache/npm, by the test
+# fixture). NodeSource's nodejs ships its own npm, which Debian's npm package conflicts
+# with: ask for Debian's only when no npm command exists at all.
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -7,7 +7,7 @@ observations are behaviour (DNS answers through the built chain or a real listen
 files ``clearwall init`` writes, the processes ``clearwall serve`` starts, what a control
 plane publishes), never the config value read back. Two checks keep the table whole:
 every option of the example is in it, and every option the loader accepts is in the
-example (except ``[logging] query_log``, which exists only to be refused).
+example.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import httpx
 import pytest
 import tomli_w
 
-from clearwall.config import Config, HostPort, LedgerConfig, load_config
+from clearwall.config import Config, EncryptedUpstream, HostPort, load_config
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers import build
@@ -302,21 +302,113 @@ def first_tcp_kept(gw: Any) -> bool:
             return tcp_answered(first)
 
 
+# -- encrypted listeners and upstreams ------------------------------------------------------
+
+
+def tls_pair(tmp: Path, name: str = "tls") -> dict[str, str]:
+    """A self-signed certificate and key in ``tmp/name`` (made once)."""
+    from clearwall.dnsserver.tls import make_self_signed
+
+    cert, key = tmp / name / "cert.pem", tmp / name / "key.pem"
+    make_self_signed(cert, key)
+    return {"tls_cert": str(cert), "tls_key": str(key)}
+
+
+def encrypted_context(tmp: Path) -> dict[str, Any]:
+    """Loopback listeners on port 0, with a certificate (no encrypted listener yet)."""
+    return {"dns": {"listen": ["127.0.0.1:0"], **tls_pair(tmp)}}
+
+
+def with_dot(tmp: Path) -> dict[str, Any]:
+    """As ``encrypted_context``, with a DoT listener."""
+    context = encrypted_context(tmp)
+    context["dns"]["dot"] = ["127.0.0.1:0"]
+    return context
+
+
+def speaks(gw: Any) -> dict[str, int]:
+    """The rcode each bound encrypted listener gives a real client (no verification:
+    what is observed is whether it answers)."""
+    import ssl
+
+    import dns.query
+
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    query = dns.message.make_query("www.example.test", "A")
+    out = {}
+    for host, port in gw.server.encrypted["dot"]:
+        out["dot"] = dns.query.tls(query, host, port=port, ssl_context=insecure, timeout=5).rcode()
+    for host, port in gw.server.encrypted["doh"]:
+        url = f"https://{host}:{port}/dns-query"
+        out["doh"] = dns.query.https(query, url, verify=False, timeout=5).rcode()
+    for host, port in gw.server.encrypted["doq"]:
+        out["doq"] = dns.query.quic(query, host, port=port, verify=False, timeout=5).rcode()
+    return out
+
+
+def dot_reply(gw: Any) -> tuple[str, int]:
+    """The certificate's fingerprint a DoT client sees and the length of an EDNS reply."""
+    import hashlib
+    import ssl
+
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+    host, port = gw.server.encrypted["dot"][0]
+    query = dns.message.make_query("www.example.test", "A", use_edns=0).to_wire()
+    with (
+        socket.create_connection((host, port), timeout=5) as raw,
+        insecure.wrap_socket(raw) as conn,
+    ):
+        conn.sendall(len(query).to_bytes(2, "big") + query)
+        size = int.from_bytes(conn.recv(2), "big")
+        der = conn.getpeercert(binary_form=True) or b""
+    return hashlib.sha256(der).hexdigest()[:16], size
+
+
+def served_or_refused(config: Config, observe: Callable[[Any], Any]) -> Any:
+    """What ``observe`` sees of a gateway for ``config``, or the start-up error."""
+    try:
+        return with_gateway(config, observe)
+    except ConfigError as exc:
+        return f"refused: {str(exc).split(':', 1)[0]}"
+
+
+def through_dot_upstream(config: Config) -> str:
+    """The rcode a chain built from ``config`` gets for a name when its only upstream is
+    a real DoT listener (a second gateway) whose certificate is the test pair's."""
+    tmp = Path(config.dns.tls_cert).parent.parent
+    back = load_config(
+        None, {"dns": {"listen": ["127.0.0.1:0"], "dot": ["127.0.0.1:0"], **tls_pair(tmp)}}
+    )
+
+    def use(gw: Any) -> str:
+        port = gw.server.encrypted["dot"][0][1]
+        servers = (EncryptedUpstream.parse(f"tls://127.0.0.1:{port}#clearwall.localhost"),)
+        upstream = dataclasses.replace(config.dns.upstream, servers=servers, attempts=1)
+        front = dataclasses.replace(config, dns=dataclasses.replace(config.dns, upstream=upstream))
+        return Chain(front).rcode()
+
+    return str(with_gateway(back, use))
+
+
 # -- a store, the CLI and `clearwall serve` -------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A SQLite store with a jurisdiction, an authority and an order (id 1)."""
-    from clearwall.layout import resolve_ledger
-    from clearwall.ledger.signing import create_key_file
     from clearwall.model import RuleKind
     from clearwall.policy.model import RuleSpec
     from clearwall.store import PolicyService, open_store
 
-    url = f"sqlite:///{tmp_path_factory.mktemp('store') / 'cw.db'}"
-    ledger = resolve_ledger(LedgerConfig(), url)  # a gateway publishes before it serves
-    create_key_file(ledger.key_path(), ledger.origin)
+    where = tmp_path_factory.mktemp("store")
+    url = f"sqlite:///{where / 'cw.db'}"
+    # `clearwall init` makes the store and its ledger key: a gateway signs and publishes
+    # what it enforces, so it needs the key beside the store.
+    cli(["init", "--db", url], where)
     service = PolicyService(open_store(url, migrate=True))
     service.add_jurisdiction("xa", "A", ["10.77.1.0/24"])
     court = service.add_authority("Court", "court", "xa")
@@ -388,7 +480,9 @@ def serve(file: Path, store_url: str) -> dict[str, Any]:
                 dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5)
                 break
             except (dns.exception.Timeout, OSError):
-                assert proc.poll() is None and time.monotonic() < deadline, "not serving"
+                if proc.poll() is not None:
+                    raise AssertionError(f"serve exited: {proc.communicate()[0][-2000:]}") from None
+                assert time.monotonic() < deadline, "not serving after 60 s"
         # The DNS workers are forked children; the policy compiler (the policy_source
         # module) and the jobs (clearwall.jobs) are children too, and not workers.
         workers = [
@@ -646,6 +740,61 @@ def published(
             w.stop()
 
 
+# -- the query log ----------------------------------------------------------------------------
+
+XA6_CLIENT = "2001:db8:77::20"  # an IPv6 client of xa
+
+
+def query_logged(config: Config, plant: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """What the query log kept of three names asked by an IPv4 and an IPv6 client of xa
+    (``plant`` may put an old segment in the directory first), and what it dropped."""
+    from clearwall.dnsserver.gateway import build_gateway
+    from clearwall.querylog import Filters, QueryLogReader
+
+    directory = Path(config.logging.query_log_dir)
+    if plant is not None:
+        plant(directory)
+
+    async def run() -> int:
+        gw = build_gateway(config.dns, POLICY, transport=Scripted(), logging_config=config.logging)
+        for i in range(3):
+            for client in (XA_CLIENT, XA6_CLIENT):
+                query = dns.message.make_query(f"n{i}.example.test", "A").to_wire()
+                await gw.resolve(query, client=client)
+        dropped = gw.metrics.querylog_dropped
+        if gw.querylog is not None:
+            gw.querylog.stop()
+        return dropped
+
+    dropped = asyncio.run(run())
+    entries = QueryLogReader(directory).search(Filters(), 100)
+    root = directory.parent
+    return {
+        "clients": sorted({e.client for e in entries}),
+        "records": sum(e.count for e in entries),
+        "dropped": dropped,
+        "where": sorted(str(p.parent.relative_to(root)) for p in root.rglob("q-*.sqlite")),
+        "planted": sorted(p.name for p in directory.glob("q-1000.*")),
+    }
+
+
+def old_segment(days: float, size: int = 0) -> Callable[[Path], None]:
+    """Put a segment last written ``days`` ago (of ``size`` bytes) in a directory."""
+
+    def plant(directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "q-1000.000000-w9.sqlite"
+        path.write_bytes(b"\0" * size)
+        when = time.time() - days * 86400
+        os.utime(path, (when, when))
+
+    return plant
+
+
+def query_log_on(tmp: Path) -> dict[str, Any]:
+    return {"logging": {"query_log": True, "query_log_dir": str(tmp / "ql")}}
+
+
 # -- the table -------------------------------------------------------------------------------
 
 Observe = Callable[[Config, Path, str], Any]  # (config, its file, store url) -> observation
@@ -727,6 +876,20 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
         {"dns": {"consolidate_after": 3600.0}},
     ),
     "dns.udp_batch": (0, lambda c, f, s: with_gateway(c, lambda gw: gw.server.udp_mode), ON_PORT_0),
+    "dns.dot": (["127.0.0.1:0"], lambda c, f, s: with_gateway(c, speaks), encrypted_context),
+    "dns.doh": (["127.0.0.1:0"], lambda c, f, s: with_gateway(c, speaks), encrypted_context),
+    "dns.doq": (["127.0.0.1:0"], lambda c, f, s: with_gateway(c, speaks), encrypted_context),
+    "dns.tls_cert": (
+        lambda tmp: tls_pair(tmp, "other")["tls_cert"],
+        lambda c, f, s: served_or_refused(c, dot_reply),
+        with_dot,
+    ),
+    "dns.tls_key": (
+        lambda tmp: tls_pair(tmp, "other")["tls_key"],
+        lambda c, f, s: served_or_refused(c, dot_reply),
+        with_dot,
+    ),
+    "dns.padding_block": (128, lambda c, f, s: with_gateway(c, dot_reply)[1], with_dot),
     "dns.upstream.servers": (
         ["192.0.2.53"],
         lambda c, f, s: {call[0] for call in upstream_calls(c)},
@@ -744,6 +907,11 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
     ),
     "dns.upstream.timeout": (0.2, lambda c, f, s: {call[1] for call in upstream_calls(c)}, {}),
     "dns.upstream.attempts": (5, lambda c, f, s: len(upstream_calls(c)), {}),
+    "dns.upstream.ca_file": (
+        lambda tmp: tls_pair(tmp)["tls_cert"],
+        lambda c, f, s: through_dot_upstream(c),
+        encrypted_context,
+    ),
     "dns.upstream.edns_buffer": (
         4000,
         lambda c, f, s: {call[2] for call in upstream_calls(c)},
@@ -819,6 +987,29 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
     ),
     "web.subscriptions_fetch_internal": (True, lambda c, f, s: background_refresh(c, s), {}),
     "logging.level": ("WARNING", lambda c, f, s: serve(f, s)["info"], NO_WEB),
+    "logging.query_log": (
+        True,
+        lambda c, f, s: query_logged(c)["records"],
+        lambda tmp: {"logging": {"query_log_dir": str(tmp / "ql")}},
+    ),
+    "logging.client_prefix_v4": (16, lambda c, f, s: query_logged(c)["clients"], query_log_on),
+    "logging.client_prefix_v6": (32, lambda c, f, s: query_logged(c)["clients"], query_log_on),
+    "logging.query_log_dir": (
+        lambda tmp: str(tmp / "elsewhere"),
+        lambda c, f, s: query_logged(c)["where"],
+        query_log_on,
+    ),
+    "logging.query_log_max_mb": (
+        1,
+        lambda c, f, s: query_logged(c, old_segment(0.1, 2 * 1024 * 1024))["planted"],
+        query_log_on,
+    ),
+    "logging.query_log_max_days": (
+        0.5,
+        lambda c, f, s: query_logged(c, old_segment(2.0))["planted"],
+        query_log_on,
+    ),
+    "logging.query_log_queue": (2, lambda c, f, s: query_logged(c)["dropped"], query_log_on),
 }
 
 
@@ -889,19 +1080,7 @@ def test_every_option_of_the_example_is_in_the_table() -> None:
 
 
 def test_every_option_the_loader_accepts_is_in_the_example() -> None:
-    assert config_fields() - {"logging.query_log"} == DOCUMENTED
-
-
-def test_query_log_is_refused_not_ignored(tmp_path: Path) -> None:
-    path = tmp_path / "c.toml"
-    path.write_text("[logging]\nquery_log = true\n")
-    with pytest.raises(ConfigError, match=r"\[logging\] query_log = true: clearwall has no"):
-        load_config(path)
-    path.write_text("[logging]\nquery_log = false\n")
-    assert load_config(path).logging.query_log is False
-    path.write_text("[logging]\nclient_prefix_v4 = 24\n")
-    with pytest.raises(ConfigError, match="unknown option"):
-        load_config(path)
+    assert config_fields() == set(flatten(EXAMPLE_DATA))
 
 
 def write(directory: Path, data: dict[str, Any]) -> Path:

@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -59,11 +60,19 @@ def test_make_run_on_a_fresh_clone(tmp_path: Path, data_dir: Path) -> None:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     dns_port = _free_port(socket.SOCK_DGRAM)
     web_port = _free_port(socket.SOCK_STREAM)
+    dot_port = _free_port(socket.SOCK_STREAM)
+    doh_port = _free_port(socket.SOCK_STREAM)
     env = {**os.environ, "CLEARWALL_DATA": str(data_dir)}
     env.pop("VIRTUAL_ENV", None)
     log = (tmp_path / "make-run.log").open("w")
     proc = subprocess.Popen(
-        ["make", "run", f"ARGS=--dns 127.0.0.1:{dns_port} --web 127.0.0.1:{web_port}"],
+        [
+            "make",
+            "run",
+            f"ARGS=--dns 127.0.0.1:{dns_port} --web 127.0.0.1:{web_port}",
+            f"DOT=127.0.0.1:{dot_port}",
+            f"DOH=127.0.0.1:{doh_port}",
+        ],
         cwd=clone,
         env=env,
         stdout=log,
@@ -101,6 +110,21 @@ def test_make_run_on_a_fresh_clone(tmp_path: Path, data_dir: Path) -> None:
         )
         assert check.status_code == 200
         assert "blocked" in check.text.lower()
+        # DoT and DoH with the certificate `clearwall init` made (verified, by name).
+        context = ssl.create_default_context(cafile=str(clone / "var/tls/cert.pem"))
+        over_tls = dns.query.tls(
+            query,
+            "127.0.0.1",
+            port=dot_port,
+            ssl_context=context,
+            server_hostname="clearwall.localhost",
+            timeout=5,
+        )
+        assert over_tls.rcode() == reply.rcode() and over_tls.options
+        over_https = dns.query.https(
+            query, f"https://127.0.0.1:{doh_port}/dns-query", verify=context, timeout=5
+        )
+        assert over_https.rcode() == reply.rcode()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)

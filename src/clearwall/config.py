@@ -56,6 +56,68 @@ class HostPort:
 
 
 @dataclass(frozen=True, slots=True)
+class EncryptedUpstream:
+    """An upstream reached over TLS: DoT ``tls://IP[:PORT][#name]`` (RFC 7858) or DoH
+    ``https://host[:PORT]/path`` (RFC 8484).
+
+    ``name`` is what the upstream's certificate must be valid for: the part after ``#``
+    for DoT (its IP address when absent), the URL's host for DoH.
+    """
+
+    scheme: str  # "tls" or "https"
+    host: str  # an IP literal for tls://; a name or an IP literal for https://
+    port: int
+    name: str
+    path: str = ""  # https:// only, e.g. "/dns-query"
+
+    @classmethod
+    def parse(cls, text: str) -> EncryptedUpstream:
+        """Parse ``tls://IP[:PORT][#name]`` or ``https://host[:PORT]/path``."""
+        text = text.strip()
+        scheme, sep, rest = text.partition("://")
+        scheme = scheme.lower()
+        if not sep or scheme not in ("tls", "https"):
+            raise ValueError(f"expected tls://IP[:PORT][#name] or https://host/path in {text!r}")
+        if scheme == "tls":
+            address, _, name = rest.partition("#")
+            hp = HostPort.parse(address, 853)
+            return cls("tls", hp.host, hp.port, name.strip().rstrip(".") or hp.host)
+        import urllib.parse
+
+        url = urllib.parse.urlsplit(text)
+        if not url.hostname:
+            raise ValueError(f"no host in {text!r}")
+        if url.query or url.fragment:
+            raise ValueError(f"a DoH upstream URL takes no query or fragment: {text!r}")
+        host = url.hostname
+        return cls("https", host, url.port or 443, host, url.path or "/dns-query")
+
+    @property
+    def url(self) -> str:
+        """The DoH URL (``https://…``), or the DoT form it was written in."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.scheme == "https":
+            port = "" if self.port == 443 else f":{self.port}"
+            return f"https://{host}{port}{self.path}"
+        suffix = "" if self.name == self.host else f"#{self.name}"
+        return f"tls://{host}:{self.port}{suffix}"
+
+    def __str__(self) -> str:
+        return self.url
+
+
+UpstreamServer = HostPort | EncryptedUpstream
+"""A plain (UDP, TCP on truncation) upstream address, or an encrypted one."""
+
+
+def parse_upstream(text: str, default_port: int = 53) -> HostPort | EncryptedUpstream:
+    """``IP[:PORT]`` for a plain upstream, ``tls://…`` or ``https://…`` for an encrypted one."""
+    if "://" in text:
+        return EncryptedUpstream.parse(text)
+    return HostPort.parse(text, default_port)
+
+
+@dataclass(frozen=True, slots=True)
 class StoreConfig:
     """Where the policy lives."""
 
@@ -119,16 +181,23 @@ class LedgerConfig:
 class UpstreamConfig:
     """Where cache misses are forwarded, and how patiently."""
 
-    # Empty: the nameservers ``resolv_conf`` lists (never the gateway itself).
-    servers: tuple[HostPort, ...] = ()
+    # Empty: the nameservers ``resolv_conf`` lists (never the gateway itself). Plain
+    # addresses, DoT ``tls://IP:PORT#name`` or DoH ``https://host/dns-query``, in the
+    # order they are tried.
+    servers: tuple[HostPort | EncryptedUpstream, ...] = ()
     resolv_conf: Path = Path("/etc/resolv.conf")  # read at start and on SIGHUP
-    per_jurisdiction: Mapping[str, tuple[HostPort, ...]] = field(default_factory=dict)
+    per_jurisdiction: Mapping[str, tuple[HostPort | EncryptedUpstream, ...]] = field(
+        default_factory=dict
+    )
     timeout: float = 1.5  # seconds per upstream attempt
     attempts: int = 2  # tries per server before failing over
     edns_buffer: int = 1232
     # Relay a positive answer with its answer section only, a negative one without its
     # additional section (Unbound's default minimal-responses): less amplification.
     minimal_responses: bool = True
+    # PEM file of the CAs that encrypted upstreams' certificates must chain to; "" = the
+    # system's trust store. A certificate that does not verify is refused.
+    ca_file: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,11 +287,38 @@ class DNSConfig:
     # compiled again in the background and swapped in as the new base.
     consolidate_after: float = 5.0
     udp_batch: int = 32  # datagrams per recvmmsg/sendmmsg (Linux); 0 = one per system call
+    # Encrypted listeners: DNS over TLS (RFC 7858, default port 853), DNS over HTTPS
+    # (RFC 8484 at /dns-query, HTTP/2 and HTTP/1.1, default port 443) and DNS over QUIC
+    # (RFC 9250, UDP, default port 853); each needs tls_cert and tls_key.
+    dot: tuple[HostPort, ...] = ()
+    doh: tuple[HostPort, ...] = ()
+    doq: tuple[HostPort, ...] = ()
+    tls_cert: str = ""  # PEM certificate chain of the encrypted listeners
+    tls_key: str = ""  # its PEM private key
+    # RFC 8467 block-length padding of replies to EDNS queries on encrypted transports
+    # (never on plain UDP/TCP): every such reply is a multiple of this many octets; 0 = none.
+    padding_block: int = 468
     upstream: UpstreamConfig = field(default_factory=UpstreamConfig)
     cache: CacheConfig = field(default_factory=CacheConfig)
     ratelimit: RateLimitConfig = field(default_factory=RateLimitConfig)
     block: BlockConfig = field(default_factory=BlockConfig)
     special_use: SpecialUseConfig = field(default_factory=SpecialUseConfig)
+
+    def __post_init__(self) -> None:
+        """Encrypted listeners need a certificate and its key; padding blocks are sane."""
+        encrypted = self.dot or self.doh or self.doq
+        if encrypted and not (self.tls_cert and self.tls_key):
+            raise ConfigError(
+                "[dns] dot/doh/doq need tls_cert and tls_key (a PEM certificate and its key; "
+                "`clearwall init` makes a self-signed pair)"
+            )
+        if not 0 <= self.padding_block <= 4096:
+            raise ConfigError("[dns] padding_block must be between 0 (none) and 4096")
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether any encrypted listener (DoT, DoH, DoQ) is configured."""
+        return bool(self.dot or self.doh or self.doq)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,24 +333,55 @@ class WebConfig:
     subscriptions_fetch_internal: bool = False
 
 
+# The longest client prefixes the query log may keep: a /24 (IPv4) or a /56 (IPv6) is a
+# network, not a subscriber; anything longer could single out one household.
+MAX_LOGGED_PREFIX_V4 = 24
+MAX_LOGGED_PREFIX_V6 = 56
+
+
 @dataclass(frozen=True, slots=True)
 class LoggingConfig:
-    """What the process logs: never a query, never a client address.
-
-    ``query_log`` exists only to be refused when true: the query log (truncated client
-    addresses, bounded retention) is specified in a later issue, and an option that
-    promises it while nothing logs would mislead the operator and the public alike.
-    """
+    """What the process logs. Client addresses are never logged, and individual queries
+    are kept only when ``query_log`` is on (docs/querylog.md): then with each client
+    address truncated to a network prefix, in a store bounded in size and age."""
 
     level: str = "INFO"
     query_log: bool = False
+    client_prefix_v4: int = 24  # truncation applied when query_log is on (at most 24)
+    client_prefix_v6: int = 48  # (at most 56)
+    # Rotated segment files; None: querylog/ beside a SQLite store's file, else beside the
+    # ledger key (clearwall.layout.querylog_dir).
+    query_log_dir: Path | None = None
+    query_log_max_mb: int = 1024  # oldest segments are deleted beyond this total size
+    query_log_max_days: float = 7.0  # records older than this are deleted
+    query_log_queue: int = 100_000  # records waiting for the writer before new ones drop
+
+    def query_log_path(self) -> Path:
+        """The query log's directory; ConfigError when it was not resolved for a store."""
+        if self.query_log_dir is None:
+            raise ConfigError(
+                "[logging] query_log_dir is not resolved for a store (clearwall.layout)"
+            )
+        return self.query_log_dir
 
     def __post_init__(self) -> None:
-        if self.query_log:
+        """Prefixes short enough to name a network, never a client; positive bounds."""
+        if not 0 <= self.client_prefix_v4 <= MAX_LOGGED_PREFIX_V4:
             raise ConfigError(
-                "[logging] query_log = true: clearwall has no query log yet (it logs no "
-                "queries and no client addresses); remove the option or set it to false"
+                f"[logging] client_prefix_v4: {self.client_prefix_v4} is not between 0 and "
+                f"{MAX_LOGGED_PREFIX_V4} (a longer prefix could identify a client)"
             )
+        if not 0 <= self.client_prefix_v6 <= MAX_LOGGED_PREFIX_V6:
+            raise ConfigError(
+                f"[logging] client_prefix_v6: {self.client_prefix_v6} is not between 0 and "
+                f"{MAX_LOGGED_PREFIX_V6} (a longer prefix could identify a client)"
+            )
+        if self.query_log_max_mb < 1:
+            raise ConfigError("[logging] query_log_max_mb: must be at least 1")
+        if self.query_log_max_days <= 0:
+            raise ConfigError("[logging] query_log_max_days: must be positive")
+        if self.query_log_queue < 1:
+            raise ConfigError("[logging] query_log_queue: must be at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,13 +395,24 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
 
+_DEFAULT_PORTS = {"dot": 853, "doh": 443, "doq": 853}  # listeners whose default is empty
+
+
 def _convert(section: str, name: str, annotation: str, value: Any, default: Any) -> Any:
     """Turn one TOML value into the type the field declares; errors name the option."""
     where = f"[{section}] {name}"
     try:
+        if "EncryptedUpstream" in annotation and "Mapping" in annotation:
+            return {
+                str(k): tuple(parse_upstream(str(v)) for v in ([vs] if isinstance(vs, str) else vs))
+                for k, vs in value.items()
+            }
+        if "EncryptedUpstream" in annotation:
+            items = [value] if isinstance(value, str) else list(value)
+            return tuple(parse_upstream(str(v)) for v in items)
         if "HostPort" in annotation and "tuple" in annotation and "Mapping" not in annotation:
             items = [value] if isinstance(value, str) else list(value)
-            port = default[0].port if default else 53
+            port = default[0].port if default else _DEFAULT_PORTS.get(name, 53)
             return tuple(HostPort.parse(str(v), port) for v in items)
         if "HostPort" in annotation and "Mapping" in annotation:
             return {

@@ -7,7 +7,10 @@ relative to that file), a SQLite store ``D/NAME.db`` keeps
 
 - its ledger signer key in ``D/NAME.ledger.key``,
 - its public log (checkpoint, tiles, rule files) in ``D/NAME-log/``,
-- the snapshots a gateway compiles from it in ``D/snapshots/``.
+- the snapshots a gateway compiles from it in ``D/snapshots/``,
+- the query log of a gateway serving it, when on, in ``D/querylog/``.
+- the self-signed TLS pair ``clearwall init`` makes for the encrypted listeners in
+  ``D/tls/`` (unless ``[dns] tls_cert`` and ``tls_key`` name one).
 
 A store that is not a file (PostgreSQL) has no place of its own on disk: the config must
 name both ledger paths, and its snapshots go beside the key file.
@@ -29,12 +32,13 @@ import os
 import sqlite3
 from pathlib import Path
 
-from clearwall.config import LedgerConfig
+from clearwall.config import LedgerConfig, LoggingConfig
 from clearwall.errors import ConfigError
 
 LEGACY_KEY = "ledger.key"
 LEGACY_TILES = "log"
 SNAPSHOTS = "snapshots"
+QUERYLOG = "querylog"
 
 
 def sqlite_file(store_url: str) -> Path | None:
@@ -89,6 +93,23 @@ def snapshot_dir(store_url: str, ledger: LedgerConfig) -> Path:
     if db is not None:
         return db.parent / SNAPSHOTS
     return resolve_ledger(ledger, store_url).key_path().parent / SNAPSHOTS
+
+
+def querylog_dir(store_url: str, ledger: LedgerConfig) -> Path:
+    """Where the query log of a gateway of ``store_url`` is kept unless ``[logging]
+    query_log_dir`` says: ``querylog/`` beside a SQLite store's file, else beside the
+    ledger key file."""
+    db = sqlite_file(store_url)
+    if db is not None:
+        return db.parent / QUERYLOG
+    return resolve_ledger(ledger, store_url).key_path().parent / QUERYLOG
+
+
+def query_log_location(logging: LoggingConfig, store_url: str, ledger: LedgerConfig) -> Path:
+    """``[logging] query_log_dir`` if set, else the store's ``querylog_dir``."""
+    if logging.query_log_dir is not None:
+        return logging.query_log_dir
+    return querylog_dir(store_url, ledger)
 
 
 def _legacy(db: Path) -> tuple[Path, Path] | None:

@@ -143,6 +143,7 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
         "cw-log",
         "cw.db",
         "cw.ledger.key",
+        "tls",  # the encrypted listeners' self-signed pair (issue 19)
     ]
     assert list(cwd.iterdir()) == []
 
@@ -226,6 +227,7 @@ def test_a_store_of_the_old_var_layout_keeps_working(tmp_path: Path) -> None:
         "clearwall.db",
         "ledger.key",
         "log",
+        "tls",  # the encrypted listeners' self-signed pair (issue 19)
     ]
     # A new store in the same directory gets its own ledger, not the old store's.
     runner(cwd, var / "other.db")("init")

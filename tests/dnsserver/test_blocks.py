@@ -69,7 +69,7 @@ async def test_operator_security_block_is_blocked_with_sub_error(gw) -> None:  #
     assert r.rcode() == dns.rcode.NXDOMAIN
     assert ede(r)[0] == 15  # type: ignore[index]
     data = sde(r)
-    assert data["s"] == 2 and data["c"] == ["mailto:abuse@isp.example"]
+    assert data["s"] == 1 and data["c"] == ["mailto:abuse@isp.example"]  # 1: Malware
 
 
 async def test_subscriber_filter_is_filtered(gw) -> None:  # type: ignore[no-untyped-def]
@@ -118,7 +118,7 @@ async def test_sde_drops_j_and_o_before_overflowing_a_small_udp_size(
     assert r.rcode() == dns.rcode.NXDOMAIN and not r.flags & dns.flags.TC
     data = sde(r)
     assert "j" not in data and "o" not in data and "l" not in data
-    assert data["s"] == 2 and data["c"] == ["mailto:abuse@isp.example"]
+    assert data["s"] == 1 and data["c"] == ["mailto:abuse@isp.example"]  # 1: Malware
     # 1232 octets: everything fits.
     r = await ask(gw, "a-rather-long-label-to-use-up-space.big.test", payload=1232)
     assert sde(r)["j"].startswith("x" * 400)

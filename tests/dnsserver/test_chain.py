@@ -33,11 +33,13 @@ ALL = order(8, kind=AuthorityKind.OPERATOR, category=Category.MALWARE)
 
 def test_chain_order_is_declared_once() -> None:
     assert [name for name, _ in CHAIN] == [
+        "querylog",
         "responder",
         "acl",
         "ratelimit",
         "jurisdiction",
         "cache",
+        "ddr",
         "special_use",
         "query_policy",
         "minimal_any",

@@ -10,11 +10,13 @@ import pytest
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "dns"
 PAGES = sorted(DOCS.glob("*.md"))
 HANDLER_PAGES = (
+    "querylog",
     "responder",
     "acl",
     "ratelimit",
     "jurisdiction",
     "cache",
+    "ddr",
     "special_use",
     "query_policy",
     "minimal_any",

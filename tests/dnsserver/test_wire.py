@@ -208,3 +208,52 @@ def _question(name: str, rdtype: int, rdclass: int = 1) -> bytes:
 def test_question_equal_folds_only_the_name(ours: bytes, theirs: bytes, same: bool) -> None:
     reply = b"\x12\x34\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00" + theirs
     assert wire.question_equal(reply, ours) is same
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    names=st.lists(
+        st.from_regex(r"[a-z]{1,20}(\.[a-z]{1,20}){0,3}", fullmatch=True), max_size=6, unique=True
+    ),
+    edns=st.booleans(),
+    existing=st.one_of(st.none(), st.integers(0, 300)),
+    ede_text=st.text(
+        st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_categories=("Cs",)),
+        max_size=80,
+    ),
+    block=st.sampled_from([0, 1, 128, 468, 1000]),
+)
+def test_pad_reply_agrees_with_dnspython(
+    names: list[str], edns: bool, existing: int | None, ede_text: str, block: int
+) -> None:
+    """RFC 7830/8467: the padded reply parses the same but for its Padding option, whose
+    length makes the whole a multiple of the block; no OPT, no padding."""
+    query = dns.message.make_query("pad.test", "A", use_edns=0 if edns else False)
+    reply = dns.message.make_response(query)
+    for name in names:
+        reply.answer.append(dns.rrset.from_text(f"{name}.pad.test.", 60, "IN", "A", "192.0.2.1"))
+    if edns:
+        options: list[dns.edns.Option] = [dns.edns.EDEOption(15, ede_text or None)]
+        if existing is not None:
+            options.append(dns.edns.GenericOption(dns.edns.OptionType.PADDING, b"\0" * existing))
+        reply.use_edns(0, options=options)
+    data = reply.to_wire()
+    padded = wire.pad_reply(data, block)
+    if not edns or block <= 0:
+        assert padded == data or not edns
+        if not edns:
+            assert padded == data
+        return
+    assert len(padded) % block == 0 or len(padded) + block > 65535
+    again = dns.message.from_wire(padded)
+    assert again.answer == reply.answer and again.id == reply.id
+
+    def others(options: object) -> list[bytes]:
+        return [o.to_wire() for o in options if o.otype != dns.edns.OptionType.PADDING]  # type: ignore[attr-defined]
+
+    kept = others(again.options)
+    assert kept == others(reply.options)
+    assert sum(o.otype == dns.edns.OptionType.PADDING for o in again.options) == 1
+    stripped = dns.message.from_wire(wire.strip_padding(padded))
+    assert not any(o.otype == dns.edns.OptionType.PADDING for o in stripped.options)
+    assert others(stripped.options) == kept

@@ -89,20 +89,20 @@ def test_a_kill_at_each_step_is_reported_then_published_at_the_next_start(
     cwd.mkdir()
     run = make_runner(cwd, f"sqlite:///{store / 'cw.db'}")
     vkey = run("ledger", "key").stdout.strip()
+    before = _log_size(store / "cw.db")  # the template's jurisdiction and first order
+    after = before + 1
 
-    before = _log_size(store / "cw.db")  # the jurisdiction and the first order
     killed = _kill_at(step, store, cwd)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    size = _log_size(store / "cw.db")
-    assert size == before + 1  # the order is committed whatever the step
+    assert _log_size(store / "cw.db") == after  # the order is committed whatever the step
     verify = run("ledger", "verify", ok=None)
     if step == "before-record":  # the public log is complete; only the store's row lags
         assert verify.returncode == 0, verify.stderr
-        assert _published_size(store, vkey) == size
+        assert _published_size(store, vkey) == after
     else:
         assert verify.returncode == 1
         assert (
-            f"UNPUBLISHED: unpublished tail: entries {before}..{before} (1 of {size}) are "
+            f"UNPUBLISHED: unpublished tail: entries {before}..{before} (1 of {after}) are "
             "committed but no published signed checkpoint covers them"
         ) in verify.stderr
         assert "TAMPERED" not in verify.stderr
@@ -113,7 +113,7 @@ def test_a_kill_at_each_step_is_reported_then_published_at_the_next_start(
     try:
         gw.wait_serving()
         # Serving means the start-up compile ran, and it publishes before it compiles.
-        assert _published_size(store, vkey) == size
+        assert _published_size(store, vkey) == after
         assert gw.rcode("killed.example") == dns.rcode.NXDOMAIN
         if web:
             url = f"http://127.0.0.1:{web_port}/log/checkpoint"
@@ -125,11 +125,11 @@ def test_a_kill_at_each_step_is_reported_then_published_at_the_next_start(
 
             wait_for(answered, 30, "the web app")
             with urllib.request.urlopen(url, timeout=2) as response:
-                assert open_checkpoint(response.read(), parse_vkey(vkey)).size == size
+                assert open_checkpoint(response.read(), parse_vkey(vkey)).size == after
     finally:
         gw.proc.send_signal(signal.SIGTERM)
         gw.proc.wait(30)
-    assert f"ok: {size} entries" in run("ledger", "verify").stdout  # rule files included
+    assert f"ok: {after} entries" in run("ledger", "verify").stdout  # rule files included
     assert list((store / "cw-log" / "rules").glob("2-*.txt"))
     assert not any((store / "cw-log" / ".tmp").iterdir())  # no torn file left behind
 
@@ -143,6 +143,7 @@ def test_check_and_export_read_the_policy_the_public_log_shows(
     cwd.mkdir()
     run = make_runner(cwd, f"sqlite:///{store / 'cw.db'}")
     vkey = run("ledger", "key").stdout.strip()
+    after = _log_size(store / "cw.db") + 1
     assert _kill_at("after-commit", store, cwd).returncode == -signal.SIGKILL
     argv = (
         ("check", "killed.example", "--jurisdiction", "xa")
@@ -156,4 +157,4 @@ def test_check_and_export_read_the_policy_the_public_log_shows(
     away.rename(key)
     shown = run(*argv).stdout  # publishes first, then reads what the log shows
     assert "killed.example" in shown
-    assert _published_size(store, vkey) == _log_size(store / "cw.db")
+    assert _published_size(store, vkey) == after

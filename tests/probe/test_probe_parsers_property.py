@@ -50,7 +50,7 @@ def test_parse_server_total(text: str) -> None:
         server = parse_server(text)
     except ProbeError:
         return
-    assert server.transport in ("udp", "tcp", "tls") and 0 < server.port < 65536
+    assert server.transport in ("udp", "tcp", "tls", "https") and 0 < server.port < 65536
 
 
 @given(st.text(max_size=300))

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "clearwall.cli.web",  # tokens
     "clearwall.cli.probe",  # probe, probe-helper
     "clearwall.cli.configcmd",  # config validate/show
+    "clearwall.cli.doctor",  # doctor: checks a deployment
 )
 
 

@@ -25,6 +25,7 @@ from clearwall.cli.common import (
     published_size,
     settings,
 )
+from clearwall.config import Config
 from clearwall.errors import FormatError
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, Verdict
 from clearwall.policy.model import RuleSpec
@@ -150,6 +151,7 @@ def init(
             key_file.parent.mkdir(parents=True, exist_ok=True)
             vkey = create_key_file(key_file, ledger.origin)
             typer.echo(f"ledger key created: {key_file} (verifier key {vkey})", err=True)
+        _tls_pair(s.config, s.db_url)
         service, _ = open_service(s.db_url, config, migrate=True)
         if demo:
             from clearwall.demo import install_demo
@@ -165,6 +167,33 @@ def init(
             f"ledger key {key_file}, public log {ledger.tiles_path()}", err=True
         )  # where this store's own files are, wherever the command ran from
         typer.echo(f"store ready: {service.store.engine.url.render_as_string(hide_password=True)}")
+
+
+def _tls_pair(config: Config, store_url: str) -> None:
+    """Create the encrypted listeners' self-signed certificate and key (``[dns] tls_cert``
+    and ``tls_key``, else ``tls/`` beside a SQLite store's file, else ``var/tls/``) unless
+    they exist; print its fingerprint, which a client pins (``kdig +tls-pin``) or
+    compares by hand. ``make run``'s store is var/clearwall.db: var/tls/."""
+    from clearwall.dnsserver.tls import make_self_signed, spki_pin
+    from clearwall.layout import sqlite_file
+
+    database = sqlite_file(store_url)
+    directory = database.parent / "tls" if database is not None else Path("var/tls")
+    cert = Path(config.dns.tls_cert or directory / "cert.pem")
+    key = Path(config.dns.tls_key or directory / "key.pem")
+    if cert.exists() and key.exists():
+        return
+    if cert.exists() or key.exists():
+        typer.echo(f"TLS: only one of {cert} and {key} exists; not replacing it", err=True)
+        return
+    fingerprint = make_self_signed(cert, key)
+    typer.echo(
+        f"TLS certificate created: {cert} (key {key}, mode 0600), self-signed for "
+        f"clearwall.localhost, 127.0.0.1 and ::1\n"
+        f"  SHA-256 fingerprint {fingerprint}\n"
+        f"  SPKI pin (kdig +tls-pin=…) {spki_pin(str(cert))}",
+        err=True,
+    )
 
 
 # -- jurisdictions ----------------------------------------------------------------------

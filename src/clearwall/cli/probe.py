@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from clearwall.errors import ProbeError
 from clearwall.ledger.cosignature import WitnessPolicy
-from clearwall.probe.dnsmeasure import measure_dns, parse_server, system_resolver
+from clearwall.probe.dnsmeasure import DNSServer, measure_dns, parse_server, system_resolver
 from clearwall.probe.inputs import InputProblem, Target, load_targets, parse_target
 from clearwall.probe.runner import (
     DEFAULT_CONCURRENCY,
@@ -59,13 +60,20 @@ def register(app: typer.Typer) -> None:
         resolver: Annotated[
             str | None,
             typer.Option(
-                help="The network's resolver, [udp|tcp|tls://]IP[:PORT]; default: the system's."
+                help=(
+                    "The network's resolver: [udp|tcp|tls://]IP[:PORT][#name] or a DoH URL "
+                    "https://host/dns-query (encrypted ones verified, --ca-file applies); "
+                    "default: the system's."
+                )
             ),
         ] = None,
         control: Annotated[
             str | None,
             typer.Option(
-                help="A trusted resolver for comparison; plain IP means TCP (tls:// for DoT)."
+                help=(
+                    "A trusted resolver for comparison; plain IP means TCP (tls:// for DoT, "
+                    "https:// for DoH)."
+                )
             ),
         ] = None,
         control_helper: Annotated[
@@ -125,8 +133,10 @@ def register(app: typer.Typer) -> None:
         if timeout <= 0 or concurrency < 1:
             raise ProbeError("--timeout must be positive and --concurrency at least 1")
         settings = ProbeSettings(
-            resolver=parse_server(resolver) if resolver else system_resolver(),
-            control=parse_server(control, default_transport="tcp") if control else None,
+            resolver=_trusting(parse_server(resolver) if resolver else system_resolver(), ca_file),
+            control=_trusting(parse_server(control, default_transport="tcp"), ca_file)
+            if control
+            else None,
             helper_url=control_helper,
             jurisdiction=jurisdiction,
             timeout=timeout,
@@ -198,7 +208,7 @@ def register(app: typer.Typer) -> None:
 
         host, port = _listen(listen)
         settings = HelperSettings(
-            resolver=parse_server(resolver) if resolver else system_resolver(),
+            resolver=_trusting(parse_server(resolver) if resolver else system_resolver(), ca_file),
             timeout=timeout,
             ca_file=ca_file,
             allow_private=allow_private,
@@ -285,3 +295,10 @@ async def _run(
         finally:
             for close in closers:
                 await close()
+
+
+def _trusting(server: DNSServer, ca_file: str | None) -> DNSServer:
+    """``server`` verified against ``--ca-file`` too when it is encrypted (DoT, DoH)."""
+    if ca_file and server.transport in ("tls", "https"):
+        return dataclasses.replace(server, ca_file=ca_file)
+    return server

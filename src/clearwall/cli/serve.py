@@ -31,11 +31,15 @@ def _overrides(
     db: str | None,
     upstream: list[str] | None,
     workers: int | None,
+    encrypted: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     dns_section: dict[str, Any] = {}
     if dns:
         dns_section["listen"] = list(dns)
+    for key, value in (encrypted or {}).items():
+        if value:
+            dns_section[key] = value
     if upstream:
         dns_section["upstream"] = {"servers": list(upstream)}
     if workers is not None:
@@ -117,6 +121,27 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option("--workers", help="DNS worker processes sharing the port (SO_REUSEPORT)."),
         ] = None,
+        dot: Annotated[
+            list[str] | None,
+            typer.Option("--dot", help="DNS over TLS listen address IP[:PORT] (853; repeatable)."),
+        ] = None,
+        doh: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--doh", help="DNS over HTTPS listen address IP[:PORT] (443; repeatable)."
+            ),
+        ] = None,
+        doq: Annotated[
+            list[str] | None,
+            typer.Option("--doq", help="DNS over QUIC listen address IP[:PORT] (853; repeatable)."),
+        ] = None,
+        tls_cert: Annotated[
+            str | None,
+            typer.Option("--tls-cert", help="PEM certificate (chain) of the encrypted listeners."),
+        ] = None,
+        tls_key: Annotated[
+            str | None, typer.Option("--tls-key", help="PEM private key of that certificate.")
+        ] = None,
         snapshot: Annotated[
             Path | None,
             typer.Option(
@@ -144,7 +169,8 @@ def register(app: typer.Typer) -> None:
 
         config = config_path(config)
         web_off = web is not None and web.lower() in ("off", "none", "")
-        overrides = _overrides(dns, None if web_off else web, db, upstream, workers)
+        encrypted = {"dot": dot, "doh": doh, "doq": doq, "tls_cert": tls_cert, "tls_key": tls_key}
+        overrides = _overrides(dns, None if web_off else web, db, upstream, workers, encrypted)
         if web_off:
             overrides["web"] = {"listen": ""}
         cfg = load_config(config, overrides)
@@ -157,6 +183,13 @@ def register(app: typer.Typer) -> None:
                 "tiles_dir": str(ledger.tiles_dir),
             }
             cfg = load_config(config, overrides)
+            if cfg.logging.query_log and cfg.logging.query_log_dir is None:
+                # Beside the store too, as an absolute path every DNS worker writes to.
+                from clearwall.layout import querylog_dir
+
+                where = querylog_dir(cfg.store.url, cfg.ledger)
+                overrides.setdefault("logging", {})["query_log_dir"] = str(where)
+                cfg = load_config(config, overrides)
         if cfg.web.listen is not None and cfg.dns.block.public_url == BlockConfig().public_url:
             # Order links in SDE JSON and on block pages must reach this web app unless the
             # operator configured the public address it is reached at.
@@ -179,6 +212,9 @@ def register(app: typer.Typer) -> None:
             f"snapshot {snapshot}" if snapshot else "from the store",
         )
         log.info("upstream: %s", upstreams.describe())
+        for kind, name in (("dot", "DoT"), ("doh", "DoH"), ("doq", "DoQ")):
+            for hp in getattr(cfg.dns, kind):
+                log.info("%s on %s (certificate %s)", name, hp, cfg.dns.tls_cert)
         for code, servers in sorted(cfg.dns.upstream.per_jurisdiction.items()):
             log.info("upstream for %s: %s", code, ", ".join(str(s) for s in servers))
         web_wanted = web_listen is not None or cfg.web.blockpage_listen is not None

@@ -20,7 +20,18 @@ class Context:
     listener received it, deciding whether replies may be truncated.
     """
 
-    __slots__ = ("_after_id", "_qname", "data", "host", "jurisdiction", "port", "q", "reply", "tcp")
+    __slots__ = (
+        "_after_id",
+        "_qname",
+        "data",
+        "host",
+        "jurisdiction",
+        "port",
+        "q",
+        "reduced",
+        "reply",
+        "tcp",
+    )
 
     def __init__(self, data: bytes, host: str, port: int, tcp: bool, q: wire.Question) -> None:
         self.data = data
@@ -30,6 +41,9 @@ class Context:
         self.q = q
         self.jurisdiction = ""  # set by the jurisdiction handler; "" = no jurisdiction
         self.reply: bytes | None = None  # set by the responder; None = send nothing
+        # Set by the responder when the reply was cut to fit ``limit`` (truncated, or a
+        # shorter Structured DNS Error): such a rendering is this transport's only.
+        self.reduced = False
         self._qname: str | None = None
         self._after_id: bytes | None = None
 
@@ -77,6 +91,11 @@ class Context:
         """The largest reply this client can take on this transport."""
         if self.tcp:
             return wire.MAX_UDP
+        return self.udp_limit
+
+    @property
+    def udp_limit(self) -> int:
+        """The largest reply this query could take over UDP (whatever its transport)."""
         q = self.q
         if q.edns:
             return q.payload if q.payload < OUR_UDP_PAYLOAD else OUR_UDP_PAYLOAD

@@ -9,6 +9,11 @@ table (one C record per query, instead of the cache's index of answers and the
 responder's dictionary of renderings), and the cache empties it whenever a swap or an
 order's date makes its entries stale. Any other chain, or a build without the
 extension, keeps the Python composition.
+
+The encrypted transports (DoT, DoH, DoQ) get a second ``FusedPath`` over the same table
+without the rate limiter (``Responder.stream_fast``): the limiter lets stream clients
+through, as the general path does for them, and the table holds only renderings that
+are the same on every transport (see ``Responder._keep``).
 """
 
 from __future__ import annotations
@@ -56,4 +61,19 @@ def fuse(handlers: list[Handler], path: FastPath) -> FastPath:
     )
     cache.table = table
     responder.table = table
+    responder.stream_fast = FusedPath(
+        acl_memo=acl._memo,
+        exempt=None,
+        prefixes=None,
+        buckets=None,
+        limiter_clock=None,
+        rate=0.0,
+        burst=0.0,
+        jurisdiction=jurisdiction._memo,
+        table=table,
+        clock=cache.clock,
+        metrics=cache.metrics,
+        counts=responder.counts,
+        blocks=responder.metrics.blocks,
+    )
     return fused

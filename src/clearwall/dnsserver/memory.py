@@ -1,4 +1,5 @@
-"""In-memory twin of the upstream transport: answers from a table, no sockets.
+"""In-memory twin of the upstream transports (plain and encrypted): answers from a table,
+no sockets.
 
 For docs and fast tests: ``MemoryUpstream({"www.example.": [("A", 300, "192.0.2.1")]})``
 answers A queries for www.example, NXDOMAIN (with a SOA) for anything else. Cold path:
@@ -64,4 +65,9 @@ class MemoryUpstream:
 
     async def tcp(self, server: tuple[str, int], query: bytes, timeout: float) -> bytes:
         """Answer at once."""
+        return self._answer(query, tcp=True)
+
+    async def query(self, server: object, query: bytes, timeout: float) -> bytes:
+        """The ``EncryptedTransport`` side (DoT, DoH upstreams): answer at once, never
+        truncated, as over a stream."""
         return self._answer(query, tcp=True)

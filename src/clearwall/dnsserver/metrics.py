@@ -53,6 +53,8 @@ class DNSMetrics:
         self.stale_served = 0
         self.policy_version = 0
         self.policy_swaps = 0
+        self.querylog_records = 0  # written by the query log's writer thread
+        self.querylog_dropped = 0  # not recorded: the writer had fallen behind
         self._latency = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
 
@@ -200,6 +202,16 @@ class DNSCollector:
             "Policy snapshot swaps",
             value=sum(m.policy_swaps for m in sources),
         )
+        yield CounterMetricFamily(
+            "clearwall_querylog_records",
+            "Query-log records written (0 while [logging] query_log is off)",
+            value=sum(m.querylog_records for m in sources),
+        )
+        yield CounterMetricFamily(
+            "clearwall_querylog_dropped",
+            "Query-log records dropped because the writer fell behind",
+            value=sum(m.querylog_dropped for m in sources),
+        )
         hist = HistogramMetricFamily(
             "clearwall_dns_upstream_latency_seconds", "Upstream round-trip time"
         )
@@ -225,6 +237,8 @@ _SCALARS = (
     "stale_served",
     "policy_version",
     "policy_swaps",
+    "querylog_records",
+    "querylog_dropped",
 )
 
 

@@ -15,7 +15,7 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
-from clearwall.config import DNSConfig, HostPort
+from clearwall.config import DNSConfig, HostPort, UpstreamServer
 from clearwall.errors import ConfigError
 
 NAMESERVER_PORT = 53  # resolv.conf has no port syntax
@@ -25,7 +25,7 @@ NAMESERVER_PORT = 53  # resolv.conf has no port syntax
 class Upstreams:
     """The default upstreams in use, where they come from, and any left out."""
 
-    servers: tuple[HostPort, ...]
+    servers: tuple[UpstreamServer, ...]
     source: str  # "[dns.upstream] servers" or the resolv.conf path
     skipped: tuple[HostPort, ...] = ()  # resolv.conf nameservers that are the gateway
 

@@ -3,7 +3,7 @@
 The EXTRA-TEXT of a block's EDE option is minified I-JSON with ``c`` (contact URIs),
 ``j`` (justification: order title, authority, legal basis, reference and the order's
 public URL), ``o`` (the filtering organisation), ``l`` (language of j/o, required with
-them) and ``s`` (sub-error; never with EDE 16 Censored, draft section 7). Size rule
+them) and ``s`` (sub-error; never with EDE 16 Censored, draft section 5.2). Size rule
 (draft section 5.3): when the reply would overflow the client's UDP size, drop ``j`` and
 ``o`` first, then the EXTRA-TEXT entirely; ``variants`` gives the three forms.
 """
@@ -14,10 +14,37 @@ import json
 from typing import Any
 
 from clearwall.config import BlockConfig
-from clearwall.model import EDECode, OrderRef, Verdict
+from clearwall.model import Category, EDECode, OrderRef, Verdict
 
-SUB_ERROR_DNS_OPERATOR = 2
-"""Draft sub-error 2 "DNS Operator Policy": the operator's own blocks (EDE 15)."""
+# The draft's Sub-Error Code registry (IANA considerations): the primary cause of a block.
+SUB_ERROR_MALWARE = 1
+SUB_ERROR_PHISHING = 2
+SUB_ERROR_SPAM = 3
+SUB_ERROR_DNS_OPERATOR = 6  # "DNS operator policy": applicable to Blocked only
+
+SUB_ERROR_FOR_CATEGORY: dict[Category, int] = {
+    Category.MALWARE: SUB_ERROR_MALWARE,
+    Category.BOTNET: SUB_ERROR_MALWARE,  # command-and-control of malware
+    Category.PHISHING: SUB_ERROR_PHISHING,
+    Category.SPAM: SUB_ERROR_SPAM,
+}
+"""Categories with a sub-error of their own (1-4: applicable to Blocked and Filtered)."""
+
+CONTACT_SCHEMES = ("mailto:", "tel:")
+"""The draft's Contact URI Schemes registry: other URIs are not sent in ``c``."""
+
+
+def sub_error(category: Category, ede: EDECode) -> int | None:
+    """The ``s`` of a block: the category's own code with Blocked or Filtered; "DNS
+    operator policy" for the operator's other blocks (Blocked); none with Censored (the
+    draft defines no sub-error for it)."""
+    if ede in (EDECode.BLOCKED, EDECode.FILTERED):
+        code = SUB_ERROR_FOR_CATEGORY.get(category)
+        if code is not None:
+            return code
+    if ede is EDECode.BLOCKED:
+        return SUB_ERROR_DNS_OPERATOR
+    return None
 
 
 def order_url(order: OrderRef, public_url: str) -> str:
@@ -55,11 +82,14 @@ def variants(verdict: Verdict, block: BlockConfig) -> tuple[bytes, bytes]:
     first = verdict.citations[0].order
     ede = first.ede
     compact: dict[str, Any] = {}
-    contacts = [c for c in first.contacts if c]
+    # Only registered contact schemes: a client ignores the rest (draft section 5.3 step
+    # 6), and they would cost octets of the reply for nothing.
+    contacts = [c for c in first.contacts if c and c.lower().startswith(CONTACT_SCHEMES)]
     if contacts:
         compact["c"] = contacts
-    if ede is EDECode.BLOCKED:
-        compact["s"] = SUB_ERROR_DNS_OPERATOR
+    code = sub_error(first.category, ede)
+    if code is not None:
+        compact["s"] = code
     full = dict(compact)
     full["j"] = justification(verdict, block.public_url)
     full["o"] = block.operator

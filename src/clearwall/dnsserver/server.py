@@ -460,6 +460,7 @@ class DNSServer:
         metrics: DNSMetrics,
         reuse_port: bool = False,
         fast: FastPath | None = None,
+        encrypted: dict[str, list[tuple[str, int]]] | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -473,6 +474,14 @@ class DNSServer:
         self.udp_mode = ""  # how UDP is read, for the start-up log
         self._tcp: list[asyncio.Server] = []
         self.addresses: list[tuple[str, int]] = []  # bound UDP addresses (port 0 resolved)
+        # Bound encrypted listeners per kind (port 0 resolved) and how to close each; each
+        # kind lives in its own module (dnsserver.dot, .doh, .doq), imported when used.
+        self.encrypted: dict[str, list[tuple[str, int]]] = (
+            encrypted if encrypted is not None else {}
+        )
+        for kind in ("dot", "doh", "doq"):
+            self.encrypted.setdefault(kind, [])
+        self._closers: list[Callable[[], None]] = []
 
     def admit(self, conn: TCPConnection) -> bool:
         """Give ``conn`` a slot; when the table is full, close the connection idle longest.
@@ -509,6 +518,20 @@ class DNSServer:
                 except OSError as exc:
                     if hp.port or attempt == 19:
                         raise ConfigError(f"[dns] listen {hp}: {exc.strerror or exc}") from exc
+        for kind in ("dot", "doh", "doq"):
+            for hp in getattr(self.config, kind):
+                await self._listen_encrypted(kind, hp)
+
+    async def _listen_encrypted(self, kind: str, hp: HostPort) -> None:
+        import importlib
+
+        module = importlib.import_module(f"clearwall.dnsserver.{kind}")
+        try:
+            close, port = await module.listen(self, hp)
+        except OSError as exc:
+            raise ConfigError(f"[dns] {kind} {hp}: {exc.strerror or exc}") from exc
+        self._closers.append(close)
+        self.encrypted[kind].append((hp.host, port))
 
     async def _bind_pair(self, hp: HostPort) -> None:
         loop = asyncio.get_running_loop()
@@ -564,6 +587,9 @@ class DNSServer:
         self._batched.clear()
         for server in self._tcp:
             server.close()
+        for close in self._closers:
+            close()
+        self._closers.clear()
         pending = list(self.dispatcher.tasks)
         if pending:
             await asyncio.wait(pending, timeout=grace)

@@ -753,3 +753,84 @@ def set_ttls(reply: bytes, offsets: Sequence[int], ttl: int) -> bytes:
     for off in offsets:
         _U32.pack_into(buf, off, ttl)
     return bytes(buf)
+
+
+OPTION_PADDING = 12  # RFC 7830 section 3
+
+
+def find_opt(reply: bytes) -> tuple[int, int]:
+    """(start, end) of the reply's OPT record, (-1, -1) when it has none; raise on
+    malformed input. The OPT record is found wherever it sits in the additional section."""
+    _id, _b2, _b3, qd, an, ns, ar = _H.unpack_from(reply)
+    off = 12
+    for _ in range(qd):
+        off = skip_name(reply, off) + 4
+    end = len(reply)
+    for index in range(an + ns + ar):
+        start = off
+        off = skip_name(reply, off)
+        if off + 10 > end:
+            raise DNSWireError("record header truncated")
+        rtype = (reply[off] << 8) | reply[off + 1]
+        rdlen = (reply[off + 8] << 8) | reply[off + 9]
+        off += 10 + rdlen
+        if off > end:
+            raise DNSWireError("record data truncated")
+        if rtype == TYPE_OPT and index >= an + ns:
+            return start, off
+    return -1, -1
+
+
+def _without_option(reply: bytes, opt_start: int, opt_end: int, code: int) -> bytes:
+    """``reply`` with every ``code`` option of its OPT record (at opt_start) removed."""
+    kept = []
+    off = opt_start + 11
+    found = False
+    while off + 4 <= opt_end:
+        option, length = struct.unpack_from("!HH", reply, off)
+        nxt = off + 4 + length
+        if option == code:
+            found = True
+        else:
+            kept.append(reply[off:nxt])
+        off = nxt
+    if not found:
+        return reply
+    rdata = b"".join(kept)
+    return (
+        reply[: opt_start + 9] + _U16.pack(len(rdata)) + rdata + reply[opt_end:]  # OPT RDLEN
+    )
+
+
+def strip_padding(reply: bytes) -> bytes:
+    """``reply`` without any EDNS Padding option (RFC 7830): an encrypted upstream's
+    padding means nothing to our client, and plain transports are never padded."""
+    start, end = find_opt(reply)
+    if start < 0:
+        return reply
+    return _without_option(reply, start, end, OPTION_PADDING)
+
+
+def pad_reply(reply: bytes, block: int) -> bytes:
+    """``reply`` padded to a multiple of ``block`` octets with an RFC 7830 Padding option
+    (RFC 8467 section 4.1, Block-Length Padding), for an encrypted transport.
+
+    Only a reply that already carries an OPT record is padded (RFC 7830 section 3: never
+    when the query had no EDNS, and our replies to EDNS queries always carry one); a
+    Padding option already there is replaced. A reply whose padded length would pass
+    65535 octets is left unpadded (it cannot grow).
+    """
+    if block <= 0:
+        return reply
+    start, end = find_opt(reply)
+    if start < 0:
+        return reply
+    reply = _without_option(reply, start, end, OPTION_PADDING)
+    end = start + 11 + _U16.unpack_from(reply, start + 9)[0]
+    size = len(reply) + 4
+    fill = -size % block
+    if size + fill > MAX_UDP:
+        return reply
+    rdlen = end - start - 11 + 4 + fill
+    option = struct.pack("!HH", OPTION_PADDING, fill) + bytes(fill)
+    return reply[: start + 9] + _U16.pack(rdlen) + reply[start + 11 : end] + option + reply[end:]

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import uvloop
 
-from clearwall.config import Config, DNSConfig, HostPort, load_config
+from clearwall.config import Config, DNSConfig, HostPort, LoggingConfig, load_config
 from clearwall.dnsserver.gateway import Gateway, build_gateway
 from clearwall.dnsserver.handlers import build, describe
 from clearwall.dnsserver.handlers.base import Services
@@ -101,16 +101,33 @@ def _start_metrics(
         log.warning("metrics endpoint %s not started: %s", listen, exc)
 
 
+def prepare_tls(dns: DNSConfig) -> None:
+    """Make the encrypted listeners' TLS contexts now, before any worker is forked: a bad
+    certificate fails the start at once, and the workers inherit one session-ticket key,
+    so a client resumes its TLS session whichever worker its next connection reaches."""
+    if not dns.encrypted:
+        return
+    from clearwall.dnsserver import tls
+
+    if dns.dot:
+        tls.server_context(dns.tls_cert, dns.tls_key, (tls.ALPN_DOT,))
+    if dns.doh:
+        tls.server_context(dns.tls_cert, dns.tls_key, tls.ALPN_DOH)
+    if dns.doq:
+        tls.certificate_names(dns.tls_cert)  # aioquic loads it again; this checks it early
+
+
 def serve(opts: ServeOptions) -> None:
     """Run until SIGTERM/SIGINT: one process when workers == 1, else a supervisor; with
     a store, its jobs (``clearwall.jobs``) run beside in a child process."""
+    prepare_tls(opts.config.dns)
     started_path, source = _initial_policy(opts)
     jobs = _start_jobs(opts)
     try:
         if opts.config.dns.workers <= 1:
             uvloop.run(_serve_single(opts, started_path, source))
         else:
-            workers = _fork_workers(opts.config.dns, started_path, source)
+            workers = _fork_workers(opts.config.dns, started_path, source, opts.config.logging)
             uvloop.run(_supervise(opts, started_path, source, workers))
     finally:
         if jobs is not None:
@@ -151,8 +168,21 @@ def _load(path: Path | None) -> PolicyView | None:
 def rebuild_chain(gw: Gateway, dns: DNSConfig) -> list[str]:
     """Rebuild the handler chain for a reloaded config (listeners stay as they are)."""
     gw.policy.clear_listeners()  # the old handlers go away with their swap listeners
-    services = Services(config=dns, policy=gw.policy, metrics=gw.metrics, transport=gw.transport)
+    # The encrypted upstreams' connections are kept unless their trust changed.
+    old = gw.services.encrypted if gw.services is not None else None
+    if getattr(old, "ca_file", None) != dns.upstream.ca_file:
+        old = None
+    services = Services(
+        config=dns,
+        policy=gw.policy,
+        metrics=gw.metrics,
+        transport=gw.transport,
+        querylog=gw.querylog,  # [logging] changes apply on restart
+        encrypted=old,
+        listeners=gw.server.encrypted,
+    )
     chain, names, fast = build(services)
+    gw.services = services
     gw.server.dispatcher.chain = chain
     gw.server.dispatcher.fast = fast
     gw.chain, gw.handlers, gw.config = chain, names, dns
@@ -194,7 +224,7 @@ def _reloader(opts: ServeOptions, gw: Gateway) -> Callable[[], None]:
 
 async def _serve_single(opts: ServeOptions, path: Path | None, source: PolicySource | None) -> None:
     loop = asyncio.get_running_loop()
-    gw = build_gateway(opts.config.dns, _load(path))
+    gw = build_gateway(opts.config.dns, _load(path), logging_config=opts.config.logging)
     await gw.start()
     _start_metrics(opts, DNSCollector(lambda: [gw.metrics]), lambda: gw.policy.current)
 
@@ -229,7 +259,12 @@ if TYPE_CHECKING:  # multiprocessing is imported only when workers are forked
     ]
 
 
-def _fork_workers(dns: DNSConfig, path: Path | None, source: PolicySource | None) -> Workers:
+def _fork_workers(
+    dns: DNSConfig,
+    path: Path | None,
+    source: PolicySource | None,
+    logging_config: LoggingConfig | None = None,
+) -> Workers:
     """Fork the workers (no event loop or thread exists yet, so forking is safe)."""
     import multiprocessing
 
@@ -245,6 +280,7 @@ def _fork_workers(dns: DNSConfig, path: Path | None, source: PolicySource | None
             kwargs={
                 "close_fds": (*inherited, *(conn.fileno() for _p, conn in workers)),
                 "supervisor": os.getpid(),
+                "logging_config": logging_config,
             },
             daemon=True,
         )
@@ -262,6 +298,7 @@ def worker_main(
     log_level: int,
     close_fds: tuple[int, ...] = (),
     supervisor: int | None = None,
+    logging_config: LoggingConfig | None = None,
 ) -> None:
     """Entry point of one worker process; it dies with ``supervisor`` (its parent's pid)."""
     if supervisor is not None:
@@ -277,7 +314,7 @@ def worker_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when to stop
     if dns.batch_scheduling:
         batch_scheduling()
-    uvloop.run(_worker(dns, path, conn))
+    uvloop.run(_worker(dns, path, conn, logging_config, f"w{index}"))
 
 
 def batch_scheduling() -> bool:
@@ -300,10 +337,20 @@ def batch_scheduling() -> bool:
 
 
 async def _worker(
-    dns: DNSConfig, path: str | None, conn: multiprocessing.connection.Connection
+    dns: DNSConfig,
+    path: str | None,
+    conn: multiprocessing.connection.Connection,
+    logging_config: LoggingConfig | None = None,
+    writer: str = "w0",
 ) -> None:
     loop = asyncio.get_running_loop()
-    gw = build_gateway(dns, _load(Path(path) if path else None), reuse_port=True)
+    gw = build_gateway(
+        dns,
+        _load(Path(path) if path else None),
+        reuse_port=True,
+        logging_config=logging_config,
+        writer=writer,
+    )
     await gw.start()
     quiet_gc()
     conn.send(("ready", gw.server.addresses))

@@ -20,32 +20,63 @@ import dns.resolver
 
 from clearwall.errors import ProbeError
 
-TRANSPORTS: tuple[str, ...] = ("udp", "tcp", "tls")
-DEFAULT_PORTS: dict[str, int] = {"udp": 53, "tcp": 53, "tls": 853}
+TRANSPORTS: tuple[str, ...] = ("udp", "tcp", "tls", "https")
+DEFAULT_PORTS: dict[str, int] = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
 class DNSServer:
-    """A resolver to ask: address, port and transport (udp, tcp or tls for DoT)."""
+    """A resolver to ask: address, port and transport (udp, tcp, tls for DoT, https for
+    DoH). An encrypted resolver's certificate is verified: against ``name`` (DoT's
+    ``#name``, DoH's URL host; else the address) and ``ca_file`` (else the system's CAs).
+    """
 
     host: str
     port: int = 53
     transport: str = "udp"
+    name: str = ""
+    path: str = ""  # DoH: the URL's path, e.g. /dns-query
+    ca_file: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The DoH URL."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"https://{host}:{self.port}{self.path or '/dns-query'}"
 
     def __str__(self) -> str:
+        if self.transport == "https":
+            return self.url
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.transport}://{host}:{self.port}"
+        name = f"#{self.name}" if self.name and self.name != self.host else ""
+        return f"{self.transport}://{host}:{self.port}{name}"
 
 
 def parse_server(text: str, *, default_transport: str = "udp") -> DNSServer:
-    """Parse ``[udp|tcp|tls://]IP[:PORT]`` (IPv6 as ``[::1]:53``) into a DNSServer."""
+    """Parse ``[udp|tcp|tls://]IP[:PORT]`` (IPv6 as ``[::1]:53``; DoT may end in
+    ``#name``, the name its certificate must hold) or a DoH URL ``https://host[:PORT]/path``
+    into a DNSServer."""
     raw = text.strip()
     transport = default_transport
     if "://" in raw:
         transport, raw = raw.split("://", 1)
         transport = transport.lower()
     if transport not in TRANSPORTS:
-        raise ProbeError(f"unknown DNS transport {transport!r} in {text!r} (udp, tcp, tls)")
+        raise ProbeError(f"unknown DNS transport {transport!r} in {text!r} (udp, tcp, tls, https)")
+    if transport == "https":
+        import urllib.parse
+
+        try:
+            url = urllib.parse.urlsplit(text.strip())
+            url_port = url.port
+        except ValueError as exc:
+            raise ProbeError(f"invalid DoH URL {text!r}: {exc}") from exc
+        if not url.hostname:
+            raise ProbeError(f"no host in DoH URL {text!r}")
+        return DNSServer(url.hostname, url_port or 443, "https", url.hostname, url.path)
+    name = ""
+    if transport == "tls" and "#" in raw:
+        raw, name = raw.split("#", 1)
     port = DEFAULT_PORTS[transport]
     host = raw
     if raw.startswith("["):
@@ -57,7 +88,7 @@ def parse_server(text: str, *, default_transport: str = "udp") -> DNSServer:
         port = _port(port_text, text)
     if not host:
         raise ProbeError(f"no address in resolver {text!r}")
-    return DNSServer(host, port, transport)
+    return DNSServer(host, port, transport, name)
 
 
 def _port(text: str, whole: str) -> int:
@@ -272,8 +303,21 @@ async def _send(
 ) -> dns.message.Message:
     if server.transport == "tcp":
         return await dns.asyncquery.tcp(query, server.host, timeout=timeout, port=server.port)
-    if server.transport == "tls":
-        return await dns.asyncquery.tls(query, server.host, timeout=timeout, port=server.port)
+    if server.transport in ("tls", "https"):
+        from clearwall.probe.netmeasure import make_ssl_context
+
+        context = make_ssl_context(server.ca_file)
+        if server.transport == "https":
+            return await dns.asyncquery.https(query, server.url, timeout=timeout, verify=context)
+        context.set_alpn_protocols(["dot"])
+        return await dns.asyncquery.tls(
+            query,
+            server.host,
+            timeout=timeout,
+            port=server.port,
+            ssl_context=context,
+            server_hostname=server.name or server.host,
+        )
     return await dns.asyncquery.udp(
         query, server.host, timeout=timeout, port=server.port, ignore_unexpected=True
     )

@@ -12,8 +12,9 @@ import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
+from typing import Any
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import ColumnElement, Row, and_, select, update
 
 from clearwall.errors import NotFound, StoreError
 from clearwall.store import repositories as repo
@@ -82,14 +83,22 @@ class TokenStore:
         if not secret or len(secret) > MAX_SECRET:
             return None
         digest = token_hash(secret)
-        t = schema.api_tokens
-        with self.store.read() as conn:
-            row = conn.execute(
-                select(t).where(and_(t.c.token_hash == digest, t.c.revoked_at.is_(None)))
-            ).first()
+        row = self._active_row(schema.api_tokens.c.token_hash == digest)
         if row is None or not hmac.compare_digest(str(row.token_hash), digest):
             return None
         return repo.token_from_row(row)
+
+    def active(self, token_id: int) -> ApiToken | None:
+        """The token record ``token_id`` while it is not revoked, else None (the console's
+        sessions re-check their token with this on every request)."""
+        row = self._active_row(schema.api_tokens.c.id == token_id)
+        return None if row is None else repo.token_from_row(row)
+
+    def _active_row(self, which: ColumnElement[bool]) -> Row[Any] | None:
+        """The unrevoked token row matching ``which`` (one check for both lookups)."""
+        t = schema.api_tokens
+        with self.store.read() as conn:
+            return conn.execute(select(t).where(and_(which, t.c.revoked_at.is_(None)))).first()
 
     def list(self) -> list[ApiToken]:
         """Every token record, oldest first (secrets are not stored, so none is shown)."""

@@ -49,7 +49,7 @@ from clearwall.store.db import Store
 from clearwall.store.reader import PolicyReader
 from clearwall.store.service import PolicyService
 from clearwall.store.tokens import TokenStore
-from clearwall.web import blockpage
+from clearwall.web import blockpage, console, health
 from clearwall.web.api import api_router
 from clearwall.web.auth import check_authorization, scope_counter
 from clearwall.web.bodylimit import BodyLimitMiddleware
@@ -234,6 +234,8 @@ def create_app(
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(api_router())
     app.include_router(portal_router())
+    console.install(app)  # /console: the operator and authority console
+    health.register(ctx.registry, ctx.store, ctx.tlog)  # log size for the ops alerts
     _mount_ledger(app, ctx)
 
     @app.get("/metrics", include_in_schema=False)

@@ -89,6 +89,12 @@ def principal_of(ctx: WebContext, secret: str) -> Principal:
     token = ctx.tokens.authenticate(secret)
     if token is None:
         raise _unauthorized("invalid or revoked token")
+    return principal_for_token(ctx, token)
+
+
+def principal_for_token(ctx: WebContext, token: ApiToken) -> Principal:
+    """The Principal of an authenticated token (its authority looked up for authority
+    tokens); shared by the API's bearer check and the console's sessions."""
     authority = None
     if token.role is TokenRole.AUTHORITY and token.authority_id is not None:
         with ctx.store.read() as conn:

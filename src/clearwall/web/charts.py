@@ -162,3 +162,64 @@ def cumulative(events: Sequence[tuple[dt.date, float]]) -> tuple[tuple[dt.date, 
         running += totals[day]
         out.append((day, running))
     return tuple(out)
+
+
+def time_chart(
+    series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+    title: str,
+    start: float,
+    end: float,
+) -> Markup:
+    """Lines over a time range in Unix seconds (hours on the axis, UTC), with a legend;
+    each series' points are (bucket start, count)."""
+    width, height = 900, 260
+    left, right, top, bottom = 56, 16, 16, 58
+    plot_w, plot_h = width - left - right, height - top - bottom
+    parts = [
+        f'<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}"'
+        f' width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
+    values = [v for _, pts in series for _, v in pts]
+    if not values:
+        parts.append(f'<text class="muted" x="{left}" y="{top + 20}">No data yet.</text></svg>')
+        return Markup("".join(parts))
+    span = max(1.0, end - start)
+    y_max = _nice_max(max(values))
+
+    def x_of(t: float) -> float:
+        return left + plot_w * min(1.0, max(0.0, (t - start) / span))
+
+    def y_of(value: float) -> float:
+        return top + plot_h - plot_h * value / y_max
+
+    for k in range(TICKS + 1):
+        v = y_max * k / TICKS
+        y = y_of(v)
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="axis" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{_fmt(v)}</text>'
+        )
+    first = dt.datetime.fromtimestamp(start, dt.UTC)
+    last = dt.datetime.fromtimestamp(end, dt.UTC)
+    parts.append(
+        f'<text class="axis" x="{left}" y="{top + plot_h + 16}">{first:%d %b %H:%M} UTC</text>'
+        f'<text class="axis" x="{left + plot_w}" y="{top + plot_h + 16}" text-anchor="end">'
+        f"{last:%d %b %H:%M} UTC</text>"
+    )
+    for i, (label, pts) in enumerate(series):
+        coords = " ".join(f"{x_of(t):.1f},{y_of(v):.1f}" for t, v in sorted(pts))
+        total = sum(v for _, v in pts)
+        parts.append(
+            f"<g><title>{escape(label)}: {_fmt(total)} in all</title>"
+            f'<polyline class="line s{i % PALETTE_SIZE}" fill="none" points="{coords}"/></g>'
+        )
+        lx = left + (i % 4) * 200
+        ly = top + plot_h + 36 + (i // 4) * 16
+        parts.append(
+            f'<rect class="bar s{i % PALETTE_SIZE}" x="{lx}" y="{ly - 9}" width="12" height="10"'
+            f' rx="2"/><text class="label" x="{lx + 18}" y="{ly}">{escape(label)}'
+            f" ({_fmt(total)})</text>"
+        )
+    parts.append("</svg>")
+    return Markup("".join(parts))

@@ -14,9 +14,11 @@ from __future__ import annotations
 from clearwall.dnsserver.handlers import (
     acl,
     cache,
+    ddr,
     jurisdiction,
     minimal_any,
     query_policy,
+    querylog,
     ratelimit,
     responder,
     response_policy,
@@ -26,6 +28,9 @@ from clearwall.dnsserver.handlers import (
 from clearwall.dnsserver.handlers.base import Factory, FastPath, FastStep, Handler, Services
 
 CHAIN: tuple[tuple[str, Factory], ...] = (
+    # Outside everything, and only when [logging] query_log is on: records each answer
+    # with the reply the responder rendered (its rcode), after the reply is ready.
+    ("querylog", querylog.build),
     # Outermost: renders every answer below it (refusals, blocks, cache hits, upstream
     # data) into bytes the same way, and counts it.
     ("responder", responder.build),
@@ -38,6 +43,10 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
     # Holds policy-applied answers per jurisdiction and policy version, so a hit skips
     # the matcher and the upstream; misses go on and the result is stored.
     ("cache", cache.build),
+    # DDR (RFC 9462): _dns.resolver.arpa is answered with our encrypted endpoints before
+    # special_use would treat resolver.arpa as any name; after the cache so the fast
+    # path's standard prefix is unchanged. Built only with an encrypted listener.
+    ("ddr", ddr.build),
     # Special-use names (localhost, RFC 6303 reverse zones, .invalid) get their local
     # answer, and non-IN classes and zone transfers their refusal, before any policy or
     # upstream work; after the cache so the fast path's standard prefix is unchanged.
@@ -90,6 +99,12 @@ def compose_fast(handlers: list[Handler], fuse: bool = True) -> FastPath | None:
     ``fast_path`` to turn the answer of the steps below it into reply bytes. With
     ``fuse`` the standard chain's composition runs as one C call (``dnsserver.fused``).
     """
+    wrap = getattr(handlers[0], "wrap_fast", None) if handlers else None
+    if wrap is not None:
+        # The query log stands outside the responder: it records what the fast path of
+        # the handlers below it answers (fused or not), so that path stays as it is.
+        inner = compose_fast(handlers[1:], fuse)
+        return None if inner is None else wrap(inner, handlers[1:])
     step: FastStep | None = None
     for handler in reversed(handlers[1:]):
         make = getattr(handler, "fast", None)

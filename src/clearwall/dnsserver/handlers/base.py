@@ -19,13 +19,16 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol, TypeAlias
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
-from clearwall.config import DNSConfig
+from clearwall.config import DNSConfig, EncryptedUpstream
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.policyholder import PolicyHolder
+
+if TYPE_CHECKING:
+    from clearwall.querylog.recorder import Recorder
 
 Result: TypeAlias = Answer | Awaitable[Answer]
 Handler: TypeAlias = Callable[[Context], Result]
@@ -53,6 +56,18 @@ class UpstreamTransport(Protocol):
         ...
 
 
+class EncryptedTransport(Protocol):
+    """Sends one query to one encrypted upstream (DoT or DoH) and returns its reply.
+
+    Implementations verify the server's certificate and reuse connections; ID/question
+    checks are the caller's.
+    """
+
+    async def query(self, server: EncryptedUpstream, query: bytes, timeout: float) -> bytes:
+        """Send ``query``; return the reply or raise OSError/TimeoutError/DNSWireError."""
+        ...
+
+
 @dataclass
 class Services:
     """Everything a handler factory may use; each takes only what it needs."""
@@ -66,6 +81,11 @@ class Services:
     # their own to move time without waiting.
     clock: Callable[[], float] = time.monotonic
     wall: Callable[[], float] = time.time
+    querylog: Recorder | None = None  # set only when [logging] query_log is on
+    encrypted: EncryptedTransport | None = None  # for tls:// and https:// upstreams
+    # The bound encrypted listeners per kind ("dot", "doh", "doq": [(host, port)]), shared
+    # with the server, which fills it when it binds (DDR announces them).
+    listeners: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
 
 
 Factory: TypeAlias = Callable[[Services, Handler | None], Handler | None]

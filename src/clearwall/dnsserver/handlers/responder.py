@@ -59,6 +59,9 @@ class Responder:
         # The fused fast path's table (dnsserver.fused), which then stands in for
         # _replies: what the fast path answers is kept there.
         self.table: ReplyTable | None = None
+        # The encrypted transports' fast path over that table, without the rate limiter
+        # (set by dnsserver.fused; None: they always take the general path).
+        self.stream_fast: FastPath | None = None
         self.metrics = metrics
         self.counts = metrics.queries
         self.next = next_handler
@@ -82,7 +85,7 @@ class Responder:
         result = self.next(ctx)
         if result.__class__ is Answer:
             self._emit(ctx, result)
-            if result.kind in _KEPT and not ctx.tcp:
+            if result.kind in _KEPT:
                 self._keep(ctx, result)
             return result
         return self._later(ctx, result)
@@ -120,9 +123,12 @@ class Responder:
         return ctx.reply
 
     def _keep(self, ctx: Context, answer: Answer) -> None:
-        """Keep the UDP rendering of ``answer`` for the fast path (all but the ID)."""
+        """Keep the rendering of ``answer`` for the fast paths (all but the ID) when it is
+        the same on every transport: not cut to fit (``ctx.reduced``) and within what the
+        query could take over UDP. The UDP fast path and the encrypted transports'
+        (``stream_fast``) then serve the very bytes either would render."""
         out = ctx.reply
-        if out is None:
+        if out is None or ctx.reduced or len(out) > ctx.udp_limit:
             return
         verdict = answer.verdict
         order = None
@@ -154,6 +160,7 @@ class Responder:
             q = ctx.q
             if len(out) > 512 and len(out) > ctx.limit:
                 out = wire.truncated_reply(out, q.qend, self._opt(q) if q.edns else b"")
+                ctx.reduced = True
             ctx.reply = out
             key = (q.qtype, out[3] & 0x0F, result.decision)
             counts = self.counts
@@ -168,6 +175,7 @@ class Responder:
             out = data[:2] + body[2:12] + data[12:qend] + body[qend:]
             if len(out) > 512 and len(out) > ctx.limit:
                 out = wire.truncated_reply(out, qend, self._opt(q) if q.edns else b"")
+                ctx.reduced = True
             ctx.reply = out
             key = (q.qtype, out[3] & 0x0F, result.decision)
             counts = self.counts
@@ -192,6 +200,7 @@ class Responder:
             rcode = body[3] & 0x0F
             if len(out) > ctx.limit:
                 out = wire.truncated_reply(out, qend, self._opt(q) if q.edns else b"")
+                ctx.reduced = True
         elif kind is AnswerKind.BLOCKED and answer.verdict is not None:
             # Repeats of the same query take the fast path; here the memoized block parts
             # (per order and query shape, see _block) cost two concatenations.
@@ -256,10 +265,12 @@ class Responder:
         qend = q.name_end + 4
         question = data[12:qend]
         limit = ctx.limit - qend
-        for head, tail in parts:
+        for index, (head, tail) in enumerate(parts):
             if len(tail) <= limit:
                 out = data[:2] + head + question + tail
+                ctx.reduced = index > 0  # a shorter Structured DNS Error than the full one
                 return out, out[3] & 0x0F
+        ctx.reduced = True
         head, tail = parts[-1]
         out = wire.truncated_reply(
             data[:2] + head + question + tail, qend, self._opt(q) if q.edns else b""

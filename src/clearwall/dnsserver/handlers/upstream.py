@@ -13,6 +13,11 @@ truncation fail over to the next server; when all fail the answer is FAILED (the
 may then serve stale data), with the upstreams' own EDEs when any answered (RFC 8914),
 EDE 22 when none did. A reply whose CNAME chain loops is FAILED too.
 
+A server written ``tls://…`` or ``https://…`` is asked through the encrypted transport
+(``upstream_encrypted``: DoT or DoH, certificates verified, connections reused) instead
+of UDP/TCP, with the same ID/question checks, attempts and failover: servers of
+different kinds fail over to each other in the configured order.
+
 An RD=0 query is never forwarded (the cache answered it if it could): REFUSED with EDE
 20, as Unbound (RFC 1034 section 4.3.1). The AD bit of a query is passed on, so a stub
 that asks with AD and without DO learns what a validating upstream authenticated (RFC
@@ -26,11 +31,17 @@ import logging
 import secrets
 from collections.abc import Callable
 
-from clearwall.config import DNSConfig, HostPort
+from clearwall.config import DNSConfig, EncryptedUpstream, UpstreamServer
 from clearwall.dnsserver import wire
 from clearwall.dnsserver.answer import FAILED, NOT_RECURSED, Answer, AnswerKind
 from clearwall.dnsserver.context import OUR_UDP_PAYLOAD, Context
-from clearwall.dnsserver.handlers.base import Handler, Result, Services, UpstreamTransport
+from clearwall.dnsserver.handlers.base import (
+    EncryptedTransport,
+    Handler,
+    Result,
+    Services,
+    UpstreamTransport,
+)
 from clearwall.dnsserver.metrics import DNSMetrics
 from clearwall.dnsserver.resolvconf import default_upstreams
 from clearwall.errors import DNSWireError
@@ -40,8 +51,15 @@ log = logging.getLogger(__name__)
 _FAILOVER_RCODES = frozenset({wire.SERVFAIL, wire.REFUSED, wire.NOTIMP, wire.FORMERR})
 
 
-def _servers(hosts: tuple[HostPort, ...]) -> tuple[tuple[str, int], ...]:
-    return tuple((h.host, h.port) for h in hosts)
+Server = tuple[str, int] | EncryptedUpstream  # a plain server as (host, port)
+
+
+def _servers(hosts: tuple[UpstreamServer, ...]) -> tuple[Server, ...]:
+    return tuple(h if isinstance(h, EncryptedUpstream) else (h.host, h.port) for h in hosts)
+
+
+def _label(server: Server) -> str:
+    return str(server) if isinstance(server, EncryptedUpstream) else f"{server[0]}:{server[1]}"
 
 
 class Upstream:
@@ -53,6 +71,7 @@ class Upstream:
         transport: UpstreamTransport,
         metrics: DNSMetrics,
         clock: Callable[[], float],
+        encrypted: EncryptedTransport | None = None,
     ) -> None:
         up = config.upstream
         self.default = _servers(default_upstreams(config).servers)
@@ -66,6 +85,7 @@ class Upstream:
         self.max_ttl = config.cache.max_ttl
         self.max_inflight = config.max_inflight
         self.transport = transport
+        self.encrypted = encrypted  # needed only when a server is tls:// or https://
         self.metrics = metrics
         self.clock = clock
 
@@ -115,21 +135,28 @@ class Upstream:
 
                     start = self.clock()
                     try:
-                        reply = await self.transport.udp(server, query, self.timeout, matches)
-                        scan = wire.scan_reply(reply)
-                        if scan.truncated:
-                            reply = await self.transport.tcp(server, query, self.timeout)
+                        if isinstance(server, EncryptedUpstream):
+                            assert self.encrypted is not None
+                            reply = await self.encrypted.query(server, query, self.timeout)
                             if not matches(reply):
-                                raise DNSWireError("TCP reply does not match the query")
+                                raise DNSWireError("reply does not match the query")
                             scan = wire.scan_reply(reply)
+                        else:
+                            reply = await self.transport.udp(server, query, self.timeout, matches)
+                            scan = wire.scan_reply(reply)
+                            if scan.truncated:
+                                reply = await self.transport.tcp(server, query, self.timeout)
+                                if not matches(reply):
+                                    raise DNSWireError("TCP reply does not match the query")
+                                scan = wire.scan_reply(reply)
                     except (TimeoutError, OSError, DNSWireError) as exc:
-                        log.debug("upstream %s:%d attempt failed: %s", *server, exc)
+                        log.debug("upstream %s attempt failed: %s", _label(server), exc)
                         continue
                     metrics.observe_upstream(self.clock() - start)
                     if scan.truncated:
                         # Truncated over TCP as well: nothing usable will come from this
                         # server; an empty TC answer must never reach the client as data.
-                        log.debug("upstream %s:%d truncated its TCP reply", *server)
+                        log.debug("upstream %s truncated its stream reply", _label(server))
                         break
                     if scan.rcode in _FAILOVER_RCODES:
                         failures = failures or []
@@ -137,7 +164,7 @@ class Upstream:
                             failures += wire.ede_options(reply, scan.opt_start, scan.opt_end)
                         break  # this server cannot help; the next one might
                     if scan.cnames and wire.cname_loop(reply):
-                        log.debug("upstream %s:%d answered a CNAME loop", *server)
+                        log.debug("upstream %s answered a CNAME loop", _label(server))
                         metrics.upstream_failures += 1
                         return _failed(())
                     return self.finish(ctx, reply, scan)
@@ -225,4 +252,12 @@ def build(services: Services, next_handler: Handler | None) -> Handler | None:
     """The terminal handler; needs a transport."""
     if services.transport is None:
         raise ValueError("the upstream handler needs a transport")
-    return Upstream(services.config, services.transport, services.metrics, services.clock)
+    up = services.config.upstream
+    every = (*up.servers, *(s for v in up.per_jurisdiction.values() for s in v))
+    if services.encrypted is None and any(isinstance(s, EncryptedUpstream) for s in every):
+        from clearwall.dnsserver.upstream_encrypted import EncryptedUpstreams
+
+        services.encrypted = EncryptedUpstreams(up.ca_file)
+    return Upstream(
+        services.config, services.transport, services.metrics, services.clock, services.encrypted
+    )

@@ -1,0 +1,16 @@
+"""Type stubs of the libnghttp2 HTTP/2 session of the DoH listener (see _doh2.c)."""
+
+from collections.abc import Callable
+
+NGHTTP2_VERSION: str
+
+class Session:
+    """A sans-I/O HTTP/2 server connection."""
+
+    def __init__(
+        self, on_request: Callable[[int, bytes, bytes, bytes | None, bytes | None, bool], None]
+    ) -> None: ...
+    def receive(self, data: bytes) -> None: ...
+    def respond(self, stream_id: int, status: int, body: bytes, max_age: int) -> bool: ...
+    def output(self) -> bytes: ...
+    def wants(self) -> bool: ...
