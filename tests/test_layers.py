@@ -4,8 +4,9 @@ From the bottom: the pure ledger core (Merkle tree, proofs, notes, checkpoints, 
 cosignatures, the entry model and the log's storage contract) imports no I/O layer; the
 store imports the core and nothing of the upper ledger; the upper ledger (tiles on disk,
 sync, readers, proving, audit, witnessing, HTTP) works on the core's ``LogStore``
-Protocol and imports nothing of the store; the jobs need no web app. Only the entry
-model names entry types.
+Protocol and imports nothing of the store; the jobs need no web app; the query log
+reaches neither the store, the ledger nor the web app. Only the entry model names entry
+types.
 Every import counts, inside functions and ``TYPE_CHECKING`` blocks too.
 """
 
@@ -44,7 +45,13 @@ UPPER_LEDGER = frozenset(
     for m in ("audit", "http", "log", "prover", "readers", "remote", "tiledir", "witnessing")
 )
 # What sits above the store and the ledger: none of it may be imported from below.
-ABOVE = ("clearwall.web", "clearwall.cli", "clearwall.dnsserver", "clearwall.jobs")
+ABOVE = (
+    "clearwall.web",
+    "clearwall.cli",
+    "clearwall.dnsserver",
+    "clearwall.jobs",
+    "clearwall.querylog",
+)
 
 
 def module_name(path: Path) -> str:
@@ -106,8 +113,20 @@ def test_every_ledger_module_is_in_a_layer() -> None:
         (sorted(UPPER_LEDGER), ("clearwall.store", *ABOVE)),
         # The scheduled upkeep runs without the web app (``serve --web off``).
         (["clearwall.jobs"], ("clearwall.web", "clearwall.cli")),
+        # The query log is the data plane's: its records (who asked what) stay in its own
+        # files, never in the policy store or on the public log, and need no web app.
+        (
+            ["clearwall.querylog"],
+            (
+                "clearwall.store",
+                "clearwall.ledger",
+                "clearwall.web",
+                "clearwall.cli",
+                "clearwall.jobs",
+            ),
+        ),
     ],
-    ids=["core", "store", "upper ledger", "jobs"],
+    ids=["core", "store", "upper ledger", "jobs", "query log"],
 )
 def test_layers_import_only_downwards(who: list[str], what: tuple[str, ...]) -> None:
     assert offences(who, what) == []
