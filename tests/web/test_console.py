@@ -18,12 +18,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from clearwall.config import LoggingConfig
+from clearwall.config import LoggingConfig, load_config
+from clearwall.ledger.log import TransparencyLog
 from clearwall.querylog import SegmentStore
 from clearwall.store.tokens import TokenStore
 from clearwall.web.app import create_app
 from clearwall.web.queries import order_facts
 from web.seeding import BASE_URL, Seeded
+from witness.processes import WitnessProcess, clearwall
 
 PAGES = (
     "/console",
@@ -340,3 +342,58 @@ async def test_an_authority_amends_its_order(
         data={"csrf_token": _csrf(page.text), "add": "x.example", "reason": ""},
     )
     assert "Not+done" in r.headers["location"]  # a reason is required (the API's rule)
+
+
+def _witness_row(html: str, name: str) -> str:
+    """The table row of witness ``name`` on the witnesses page."""
+    found = re.search(rf"<tr><td class=\"mono\">{re.escape(name)}</td>.*?</tr>", html)
+    assert found, f"no row for {name}"
+    return found.group(0)
+
+
+async def test_the_witnesses_page_shows_what_the_jobs_process_did(
+    seeded_sqlite: Seeded, tmp_path: Path
+) -> None:
+    """Lagging witnesses are retried by the jobs (``clearwall.jobs``, a process of
+    ``serve`` or ``clearwall jobs run``), not by the web app: the page reads the state
+    they leave beside the published tiles."""
+    s = seeded_sqlite
+    ledger = s.config.ledger
+    vkey = TransparencyLog(s.store, ledger).verifier.vkey
+    up, late = (WitnessProcess(tmp_path / f"w{i}", f"w{i}.example/witness") for i in (1, 2))
+    try:
+        table = ", ".join(f'{{ url = "{w.url}", vkey = "{w.vkey}" }}' for w in (up, late))
+        for w in (up, late):
+            w.add_log(ledger.origin, vkey)
+        up.start()
+        config_file = tmp_path / "clearwall.toml"
+        config_file.write_text(
+            f'[ledger]\nkey_file = "{ledger.key_file}"\ntiles_dir = "{ledger.tiles_dir}"\n'
+            f'origin = "{ledger.origin}"\nwitnesses = [{table}]\nwitness_quorum = 1\n'
+            "witness_timeout = 3.0\n"
+        )
+        config = dataclasses.replace(s.config, ledger=load_config(config_file).ledger)
+        jobs = ("jobs", "run", "witnesses", "--db", s.url, "--config", str(config_file))
+        transport = httpx.ASGITransport(app=create_app(config, s.url))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as browser:
+            await sign_in(browser, s.tokens["operator"])
+            page = (await browser.get("/console/witnesses")).text
+            assert "not witnessed" in page  # seeded before any witness was configured
+            assert 'badge ok">yes' not in page
+
+            assert "1 late cosignature(s)" in clearwall(*jobs, cwd=tmp_path).stdout
+            page = (await browser.get("/console/witnesses")).text
+            assert 'badge ok">witnessed' in page
+            assert 'badge ok">yes' in _witness_row(page, "w1.example/witness")
+            lagging = _witness_row(page, "w2.example/witness")
+            assert 'badge open">no' in lagging and "Connect" in lagging
+            assert "(1 failures)" in lagging
+
+            late.start()
+            assert "1 late cosignature(s)" in clearwall(*jobs, cwd=tmp_path).stdout
+            page = (await browser.get("/console/witnesses")).text
+            row = _witness_row(page, "w2.example/witness")
+            assert 'badge ok">yes' in row and "Connect" not in row
+    finally:
+        up.stop()
+        late.stop()
