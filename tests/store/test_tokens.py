@@ -19,8 +19,11 @@ def test_a_token_authenticates_until_it_is_revoked(service: PolicyService) -> No
     assert secret.startswith("cw_") and len(secret) > 40
     assert tokens.authenticate(secret) == token
     assert tokens.list() == [token]
+    assert tokens.active(token.id) == token  # how the console re-checks a session
     tokens.revoke(token.id)
     assert tokens.authenticate(secret) is None
+    assert tokens.active(token.id) is None
+    assert tokens.active(token.id + 1) is None
     with pytest.raises(NotFound):
         tokens.revoke(token.id)
 
