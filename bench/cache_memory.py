@@ -27,7 +27,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
 
 from clearwall.config import CacheConfig, DNSConfig  # noqa: E402
 from clearwall.dnsserver.gateway import build_gateway  # noqa: E402
-from clearwall.dnsserver.policy import StaticPolicy  # noqa: E402
+from clearwall.dnsserver.policyholder import StaticPolicy  # noqa: E402
 from clearwall.model import Action, AuthorityKind, Category, OrderRef  # noqa: E402
 
 _ANSWER_RR = b"\xc0\x0c\x00\x01\x00\x01\x00\x01\x51\x80\x00\x04\xc6\x12\x01\x02"

@@ -28,13 +28,16 @@ from typing import Any
 from clearwall.config import LedgerConfig
 from clearwall.ledger import entries, proofs, tiles
 from clearwall.ledger.audit import audit
-from clearwall.ledger.log import NameProver, TileDir, TransparencyLog
+from clearwall.ledger.log import TransparencyLog
 from clearwall.ledger.merkle import HASH_SIZE, MemoryTree
 from clearwall.ledger.nameproof import verify_bundle
+from clearwall.ledger.prover import NameProver
 from clearwall.ledger.signing import create_key_file, parse_vkey
+from clearwall.ledger.tiledir import TileDir
 from clearwall.model import RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, open_store
+from clearwall.store.logmatch import checker
 from clearwall.store.service import append_entries, append_entry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +61,9 @@ def bench_append(tmp: Path, total: int, batch: int) -> dict[str, Any]:
     store, svc, tlog, _, _ = world(tmp)
     at = dt.datetime.now(dt.UTC)
     payloads = [
-        entries.appeal_filed(i, 1, f"name{i}.bench.example", "over-blocking of a shop", at)
+        entries.encode(
+            entries.AppealFiled(at, i, 1, f"name{i}.bench.example", "over-blocking of a shop")
+        )
         for i in range(total)
     ]
     # For comparison: append_entry (one statement per entry), one transaction per batch.
@@ -176,7 +181,7 @@ def bench_proofs(tmp: Path, n: int, samples: int = 200) -> dict[str, Any]:
 
 
 def proofs_reader(directory: Path, n: int) -> Any:
-    from clearwall.ledger.log import TileHashReader
+    from clearwall.ledger.readers import TileHashReader
 
     return TileHashReader(TileDir(directory), n)
 
@@ -198,7 +203,7 @@ def bench_verify(tmp: Path, total: int) -> dict[str, Any]:
     for start in range(0, total - 1, batch):
         with store.write() as conn:
             datas = [
-                entries.appeal_filed(i, 1, f"n{i}.example", "r", at)
+                entries.encode(entries.AppealFiled(at, i, 1, f"n{i}.example", "r"))
                 for i in range(start, min(start + batch, total - 1))
             ]
             append_entries(conn, datas, at)
@@ -208,7 +213,7 @@ def bench_verify(tmp: Path, total: int) -> dict[str, Any]:
     tlog.sync()
     last_sync = time.perf_counter() - s0
     t0 = time.perf_counter()
-    report = audit(store, tlog, parse_vkey(vkey))
+    report = audit(store, tlog, parse_vkey(vkey), checker(store))
     audit_s = time.perf_counter() - t0
     assert report.ok, report.problems[:5]
     conf = tmp / "c.toml"

@@ -30,7 +30,7 @@ import dns.message  # noqa: E402
 from clearwall.config import CacheConfig, DNSConfig, LoggingConfig  # noqa: E402
 from clearwall.dnsserver.gateway import Gateway, build_gateway  # noqa: E402
 from clearwall.dnsserver.memory import MemoryUpstream  # noqa: E402
-from clearwall.dnsserver.policy import StaticPolicy  # noqa: E402
+from clearwall.dnsserver.policyholder import StaticPolicy  # noqa: E402
 from clearwall.model import Action, AuthorityKind, Category, OrderRef  # noqa: E402
 
 ORDER = OrderRef(

@@ -8,6 +8,7 @@ socket only, trust auth, torn down at exit); ``store_url`` runs a test on both.
 from __future__ import annotations
 
 import glob
+import http.server
 import itertools
 import os
 import pwd
@@ -15,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,3 +179,25 @@ def store_url(request: pytest.FixtureRequest) -> str:
     """The same test on a SQLite file and on PostgreSQL."""
     fixture = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return str(request.getfixturevalue(fixture))
+
+
+@pytest.fixture
+def list_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on loopback serving ``list.txt`` from a temporary directory."""
+    (tmp_path / "www").mkdir()
+    path = tmp_path / "www" / "list.txt"
+    path.write_text("||sub-one.example^\n||sub-two.example^\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(tmp_path / "www"), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/list.txt", path
+    server.shutdown()
+    server.server_close()

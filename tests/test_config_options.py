@@ -18,6 +18,7 @@ import dataclasses
 import http.server
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -47,10 +48,11 @@ from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers import build
 from clearwall.dnsserver.handlers.base import Services
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.dnsserver.policy import PolicyHolder, StaticPolicy
+from clearwall.dnsserver.policyholder import PolicyHolder, StaticPolicy
 from clearwall.dnsserver.server import early_reply
 from clearwall.errors import ConfigError
 from clearwall.model import Action, AuthorityKind, Category, OrderRef
+from clearwall.store.reader import PolicyReader
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "clearwall.toml"
@@ -483,12 +485,15 @@ def serve(file: Path, store_url: str) -> dict[str, Any]:
                 if proc.poll() is not None:
                     raise AssertionError(f"serve exited: {proc.communicate()[0][-2000:]}") from None
                 assert time.monotonic() < deadline, "not serving after 60 s"
-        # The DNS workers are forked children; the policy compiler is a child too (it
-        # runs the policy_source module) and is not one of them.
+        # The DNS workers are forked children; the policy compiler (the policy_source
+        # module) and the jobs (clearwall.jobs) are children too, and not workers.
         workers = [
             pid
             for pid in children(proc.pid)
-            if b"policy_source" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+            if not any(
+                m in Path(f"/proc/{pid}/cmdline").read_bytes()
+                for m in (b"policy_source", b"clearwall.jobs")
+            )
         ]
         seen["workers"] = len(workers)
         seen["sched"] = sorted({os.sched_getscheduler(w) for w in workers})
@@ -578,9 +583,8 @@ class Lists(http.server.BaseHTTPRequestHandler):
 
 def background_refresh(config: Config, store_url: str) -> str:
     """What a background refresh of a list on a loopback (internal) URL records."""
+    from clearwall.jobs.runner import Jobs, refresh
     from clearwall.store import PolicyService, open_store
-    from clearwall.web.api.subscriptions import refresh_due
-    from clearwall.web.app import create_app
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Lists)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -588,8 +592,8 @@ def background_refresh(config: Config, store_url: str) -> str:
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/list.txt"
         sub = service.add_subscription(1, url, "domains", 3600)
-        refresh_due(create_app(config, store_url, maintenance=False).state.ctx)
-        [after] = [s for s in service.subscriptions() if s.id == sub.id]
+        refresh(Jobs.open(config, store_url))  # the job `serve` runs every minute
+        [after] = [s for s in PolicyReader(service.store).subscriptions() if s.id == sub.id]
         return after.last_status.split(":", 1)[0]
     finally:
         server.shutdown()
@@ -636,9 +640,10 @@ def published(
     """Publish one order with the CLI from the config's directory, as an operator would;
     return the cosignatures on the checkpoint it published, how long the publication took,
     and whether the portal calls the log witnessed. With ``late`` the witnesses start only
-    after the publication, and the web app (its retry thread) runs for ``wait`` seconds."""
+    after the publication, and the jobs (their witness retries) run for ``wait`` seconds."""
     from fastapi.testclient import TestClient
 
+    from clearwall.jobs.runner import Jobs, run_forever
     from clearwall.ledger.note import split_note
     from clearwall.web.app import create_app
 
@@ -719,9 +724,14 @@ def published(
             cwd = os.getcwd()
             os.chdir(where)  # the config's relative paths, as `serve` run from there
             try:
-                app = create_app(config, config.store.url, maintenance=False)
-                with TestClient(app) as client:
-                    time.sleep(wait)
+                stop = threading.Event()
+                jobs = Jobs.open(config, config.store.url)
+                runner = threading.Thread(target=run_forever, args=(jobs, stop))
+                runner.start()
+                time.sleep(wait)
+                stop.set()
+                runner.join()
+                with TestClient(create_app(config, config.store.url)) as client:
                     witnessed = "not yet witnessed" not in client.get("/log").text
             finally:
                 os.chdir(cwd)
@@ -1300,8 +1310,28 @@ def config_fields(cls: type[Any] = Config, prefix: str = "") -> set[str]:
 EXAMPLE_DATA = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
 
 
+TABLES = {"store", "ledger", "dns", "dns.upstream", "dns.cache", "dns.special_use",
+          "dns.ratelimit", "dns.block", "web", "logging"}  # fmt: skip
+"""The config's sections (``dns.upstream.per_jurisdiction`` is a table of free keys)."""
+
+
+def commented_options(text: str) -> set[str]:
+    """Options the example documents unset, as ``# name = value`` lines of a section
+    (``[ledger] key_file``: unset, a SQLite store's ledger lives beside it)."""
+    found, section = set(), ""
+    for line in text.splitlines():
+        if line.startswith("[") and line.rstrip().endswith("]"):
+            section = line.strip("[] \n")
+        elif (match := re.match(r"# ([a-z_]+) = ", line)) and section in TABLES:
+            found.add(f"{section}.{match.group(1)}")
+    return found
+
+
+DOCUMENTED = set(flatten(EXAMPLE_DATA)) | commented_options(EXAMPLE.read_text(encoding="utf-8"))
+
+
 def test_every_option_of_the_example_is_in_the_table() -> None:
-    assert set(flatten(EXAMPLE_DATA)) == set(EFFECTS)
+    assert set(EFFECTS) == DOCUMENTED
 
 
 def test_every_option_the_loader_accepts_is_in_the_example() -> None:

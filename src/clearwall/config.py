@@ -146,7 +146,7 @@ class LedgerConfig:
     witnesses: tuple[WitnessEndpoint, ...] = ()  # asked to cosign each new checkpoint
     witness_quorum: int = 0  # cosignatures that make a checkpoint witnessed
     witness_timeout: float = 5.0  # seconds per request to a witness
-    witness_retry: float = 30.0  # seconds between the web app's retries of lagging witnesses
+    witness_retry: float = 30.0  # seconds between the jobs' retries of lagging witnesses
 
     def __post_init__(self) -> None:
         """A quorum the configured witnesses can meet; with witnesses, a chosen one."""

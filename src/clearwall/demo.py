@@ -21,6 +21,7 @@ from clearwall.formats import parse_file
 from clearwall.model import Action, Category, OrderStatus, RuleKind
 from clearwall.policy.model import Authority, RuleSpec
 from clearwall.policy.names import normalize_name
+from clearwall.store.reader import PolicyReader
 from clearwall.store.service import PolicyService
 
 REPO = Path(__file__).resolve().parents[2]
@@ -101,14 +102,15 @@ def install_demo(
     gambling = _gambling_sites(root)
     help_page = f"help.{gambling[0]}"
 
-    known = {j.code for j in service.jurisdictions()}
+    reader = PolicyReader(service.store)
+    known = {j.code for j in reader.jurisdictions()}
     if "xa" not in known:
         service.add_jurisdiction("xa", "Demo Republic A", ["127.0.0.0/8", "::1/128"])
     if "xb" not in known:
         service.add_jurisdiction("xb", "Demo Republic B", ["127.77.0.0/16"])
 
     def authority(name: str, kind: str, jurisdiction: str, contacts: list[str]) -> Authority:
-        for existing in service.authorities(jurisdiction):
+        for existing in reader.authorities(jurisdiction):
             if existing.name == name:
                 return existing
         return service.add_authority(name, kind, jurisdiction, contacts)
@@ -135,7 +137,7 @@ def install_demo(
     start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
     def publish(label: str, issuer: int, rules: list[RuleSpec], **kw: Any) -> None:
-        for existing in service.orders(authority_id=issuer, status=OrderStatus.ACTIVE):
+        for existing in reader.orders(authority_id=issuer, status=OrderStatus.ACTIVE):
             if existing.reference == kw["reference"]:
                 summary.orders[label] = existing.id
                 summary.rules += len(rules)

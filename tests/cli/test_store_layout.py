@@ -25,10 +25,9 @@ from .test_policy_commands import add_order, setup_policy
 
 # Commands that never open a store: they measure a network or check a proof bundle.
 STORELESS = {"probe", "probe-helper", "ledger verify-proof"}
-# A witness keeps its own small database (``--db``) for the logs it witnesses, never a
-# clearwall store, and has no config file.
-STORELESS |= {"witness key", "witness serve", "witness evidence", "witness logs add"}
-STORELESS |= {"witness logs list"}
+# The witness is another service: its own store (--db, $CLEARWALL_WITNESS_DB) and key,
+# never a policy store, and no clearwall config.
+WITNESS = "witness "
 
 
 def commands() -> list[tuple[str, set[str]]]:
@@ -52,7 +51,9 @@ def test_every_store_command_takes_db_and_config() -> None:
     missing = [
         name
         for name, options in commands()
-        if name not in STORELESS and not {"--db", "--config"} <= options
+        if name not in STORELESS
+        and not name.startswith(WITNESS)
+        and not {"--db", "--config"} <= options
     ]
     assert not missing, f"commands without --db/--config: {missing}"
 
@@ -81,7 +82,7 @@ def test_two_stores_created_from_one_directory_do_not_collide(tmp_path: Path) ->
     setup_policy(second)
     add_order(second, rules)
     add_order(second, rules, ref="R-2")
-    # setup_policy logs two jurisdiction-set entries before the orders.
+    # setup_policy logs its jurisdictions (jurisdiction-set entries) before the orders
     assert "ok: 3 entries" in first("ledger", "verify").stdout
     assert "ok: 4 entries" in second("ledger", "verify").stdout
     assert first("ledger", "key").stdout != second("ledger", "key").stdout
@@ -119,6 +120,7 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
         ("orders", "list"),
         ("orders", "show", "1", "--rules"),
         ("orders", "expire"),
+        ("jobs", "run", "all"),
         ("check", "casino.example", "--client", "127.0.0.1"),
         ("export", "rpz", "--jurisdiction", "xa"),
         ("fleet", "key", "resolver1"),
@@ -138,7 +140,8 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
     assert '"key_file": "' + str(store / "cw.ledger.key") in outputs["config show"]
     assert '"keys_file": "' + str(store / "cw.xfr.keys") in outputs["config show"]
     assert "BLOCKED" in outputs["check casino.example"]
-    assert "ok: 4 entries" in outputs["ledger verify"]  # a jurisdiction and three order events
+    # a jurisdiction, an order, its amendment and its revocation
+    assert "ok: 4 entries" in outputs["ledger verify"]
     assert sorted(p.name for p in store.iterdir() if not p.name.startswith("cw.db-")) == [
         "cw-log",
         "cw.db",
@@ -231,7 +234,7 @@ def test_a_store_of_the_old_var_layout_keeps_working(tmp_path: Path) -> None:
     now = runner(cwd, var / "clearwall.db")
     assert now("ledger", "key").stdout == vkey
     add_order(now, rules, ref="R-2")
-    assert "ok: 4 entries" in now("ledger", "verify").stdout
+    assert "ok: 4 entries" in now("ledger", "verify").stdout  # two jurisdictions, two orders
     assert sorted(p.name for p in var.iterdir() if not p.name.startswith("clearwall.db-")) == [
         "clearwall.db",
         "ledger.key",
@@ -258,7 +261,7 @@ def test_the_rollback_check_says_whose_files_are_whose(tmp_path: Path, case: str
         add_order(a, rules, ref="R-2")
         shutil.copy(tmp_path / "backup.db", tmp_path / "a.db")
         out = a("ledger", "sync", ok=False).stderr
-        assert "has 3 entries but the public log in" in out
+        assert "has 3 entries but the public log in" in out  # two jurisdictions, one order
         assert "which extends this store's entries: committed entries were lost" in out
     else:
         add_order(a, rules)

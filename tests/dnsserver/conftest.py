@@ -11,7 +11,7 @@ import pytest
 
 from clearwall.config import DNSConfig, HostPort, UpstreamConfig
 from clearwall.dnsserver.gateway import Gateway, build_gateway
-from clearwall.dnsserver.policy import PolicyView, StaticPolicy
+from clearwall.dnsserver.policyholder import PolicyView, StaticPolicy
 from clearwall.model import Action, AuthorityKind, Category, OrderRef
 from dnsserver.upstreams import NSD, Unbound, nsd_available, unbound_available
 
@@ -74,8 +74,9 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
         config: DNSConfig,
         policy: PolicyView | None = None,
         listen: tuple[HostPort, ...] | None = None,
+        **build: Any,
     ) -> Gateway:
-        gw = build_gateway(config, policy or StaticPolicy())
+        gw = build_gateway(config, policy or StaticPolicy(), **build)
         await gw.start(listen)
         started.append(gw)
         return gw
@@ -83,6 +84,32 @@ async def gateway_factory() -> AsyncIterator[GatewayFactory]:
     yield start
     for gw in started:
         await gw.stop()
+
+
+class FakeTime:
+    """Both clocks of a gateway (``build_gateway(clock=…, wall=…)``), moved together by
+    ``advance``: a test of what happens at an hour sets the hour, it does not wait."""
+
+    def __init__(self, epoch: float = 3_000_000_000.0) -> None:  # in 2065: not the real now
+        self.elapsed = 1000.0
+        self.epoch = epoch
+
+    def monotonic(self) -> float:
+        """Seconds on the gateway's duration clock."""
+        return self.elapsed
+
+    def wall(self) -> float:
+        """The gateway's current instant (epoch seconds)."""
+        return self.epoch
+
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` pass."""
+        self.elapsed += seconds
+        self.epoch += seconds
+
+    def clocks(self) -> dict[str, Callable[[], float]]:
+        """The keyword arguments of ``build_gateway``."""
+        return {"clock": self.monotonic, "wall": self.wall}
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 
 from clearwall.config import DNSConfig, HostPort
 from clearwall.dnsserver.gateway import Gateway
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from clearwall.dnsserver.tls import make_self_signed
 from clearwall.model import AuthorityKind, Category
 from dnsserver.conftest import dns_config, order

@@ -9,7 +9,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from clearwall.model import Action, AuthorityKind, Category
 from dnsserver.conftest import dns_config, order
 from dnsserver.helpers import ask, ede, sde

@@ -19,11 +19,11 @@ from clearwall.config import DNSConfig, RateLimitConfig
 from clearwall.dnsserver.gateway import build_gateway
 from clearwall.dnsserver.handlers import CHAIN
 from clearwall.dnsserver.memory import MemoryUpstream
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from clearwall.model import Action, AuthorityKind, Category, RuleKind
 from clearwall.policy.model import Authority, CompiledOrder, Order, RuleSpec
 from clearwall.policy.snapshot import PolicySnapshot
-from dnsserver.conftest import dns_config, order
+from dnsserver.conftest import FakeTime, dns_config, order
 from dnsserver.helpers import ask, ede, through_chain
 from dnsserver.upstreams import NSD
 
@@ -93,18 +93,13 @@ async def test_an_answer_of_many_records_is_cached_whole() -> None:
 
 
 async def test_cached_ttl_decreases(nsd: NSD, gateway_factory) -> None:
-    clock = [1000.0]
-    gw = await gateway_factory(dns_config(nsd.port))
-    cache = gw.chain
-    # Walk to the cache handler and give it a fake clock.
-    while type(cache).__name__ != "Cache":
-        cache = cache.next  # type: ignore[attr-defined]
-    cache.clock = lambda: clock[0]  # type: ignore[attr-defined]
+    time = FakeTime()
+    gw = await gateway_factory(dns_config(nsd.port), **time.clocks())
     first = await ask(gw, "www.example.test")
-    clock[0] += 100
+    time.advance(100)
     later = await ask(gw, "www.example.test")
     assert later.answer[0].ttl == first.answer[0].ttl - 100
-    clock[0] += 500  # past the 300 s TTL: asked again upstream
+    time.advance(500)  # past the 300 s TTL: asked again upstream
     misses = gw.metrics.cache_misses
     await ask(gw, "www.example.test")
     assert gw.metrics.cache_misses == misses + 1
@@ -297,10 +292,10 @@ async def test_an_equivalent_swap_keeps_forwarded_answers(nsd: NSD, gateway_fact
     assert gw.metrics.cache_misses == misses + 2
 
 
-def _dated(start_in: float, end_in: float | None, name: str) -> PolicySnapshot:
+def _dated(time: FakeTime, start_in: float, end_in: float | None, name: str) -> PolicySnapshot:
     """A snapshot whose one order (everywhere) blocks ``name`` from ``start_in`` seconds
-    from now until ``end_in`` (None: no end)."""
-    now = dt.datetime.now(dt.UTC)
+    after ``time``'s now until ``end_in`` (None: no end)."""
+    now = dt.datetime.fromtimestamp(time.wall(), dt.UTC)
     start = now + dt.timedelta(seconds=start_in)
     dated = Order(
         id=1,
@@ -323,10 +318,14 @@ def _dated(start_in: float, end_in: float | None, name: str) -> PolicySnapshot:
 async def test_an_order_dated_for_later_overrules_cached_answers_at_its_hour(
     nsd: NSD, gateway_factory
 ) -> None:
-    gw = await gateway_factory(dns_config(nsd.port), _dated(1.0, None, "www.example.test"))
+    time = FakeTime()
+    gw = await gateway_factory(
+        dns_config(nsd.port), _dated(time, 3600, None, "www.example.test"), **time.clocks()
+    )
     assert (await ask(gw, "www.example.test")).rcode() == dns.rcode.NOERROR  # cached, TTL 300
+    time.advance(3599)  # the answer expired; the order is not in force yet
     assert (await ask(gw, "www.example.test")).rcode() == dns.rcode.NOERROR
-    await asyncio.sleep(1.2)
+    time.advance(1)  # its hour: the cached answer (asked 1 s ago) is not served
     blocked = await ask(gw, "www.example.test")
     assert blocked.rcode() == dns.rcode.NXDOMAIN
     host, port = gw.server.addresses[0]
@@ -336,8 +335,11 @@ async def test_an_order_dated_for_later_overrules_cached_answers_at_its_hour(
 
 
 async def test_a_block_ends_with_its_order_not_with_its_ttl(nsd: NSD, gateway_factory) -> None:
-    gw = await gateway_factory(dns_config(nsd.port), _dated(-10, 1.0, "www.example.test"))
+    time = FakeTime()
+    gw = await gateway_factory(
+        dns_config(nsd.port), _dated(time, -10, 30, "www.example.test"), **time.clocks()
+    )
     for _ in range(2):  # the second from the cache (a block lives 60 s)
         assert (await ask(gw, "www.example.test")).rcode() == dns.rcode.NXDOMAIN
-    await asyncio.sleep(1.2)
+    time.advance(30)  # the order's end, well inside the block's 60 s
     assert (await ask(gw, "www.example.test")).rcode() == dns.rcode.NOERROR

@@ -35,7 +35,7 @@ import pytest
 
 from clearwall.config import HostPort, UpstreamConfig
 from clearwall.dnsserver.gateway import Gateway
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from dnsserver.conftest import dns_config, order
 from dnsserver.upstreams import GENERIC_TYPES, NSD, TYPED, Unbound
 

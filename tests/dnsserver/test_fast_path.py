@@ -30,7 +30,7 @@ from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers import build
 from clearwall.dnsserver.handlers.base import FastPath, Handler, Services
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.dnsserver.policy import PolicyHolder, StaticPolicy
+from clearwall.dnsserver.policyholder import PolicyHolder, StaticPolicy
 from clearwall.dnsserver.server import early_reply
 from clearwall.model import Action, AuthorityKind, Category
 from dnsserver.conftest import dns_config, order

@@ -42,7 +42,7 @@ from hypothesis import strategies as st
 from clearwall.config import CacheConfig, DNSConfig, HostPort, RateLimitConfig, UpstreamConfig
 from clearwall.dnsserver.forward import available
 from clearwall.dnsserver.gateway import Gateway, build_gateway
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from dnsserver.conftest import order
 from dnsserver.upstreams import free_port
 

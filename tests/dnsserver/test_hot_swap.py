@@ -16,7 +16,7 @@ import dns.message
 import dns.query
 import dns.rcode
 
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from dnsserver.conftest import dns_config, order
 from dnsserver.helpers import ede
 from dnsserver.upstreams import NSD, free_port
@@ -149,13 +149,16 @@ def test_store_write_is_enforced_within_a_second_by_clearwall_serve(
 
 
 def test_workers_share_the_port_and_reload_on_sighup(nsd: NSD, tmp_path: Path) -> None:
+    """Two workers on one port; SIGHUP re-reads the config file and every worker serves
+    with it: the upstream moves to an address where nothing answers, so names never
+    asked before fail (SERVFAIL) where they were NXDOMAIN from nsd, on both workers."""
     from clearwall.policy.snapshot import PolicySnapshot
 
     snap = tmp_path / "empty.snap"
     PolicySnapshot.compile([], [], tree_size=0, base_url="").save(snap)
     port = free_port()
     config = tmp_path / "clearwall.toml"
-    config.write_text("[dns.cache]\nmax_entries = 1000\n")
+    config.write_text(f'[dns.upstream]\nservers = ["127.0.0.1:{nsd.port}"]\n')
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -166,8 +169,6 @@ def test_workers_share_the_port_and_reload_on_sighup(nsd: NSD, tmp_path: Path) -
             str(config),
             "--dns",
             f"127.0.0.1:{port}",
-            "--upstream",
-            f"127.0.0.1:{nsd.port}",
             "--snapshot",
             str(snap),
             "--workers",
@@ -189,10 +190,16 @@ def test_workers_share_the_port_and_reload_on_sighup(nsd: NSD, tmp_path: Path) -
             workers = [int(p) for p in children.read_text().split()]
             batch = [os.sched_getscheduler(w) == os.SCHED_BATCH for w in workers]
             assert batch.count(True) == 2  # the two workers; the compiler is not one
-        config.write_text("[dns.cache]\nmax_entries = 0\n")
+        config.write_text(
+            '[dns.upstream]\nservers = ["127.0.0.1:9"]\ntimeout = 0.2\nattempts = 1\n'
+        )
         os.kill(proc.pid, signal.SIGHUP)
-        time.sleep(0.5)
-        assert _rcode(port, "www.example.test") == dns.rcode.NOERROR
+        fresh = (f"after{i}.example.test" for i in range(10_000))
+        _wait_for(lambda: _rcode(port, next(fresh)) == dns.rcode.SERVFAIL, 30)
+        # Each query comes from a new socket, so the kernel spreads them over both
+        # workers: none may still ask nsd.
+        after = [_rcode(port, next(fresh)) for _ in range(20)]
+        assert after == [dns.rcode.SERVFAIL] * 20
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=15)

@@ -18,7 +18,7 @@ import dns.rcode
 
 from clearwall.config import LoggingConfig
 from clearwall.dnsserver.gateway import Gateway, build_gateway
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from clearwall.model import Action
 from clearwall.querylog import Filters, QueryLogReader
 from dnsserver.conftest import dns_config, order

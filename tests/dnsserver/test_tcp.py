@@ -23,7 +23,7 @@ import uvloop
 
 from clearwall.dnsserver import server
 from clearwall.dnsserver.gateway import Gateway, build_gateway
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from clearwall.model import AuthorityKind, Category
 from dnsserver.conftest import dns_config, order
 from dnsserver.upstreams import NSD

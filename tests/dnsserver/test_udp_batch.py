@@ -21,7 +21,7 @@ import pytest
 from clearwall.config import HostPort
 from clearwall.dnsserver import mmsg
 from clearwall.dnsserver.gateway import Gateway
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from clearwall.model import Action, AuthorityKind, Category
 from dnsserver.conftest import dns_config, order
 from dnsserver.upstreams import NSD

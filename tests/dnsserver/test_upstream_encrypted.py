@@ -203,7 +203,7 @@ async def test_the_in_memory_twin_stands_in_for_encrypted_upstreams() -> None:
     from clearwall.dnsserver.handlers import build
     from clearwall.dnsserver.handlers.base import Services
     from clearwall.dnsserver.memory import MemoryUpstream
-    from clearwall.dnsserver.policy import PolicyHolder, StaticPolicy
+    from clearwall.dnsserver.policyholder import PolicyHolder, StaticPolicy
 
     twin = MemoryUpstream({"www.example.test": [("A", 300, "192.0.2.1")]})
     config = front_config([f"tls://192.0.2.53#{NAME}"], "")
@@ -238,7 +238,7 @@ async def test_misses_for_an_encrypted_route_never_leave_as_plain_udp(
 
     from clearwall.config import UpstreamConfig
     from clearwall.dnsserver.forward import available
-    from clearwall.dnsserver.policy import StaticPolicy
+    from clearwall.dnsserver.policyholder import StaticPolicy
 
     if not available():
         pytest.skip("the C miss path needs Linux")

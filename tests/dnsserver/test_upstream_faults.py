@@ -16,7 +16,7 @@ import dns.rrset
 import pytest
 
 from clearwall.config import CacheConfig, HostPort, UpstreamConfig
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from dnsserver.conftest import dns_config, order
 from dnsserver.helpers import ask, ede
 from dnsserver.upstreams import (

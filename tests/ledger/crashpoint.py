@@ -49,7 +49,7 @@ def _half_written(path: Path, data: bytes, tmp_dir: Path) -> None:
 
 def install(step: str) -> None:
     """Wrap the function at which ``step`` kills."""
-    from clearwall.ledger import log
+    from clearwall.ledger import log, tiledir
     from clearwall.store.db import Store
 
     if step == "after-commit":
@@ -66,7 +66,7 @@ def install(step: str) -> None:
 
         Store.add_checkpoint = add_checkpoint  # type: ignore[method-assign]
         return
-    write_atomic = log._write_atomic
+    write_atomic = tiledir._write_atomic
 
     def wrapped(path: Path, data: bytes, *rest: Path) -> None:
         tmp_dir = rest[0] if rest else path.parent  # (older builds wrote temps beside)
@@ -81,7 +81,7 @@ def install(step: str) -> None:
         if step == "mid-bundles" and "entries" in parts:
             die()  # one entry bundle is published, no hash tile yet
 
-    log._write_atomic = wrapped
+    tiledir._write_atomic = wrapped
 
 
 def main() -> None:

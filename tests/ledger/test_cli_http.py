@@ -85,7 +85,7 @@ def test_verify_proof_rejects_wrong_key_and_garbage(world: World, tmp_path: Path
 @pytest.fixture
 def client(world: World) -> TestClient:
     app = FastAPI()
-    app.include_router(log_router(world.tlog, world.store))
+    app.include_router(log_router(world.tlog))
     return TestClient(app)
 
 
@@ -153,7 +153,7 @@ def test_remote_verification_over_real_http(world: World) -> None:
     from clearwall.ledger.remote import fetch_and_verify, verified_entries
 
     app = FastAPI()
-    app.include_router(log_router(world.tlog, world.store))
+    app.include_router(log_router(world.tlog))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -187,6 +187,6 @@ def test_start_recovers_entries_committed_before_a_crash(world: World) -> None:
     PolicyService(world.store).revoke_order(2, reason="crash before the tiles were written")
     assert world.tlog.published().size == 5  # type: ignore[union-attr]
     app = FastAPI()
-    app.include_router(log_router(world.tlog, world.store))
+    app.include_router(log_router(world.tlog))
     with TestClient(app) as c:
         assert c.get("/log/checkpoint").text.split("\n")[1] == "6"

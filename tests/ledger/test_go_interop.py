@@ -19,7 +19,8 @@ import pytest
 
 from clearwall.config import LedgerConfig
 from clearwall.ledger import proofs
-from clearwall.ledger.log import MemoryLogStore, TransparencyLog
+from clearwall.ledger.log import TransparencyLog
+from clearwall.ledger.memorystore import MemoryLogStore
 from clearwall.ledger.signing import generate_signer
 
 GO_SRC = Path(__file__).parent / "go" / "clearwall-verify"

@@ -10,7 +10,8 @@ from clearwall.config import LedgerConfig
 from clearwall.errors import LedgerError, TileError, VerificationError
 from clearwall.ledger import proofs, tiles
 from clearwall.ledger.checkpoint import open_checkpoint
-from clearwall.ledger.log import MemoryLogStore, TransparencyLog
+from clearwall.ledger.log import TransparencyLog
+from clearwall.ledger.memorystore import MemoryLogStore
 from clearwall.ledger.merkle import MemoryTree
 from clearwall.ledger.signing import generate_signer
 
@@ -189,3 +190,39 @@ def test_proofs_at_sizes_never_checkpointed(tmp_path: Path) -> None:
         p = proofs.consistency_proof(log.reader(1000), size, 1000)
         proofs.verify_consistency(size, 1000, tree.root(size), tree.root(), p)
         assert log.entry(size - 1, size) == store.entries[size - 1].data
+
+
+@pytest.mark.parametrize(
+    ("lines", "published"),
+    [
+        ([b"exact a.example", b"subtree b.example"], True),  # the logged version: published
+        ([b"subtree b.example"], False),  # changed since (a later entry will carry it)
+        (None, False),  # no such order in the store
+    ],
+)
+def test_the_rule_file_of_a_logged_order_version_comes_from_the_store(
+    tmp_path: Path, lines: list[bytes] | None, published: bool
+) -> None:
+    """Sync asks the store (``LogStore.order_rule_lines``) for the rules an entry commits,
+    and publishes them only when they hash to the logged digest."""
+    import datetime as dt
+
+    from clearwall.ledger import entries
+    from clearwall.ledger.merkle import merkle_root
+    from clearwall.model import Action, AuthorityKind, Category
+    from clearwall.policy.model import Authority, Order
+
+    logged = [b"exact a.example", b"subtree b.example"]
+    at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    authority = Authority(1, "Court", AuthorityKind.COURT, "xa")
+    order = Order(5, 1, "T", "L", "R", Category.MALWARE, Action.NXDOMAIN, at.date(), at)
+    rules = entries.RuleSet(2, merkle_root(logged).hex())
+    store, log = make_log(tmp_path, 3)
+    store.append(entries.encode(entries.OrderPublished(at, order, authority, rules)))
+    if lines is not None:
+        store.rule_lines[5] = lines
+    log.sync()
+    path = log.rule_file(5, rules.digest)
+    assert path.is_file() is published
+    if published:
+        assert path.read_bytes().splitlines() == logged

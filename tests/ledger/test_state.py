@@ -2,21 +2,39 @@
 
 from __future__ import annotations
 
-import json
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
+from clearwall.ledger import entries
+from clearwall.ledger.entries import RuleSet
 from clearwall.ledger.merkle import merkle_root
 from clearwall.ledger.state import Provenance, file_digests, mismatch, state_and_root
+from clearwall.model import Action, AuthorityKind, Category
+from clearwall.policy.model import Authority, Order
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+AUTHORITY = Authority(1, "Court", AuthorityKind.COURT, "xa")
+
+
+def _order(order_id: int) -> Order:
+    return Order(
+        order_id, 1, f"Order {order_id}", "Act", f"R{order_id}", Category.MALWARE,
+        Action.NXDOMAIN, T0.date(), T0, None,
+    )  # fmt: skip
 
 
 def _entry(kind: str, order: int, digest: str = "ab" * 32, count: int = 3) -> bytes:
-    if kind in ("order-published", "order-amended"):
-        event = {"type": kind, "order": {"id": order}, "rules": {"digest": digest, "count": count}}
+    rules = RuleSet(count, digest)
+    event: entries.Event
+    if kind == "order-published":
+        event = entries.OrderPublished(T0, _order(order), AUTHORITY, rules)
+    elif kind == "order-amended":
+        event = entries.OrderAmended(T0, _order(order), AUTHORITY, rules, 1, 0, "more")
     else:
-        event = {"type": kind, "order": order}
-    return json.dumps(event).encode()
+        event = entries.OrderRevoked(T0, order, "gone")
+    return entries.encode(event)
 
 
 ROWS = [
@@ -31,8 +49,9 @@ ROWS = [
 def test_state_and_root_read_what_the_entries_commit() -> None:
     state, root = state_and_root(enumerate(ROWS), len(ROWS))
     assert root == merkle_root(ROWS).hex()  # the leaves hashed from the data itself
-    assert state.in_force == {1} and state.ended == {2}
-    assert state.latest[1]["_index"] == 2 and state.latest[1]["rules"]["count"] == 4
+    assert state.orders_in_force() == {1} and state.orders[2].ended == 3
+    version = state.orders[1].version
+    assert version is not None and version[0] == 2 and version[1].rules.count == 4
 
 
 @pytest.mark.parametrize(

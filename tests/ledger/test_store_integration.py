@@ -13,10 +13,11 @@ from clearwall.errors import VerificationError
 from clearwall.ledger import proofs
 from clearwall.ledger.audit import audit
 from clearwall.ledger.checkpoint import open_checkpoint
-from clearwall.ledger.log import NameProver
 from clearwall.ledger.merkle import MemoryTree, merkle_root
 from clearwall.ledger.nameproof import verify_bundle
+from clearwall.ledger.prover import NameProver
 from clearwall.ledger.signing import generate_signer, parse_vkey
+from clearwall.store.logmatch import checker
 
 from .conftest import World, rules
 
@@ -142,7 +143,7 @@ def test_non_membership_neighbours_must_be_adjacent(world: World) -> None:
 
 
 def test_audit_clean(world: World) -> None:
-    report = audit(world.store, world.tlog, parse_vkey(world.vkey))
+    report = audit(world.store, world.tlog, parse_vkey(world.vkey), checker(world.store))
     assert report.ok, report.problems
     assert report.size == 5 and report.checkpoints >= 5 and report.orders == 3
     assert report.jurisdictions == 2
@@ -193,7 +194,7 @@ def _sql(world: World, stmt: str) -> None:
 )
 def test_audit_reports_tampering(world: World, stmt: str, expect: str | None) -> None:
     _sql(world, stmt)
-    report = audit(world.store, world.tlog, parse_vkey(world.vkey))
+    report = audit(world.store, world.tlog, parse_vkey(world.vkey), checker(world.store))
     if expect is None:
         return
     assert not report.ok
@@ -211,5 +212,5 @@ def test_audit_locates_consistent_rewrite(world: World) -> None:
             text("UPDATE log_entries SET data = :d, leaf_hash = :h WHERE idx = 2"),
             {"d": forged, "h": leaf_hash(forged)},
         )
-    report = audit(world.store, world.tlog, parse_vkey(world.vkey))
+    report = audit(world.store, world.tlog, parse_vkey(world.vkey), checker(world.store))
     assert any("first differing entry: 2" in p for p in report.problems), report.problems

@@ -25,8 +25,9 @@ from clearwall.config import LedgerConfig, load_config
 from clearwall.ledger import witnessing
 from clearwall.ledger.checkpoint import parse_checkpoint
 from clearwall.ledger.cosignature import parse_cosigner_vkey
-from clearwall.ledger.log import NameProver, TransparencyLog
+from clearwall.ledger.log import TransparencyLog
 from clearwall.ledger.note import split_note
+from clearwall.ledger.prover import NameProver
 from clearwall.ledger.signing import create_key_file
 from clearwall.store import PolicyService, Store, open_store
 from witness.processes import WitnessProcess, clearwall
@@ -155,7 +156,7 @@ def test_three_witnesses_quorum_two_one_down(tmp_path: Path, trio: list[WitnessP
 
     from clearwall.web.app import create_app
 
-    app = create_app(load_config(log.config_file), log.store.url, maintenance=False)
+    app = create_app(load_config(log.config_file), log.store.url)
     with TestClient(app) as web:
         page = web.get("/log").text
         for w, line in zip(trio[:2], split_note(log.tlog.checkpoint_note())[1][1:], strict=True):

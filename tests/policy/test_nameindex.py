@@ -28,7 +28,8 @@ from clearwall.model import ALLOWED
 from clearwall.policy import reference
 from clearwall.policy._nameindex import KEY_SIZE, MAX_NAME, Memo, NameIndex, build, fingerprint
 from clearwall.policy.compiler import name_key
-from clearwall.policy.snapshot import INDEX_FILE, META_FILE, PolicySnapshot
+from clearwall.policy.snapshot import PolicySnapshot
+from clearwall.policy.snapshotfile import INDEX_FILE, META_FILE
 
 MASK = (1 << 64) - 1
 MAGIC = b"CWNAMEX2"

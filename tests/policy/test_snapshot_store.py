@@ -17,7 +17,8 @@ from clearwall.errors import SnapshotError
 from clearwall.model import Action, OrderStatus, RuleKind
 from clearwall.policy.compiler import narrowest
 from clearwall.policy.model import CompiledOrder, Jurisdiction, RuleSpec
-from clearwall.policy.snapshot import GROUPS_FILE, INDEX_FILE, TRIE_FILE, PolicySnapshot
+from clearwall.policy.snapshot import PolicySnapshot
+from clearwall.policy.snapshotfile import GROUPS_FILE, INDEX_FILE, TRIE_FILE
 
 POLICY = [
     order(1, "de", ["subtree x.com", "allow-exact ok.x.com", "response-ip 10.0.0.0/8"]),

@@ -15,7 +15,7 @@ import pytest
 from clearwall.config import DNSConfig, HostPort
 from clearwall.dnsserver.gateway import Gateway, build_gateway
 from clearwall.dnsserver.memory import MemoryUpstream
-from clearwall.dnsserver.policy import StaticPolicy
+from clearwall.dnsserver.policyholder import StaticPolicy
 from clearwall.dnsserver.tls import make_self_signed
 from clearwall.model import Action, AuthorityKind, Category, OrderRef
 from clearwall.probe.dnsmeasure import measure_dns, parse_server

@@ -10,6 +10,7 @@ from clearwall.model import RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, open_store
 from clearwall.store.loader import load_policy
+from clearwall.store.reader import PolicyReader
 
 NAMES = [f"n{i}.example" for i in range(8)]
 RULE = st.builds(
@@ -36,7 +37,7 @@ def test_amendments_agree_with_a_set_model(
         service.amend_order(order.id, add=add, remove=remove, reason="step")
         expected_size += after != model
         model = after
-    stored = service.order_rules(order.id)
+    stored = PolicyReader(service.store).order_rules(order.id)
     assert {(r.kind, r.value) for r in stored} == model
     assert store.log_size() == expected_size
     [compiled] = load_policy(store)[0]

@@ -11,7 +11,7 @@ from sqlalchemy import insert, update
 
 from clearwall.model import Action, Decision, OrderStatus, RuleKind
 from clearwall.policy.model import RuleSpec
-from clearwall.policy.snapshot import saved_jurisdictions
+from clearwall.policy.snapshotfile import saved_jurisdictions
 from clearwall.store import PolicyService, schema
 from clearwall.store.loader import build_overlay, build_snapshot, load_policy, policy_version
 

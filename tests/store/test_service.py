@@ -18,7 +18,8 @@ from clearwall.model import Action, Category, OrderStatus, RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, Store, schema
 from clearwall.store import service as service_module
-from clearwall.store.records import AppealStatus, TokenRole
+from clearwall.store.reader import PolicyReader
+from clearwall.store.records import AppealStatus
 
 COURT, REGULATOR, OPERATOR = 1, 2, 3
 J = 2  # the fixture's jurisdictions are the log's first entries (one jurisdiction-set each)
@@ -53,14 +54,14 @@ def counts(store: Store) -> tuple[int, int, int]:
 
 
 def test_jurisdictions_and_authorities_round_trip(service: PolicyService) -> None:
-    xa = service.jurisdiction("xa")
+    xa = PolicyReader(service.store).jurisdiction("xa")
     assert xa.name == "Demo Republic A"
     assert [str(n) for n in xa.networks] == ["127.0.0.0/8", "::1/128"]
-    assert [j.code for j in service.jurisdictions()] == ["xa", "xb"]
-    court = service.authority(COURT)
+    assert [j.code for j in PolicyReader(service.store).jurisdictions()] == ["xa", "xb"]
+    court = PolicyReader(service.store).authority(COURT)
     assert (court.name, court.kind.value, court.jurisdiction) == ("Court A", "court", "xa")
     assert court.contacts == ("mailto:court@a.example",)
-    assert [a.id for a in service.authorities("xa")] == [COURT, OPERATOR]
+    assert [a.id for a in PolicyReader(service.store).authorities("xa")] == [COURT, OPERATOR]
 
 
 @pytest.mark.parametrize(
@@ -73,9 +74,9 @@ def test_jurisdictions_and_authorities_round_trip(service: PolicyService) -> Non
         (lambda s: s.add_authority("A", "king", "xa"), StoreError),
         (lambda s: s.add_authority("A", "court", "zz"), NotFound),
         (lambda s: s.add_authority("A", "court", "xa", ["court@example"]), StoreError),
-        (lambda s: s.authority(99), NotFound),
-        (lambda s: s.order(99), NotFound),
-        (lambda s: s.jurisdiction("zz"), NotFound),
+        (lambda s: PolicyReader(s.store).authority(99), NotFound),
+        (lambda s: PolicyReader(s.store).order(99), NotFound),
+        (lambda s: PolicyReader(s.store).jurisdiction("zz"), NotFound),
         (lambda s: add(s, authority=99), NotFound),
         (lambda s: add(s, category="gossip"), StoreError),
         (lambda s: add(s, action="explode"), StoreError),
@@ -109,7 +110,7 @@ def test_add_order_publishes_one_entry(service: PolicyService) -> None:
     assert order.expires == dt.datetime(2027, 1, 1, 10, tzinfo=dt.UTC)
     assert order.expires.tzinfo is dt.UTC
     assert order.issued == dt.date(2026, 1, 5)
-    stored = service.order_rules(order.id)
+    stored = PolicyReader(service.store).order_rules(order.id)
     assert stored == (
         RuleSpec(RuleKind.RESPONSE_IP, "192.0.2.0/24"),
         RuleSpec(RuleKind.SUBTREE, "a.example"),
@@ -118,8 +119,11 @@ def test_add_order_publishes_one_entry(service: PolicyService) -> None:
     [entry] = service.store.log_entries(J)
     assert entry.index == J and entry.leaf_hash == leaf_hash(entry.data)
     at = dt.datetime.fromisoformat(__import__("json").loads(entry.data)["time"])
-    # The service's patched digest must equal what the ledger module computes itself.
-    assert entry.data == entries.order_published(order, service.authority(COURT), stored, at)
+    # The digest the service computed before taking the lock is the rule set's own.
+    authority = PolicyReader(service.store).authority(COURT)
+    published = entries.OrderPublished(at, order, authority, entries.RuleSet.of(stored))
+    assert entries.parse(entry.data) == published
+    assert entry.data == entries.encode(published)
     assert service.store.log_size() == J + 1
 
 
@@ -206,7 +210,7 @@ def test_amend_is_idempotent_and_logged(service: PolicyService) -> None:
     assert same == order and service.store.log_size() == J + 1
     service.amend_order(order.id, add=rules("third.example"), remove=rules("other.example"))
     assert service.store.log_size() == J + 2
-    current = service.order_rules(order.id)
+    current = PolicyReader(service.store).order_rules(order.id)
     assert [r.value for r in current] == ["blocked.example", "third.example"]
     amended = service.store.log_entries(J + 1)[0].data
     event = __import__("json").loads(amended)
@@ -224,14 +228,14 @@ def test_revoke_and_expire(service: PolicyService) -> None:
         service.revoke_order(a.id, " ")
     revoked = service.revoke_order(a.id, "set aside on appeal")
     assert revoked.status is OrderStatus.REVOKED
-    assert service.order_revoked_reason(a.id) == "set aside on appeal"
+    assert PolicyReader(service.store).order_revoked_reason(a.id) == "set aside on appeal"
     with pytest.raises(Conflict):
         service.revoke_order(a.id, "again")
     with pytest.raises(Conflict):
         service.amend_order(a.id, add=rules("x.example"))
     assert service.expire_due(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)) == [b.id]
     assert service.expire_due() == []
-    assert service.order(b.id).status is OrderStatus.EXPIRED
+    assert PolicyReader(service.store).order(b.id).status is OrderStatus.EXPIRED
     kinds = [__import__("json").loads(e.data)["type"] for e in service.store.log_entries()]
     assert kinds == [
         *["jurisdiction-set"] * J,
@@ -249,23 +253,16 @@ def test_appeals(service: PolicyService) -> None:
     assert decided.decided_at is not None and decided.decided_at.tzinfo is dt.UTC
     with pytest.raises(Conflict):
         service.decide_appeal(appeal.id, "upheld", "changed my mind")
-    assert service.appeals(order.id) == [decided]
+    assert PolicyReader(service.store).appeals(order.id) == [decided]
     with pytest.raises(NotFound):
         service.file_appeal(99, "x.example", "c", "r")
 
 
-def test_tokens_and_subscriptions(service: PolicyService) -> None:
-    token, secret = service.create_token(TokenRole.AUTHORITY, COURT, "court clerk")
-    assert service.find_token(secret) == token
-    assert service.find_token(secret + "x") is None
-    with pytest.raises(StoreError):
-        service.create_token("operator", COURT)
-    service.revoke_token(token.id)
-    assert service.find_token(secret) is None
+def test_subscriptions(service: PolicyService) -> None:
     order = add(service)
     sub = service.add_subscription(order.id, "https://lists.example/a.txt", "domains", 3600)
     service.record_refresh(sub.id, "ok: 2 rules")
-    [stored] = service.subscriptions(order.id)
+    [stored] = PolicyReader(service.store).subscriptions(order.id)
     assert stored.last_status == "ok: 2 rules" and stored.last_refresh is not None
 
 
@@ -287,33 +284,55 @@ def test_concurrent_writers_get_consecutive_indexes(service: PolicyService) -> N
         t.join()
     assert not errors
     assert [e.index for e in service.store.log_entries()] == list(range(J + 12))
-    assert sorted(o.log_index for o in service.orders()) == list(range(J, J + 12))  # type: ignore[type-var]
+    assert sorted(o.log_index for o in PolicyReader(service.store).orders()) == list(
+        range(J, J + 12)
+    )  # type: ignore[type-var]
 
 
 def test_bulk_rules_round_trip(service: PolicyService) -> None:
     many = rules(*(f"host{i}.bulk.example" for i in range(45_000)))
     order = add(service, rules=many, category=Category.MALWARE, action=Action.SINKHOLE)
-    assert service.order(order.id).log_index == J
+    assert PolicyReader(service.store).order(order.id).log_index == J
     with service.store.read() as conn:
         n = conn.execute(select(func.count()).select_from(schema.rules)).scalar_one()
     assert n == 45_000
-    assert entries.rules_digest(service.order_rules(order.id)) == entries.rules_digest(many)
+    assert entries.rules_digest(
+        PolicyReader(service.store).order_rules(order.id)
+    ) == entries.rules_digest(many)
 
 
 def test_rule_added_behind_the_log_is_visible_in_store_only(service: PolicyService) -> None:
+    """A rule inserted straight into the table is in the store, but the order it joins is
+    no longer enforced (its rules do not hash to the logged digest) and the audit's
+    store check names it."""
+    from clearwall.store.loader import load_policy
+    from clearwall.store.logmatch import match_log
+
     order = add(service)
+    enforced = [c.order.id for c in load_policy(service.store)[0]]
+    assert enforced == [order.id] and match_log(service.store, log_state(service)).problems == []
     with service.store.write() as conn:
         conn.execute(
             insert(schema.rules).values(order_id=order.id, kind="exact", value="x.example")
         )
-    assert len(service.order_rules(order.id)) == 3
+    assert len(PolicyReader(service.store).order_rules(order.id)) == 3
+    assert load_policy(service.store)[0] == []  # not enforced
+    [problem] = match_log(service.store, log_state(service)).problems
+    assert problem.startswith(f"order {order.id}: its 3 stored rules do not match the digest")
+
+
+def log_state(service: PolicyService) -> Any:
+    """The fold of the store's whole log."""
+    from clearwall.ledger.logstate import fold
+
+    return fold((e.index, e.data) for e in service.store.log_entries())
 
 
 def test_batch_append_gives_consecutive_indexes(service: PolicyService) -> None:
     """append_entries writes a batch under one head lock; the head equals the entry count."""
     at = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
     before = service.store.log_size()
-    batch = [entries.order_expired(i, at) for i in range(1, 251)]
+    batch = [entries.encode(entries.OrderExpired(at, i)) for i in range(1, 251)]
     with service.store.write() as conn:
         first = service_module.append_entries(conn, batch, at)
         assert service_module.append_entries(conn, [], at) == first + len(batch)
@@ -340,7 +359,7 @@ def test_jurisdiction_changes_are_logged_with_their_record(service: PolicyServic
     def last() -> dict[str, Any]:
         size = service.store.log_size()
         event = json.loads(service.store.log_entries(size - 1)[0].data)
-        assert event["type"] == entries.JURISDICTION_SET
+        assert event["type"] == entries.JurisdictionSet.TYPE
         return event["jurisdiction"]  # type: ignore[no-any-return]
 
     first = [json.loads(e.data)["jurisdiction"] for e in service.store.log_entries(0, J)]
@@ -377,10 +396,10 @@ def test_jurisdiction_changes_are_logged_with_their_record(service: PolicyServic
 def test_bad_jurisdiction_updates_write_nothing(
     service: PolicyService, change: dict[str, Any], error: type[Exception]
 ) -> None:
-    before = service.jurisdiction("xa")
+    before = PolicyReader(service.store).jurisdiction("xa")
     with pytest.raises(error):
         service.update_jurisdiction("xa", **change)
-    assert service.jurisdiction("xa") == before
+    assert PolicyReader(service.store).jurisdiction("xa") == before
     assert service.store.log_size() == J
 
 
@@ -400,6 +419,54 @@ def test_failed_jurisdiction_entry_leaves_no_jurisdiction(
         service.add_jurisdiction("xc", "C", ["10.77.1.0/24"])
     with pytest.raises(StoreError):
         service.update_jurisdiction("xa", add_networks=["10.78.0.0/16"])
-    assert [j.code for j in service.jurisdictions()] == ["xa", "xb"]
-    assert [str(n) for n in service.jurisdiction("xa").networks] == ["127.0.0.0/8", "::1/128"]
+    assert [j.code for j in PolicyReader(service.store).jurisdictions()] == ["xa", "xb"]
+    assert [str(n) for n in PolicyReader(service.store).jurisdiction("xa").networks] == [
+        "127.0.0.0/8",
+        "::1/128",
+    ]
     assert service.store.log_size() == J
+
+
+def test_two_writers_expiring_the_same_orders_log_each_once(
+    service: PolicyService, store_url: str
+) -> None:
+    """Two gateways' jobs on one store: the second writer's check of what is due runs
+    after the first commits (the log head is held from the start), on PostgreSQL as on
+    SQLite. The first writer waits, after reading what is due, for the second to have
+    read it too (or for a few seconds, when the second cannot read before it commits)."""
+    import threading
+
+    from sqlalchemy import event
+
+    old = dict(effective_from="2020-01-01", expires="2020-06-01")
+    ids = [add(service, reference=f"D{i}", **old).id for i in range(2)]
+    first_read, second_read = threading.Event(), threading.Event()
+    second = PolicyService(Store(store_url))
+
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if "FROM orders" not in statement or "expires" not in statement:
+            return
+        if threading.current_thread().name == "first":
+            first_read.set()
+            second_read.wait(5)
+        else:
+            second_read.set()
+
+    results: dict[str, list[int]] = {}
+    threads = [
+        threading.Thread(name="first", target=lambda: results.update(a=service.expire_due())),
+        threading.Thread(
+            name="second",
+            target=lambda: first_read.wait(30) and results.update(b=second.expire_due()),
+        ),
+    ]
+    for store in (service.store, second.store):
+        event.listen(store.engine, "after_cursor_execute", after)
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    second.store.dispose()
+    assert sorted(results["a"] + results["b"]) == ids
+    logged = [entries.parse(e.data) for e in service.store.log_entries()]
+    assert sorted(e.order_id for e in logged if isinstance(e, entries.OrderExpired)) == ids

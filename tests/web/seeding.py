@@ -12,7 +12,9 @@ from clearwall.ledger.signing import create_key_file
 from clearwall.model import Action, AuthorityKind, Category, RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store.db import Store
+from clearwall.store.reader import PolicyReader
 from clearwall.store.service import PolicyService
+from clearwall.store.tokens import TokenStore
 
 BASE_URL = "http://portal.test"
 
@@ -32,6 +34,11 @@ class Seeded:
     order_a: int
     order_b: int
     order_malware: int
+
+    @property
+    def reader(self) -> PolicyReader:
+        """The store's records, read."""
+        return PolicyReader(self.store)
 
 
 def seed(url: str, tmp_path: Path) -> Seeded:
@@ -91,11 +98,12 @@ def seed(url: str, tmp_path: Path) -> Seeded:
         all_jurisdictions=True,
     )
     TransparencyLog(store, ledger).sync()  # tiles and a signed checkpoint, as `serve` does
+    made = TokenStore(store)
     tokens = {
-        "operator": service.create_token("operator", label="ops")[1],
-        "auditor": service.create_token("auditor", label="audit")[1],
-        "auth_a": service.create_token("authority", court.id, "court")[1],
-        "auth_b": service.create_token("authority", regulator.id, "regulator")[1],
+        "operator": made.create("operator", label="ops")[0],
+        "auditor": made.create("auditor", label="audit")[0],
+        "auth_a": made.create("authority", court.id, "court")[0],
+        "auth_b": made.create("authority", regulator.id, "regulator")[0],
     }
     return Seeded(
         url,

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import http.server
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from clearwall.web.app import create_app
+from clearwall.store.tokens import TokenStore
 from web.seeding import BASE_URL, Seeded, bearer
 
 HOSTS_LIST = """\
@@ -31,7 +26,7 @@ async def test_requests_without_a_valid_token_are_401(
     assert r.status_code == 401
     assert r.headers["www-authenticate"].startswith("Bearer")
     assert "cw_not-a-real-token" not in r.text
-    seeded.service.revoke_token(1)  # the operator token
+    TokenStore(seeded.store).revoke(1)  # the operator token
     r = await client.get("/api/v1/orders", headers=bearer(seeded.tokens["operator"]))
     assert r.status_code == 401
 
@@ -58,7 +53,7 @@ async def test_auditor_is_read_only(client: httpx.AsyncClient, seeded: Seeded) -
         headers=bearer(seeded.tokens["auditor"]),
     )
     assert r.status_code == 403
-    assert seeded.service.order(seeded.order_a).status.value == "active"
+    assert seeded.reader.order(seeded.order_a).status.value == "active"
 
 
 async def test_operator_creates_jurisdiction_and_authority(
@@ -209,28 +204,6 @@ async def test_stats_count_orders_and_gateway_blocks(
     assert {c["key"] for c in s["orders_by_category"]} == {"court-order", "regulatory", "malware"}
 
 
-@pytest.fixture
-def list_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A real HTTP server on loopback serving ``list.txt`` from a temporary directory."""
-    (tmp_path / "www").mkdir()
-    path = tmp_path / "www" / "list.txt"
-    path.write_text("||sub-one.example^\n||sub-two.example^\n")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(tmp_path / "www"), **kwargs)  # type: ignore[arg-type]
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/list.txt", path
-    server.shutdown()
-    server.server_close()
-
-
 async def test_subscription_refresh_from_url_and_file(
     client: httpx.AsyncClient, seeded: Seeded, list_server: tuple[str, Path], tmp_path: Path
 ) -> None:
@@ -247,7 +220,7 @@ async def test_subscription_refresh_from_url_and_file(
     assert r.status_code == 200, r.text
     assert (r.json()["added"], r.json()["removed"], r.json()["rule_count"]) == (2, 1, 2)
     assert r.json()["subscription"]["last_status"].startswith("ok")
-    rules = {x.value for x in seeded.service.order_rules(seeded.order_b)}
+    rules = {x.value for x in seeded.reader.order_rules(seeded.order_b)}
     assert rules == {"sub-one.example", "sub-two.example"}
 
     served.write_text("||sub-two.example^\n")
@@ -286,51 +259,3 @@ async def test_openapi_documents_every_route_with_bearer_auth(client: httpx.Asyn
     assert "/api/v1/orders" in spec["paths"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert not any(p.startswith("/orders") for p in spec["paths"])  # portal pages stay out
-
-
-async def test_background_refresh_reaches_public_addresses_only_by_default(
-    app: FastAPI, seeded: Seeded, list_server: tuple[str, Path]
-) -> None:
-    from clearwall.web.api.subscriptions import refresh_due
-
-    url, _ = list_server  # on 127.0.0.1: internal
-    before = set(seeded.service.order_rules(seeded.order_b))
-    sub = seeded.service.add_subscription(seeded.order_b, url, refresh_seconds=3600)
-    assert refresh_due(app.state.ctx) == [sub.id]
-    (after,) = seeded.service.subscriptions(seeded.order_b)
-    assert after.last_status.startswith("failed: ") and "not a public address" in (
-        after.last_status
-    )
-    assert set(seeded.service.order_rules(seeded.order_b)) == before
-
-
-async def test_due_subscriptions_are_refreshed_in_the_background(
-    seeded: Seeded, list_server: tuple[str, Path]
-) -> None:
-    import dataclasses
-
-    from clearwall.web.api.subscriptions import refresh_due
-
-    web = dataclasses.replace(seeded.config.web, subscriptions_fetch_internal=True)
-    app = create_app(dataclasses.replace(seeded.config, web=web), seeded.url)
-    url, _ = list_server
-    sub = seeded.service.add_subscription(seeded.order_b, url, refresh_seconds=3600)
-    ctx = app.state.ctx
-    assert refresh_due(ctx) == [sub.id]
-    assert {r.value for r in seeded.service.order_rules(seeded.order_b)} == {
-        "sub-one.example",
-        "sub-two.example",
-    }
-    assert refresh_due(ctx) == []  # not due again for an hour
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
-    assert refresh_due(ctx, later) == [sub.id]
-
-
-def test_public_only_fetch_refuses_internal_addresses(list_server: tuple[str, Path]) -> None:
-    from clearwall.errors import FormatError
-    from clearwall.web.api.subscriptions import fetch
-
-    url, _ = list_server
-    assert "sub-one.example" in fetch(url)  # the operator's refresh may
-    with pytest.raises(FormatError, match="not a public address"):
-        fetch(url, public_only=True)

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 
 from clearwall.web.app import create_app
 from clearwall.web.bodylimit import BODY_LIMIT, UPLOAD_LIMIT, size_text
-from web.seeding import BASE_URL, Seeded, bearer
+from web.seeding import Seeded, bearer
 
 KIB = 1024
 CHUNK = 16 * KIB
@@ -30,15 +30,7 @@ CHUNK = 16 * KIB
 @pytest.fixture
 def app(seeded_sqlite: Seeded) -> FastAPI:
     """The web app over a seeded SQLite store (body limits do not depend on the backend)."""
-    return create_app(seeded_sqlite.config, seeded_sqlite.url, maintenance=False)
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """An in-process HTTP client."""
-    transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 40000))
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as c:
-        yield c
+    return create_app(seeded_sqlite.config, seeded_sqlite.url)
 
 
 class Body:

@@ -124,7 +124,7 @@ def test_a_newcomer_finds_out_why_a_name_is_blocked_and_appeals(
         expect(page.locator(".notice.success")).to_contain_text("was filed and published")
         expect(page.locator("body")).not_to_contain_text("owner@blocked-a.example")
         page.screenshot(path=str(ARTIFACTS / "05-appeal-filed.png"), full_page=True)
-        assert seeded_sqlite.service.appeals(seeded_sqlite.order_a)[0].reason.startswith("This")
+        assert seeded_sqlite.reader.appeals(seeded_sqlite.order_a)[0].reason.startswith("This")
 
         page.goto(server + "/stats")
         assert page.locator("svg.chart").count() >= 6

@@ -18,12 +18,14 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from clearwall.config import LoggingConfig
+from clearwall.config import LoggingConfig, load_config
+from clearwall.ledger.log import TransparencyLog
 from clearwall.querylog import SegmentStore
+from clearwall.store.tokens import TokenStore
 from clearwall.web.app import create_app
 from clearwall.web.queries import order_facts
-from clearwall.web.tokens import TokenStore
 from web.seeding import BASE_URL, Seeded
+from witness.processes import WitnessProcess, clearwall
 
 PAGES = (
     "/console",
@@ -99,7 +101,7 @@ def console_app(seeded_sqlite: Seeded, tmp_path: Path) -> FastAPI:
     )
     store.close()
     config = dataclasses.replace(seeded_sqlite.config, logging=logging)
-    return create_app(config, seeded_sqlite.url, maintenance=False)
+    return create_app(config, seeded_sqlite.url)
 
 
 @pytest.fixture
@@ -170,7 +172,7 @@ async def test_every_form_needs_its_csrf_token(
     await sign_in(browser, seeded_sqlite.tokens["operator"])
     r = await browser.post(path, data={**data, "csrf_token": "0" * 64})
     assert r.status_code == 403
-    assert seeded_sqlite.service.order(1).status.value == "active"
+    assert seeded_sqlite.reader.order(1).status.value == "active"
 
 
 async def test_sign_out_and_revocation_end_the_session(
@@ -184,7 +186,7 @@ async def test_sign_out_and_revocation_end_the_session(
     assert (await browser.get("/console/orders")).status_code == 303
     await sign_in(browser, seeded_sqlite.tokens["auth_a"])
     assert (await browser.get("/console/orders")).status_code == 200
-    store = TokenStore(seeded_sqlite.service)
+    store = TokenStore(seeded_sqlite.store)
     token_id = next(t.id for t in store.list() if t.label == "court")
     store.revoke(token_id)
     assert (await browser.get("/console/orders")).status_code == 303
@@ -205,7 +207,7 @@ async def test_an_authority_sees_and_acts_only_in_its_jurisdiction(
         data={"csrf_token": _csrf(page.text), "reason": "not mine"},
     )
     assert r.status_code == 403
-    assert s.service.order(s.order_b).status.value == "active"
+    assert s.reader.order(s.order_b).status.value == "active"
     queries = (await browser.get("/console/queries?hours=")).text
     assert "www.blocked-a.example" in queries and "www.blocked-b.example" not in queries
     assert (await browser.get("/console/queries/export")).status_code == 403
@@ -254,9 +256,9 @@ async def test_preview_then_publish(browser: httpx.AsyncClient, seeded_sqlite: S
     r = await browser.post("/console/orders/publish", data=published)
     assert r.status_code == 303
     oid = int(r.headers["location"].split("/")[-1].split("?")[0])
-    order = s.service.order(oid)
+    order = s.reader.order(oid)
     assert order.title == "Pirate mirrors"
-    assert {rule.value for rule in s.service.order_rules(oid)} == {
+    assert {rule.value for rule in s.reader.order_rules(oid)} == {
         "mirror-one.example",
         "x.blocked-a.example",
     }
@@ -329,7 +331,7 @@ async def test_an_authority_amends_its_order(
         },
     )
     assert r.status_code == 303 and "Order+amended" in r.headers["location"]
-    assert {rule.value for rule in s.service.order_rules(s.order_a)} == {
+    assert {rule.value for rule in s.reader.order_rules(s.order_a)} == {
         "blocked-a.example",
         "new-mirror.example",
     }
@@ -340,3 +342,58 @@ async def test_an_authority_amends_its_order(
         data={"csrf_token": _csrf(page.text), "add": "x.example", "reason": ""},
     )
     assert "Not+done" in r.headers["location"]  # a reason is required (the API's rule)
+
+
+def _witness_row(html: str, name: str) -> str:
+    """The table row of witness ``name`` on the witnesses page."""
+    found = re.search(rf"<tr><td class=\"mono\">{re.escape(name)}</td>.*?</tr>", html)
+    assert found, f"no row for {name}"
+    return found.group(0)
+
+
+async def test_the_witnesses_page_shows_what_the_jobs_process_did(
+    seeded_sqlite: Seeded, tmp_path: Path
+) -> None:
+    """Lagging witnesses are retried by the jobs (``clearwall.jobs``, a process of
+    ``serve`` or ``clearwall jobs run``), not by the web app: the page reads the state
+    they leave beside the published tiles."""
+    s = seeded_sqlite
+    ledger = s.config.ledger
+    vkey = TransparencyLog(s.store, ledger).verifier.vkey
+    up, late = (WitnessProcess(tmp_path / f"w{i}", f"w{i}.example/witness") for i in (1, 2))
+    try:
+        table = ", ".join(f'{{ url = "{w.url}", vkey = "{w.vkey}" }}' for w in (up, late))
+        for w in (up, late):
+            w.add_log(ledger.origin, vkey)
+        up.start()
+        config_file = tmp_path / "clearwall.toml"
+        config_file.write_text(
+            f'[ledger]\nkey_file = "{ledger.key_file}"\ntiles_dir = "{ledger.tiles_dir}"\n'
+            f'origin = "{ledger.origin}"\nwitnesses = [{table}]\nwitness_quorum = 1\n'
+            "witness_timeout = 3.0\n"
+        )
+        config = dataclasses.replace(s.config, ledger=load_config(config_file).ledger)
+        jobs = ("jobs", "run", "witnesses", "--db", s.url, "--config", str(config_file))
+        transport = httpx.ASGITransport(app=create_app(config, s.url))
+        async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as browser:
+            await sign_in(browser, s.tokens["operator"])
+            page = (await browser.get("/console/witnesses")).text
+            assert "not witnessed" in page  # seeded before any witness was configured
+            assert 'badge ok">yes' not in page
+
+            assert "1 late cosignature(s)" in clearwall(*jobs, cwd=tmp_path).stdout
+            page = (await browser.get("/console/witnesses")).text
+            assert 'badge ok">witnessed' in page
+            assert 'badge ok">yes' in _witness_row(page, "w1.example/witness")
+            lagging = _witness_row(page, "w2.example/witness")
+            assert 'badge open">no' in lagging and "Connect" in lagging
+            assert "(1 failures)" in lagging
+
+            late.start()
+            assert "1 late cosignature(s)" in clearwall(*jobs, cwd=tmp_path).stdout
+            page = (await browser.get("/console/witnesses")).text
+            row = _witness_row(page, "w2.example/witness")
+            assert 'badge ok">yes' in row and "Connect" not in row
+    finally:
+        up.stop()
+        late.stop()

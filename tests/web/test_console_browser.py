@@ -176,8 +176,8 @@ def test_an_authority_publishes_enforces_revokes_and_decides(
         expect(page.locator("#queries")).to_contain_text("127.0.0.0/24")
         page.screenshot(path=str(shots / "09-queries.png"), full_page=True)
         browser.close()
-    assert s.service.appeal(appeal.id).status.value == "upheld"
-    assert s.service.order(order_id).status.value == "revoked"
+    assert s.reader.appeal(appeal.id).status.value == "upheld"
+    assert s.reader.order(order_id).status.value == "revoked"
     assert not [e for e in errors if "Content Security Policy" in e], errors
 
 

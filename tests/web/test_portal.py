@@ -8,7 +8,7 @@ from xml.etree import ElementTree as ET
 import httpx
 import pytest
 
-from clearwall.web.security import RateLimiter
+from clearwall.web.security import SubmissionLimiter
 from web.seeding import BASE_URL, Seeded, bearer
 
 
@@ -169,7 +169,7 @@ async def test_appeal_without_valid_csrf_token_is_refused(
 
 
 async def test_appeal_filing_is_rate_limited(client: httpx.AsyncClient, seeded: Seeded) -> None:
-    client._transport.app.state.ctx.appeal_limiter = RateLimiter(burst=2, per_hour=1)  # type: ignore[attr-defined]
+    client._transport.app.state.ctx.appeal_limiter = SubmissionLimiter(burst=2, per_hour=1)  # type: ignore[attr-defined]
     token = await _csrf(client, seeded.order_a)
     data = {"csrf_token": token, "name": "blocked-a.example", "contact": "c@x", "reason": "r"}
     codes = [

@@ -24,7 +24,8 @@ from rich.progress import (
 
 from clearwall.config import Config, load_config
 from clearwall.errors import ClearwallError
-from clearwall.store import PolicyService, open_store
+from clearwall.store import PolicyService, Store, open_store
+from clearwall.store.reader import PolicyReader
 
 DbOption = Annotated[
     str | None,
@@ -95,7 +96,7 @@ def settings(db: str | None, config: Path | None) -> Settings:
     return Settings(resolve(cfg, url), path, url)
 
 
-def ledger_sync(cfg: Config, store: object) -> Callable[[], None] | None:
+def ledger_sync(cfg: Config, store: Store) -> Callable[[], None] | None:
     """The after-commit hook that writes tiles and a signed checkpoint, if a key exists.
 
     Without a ledger key (a store set up before ``init`` made one, or a read-only copy) the
@@ -104,10 +105,8 @@ def ledger_sync(cfg: Config, store: object) -> Callable[[], None] | None:
     """
     if not cfg.ledger.key_path().exists():
         return None
-    try:
-        from clearwall.ledger.log import TransparencyLog
-    except ImportError:
-        return None
+    from clearwall.ledger.log import TransparencyLog
+
     log = TransparencyLog(store, cfg.ledger)
 
     def sync() -> None:
@@ -116,7 +115,7 @@ def ledger_sync(cfg: Config, store: object) -> Callable[[], None] | None:
     return sync
 
 
-def published_size(s: Settings, store: object) -> int:
+def published_size(s: Settings, store: Store) -> int:
     """Publish every committed log entry and return the published checkpoint's size: what
     ``check`` and ``export`` read the policy at, as a gateway enforces it (nothing the
     public log does not show)."""
@@ -132,6 +131,12 @@ def open_service(
     s = settings(db, config)
     store = open_store(s.db_url, migrate=migrate)
     return PolicyService(store, after_commit=ledger_sync(s.config, store)), s
+
+
+def open_reader(db: str | None, config: Path | None) -> tuple[PolicyReader, Settings]:
+    """Open the store named by the options for reading its records."""
+    s = settings(db, config)
+    return PolicyReader(open_store(s.db_url)), s
 
 
 def is_tty() -> bool:

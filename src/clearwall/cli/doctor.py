@@ -165,12 +165,16 @@ def check_tiles(d: Deployment) -> list[Finding]:
     """The published tiles and checkpoints equal what the store's entries imply."""
     from clearwall.errors import ClearwallError
     from clearwall.ledger.audit import audit
+    from clearwall.ledger.log import TransparencyLog
     from clearwall.ledger.signing import load_signer
+    from clearwall.store.db import Store
+    from clearwall.store.logmatch import checker
 
     try:
-        tlog = _tlog(d)
+        store = Store(d.db_url)
+        tlog = TransparencyLog(store, d.config.ledger)
         verifier = load_signer(d.config.ledger.key_path()).verifier
-        report = audit(tlog.store, tlog, verifier)
+        report = audit(store, tlog, verifier, checker(store))
     except (ClearwallError, OSError) as exc:
         return [Finding("tiles", FAIL, f"cannot audit the log: {exc}", "fix the findings above")]
     if report.problems:
@@ -388,6 +392,7 @@ def check_clock(d: Deployment) -> list[Finding]:
     """The clock agrees with the database, a ``--time-url`` server, and the log's past."""
     from sqlalchemy import text
 
+    from clearwall.ledger import entries
     from clearwall.store.db import Store
 
     out = []
@@ -395,15 +400,15 @@ def check_clock(d: Deployment) -> list[Finding]:
     try:
         store = Store(d.db_url)
         size = store.log_size()
-        if size:
-            event = json.loads(store.log_entries(size - 1, size)[0].data)
-            newest = dt.datetime.fromisoformat(str(event["time"])).timestamp()
+        event = entries.parse(store.log_entries(size - 1, size)[0].data) if size else None
+        if event is not None and not isinstance(event, entries.UnknownEntry):
+            newest = event.time.timestamp()
             if newest > now + SKEW_FAIL:
                 out.append(
                     Finding(
                         "clock",
                         FAIL,
-                        f"the newest log entry is dated {event['time']}, "
+                        f"the newest log entry is dated {event.time.isoformat()}, "
                         f"{newest - now:.0f} s in this host's future",
                         "this clock went backwards: fix time synchronisation before writing",
                     )

@@ -118,6 +118,7 @@ def register(app: typer.Typer) -> None:
         """
         from clearwall.ledger.audit import audit
         from clearwall.ledger.signing import parse_vkey
+        from clearwall.store.logmatch import checker
 
         if url is not None:
             from clearwall.ledger.remote import fetch_and_verify
@@ -136,7 +137,7 @@ def register(app: typer.Typer) -> None:
         with errors():
             tlog, store = open_log(db, config)
             verifier = parse_vkey(vkey) if vkey else tlog.verifier
-            report = audit(store, tlog, verifier)
+            report = audit(store, tlog, verifier, checker(store))
         for problem in report.problems:
             typer.echo(f"TAMPERED: {problem}", err=True)
         for lag in report.unpublished:
@@ -159,7 +160,7 @@ def register(app: typer.Typer) -> None:
         config: ConfigOption = None,
     ) -> None:
         """Print a self-contained JSON proof of whether NAME is blocked, from the log."""
-        from clearwall.ledger.log import NameProver
+        from clearwall.ledger.prover import NameProver
 
         with errors():
             tlog, _ = open_log(db, config)
@@ -228,8 +229,8 @@ def register(app: typer.Typer) -> None:
 
         with errors():
             where = HostPort.parse(web, 8080)
-            tlog, store = open_log(db, config)
+            tlog, _ = open_log(db, config)
             tlog.sync()  # recover anything a crash left unpublished
             app = FastAPI(title="clearwall log", openapi_url=None, docs_url=None)
-            app.include_router(log_router(tlog, store))
+            app.include_router(log_router(tlog))
         uvicorn.run(app, host=where.host, port=where.port, log_level="warning")

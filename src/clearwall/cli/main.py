@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "clearwall.cli.witness",  # witness serve/key/logs/evidence
     "clearwall.cli.serve",  # serve (DNS gateway + web app + RPZ primary)
     "clearwall.cli.fleet",  # fleet config/key (resolvers fed by zone transfer)
+    "clearwall.cli.jobs",  # jobs run (expiry, subscription refresh, witness retries)
     "clearwall.cli.web",  # tokens
     "clearwall.cli.probe",  # probe, probe-helper
     "clearwall.cli.configcmd",  # config validate/show
@@ -40,6 +41,8 @@ COMMANDS: dict[str, str] = {
     "ledger": "clearwall.cli.ledger",
     "witness": "clearwall.cli.witness",
     "serve": "clearwall.cli.serve",
+    "fleet": "clearwall.cli.fleet",
+    "jobs": "clearwall.cli.jobs",
     "tokens": "clearwall.cli.web",
     "probe": "clearwall.cli.probe",
     "probe-helper": "clearwall.cli.probe",

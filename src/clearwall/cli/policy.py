@@ -20,6 +20,7 @@ from clearwall.cli.common import (
     fail,
     file_progress,
     ledger_sync,
+    open_reader,
     open_service,
     published_size,
     settings,
@@ -28,7 +29,8 @@ from clearwall.config import Config
 from clearwall.errors import FormatError
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, Verdict
 from clearwall.policy.model import RuleSpec
-from clearwall.store.service import check_dates
+from clearwall.store.reader import PolicyReader
+from clearwall.store.validate import check_dates
 
 FORMAT_CHOICES = ("auto", "hosts", "domains", "wildcard", "adblock", "dnsmasq", "unbound", "rpz")
 EXPORT_CHOICES = ("rpz", "domains", "hosts")
@@ -240,8 +242,8 @@ def jurisdictions_list(
 ) -> None:
     """List jurisdictions: code, name, networks."""
     with errors():
-        service, _ = open_service(db, config)
-        items = service.jurisdictions()
+        reader, _ = open_reader(db, config)
+        items = reader.jurisdictions()
         if as_json:
             _print_json(items)
             return
@@ -255,9 +257,9 @@ def jurisdictions_show(
 ) -> None:
     """Show one jurisdiction, its networks and its authorities."""
     with errors():
-        service, _ = open_service(db, config)
-        j = service.jurisdiction(code)
-        auths = service.authorities(j.code)
+        reader, _ = open_reader(db, config)
+        j = reader.jurisdiction(code)
+        auths = reader.authorities(j.code)
         if as_json:
             _print_json({**_plain(j), "authorities": _plain(auths)})
             return
@@ -296,8 +298,8 @@ def authorities_list(
 ) -> None:
     """List authorities: id, jurisdiction, kind, name."""
     with errors():
-        service, _ = open_service(db, config)
-        items = service.authorities(jurisdiction.lower() if jurisdiction else None)
+        reader, _ = open_reader(db, config)
+        items = reader.authorities(jurisdiction.lower() if jurisdiction else None)
         if as_json:
             _print_json(items)
             return
@@ -313,9 +315,9 @@ def authorities_show(
 ) -> None:
     """Show one authority and its orders."""
     with errors():
-        service, _ = open_service(db, config)
-        a = service.authority(authority_id)
-        items = service.orders(authority_id=a.id)
+        reader, _ = open_reader(db, config)
+        a = reader.authority(authority_id)
+        items = reader.orders(authority_id=a.id)
         if as_json:
             _print_json({**_plain(a), "orders": [o.id for o in items]})
             return
@@ -361,7 +363,7 @@ def orders_add(
         service, _ = open_service(db, config)
         # Fail fast on what can be checked before parsing a large file (the service
         # checks all of it again inside the transaction).
-        issuer = service.authority(authority)
+        issuer = PolicyReader(service.store).authority(authority)
         if all_jurisdictions and issuer.kind is not AuthorityKind.OPERATOR:
             fail(
                 f"only operator authorities may issue all-jurisdiction orders ({issuer.name!r}"
@@ -403,7 +405,7 @@ def orders_amend(
         fail("give --rules FILE and/or --remove FILE")
     with errors():
         service, _ = open_service(db, config)
-        service.order(order_id)
+        PolicyReader(service.store).order(order_id)
         add_specs = _parse_rules(rules, format) if rules else []
         remove_specs = _parse_rules(remove, format) if remove else []
         before = service.store.log_size()
@@ -448,8 +450,8 @@ def orders_list(
     """List orders: id, status, jurisdiction, authority, category, action, reference, title."""
     state = OrderStatus(_choice(status, OrderStatus, "status")) if status else None
     with errors():
-        service, _ = open_service(db, config)
-        items = service.orders(
+        reader, _ = open_reader(db, config)
+        items = reader.orders(
             authority_id=authority,
             jurisdiction=jurisdiction.lower() if jurisdiction else None,
             status=state,
@@ -457,7 +459,7 @@ def orders_list(
         if as_json:
             _print_json(items)
             return
-        auths = {a.id: a for a in service.authorities()}
+        auths = {a.id: a for a in reader.authorities()}
         for o in items:
             where = "*" if o.all_jurisdictions else auths[o.authority_id].jurisdiction
             typer.echo(
@@ -475,8 +477,8 @@ def orders_show(
 ) -> None:
     """Show one order: authority, legal basis, dates, digest, log entry; optionally its rules."""
     with errors():
-        service, _ = open_service(db, config)
-        compiled = service.compiled_order(order_id)
+        reader, _ = open_reader(db, config)
+        compiled = reader.compiled_order(order_id)
         o, a = compiled.order, compiled.authority
         from clearwall.ledger.entries import rules_digest
 
@@ -487,7 +489,7 @@ def orders_show(
                 "authority": _plain(a),
                 "rules_digest": digest,
                 "rule_count": count,
-                "revoked_reason": service.order_revoked_reason(o.id),
+                "revoked_reason": reader.order_revoked_reason(o.id),
             }
             if show_rules:
                 data["rules"] = [r.describe() for r in compiled.rules]
@@ -510,7 +512,7 @@ def orders_show(
             ("log entry", "-" if o.log_index is None else o.log_index),
             ("rules", f"{count} (digest {digest})"),
         ]
-        reason = service.order_revoked_reason(o.id)
+        reason = reader.order_revoked_reason(o.id)
         if reason:
             rows.append(("revoked", reason))
         for key, value in rows:
@@ -584,7 +586,7 @@ def check(
                 fail(f"invalid client address {client!r}")
             where = snapshot.jurisdiction_of(client) or s.config.dns.default_jurisdiction or None
         elif jurisdiction:
-            where = service.jurisdiction(jurisdiction).code
+            where = PolicyReader(service.store).jurisdiction(jurisdiction).code
         else:
             where = s.config.dns.default_jurisdiction or None
         verdict = snapshot.match(canonical, where or "")
@@ -654,7 +656,7 @@ def export(
         from clearwall.policy.snapshot import PolicySnapshot
 
         service, s = open_service(db, config)
-        code = service.jurisdiction(jurisdiction).code
+        code = PolicyReader(service.store).jurisdiction(jurisdiction).code
         if kind == "rpz":
             _export_rpz(
                 service.store, s.config, code, output, origin, basis, directory, watch, interval

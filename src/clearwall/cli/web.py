@@ -9,14 +9,14 @@ import typer
 
 from clearwall.cli.common import ConfigOption, DbOption, settings
 from clearwall.store.db import open_store
-from clearwall.store.service import PolicyService
-from clearwall.web.tokens import Role, TokenStore
+from clearwall.store.records import TokenRole
+from clearwall.store.tokens import TokenStore
 
 
 def _tokens(db: str | None, config: Path | None) -> TokenStore:
     """The token repository of the store named by ``--db``, $CLEARWALL_DB or the config
     (``--config``, else $CLEARWALL_CONFIG), as every other command finds it."""
-    return TokenStore(PolicyService(open_store(settings(db, config).db_url)))
+    return TokenStore(open_store(settings(db, config).db_url))
 
 
 def register(app: typer.Typer) -> None:
@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
     @tokens.command("create")
     def create(
         role: Annotated[
-            Role,
+            TokenRole,
             typer.Option(
                 help="operator: everything; authority: its jurisdiction; auditor: read-only."
             ),

@@ -37,7 +37,7 @@ from clearwall.dnsserver.handlers.base import Handler, Services
 from clearwall.dnsserver.handlers.cache import Cache
 from clearwall.dnsserver.handlers.ddr import DDR
 from clearwall.dnsserver.handlers.ddr import NAME_TEXT as DDR_NAME
-from clearwall.dnsserver.handlers.jurisdiction import Jurisdiction
+from clearwall.dnsserver.handlers.jurisdiction import ClientJurisdiction
 from clearwall.dnsserver.handlers.minimal_any import MinimalAny
 from clearwall.dnsserver.handlers.query_policy import QueryPolicy
 from clearwall.dnsserver.handlers.querylog import QueryLog
@@ -58,7 +58,7 @@ _STANDARD = (
     Responder,
     ACL,
     RateLimiter,
-    Jurisdiction,
+    ClientJurisdiction,
     Cache,
     SpecialUse,
     QueryPolicy,
@@ -245,7 +245,7 @@ def fuse_miss(handlers: list[Handler], services: Services) -> Miss | None:
     rest = handlers[3:] if limiter is not None else handlers[2:]
     jurisdiction, cache, special_use, _query_policy, _any, response_policy, upstream = rest
     assert isinstance(responder, Responder) and isinstance(acl, ACL)
-    assert isinstance(jurisdiction, Jurisdiction) and isinstance(cache, Cache)
+    assert isinstance(jurisdiction, ClientJurisdiction) and isinstance(cache, Cache)
     assert isinstance(special_use, SpecialUse) and isinstance(upstream, Upstream)
     assert isinstance(response_policy, ResponsePolicy)
     continuation = Continuation(responder, cache, response_policy, upstream, engine, querylog)

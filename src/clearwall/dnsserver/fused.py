@@ -21,7 +21,7 @@ from __future__ import annotations
 from clearwall.dnsserver.handlers.acl import ACL
 from clearwall.dnsserver.handlers.base import FastPath, Handler
 from clearwall.dnsserver.handlers.cache import Cache
-from clearwall.dnsserver.handlers.jurisdiction import Jurisdiction
+from clearwall.dnsserver.handlers.jurisdiction import ClientJurisdiction
 from clearwall.dnsserver.handlers.ratelimit import RateLimiter
 from clearwall.dnsserver.handlers.responder import Responder
 
@@ -35,14 +35,14 @@ def fuse(handlers: list[Handler], path: FastPath) -> FastPath:
         return path
     kinds = [type(h) for h in handlers[:5]]
     limiter: RateLimiter | None = None
-    if kinds[:5] == [Responder, ACL, RateLimiter, Jurisdiction, Cache]:
+    if kinds[:5] == [Responder, ACL, RateLimiter, ClientJurisdiction, Cache]:
         responder, acl, limiter, jurisdiction, cache = handlers[:5]  # type: ignore[assignment]
-    elif kinds[:4] == [Responder, ACL, Jurisdiction, Cache]:
+    elif kinds[:4] == [Responder, ACL, ClientJurisdiction, Cache]:
         responder, acl, jurisdiction, cache = handlers[:4]
     else:
         return path
     assert isinstance(responder, Responder) and isinstance(acl, ACL)
-    assert isinstance(jurisdiction, Jurisdiction) and isinstance(cache, Cache)
+    assert isinstance(jurisdiction, ClientJurisdiction) and isinstance(cache, Cache)
     table = ReplyTable(responder.replies_max)
     fused: FastPath = FusedPath(
         acl_memo=acl._memo,

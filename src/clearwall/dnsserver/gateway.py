@@ -14,7 +14,7 @@ from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers import build_paths, describe
 from clearwall.dnsserver.handlers.base import Handler, Services, UpstreamTransport
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.dnsserver.policy import PolicyHolder, PolicyView
+from clearwall.dnsserver.policyholder import PolicyHolder, PolicyView
 from clearwall.dnsserver.server import DNSServer, SocketTransport
 
 if TYPE_CHECKING:
@@ -97,15 +97,17 @@ def build_gateway(
     transport: UpstreamTransport | None = None,
     metrics: DNSMetrics | None = None,
     reuse_port: bool = False,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
     logging_config: LoggingConfig | None = None,
     writer: str = "w0",
-    clock: Callable[[], float] = time.monotonic,
 ) -> Gateway:
     """Build the chain and listeners for ``config`` (nothing is bound yet).
 
+    ``clock`` measures durations (cache TTLs, rate limits) and ``wall`` gives the instant
+    the policy's dates are compared with; a test passes its own to move time at will.
     With ``logging_config.query_log`` on, the chain records answers into the query log
     as ``writer`` (a name unique per DNS process); off, no query-log code is built.
-    ``clock`` is the handlers' (tests move it).
     """
     holder = PolicyHolder() if policy is None else PolicyHolder(policy)
     metrics = metrics or DNSMetrics()
@@ -121,8 +123,9 @@ def build_gateway(
         policy=holder,
         metrics=metrics,
         transport=transport,
-        querylog=recorder,
         clock=clock,
+        wall=wall,
+        querylog=recorder,
     )
     built = build_paths(services)
     server = DNSServer(

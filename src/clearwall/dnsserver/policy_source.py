@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING
 from clearwall.config import LedgerConfig
 from clearwall.dnsserver import snapshotdir
 from clearwall.dnsserver.lifeline import die_with_parent
-from clearwall.dnsserver.policy import PolicyView
+from clearwall.dnsserver.policyholder import PolicyView
 from clearwall.errors import ClearwallError, SnapshotError
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def compile_to(
             save_proven(*proven, out)
         else:
             from clearwall.policy.layered import save_overlay
-            from clearwall.policy.snapshot import saved_jurisdictions
+            from clearwall.policy.snapshotfile import saved_jurisdictions
 
             # The jurisdictions in force at the base, so only the new entries are read.
             overlay, masked = build_overlay(
@@ -127,7 +127,7 @@ def saved_size(path: Path) -> str:
     """What a saved snapshot holds, for the log: orders, names with rules, response-IP
     rules, jurisdictions, and its bytes on disk (so an operator sees why a start or a
     compile takes the time it takes)."""
-    from clearwall.policy.snapshot import saved_meta
+    from clearwall.policy.snapshotfile import saved_meta
 
     try:
         meta = saved_meta(path)
@@ -175,11 +175,11 @@ def published_head(store_url: str, ledger: LedgerConfig | None) -> PublishedHead
     its key (no database access, nothing written), or None when there is none or it
     cannot be verified (the caller then compiles, which publishes first)."""
     from clearwall.layout import resolve_ledger
-    from clearwall.ledger.log import TransparencyLog
+    from clearwall.ledger.log import published_checkpoint
 
     try:
         resolved = resolve_ledger(ledger or LedgerConfig(), store_url)
-        checkpoint = TransparencyLog(None, resolved).published()
+        checkpoint = published_checkpoint(resolved)
     except (ClearwallError, OSError, ValueError) as exc:
         log.info("the published checkpoint cannot be read (%s): no saved snapshot is reused", exc)
         return None
@@ -308,7 +308,8 @@ def current_policy(
     compiled over it in memory (unless ``whole`` is asked: then those need a compile);
     else the whole policy compiled, as before snapshots were kept."""
     from clearwall.policy.layered import LayeredPolicy
-    from clearwall.policy.snapshot import PolicySnapshot, saved_jurisdictions
+    from clearwall.policy.snapshot import PolicySnapshot
+    from clearwall.policy.snapshotfile import saved_jurisdictions
     from clearwall.store.loader import build_overlay, build_snapshot
 
     found = find_reusable(store_url, directory, base_url, PublishedHead(published))
@@ -331,7 +332,7 @@ def current_policy(
 
 def saved_tree_size(path: Path) -> int:
     """The tree size a saved snapshot directory was compiled at."""
-    from clearwall.policy.snapshot import saved_meta
+    from clearwall.policy.snapshotfile import saved_meta
 
     try:
         return int(saved_meta(path)["tree_size"])

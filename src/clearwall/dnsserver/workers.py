@@ -31,8 +31,9 @@ from clearwall.dnsserver.handlers import build_paths, describe
 from clearwall.dnsserver.handlers.base import Services
 from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
-from clearwall.dnsserver.policy import EMPTY_POLICY, PolicyHolder, PolicyView
 from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+from clearwall.dnsserver.policyholder import EMPTY_POLICY, PolicyHolder, PolicyView
+from clearwall.jobs.process import JobsProcess
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +118,30 @@ def prepare_tls(dns: DNSConfig) -> None:
 
 
 def serve(opts: ServeOptions) -> None:
-    """Run until SIGTERM/SIGINT: one process when workers == 1, else a supervisor."""
+    """Run until SIGTERM/SIGINT: one process when workers == 1, else a supervisor; with
+    a store, its jobs (``clearwall.jobs``) run beside in a child process."""
     prepare_tls(opts.config.dns)
     started_path, source = _initial_policy(opts)
-    if opts.config.dns.workers <= 1:
-        uvloop.run(_serve_single(opts, started_path, source))
-    else:
-        workers = _fork_workers(opts.config.dns, started_path, source, opts.config.logging)
-        uvloop.run(_supervise(opts, started_path, source, workers))
+    jobs = _start_jobs(opts)
+    try:
+        if opts.config.dns.workers <= 1:
+            uvloop.run(_serve_single(opts, started_path, source))
+        else:
+            workers = _fork_workers(opts.config.dns, started_path, source, opts.config.logging)
+            uvloop.run(_supervise(opts, started_path, source, workers))
+    finally:
+        if jobs is not None:
+            jobs.stop()
     log.info("clearwall DNS stopped")
+
+
+def _start_jobs(opts: ServeOptions) -> JobsProcess | None:
+    """The jobs process of the store served (none for a compiled snapshot)."""
+    if opts.store_url is None:
+        return None
+    jobs = JobsProcess(opts.store_url, opts.config_path, opts.overrides, logging.getLogger().level)
+    jobs.start()
+    return jobs
 
 
 def _stop_signals(stop: asyncio.Event, reload: Callable[[], None]) -> None:

@@ -107,3 +107,17 @@ def parse_file(
         _sniff(head, source)
         f.seek(3 if head.startswith(b"\xef\xbb\xbf") else 0)
         return _run(_stream(f, progress), format, source)
+
+
+def parse_rules(text: str, format: str, source: str) -> ParseResult:
+    """``parse_text``, refusing (FormatError) a non-empty text of which not one line is a
+    rule: publishing an empty order from a mistaken upload or a changed download would
+    only put noise on the log."""
+    result = parse_text(text, format=format, source=source)
+    if text.strip() and not result.rules and result.issues:
+        first = result.issues[0]
+        raise FormatError(
+            f"no rule found in {source}: {len(result.issues)} line(s) skipped, "
+            f"first at line {first.line}: {first.message}"
+        )
+    return result

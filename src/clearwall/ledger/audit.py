@@ -21,18 +21,19 @@ Checks, each problem naming the entry index or order id:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from clearwall.errors import ClearwallError, TileError, VerificationError
 from clearwall.ledger import entries, proofs, tiles
 from clearwall.ledger.checkpoint import open_checkpoint
-from clearwall.ledger.log import RULES_DIR, TransparencyLog
+from clearwall.ledger.entries import EntryError, Family
+from clearwall.ledger.log import TransparencyLog
+from clearwall.ledger.logstate import LogState, PolicyCheck
+from clearwall.ledger.logstore import LogStore
 from clearwall.ledger.merkle import HASH_SIZE, MemoryTree, leaf_hash, merkle_root
 from clearwall.ledger.signing import Verifier
+from clearwall.ledger.tiledir import RULES_DIR
 
 
 @dataclass
@@ -67,18 +68,20 @@ class AuditReport:
         )
 
 
-def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
-    """Run every check of the module docstring against ``store`` and ``tlog``'s files."""
+def audit(
+    store: LogStore, tlog: TransparencyLog, verifier: Verifier, policy: PolicyCheck
+) -> AuditReport:
+    """Run every check of the module docstring against ``store`` and ``tlog``'s files;
+    ``policy`` holds the store's records against the folded log (checks 4 and 5: the
+    store provides it, ``clearwall.store.logmatch.checker``)."""
     report = AuditReport()
     problems = report.problems
     size = store.log_size()
     packed = bytearray()
     data_by_index: list[bytes] = []
-    events: dict[int, tuple[int, dict[str, Any]]] = {}
-    ended: dict[int, int] = {}
-    places: dict[str, tuple[int, dict[str, Any]]] = {}
+    state = LogState()
     expect = 0
-    for index, data, stored_hash in _rows(store):
+    for index, data, stored_hash in store.log_rows():
         if index != expect:
             problems.append(f"entries {expect}..{index - 1} are missing (deleted entries)")
             packed += b"\0" * HASH_SIZE * (index - expect)
@@ -90,29 +93,12 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
         packed += h
         data_by_index.append(data)
         expect += 1
-        if b'"jurisdiction-set"' in data:
-            try:
-                event = json.loads(data)
-                if event["type"] == entries.JURISDICTION_SET:
-                    record = event["jurisdiction"]
-                    places[str(record["code"])] = (index, record)
-                    continue
-            except (ValueError, KeyError, TypeError):
-                problems.append(f"entry {index}: not a clearwall entry")
-                continue
-        if b'"order-' not in data:  # canonical JSON: only order events name an order type
-            if not data.startswith(b"{"):
-                problems.append(f"entry {index}: not a clearwall entry")
-            continue
+        if entries.family(data) is Family.APPEAL:
+            continue  # states nothing the store must match
         try:
-            event = json.loads(data)
-            kind = event["type"]
-            if kind in (entries.ORDER_PUBLISHED, entries.ORDER_AMENDED):
-                events[int(event["order"]["id"])] = (index, event)
-            elif kind in (entries.ORDER_REVOKED, entries.ORDER_EXPIRED):
-                ended[int(event["order"])] = index
-        except (ValueError, KeyError, TypeError):
-            problems.append(f"entry {index}: not a clearwall entry")
+            state.apply(index, entries.parse(data))
+        except EntryError as exc:
+            problems.append(f"entry {index}: not a clearwall entry ({exc})")
     if expect != size:
         problems.append(f"log head says {size} entries but {expect} are stored")
     tree = MemoryTree(packed)
@@ -120,26 +106,20 @@ def audit(store: Any, tlog: TransparencyLog, verifier: Verifier) -> AuditReport:
     report.root = tree.root()
     _check_checkpoints(store, tree, verifier, tlog, report)
     published = _check_tiles(tlog, tree, data_by_index, verifier, report)
-    _check_orders(store, events, ended, report)
-    _check_jurisdictions(store, places, report)
+    matched = policy(state)
+    problems.extend(matched.problems)
+    report.orders, report.jurisdictions = matched.orders, matched.jurisdictions
     _check_rule_files(tlog.dir.root / RULES_DIR, report)
-    _check_published_rules(tlog, events, published, report)
+    _check_published_rules(tlog, state, published, report)
     return report
 
 
-def _rows(store: Any) -> Iterator[tuple[int, bytes, bytes]]:
-    """(index, data, leaf hash) of every stored entry: streamed from a real store."""
-    if hasattr(store, "read"):
-        from clearwall.ledger.storeview import iter_log_rows
-
-        yield from iter_log_rows(store)
-        return
-    for row in store.log_entries(0, None):
-        yield row.index, bytes(row.data), bytes(row.leaf_hash)
-
-
 def _check_checkpoints(
-    store: Any, tree: MemoryTree, verifier: Verifier, tlog: TransparencyLog, report: AuditReport
+    store: LogStore,
+    tree: MemoryTree,
+    verifier: Verifier,
+    tlog: TransparencyLog,
+    report: AuditReport,
 ) -> None:
     stored = list(store.checkpoints())
     if not stored:
@@ -258,100 +238,19 @@ def _check_tiles(
 
 
 def _check_published_rules(
-    tlog: TransparencyLog,
-    events: dict[int, tuple[int, dict[str, Any]]],
-    published: int,
-    report: AuditReport,
+    tlog: TransparencyLog, state: LogState, published: int, report: AuditReport
 ) -> None:
     """Every order version the published log commits to (each order's latest entry in
     it) has its rule file, so anyone can check a name against it."""
-    for order_id, (index, event) in sorted(events.items()):
-        rules = event.get("rules")
-        if index >= published or not isinstance(rules, dict) or "digest" not in rules:
+    for index, version in state.versions():
+        if index >= published:
             continue
-        path = tlog.rule_file(order_id, str(rules["digest"]))
+        path = tlog.rule_file(version.order.id, version.rules.digest)
         if not path.is_file():
             report.unpublished.append(
-                f"order {order_id}: rule file {RULES_DIR}/{path.name} of log entry {index} is "
-                "missing from the public log"
+                f"order {version.order.id}: rule file {RULES_DIR}/{path.name} of log entry "
+                f"{index} is missing from the public log"
             )
-
-
-def _check_orders(
-    store: Any,
-    events: dict[int, tuple[int, dict[str, Any]]],
-    ended: dict[int, int],
-    report: AuditReport,
-) -> None:
-    from sqlalchemy import select
-
-    from clearwall.model import OrderStatus
-    from clearwall.store import repositories as repo
-    from clearwall.store import schema
-
-    with store.read() as conn:
-        authorities = {a.id: a for a in repo.list_authorities(conn)}
-        orders = repo.list_orders(conn)
-        known = {o.id for o in orders}
-        strays = conn.execute(
-            select(schema.rules.c.order_id).distinct().where(schema.rules.c.order_id.notin_(known))
-        ).scalars()
-        for oid in strays:
-            report.problems.append(f"rules belong to order {oid}, which does not exist")
-        for order in orders:
-            logged = events.get(order.id)
-            if logged is None:
-                report.problems.append(f"order {order.id}: not on the log")
-                continue
-            index, event = logged
-            if order.status is OrderStatus.ACTIVE and order.id in ended:
-                report.problems.append(
-                    f"order {order.id}: active in the store but ended by entry {ended[order.id]}"
-                )
-                continue
-            if order.status is not OrderStatus.ACTIVE:
-                report.orders += 1
-                continue
-            problems_before = len(report.problems)
-            authority = authorities.get(order.authority_id)
-            if authority is None or entries.order_metadata(order, authority) != event["order"]:
-                report.problems.append(
-                    f"order {order.id}: stored metadata differs from log entry {index}"
-                )
-            digest, count = entries.rules_digest(repo.iter_rules(conn, order.id))
-            if digest != event["rules"]["digest"] or count != event["rules"]["count"]:
-                report.problems.append(
-                    f"order {order.id}: its {count} stored rules do not match the digest of "
-                    f"log entry {index} ({event['rules']['count']} rules): rules were edited "
-                    "behind the log's back"
-                )
-            if len(report.problems) == problems_before:
-                report.orders += 1
-
-
-def _check_jurisdictions(
-    store: Any, logged: dict[str, tuple[int, dict[str, Any]]], report: AuditReport
-) -> None:
-    from clearwall.store import repositories as repo
-
-    with store.read() as conn:
-        stored = repo.list_jurisdictions(conn)
-    for jurisdiction in stored:
-        entry = logged.get(jurisdiction.code)
-        if entry is None:
-            report.problems.append(f"jurisdiction {jurisdiction.code}: not on the log")
-        elif entries.jurisdiction_record(jurisdiction) != entry[1]:
-            report.problems.append(
-                f"jurisdiction {jurisdiction.code}: stored name or networks differ from log "
-                f"entry {entry[0]}"
-            )
-        else:
-            report.jurisdictions += 1
-    missing = sorted(set(logged) - {j.code for j in stored})
-    for code in missing:
-        report.problems.append(
-            f"jurisdiction {code}: on the log (entry {logged[code][0]}) but not in the store"
-        )
 
 
 def _check_rule_files(directory: Path, report: AuditReport) -> None:

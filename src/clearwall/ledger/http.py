@@ -19,7 +19,8 @@ from fastapi.responses import JSONResponse, Response
 from clearwall.errors import ClearwallError, InvalidName, TileError, VerificationError
 from clearwall.ledger import proofs, tiles
 from clearwall.ledger.checkpoint import open_checkpoint
-from clearwall.ledger.log import NameProver, TransparencyLog
+from clearwall.ledger.log import TransparencyLog
+from clearwall.ledger.prover import NameProver
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,8 @@ def _b64(h: bytes) -> str:
     return base64.b64encode(h).decode()
 
 
-def log_router(tlog: TransparencyLog, store: Any = None, prefix: str = "/log") -> APIRouter:
-    """An APIRouter serving ``tlog``'s checkpoint, tiles and proofs under ``prefix``.
-
-    ``store`` is accepted for symmetry with the web app's call; the log already holds it.
-    """
-    del store
+def log_router(tlog: TransparencyLog, prefix: str = "/log") -> APIRouter:
+    """An APIRouter serving ``tlog``'s checkpoint, tiles and proofs under ``prefix``."""
 
     def recover() -> None:
         # Publish whatever a crash left committed but untiled (issue 4, "Bad input").

@@ -12,20 +12,17 @@ proofs and formats it uses are pure.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
-import json
-import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
 from clearwall.config import LedgerConfig
 from clearwall.errors import LedgerError, TileError, VerificationError
-from clearwall.ledger import proofs, tiles, witnessing
+from clearwall.ledger import entries, proofs, tiles, witnessing
 from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
+from clearwall.ledger.logstore import LogRow, LogStore
 from clearwall.ledger.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
@@ -34,256 +31,10 @@ from clearwall.ledger.merkle import (
     merkle_root,
     parent_row,
 )
-from clearwall.ledger.nameproof import LogState, prove_name, rule_tree
+from clearwall.ledger.readers import TileHashReader
 from clearwall.ledger.signing import Signer, Verifier, load_signer
+from clearwall.ledger.tiledir import RULES_DIR, TileDir
 from clearwall.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
-
-CHECKPOINT_FILE = "checkpoint"
-RULES_DIR = "rules"
-TMP_DIR = ".tmp"  # where every file is written before it is renamed into place
-
-
-class StoredEntry(Protocol):
-    """A committed log entry as the store returns it."""
-
-    index: int
-    data: bytes
-    leaf_hash: bytes
-
-
-class StoredCheckpoint(Protocol):
-    """A checkpoint row as the store returns it."""
-
-    tree_size: int
-    root_hash: bytes
-    note: str
-
-
-class LogStore(Protocol):
-    """The store's read side of the log tables (``clearwall.store.Store`` implements it)."""
-
-    def log_size(self) -> int:
-        """Number of committed entries."""
-        ...
-
-    def log_entries(self, start: int = 0, end: int | None = None) -> Sequence[StoredEntry]:
-        """Committed entries ``start <= index < end`` in index order."""
-        ...
-
-    def add_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> None:
-        """Record a signed checkpoint (idempotent per size)."""
-        ...
-
-    def checkpoints(self) -> Sequence[StoredCheckpoint]:
-        """Every stored checkpoint, oldest first."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryEntry:
-    """An in-memory committed entry (the twin of the store's ``LogEntry``)."""
-
-    index: int
-    data: bytes
-    leaf_hash: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryCheckpoint:
-    """An in-memory stored checkpoint."""
-
-    tree_size: int
-    root_hash: bytes
-    note: str
-
-
-class MemoryLogStore:
-    """The in-memory twin of the store's log tables, for fast tests and benchmarks."""
-
-    def __init__(self) -> None:
-        """An empty log."""
-        self.entries: list[MemoryEntry] = []
-        self.stored: dict[int, MemoryCheckpoint] = {}
-
-    def append(self, data: bytes) -> int:
-        """Commit one entry; return its index."""
-        idx = len(self.entries)
-        self.entries.append(MemoryEntry(idx, data, leaf_hash(data)))
-        return idx
-
-    def log_size(self) -> int:
-        """Number of committed entries."""
-        return len(self.entries)
-
-    def log_entries(self, start: int = 0, end: int | None = None) -> list[MemoryEntry]:
-        """Committed entries ``start <= index < end``."""
-        return self.entries[start:end]
-
-    def add_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> None:
-        """Record a checkpoint once per size."""
-        self.stored.setdefault(tree_size, MemoryCheckpoint(tree_size, root_hash, note))
-
-    def checkpoints(self) -> list[MemoryCheckpoint]:
-        """Stored checkpoints, oldest first."""
-        return [self.stored[k] for k in sorted(self.stored)]
-
-
-def _write_atomic(path: Path, data: bytes, tmp_dir: Path) -> None:
-    """Write ``path`` whole or not at all: a temporary file in ``tmp_dir`` (the same file
-    system) renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_dir / f"{path.name}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-class TileDir:
-    """A tiles directory: reads and writes tiles by ``TileID`` (the only file access)."""
-
-    def __init__(self, root: Path) -> None:
-        """Tiles live under ``root/tile/...``, the checkpoint at ``root/checkpoint``."""
-        self.root = root
-
-    def path(self, tile: TileID) -> Path:
-        """File path of a tile."""
-        return self.root / tile.path
-
-    def write(self, tile: TileID, data: bytes) -> None:
-        """Write a tile atomically."""
-        self.write_file(self.path(tile), data)
-
-    def write_file(self, path: Path, data: bytes) -> None:
-        """Write a file under the root atomically (its temporary file in ``.tmp/``)."""
-        _write_atomic(path, data, self.root / TMP_DIR)
-
-    def clear_tmp(self) -> None:
-        """Remove the temporary files of writers killed mid-write (call under the lock:
-        then no live writer has one)."""
-        with contextlib.suppress(FileNotFoundError):
-            for tmp in (self.root / TMP_DIR).iterdir():
-                with contextlib.suppress(FileNotFoundError):
-                    tmp.unlink()
-
-    def read(self, tile: TileID) -> bytes:
-        """Read a tile; a wider version of the same tile serves too (hashes never change).
-
-        Raises TileError when no version at least ``tile.width`` wide exists.
-        """
-        candidates = [tile, TileID(tile.level, tile.index)]
-        for cand in candidates:
-            with contextlib.suppress(FileNotFoundError):
-                data = self.path(cand).read_bytes()
-                return self._prefix(tile, cand, data)
-        part_dir = self.path(TileID(tile.level, tile.index)).with_name(
-            self.path(TileID(tile.level, tile.index)).name + ".p"
-        )
-        if part_dir.is_dir():
-            widths = sorted(int(p.name) for p in part_dir.iterdir() if p.name.isdigit())
-            for w in widths:
-                if w > tile.width:
-                    cand = TileID(tile.level, tile.index, w)
-                    return self._prefix(tile, cand, self.path(cand).read_bytes())
-        raise TileError(f"tile {tile.path} is missing")
-
-    @staticmethod
-    def _prefix(want: TileID, got: TileID, data: bytes) -> bytes:
-        if want.width == got.width:
-            return data
-        if want.level == tiles.ENTRIES:
-            entries = tiles.decode_bundle(data, got.width)
-            return tiles.encode_bundle(entries[: want.width])
-        tiles.split_hashes(data, got.width)  # checks the length
-        return data[: want.width * HASH_SIZE]
-
-    def read_checkpoint(self) -> str | None:
-        """The published signed checkpoint note, if any."""
-        try:
-            return (self.root / CHECKPOINT_FILE).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-
-    def write_checkpoint(self, note: str) -> None:
-        """Publish a signed checkpoint (last step of a sync)."""
-        self.write_file(self.root / CHECKPOINT_FILE, note.encode("utf-8"))
-
-
-class TileHashReader:
-    """``proofs.HashReader`` over the hash tiles of a tree of a given size.
-
-    A subtree of height 8·L + r is the root of 2^r consecutive hashes of the level-L tile
-    row (C2SP tlog-tiles, "Merkle Tree"); tiles and computed subtree roots are cached.
-    """
-
-    def __init__(
-        self,
-        read_tile: TileDir,
-        size: int,
-        shared: dict[tuple[int, int], bytes] | None = None,
-        upper: MemoryTree | None = None,
-    ) -> None:
-        """Read tiles through ``read_tile`` for a tree of ``size`` leaves.
-
-        ``shared`` caches complete-subtree hashes across readers: such a hash never
-        changes once the subtree is complete, whatever the tree size.
-        """
-        self.tiles = read_tile
-        self.size = size
-        self._tiles: dict[tuple[int, int], bytes] = {}
-        self._hashes: dict[tuple[int, int], bytes] = {} if shared is None else shared
-        self._rows: dict[tuple[int, int], list[bytes | bytearray]] = {}
-        # Optional tree over the level-1 tile row (height 8 and up), so a proof hashes
-        # only inside the leaf's own level-0 tile.
-        self._upper = upper
-
-    def _tile(self, level: int, index: int) -> bytes:
-        key = (level, index)
-        data = self._tiles.get(key)
-        if data is None:
-            tile = tiles.tile_for(self.size, level, index)
-            data = self.tiles.read(tile)
-            if len(data) != tile.width * HASH_SIZE:
-                tiles.split_hashes(data, tile.width)  # raises TileError naming the sizes
-            self._tiles[key] = data
-        return data
-
-    def _tile_rows(self, level: int, index: int) -> list[bytes | bytearray]:
-        """The tile's hashes and every row above them inside the tile (8 bulk passes)."""
-        key = (level, index)
-        rows = self._rows.get(key)
-        if rows is None:
-            rows = [self._tile(level, index)]
-            for _ in range(TILE_HEIGHT - 1):
-                rows.append(parent_row(rows[-1]))
-            self._rows[key] = rows
-        return rows
-
-    def hash_at(self, height: int, index: int) -> bytes:
-        """Hash of the complete subtree ``index`` at ``height``."""
-        key = (height, index)
-        cached = self._hashes.get(key)
-        if cached is not None:
-            return cached
-        if (index + 1) << height > self.size:
-            raise VerificationError(
-                f"no complete subtree at height {height} index {index} in size {self.size}"
-            )
-        upper = self._upper
-        if upper is not None and height >= TILE_HEIGHT:
-            up = height - TILE_HEIGHT
-            if (index + 1) << up <= upper.size:
-                return upper.hash_at(up, index)
-        level, r = divmod(height, TILE_HEIGHT)
-        first = index << r
-        rows = self._tile_rows(level, first // TILE_WIDTH)
-        # Row r of the tile holds its complete height-(8L + r) subtrees, left to right.
-        off = ((first % TILE_WIDTH) >> r) * HASH_SIZE
-        result = bytes(rows[r][off : off + HASH_SIZE])
-        if len(self._hashes) > 1_000_000:
-            self._hashes.clear()  # bound memory; everything is recomputable from tiles
-        self._hashes[key] = result
-        return result
 
 
 @dataclass
@@ -327,6 +78,16 @@ class SyncResult:
     tiles_written: int
 
 
+def published_checkpoint(config: LedgerConfig) -> Checkpoint | None:
+    """The verified checkpoint in ``config``'s tiles directory, or None when there is
+    none: read with the key file alone, without the store (a gateway's start-up check)."""
+    note = TileDir(config.tiles_path()).read_checkpoint()
+    if note is None:
+        return None
+    signer = load_signer(config.key_path())
+    return open_checkpoint(note, signer.verifier, config.origin)
+
+
 class TransparencyLog:
     """The log of a store: sync tiles and checkpoints, serve proofs, recover after a crash.
 
@@ -334,9 +95,9 @@ class TransparencyLog:
     file lock serializes writers) and at start (it finishes what a crash interrupted).
     """
 
-    def __init__(self, store: Any, config: LedgerConfig, signer: Signer | None = None) -> None:
-        """Bind the log to ``store`` (a ``LogStore``) and the ledger config section."""
-        self.store: LogStore = store
+    def __init__(self, store: LogStore, config: LedgerConfig, signer: Signer | None = None) -> None:
+        """Bind the log to ``store`` and the ledger config section."""
+        self.store = store
         self.config = config
         self.dir = TileDir(config.tiles_path())
         self._signer = signer
@@ -428,7 +189,8 @@ class TransparencyLog:
     # -- sync -------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def lock(self) -> Iterator[None]:
+        """The log's writer lock (a file lock: one writer at a time across processes)."""
         self.dir.root.mkdir(parents=True, exist_ok=True)
         with open(self.dir.root / ".lock", "a+") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -463,7 +225,7 @@ class TransparencyLog:
 
     def sync(self) -> SyncResult:
         """Publish every committed entry: tiles, bundles, rule files, then a checkpoint."""
-        with self._lock():
+        with self.lock():
             self.dir.clear_tmp()
             old = self._recover_size()
             size = self.store.log_size()
@@ -493,7 +255,7 @@ class TransparencyLog:
         files (two stores given the same [ledger] paths).
         """
         where = (
-            f"the store {_describe(self.store)} has {size} entries but the public log in "
+            f"the store {self.store} has {size} entries but the public log in "
             f"{self.dir.root} (key {self.config.key_file}) published checkpoint size {published}"
         )
         lost = (
@@ -559,15 +321,9 @@ class TransparencyLog:
             pos = end
         return written
 
-    def _rows(self, start: int, end: int) -> list[tuple[int, bytes, bytes]]:
+    def _rows(self, start: int, end: int) -> list[LogRow]:
         """(index, data, stored leaf hash) of entries ``start <= index < end``."""
-        if hasattr(self.store, "read"):  # the real store: one lean query
-            from clearwall.ledger.storeview import log_rows
-
-            return log_rows(self.store, start, end)
-        return [
-            (e.index, bytes(e.data), bytes(e.leaf_hash)) for e in self.store.log_entries(start, end)
-        ]
+        return list(self.store.log_rows(start, end))
 
     def _write_bundles(self, old: int, new: int, entries: list[bytes]) -> int:
         """Write entry bundles growing old → new; ``entries`` start at old's tile."""
@@ -621,110 +377,18 @@ class TransparencyLog:
         """Where the sorted canonical rule lines of one order version are published."""
         return self.dir.root / RULES_DIR / f"{order_id}-{digest}.txt"
 
-    def _publish_rule_files(self, entries: list[bytes]) -> None:
+    def _publish_rule_files(self, datas: list[bytes]) -> None:
         """Write the rule file of every order version the new entries commit to."""
-        lines_for = getattr(self.store, "order_rule_lines", None)
-        if lines_for is None:
-            from clearwall.ledger.storeview import rule_lines_from_store
-
-            def lines_for(order_id: int) -> list[bytes] | None:
-                return rule_lines_from_store(self.store, order_id)
-
-        for data in entries:
-            if b'"rules":{' not in data:  # only published/amended orders carry a digest
+        for data in datas:
+            version = entries.order_version(data)
+            if version is None:
                 continue
-            try:
-                event = json.loads(data)
-            except ValueError:
-                continue
-            rules = event.get("rules") if isinstance(event, dict) else None
-            if not isinstance(rules, dict) or "digest" not in rules:
-                continue
-            order_id = int(event["order"]["id"])
-            path = self.rule_file(order_id, str(rules["digest"]))
+            path = self.rule_file(version.order.id, version.rules.digest)
             if path.exists():
                 continue
-            lines = lines_for(order_id)
+            lines = self.store.order_rule_lines(version.order.id)
             if lines is None:
                 continue
-            if merkle_root(lines).hex() != rules["digest"]:
+            if merkle_root(lines).hex() != version.rules.digest:
                 continue  # the order changed since; a later entry carries its digest
             self.dir.write_file(path, b"".join(line + b"\n" for line in lines))
-
-
-class NameProver:
-    """Builds per-name proof bundles from a log's published state (cached between calls).
-
-    Rule-set trees come from the published rule files (``rules/<order>-<digest>.txt``),
-    falling back to the store's current rules when they still have the logged digest.
-    """
-
-    def __init__(self, tlog: TransparencyLog, cache_orders: int = 8) -> None:
-        """Prove against ``tlog``; keep up to ``cache_orders`` rule-set trees in memory."""
-        self.tlog = tlog
-        self._state = LogState()
-        self._trees: dict[tuple[int, str], tuple[Sequence[bytes], MemoryTree]] = {}
-        self._cache_orders = cache_orders
-        self._lock = threading.Lock()  # one prover serves concurrent HTTP requests
-
-    def _rule_tree(self, order_id: int, digest: str) -> tuple[Sequence[bytes], proofs.HashReader]:
-        key = (order_id, digest)
-        hit = self._trees.get(key)
-        if hit is not None:
-            return hit
-        path = self.tlog.rule_file(order_id, digest)
-        lines: list[bytes] | None
-        if path.exists():
-            lines = path.read_bytes().splitlines()
-        else:
-            from clearwall.ledger.storeview import rule_lines_from_store
-
-            lines = rule_lines_from_store(self.tlog.store, order_id)
-        tree = rule_tree(lines) if lines is not None else None
-        if tree is None or tree[1].root().hex() != digest:
-            raise LedgerError(
-                f"order {order_id}: no published rule file or stored rules with digest {digest}"
-            )
-        if len(self._trees) >= self._cache_orders:
-            self._trees.pop(next(iter(self._trees)))
-        self._trees[key] = tree
-        return tree
-
-    def prove(self, name: str, jurisdiction: str, at: dt.datetime | None = None) -> dict[str, Any]:
-        """The proof bundle for ``name`` in ``jurisdiction`` at ``at`` (default: now)."""
-        with self._lock:
-            return self._prove(name, jurisdiction, at)
-
-    def _prove(self, name: str, jurisdiction: str, at: dt.datetime | None) -> dict[str, Any]:
-        note = self.tlog.checkpoint_note()
-        cp = open_checkpoint(note, self.tlog.verifier, self.tlog.config.origin)
-        if cp.size < self._state.size:
-            self._state = LogState()
-        if cp.size > self._state.size:
-            new = self.tlog.store.log_entries(self._state.size, cp.size)
-            self._state.extend((e.index, bytes(e.data)) for e in new)
-        reader = self.tlog.reader(cp.size)
-        return prove_name(
-            name,
-            jurisdiction,
-            note,
-            cp,
-            self._state,
-            reader,
-            lambda i: self.tlog.entry(i, cp.size),
-            self._rule_tree,
-            at or dt.datetime.now(dt.UTC),
-        )
-
-
-def _describe(store: Any) -> str:
-    """A store's URL for messages (without a password), or its type for a twin."""
-    engine = getattr(store, "engine", None)
-    if engine is not None:
-        return str(engine.url.render_as_string(hide_password=True))
-    return type(store).__name__
-
-
-def merkle_root_hex(lines: Sequence[bytes]) -> str:
-    """Hex RFC 6962 root over rule lines (the digest an order entry commits to)."""
-    return merkle_root(lines).hex()

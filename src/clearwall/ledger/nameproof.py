@@ -21,14 +21,14 @@ import base64
 import binascii
 import bisect
 import datetime as dt
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from clearwall.errors import InvalidName, VerificationError
 from clearwall.ledger import entries, proofs
 from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
+from clearwall.ledger.entries import EntryError, OrderAmended, OrderPublished
+from clearwall.ledger.logstate import LogState
 from clearwall.ledger.merkle import MemoryTree, leaf_hash
 from clearwall.ledger.proofs import HashReader
 from clearwall.ledger.signing import Verifier
@@ -103,57 +103,6 @@ def _parse_time(text: Any) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-def binds(event: Mapping[str, Any], jurisdiction: str, at: dt.datetime) -> bool:
-    """True when a logged order (its latest entry) binds ``jurisdiction``'s clients at ``at``."""
-    order = event["order"]
-    scope = order["authority"]["jurisdiction"]
-    if not (order.get("all_jurisdictions") or scope == jurisdiction):
-        return False
-    start, end = _parse_time(order.get("effective_from")), _parse_time(order.get("expires"))
-    if start is not None and at < start:
-        return False
-    return end is None or at < end
-
-
-@dataclass
-class LogState:
-    """Per order, its latest published/amended entry; and the orders revoked or expired."""
-
-    size: int = 0
-    latest: dict[int, tuple[int, dict[str, Any]]] | None = None
-    ended: set[int] | None = None
-
-    def __post_init__(self) -> None:
-        self.latest = {} if self.latest is None else self.latest
-        self.ended = set() if self.ended is None else self.ended
-
-    def extend(self, items: Iterable[tuple[int, bytes]]) -> None:
-        """Fold entries ``(index, data)`` (in index order, starting at ``size``) in."""
-        assert self.latest is not None and self.ended is not None
-        for index, data in items:
-            if index != self.size:
-                raise VerificationError(f"log entries out of order at index {index}")
-            self.size += 1
-            try:
-                event = json.loads(data)
-                kind = event["type"]
-            except (ValueError, KeyError, TypeError):
-                continue
-            if kind in (entries.ORDER_PUBLISHED, entries.ORDER_AMENDED):
-                self.latest[int(event["order"]["id"])] = (index, event)
-            elif kind in (entries.ORDER_REVOKED, entries.ORDER_EXPIRED):
-                self.ended.add(int(event["order"]))
-
-    def in_force(self, jurisdiction: str, at: dt.datetime) -> list[tuple[int, dict[str, Any]]]:
-        """The (entry index, event) of every order binding ``jurisdiction`` at ``at``."""
-        assert self.latest is not None and self.ended is not None
-        return [
-            self.latest[oid]
-            for oid in sorted(self.latest)
-            if oid not in self.ended and binds(self.latest[oid][1], jurisdiction, at)
-        ]
-
-
 RuleTreeSource = Callable[[int, str], tuple[Sequence[bytes], HashReader]]
 """``(order id, digest hex) -> (sorted rule lines, a hash reader over their tree)``."""
 
@@ -188,9 +137,9 @@ def prove_name(
         )
     orders_out: list[dict[str, Any]] = []
     sels = selectors(qname)
-    for index, event in state.in_force(jur, at):
-        order_id = int(event["order"]["id"])
-        digest, count = str(event["rules"]["digest"]), int(event["rules"]["count"])
+    for index, version in state.in_force(jur, at):
+        order_id = version.order.id
+        digest, count = version.rules.digest, version.rules.count
         lines, reader = rule_trees(order_id, digest)
         if len(lines) != count:
             raise VerificationError(
@@ -301,7 +250,7 @@ def _check_complete(
     state.extend(items)
     if state.size != cp.size or MemoryTree(packed).root() != cp.root:
         raise VerificationError("the log entries given do not hash to the checkpoint's root")
-    want = {int(e["order"]["id"]): i for i, e in state.in_force(jurisdiction, at)}
+    want = {v.order.id: i for i, v in state.in_force(jurisdiction, at)}
     got = {int(o["order"]): int(o["entry"]["index"]) for o in bundle["orders"]}
     for oid, index in want.items():
         if oid not in got:
@@ -385,16 +334,19 @@ def verify_bundle(
                 )
             except VerificationError as exc:
                 raise VerificationError(f"{what}: log entry {index}: {exc}") from exc
-            event = json.loads(data)
-            if event.get("type") not in (entries.ORDER_PUBLISHED, entries.ORDER_AMENDED):
+            try:
+                event = entries.parse(data)
+            except EntryError as exc:
+                raise VerificationError(f"{what}: log entry {index}: {exc}") from exc
+            if not isinstance(event, OrderPublished | OrderAmended):
                 raise VerificationError(f"{what}: log entry {index} does not publish an order")
-            if int(event["order"]["id"]) != order_id:
+            if event.order.id != order_id:
                 raise VerificationError(f"{what}: log entry {index} is about another order")
-            if not binds(event, jurisdiction, at):
+            if not event.binds(jurisdiction, at):
                 raise VerificationError(
                     f"{what}: does not bind jurisdiction {jurisdiction!r} at {bundle['at']}"
                 )
-            count, root = int(event["rules"]["count"]), bytes.fromhex(event["rules"]["digest"])
+            count, root = event.rules.count, bytes.fromhex(event.rules.digest)
             cands = order["candidates"]
             if [c["selector"] for c in cands] != expected:
                 raise VerificationError(f"{what}: selectors answered are not the expected set")

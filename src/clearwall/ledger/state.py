@@ -1,9 +1,10 @@
 """What the log commits about the policy, read from its entries; and the provenance of a
 compiled snapshot, checked against it.
 
-``logged_state`` reads a stretch of entries (pure: rows in, state out) for the store's
-loader and for the gateway's start-up check, which reads the rows with the standard
-library alone so that a restart does not wait for SQLAlchemy.
+``state_and_root`` folds a stretch of entries with the one fold (``ledger.logstate``)
+and hashes them, for the store's loader and for the gateway's start-up check, which
+reads the rows with the standard library alone so that a restart does not wait for
+SQLAlchemy.
 
 A whole snapshot the gateway compiles carries a ``Provenance`` (``provenance.json``
 beside its files): the tree size and the Merkle root (RFC 6962 section 2.1) of the
@@ -23,65 +24,23 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from clearwall.ledger import entries
+from clearwall.ledger.entries import EntryError
+from clearwall.ledger.logstate import LogState, OnError
 from clearwall.ledger.merkle import leaf_hash, root_from_leaf_hashes
-from clearwall.policy.model import Jurisdiction
 
 log = logging.getLogger(__name__)
 
 PROVENANCE_FILE = "provenance.json"
 
 
-@dataclass
-class LoggedState:
-    """What a stretch of the log says: per order, its latest published/amended event;
-    the orders revoked or expired; every order named; per jurisdiction code, the record
-    its latest ``jurisdiction-set`` entry commits and that entry's index."""
-
-    latest: dict[int, dict[str, Any]] = field(default_factory=dict)
-    ended: set[int] = field(default_factory=set)
-    named: set[int] = field(default_factory=set)
-    jurisdictions: dict[str, tuple[int, Jurisdiction]] = field(default_factory=dict)
-
-    @property
-    def in_force(self) -> set[int]:
-        """The orders the log has published and not ended."""
-        return set(self.latest) - self.ended
-
-
-def logged_state(rows: Iterable[tuple[int, bytes]]) -> LoggedState:
-    """The state the entries ``rows`` ((index, data) in index order) commit."""
-    state = LoggedState()
-    for idx, data in rows:
-        try:
-            event = json.loads(bytes(data))
-            kind = event["type"]
-        except (ValueError, KeyError, TypeError):
-            log.warning("log entry %d is not a clearwall entry; ignored", idx)
-            continue
-        if kind in (entries.ORDER_PUBLISHED, entries.ORDER_AMENDED):
-            event["_index"] = int(idx)
-            order_id = int(event["order"]["id"])
-            state.latest[order_id] = event
-            state.named.add(order_id)
-        elif kind in (entries.ORDER_REVOKED, entries.ORDER_EXPIRED):
-            state.ended.add(int(event["order"]))
-            state.named.add(int(event["order"]))
-        elif kind == entries.JURISDICTION_SET:
-            try:
-                record = entries.jurisdiction_from_record(event["jurisdiction"])
-            except (ValueError, KeyError, TypeError) as exc:
-                log.warning("log entry %d: not a jurisdiction record (%s); ignored", idx, exc)
-                continue
-            state.jurisdictions[record.code] = (int(idx), record)
-    return state
-
-
-def state_and_root(rows: Iterable[tuple[int, bytes]], size: int) -> tuple[LoggedState, str]:
-    """``logged_state`` of the first ``size`` entries and their Merkle root (hex), the
-    leaves hashed from the entries' data; ValueError when an entry is missing."""
+def state_and_root(
+    rows: Iterable[tuple[int, bytes]], size: int, on_error: OnError | None = None
+) -> tuple[LogState, str]:
+    """The fold (``ledger.logstate``) of the first ``size`` entries ``rows`` ((index,
+    data) in index order) and their Merkle root (hex), the leaves hashed from the
+    entries' data; ValueError when an entry is missing. Each entry that is not a
+    clearwall entry goes to ``on_error`` (default: a warning) and is skipped."""
     hashes: list[bytes] = []
 
     def hashed() -> Iterable[tuple[int, bytes]]:
@@ -91,10 +50,15 @@ def state_and_root(rows: Iterable[tuple[int, bytes]], size: int) -> tuple[Logged
             hashes.append(leaf_hash(bytes(data)))
             yield idx, data
 
-    state = logged_state(hashed())
+    state = LogState()
+    state.extend(hashed(), on_error or _ignored)
     if len(hashes) != size:
         raise ValueError(f"the log holds {len(hashes)} of its {size} entries")
     return state, root_from_leaf_hashes(hashes).hex()
+
+
+def _ignored(index: int, exc: EntryError) -> None:
+    log.warning("log entry %d is not a clearwall entry (%s); ignored", index, exc)
 
 
 @dataclass(frozen=True)
@@ -156,7 +120,7 @@ def file_digests(directory: Path) -> dict[str, str]:
 
 
 def mismatch(
-    provenance: Provenance, state: LoggedState, root: str, base_url: str, directory: Path
+    provenance: Provenance, state: LogState, root: str, base_url: str, directory: Path
 ) -> str | None:
     """Why the snapshot in ``directory`` is not the policy the log commits, or None.
 
@@ -170,16 +134,14 @@ def mismatch(
     if provenance.withheld:
         return f"the store disagreed with the log on orders {sorted(provenance.withheld)}"
     accounted = set(provenance.orders) | provenance.expired
-    if state.in_force != accounted:
+    if state.orders_in_force() != accounted:
         return "its orders are not those the log has in force"
     for order_id, (index, digest, count) in provenance.orders.items():
-        event = state.latest[order_id]
-        if (index, digest, count) != (
-            event["_index"],
-            event["rules"]["digest"],
-            event["rules"]["count"],
-        ):
-            return f"order {order_id} is not the one entry {event['_index']} publishes"
+        version = state.orders[order_id].version
+        assert version is not None  # in force
+        logged, event = version
+        if (index, digest, count) != (logged, event.rules.digest, event.rules.count):
+            return f"order {order_id} is not the one entry {logged} publishes"
     if {code: idx for code, (idx, _j) in state.jurisdictions.items()} != provenance.jurisdictions:
         return "its jurisdictions are not those the log sets"
     if file_digests(directory) != provenance.files or not provenance.files:

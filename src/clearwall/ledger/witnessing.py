@@ -7,10 +7,11 @@ consistency proof from the published tiles), each answer is verified against the
 witness's vkey, and the valid cosignature lines are attached to the note that is then
 published at ``/log/checkpoint`` and stored. A witness that is down, slow or refuses
 does not stop publication: the checkpoint goes out with the cosignatures it got, the
-failure is recorded, and ``retry`` (run by the web app every ``witness_retry`` seconds,
-and by every later sync) asks again and attaches late cosignatures to the published
-note. A checkpoint is *witnessed* once ``witness_quorum`` witnesses have cosigned it;
-verifiers holding the same witness keys refuse it before that.
+failure is recorded, and ``retry`` (run by ``clearwall serve``'s jobs every
+``witness_retry`` seconds, and by every later sync) asks again and attaches late
+cosignatures to the published note. A checkpoint is *witnessed* once ``witness_quorum``
+witnesses have cosigned it; verifiers holding the same witness keys refuse it before
+that.
 
 What each witness last cosigned, and its last error, is kept in ``.witnesses.json``
 beside the tiles, so a witness is asked with the right old size (a 409 answer corrects
@@ -53,7 +54,7 @@ STATE_FILE = ".witnesses.json"  # a dot file: never served as a tile
 
 
 class PublishedFiles(Protocol):
-    """Where the published checkpoint lives (``log.TileDir``)."""
+    """Where the published checkpoint lives (``tiledir.TileDir``)."""
 
     root: Path
 
@@ -88,7 +89,7 @@ class PublishingLog(Protocol):
         """Hashes of the published tree of ``size``."""
         ...
 
-    def _lock(self) -> contextlib.AbstractContextManager[None]:
+    def lock(self) -> contextlib.AbstractContextManager[None]:
         """The log's writer lock (the one ``sync`` holds)."""
         ...
 
@@ -319,7 +320,7 @@ def retry(tlog: PublishingLog) -> int:
         return 0
     outcomes = _ask_all(tlog, ask, note, cp, load_state(tlog))
     got = [o.line for o in outcomes if o.line is not None]
-    with tlog._lock():
+    with tlog.lock():
         state = load_state(tlog)  # re-read: a sync may have run meanwhile
         _record(state, outcomes)
         _save_state(tlog, state)

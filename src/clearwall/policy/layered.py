@@ -31,9 +31,9 @@ from clearwall.policy.snapshot import (
     Hit,
     PolicySnapshot,
     decide,
-    saved_meta,
     segment,
 )
+from clearwall.policy.snapshotfile import saved_meta
 
 LAYER_FILE = "layer.json"
 

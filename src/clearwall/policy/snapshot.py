@@ -7,20 +7,12 @@ same rules as a slow, obviously-correct implementation the tests compare against
 from __future__ import annotations
 
 import bisect
-import ipaddress
-import json
 import math
-import mmap
-import os
-import shutil
-import tempfile
 import time
-from array import array
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import marisa_trie
 import pytricia
 
 from clearwall.errors import SnapshotError
@@ -34,24 +26,16 @@ from clearwall.model import (
     RuleKind,
     Verdict,
 )
+from clearwall.policy import snapshotfile
 from clearwall.policy._nameindex import Memo, NameIndex, NameMatcher
 from clearwall.policy.compiler import (
-    FORMAT_VERSION,
-    GROUP_TYPECODES,
     OrderEntry,
     Tables,
     build,
     decode_rule,
     key_name,
-    metadata,
-    ref_from_json,
 )
 from clearwall.policy.model import ALL_JURISDICTIONS, CompiledOrder, Jurisdiction, RuleSpec
-
-TRIE_FILE = "names.marisa"
-GROUPS_FILE = "groups.bin"
-INDEX_FILE = "names.fp32"
-META_FILE = "meta.json"
 
 # Memoized verdicts per view are a cache, not an index: past this many entries a memo is
 # emptied rather than allowed to grow with the number of distinct names ever hit. An
@@ -235,131 +219,17 @@ class PolicySnapshot(NameMatcher):
 
     def save(self, path: Path, extra: dict[str, bytes] | None = None) -> None:
         """Write the snapshot as a directory at ``path``, atomically, with the ``extra``
-        files (name -> content) beside its own.
-
-        Files are written into a fresh hidden sibling directory and fsynced. A new
-        ``path`` is that directory renamed into place. An existing snapshot at ``path``
-        is replaced by turning ``path`` into a symlink to the new directory, swapped in
-        with one rename; the directory it named before is removed (processes that mapped
-        it keep their pages until they load the new one).
-        """
-        path = Path(path)
-        parent = path.parent
-        parent.mkdir(parents=True, exist_ok=True)
-        target = Path(tempfile.mkdtemp(prefix=f".{path.name}.{self.version}.", dir=parent))
-        previous: Path | None = None
-        try:
-            self._write(target, extra or {})
-            if not path.exists() and not path.is_symlink():
-                os.rename(target, path)
-                _fsync_dir(parent)
-                return
-            if path.is_symlink():
-                previous = parent / os.readlink(path)
-            else:
-                # A plain directory cannot be swapped atomically: move it aside first.
-                previous = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=parent))
-                os.rename(path, previous / "snapshot")
-            link = parent / f".{path.name}.link.{os.getpid()}"
-            if link.is_symlink():
-                link.unlink()
-            os.symlink(target.name, link)
-            os.replace(link, path)
-            _fsync_dir(parent)
-        except BaseException:
-            shutil.rmtree(target, ignore_errors=True)
-            raise
-        if previous.resolve() != target.resolve():
-            shutil.rmtree(previous, ignore_errors=True)
-
-    def _write(self, directory: Path, extra: dict[str, bytes]) -> None:
-        for name, content in extra.items():
-            with open(directory / name, "wb") as out:
-                out.write(content)
-                out.flush()
-                os.fsync(out.fileno())
-        self._trie.save(str(directory / TRIE_FILE))
-        meta = metadata(self._tables)
-        meta["byteorder"] = _byteorder()
-        with open(directory / GROUPS_FILE, "wb") as out:
-            out.write(memoryview(self._key_groups).cast("B"))
-            out.flush()
-            os.fsync(out.fileno())
-        with open(directory / INDEX_FILE, "wb") as out:
-            out.write(self._tables.index_image)
-            out.flush()
-            os.fsync(out.fileno())
-        with open(directory / META_FILE, "w", encoding="utf-8") as out:
-            json.dump(meta, out, separators=(",", ":"))
-            out.flush()
-            os.fsync(out.fileno())
-        fd = os.open(directory / TRIE_FILE, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        _fsync_dir(directory)
+        files (name -> content) beside its own (``snapshotfile.save``)."""
+        snapshotfile.save(self._tables, path, extra)
 
     @classmethod
     def load(cls, path: Path, masked: frozenset[int] = frozenset()) -> PolicySnapshot:
-        """Map a saved snapshot: the trie, the key-group array and the name index stay
-        file-backed pages that every process loading the same files shares. Nothing is
-        read per name: loading takes the same time for any policy size. ``masked``: see
-        the constructor."""
-        path = Path(path)
+        """Map a saved snapshot (``snapshotfile.load_tables``): its files stay pages that
+        every process loading them shares. ``masked``: see the constructor."""
+        tables = snapshotfile.load_tables(path)
         try:
-            with open(path / META_FILE, encoding="utf-8") as src:
-                meta = json.load(src)
-            if meta.get("format") != FORMAT_VERSION:
-                raise SnapshotError(f"{path}: snapshot format {meta.get('format')!r} unsupported")
-            if meta.get("byteorder") != _byteorder():
-                raise SnapshotError(f"{path}: snapshot written on a machine of other byte order")
-            trie = marisa_trie.Trie([])
-            if meta["keys"]:
-                trie = marisa_trie.Trie()
-                trie.mmap(str(path / TRIE_FILE))
-            keepalive: list[Any] = []
-            typecode = GROUP_TYPECODES.get(meta.get("group_width", 0))
-            if typecode is None:
-                raise SnapshotError(f"{path}: key-group width {meta.get('group_width')!r} unknown")
-            key_groups: Any = array(typecode)
-            if meta["keys"]:
-                with open(path / GROUPS_FILE, "rb") as src:
-                    mapped = mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ)
-                keepalive.append(mapped)
-                if len(mapped) % array(typecode).itemsize:
-                    raise SnapshotError(f"{path}: key-group array has a partial entry")
-                key_groups = memoryview(mapped).cast(typecode)
-                if len(key_groups) != meta["keys"] or len(trie) != meta["keys"]:
-                    raise SnapshotError(f"{path}: trie and key-group array disagree")
-            with open(path / INDEX_FILE, "rb") as src:  # never empty: it has a header
-                index_image = mmap.mmap(src.fileno(), 0, access=mmap.ACCESS_READ)
-            tables = Tables(
-                trie=trie,
-                key_groups=key_groups,
-                groups=[tuple(g) for g in meta["groups"]],
-                orders=[
-                    OrderEntry(
-                        ref_from_json(o["ref"]),
-                        float(o["start"]),
-                        math.inf if o["end"] is None else float(o["end"]),
-                    )
-                    for o in meta["orders"]
-                ],
-                jurisdictions=_jurisdictions(meta),
-                ip_rules=[(str(cidr), int(code)) for cidr, code in meta["ip_rules"]],
-                tree_size=int(meta["tree_size"]),
-                base_url=str(meta["base_url"]),
-                compiled_at=float(meta["compiled_at"]),
-                valid_until=meta["valid_until"],
-                version=str(meta["version"]),
-                index_image=index_image,
-                index_key=bytes.fromhex(meta["index_key"]),
-                keepalive=keepalive,
-            )
-            # Inside the try: a damaged index (bad header or size) is a ValueError here.
             return cls(tables, masked)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:  # a damaged index (bad header or size)
             raise SnapshotError(f"cannot load policy snapshot {path}: {exc}") from exc
 
     # -- the data plane -----------------------------------------------------------------
@@ -611,35 +481,6 @@ class PolicySnapshot(NameMatcher):
                 yield RuleSpec(kind, cidr, override), self._orders[index].ref
 
 
-def saved_meta(path: Path) -> dict[str, Any]:
-    """The metadata of the snapshot saved at ``path`` (version, tree size, ...), read
-    without loading the snapshot; SnapshotError when it cannot be read."""
-    try:
-        with open(Path(path) / META_FILE, encoding="utf-8") as src:
-            meta = json.load(src)
-    except (OSError, ValueError) as exc:
-        raise SnapshotError(f"cannot read the snapshot metadata in {path}: {exc}") from exc
-    if not isinstance(meta, dict):
-        raise SnapshotError(f"{path}: snapshot metadata is not an object")
-    return meta
-
-
-def _jurisdictions(meta: dict[str, Any]) -> list[Jurisdiction]:
-    return [
-        Jurisdiction(j["code"], j["name"], tuple(ipaddress.ip_network(n) for n in j["networks"]))
-        for j in meta["jurisdictions"]
-    ]
-
-
-def saved_jurisdictions(path: Path) -> list[Jurisdiction]:
-    """The jurisdictions the snapshot saved at ``path`` was compiled with, read without
-    loading the snapshot; SnapshotError when they cannot be read."""
-    try:
-        return _jurisdictions(saved_meta(path))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SnapshotError(f"{path}: no jurisdictions in the snapshot metadata: {exc}") from exc
-
-
 def segment(bounds: list[float], now: float) -> tuple[float, float]:
     """The stretch of time [lo, hi) between sorted order ``bounds`` (effective-from and
     expiry instants) that holds ``now``; infinite where no bound closes it."""
@@ -647,17 +488,3 @@ def segment(bounds: list[float], now: float) -> tuple[float, float]:
     lo = bounds[at - 1] if at else -math.inf
     hi = bounds[at] if at < len(bounds) else math.inf
     return lo, hi
-
-
-def _byteorder() -> str:
-    import sys
-
-    return f"{sys.byteorder}-{array('I').itemsize}"
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

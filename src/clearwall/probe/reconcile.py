@@ -10,17 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from clearwall.errors import VerificationError
+from clearwall.ledger import entries
 from clearwall.ledger.checkpoint import parse_checkpoint
+from clearwall.ledger.entries import EntryError, OrderAmended, OrderPublished
 from clearwall.ledger.nameproof import verify_bundle
 from clearwall.ledger.note import split_note
 from clearwall.ledger.signing import Verifier
+from clearwall.policy.model import ALL_JURISDICTIONS
 from clearwall.probe.classify import Classification, Kind
 
 DEFAULT_PROPAGATION_DELAY = dt.timedelta(seconds=300)
@@ -193,13 +195,6 @@ def reconcile(
     return Reconciliation(Verdict.CONSISTENT_ALLOW, (), tuple(facts))
 
 
-def _when(text: Any) -> dt.datetime | None:
-    if not text:
-        return None
-    value = dt.datetime.fromisoformat(str(text))
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def name_proof_from_bundle(
     bundle: Mapping[str, Any], verifier: Verifier, name: str, jurisdiction: str
 ) -> NameProof:
@@ -222,20 +217,22 @@ def name_proof_from_bundle(
         for item in bundle["orders"]:
             if int(item["order"]) not in blocking:
                 continue
-            event = json.loads(item["entry"]["data"])
-            meta = event["order"]
+            version = entries.parse(str(item["entry"]["data"]).encode("utf-8"))
+            if not isinstance(version, OrderPublished | OrderAmended):
+                raise VerificationError(f"entry {item['entry']['index']} publishes no order")
+            meta = version.order
             orders.append(
                 PublishedOrder(
-                    id=int(meta["id"]),
-                    jurisdiction="*" if meta.get("all_jurisdictions") else jurisdiction,
-                    start=_when(meta.get("effective_from")),
-                    end=_when(meta.get("expires")),
-                    title=str(meta.get("title", "")),
-                    category=str(meta.get("category", "")),
-                    action=str(meta.get("action", "")),
+                    id=meta.id,
+                    jurisdiction=ALL_JURISDICTIONS if meta.all_jurisdictions else jurisdiction,
+                    start=meta.effective_from,
+                    end=meta.expires,
+                    title=meta.title,
+                    category=meta.category.value,
+                    action=meta.action.value,
                 )
             )
-    except (VerificationError, KeyError, TypeError, ValueError) as exc:
+    except (VerificationError, EntryError, KeyError, TypeError, ValueError) as exc:
         return NameProof(name, jurisdiction, False, failure=str(exc))
     return NameProof(
         name,

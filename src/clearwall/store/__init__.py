@@ -9,14 +9,12 @@ has published.
 from __future__ import annotations
 
 from clearwall.store.db import Store, open_store
-from clearwall.store.records import Appeal, AppealStatus, Checkpoint, LogEntry, Subscription
+from clearwall.store.records import Appeal, AppealStatus, Subscription
 from clearwall.store.service import PolicyService
 
 __all__ = [
     "Appeal",
     "AppealStatus",
-    "Checkpoint",
-    "LogEntry",
     "PolicyService",
     "Store",
     "Subscription",

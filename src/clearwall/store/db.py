@@ -9,14 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool, StaticPool
 
-from clearwall.errors import StoreError
+from clearwall.errors import NotFound, StoreError
+from clearwall.ledger.entries import sorted_rule_lines
+from clearwall.ledger.logstore import LogEntry, LogRow, StoredCheckpoint
 from clearwall.store import schema
-from clearwall.store.records import Checkpoint, LogEntry
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -64,8 +65,9 @@ def _sqlite_setup(engine: Engine) -> None:
 class Store:
     """A policy database: its engine, its migrations and the log tables' read side.
 
-    Writes go through ``PolicyService``; the ledger reads committed entries with
-    ``log_size``/``log_entries`` and records checkpoints with ``add_checkpoint``.
+    Writes go through ``PolicyService``; for the ledger it is a ``LogStore``: committed
+    entries (``log_size``, ``log_entries``, ``log_rows``), checkpoints
+    (``add_checkpoint``, ``checkpoints``) and the rule lines of orders.
     """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
@@ -100,7 +102,11 @@ class Store:
             _sqlite_setup(self.engine)
 
     def __repr__(self) -> str:
-        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+        return f"Store({self!s})"
+
+    def __str__(self) -> str:
+        """The store's URL, without a password."""
+        return self.engine.url.render_as_string(hide_password=True)
 
     # -- connections -------------------------------------------------------------
 
@@ -176,7 +182,7 @@ class Store:
                 " (run `clearwall init` first)"
             )
 
-    # -- the log tables ----------------------------------------------------------
+    # -- the log tables (``ledger.logstore.LogStore``) -------------------------------
 
     def log_size(self) -> int:
         """Number of committed log entries: the policy version."""
@@ -186,22 +192,44 @@ class Store:
 
     def log_entries(self, start: int = 0, end: int | None = None) -> list[LogEntry]:
         """Committed entries with ``start <= index < end`` (``end`` defaults to the size)."""
-        t = schema.log_entries
-        query = select(t.c.idx, t.c.data, t.c.leaf_hash, t.c.created_at).where(t.c.idx >= start)
-        if end is not None:
-            query = query.where(t.c.idx < end)
-        with self.read() as conn:
-            rows = conn.execute(query.order_by(t.c.idx)).all()
-        return [LogEntry(int(r.idx), bytes(r.data), bytes(r.leaf_hash), r.created_at) for r in rows]
+        return [LogEntry(*row) for row in self.log_rows(start, end)]
 
-    def leaf_hashes(self, start: int = 0, end: int | None = None) -> list[bytes]:
-        """Leaf hashes of entries ``start <= index < end`` in index order."""
+    def log_entry_time(self, index: int) -> dt.datetime | None:
+        """When log entry ``index`` was committed (UTC), or None when there is none."""
         t = schema.log_entries
-        query = select(t.c.leaf_hash).where(t.c.idx >= start)
-        if end is not None:
-            query = query.where(t.c.idx < end)
         with self.read() as conn:
-            return [bytes(h) for h in conn.execute(query.order_by(t.c.idx)).scalars()]
+            moment = conn.execute(select(t.c.created_at).where(t.c.idx == index)).scalar()
+        if moment is None:
+            return None
+        assert isinstance(moment, dt.datetime)
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+    def log_rows(
+        self, start: int = 0, end: int | None = None, batch: int = 20_000
+    ) -> Iterator[LogRow]:
+        """Committed entries ``start <= index < end`` as (index, data, leaf hash), streamed
+        in one read transaction.
+
+        Reads the three columns through the driver's own cursor (no row objects, no
+        timestamp decoding), so a million entries stream in a few seconds.
+        """
+        mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
+        sql = f"SELECT idx, data, leaf_hash FROM log_entries WHERE idx >= {mark}"
+        params: tuple[int, ...] = (start,)
+        if end is not None:
+            sql += f" AND idx < {mark}"
+            params = (start, end)
+        with self.read() as conn:
+            driver = conn.connection.driver_connection
+            assert driver is not None
+            cur = driver.cursor()
+            try:
+                cur.execute(sql + " ORDER BY idx", params)
+                while rows := cur.fetchmany(batch):
+                    for idx, data, lh in rows:
+                        yield int(idx), bytes(data), bytes(lh)
+            finally:
+                cur.close()
 
     def add_checkpoint(self, tree_size: int, root_hash: bytes, note: str) -> None:
         """Record a signed checkpoint; recording the same tree size again is a no-op."""
@@ -215,24 +243,34 @@ class Store:
                     )
                 )
 
-    def checkpoints(self) -> list[Checkpoint]:
+    def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""
         t = schema.checkpoints
         with self.read() as conn:
-            rows = conn.execute(select(t).order_by(t.c.tree_size)).all()
-        return [
-            Checkpoint(int(r.tree_size), bytes(r.root_hash), r.note, r.created_at) for r in rows
-        ]
+            rows = conn.execute(
+                select(t.c.tree_size, t.c.root_hash, t.c.note).order_by(t.c.tree_size)
+            )
+            return [StoredCheckpoint(int(r[0]), bytes(r[1]), str(r[2])) for r in rows]
 
-    def latest_checkpoint(self) -> Checkpoint | None:
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
         """The checkpoint with the largest tree size, if any."""
         t = schema.checkpoints
+        query = select(t.c.tree_size, t.c.root_hash, t.c.note).order_by(t.c.tree_size.desc())
         with self.read() as conn:
-            top = conn.execute(select(func.max(t.c.tree_size))).scalar()
-            if top is None:
+            r = conn.execute(query.limit(1)).first()
+        return None if r is None else StoredCheckpoint(int(r[0]), bytes(r[1]), str(r[2]))
+
+    def order_rule_lines(self, order_id: int) -> list[bytes] | None:
+        """The sorted canonical rule lines an order holds now (None if no such order): what
+        the public log's rule file of its current version holds."""
+        from clearwall.store import repositories
+
+        with self.read() as conn:
+            try:
+                repositories.get_order(conn, order_id)
+            except NotFound:
                 return None
-            r = conn.execute(select(t).where(t.c.tree_size == top)).one()
-        return Checkpoint(int(r.tree_size), bytes(r.root_hash), r.note, r.created_at)
+            return sorted_rule_lines(repositories.iter_rules(conn, order_id))
 
 
 def _short(exc: SQLAlchemyError) -> str:

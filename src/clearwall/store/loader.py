@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 
 from clearwall.ledger import entries
-from clearwall.ledger.state import LoggedState, Provenance, logged_state, state_and_root
+from clearwall.ledger.entries import EntryError, RuleSet
+from clearwall.ledger.logstate import Finding, LogState, OrderCheck
+from clearwall.ledger.state import Provenance, state_and_root
 from clearwall.model import OrderStatus
 from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order
 from clearwall.store import repositories as repo
@@ -55,98 +57,83 @@ def _rows(conn: Any, size: int, since: int = 0) -> Any:
     return ((int(idx), bytes(data)) for idx, data in conn.execute(query))
 
 
-def _logged_state(conn: Any, size: int, since: int = 0) -> LoggedState:
-    """The state entries ``since`` <= idx < ``size`` commit (see ``LoggedState``)."""
-    return logged_state(_rows(conn, size, since))
+def _ignored(index: int, exc: EntryError) -> None:
+    log.warning("log entry %d is not a clearwall entry (%s); ignored", index, exc)
 
 
-def _jurisdictions_in_force(
-    stored: list[Jurisdiction], logged: dict[str, tuple[int, Jurisdiction]]
-) -> list[Jurisdiction]:
+def _logged_state(conn: Any, size: int, since: int = 0) -> LogState:
+    """The fold of entries ``since <= idx < size`` (``ledger.logstate``); each entry that
+    is not a clearwall entry is named in a warning and ignored."""
+    state = LogState(since)
+    state.extend(_rows(conn, size, since), _ignored)
+    return state
+
+
+def _jurisdictions_in_force(stored: list[Jurisdiction], state: LogState) -> list[Jurisdiction]:
     """The jurisdictions as the log commits them, by code; each stored one that is not
     on the log, or differs from its latest entry, is named in a warning."""
     for jurisdiction in stored:
-        entry = logged.get(jurisdiction.code)
-        if entry is None:
+        finding, index = state.check_jurisdiction(jurisdiction)
+        if finding is Finding.NOT_ON_LOG:
             log.warning(
                 "jurisdiction %r is not on the log (a store from before jurisdictions were "
                 "logged: run `clearwall init` on it); its networks are not enforced",
                 jurisdiction.code,
             )
-        elif entries.jurisdiction_record(jurisdiction) != entries.jurisdiction_record(entry[1]):
+        elif finding is not None:
             log.warning(
                 "jurisdiction %r: stored record differs from log entry %d; the logged one "
                 "is enforced",
                 jurisdiction.code,
-                entry[0],
+                index,
             )
-    return [logged[code][1] for code in sorted(logged)]
+    return state.jurisdictions_in_force()
+
+
+_WARNINGS = {
+    Finding.NOT_ON_LOG: "order %d is not on the log; not enforced",
+    Finding.ENDED: "order %d is active in the store but revoked/expired on the log; not enforced",
+    Finding.UNPUBLISHED: "order %d has no publishing entry on the log; not enforced",
+    Finding.METADATA: "order %d: stored metadata differs from log entry %d; not enforced",
+}
 
 
 def _enforceable(
-    conn: Any,
-    order: Order,
-    authority: Authority,
-    event: dict[str, Any] | None,
-    ended: set[int],
-    size: int,
+    conn: Any, order: Order, authority: Authority, state: LogState
 ) -> CompiledOrder | None:
     """The order with its rules when the log says it is in force as stored, else None
-    (each reason is logged as a warning)."""
-    if not _published(order, authority, event, ended, size):
-        return None
-    assert event is not None
+    (the reason, ``LogState.check_order``'s finding, is logged as a warning)."""
+    read: list[RuleSet] = []
     rules = repo.rule_rows(conn, order.id)
-    compiled = CompiledOrder(order, authority, rules)
-    return compiled if _digest_matches(compiled, event, entries.rules_digest(rules)) else None
+
+    def rule_set() -> RuleSet:
+        read.append(RuleSet.of(rules))
+        return read[0]
+
+    check = state.check_order(order, authority, rule_set)
+    if check.finding is None:
+        return CompiledOrder(order, authority, rules)
+    _warn(order.id, check, read[0] if read else None)
+    return None
 
 
-def _published(
-    order: Order,
-    authority: Authority,
-    event: dict[str, Any] | None,
-    ended: set[int],
-    size: int,
-) -> bool:
-    """Whether the log has the order in force with its stored metadata (rules aside);
-    each reason it has not is logged as a warning."""
-    if order.log_index is None or order.log_index >= size:
-        log.warning("order %d is not on the log; not enforced", order.id)
-        return False
-    if order.id in ended:
+def _warn(order_id: int, check: OrderCheck, found: RuleSet | None = None) -> None:
+    """Say why an order is not enforced (``check.finding``; ``found``: the rule set its
+    stored rules make, when that is the reason)."""
+    if check.finding is Finding.RULES:
+        assert check.logged is not None and found is not None
         log.warning(
-            "order %d is active in the store but revoked/expired on the log; not enforced",
-            order.id,
+            "order %d: its %d stored rules do not match the digest on log entry %d "
+            "(%d rules); not enforced",
+            order_id,
+            found.count,
+            check.index,
+            check.logged.count,
         )
-        return False
-    if event is None:
-        log.warning("order %d has no publishing entry on the log; not enforced", order.id)
-        return False
-    if entries.order_metadata(order, authority) != event["order"]:
-        log.warning(
-            "order %d: stored metadata differs from log entry %d; not enforced",
-            order.id,
-            event["_index"],
-        )
-        return False
-    return True
-
-
-def _digest_matches(compiled: CompiledOrder, event: dict[str, Any], found: tuple[str, int]) -> bool:
-    """Whether an order's stored rules have the digest (and count) its entry logs; a
-    mismatch is named in a warning."""
-    digest, count = found
-    if digest == event["rules"]["digest"] and count == event["rules"]["count"]:
-        return True
-    log.warning(
-        "order %d: its %d stored rules do not match the digest on log entry %d "
-        "(%d rules); not enforced",
-        compiled.order.id,
-        count,
-        event["_index"],
-        event["rules"]["count"],
-    )
-    return False
+    elif check.finding is Finding.METADATA:
+        log.warning(_WARNINGS[check.finding], order_id, check.index)
+    elif check.finding is not None:
+        log.warning(_WARNINGS[check.finding], order_id)
 
 
 def _tree_size(conn: Any, limit: int | None) -> int:
@@ -176,7 +163,7 @@ def load_policy_proven(
     it read (``ledger.state``): the log's root over the entries read, each enforced
     order's logged digest, the orders in force on the log it left out and why."""
     read = _read_policy(store, now, size)
-    digests = {c.order.id: entries.rules_digest(c.rules) for c, _event in read.candidates}
+    digests = {c.order.id: entries.rules_digest(c.rules) for c, _check in read.candidates}
     compiled = read.verified(digests)
     return compiled, read.jurisdictions, read.provenance(compiled, base_url)
 
@@ -186,34 +173,43 @@ class _ReadPolicy:
     """What a whole compile reads: the orders the log has in force as stored (their
     rules read, their digests not checked yet), the jurisdictions, the log's state."""
 
-    candidates: list[tuple[CompiledOrder, dict[str, Any]]]  # with its logged event
+    candidates: list[tuple[CompiledOrder, OrderCheck]]  # with what the log commits of it
     jurisdictions: list[Jurisdiction]
-    state: LoggedState
+    state: LogState
     root: str
     size: int
     expired: set[int]
 
     def verified(self, digests: dict[int, tuple[str, int]]) -> list[CompiledOrder]:
-        """The candidates whose rules have their logged digests (``digests``: found)."""
-        return [c for c, e in self.candidates if _digest_matches(c, e, digests[c.order.id])]
+        """The candidates whose rules have their logged digests (``digests``: found);
+        each other one is named in a warning."""
+        out = []
+        for compiled, check in self.candidates:
+            digest, count = digests[compiled.order.id]
+            found = RuleSet(count, digest)
+            if found == check.logged:
+                out.append(compiled)
+            else:
+                _warn(
+                    compiled.order.id, OrderCheck(Finding.RULES, check.index, check.logged), found
+                )
+        return out
 
     def provenance(self, compiled: list[CompiledOrder], base_url: str) -> Provenance:
         """The provenance of a snapshot of ``compiled``."""
-        latest = self.state.latest
-        in_force = self.state.in_force
+        logged = {c.order.id: check for c, check in self.candidates}
+        in_force = self.state.orders_in_force()
         enforced = {c.order.id for c in compiled}
+        orders = {}
+        for oid in enforced:
+            check = logged[oid]
+            assert check.index is not None and check.logged is not None
+            orders[oid] = (check.index, check.logged.digest, check.logged.count)
         return Provenance(
             size=self.size,
             root=self.root,
             base_url=base_url,
-            orders={
-                oid: (
-                    int(latest[oid]["_index"]),
-                    str(latest[oid]["rules"]["digest"]),
-                    int(latest[oid]["rules"]["count"]),
-                )
-                for oid in enforced
-            },
+            orders=orders,
             expired=frozenset(self.expired & in_force),
             withheld=frozenset(in_force - enforced - self.expired),
             jurisdictions={code: idx for code, (idx, _j) in self.state.jurisdictions.items()},
@@ -223,24 +219,24 @@ class _ReadPolicy:
 def _read_policy(store: Store, now: dt.datetime | None, limit: int | None) -> _ReadPolicy:
     """What a whole compile reads, at the first ``limit`` log entries at most."""
     at = now or utcnow()
-    candidates: list[tuple[CompiledOrder, dict[str, Any]]] = []
+    candidates: list[tuple[CompiledOrder, OrderCheck]] = []
     expired: set[int] = set()
     with store.read() as conn:
         size = _tree_size(conn, limit)
-        state, root = state_and_root(_rows(conn, size), size)
-        jurisdictions = _jurisdictions_in_force(repo.list_jurisdictions(conn), state.jurisdictions)
+        state, root = state_and_root(_rows(conn, size), size, _ignored)
+        jurisdictions = _jurisdictions_in_force(repo.list_jurisdictions(conn), state)
         authorities = {a.id: a for a in repo.list_authorities(conn)}
         for order in repo.list_orders(conn, status=OrderStatus.ACTIVE):
             if order.expires is not None and order.expires <= at:
                 expired.add(order.id)
                 continue
-            event = state.latest.get(order.id)
-            if _published(order, authorities[order.authority_id], event, state.ended, size):
-                assert event is not None
+            authority = authorities[order.authority_id]
+            check = state.check_stored(order, authority)
+            if check.finding is None:
                 rules = repo.rule_rows(conn, order.id)
-                candidates.append(
-                    (CompiledOrder(order, authorities[order.authority_id], rules), event)
-                )
+                candidates.append((CompiledOrder(order, authority, rules), check))
+            else:
+                _warn(order.id, check)
     return _ReadPolicy(candidates, jurisdictions, state, root, size, expired)
 
 
@@ -283,7 +279,7 @@ def load_changes(
         if size < since:
             raise ValueError(f"the log has {size} entries, fewer than the base's {since}")
         state = _logged_state(conn, size, since)
-        latest, ended, named = state.latest, state.ended, state.named
+        named = state.named()
         if base_jurisdictions is None:
             in_force = _logged_state(conn, size).jurisdictions
         else:
@@ -297,12 +293,10 @@ def load_changes(
                 continue
             if order.expires is not None and order.expires <= at:
                 continue
-            enforced = _enforceable(
-                conn, order, authorities[order.authority_id], latest.get(order_id), ended, size
-            )
+            enforced = _enforceable(conn, order, authorities[order.authority_id], state)
             if enforced is not None:
                 compiled.append(enforced)
-    return PolicyChange(since, size, frozenset(named), compiled, jurisdictions)
+    return PolicyChange(since, size, named, compiled, jurisdictions)
 
 
 def build_snapshot(
@@ -340,7 +334,7 @@ def build_snapshot_proven(
             orders, read.jurisdictions, tree_size=read.size, base_url=base_url
         )
 
-    everything = [c for c, _event in read.candidates]
+    everything = [c for c, _check in read.candidates]
     snapshot: PolicySnapshot | None = None
     digests: dict[int, tuple[str, int]] | None = None
     if parallel and everything:

@@ -1,4 +1,4 @@
-"""Immutable values the store returns beyond the policy model: appeals, log rows, subscriptions."""
+"""Immutable values the store returns beyond the policy model: appeals, subscriptions, tokens."""
 
 from __future__ import annotations
 
@@ -30,26 +30,6 @@ class Appeal:
     decided_at: dt.datetime | None = None
     filed_log_index: int | None = None
     decided_log_index: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class LogEntry:
-    """One committed leaf of the transparency log."""
-
-    index: int
-    data: bytes
-    leaf_hash: bytes
-    created_at: dt.datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Checkpoint:
-    """A signed tree head as stored: the size, root and the full signed note text."""
-
-    tree_size: int
-    root_hash: bytes
-    note: str
-    created_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,172 +10,52 @@ without their entry, no entry without its rules. Only after the commit does the 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-import hashlib
 import ipaddress
 import json
 import logging
-import re
-import secrets
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from sqlalchemy import Connection, and_, bindparam, delete, select, update
 
-from clearwall.errors import Conflict, InvalidName, NotFound, ScopeError, StoreError
+from clearwall.errors import Conflict, NotFound, ScopeError, StoreError
 from clearwall.ledger import entries
 from clearwall.ledger.merkle import leaf_hash
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
-from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order, RuleSpec
+from clearwall.policy.model import Authority, Jurisdiction, Order, RuleSpec
 from clearwall.policy.names import normalize_name
 from clearwall.store import repositories as repo
 from clearwall.store import schema
 from clearwall.store.db import Store, utcnow
-from clearwall.store.records import ApiToken, Appeal, AppealStatus, Subscription, TokenRole
+from clearwall.store.records import Appeal, AppealStatus, Subscription
+from clearwall.store.validate import (
+    CONTACT_SCHEMES,
+    as_date,
+    as_utc,
+    normalize_code,
+    parse_enum,
+    parse_networks,
+    unique_rules,
+)
 
 log = logging.getLogger(__name__)
 
 INSERT_BATCH = 20_000  # rows per executemany: large enough to amortize, small enough for RAM
 ProgressCallback = Callable[[int, int], None]  # (rules written, rules in total)
 
-_CODE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
-_CHEAP_NAME = re.compile(r"^[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?$")
-_CONTACT_SCHEMES = ("mailto:", "tel:", "https://", "http://")
-
-
-def _parse_networks(
-    networks: Iterable[str | ipaddress.IPv4Network | ipaddress.IPv6Network],
-) -> list[str]:
-    """Client networks in canonical text, de-duplicated in order; StoreError names a bad
-    one (host bits set included: ``10.0.0.1/8`` is refused, not silently widened)."""
-    cidrs: list[str] = []
-    for net in networks:
-        try:
-            parsed = ipaddress.ip_network(str(net).strip(), strict=True)
-        except ValueError as exc:
-            raise StoreError(f"invalid network {str(net)!r}: {exc}") from exc
-        if str(parsed) not in cidrs:
-            cidrs.append(str(parsed))
-    return cidrs
-
-
-def normalize_code(code: str) -> str:
-    """Validate a jurisdiction code (ISO 3166-1 alpha-2 or an operator code such as ``corp``)."""
-    text = code.strip().lower()
-    if not _CODE.match(text):
-        raise StoreError(
-            f"invalid jurisdiction code {code!r}: 2-32 characters, a letter then letters, "
-            "digits or '-'"
-        )
-    return text
-
-
-def _as_utc(value: dt.date | dt.datetime | str | None, what: str) -> dt.datetime | None:
-    """Parse a date or datetime (ISO text accepted) into an aware UTC datetime."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = dt.datetime.fromisoformat(value.strip())
-        except ValueError as exc:
-            raise StoreError(
-                f"invalid {what} {value!r}: use YYYY-MM-DD[THH:MM[:SS][+HH:MM]]"
-            ) from exc
-    if isinstance(value, dt.datetime):
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-    return dt.datetime(value.year, value.month, value.day, tzinfo=dt.UTC)
-
-
-def _as_date(value: dt.date | dt.datetime | str | None, default: dt.date) -> dt.date:
-    if value is None:
-        return default
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(value.strip()[:10])
-    except ValueError as exc:
-        raise StoreError(f"invalid issued date {value!r}: use YYYY-MM-DD") from exc
-
-
-def check_dates(
-    issued: dt.date | str | None,
-    effective_from: dt.date | dt.datetime | str | None,
-    expires: dt.date | dt.datetime | str | None,
-) -> None:
-    """Raise StoreError unless the dates parse and the order expires after it takes effect."""
-    start = _as_utc(effective_from, "effective-from date") or utcnow()
-    end = _as_utc(expires, "expiry date")
-    _as_date(issued, start.date())
-    if end is not None and end <= start:
-        raise StoreError(f"order expires ({end.isoformat()}) before it takes effect")
-
-
-def _enum(cls: Any, value: Any, what: str) -> Any:
-    try:
-        return cls(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in cls)
-        raise StoreError(f"invalid {what} {value!r}: one of {choices}") from None
-
-
-_IP_KINDS = frozenset(k for k in RuleKind if k.is_ip)
-
-
-def check_rule(rule: RuleSpec) -> None:
-    """Reject a rule whose value is not canonical (formats normalize; this is the backstop)."""
-    if rule.kind in _IP_KINDS:
-        try:
-            net = ipaddress.ip_network(rule.value)
-        except ValueError as exc:
-            raise StoreError(f"invalid response-IP rule value {rule.value!r}") from exc
-        if str(net) != rule.value:
-            raise StoreError(f"response-IP rule {rule.value!r} is not canonical ({net})")
-    elif len(rule.value) > 253 or not _CHEAP_NAME.match(rule.value) or ".." in rule.value:
-        raise InvalidName(f"rule value {rule.value!r} is not a canonical domain name")
-
-
-def unique_rules(rules: Iterable[RuleSpec]) -> list[RuleSpec]:
-    """Rules de-duplicated by (kind, value), first occurrence kept, each value checked.
-
-    This runs once per rule of every import, so the common case (a name) is checked
-    inline with one regular-expression match.
-    """
-    seen: set[tuple[RuleKind, str]] = set()
-    out: list[RuleSpec] = []
-    match = _CHEAP_NAME.match
-    for rule in rules:
-        key = (rule.kind, rule.value)
-        if key in seen:
-            continue
-        value = rule.value
-        if rule.kind in _IP_KINDS or len(value) > 253 or match(value) is None or ".." in value:
-            check_rule(rule)
-        seen.add(key)
-        out.append(rule)
-    return out
-
-
 _KIND_TEXT = {k: k.value for k in RuleKind}
 _ACTION_TEXT: dict[Action | None, str | None] = {a: a.value for a in Action}
 _ACTION_TEXT[None] = None
 
 
-def with_digest(entry: bytes, digest: str, count: int) -> bytes:
-    """Re-encode an entry built over no rules with the real rule-set digest and count.
-
-    ``ledger.entries`` computes the digest itself; for a million rules that costs seconds,
-    so the service computes it once (before taking the write lock) and patches it into
-    the entry the ledger module built, keeping the entry's layout defined in one place.
-    """
-    event = json.loads(entry)
-    event["rules"]["count"] = count
-    event["rules"]["digest"] = digest
-    data = entries.canonical_json(event)
-    if len(data) > entries.MAX_ENTRY_SIZE:
-        raise StoreError(f"log entry of {len(data)} bytes exceeds {entries.MAX_ENTRY_SIZE}")
-    return data
+def lock_log_head(conn: Connection) -> int:
+    """Lock the log head inside the caller's write transaction (FOR UPDATE; SQLite holds
+    the write lock already) and return the log size."""
+    head = schema.log_head
+    return int(
+        conn.execute(select(head.c.size).where(head.c.id == 1).with_for_update()).scalar_one()
+    )
 
 
 def append_entries(conn: Connection, datas: Sequence[bytes], at: dt.datetime) -> int:
@@ -185,9 +65,7 @@ def append_entries(conn: Connection, datas: Sequence[bytes], at: dt.datetime) ->
     concurrent writers get consecutive indexes and the head always equals the entry count.
     All rows go in one executemany: a batch of 10k entries costs one round trip, not 10k.
     """
-    head = schema.log_head
-    size = conn.execute(select(head.c.size).where(head.c.id == 1).with_for_update()).scalar_one()
-    first = int(size)
+    first = lock_log_head(conn)
     if not datas:
         return first
     conn.execute(
@@ -197,6 +75,7 @@ def append_entries(conn: Connection, datas: Sequence[bytes], at: dt.datetime) ->
             for i, d in enumerate(datas)
         ],
     )
+    head = schema.log_head
     conn.execute(update(head).where(head.c.id == 1).values(size=first + len(datas)))
     return first
 
@@ -226,6 +105,19 @@ class PolicyService:
         self.after_commit = after_commit
         self.clock = clock
 
+    @contextlib.contextmanager
+    def _logged_write(self) -> Iterator[Connection]:
+        """A write transaction holding the log head from its first statement.
+
+        Logged writes then run one after the other on PostgreSQL too (SQLite's ``BEGIN
+        IMMEDIATE`` already serializes them), so what a write checks first (the order is
+        still active, the reference is free, the appeal is open) still holds when its
+        entry is appended: two gateways' jobs expiring the same order log it once.
+        """
+        with self.store.write() as conn:
+            lock_log_head(conn)
+            yield conn
+
     def _committed(self) -> None:
         """Run the after-commit hook; its failure never undoes the committed write."""
         if self.after_commit is None:
@@ -248,9 +140,9 @@ class PolicyService:
         code = normalize_code(code)
         if not name.strip():
             raise StoreError("a jurisdiction needs a name")
-        cidrs = _parse_networks(networks)
+        cidrs = parse_networks(networks)
         j = schema.jurisdictions
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             if conn.execute(select(j.c.code).where(j.c.code == code)).first() is not None:
                 raise Conflict(f"jurisdiction {code!r} already exists")
             self._check_networks_free(conn, code, cidrs)
@@ -275,13 +167,13 @@ class PolicyService:
         code = normalize_code(code)
         if name is not None and not name.strip():
             raise StoreError("a jurisdiction needs a name")
-        adding = _parse_networks(add_networks)
-        removing = _parse_networks(remove_networks)
+        adding = parse_networks(add_networks)
+        removing = parse_networks(remove_networks)
         both = set(adding) & set(removing)
         if both:
             raise StoreError(f"network {sorted(both)[0]} is both added and removed")
         j, n = schema.jurisdictions, schema.jurisdiction_networks
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             current = repo.get_jurisdiction(conn, code)
             have = {str(net) for net in current.networks}
             for cidr in removing:
@@ -330,7 +222,7 @@ class PolicyService:
         """Append the jurisdiction's record as it now stands (inside the transaction)."""
         jurisdiction = repo.get_jurisdiction(conn, code)
         now = self.clock()
-        append_entry(conn, entries.jurisdiction_set(jurisdiction, now), now)
+        append_entry(conn, entries.encode(entries.JurisdictionSet(now, jurisdiction)), now)
         return jurisdiction
 
     def add_authority(
@@ -343,7 +235,7 @@ class PolicyService:
         actor_jurisdiction: str | None = None,
     ) -> Authority:
         """Create an authority that may act in exactly ``jurisdiction``."""
-        kind_value: AuthorityKind = _enum(AuthorityKind, kind, "authority kind")
+        kind_value: AuthorityKind = parse_enum(AuthorityKind, kind, "authority kind")
         jurisdiction = normalize_code(jurisdiction)
         if actor_jurisdiction is not None and actor_jurisdiction != jurisdiction:
             raise ScopeError(
@@ -354,7 +246,7 @@ class PolicyService:
             raise StoreError("an authority needs a name")
         contact_list = [c.strip() for c in contacts if c.strip()]
         for contact in contact_list:
-            if not contact.lower().startswith(_CONTACT_SCHEMES):
+            if not contact.lower().startswith(CONTACT_SCHEMES):
                 raise StoreError(
                     f"invalid contact {contact!r}: use a mailto:, tel: or http(s):// URI"
                 )
@@ -398,8 +290,8 @@ class PolicyService:
         Conflict when the authority already has an active order with the same reference
         (re-importing a list into an existing order is ``amend_order``).
         """
-        category_value: Category = _enum(Category, category, "category")
-        action_value: Action = _enum(Action, action, "action")
+        category_value: Category = parse_enum(Category, category, "category")
+        action_value: Action = parse_enum(Action, action, "action")
         for what, text in (
             ("title", title),
             ("legal basis", legal_basis),
@@ -408,16 +300,16 @@ class PolicyService:
             if not text.strip():
                 raise StoreError(f"an order needs a {what}")
         now = self.clock()
-        start = _as_utc(effective_from, "effective-from date") or now
-        end = _as_utc(expires, "expiry date")
+        start = as_utc(effective_from, "effective-from date") or now
+        end = as_utc(expires, "expiry date")
         if end is not None and end <= start:
             raise StoreError(f"order expires ({end.isoformat()}) before it takes effect")
-        issued_date = _as_date(issued, start.date())
+        issued_date = as_date(issued, start.date())
         rule_list = unique_rules(rules)
         # The digest is pure CPU: computed before the write lock is taken.
-        digest, count = entries.rules_digest(rule_list)
+        rule_set = entries.RuleSet.of(rule_list)
         o = schema.orders
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             authority = repo.get_authority(conn, authority_id)
             self._check_scope(authority, actor_jurisdiction, "publish orders for")
             if all_jurisdictions and authority.kind is not AuthorityKind.OPERATOR:
@@ -455,8 +347,8 @@ class PolicyService:
                     all_jurisdictions=all_jurisdictions,
                     created_at=now,
                     log_index=None,
-                    rules_digest=digest,
-                    rule_count=count,
+                    rules_digest=rule_set.digest,
+                    rule_count=rule_set.count,
                     revoked_reason=None,
                 )
             )
@@ -465,7 +357,7 @@ class PolicyService:
             order_id = int(pk[0])
             self._insert_rules(conn, order_id, rule_list, progress)
             order = repo.get_order(conn, order_id)
-            data = with_digest(entries.order_published(order, authority, (), now), digest, count)
+            data = entries.encode(entries.OrderPublished(now, order, authority, rule_set))
             index = append_entry(conn, data, now)
             conn.execute(update(o).where(o.c.id == order_id).values(log_index=index))
             order = repo.get_order(conn, order_id)
@@ -528,7 +420,7 @@ class PolicyService:
         remove_keys = {(r.kind.value, r.value) for r in remove}
         r = schema.rules
         o = schema.orders
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             order = repo.get_order(conn, order_id)
             authority = repo.get_authority(conn, order.authority_id)
             self._check_scope(authority, actor_jurisdiction, "amend orders of")
@@ -572,16 +464,23 @@ class PolicyService:
                 RuleSpec(RuleKind(k), v, Action(a) if a else None) for (k, v), a in existing.items()
             ]
             final.extend(to_add)
-            digest, count = entries.rules_digest(final)
+            rule_set = entries.RuleSet.of(final)
             now = self.clock()
             conn.execute(
-                update(o).where(o.c.id == order_id).values(rules_digest=digest, rule_count=count)
+                update(o)
+                .where(o.c.id == order_id)
+                .values(rules_digest=rule_set.digest, rule_count=rule_set.count)
             )
-            empty = entries.order_amended(
-                order, authority, (), len(to_add), len(to_remove), reason.strip(), now
+            amended = entries.OrderAmended(
+                now,
+                order,
+                authority,
+                rule_set,
+                len(to_add),
+                len(to_remove),
+                reason.strip(),
             )
-            data = with_digest(empty, digest, count)
-            append_entry(conn, data, now)
+            append_entry(conn, entries.encode(amended), now)
             order = repo.get_order(conn, order_id)
         self._committed()
         return order
@@ -593,7 +492,7 @@ class PolicyService:
         if not reason.strip():
             raise StoreError("revoking an order needs a reason")
         o = schema.orders
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             order = repo.get_order(conn, order_id)
             authority = repo.get_authority(conn, order.authority_id)
             self._check_scope(authority, actor_jurisdiction, "revoke orders of")
@@ -605,7 +504,9 @@ class PolicyService:
                 .where(o.c.id == order_id)
                 .values(status=OrderStatus.REVOKED.value, revoked_reason=reason.strip())
             )
-            append_entry(conn, entries.order_revoked(order_id, reason.strip(), now), now)
+            append_entry(
+                conn, entries.encode(entries.OrderRevoked(now, order_id, reason.strip())), now
+            )
             order = repo.get_order(conn, order_id)
         self._committed()
         return order
@@ -614,7 +515,7 @@ class PolicyService:
         """Mark active orders past their sunset as expired, one log entry each; their ids."""
         at = now or self.clock()
         o = schema.orders
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             due = list(
                 conn.execute(
                     select(o.c.id)
@@ -632,7 +533,7 @@ class PolicyService:
                 conn.execute(
                     update(o).where(o.c.id.in_(due)).values(status=OrderStatus.EXPIRED.value)
                 )
-                append_entries(conn, [entries.order_expired(i, at) for i in due], at)
+                append_entries(conn, [entries.encode(entries.OrderExpired(at, i)) for i in due], at)
         if due:
             self._committed()
         return [int(i) for i in due]
@@ -653,7 +554,7 @@ class PolicyService:
         if not contact.strip() or not reason.strip():
             raise StoreError("an appeal needs a contact and a reason")
         t = schema.appeals
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             order = repo.get_order(conn, order_id)
             if order.log_index is None:
                 raise NotFound(f"no published order {order_id}")
@@ -672,7 +573,8 @@ class PolicyService:
             pk = result.inserted_primary_key
             assert pk is not None
             appeal_id = int(pk[0])
-            data = entries.appeal_filed(appeal_id, order_id, canonical, reason.strip(), now)
+            filed = entries.AppealFiled(now, appeal_id, order_id, canonical, reason.strip())
+            data = entries.encode(filed)
             index = append_entry(conn, data, now)
             conn.execute(update(t).where(t.c.id == appeal_id).values(filed_log_index=index))
             appeal = repo.get_appeal(conn, appeal_id)
@@ -687,13 +589,13 @@ class PolicyService:
         actor_jurisdiction: str | None = None,
     ) -> Appeal:
         """Decide an open appeal (``upheld`` or ``rejected``); the decision is a log entry."""
-        status = _enum(AppealStatus, outcome, "appeal outcome")
+        status = parse_enum(AppealStatus, outcome, "appeal outcome")
         if status is AppealStatus.OPEN:
             raise StoreError("an appeal is decided as upheld or rejected")
         if not explanation.strip():
             raise StoreError("a decision needs an explanation")
         t = schema.appeals
-        with self.store.write() as conn:
+        with self._logged_write() as conn:
             appeal = repo.get_appeal(conn, appeal_id)
             order = repo.get_order(conn, appeal.order_id)
             authority = repo.get_authority(conn, order.authority_id)
@@ -701,9 +603,10 @@ class PolicyService:
             if appeal.status is not AppealStatus.OPEN:
                 raise Conflict(f"appeal {appeal_id} is already {appeal.status.value}")
             now = self.clock()
-            data = entries.appeal_decided(
-                appeal_id, appeal.order_id, status.value, explanation.strip(), now
+            decided = entries.AppealDecided(
+                now, appeal_id, appeal.order_id, status.value, explanation.strip()
             )
+            data = entries.encode(decided)
             index = append_entry(conn, data, now)
             conn.execute(
                 update(t)
@@ -719,7 +622,7 @@ class PolicyService:
         self._committed()
         return appeal
 
-    # -- subscriptions and tokens (not policy changes: no log entry) -------------------
+    # -- subscriptions (not policy changes: no log entry) -------------------------------
 
     def add_subscription(
         self,
@@ -765,132 +668,3 @@ class PolicyService:
             )
             if result.rowcount == 0:
                 raise NotFound(f"no subscription {subscription_id}")
-
-    def create_token(
-        self, role: TokenRole | str, authority_id: int | None = None, label: str = ""
-    ) -> tuple[ApiToken, str]:
-        """Create an API token; returns its record and the secret (shown once, stored hashed)."""
-        role_value: TokenRole = _enum(TokenRole, role, "token role")
-        if (role_value is TokenRole.AUTHORITY) != (authority_id is not None):
-            raise StoreError("an authority token needs --authority; other roles take none")
-        secret = "cw_" + secrets.token_urlsafe(32)
-        t = schema.api_tokens
-        with self.store.write() as conn:
-            if authority_id is not None:
-                repo.get_authority(conn, authority_id)
-            result = conn.execute(
-                t.insert().values(
-                    token_hash=token_hash(secret),
-                    role=role_value.value,
-                    authority_id=authority_id,
-                    label=label,
-                    created_at=self.clock(),
-                )
-            )
-            pk = result.inserted_primary_key
-            assert pk is not None
-            row = conn.execute(select(t).where(t.c.id == int(pk[0]))).one()
-            return repo.token_from_row(row), secret
-
-    def find_token(self, secret: str) -> ApiToken | None:
-        """The active token whose secret this is, or None (lookup by SHA-256 of the secret)."""
-        t = schema.api_tokens
-        with self.store.read() as conn:
-            row = conn.execute(
-                select(t).where(
-                    and_(t.c.token_hash == token_hash(secret), t.c.revoked_at.is_(None))
-                )
-            ).first()
-        return None if row is None else repo.token_from_row(row)
-
-    def revoke_token(self, token_id: int) -> None:
-        """Revoke a token; it stops authenticating immediately."""
-        t = schema.api_tokens
-        with self.store.write() as conn:
-            result = conn.execute(
-                update(t)
-                .where(and_(t.c.id == token_id, t.c.revoked_at.is_(None)))
-                .values(revoked_at=self.clock())
-            )
-            if result.rowcount == 0:
-                raise NotFound(f"no active token {token_id}")
-
-    # -- reads -----------------------------------------------------------------------
-
-    def jurisdictions(self) -> list[Jurisdiction]:
-        """Every jurisdiction, by code."""
-        with self.store.read() as conn:
-            return repo.list_jurisdictions(conn)
-
-    def jurisdiction(self, code: str) -> Jurisdiction:
-        """One jurisdiction; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_jurisdiction(conn, code.strip().lower())
-
-    def authorities(self, jurisdiction: str | None = None) -> list[Authority]:
-        """Authorities by id, optionally of one jurisdiction."""
-        with self.store.read() as conn:
-            return repo.list_authorities(conn, jurisdiction)
-
-    def authority(self, authority_id: int) -> Authority:
-        """One authority; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_authority(conn, authority_id)
-
-    def orders(
-        self,
-        *,
-        authority_id: int | None = None,
-        jurisdiction: str | None = None,
-        status: OrderStatus | None = None,
-    ) -> list[Order]:
-        """Orders by id, filtered by authority, jurisdiction and/or status."""
-        with self.store.read() as conn:
-            return repo.list_orders(
-                conn, authority_id=authority_id, jurisdiction=jurisdiction, status=status
-            )
-
-    def order(self, order_id: int) -> Order:
-        """One order; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_order(conn, order_id)
-
-    def order_rules(self, order_id: int) -> tuple[RuleSpec, ...]:
-        """The rules of one order, sorted by kind then value."""
-        with self.store.read() as conn:
-            repo.get_order(conn, order_id)
-            return repo.order_rules(conn, order_id)
-
-    def compiled_order(self, order_id: int) -> CompiledOrder:
-        """One order with its authority and rules."""
-        with self.store.read() as conn:
-            return repo.compiled_order(conn, order_id)
-
-    def order_revoked_reason(self, order_id: int) -> str | None:
-        """Why an order was revoked, if it was."""
-        o = schema.orders
-        with self.store.read() as conn:
-            row = conn.execute(select(o.c.revoked_reason).where(o.c.id == order_id)).first()
-        if row is None:
-            raise NotFound(f"no order {order_id}")
-        return row.revoked_reason  # type: ignore[no-any-return]
-
-    def appeals(self, order_id: int | None = None) -> list[Appeal]:
-        """Appeals by id, optionally of one order."""
-        with self.store.read() as conn:
-            return repo.list_appeals(conn, order_id)
-
-    def appeal(self, appeal_id: int) -> Appeal:
-        """One appeal; NotFound if absent."""
-        with self.store.read() as conn:
-            return repo.get_appeal(conn, appeal_id)
-
-    def subscriptions(self, order_id: int | None = None) -> list[Subscription]:
-        """Subscriptions by id, optionally of one order."""
-        with self.store.read() as conn:
-            return repo.list_subscriptions(conn, order_id)
-
-
-def token_hash(secret: str) -> str:
-    """The stored form of an API token: hex SHA-256 (tokens are 256-bit random)."""
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()

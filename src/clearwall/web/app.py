@@ -7,7 +7,7 @@ How the gateway starts it (``clearwall serve``)::
                      snapshot_provider=lambda: gateway.snapshot,   # the live PolicySnapshot
                      metrics_registry=gateway.registry)           # its prometheus registry
     # serve `app` on config.web.listen with uvicorn; if config.web.blockpage_listen is set,
-    # serve create_blockpage_app(...) (same arguments) there as well.
+    # serve create_blockpage_app(config, store_url, snapshot_provider=…) there as well.
 
 - ``snapshot_provider`` returns the snapshot the DNS data plane enforces right now, so the
   portal and the block pages say exactly what the gateway does. Without it (standalone
@@ -22,10 +22,8 @@ How the gateway starts it (``clearwall serve``)::
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -48,7 +46,9 @@ from clearwall.errors import (
 )
 from clearwall.ledger.log import TransparencyLog
 from clearwall.store.db import Store
+from clearwall.store.reader import PolicyReader
 from clearwall.store.service import PolicyService
+from clearwall.store.tokens import TokenStore
 from clearwall.web import blockpage, console, health
 from clearwall.web.api import api_router
 from clearwall.web.auth import check_authorization, scope_counter
@@ -64,8 +64,7 @@ from clearwall.web.i18n import translator
 from clearwall.web.portal import portal_router
 from clearwall.web.portal.render import install_filters
 from clearwall.web.queries import StatsCache
-from clearwall.web.security import CSRFProtector, RateLimiter, SecurityHeadersMiddleware
-from clearwall.web.tokens import TokenStore
+from clearwall.web.security import CSRFProtector, SecurityHeadersMiddleware, SubmissionLimiter
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +115,14 @@ def build_context(
         config=config,
         store=store,
         service=service,
-        tokens=TokenStore(service),
+        reader=PolicyReader(store),
+        tokens=TokenStore(store),
         snapshot=snapshot_provider or StoreSnapshots(store, base_url),
         registry=registry,
         scope_denied=scope_counter(registry),
         templates=templates,
         csrf=CSRFProtector(),
-        appeal_limiter=RateLimiter(),
+        appeal_limiter=SubmissionLimiter(),
         stats=StatsCache(store),
         tlog=tlog,
         gateway_metrics=metrics_registry is not None,
@@ -190,55 +190,17 @@ def error_page(request: Request, status: int, message: str) -> Response:
     )
 
 
-MAINTENANCE_POLL = 60.0  # seconds between maintenance passes
-
-
-def maintenance_pass(ctx: WebContext) -> None:
-    """One pass of scheduled policy upkeep: expire orders past their sunset, refresh lists.
-
-    The matcher already stops enforcing an order at its ``expires`` time; this pass puts
-    the expiry on the public log (an ``order-expired`` entry) and marks the order expired.
-    """
-    from clearwall.web.api.subscriptions import refresh_due
-
-    expired = ctx.service.expire_due()
-    if expired:
-        log.info("orders expired and logged: %s", ", ".join(map(str, expired)))
-    refresh_due(ctx)
-
-
-def _witness_retrier(ctx: WebContext, stop: threading.Event) -> None:
-    """Ask lagging witnesses again every ``[ledger] witness_retry`` seconds until ``stop``."""
-    from clearwall.ledger import witnessing
-
-    while not stop.wait(ctx.config.ledger.witness_retry):
-        try:
-            witnessing.retry(ctx.tlog)
-        except Exception as exc:  # a witness or disk hiccup must not kill the thread
-            log.warning("witness retry failed: %s", exc)
-
-
-def _maintainer(ctx: WebContext, stop: threading.Event) -> None:
-    """Run ``maintenance_pass`` until ``stop`` is set (a daemon thread of the app)."""
-    while not stop.wait(MAINTENANCE_POLL):
-        try:
-            maintenance_pass(ctx)
-        except Exception as exc:  # a bad database moment must not kill the thread
-            log.warning("maintenance pass failed: %s", exc)
-
-
 def create_app(
     config: Config,
     store_url: str,
     *,
     snapshot_provider: SnapshotProvider | None = None,
     metrics_registry: CollectorRegistry | None = None,
-    maintenance: bool = True,
 ) -> FastAPI:
     """Build the web app (API, portal, block pages, log) over the store at ``store_url``.
 
-    With ``maintenance`` the app's lifespan runs a thread that, every minute, logs the
-    expiry of orders past their sunset and refreshes subscriptions that are due.
+    Scheduled upkeep (order expiry, subscription refresh, witness retries) is not the
+    app's: ``clearwall serve`` runs it beside the gateway (``clearwall.jobs``).
     """
     ctx = build_context(config, store_url, snapshot_provider, metrics_registry)
     if config.ledger.witnesses:
@@ -246,22 +208,7 @@ def create_app(
 
         ctx.registry.register(WitnessMetrics(ctx.tlog))
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        stop = threading.Event()
-        if maintenance:
-            threading.Thread(
-                target=_maintainer, args=(ctx, stop), name="maintenance", daemon=True
-            ).start()
-        if config.ledger.witnesses:
-            threading.Thread(
-                target=_witness_retrier, args=(ctx, stop), name="witness-retry", daemon=True
-            ).start()
-        yield
-        stop.set()
-
     app = FastAPI(
-        lifespan=lifespan,
         title="clearwall admin API",
         version="1",
         description=API_DESCRIPTION,
@@ -313,30 +260,23 @@ def _limit_bodies(app: FastAPI, ctx: WebContext) -> None:
 
 
 def _mount_ledger(app: FastAPI, ctx: WebContext) -> None:
-    """Serve the ledger's routes (checkpoint, tiles, proofs) when that module is present."""
-    try:
-        from clearwall.ledger.http import log_router
-    except ImportError:
-        log.info("clearwall.ledger.http not available; /log/ tile routes not served")
-        return
-    app.include_router(log_router(ctx.tlog, ctx.store))
+    """Serve the ledger's routes (checkpoint, tiles, proofs)."""
+    from clearwall.ledger.http import log_router
+
+    app.include_router(log_router(ctx.tlog))
     app.state.name_proof_url = lambda name, code: f"/log/proof/name/{name}?jurisdiction={code}"
     app.state.inclusion_url = lambda index: f"/log/proof/inclusion?index={index}"
 
 
 def create_blockpage_app(
-    config: Config,
-    store_url: str,
-    *,
-    snapshot_provider: SnapshotProvider | None = None,
-    metrics_registry: CollectorRegistry | None = None,
+    config: Config, store_url: str, *, snapshot_provider: SnapshotProvider | None = None
 ) -> FastAPI:
     """The dedicated block-page listener: every request gets a block page or a 404.
 
     Point the sinkhole addresses at it (``[web] blockpage_listen``); it serves nothing
     else, so a sinkholed name can never reach the admin API through it.
     """
-    ctx = build_context(config, store_url, snapshot_provider, metrics_registry)
+    ctx = build_context(config, store_url, snapshot_provider, None)
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.ctx = ctx
     app.add_middleware(SecurityHeadersMiddleware)

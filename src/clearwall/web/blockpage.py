@@ -103,7 +103,7 @@ def block_response(
     legal = ref.ede in LEGAL_CODES
     order: Order | None
     try:
-        order = ctx.service.order(ref.id)
+        order = ctx.reader.order(ref.id)
     except ClearwallError:
         order = None
     order_url = f"{ctx.base_url}/orders/{ref.id}"

@@ -1,4 +1,4 @@
-"""What every route needs, built once per app: store, service, snapshot, templates, guards."""
+"""What every route needs, built once per app: store, writes, reads, snapshot, guards."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from clearwall.ledger.log import TransparencyLog
 from clearwall.policy.snapshot import PolicySnapshot
 from clearwall.store.db import Store
 from clearwall.store.loader import build_snapshot
+from clearwall.store.reader import PolicyReader
 from clearwall.store.service import PolicyService
+from clearwall.store.tokens import TokenStore
 from clearwall.web.queries import StatsCache
-from clearwall.web.security import CSRFProtector, RateLimiter
-from clearwall.web.tokens import TokenStore
+from clearwall.web.security import CSRFProtector, SubmissionLimiter
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -64,13 +65,14 @@ class WebContext:
     config: Config
     store: Store
     service: PolicyService
+    reader: PolicyReader
     tokens: TokenStore
     snapshot: SnapshotProvider
     registry: CollectorRegistry
     scope_denied: Counter
     templates: Jinja2Templates
     csrf: CSRFProtector
-    appeal_limiter: RateLimiter
+    appeal_limiter: SubmissionLimiter
     stats: StatsCache
     tlog: TransparencyLog
     gateway_metrics: bool = False  # True when the registry holds the gateway's counters

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 from collections import Counter as Tally
 from collections.abc import Iterable
@@ -12,6 +11,16 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
+from clearwall.ledger import entries
+from clearwall.ledger.entries import (
+    EntryError,
+    Family,
+    OrderAmended,
+    OrderExpired,
+    OrderPublished,
+    OrderRevoked,
+)
+from clearwall.ledger.logstate import LogState
 from clearwall.model import Action, Citation, OrderStatus, Verdict
 from clearwall.policy.model import Authority, Jurisdiction, Order
 from clearwall.policy.names import normalize_name, to_unicode
@@ -167,52 +176,43 @@ class Stats:
     blocked_queries: Tally[str] = field(default_factory=Tally)
 
 
-def _day(text: object, default: dt.date) -> dt.date:
-    """The date of an ISO timestamp from a log entry, or ``default``."""
-    try:
-        return dt.datetime.fromisoformat(str(text)).date()
-    except ValueError:
-        return default
-
-
 def _replay_log(
     store: Store,
 ) -> tuple[dict[str, list[tuple[dt.date, float]]], list[tuple[dt.date, float]]]:
-    """Active orders per jurisdiction and active rules, as dated increments, from the log."""
+    """Active orders per jurisdiction and active rules, as dated increments, from the log:
+    each entry folded into the log state (``ledger.logstate``) and the change it made to
+    the orders in force counted on its day."""
     per_jurisdiction: dict[str, list[tuple[dt.date, float]]] = {}
     rules: list[tuple[dt.date, float]] = []
-    live: dict[int, tuple[str, int]] = {}  # order id -> (jurisdiction, rule count)
+    state = LogState()
     for entry in store.log_entries():
-        try:
-            event = json.loads(entry.data)
-            day = dt.datetime.fromisoformat(event["time"]).date()
-            kind = event["type"]
-        except (ValueError, KeyError, TypeError):
+        if entries.family(entry.data) is Family.APPEAL:
             continue
-        if kind in ("order-published", "order-amended"):
-            meta = event.get("order", {})
-            order_id = int(meta.get("id", -1))
-            code = (
-                "*"
-                if meta.get("all_jurisdictions")
-                else meta.get("authority", {}).get("jurisdiction", "?")
-            )
-            count = int(event.get("rules", {}).get("count", 0))
-            old = live.get(order_id)
-            if old is None:
+        try:
+            event = entries.parse(entry.data)
+        except EntryError:
+            continue
+        if not isinstance(event, OrderPublished | OrderAmended | OrderRevoked | OrderExpired):
+            continue
+        before = state.order(event.order_id)
+        was = before.version if before is not None and before.in_force else None
+        state.apply(entry.index, event)
+        after = state.order(event.order_id)
+        assert after is not None
+        day = event.time.date()
+        if after.in_force and after.version is not None:
+            version = after.version[1]
+            if was is None:
                 # an order counts from the day it takes effect, not the day it was filed
-                start = _day(meta.get("effective_from"), day) if kind == "order-published" else day
-                per_jurisdiction.setdefault(code, []).append((start, 1.0))
-                rules.append((start, float(count)))
+                published = isinstance(event, OrderPublished)
+                start = version.order.effective_from.date() if published else day
+                per_jurisdiction.setdefault(version.scope, []).append((start, 1.0))
+                rules.append((start, float(version.rules.count)))
             else:
-                rules.append((day, float(count - old[1])))
-            live[order_id] = (code, count)
-        elif kind in ("order-revoked", "order-expired"):
-            order_id = int(event.get("order", -1))
-            gone = live.pop(order_id, None)
-            if gone is not None:
-                per_jurisdiction.setdefault(gone[0], []).append((day, -1.0))
-                rules.append((day, float(-gone[1])))
+                rules.append((day, float(version.rules.count - was[1].rules.count)))
+        elif was is not None:
+            per_jurisdiction.setdefault(was[1].scope, []).append((day, -1.0))
+            rules.append((day, float(-was[1].rules.count)))
     return per_jurisdiction, rules
 
 

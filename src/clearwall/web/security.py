@@ -1,4 +1,4 @@
-"""Web hardening: security headers and CSP, CSRF tokens, appeal rate limiting, token compare."""
+"""Web hardening: security headers and CSP, CSRF tokens, appeal rate limiting."""
 
 from __future__ import annotations
 
@@ -58,16 +58,6 @@ class SecurityHeadersMiddleware(BaseHTTPMiddleware):
 def constant_time_equal(a: str, b: str) -> bool:
     """Compare two secrets without leaking where they differ (timing-safe)."""
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
-
-
-def hash_token(token: str) -> str:
-    """The stored form of an API token: hex SHA-256 (tokens are 256-bit random, no salt needed)."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def new_token() -> str:
-    """A fresh API token: a recognisable prefix and 256 random bits."""
-    return "cw_" + secrets.token_urlsafe(32)
 
 
 CSRF_COOKIE = "cw_csrf"
@@ -131,8 +121,10 @@ class _Bucket:
 
 
 @dataclass
-class RateLimiter:
-    """A token bucket per client prefix: ``burst`` actions, refilled at ``per_hour``/hour."""
+class SubmissionLimiter:
+    """Public form submissions (appeals) per client prefix: a token bucket of ``burst``
+    actions, refilled at ``per_hour``/hour. Not the DNS rate limiter
+    (``dnsserver.handlers.ratelimit``), which limits queries."""
 
     burst: float = 5.0
     per_hour: float = 20.0

@@ -74,11 +74,10 @@ class PolicyFeed:
     def _moment(self, size: int) -> dt.datetime:
         if size == 0:
             return EPOCH
-        entries = self.store.log_entries(size - 1, size)
-        if not entries:
+        moment = self.store.log_entry_time(size - 1)
+        if moment is None:
             raise StoreError(f"log entry {size - 1} is missing")
-        moment = entries[0].created_at
-        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+        return moment
 
     def read(self) -> PolicyVersion:
         """The policy at the log's current size (the one held when it has not grown)."""

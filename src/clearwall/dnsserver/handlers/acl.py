@@ -14,7 +14,7 @@ import ipaddress
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Services
-from clearwall.dnsserver.policy import PolicyHolder, PolicyView
+from clearwall.dnsserver.policyholder import PolicyHolder, PolicyView
 
 _MEMO_MAX = 65_536
 REFUSAL = Answer(AnswerKind.REFUSED, reason="client not in allowed networks")

@@ -25,7 +25,7 @@ from clearwall.config import DNSConfig, EncryptedUpstream
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.dnsserver.policy import PolicyHolder
+from clearwall.dnsserver.policyholder import PolicyHolder
 
 if TYPE_CHECKING:
     from clearwall.querylog.recorder import Recorder
@@ -76,7 +76,11 @@ class Services:
     policy: PolicyHolder
     metrics: DNSMetrics = field(default_factory=DNSMetrics)
     transport: UpstreamTransport | None = None
+    # Durations (TTLs, token buckets, latency) are measured on ``clock``; the policy's
+    # dates (an order taking effect or expiring) are instants of ``wall``. Tests pass
+    # their own to move time without waiting.
     clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
     querylog: Recorder | None = None  # set only when [logging] query_log is on
     encrypted: EncryptedTransport | None = None  # for tls:// and https:// upstreams
     # The bound encrypted listeners per kind ("dot", "doh", "doq": [(host, port)]), shared

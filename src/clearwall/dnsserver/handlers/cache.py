@@ -46,7 +46,7 @@ from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Services, then
 from clearwall.dnsserver.handlers.response_policy import screen
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.dnsserver.policy import PolicyHolder
+from clearwall.dnsserver.policyholder import PolicyHolder
 
 if TYPE_CHECKING:
     from clearwall.dnsserver._fastpath import ReplyTable
@@ -113,12 +113,14 @@ class Cache:
         clock: Callable[[], float],
         next_handler: Handler,
         block_ttl: int,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.block_ttl = block_ttl  # of a stale answer the current policy now blocks
         self.policy = policy
         self.metrics = metrics
         self.clock = clock
+        self.wall = wall
         self.next = next_handler
         self.records = LRUStore(config.max_entries)  # key -> packed forwarded answer
         self.blocks: OrderedDict[bytes, Answer] = OrderedDict()  # key -> block answer
@@ -157,7 +159,7 @@ class Cache:
 
     def _schedule(self) -> None:
         """Find the policy's next effective-from or expiry instant, on our clock."""
-        wall = time.time()
+        wall = self.wall()
         later = self.policy.current.next_change(wall)
         self._change_at = math.inf if later == math.inf else self.clock() + (later - wall)
 
@@ -327,7 +329,9 @@ class Cache:
             # checked again, so an outage never serves what the policy now blocks.
             jurisdiction = key[1 : 1 + key[0]].decode()
             forwarded = Answer(AnswerKind.FORWARDED, body, scan=wire.scan_reply(body))
-            screened = screen(forwarded, self.policy.current, jurisdiction, self.block_ttl)
+            screened = screen(
+                forwarded, self.policy.current, jurisdiction, self.block_ttl, self.wall()
+            )
             if screened is not forwarded:
                 return screened
         self.metrics.stale_served += 1
@@ -356,4 +360,5 @@ def build(services: Services, next_handler: Handler | None) -> Handler | None:
         services.clock,
         next_handler,
         services.config.block.ttl,
+        services.wall,
     )

@@ -9,12 +9,12 @@ from __future__ import annotations
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Services
-from clearwall.dnsserver.policy import PolicyHolder, PolicyView
+from clearwall.dnsserver.policyholder import PolicyHolder, PolicyView
 
 _MEMO_MAX = 65_536
 
 
-class Jurisdiction:
+class ClientJurisdiction:
     """Sets ``ctx.jurisdiction`` and passes the query on."""
 
     def __init__(self, policy: PolicyHolder, default: str, next_handler: Handler) -> None:
@@ -66,4 +66,4 @@ class Jurisdiction:
 def build(services: Services, next_handler: Handler | None) -> Handler | None:
     """Always on: every query belongs to a jurisdiction (possibly "")."""
     assert next_handler is not None
-    return Jurisdiction(services.policy, services.config.default_jurisdiction, next_handler)
+    return ClientJurisdiction(services.policy, services.config.default_jurisdiction, next_handler)

@@ -6,23 +6,28 @@ answer citing the orders, cached for ``[dns.block] ttl``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import Handler, Result, Services
-from clearwall.dnsserver.policy import PolicyHolder
+from clearwall.dnsserver.policyholder import PolicyHolder
 
 
 class QueryPolicy:
     """Blocks names the policy blocks; passes the rest on."""
 
-    def __init__(self, policy: PolicyHolder, ttl: int, next_handler: Handler) -> None:
+    def __init__(
+        self, policy: PolicyHolder, ttl: int, wall: Callable[[], float], next_handler: Handler
+    ) -> None:
         self.policy = policy
         self.ttl = ttl
+        self.wall = wall
         self.next = next_handler
 
     def __call__(self, ctx: Context) -> Result:
         """Match the question name."""
-        verdict = self.policy.current.match(ctx.qname, ctx.jurisdiction)
+        verdict = self.policy.current.match(ctx.qname, ctx.jurisdiction, self.wall())
         if verdict.blocked:
             # The snapshot's verdicts are per name, so an answer per verdict is as cheap
             # as any memo; the reason is derived from the verdict when someone asks.
@@ -33,4 +38,4 @@ class QueryPolicy:
 def build(services: Services, next_handler: Handler | None) -> Handler | None:
     """Always on (an empty policy blocks nothing)."""
     assert next_handler is not None
-    return QueryPolicy(services.policy, services.config.block.ttl, next_handler)
+    return QueryPolicy(services.policy, services.config.block.ttl, services.wall, next_handler)

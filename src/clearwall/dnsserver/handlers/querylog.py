@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastPath, Handler, Result, Services
-from clearwall.dnsserver.handlers.jurisdiction import Jurisdiction
+from clearwall.dnsserver.handlers.jurisdiction import ClientJurisdiction
 from clearwall.dnsserver.handlers.responder import Responder
-from clearwall.dnsserver.policy import PolicyHolder, PolicyView
+from clearwall.dnsserver.policyholder import PolicyHolder, PolicyView
 
 if TYPE_CHECKING:
     from clearwall.querylog.recorder import Recorder
@@ -125,7 +125,7 @@ class QueryLog:
     def wrap_fast(self, path: FastPath, handlers: list[Handler]) -> FastPath:
         """The fast path ``path`` of ``handlers`` (the chain below), recording its replies."""
         responder = next((h for h in handlers if isinstance(h, Responder)), None)
-        jurisdiction = next((h for h in handlers if isinstance(h, Jurisdiction)), None)
+        jurisdiction = next((h for h in handlers if isinstance(h, ClientJurisdiction)), None)
         if responder is None:
             log.warning("query log: no responder below it; the fast path is not used")
             return lambda _data, _host: None

@@ -24,7 +24,7 @@ from clearwall.dnsserver.answer import RCODE_FOR_ACTION, Answer, AnswerKind
 from clearwall.dnsserver.context import OUR_UDP_PAYLOAD, Context
 from clearwall.dnsserver.handlers.base import FastPath, FastStep, Handler, Result, Services
 from clearwall.dnsserver.metrics import DNSMetrics
-from clearwall.dnsserver.policy import PolicyHolder, PolicyView
+from clearwall.dnsserver.policyholder import PolicyHolder, PolicyView
 from clearwall.model import Action, EDECode, OrderRef, Verdict
 
 if TYPE_CHECKING:

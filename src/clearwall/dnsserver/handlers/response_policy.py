@@ -8,18 +8,23 @@ under the client's jurisdiction like any other answer.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import Handler, Result, Services, then
-from clearwall.dnsserver.policy import PolicyHolder, PolicyView
+from clearwall.dnsserver.policyholder import PolicyHolder, PolicyView
 
 
 class ResponsePolicy:
     """Replaces forwarded answers that lead to blocked names or addresses."""
 
-    def __init__(self, policy: PolicyHolder, ttl: int, next_handler: Handler) -> None:
+    def __init__(
+        self, policy: PolicyHolder, ttl: int, wall: Callable[[], float], next_handler: Handler
+    ) -> None:
         self.policy = policy
         self.ttl = ttl
+        self.wall = wall
         self.next = next_handler
 
     def __call__(self, ctx: Context) -> Result:
@@ -31,11 +36,14 @@ class ResponsePolicy:
         """The answer itself, or a block answer if a CNAME target or address is blocked."""
         if answer.kind is not AnswerKind.FORWARDED:
             return answer
-        return screen(answer, self.policy.current, jurisdiction, self.ttl)
+        return screen(answer, self.policy.current, jurisdiction, self.ttl, self.wall())
 
 
-def screen(answer: Answer, policy: PolicyView, jurisdiction: str, ttl: int) -> Answer:
-    """``answer``, or the block of the first order hit by a CNAME target or address in it.
+def screen(
+    answer: Answer, policy: PolicyView, jurisdiction: str, ttl: int, now: float | None = None
+) -> Answer:
+    """``answer``, or the block of the first order hit by a CNAME target or address in it
+    at ``now`` (epoch seconds; None: the current time).
 
     The handler screens what the upstream returns; the cache screens a stale answer made
     under an older policy before serving it (RFC 8767 data is still policy-checked data).
@@ -44,7 +52,7 @@ def screen(answer: Answer, policy: PolicyView, jurisdiction: str, ttl: int) -> A
     if scan is None:
         return answer
     for target in scan.cnames:
-        verdict = policy.match(target, jurisdiction)
+        verdict = policy.match(target, jurisdiction, now)
         if verdict.blocked:
             return Answer(
                 AnswerKind.BLOCKED,
@@ -53,7 +61,7 @@ def screen(answer: Answer, policy: PolicyView, jurisdiction: str, ttl: int) -> A
                 reason=f"CNAME target {target} blocked",
             )
     for address in scan.addresses:
-        verdict = policy.match_ip(address, jurisdiction)
+        verdict = policy.match_ip(address, jurisdiction, now)
         if verdict.blocked:
             return Answer(
                 AnswerKind.BLOCKED, verdict=verdict, lifetime=ttl, reason="answer address blocked"
@@ -64,4 +72,4 @@ def screen(answer: Answer, policy: PolicyView, jurisdiction: str, ttl: int) -> A
 def build(services: Services, next_handler: Handler | None) -> Handler | None:
     """Always on."""
     assert next_handler is not None
-    return ResponsePolicy(services.policy, services.config.block.ttl, next_handler)
+    return ResponsePolicy(services.policy, services.config.block.ttl, services.wall, next_handler)

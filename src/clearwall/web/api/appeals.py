@@ -16,8 +16,8 @@ def _may_see_contact(ctx: WebContext, principal: Principal, appeal: Appeal) -> b
     """Operators and auditors see every contact; an authority only its own appeals'."""
     if principal.role is not TokenRole.AUTHORITY:
         return True
-    order = ctx.service.order(appeal.order_id)
-    return ctx.service.authority(order.authority_id).jurisdiction == principal.jurisdiction
+    order = ctx.reader.order(appeal.order_id)
+    return ctx.reader.authority(order.authority_id).jurisdiction == principal.jurisdiction
 
 
 @router.get("/appeals", response_model=list[AppealOut])
@@ -28,7 +28,7 @@ def list_appeals(
 ) -> list[AppealOut]:
     """Appeals, optionally of one order."""
     return [
-        AppealOut.of(a, _may_see_contact(ctx, principal, a)) for a in ctx.service.appeals(order_id)
+        AppealOut.of(a, _may_see_contact(ctx, principal, a)) for a in ctx.reader.appeals(order_id)
     ]
 
 
@@ -39,7 +39,7 @@ def get_appeal(
     principal: Principal = Depends(require_reader),
 ) -> AppealOut:
     """One appeal."""
-    appeal = ctx.service.appeal(appeal_id)
+    appeal = ctx.reader.appeal(appeal_id)
     return AppealOut.of(appeal, _may_see_contact(ctx, principal, appeal))
 
 
@@ -56,9 +56,9 @@ def decide_appeal(
     Upholding an appeal records the decision; amending or revoking the order is a
     separate, equally logged step.
     """
-    appeal = ctx.service.appeal(appeal_id)
-    order = ctx.service.order(appeal.order_id)
-    check_jurisdiction(request, principal, ctx.service.authority(order.authority_id).jurisdiction)
+    appeal = ctx.reader.appeal(appeal_id)
+    order = ctx.reader.order(appeal.order_id)
+    check_jurisdiction(request, principal, ctx.reader.authority(order.authority_id).jurisdiction)
     decided = ctx.service.decide_appeal(
         appeal_id, body.outcome, body.explanation, principal.jurisdiction
     )

@@ -18,7 +18,7 @@ def list_authorities(
     _: Principal = Depends(require_reader),
 ) -> list[AuthorityOut]:
     """Authorities, optionally those of one jurisdiction."""
-    return [AuthorityOut.of(a) for a in ctx.service.authorities(jurisdiction)]
+    return [AuthorityOut.of(a) for a in ctx.reader.authorities(jurisdiction)]
 
 
 @router.get("/authorities/{authority_id}", response_model=AuthorityOut)
@@ -26,7 +26,7 @@ def get_authority(
     authority_id: PathId, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
 ) -> AuthorityOut:
     """One authority."""
-    return AuthorityOut.of(ctx.service.authority(authority_id))
+    return AuthorityOut.of(ctx.reader.authority(authority_id))
 
 
 @router.post("/authorities", response_model=AuthorityOut, status_code=201)

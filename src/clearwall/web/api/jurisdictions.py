@@ -16,7 +16,7 @@ def list_jurisdictions(
     ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
 ) -> list[JurisdictionOut]:
     """Every jurisdiction with its client networks."""
-    return [JurisdictionOut.of(j) for j in ctx.service.jurisdictions()]
+    return [JurisdictionOut.of(j) for j in ctx.reader.jurisdictions()]
 
 
 @router.get("/jurisdictions/{code}", response_model=JurisdictionOut)
@@ -24,7 +24,7 @@ def get_jurisdiction(
     code: str, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
 ) -> JurisdictionOut:
     """One jurisdiction."""
-    return JurisdictionOut.of(ctx.service.jurisdiction(code))
+    return JurisdictionOut.of(ctx.reader.jurisdiction(code))
 
 
 @router.post("/jurisdictions", response_model=JurisdictionOut, status_code=201)

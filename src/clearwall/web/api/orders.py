@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request
 
+from clearwall.formats.load import parse_rules
 from clearwall.model import OrderStatus
 from clearwall.policy.model import Authority, Order
-from clearwall.web.api.common import issues_of, parse_rules
+from clearwall.web.api.common import issues_of
 from clearwall.web.api.schemas import (
     AmendIn,
     OrderIn,
@@ -38,8 +39,8 @@ def _out(ctx: WebContext, order: Order, issues: list[ParseIssueOut] | None = Non
 
 def _owned(request: Request, ctx: WebContext, principal: Principal, order_id: int) -> Authority:
     """The authority of an order, after checking the caller may act on it."""
-    order = ctx.service.order(order_id)
-    authority = ctx.service.authority(order.authority_id)
+    order = ctx.reader.order(order_id)
+    authority = ctx.reader.authority(order.authority_id)
     check_jurisdiction(request, principal, authority.jurisdiction)
     if order.all_jurisdictions and principal.authority is not None:
         raise deny(request, "jurisdiction", "only operators may change all-jurisdiction orders")
@@ -72,7 +73,7 @@ def get_order(
     order_id: PathId, ctx: WebContext = Depends(get_ctx), _: Principal = Depends(require_reader)
 ) -> OrderOut:
     """One order."""
-    return _out(ctx, ctx.service.order(order_id))
+    return _out(ctx, ctx.reader.order(order_id))
 
 
 @router.get("/orders/{order_id}/rules", response_model=list[RuleOut])
@@ -82,7 +83,7 @@ def get_rules(
     """The rules of one order, sorted by kind then value."""
     return [
         RuleOut(kind=r.kind.value, value=r.value, action=r.action)
-        for r in ctx.service.order_rules(order_id)
+        for r in ctx.reader.order_rules(order_id)
     ]
 
 
@@ -99,7 +100,7 @@ def create_order(
     ``rules`` is list text in ``format`` (``auto`` detects it). Lines that are not rules
     are skipped and reported in ``issues``; a text that is no list at all is a 400.
     """
-    authority = ctx.service.authority(body.authority)
+    authority = ctx.reader.authority(body.authority)
     check_jurisdiction(request, principal, authority.jurisdiction)
     if body.all_jurisdictions and principal.authority is not None:
         raise deny(request, "jurisdiction", "only operators may issue all-jurisdiction orders")

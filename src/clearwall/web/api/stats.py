@@ -45,7 +45,7 @@ def lookup_name(
     ctx: WebContext = Depends(get_ctx),
 ) -> LookupOut:
     """Public: whether ``name`` is blocked for the clients of each jurisdiction, and by what."""
-    result = lookup(ctx.store, ctx.snapshot(), ctx.service.jurisdictions(), name)
+    result = lookup(ctx.store, ctx.snapshot(), ctx.reader.jurisdictions(), name)
     return LookupOut(
         name=result.name,
         unicode=result.unicode,

@@ -1,21 +1,14 @@
-"""Subscriptions: keep an order's rules in step with a list file or URL, refreshed on demand."""
+"""Subscriptions: keep an order's rules in step with a list file or URL (``jobs.subscriptions``
+refreshes them when due; this API subscribes, lists and refreshes on demand)."""
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
-import logging
-import socket
-from pathlib import Path
-from urllib.parse import urlsplit
-
-import httpx
 from fastapi import APIRouter, Depends, Request
 
-from clearwall.errors import ClearwallError, FormatError, NotFound
-from clearwall.model import OrderStatus
+from clearwall.errors import NotFound
+from clearwall.jobs.subscriptions import is_internal, is_url, refresh
 from clearwall.store.records import Subscription, TokenRole
-from clearwall.web.api.common import issues_of, parse_rules
+from clearwall.web.api.common import issues_of
 from clearwall.web.api.schemas import PathId, QueryId, RefreshOut, SubscriptionIn, SubscriptionOut
 from clearwall.web.auth import (
     Principal,
@@ -27,76 +20,17 @@ from clearwall.web.auth import (
 from clearwall.web.context import WebContext, get_ctx
 
 router = APIRouter(tags=["subscriptions"])
-log = logging.getLogger(__name__)
-
-MAX_LIST_BYTES = 256 * 1024 * 1024  # larger downloads are refused, not truncated
-FETCH_TIMEOUT = 30.0
-
-
-def is_url(source: str) -> bool:
-    """True for http(s) URLs; anything else is a file path on the gateway host."""
-    return source.startswith(("http://", "https://"))
-
-
-def is_internal(url: str) -> bool:
-    """True when a URL's host is, or resolves to, a non-public address (loopback, private,
-    link-local, reserved) — or does not resolve at all."""
-    host = urlsplit(url).hostname or ""
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return True
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global:
-            return True
-    return False
-
-
-def fetch(source: str, public_only: bool = False) -> str:
-    """The text of a list file or URL; FormatError (a 400) when it cannot be read.
-
-    With ``public_only`` every request, redirects included, must go to a public address.
-    """
-    if not is_url(source):
-        try:
-            return Path(source).read_text(encoding="utf-8", errors="replace")
-        except OSError as exc:
-            raise FormatError(f"cannot read {source}: {exc.strerror or exc}") from exc
-    chunks: list[bytes] = []
-    size = 0
-    try:
-
-        def guard(request: httpx.Request) -> None:
-            if public_only and is_internal(str(request.url)):
-                raise FormatError(f"{request.url} is not a public address")
-
-        with (
-            httpx.Client(
-                timeout=FETCH_TIMEOUT, follow_redirects=True, event_hooks={"request": [guard]}
-            ) as client,
-            client.stream("GET", source) as response,
-        ):
-            response.raise_for_status()
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > MAX_LIST_BYTES:
-                    raise FormatError(f"{source} is larger than {MAX_LIST_BYTES} bytes")
-                chunks.append(chunk)
-    except httpx.HTTPError as exc:
-        raise FormatError(f"cannot fetch {source}: {exc}") from exc
-    return b"".join(chunks).decode("utf-8", errors="replace")
 
 
 def _check(request: Request, ctx: WebContext, principal: Principal, order_id: int) -> None:
-    order = ctx.service.order(order_id)
-    check_jurisdiction(request, principal, ctx.service.authority(order.authority_id).jurisdiction)
+    order = ctx.reader.order(order_id)
+    check_jurisdiction(request, principal, ctx.reader.authority(order.authority_id).jurisdiction)
     if order.all_jurisdictions and principal.authority is not None:
         raise deny(request, "jurisdiction", "only operators may change all-jurisdiction orders")
 
 
 def _subscription(ctx: WebContext, subscription_id: int) -> Subscription:
-    for s in ctx.service.subscriptions():
+    for s in ctx.reader.subscriptions():
         if s.id == subscription_id:
             return s
     raise NotFound(f"no subscription {subscription_id}")
@@ -109,7 +43,7 @@ def list_subscriptions(
     _: Principal = Depends(require_reader),
 ) -> list[SubscriptionOut]:
     """Subscriptions, optionally of one order."""
-    return [SubscriptionOut.of(s) for s in ctx.service.subscriptions(order_id)]
+    return [SubscriptionOut.of(s) for s in ctx.reader.subscriptions(order_id)]
 
 
 @router.post("/subscriptions", response_model=SubscriptionOut, status_code=201)
@@ -134,73 +68,6 @@ def create_subscription(
     return SubscriptionOut.of(sub)
 
 
-def refresh(
-    ctx: WebContext,
-    sub: Subscription,
-    actor_jurisdiction: str | None,
-    public_only: bool | None = None,
-) -> RefreshOut:
-    """Fetch a subscription's list and make its order's rules equal to it (one amendment).
-
-    An authority's refresh (``actor_jurisdiction`` set) may reach public addresses only,
-    as may any refresh with ``public_only``. A failed fetch or parse is recorded as the
-    subscription's status and re-raised.
-    """
-    if public_only is None:
-        public_only = actor_jurisdiction is not None
-    try:
-        text = fetch(sub.source, public_only=public_only)
-        parsed = parse_rules(text, sub.format, sub.source)
-    except FormatError as exc:
-        ctx.service.record_refresh(sub.id, f"failed: {exc}")
-        raise
-    current = set(ctx.service.order_rules(sub.order_id))
-    wanted = set(parsed.rules)
-    key = {(r.kind, r.value) for r in wanted}
-    add = wanted - current
-    remove = {r for r in current if (r.kind, r.value) not in key}
-    ctx.service.amend_order(
-        sub.order_id,
-        add=sorted(add),
-        remove=sorted(remove),
-        reason=f"subscription {sub.id} refresh from {sub.source}",
-        actor_jurisdiction=actor_jurisdiction,
-    )
-    ctx.service.record_refresh(sub.id, f"ok: {len(wanted)} rules, +{len(add)} -{len(remove)}")
-    return RefreshOut(
-        subscription=SubscriptionOut.of(_subscription(ctx, sub.id)),
-        added=len(add),
-        removed=len(remove),
-        rule_count=len(wanted),
-        issues=issues_of(parsed),
-    )
-
-
-def refresh_due(ctx: WebContext, now: dt.datetime | None = None) -> list[int]:
-    """Refresh every subscription of an active order whose interval has passed; their ids.
-
-    Failures are recorded on the subscription and do not stop the others. URLs are
-    fetched from public addresses only unless ``[web] subscriptions_fetch_internal``.
-    """
-    now = now or dt.datetime.now(dt.UTC)
-    public_only = not ctx.config.web.subscriptions_fetch_internal
-    done: list[int] = []
-    for sub in ctx.service.subscriptions():
-        if (
-            sub.last_refresh is not None
-            and (now - sub.last_refresh).total_seconds() < sub.refresh_seconds
-        ):
-            continue
-        if ctx.service.order(sub.order_id).status is not OrderStatus.ACTIVE:
-            continue
-        try:
-            refresh(ctx, sub, None, public_only=public_only)
-        except ClearwallError as exc:
-            log.warning("subscription %d refresh failed: %s", sub.id, exc)
-        done.append(sub.id)
-    return done
-
-
 @router.post("/subscriptions/{subscription_id}/refresh", response_model=RefreshOut)
 def refresh_subscription(
     subscription_id: PathId,
@@ -215,4 +82,11 @@ def refresh_subscription(
         not is_url(sub.source) or is_internal(sub.source)
     ):
         raise deny(request, "operator-only", "only operators may refresh from internal sources")
-    return refresh(ctx, sub, principal.jurisdiction)
+    done = refresh(ctx.service, sub, principal.jurisdiction)
+    return RefreshOut(
+        subscription=SubscriptionOut.of(done.subscription),
+        added=done.added,
+        removed=done.removed,
+        rule_count=done.rule_count,
+        issues=issues_of(done.parsed),
+    )

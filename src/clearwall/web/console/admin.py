@@ -39,7 +39,7 @@ def subscriptions(request: Request) -> Response:
     facts = {f.order.id: f for f in order_facts(ctx.store)}
     rows = [
         (s, facts.get(s.order_id))
-        for s in ctx.service.subscriptions()
+        for s in ctx.reader.subscriptions()
         if who.jurisdiction is None
         or (s.order_id in facts and facts[s.order_id].jurisdiction == who.jurisdiction)
     ]
@@ -113,7 +113,7 @@ def jurisdictions(request: Request) -> Response:
     """Jurisdictions and their client networks; operators add new ones."""
     who = require(request)
     ctx: WebContext = request.app.state.ctx
-    rows = [j for j in ctx.service.jurisdictions() if who.jurisdiction in (None, j.code)]
+    rows = [j for j in ctx.reader.jurisdictions() if who.jurisdiction in (None, j.code)]
     return render(
         request,
         "console/jurisdictions.html",
@@ -153,8 +153,8 @@ def authorities(request: Request) -> Response:
         "console/authorities.html",
         {
             "nav": "authorities",
-            "rows": ctx.service.authorities(who.jurisdiction),
-            "jurisdictions": ctx.service.jurisdictions(),
+            "rows": ctx.reader.authorities(who.jurisdiction),
+            "jurisdictions": ctx.reader.jurisdictions(),
             "kinds": [k.value for k in AuthorityKind],
             "operator": who.role is TokenRole.OPERATOR,
         },
@@ -201,7 +201,7 @@ def tokens(request: Request) -> Response:
         {
             "nav": "tokens",
             "rows": ctx.tokens.list(),
-            "authorities": {a.id: a for a in ctx.service.authorities()},
+            "authorities": {a.id: a for a in ctx.reader.authorities()},
             "roles": [r.value for r in TokenRole],
             "secret": None,
         },
@@ -234,7 +234,7 @@ def create_token(
         {
             "nav": "tokens",
             "rows": ctx.tokens.list(),
-            "authorities": {a.id: a for a in ctx.service.authorities()},
+            "authorities": {a.id: a for a in ctx.reader.authorities()},
             "roles": [r.value for r in TokenRole],
             "secret": secret,
             "created": info,

@@ -25,7 +25,7 @@ def appeals(request: Request) -> Response:
     ctx: WebContext = request.app.state.ctx
     facts = {f.order.id: f for f in order_facts(ctx.store)}
     rows = []
-    for a in ctx.service.appeals():
+    for a in ctx.reader.appeals():
         f = facts.get(a.order_id)
         if f is None or (who.jurisdiction is not None and f.jurisdiction != who.jurisdiction):
             continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -13,21 +12,18 @@ from clearwall.web import charts
 from clearwall.web.console.figures import gateway_figures, history, log_directory
 from clearwall.web.console.session import principal, render, sign_in_page
 from clearwall.web.context import WebContext
+from clearwall.web.portal.logpage import recent_entries
 
 router = APIRouter()
 
 
-def _last_change(ctx: WebContext) -> tuple[str, str]:
-    """(time, type) of the newest log entry, or empty strings."""
-    size = ctx.store.log_size()
-    if not size:
-        return "", ""
-    entry = ctx.store.log_entries(size - 1, size)[0]
-    try:
-        event = json.loads(entry.data)
-        return str(event.get("time", "")), str(event.get("type", ""))
-    except ValueError:
-        return "", ""
+def _last_change(ctx: WebContext) -> tuple[dt.datetime | None, str]:
+    """(time, type) of the newest log entry, read by the log page's summary (None, ""
+    for an empty log)."""
+    newest = recent_entries(ctx, 1)
+    if not newest:
+        return None, ""
+    return newest[0].time, newest[0].type
 
 
 @router.get("")
@@ -78,7 +74,7 @@ def dashboard(request: Request) -> Response:
             "figures": figures,
             "stats": stats,
             "policy_version": ctx.snapshot().tree_size,
-            "changed_at": dt.datetime.fromisoformat(changed_at) if changed_at else None,
+            "changed_at": changed_at,
             "changed_kind": changed_kind,
             "charts": rendered,
             "gateway": ctx.gateway_metrics,

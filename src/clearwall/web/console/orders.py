@@ -115,7 +115,7 @@ def _authorities(ctx: WebContext, who: Principal) -> list[Authority]:
     """The authorities the principal may issue orders as."""
     if who.authority is not None:
         return [who.authority]
-    return ctx.service.authorities()
+    return ctx.reader.authorities()
 
 
 def _visible(who: Principal, facts: list[OrderFacts]) -> list[OrderFacts]:
@@ -225,7 +225,7 @@ def preview(
     except ValueError as exc:
         return _form_page(request, who, form, [f"A date is not valid: {exc}"], 400)
     try:
-        authority = ctx.service.authority(body.authority)
+        authority = ctx.reader.authority(body.authority)
     except ClearwallError as exc:
         return _form_page(request, who, form, [str(exc)], 400)
     if who.authority is not None and authority.id != who.authority.id:
@@ -237,11 +237,11 @@ def preview(
     if not parsed.rules:
         errors.append("No rule was found in the list: nothing would be published.")
     if body.all_jurisdictions:
-        codes = [j.code for j in ctx.service.jurisdictions()] + ["*"]
+        codes = [j.code for j in ctx.reader.jurisdictions()] + ["*"]
         affected = "every jurisdiction (an all-jurisdiction order)"
     else:
         codes = [authority.jurisdiction]
-        jurisdiction = ctx.service.jurisdiction(authority.jurisdiction)
+        jurisdiction = ctx.reader.jurisdiction(authority.jurisdiction)
         affected = f"{jurisdiction.name} ({jurisdiction.code.upper()})"
     covered, coverage = _coverage(ctx, parsed, codes)
     return render(
@@ -302,9 +302,9 @@ def order(request: Request, order_id: PathId) -> Response:
         {
             "nav": "orders",
             "f": f,
-            "rules": ctx.service.order_rules(order_id)[:100],
+            "rules": ctx.reader.order_rules(order_id)[:100],
             "history": order_history(ctx, order_id),
-            "appeals": ctx.service.appeals(order_id),
+            "appeals": ctx.reader.appeals(order_id),
             "may_write": who.role is not TokenRole.AUDITOR,
             "formats": FORMATS,
         },

@@ -106,7 +106,7 @@ def appeals(request: Request) -> Response:
     return page(
         request,
         "appeals.html",
-        {"nav": "appeals", "appeals": list(reversed(ctx.service.appeals()))},
+        {"nav": "appeals", "appeals": list(reversed(ctx.reader.appeals()))},
     )
 
 
@@ -114,7 +114,7 @@ def appeals(request: Request) -> Response:
 def appeal(request: Request, appeal_id: PathId, filed: int = Query(0, ge=0, le=1)) -> Response:
     """One appeal: the order, the name, the reason, and the decision once made."""
     ctx: WebContext = request.app.state.ctx
-    a = ctx.service.appeal(appeal_id)
+    a = ctx.reader.appeal(appeal_id)
     return page(
         request,
         "appeal.html",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import json
+import datetime as dt
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,7 +11,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from clearwall.errors import ClearwallError
-from clearwall.store.records import LogEntry
+from clearwall.ledger import entries
+from clearwall.ledger.entries import (
+    AppealDecided,
+    AppealFiled,
+    EntryError,
+    Event,
+    JurisdictionSet,
+    OrderAmended,
+    OrderExpired,
+    OrderPublished,
+    OrderRevoked,
+    UnknownEntry,
+)
 from clearwall.web.context import WebContext
 from clearwall.web.feed import FeedItem, atom_feed
 from clearwall.web.portal.render import page
@@ -19,44 +32,55 @@ router = APIRouter()
 
 RECENT = 30
 FEED_SIZE = 50
-FEED_TYPES = ("order-published", "order-amended", "order-revoked", "order-expired")
+FEED_EVENTS = (OrderPublished, OrderAmended, OrderRevoked, OrderExpired)
 
 
-def describe(entry: LogEntry) -> dict[str, Any]:
-    """The human summary of one log entry: type, time, order, appeal, jurisdiction,
-    title, reason."""
+@dataclass(frozen=True, slots=True)
+class EntrySummary:
+    """The human summary of one log entry: what happened, when, and what it is about."""
+
+    index: int
+    type: str  # the entry's type, or "unknown" for an entry that is none of ours
+    time: dt.datetime | None
+    event: Event | None
+    order: int | None = None
+    appeal: int | None = None
+    jurisdiction: str | None = None
+    title: str = ""
+    reason: str = ""
+
+
+def describe(index: int, data: bytes) -> EntrySummary:
+    """Summarize entry ``index`` (``data``) for the log page and the feed."""
     try:
-        event = json.loads(entry.data)
-    except ValueError:
-        event = {}
-    if not isinstance(event, dict):
-        event = {}
-    about = event.get("order")
-    order = about.get("id") if isinstance(about, dict) else about
-    title = about.get("title", "") if isinstance(about, dict) else ""
-    place = event.get("jurisdiction")
-    code = None
-    if isinstance(place, dict) and isinstance(place.get("code"), str):
-        code = place["code"]
-        networks = place.get("networks")
-        shown = ", ".join(str(n) for n in networks) if isinstance(networks, list) else ""
-        title = f"{place.get('name', '')} (networks: {shown or 'none'})"
-    return {
-        "index": entry.index,
-        "type": str(event.get("type", "unknown")),
-        "time": str(event.get("time", "")),
-        "order": order,
-        "appeal": event.get("appeal"),
-        "jurisdiction": code,
-        "title": title,
-        "reason": event.get("reason") or event.get("outcome") or "",
-    }
+        event = entries.parse(data)
+    except EntryError:
+        return EntrySummary(index, "unknown", None, None)
+    if isinstance(event, UnknownEntry):
+        return EntrySummary(index, event.type, None, event)
+    summary = EntrySummary(index, event.TYPE, event.time, event, order=event.order_id)
+    match event:
+        case OrderPublished() | OrderAmended():
+            reason = event.reason if isinstance(event, OrderAmended) else ""
+            return replace(summary, title=event.order.title, reason=reason)
+        case OrderRevoked():
+            return replace(summary, reason=event.reason)
+        case JurisdictionSet():
+            j = event.jurisdiction
+            shown = ", ".join(str(n) for n in j.networks) or "none"
+            return replace(summary, jurisdiction=j.code, title=f"{j.name} (networks: {shown})")
+        case AppealFiled():
+            return replace(summary, appeal=event.appeal_id, reason=event.reason)
+        case AppealDecided():
+            return replace(summary, appeal=event.appeal_id, reason=event.outcome)
+    return summary
 
 
-def recent_entries(ctx: WebContext, count: int) -> list[dict[str, Any]]:
+def recent_entries(ctx: WebContext, count: int) -> list[EntrySummary]:
     """The newest ``count`` log entries, newest first."""
     size = ctx.store.log_size()
-    return [describe(e) for e in reversed(ctx.store.log_entries(max(0, size - count), size))]
+    found = ctx.store.log_entries(max(0, size - count), size)
+    return [describe(e.index, e.data) for e in reversed(found)]
 
 
 def checkpoint_text(ctx: WebContext) -> str:
@@ -132,24 +156,18 @@ def feed(request: Request) -> Response:
     ctx: WebContext = request.app.state.ctx
     items: list[FeedItem] = []
     for e in recent_entries(ctx, FEED_SIZE * 4):
-        if e["type"] not in FEED_TYPES or e["order"] is None:
+        if not isinstance(e.event, FEED_EVENTS) or e.order is None or e.time is None:
             continue
-        verb = e["type"].removeprefix("order-")
-        title = f"Order #{e['order']} {verb}" + (f": {e['title']}" if e["title"] else "")
-        summary = e["reason"] or e["title"] or title
-
-        try:
-            updated = datetime.fromisoformat(e["time"])
-        except ValueError:
-            updated = datetime.now(UTC)
+        verb = e.type.removeprefix("order-")
+        title = f"Order #{e.order} {verb}" + (f": {e.title}" if e.title else "")
         items.append(
             FeedItem(
-                log_index=e["index"],
-                kind=e["type"],
+                log_index=e.index,
+                kind=e.type,
                 title=title,
-                summary=str(summary),
-                link=f"{ctx.base_url}/orders/{e['order']}",
-                updated=updated,
+                summary=e.reason or e.title or title,
+                link=f"{ctx.base_url}/orders/{e.order}",
+                updated=e.time,
             )
         )
         if len(items) >= FEED_SIZE:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
 from itertools import islice
@@ -15,6 +14,7 @@ from clearwall.ledger.entries import rule_line
 from clearwall.store import repositories
 from clearwall.web.api.schemas import PathId
 from clearwall.web.context import WebContext
+from clearwall.web.portal.logpage import EntrySummary, describe
 from clearwall.web.portal.render import page
 from clearwall.web.queries import OrderFacts, order_facts
 
@@ -32,27 +32,11 @@ def facts_of(ctx: WebContext, order_id: int) -> OrderFacts:
     return found[0]
 
 
-def order_history(ctx: WebContext, order_id: int) -> list[dict[str, object]]:
-    """The log entries about one order, oldest first: its public history."""
-    out: list[dict[str, object]] = []
-    for entry in ctx.store.log_entries():
-        try:
-            event = json.loads(entry.data)
-        except ValueError:
-            continue
-        about = event.get("order")
-        ident = about.get("id") if isinstance(about, dict) else about
-        if ident != order_id:
-            continue
-        out.append(
-            {
-                "index": entry.index,
-                "type": event.get("type", ""),
-                "time": event.get("time", ""),
-                "reason": event.get("reason", "") or event.get("outcome", ""),
-            }
-        )
-    return out
+def order_history(ctx: WebContext, order_id: int) -> list[EntrySummary]:
+    """The log entries about one order (its versions, its end, its appeals), oldest
+    first: its public history."""
+    summaries = (describe(e.index, e.data) for e in ctx.store.log_entries())
+    return [s for s in summaries if s.order == order_id]
 
 
 @router.get("/orders")
@@ -88,8 +72,8 @@ def order(request: Request, order_id: PathId) -> Response:
             "f": f,
             "sample": sample,
             "history": order_history(ctx, order_id),
-            "appeals": ctx.service.appeals(order_id),
-            "revoked_reason": ctx.service.order_revoked_reason(order_id),
+            "appeals": ctx.reader.appeals(order_id),
+            "revoked_reason": ctx.reader.order_revoked_reason(order_id),
             "inclusion_url": proof(f.order.log_index) if f.order.log_index is not None else "",
         },
     )
@@ -99,7 +83,7 @@ def order(request: Request, order_id: PathId) -> Response:
 def order_rules_file(request: Request, order_id: PathId) -> Response:
     """The order's rules as sorted canonical lines; their Merkle root is the logged digest."""
     ctx: WebContext = request.app.state.ctx
-    rules = ctx.service.order_rules(order_id)
+    rules = ctx.reader.order_rules(order_id)
 
     def lines() -> Iterator[bytes]:
         for line in sorted({rule_line(r) for r in rules}):
@@ -116,7 +100,7 @@ def order_rules_file(request: Request, order_id: PathId) -> Response:
 def authority(request: Request, authority_id: PathId) -> Response:
     """An authority, its jurisdiction and every order it issued."""
     ctx: WebContext = request.app.state.ctx
-    a = ctx.service.authority(authority_id)
+    a = ctx.reader.authority(authority_id)
     facts = [f for f in order_facts(ctx.store) if f.authority.id == authority_id]
     return page(request, "authority.html", {"nav": "jurisdictions", "authority": a, "facts": facts})
 
@@ -128,13 +112,13 @@ def jurisdictions(request: Request) -> Response:
     active: Counter[str] = Counter(
         f.jurisdiction for f in order_facts(ctx.store) if f.state() == "active"
     )
-    authority_count: Counter[str] = Counter(a.jurisdiction for a in ctx.service.authorities())
+    authority_count: Counter[str] = Counter(a.jurisdiction for a in ctx.reader.authorities())
     return page(
         request,
         "jurisdictions.html",
         {
             "nav": "jurisdictions",
-            "jurisdictions": ctx.service.jurisdictions(),
+            "jurisdictions": ctx.reader.jurisdictions(),
             "active": active,
             "authority_count": authority_count,
         },
@@ -145,7 +129,7 @@ def jurisdictions(request: Request) -> Response:
 def jurisdiction(request: Request, code: str) -> Response:
     """A jurisdiction: its networks, authorities and their orders."""
     ctx: WebContext = request.app.state.ctx
-    j = ctx.service.jurisdiction(code)
+    j = ctx.reader.jurisdiction(code)
     facts = [f for f in order_facts(ctx.store) if f.jurisdiction == j.code]
     return page(
         request,
@@ -153,7 +137,7 @@ def jurisdiction(request: Request, code: str) -> Response:
         {
             "nav": "jurisdictions",
             "jurisdiction": j,
-            "authorities": ctx.service.authorities(j.code),
+            "authorities": ctx.reader.authorities(j.code),
             "facts": facts,
         },
     )

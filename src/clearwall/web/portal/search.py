@@ -67,7 +67,7 @@ def home(request: Request) -> Response:
             "nav": "search",
             "examples": example_names(ctx),
             "stats": ctx.stats.get(None),
-            "jurisdictions": ctx.service.jurisdictions(),
+            "jurisdictions": ctx.reader.jurisdictions(),
             "recent": order_facts(ctx.store)[:8],
         },
     )
@@ -82,7 +82,7 @@ def search(request: Request, name: str = Query("", max_length=300)) -> Response:
         values["error"] = "Type a domain name, for example example.com."
         return page(request, "search.html", values, 400)
     try:
-        result = lookup(ctx.store, ctx.snapshot(), ctx.service.jurisdictions(), name)
+        result = lookup(ctx.store, ctx.snapshot(), ctx.reader.jurisdictions(), name)
     except InvalidName as exc:
         values["error"] = f"That is not a valid domain name: {exc}"
         return page(request, "search.html", values, 400)

@@ -12,12 +12,12 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-import json
-
 import sqlalchemy as sa
 from alembic import op
 
 from clearwall.ledger import entries
+from clearwall.ledger.entries import JurisdictionSet
+from clearwall.ledger.logstate import fold
 from clearwall.store import repositories as repo
 from clearwall.store import schema
 from clearwall.store.db import utcnow
@@ -33,21 +33,12 @@ def upgrade() -> None:
     """Append a ``jurisdiction-set`` entry for each stored jurisdiction the log lacks."""
     conn = op.get_bind()
     t = schema.log_entries
-    logged: set[str] = set()
-    for (data,) in conn.execute(sa.select(t.c.data)):
-        raw = bytes(data)
-        if b'"jurisdiction-set"' not in raw:
-            continue
-        try:
-            event = json.loads(raw)
-            if event["type"] == entries.JURISDICTION_SET:
-                logged.add(str(event["jurisdiction"]["code"]))
-        except (ValueError, KeyError, TypeError):
-            continue
+    rows = conn.execute(sa.select(t.c.idx, t.c.data).order_by(t.c.idx))
+    logged = fold((int(i), bytes(d)) for i, d in rows).jurisdictions
     missing = [j for j in repo.list_jurisdictions(conn) if j.code not in logged]
     if missing:
         now = utcnow()
-        append_entries(conn, [entries.jurisdiction_set(j, now) for j in missing], now)
+        append_entries(conn, [entries.encode(JurisdictionSet(now, j)) for j in missing], now)
 
 
 def downgrade() -> None:

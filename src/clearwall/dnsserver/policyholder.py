@@ -30,12 +30,13 @@ class PolicyView(Protocol):
         """The ledger size this snapshot was compiled from (the public policy version)."""
         ...
 
-    def match(self, name: str, jurisdiction: str) -> Verdict:
-        """Verdict for a canonical name (lowercase, no trailing dot) in a jurisdiction."""
+    def match(self, name: str, jurisdiction: str, now: float | None = None) -> Verdict:
+        """Verdict for a canonical name (lowercase, no trailing dot) in a jurisdiction at
+        ``now`` (epoch seconds; None: the current time)."""
         ...
 
-    def match_ip(self, address: str, jurisdiction: str) -> Verdict:
-        """Verdict for an answer address (response-IP rules)."""
+    def match_ip(self, address: str, jurisdiction: str, now: float | None = None) -> Verdict:
+        """Verdict for an answer address (response-IP rules) at ``now``."""
         ...
 
     def jurisdiction_of(self, client_ip: str) -> str | None:
@@ -79,8 +80,8 @@ class StaticPolicy:
             self._memo[key] = verdict
         return verdict
 
-    def match(self, name: str, jurisdiction: str) -> Verdict:
-        """Most specific subtree rule wins."""
+    def match(self, name: str, jurisdiction: str, now: float | None = None) -> Verdict:
+        """Most specific subtree rule wins (at any time: no effective dates)."""
         labels = name.split(".")
         for i in range(len(labels)):
             suffix = ".".join(labels[i:])
@@ -91,7 +92,7 @@ class StaticPolicy:
                     return verdict
         return ALLOWED
 
-    def match_ip(self, address: str, jurisdiction: str) -> Verdict:
+    def match_ip(self, address: str, jurisdiction: str, now: float | None = None) -> Verdict:
         """First CIDR containing the address wins."""
         ip = ipaddress.ip_address(address)
         for cidr, orders in self.ips.items():

@@ -1,0 +1,96 @@
+"""The jobs' own process beside the gateway: started by ``clearwall serve``, dies with it.
+
+The DNS processes stay lean (no SQLAlchemy, no HTTP client): ``serve`` starts
+``python -m clearwall.jobs`` with what it decided (the config file, its overrides, the
+store), and the child runs ``runner.run_forever`` until SIGTERM or until its parent
+dies (the parent-death signal, ``dnsserver.lifeline``). This module imports only the
+standard library, so the gateway pays nothing for it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("clearwall.jobs")
+
+LOG_FORMAT = "%(asctime)s jobs %(levelname)s %(name)s: %(message)s"
+
+
+@dataclass
+class JobsProcess:
+    """The jobs child of a gateway serving ``store_url``."""
+
+    store_url: str
+    config_path: Path | None = None
+    overrides: dict[str, object] = field(default_factory=dict)
+    log_level: int = logging.INFO
+    proc: subprocess.Popen[bytes] | None = None
+
+    def argv(self) -> list[str]:
+        """The command line of the child."""
+        spec = {
+            "store_url": self.store_url,
+            "config_path": None if self.config_path is None else str(self.config_path),
+            "overrides": self.overrides,
+            "log_level": self.log_level,
+        }
+        return [
+            *(sys.executable, "-m", "clearwall.jobs"),
+            *("--parent", str(os.getpid()), json.dumps(spec)),
+        ]
+
+    def start(self) -> None:
+        """Start the child (from a thread that lives as long as the process: the
+        parent-death signal follows the thread that started it)."""
+        self.proc = subprocess.Popen(self.argv(), stdin=subprocess.DEVNULL)
+        log.info(
+            "jobs (order expiry, subscription refresh, witnesses) in process %d", self.proc.pid
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask the child to stop (SIGTERM) and wait for it; kill it if it will not."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m clearwall.jobs --parent PID SPEC``: run the jobs until SIGTERM."""
+    import signal
+    import threading
+
+    from clearwall.config import load_config
+    from clearwall.dnsserver.lifeline import die_with_parent
+    from clearwall.errors import ClearwallError
+    from clearwall.jobs.runner import Jobs, run_forever
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or args[0] != "--parent":
+        print("usage: python -m clearwall.jobs --parent PID SPEC", file=sys.stderr)
+        return 2
+    die_with_parent(int(args[1]))
+    spec = json.loads(args[2])
+    logging.basicConfig(level=int(spec["log_level"]), format=LOG_FORMAT)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when to stop
+    try:
+        path = Path(spec["config_path"]) if spec["config_path"] else None
+        jobs = Jobs.open(load_config(path, spec["overrides"]), spec["store_url"])
+        run_forever(jobs, stop)
+    except ClearwallError as exc:
+        print(f"clearwall jobs: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,125 @@
+"""The jobs and their schedule: run once (``clearwall jobs run``) or until stopped (``serve``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from clearwall.config import Config
+from clearwall.ledger import witnessing
+from clearwall.ledger.log import TransparencyLog
+from clearwall.store.db import Store
+from clearwall.store.service import PolicyService
+
+log = logging.getLogger("clearwall.jobs")
+
+UPKEEP_INTERVAL = 60.0  # seconds between runs of the upkeep jobs (expire, refresh)
+
+
+@dataclass
+class Jobs:
+    """What the jobs work on: one store, the write path publishing to its log, the config."""
+
+    config: Config
+    service: PolicyService
+    tlog: TransparencyLog
+
+    @classmethod
+    def open(cls, config: Config, store_url: str) -> Jobs:
+        """The jobs of the store at ``store_url`` and its own ledger (``clearwall.layout``);
+        each write is published (tiles, checkpoint) at once."""
+        from clearwall.layout import resolve_ledger
+
+        store = Store(store_url)
+        store.require_initialized()
+        config = dataclasses.replace(config, ledger=resolve_ledger(config.ledger, store_url))
+        tlog = TransparencyLog(store, config.ledger)
+
+        def publish() -> None:
+            tlog.sync()
+
+        return cls(config, PolicyService(store, after_commit=publish), tlog)
+
+
+def expire(jobs: Jobs) -> str:
+    """Mark the orders past their sunset expired, each with its ``order-expired`` entry."""
+    ids = jobs.service.expire_due()
+    return f"expired {len(ids)} order(s)" + (f": {', '.join(map(str, ids))}" if ids else "")
+
+
+def refresh(jobs: Jobs) -> str:
+    """Refresh the subscriptions that are due, from public addresses only unless
+    ``[web] subscriptions_fetch_internal``."""
+    from clearwall.jobs.subscriptions import refresh_due
+
+    public_only = not jobs.config.web.subscriptions_fetch_internal
+    ids = refresh_due(jobs.service, public_only)
+    return f"refreshed {len(ids)} subscription(s)" + (
+        f": {', '.join(map(str, ids))}" if ids else ""
+    )
+
+
+def witnesses(jobs: Jobs) -> str:
+    """Ask the witnesses missing from the published checkpoint again."""
+    if not jobs.config.ledger.witnesses:
+        return "no witnesses configured"
+    added = witnessing.retry(jobs.tlog)
+    return f"{added} late cosignature(s) attached"
+
+
+JOBS: dict[str, Callable[[Jobs], str]] = {
+    "expire": expire,
+    "refresh": refresh,
+    "witnesses": witnesses,
+}
+"""Every job by name, in the order ``all`` runs them."""
+
+UPKEEP = ("expire", "refresh")
+
+
+def run_once(jobs: Jobs, names: Iterable[str]) -> list[tuple[str, str]]:
+    """Run the named jobs in turn; (name, what it did) for each. A job's ClearwallError
+    propagates (``clearwall jobs run`` reports it)."""
+    return [(name, JOBS[name](jobs)) for name in names]
+
+
+def _guarded(jobs: Jobs, name: str) -> None:
+    """Run one job, logging what it did (or why it failed: the schedule goes on)."""
+    try:
+        done = JOBS[name](jobs)
+    except Exception as exc:  # a bad database moment or a dead witness must not stop jobs
+        log.warning("job %s failed: %s", name, exc)
+        return
+    log.debug("job %s: %s", name, done)
+    if not done.startswith(("expired 0 ", "refreshed 0 ", "0 ", "no ")):
+        log.info("job %s: %s", name, done)
+
+
+def run_forever(
+    jobs: Jobs,
+    stop: threading.Event,
+    upkeep_every: float = UPKEEP_INTERVAL,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Run the upkeep jobs at once and every ``upkeep_every`` seconds, and the witness
+    job every ``[ledger] witness_retry`` seconds (the first after that long) when
+    witnesses are configured, until ``stop`` is set."""
+    witness_every = jobs.config.ledger.witness_retry if jobs.config.ledger.witnesses else None
+    next_upkeep = clock()
+    # Every sync asks the witnesses itself: a retry is for the late ones, after a while.
+    next_witness = next_upkeep + (witness_every or 0.0)
+    while not stop.is_set():
+        now = clock()
+        if now >= next_upkeep:
+            for name in UPKEEP:
+                _guarded(jobs, name)
+            next_upkeep = now + upkeep_every
+        if witness_every is not None and now >= next_witness:
+            _guarded(jobs, "witnesses")
+            next_witness = now + witness_every
+        due = next_upkeep if witness_every is None else min(next_upkeep, next_witness)
+        stop.wait(max(0.0, due - clock()))

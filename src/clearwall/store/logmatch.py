@@ -1,0 +1,109 @@
+"""The store held against its log: every order and jurisdiction it holds, as the log states them.
+
+``ledger verify`` folds the whole log (``ledger.logstate``) and asks the store, through
+``match_log``, whether what it holds is what the log commits: every order on the log,
+each active one stored exactly as its latest version (metadata and rule digest, the
+same test the loader applies before it enforces an order), no rules of an order that
+does not exist, every jurisdiction on the log as its latest entry states it and every
+logged one still stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from clearwall.ledger.entries import RuleSet
+from clearwall.ledger.logstate import Finding, LogState, PolicyCheck, PolicyMatch
+from clearwall.model import OrderStatus
+from clearwall.policy.model import Authority, Order
+from clearwall.store import repositories as repo
+from clearwall.store import schema
+from clearwall.store.db import Store
+
+
+def match_log(store: Store, state: LogState) -> PolicyMatch:
+    """The problems of ``store``'s records against ``state`` (a fold of its whole log),
+    each naming the order or jurisdiction and the log entry concerned."""
+    match = PolicyMatch()
+    with store.read() as conn:
+        _match_orders(conn, state, match)
+        stored = repo.list_jurisdictions(conn)
+    for jurisdiction in stored:
+        finding, index = state.check_jurisdiction(jurisdiction)
+        if finding is Finding.NOT_ON_LOG:
+            match.problems.append(f"jurisdiction {jurisdiction.code}: not on the log")
+        elif finding is not None:
+            match.problems.append(
+                f"jurisdiction {jurisdiction.code}: stored name or networks differ from log "
+                f"entry {index}"
+            )
+        else:
+            match.jurisdictions += 1
+    for code in sorted(set(state.jurisdictions) - {j.code for j in stored}):
+        match.problems.append(
+            f"jurisdiction {code}: on the log (entry {state.jurisdictions[code][0]}) but not "
+            "in the store"
+        )
+    return match
+
+
+def checker(store: Store) -> PolicyCheck:
+    """``match_log`` bound to ``store``, for ``ledger.audit.audit``."""
+    return lambda state: match_log(store, state)
+
+
+def _match_orders(conn: Any, state: LogState, match: PolicyMatch) -> None:
+    authorities = {a.id: a for a in repo.list_authorities(conn)}
+    orders = repo.list_orders(conn)
+    known = {o.id for o in orders}
+    strays = conn.execute(
+        select(schema.rules.c.order_id).distinct().where(schema.rules.c.order_id.notin_(known))
+    ).scalars()
+    for oid in strays:
+        match.problems.append(f"rules belong to order {oid}, which does not exist")
+    for order in orders:
+        logged = state.order(order.id)
+        if logged is None or logged.version is None:
+            match.problems.append(f"order {order.id}: not on the log")
+            continue
+        if order.status is not OrderStatus.ACTIVE:
+            match.orders += 1
+            continue
+        problem = _order_problem(conn, state, order, authorities.get(order.authority_id))
+        if problem is None:
+            match.orders += 1
+        else:
+            match.problems.append(f"order {order.id}: {problem}")
+
+
+def _order_problem(
+    conn: Any, state: LogState, order: Order, authority: Authority | None
+) -> str | None:
+    """What is wrong with an active stored order as the log stands, or None."""
+    if authority is None:
+        return "its authority is missing from the store"
+    stored: list[RuleSet] = []
+
+    def rule_set() -> RuleSet:
+        stored.append(RuleSet.of(repo.iter_rules(conn, order.id)))
+        return stored[0]
+
+    check = state.check_order(order, authority, rule_set)
+    match check.finding:
+        case None:
+            return None
+        case Finding.ENDED:
+            return f"active in the store but ended by entry {check.index}"
+        case Finding.METADATA:
+            return f"stored metadata differs from log entry {check.index}"
+        case Finding.RULES:
+            assert check.logged is not None
+            return (
+                f"its {stored[0].count} stored rules do not match the digest of log entry "
+                f"{check.index} ({check.logged.count} rules): rules were edited behind the "
+                "log's back"
+            )
+        case _:
+            return str(check.finding.value)
