@@ -686,6 +686,9 @@ typedef struct MissPath {
     PyObject *handoff;
     /* the query log's record(host, after_id, rcode, jurisdiction, arrived), or NULL */
     PyObject *record;
+    /* the instant the policy's dates are compared with (a callable), or NULL: the
+     * policy's own default, the current time (a test passes its own clock) */
+    PyObject *wall;
     unsigned long long taken, handed_off, completed;
 } MissPath;
 
@@ -894,6 +897,25 @@ address_text(const uint8_t *a, int len)
     return PyUnicode_FromString(text);
 }
 
+/* policy.<method>(subject, jurisdiction[, wall()]): the verdict, or NULL on error. */
+static PyObject *
+verdict_of(MissPath *m, PyObject *policy, PyObject *method, PyObject *subject,
+           PyObject *jurisdiction)
+{
+    if (m->wall == NULL) {
+        PyObject *args[] = {policy, subject, jurisdiction};
+        return PyObject_VectorcallMethod(method, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    }
+    PyObject *now = PyObject_CallNoArgs(m->wall);
+    if (now == NULL)
+        return NULL;
+    PyObject *args[] = {policy, subject, jurisdiction, now};
+    PyObject *verdict =
+        PyObject_VectorcallMethod(method, args, 4 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    Py_DECREF(now);
+    return verdict;
+}
+
 /* response_policy.screen for an answer without CNAMEs: 1 when an address is blocked,
  * 0 when none is, -1 on error. */
 static int
@@ -911,9 +933,7 @@ address_blocked(MissPath *m, Pending *p, const uint8_t *body, Scan *s)
             blocked = -1;
             break;
         }
-        PyObject *args[] = {policy, addr, p->jurisdiction};
-        PyObject *verdict =
-            PyObject_VectorcallMethod(s_match_ip, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        PyObject *verdict = verdict_of(m, policy, s_match_ip, addr, p->jurisdiction);
         Py_DECREF(addr);
         if (verdict == NULL) {
             blocked = -1;
@@ -1507,9 +1527,7 @@ name_blocked(MissPath *m, const char *qname, Py_ssize_t len, PyObject *jurisdict
         Py_DECREF(policy);
         return -1;
     }
-    PyObject *args[] = {policy, name, jurisdiction};
-    PyObject *verdict =
-        PyObject_VectorcallMethod(s_match, args, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    PyObject *verdict = verdict_of(m, policy, s_match, name, jurisdiction);
     Py_DECREF(name);
     Py_DECREF(policy);
     if (verdict == NULL)
@@ -1796,10 +1814,10 @@ MissPath_init(MissPath *self, PyObject *args, PyObject *kwds)
         "records",  "blocks",    "cache_min_ttl", "cache_max_ttl", "policy",   "allowed",
         "metrics",  "counts",    "default",       "per_jurisdiction", "timeout", "attempts",
         "payload",  "minimal",   "negative_ttl",  "min_ttl",       "max_ttl",  "max_inflight",
-        "handoff",  "record",    NULL};
+        "handoff",  "record",    "wall",          NULL};
     PyObject *engine, *acl_memo, *exempt, *prefixes, *buckets, *limiter_clock, *jurisdiction,
         *endings, *cache, *clock, *records, *blocks, *policy, *allowed, *metrics, *counts,
-        *def, *per, *handoff, *record = Py_None;
+        *def, *per, *handoff, *record = Py_None, *wall = Py_None;
     double rate, burst, timeout;
     long cache_min_ttl, cache_max_ttl, negative_ttl, min_ttl, max_ttl, max_inflight;
     int attempts, payload, minimal;
@@ -1808,13 +1826,13 @@ MissPath_init(MissPath *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "O!O!OOOOddO!O!OOOO!llOOOO!OO!diipllllO|O:MissPath", kwlist, &EngineType,
+            args, kwds, "O!O!OOOOddO!O!OOOO!llOOOO!OO!diipllllO|OO:MissPath", kwlist, &EngineType,
             &engine, &PyDict_Type, &acl_memo, &exempt, &prefixes, &buckets, &limiter_clock,
             &rate, &burst, &PyDict_Type, &jurisdiction, &PyTuple_Type, &endings, &cache, &clock,
             &records, &PyDict_Type, &blocks, &cache_min_ttl, &cache_max_ttl, &policy, &allowed,
             &metrics, &PyDict_Type, &counts, &def, &PyDict_Type, &per, &timeout,
             &attempts, &payload, &minimal, &negative_ttl, &min_ttl, &max_ttl, &max_inflight,
-            &handoff, &record))
+            &handoff, &record, &wall))
         return -1;
     if (exempt != Py_None &&
         (!PyAnySet_Check(exempt) || !PyDict_Check(prefixes) || !PyDict_Check(buckets) ||
@@ -1824,8 +1842,9 @@ MissPath_init(MissPath *self, PyObject *args, PyObject *kwds)
         return -1;
     }
     if (!PyCallable_Check(clock) || !PyCallable_Check(handoff) ||
-        (record != Py_None && !PyCallable_Check(record))) {
-        PyErr_SetString(PyExc_TypeError, "clock, handoff and record must be callable");
+        (record != Py_None && !PyCallable_Check(record)) ||
+        (wall != Py_None && !PyCallable_Check(wall))) {
+        PyErr_SetString(PyExc_TypeError, "clock, handoff, record and wall must be callable");
         return -1;
     }
     if (def != Py_None && !PyTuple_Check(def)) {
@@ -1889,6 +1908,7 @@ MissPath_init(MissPath *self, PyObject *args, PyObject *kwds)
     SET(handoff);
 #undef SET
     self->record = record == Py_None ? NULL : Py_NewRef(record);
+    self->wall = wall == Py_None ? NULL : Py_NewRef(wall);
     self->default_route = default_route;
     self->routes = routes;
     self->cache_min_ttl = cache_min_ttl;
@@ -1933,6 +1953,7 @@ MissPath_traverse(MissPath *self, visitproc visit, void *arg)
     Py_VISIT(self->routes);
     Py_VISIT(self->handoff);
     Py_VISIT(self->record);
+    Py_VISIT(self->wall);
     return 0;
 }
 
@@ -1960,6 +1981,7 @@ MissPath_clear(MissPath *self)
     Py_CLEAR(self->routes);
     Py_CLEAR(self->handoff);
     Py_CLEAR(self->record);
+    Py_CLEAR(self->wall);
     return 0;
 }
 

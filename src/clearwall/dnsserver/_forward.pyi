@@ -79,6 +79,7 @@ class MissPath:
         max_inflight: int,
         handoff: Callable[..., None],
         record: Callable[[str, bytes, int, str, float], None] | None = None,
+        wall: Callable[[], float] | None = None,
     ) -> None: ...
     def __call__(self, query: bytes, host: str, sockaddr: bytes, listen_fd: int, /) -> bool | None:
         """Take the query (True) or decline it with no trace (None)."""

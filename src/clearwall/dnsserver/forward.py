@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -283,6 +284,8 @@ def fuse_miss(handlers: list[Handler], services: Services) -> Miss | None:
             max_inflight=upstream.max_inflight,
             handoff=continuation,
             record=None if querylog is None else querylog.record_forwarded,
+            # The policy's own default is the current time: a call less per miss.
+            wall=None if response_policy.wall is time.time else response_policy.wall,
         )
     except (TypeError, ValueError) as exc:
         # e.g. an upstream given by name: the general chain forwards every miss then.
