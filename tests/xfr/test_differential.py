@@ -27,6 +27,7 @@ from clearwall.model import Action, Category, RuleKind, Verdict
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, Store
 from clearwall.store.loader import build_snapshot
+from clearwall.store.reader import PolicyReader
 
 from .conftest import COURT, OPERATOR, RunningPrimary, fleet_config
 from .secondaries import Authoritative, Unbound, binary, free_port
@@ -168,8 +169,9 @@ def test_unbound_decides_every_name_as_clearwall_check(
     unbound = Unbound(tmp_path / "unbound", upstream.port, fragment)
     running = primary_factory(listen=[f"127.0.0.1:{primary_port}"])
     snapshot = build_snapshot(store)
+    reader = PolicyReader(store)
     listed = sorted(
-        {r.value for o in service.orders() for r in service.order_rules(o.id) if not r.kind.is_ip}
+        {r.value for o in reader.orders() for r in reader.order_rules(o.id) if not r.kind.is_ip}
     )
     queries = [*listed, *(f"q.{n}" for n in listed), *(f"u{i}.example" for i in range(300))]
     want = {q: expected(snapshot.match(q, "xa")) for q in queries}
