@@ -34,12 +34,50 @@ timeout = 2
 """
     )
     config = load_config(path, overrides={"dns": {"workers": 2}})
-    assert config.store.url == "sqlite:///x.db"
+    assert config.store.url == f"sqlite:///{tmp_path}/x.db"  # relative to the file
     assert config.dns.listen == (HostPort("127.0.0.1", 9053), HostPort("::1", 9053))
     assert config.dns.allow_networks[1] == ipaddress.ip_network("2001:db8::/32")
     assert config.dns.upstream.servers == (HostPort("127.0.0.1", 5300),)
     assert config.dns.upstream.timeout == 2.0
     assert config.dns.workers == 2
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("sqlite:///state/cw.db", "sqlite:///{base}/state/cw.db"),
+        ("sqlite+pysqlite:///cw.db?timeout=5", "sqlite+pysqlite:///{base}/cw.db?timeout=5"),
+        ("sqlite:////var/lib/cw.db", "sqlite:////var/lib/cw.db"),
+        ("sqlite:///:memory:", "sqlite:///:memory:"),
+        ("postgresql://cw@/cw?host=/run/postgresql", "postgresql://cw@/cw?host=/run/postgresql"),
+    ],
+)
+def test_a_config_file_names_files_relative_to_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, expected: str
+) -> None:
+    """What a config file names means the same from any working directory (systemd runs
+    in /): the store's SQLite file and the TLS and CA files as the ledger's paths."""
+    base = tmp_path / "etc"
+    base.mkdir()
+    path = base / "cw.toml"
+    path.write_text(
+        f'''[store]
+url = "{url}"
+[dns]
+tls_cert = "tls/cert.pem"
+tls_key = "/abs/key.pem"
+[dns.upstream]
+ca_file = "ca.pem"
+'''
+    )
+    monkeypatch.chdir(tmp_path)
+    config = load_config(path)
+    assert config.store.url == expected.format(base=base)
+    assert config.dns.tls_cert == str(base / "tls/cert.pem")
+    assert config.dns.tls_key == "/abs/key.pem"
+    assert config.dns.upstream.ca_file == str(base / "ca.pem")
+    flags = load_config(path, overrides={"store": {"url": "sqlite:///flag.db"}})
+    assert flags.store.url == "sqlite:///flag.db"  # a command-line path is the caller's
 
 
 @pytest.mark.parametrize(

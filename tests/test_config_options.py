@@ -1356,7 +1356,12 @@ def test_option_has_an_effect(option: str, tmp_path: Path, store: str) -> None:
     # of ours (the resolv_conf row changes it to another).
     (tmp_path / "resolv.conf").write_text("nameserver 192.0.2.98\n")
     (tmp_path / "other-resolv.conf").write_text("nameserver 192.0.2.99\n")
-    ours = {"dns": {"upstream": {"resolv_conf": str(tmp_path / "resolv.conf")}}}
+    ours = {
+        "dns": {"upstream": {"resolv_conf": str(tmp_path / "resolv.conf")}},
+        # The example's store is the checkout's var/ (relative to the example file): each
+        # run here keeps its own, beside its config file.
+        "store": {"url": "sqlite:///var/clearwall.db"},
+    }
     base = merged(merged(EXAMPLE_DATA, ours), context)
     observed = []
     for name, data in (("as-is", base), ("changed", merged(base, nest(option, changed)))):

@@ -613,9 +613,30 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
         # A path in a file means the same wherever a command runs from: relative to the
         # file, never to the working directory.
         _anchor_paths(Config, data, Path(path).parent)
+        _anchor_store_url(data, Path(path).parent)
     if overrides:
         data = _merge(data, overrides)
     return _build(Config, "config", data)  # type: ignore[no-any-return]
+
+
+# Options typed ``str`` (an empty string means "none") that name files.
+_FILE_OPTIONS = frozenset({"tls_cert", "tls_key", "ca_file"})
+
+
+def _anchor_store_url(data: dict[str, Any], base: Path) -> None:
+    """Make a relative SQLite file in ``[store] url`` relative to ``base`` (the config
+    file's directory): ``sqlite:///var/cw.db`` in /etc/clearwall/x.toml is
+    /etc/clearwall/var/cw.db, whatever directory a command (or systemd) runs in."""
+    store = data.get("store")
+    if not isinstance(store, dict) or not isinstance(store.get("url"), str):
+        return
+    url: str = store["url"]
+    scheme, sep, rest = url.partition(":///")
+    if not sep or not scheme.startswith("sqlite") or not rest or rest.startswith(":memory:"):
+        return  # not a SQLite file (four slashes, "sqlite:////x", are an absolute path)
+    if rest.startswith("/") or rest.startswith("file:"):
+        return
+    store["url"] = f"{scheme}:///{(base / rest).absolute()}"
 
 
 def _anchor_paths(cls: type[Any], data: dict[str, Any], base: Path) -> None:
@@ -630,7 +651,7 @@ def _anchor_paths(cls: type[Any], data: dict[str, Any], base: Path) -> None:
             if isinstance(value, dict):
                 _anchor_paths(type(default), value, base)
         elif (
-            "Path" in str(f.type)
+            ("Path" in str(f.type) or f.name in _FILE_OPTIONS)
             and isinstance(value, str)
             and value
             and not Path(value).is_absolute()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
 from clearwall.config import Config, load_config
+from clearwall.layout import sqlite_file
 
 from .conftest import make_runner
 
@@ -15,8 +17,13 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "clearwall.toml"
 
 
-def test_example_config_loads_and_states_the_defaults() -> None:
-    assert load_config(EXAMPLE) == Config()
+def test_example_config_loads_and_states_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    example = load_config(EXAMPLE)
+    # Its store is the checkout's var/clearwall.db from wherever it is used: the default
+    # store (relative to the working directory) as seen from the checkout's root.
+    monkeypatch.chdir(ROOT)
+    assert sqlite_file(example.store.url) == sqlite_file(Config().store.url)
+    assert dataclasses.replace(example, store=Config().store) == Config()
 
 
 @pytest.mark.parametrize(
@@ -45,6 +52,6 @@ def test_config_show_uses_the_db_precedence(tmp_path: Path) -> None:
     config.write_text('[store]\nurl = "sqlite:///from-config.db"\n')
     run = make_runner(tmp_path, "sqlite:///from-env.db")
     shown = json.loads(run("config", "show", "--config", str(config)).stdout)
-    assert shown["store"]["url"] == "sqlite:///from-config.db"
+    assert shown["store"]["url"] == f"sqlite:///{tmp_path}/from-config.db"  # beside the file
     assert shown["store"]["effective_url"] == "sqlite:///from-env.db"
     assert run("config", "validate", str(EXAMPLE)).stdout.strip().endswith(": ok")
