@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from clearwall.config import LedgerConfig
-from clearwall.dnsserver.policy_source import Compiler, _sqlite_log_size
+from clearwall.control.policy_source import Compiler, _sqlite_log_size
 from clearwall.layout import resolve_ledger
 from clearwall.ledger.signing import create_key_file
 from clearwall.policy.snapshot import PolicySnapshot
@@ -92,7 +92,7 @@ def _add(service, authority: int, reference: str, *names: str):  # type: ignore[
 
 
 def test_a_change_is_an_overlay_then_a_consolidated_base(store: str, tmp_path: Path) -> None:
-    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.control.policy_source import PolicySource, load_snapshot
     from clearwall.policy.layered import LayeredPolicy, is_overlay
 
     service, court = _service(store)
@@ -141,7 +141,7 @@ def test_a_change_is_an_overlay_then_a_consolidated_base(store: str, tmp_path: P
 def test_a_consolidation_the_store_outran_is_a_base_not_published(
     store: str, tmp_path: Path
 ) -> None:
-    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.control.policy_source import PolicySource, load_snapshot
     from clearwall.policy.layered import LAYER_FILE, is_overlay
 
     service, court = _service(store)
@@ -176,7 +176,7 @@ def test_an_overlay_that_cannot_be_compiled_falls_back_to_the_whole_policy(
 ) -> None:
     import shutil
 
-    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.control.policy_source import PolicySource, load_snapshot
     from clearwall.policy.layered import is_overlay
 
     service, court = _service(store)
@@ -198,7 +198,7 @@ def test_jurisdiction_changes_are_picked_up_like_order_changes(store: str, tmp_p
     """A jurisdiction created or given a network while the gateway runs: its log entry
     changes the policy version, and the overlay maps its clients (read over the base's
     jurisdictions: only the new entries)."""
-    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.control.policy_source import PolicySource, load_snapshot
     from clearwall.policy.layered import is_overlay
 
     service, court = _service(store)
@@ -227,7 +227,7 @@ def test_jurisdiction_changes_are_picked_up_like_order_changes(store: str, tmp_p
 
 
 def _verdicts(path: Path) -> list[bool]:
-    from clearwall.dnsserver.policy_source import load_snapshot
+    from clearwall.control.policy_source import load_snapshot
 
     policy = load_snapshot(path)
     names = ("a.one.example", "two.example", "x.three.example", "free.example")
@@ -236,7 +236,7 @@ def _verdicts(path: Path) -> list[bool]:
 
 def _restart(store: str, snaps: Path, base_url: str = "") -> tuple[Path, bool]:
     """A new source's start: the policy it starts with, and whether it compiled."""
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
 
     source = PolicySource(store, base_url, snaps, 0.05, Published())
     try:
@@ -253,7 +253,7 @@ def _restart(store: str, snaps: Path, base_url: str = "") -> tuple[Path, bool]:
 
 
 def test_a_restart_reuses_the_saved_base_without_compiling(store: str, tmp_path: Path) -> None:
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
 
     service, court = _service(store)
     _add(service, court, "R1", "one.example")
@@ -327,7 +327,7 @@ def test_a_saved_snapshot_the_log_does_not_confirm_is_compiled_again(
     means a whole compile, and the reason in the log."""
     import logging
 
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
 
     service, court = _service(store)
     _add(service, court, "R1", "one.example")
@@ -338,7 +338,7 @@ def test_a_saved_snapshot_the_log_does_not_confirm_is_compiled_again(
     source.stop()
     service.store.dispose()
     _tamper(how, store, saved)
-    with caplog.at_level(logging.INFO, logger="clearwall.dnsserver.policy_source"):
+    with caplog.at_level(logging.INFO, logger="clearwall.control.policy_source"):
         path, compiled = _restart(store, snaps, "http://elsewhere" if "URL" in how else "")
     assert compiled and path != saved
     if how != "no provenance":
@@ -355,7 +355,7 @@ def test_a_snapshot_compiled_while_the_store_disagreed_is_not_reused(
     compile; such a snapshot is never reused (the store may be mended since)."""
     import sqlite3
 
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
 
     service, court = _service(store)
     _add(service, court, "R1", "one.example")
@@ -378,7 +378,7 @@ def test_one_off_commands_use_the_saved_snapshot(store: str, tmp_path: Path) -> 
     """``clearwall check`` and ``export`` (current_policy): the snapshot a gateway saved
     beside the store once the log confirms it, the entries since compiled over it in
     memory; ``export`` (whole) compiles when the log moved on; same verdicts each way."""
-    from clearwall.dnsserver.policy_source import PolicySource, current_policy
+    from clearwall.control.policy_source import PolicySource, current_policy
     from clearwall.layout import snapshot_dir
     from clearwall.ledger.log import TransparencyLog
     from clearwall.policy.layered import LayeredPolicy
@@ -419,7 +419,7 @@ def test_one_off_commands_use_the_saved_snapshot(store: str, tmp_path: Path) -> 
 
 def _published(store: str) -> int:
     """The size of the store's published signed checkpoint."""
-    from clearwall.dnsserver.policy_source import published_head
+    from clearwall.control.policy_source import published_head
 
     head = published_head(store, None)
     assert head is not None
@@ -436,7 +436,7 @@ def test_a_restart_reuses_only_what_the_published_checkpoint_covers(
     import logging
     import shutil
 
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
 
     service, court = _service(store)
     _add(service, court, "R1", "one.example")
@@ -455,7 +455,7 @@ def test_a_restart_reuses_only_what_the_published_checkpoint_covers(
         assert _published(store) == 2
     else:
         shutil.rmtree(tiles)
-    with caplog.at_level(logging.INFO, logger="clearwall.dnsserver.policy_source"):
+    with caplog.at_level(logging.INFO, logger="clearwall.control.policy_source"):
         path, compiled = _restart(store, snaps)
     assert compiled and path != saved
     if how == "rolled back":
@@ -470,7 +470,7 @@ def test_a_restart_publishes_what_was_committed_since_before_enforcing_it(
     """A change committed while the gateway was stopped, by a writer that never published
     it: the start reuses the saved snapshot (the published checkpoint covers it) and
     compiles the change as an overlay, whose compile publishes it first."""
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
     from clearwall.policy.layered import is_overlay
 
     service, court = _service(store)
@@ -494,7 +494,7 @@ def test_a_reused_snapshot_carries_its_jurisdictions_and_the_overlay_the_new_one
     """Jurisdictions are on the log: the reused snapshot holds those in force when it was
     compiled, and the overlay over it the jurisdiction entries committed since (a new
     jurisdiction, a network moved), without reading the whole log again."""
-    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.control.policy_source import PolicySource, load_snapshot
     from clearwall.policy.layered import is_overlay
     from clearwall.policy.snapshot import PolicySnapshot
 

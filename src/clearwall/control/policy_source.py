@@ -415,7 +415,7 @@ class Compiler:
     def _process(self) -> subprocess.Popen[str]:
         proc = self._proc
         if proc is None or proc.poll() is not None:
-            argv = [sys.executable, "-m", "clearwall.dnsserver.policy_source", "--serve"]
+            argv = [sys.executable, "-m", "clearwall.control.policy_source", "--serve"]
             argv += ["--parent", str(os.getpid())]  # it dies with this process
             proc = self._proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
