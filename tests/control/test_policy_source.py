@@ -382,7 +382,7 @@ def test_one_off_commands_use_the_saved_snapshot(store: str, tmp_path: Path) -> 
     from clearwall.layout import snapshot_dir
     from clearwall.ledger.log import TransparencyLog
     from clearwall.policy.layered import LayeredPolicy
-    from clearwall.policy.snapshot import saved_meta
+    from clearwall.policy.snapshotfile import saved_meta
     from clearwall.store.loader import build_snapshot
 
     service, court = _service(store)
