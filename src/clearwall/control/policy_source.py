@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clearwall.config import LedgerConfig
-from clearwall.dnsserver import snapshotdir
+from clearwall.control import snapshotdir
 from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.policyholder import PolicyView
 from clearwall.errors import ClearwallError, SnapshotError
