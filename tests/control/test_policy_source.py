@@ -1,4 +1,4 @@
-"""The control plane's light parts: the SQLite version poll and the on-demand compiler."""
+"""The policy source: overlays, consolidation, restart reuse of saved snapshots."""
 
 from __future__ import annotations
 
@@ -8,53 +8,8 @@ from pathlib import Path
 import pytest
 
 from clearwall.config import LedgerConfig
-from clearwall.control.policy_source import Compiler, _sqlite_log_size
 from clearwall.layout import resolve_ledger
-from clearwall.ledger.signing import create_key_file
-from clearwall.policy.snapshot import PolicySnapshot
 from clearwall.store.db import open_store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    """A store with its ledger key beside it, as ``clearwall init`` makes it (a gateway
-    publishes the log before it enforces a policy)."""
-    url = f"sqlite:///{tmp_path / 'cw.db'}"
-    open_store(url, migrate=True).engine.dispose()
-    key = resolve_ledger(LedgerConfig(), url).key_path()
-    create_key_file(key, LedgerConfig().origin)
-    return url
-
-
-def test_sqlite_version_poll_matches_the_store(store: str) -> None:
-    assert _sqlite_log_size(store) == open_store(store).log_size()
-
-
-def test_sqlite_version_poll_takes_relative_urls(
-    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)  # the default store URL (sqlite:///var/clearwall.db) is relative
-    assert _sqlite_log_size("sqlite:///cw.db") == 0
-
-
-@pytest.mark.parametrize(
-    "url", ["sqlite:///nowhere/x.db", "postgresql://h/db", "sqlite://", "sqlite:///x.db?mode=ro"]
-)
-def test_anything_else_is_left_to_the_store(url: str) -> None:
-    assert _sqlite_log_size(url) is None  # the store opens it, or explains why it cannot
-
-
-def test_compiler_starts_on_demand_and_stops_when_idle(store: str, tmp_path: Path) -> None:
-    compiler = Compiler(linger=0.0)
-    out = compiler.compile(store, "", tmp_path / "snap")
-    assert PolicySnapshot.load(out).tree_size == 0
-    proc = compiler._proc
-    assert proc is not None and proc.poll() is None  # kept for the next change of a burst
-    compiler.expire()
-    assert compiler._proc is None and proc.poll() is not None
-    # A later change starts a new one.
-    assert compiler.compile(store, "", tmp_path / "snap2") == tmp_path / "snap2"
-    compiler.close()
 
 
 class Published:
@@ -338,7 +293,7 @@ def test_a_saved_snapshot_the_log_does_not_confirm_is_compiled_again(
     source.stop()
     service.store.dispose()
     _tamper(how, store, saved)
-    with caplog.at_level(logging.INFO, logger="clearwall.control.policy_source"):
+    with caplog.at_level(logging.INFO, logger="clearwall.control"):
         path, compiled = _restart(store, snaps, "http://elsewhere" if "URL" in how else "")
     assert compiled and path != saved
     if how != "no provenance":
@@ -378,7 +333,8 @@ def test_one_off_commands_use_the_saved_snapshot(store: str, tmp_path: Path) -> 
     """``clearwall check`` and ``export`` (current_policy): the snapshot a gateway saved
     beside the store once the log confirms it, the entries since compiled over it in
     memory; ``export`` (whole) compiles when the log moved on; same verdicts each way."""
-    from clearwall.control.policy_source import PolicySource, current_policy
+    from clearwall.control.policy_source import PolicySource
+    from clearwall.control.reuse import current_policy
     from clearwall.layout import snapshot_dir
     from clearwall.ledger.log import TransparencyLog
     from clearwall.policy.layered import LayeredPolicy
@@ -419,7 +375,7 @@ def test_one_off_commands_use_the_saved_snapshot(store: str, tmp_path: Path) -> 
 
 def _published(store: str) -> int:
     """The size of the store's published signed checkpoint."""
-    from clearwall.control.policy_source import published_head
+    from clearwall.control.reuse import published_head
 
     head = published_head(store, None)
     assert head is not None
@@ -455,7 +411,7 @@ def test_a_restart_reuses_only_what_the_published_checkpoint_covers(
         assert _published(store) == 2
     else:
         shutil.rmtree(tiles)
-    with caplog.at_level(logging.INFO, logger="clearwall.control.policy_source"):
+    with caplog.at_level(logging.INFO, logger="clearwall.control"):
         path, compiled = _restart(store, snaps)
     assert compiled and path != saved
     if how == "rolled back":

@@ -1,11 +1,11 @@
 """The control plane: poll the store's policy version, compile off the data path, swap.
 
-A new snapshot is compiled in a child process (``Compiler``, started on demand and
-stopped when changes stop coming) that writes it to a fresh directory; the data plane
+A new snapshot is compiled in a child process (``compiler.Compiler``, started on
+demand and stopped when changes stop coming) that writes it to a fresh directory; the data plane
 then mmap-loads that directory (cheap) and swaps it in with one assignment, so queries
 never wait for a compile and in-flight queries finish on the snapshot they started
-with. A SQLite store's version is polled with the standard library, so the gateway
-never imports SQLAlchemy.
+with. A SQLite store's version is polled with the standard library (``logread``), so
+the gateway never imports SQLAlchemy.
 
 Nothing is enforced that the public log does not show: before each compile, the child
 signs and publishes every committed log entry (``TransparencyLog.publish``: tiles, rule
@@ -27,41 +27,38 @@ overlay still names. Each directory is locked by the process that compiles it
 nothing a running one uses.
 
 A whole snapshot is saved with its provenance (``ledger.state``), and a clean stop keeps
-the last one. A start (``start_policy``) reuses the newest saved snapshot, never trusted
-blindly: the log's published signed checkpoint must cover its tree size, and the log's
-entries up to that size, re-read and re-hashed, must be those it was compiled from (its
-orders, digests, jurisdiction entries and file digests). It is locked before the sweep,
-so it is reused whole or swept, never both; the entries committed since are compiled as
-an overlay over it, which publishes them first, as every compile does.
+the last one. A start (``start_policy``) reuses the newest saved snapshot that the
+published checkpoint covers and the log confirms (``reuse``), never trusted blindly. It
+is locked before the sweep, so it is reused whole or swept, never both; the entries
+committed since are compiled as an overlay over it, which publishes them first, as
+every compile does.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
-import os
 import shutil
-import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clearwall.config import LedgerConfig
 from clearwall.control import snapshotdir
-from clearwall.dnsserver.lifeline import die_with_parent
-from clearwall.dnsserver.policyholder import PolicyView
-from clearwall.errors import ClearwallError, SnapshotError
+from clearwall.control.compiler import Compiler
+from clearwall.control.logread import log_size
+from clearwall.control.reuse import find_reusable, published_head, saved_size, saved_tree_size
+from clearwall.errors import SnapshotError
 
 if TYPE_CHECKING:
     from clearwall.policy.layered import LayeredPolicy
     from clearwall.policy.snapshot import PolicySnapshot
     from clearwall.store.db import Store
+
+# The data plane's client interface (tests/test_layers.py: ``dnsserver`` imports nothing
+# else of the control plane).
+__all__ = ["PolicySource", "load_snapshot", "saved_size"]
 
 log = logging.getLogger(__name__)
 
@@ -69,456 +66,12 @@ KEEP_SNAPSHOTS = 2
 RETRY_MAX = 10.0  # seconds between attempts while a policy change cannot be compiled
 
 
-def load_snapshot(path: Path) -> PolicyView:
+def load_snapshot(path: Path) -> PolicySnapshot | LayeredPolicy:
     """mmap-load a compiled snapshot directory (a whole snapshot, or an overlay and its
     base)."""
     from clearwall.policy import layered
 
     return layered.load(path)
-
-
-def compile_to(
-    store_url: str,
-    base_url: str,
-    out: Path,
-    base: Path | None = None,
-    since: int = 0,
-    ledger: LedgerConfig | None = None,
-    parallel: bool = False,
-) -> None:
-    """Publish the store's log, then compile its enforceable policy as the published
-    checkpoint states it and save it at ``out`` (runs in the child); with ``base``, only
-    the orders changed since tree size ``since``, as an overlay over the snapshot saved
-    at ``base``. ``ledger`` defaults to the store's own (``clearwall.layout``). A whole
-    snapshot is saved with its provenance (``loader.save_proven``: a later start may
-    reuse it); with ``parallel`` its rules digests are checked in a second process
-    (``loader.build_snapshot_proven``)."""
-    from clearwall.layout import resolve_ledger
-    from clearwall.ledger.log import TransparencyLog
-    from clearwall.store.db import open_store
-    from clearwall.store.loader import build_overlay, build_snapshot_proven, save_proven
-
-    store = open_store(store_url)
-    try:
-        try:
-            tlog = TransparencyLog(store, resolve_ledger(ledger or LedgerConfig(), store_url))
-            size = tlog.publish()
-        except ClearwallError as exc:
-            raise SnapshotError(
-                f"the log cannot be published, so nothing it does not show is enforced: {exc}"
-            ) from exc
-        if base is None:
-            proven = build_snapshot_proven(store, base_url, parallel=parallel, size=size)
-            save_proven(*proven, out)
-        else:
-            from clearwall.policy.layered import save_overlay
-            from clearwall.policy.snapshotfile import saved_jurisdictions
-
-            # The jurisdictions in force at the base, so only the new entries are read.
-            overlay, masked = build_overlay(
-                store, since, base_url, base_jurisdictions=saved_jurisdictions(base), size=size
-            )
-            save_overlay(overlay, out, base, masked)
-    finally:
-        store.engine.dispose()
-
-
-def saved_size(path: Path) -> str:
-    """What a saved snapshot holds, for the log: orders, names with rules, response-IP
-    rules, jurisdictions, and its bytes on disk (so an operator sees why a start or a
-    compile takes the time it takes)."""
-    from clearwall.policy.snapshotfile import saved_meta
-
-    try:
-        meta = saved_meta(path)
-        on_disk = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
-        return (
-            f"{len(meta['orders']):,} orders, {int(meta['keys']):,} names, "
-            f"{len(meta['ip_rules']):,} response-IP rules, "
-            f"{len(meta['jurisdictions']):,} jurisdictions, {on_disk / 2**20:.1f} MiB"
-        )
-    except (OSError, KeyError, TypeError, ValueError, SnapshotError) as exc:
-        return f"size unknown: {exc}"
-
-
-def _ledger_json(ledger: LedgerConfig | None) -> list[str | None] | None:
-    """A ledger config as the compiler's JSON requests carry it."""
-    if ledger is None:
-        return None
-    key, tiles = ledger.key_file, ledger.tiles_dir
-    return [None if key is None else str(key), None if tiles is None else str(tiles), ledger.origin]
-
-
-def _ledger_from_json(value: list[str | None] | None) -> LedgerConfig | None:
-    if value is None:
-        return None
-    key, tiles, origin = value
-    return LedgerConfig(
-        key_file=None if key is None else Path(key),
-        tiles_dir=None if tiles is None else Path(tiles),
-        origin=origin or LedgerConfig().origin,
-    )
-
-
-@dataclass(frozen=True)
-class PublishedHead:
-    """The size of the log's published signed checkpoint, and its root hash (hex) when
-    known: what a saved snapshot may be reused up to (nothing the public log does not
-    show is enforced)."""
-
-    size: int
-    root: str | None = None
-
-
-def published_head(store_url: str, ledger: LedgerConfig | None) -> PublishedHead | None:
-    """The log's published checkpoint, read from its tiles directory and verified with
-    its key (no database access, nothing written), or None when there is none or it
-    cannot be verified (the caller then compiles, which publishes first)."""
-    from clearwall.layout import resolve_ledger
-    from clearwall.ledger.log import published_checkpoint
-
-    try:
-        resolved = resolve_ledger(ledger or LedgerConfig(), store_url)
-        checkpoint = published_checkpoint(resolved)
-    except (ClearwallError, OSError, ValueError) as exc:
-        log.info("the published checkpoint cannot be read (%s): no saved snapshot is reused", exc)
-        return None
-    if checkpoint is None:
-        return None
-    return PublishedHead(checkpoint.size, checkpoint.root.hex())
-
-
-def _log_rows(store_url: str, size: int) -> tuple[int, list[tuple[int, bytes]]]:
-    """The log's size and its first ``size`` entries (index, data): with the standard
-    library for a SQLite store (no SQLAlchemy on a restart's way), else through the store."""
-    path = _sqlite_file(store_url)
-    if path is not None and path.is_file():
-        uri = f"{path.resolve().as_uri()}?mode=ro"
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            row = db.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
-            query = "SELECT idx, data FROM log_entries WHERE idx < ? ORDER BY idx"
-            rows = [(int(i), bytes(d)) for i, d in db.execute(query, (size,))]
-        return (int(row[0]) if row else 0), rows
-    from clearwall.store.db import open_store
-    from clearwall.store.loader import _rows
-
-    store = open_store(store_url)
-    try:
-        log_size = store.log_size()
-        with store.read() as conn:
-            return log_size, list(_rows(conn, size))
-    finally:
-        store.engine.dispose()
-
-
-def _whole_snapshots(directory: Path) -> list[tuple[int, int, Path]]:
-    """(tree size, time made, path) of the whole snapshots saved in ``directory``
-    (``policy-<size>-<ns>``), newest first."""
-    found = []
-    with contextlib.suppress(OSError):
-        for path in directory.iterdir():
-            parts = path.name.split("-")
-            whole = len(parts) == 3 and parts[0] == "policy"
-            if whole and parts[1].isdigit() and parts[2].isdigit() and path.is_dir():
-                found.append((int(parts[1]), int(parts[2]), path))
-    return sorted(found, reverse=True)
-
-
-@dataclass
-class Reusable:
-    """A saved whole snapshot the log confirms: its directory, the tree size it holds,
-    and, when the caller claimed it, this process's lock on it (``snapshotdir``)."""
-
-    path: Path
-    size: int
-    lease: snapshotdir.Lease | None = None
-
-
-def _why_not(
-    store_url: str, path: Path, base_url: str, head: PublishedHead
-) -> tuple[str | None, int]:
-    """Why the snapshot at ``path`` may not be reused (None: it may) and its tree size;
-    FileNotFoundError when it was saved without a provenance."""
-    from clearwall.ledger.state import PROVENANCE_FILE, Provenance, mismatch, state_and_root
-
-    provenance = Provenance.from_json((path / PROVENANCE_FILE).read_bytes())
-    size = provenance.size
-    if size > head.size:
-        return f"the published checkpoint (size {head.size}) does not cover its {size}", size
-    if size == head.size and head.root is not None and head.root != provenance.root:
-        return f"the published checkpoint of size {size} has another root", size
-    log_size, rows = _log_rows(store_url, size)
-    if log_size < size:
-        return f"the log has {log_size} entries, fewer than its {size}", size
-    state, root = state_and_root(rows, size)
-    why = mismatch(provenance, state, root, base_url, path)
-    if why is None and saved_tree_size(path) != size:
-        why = "its metadata names another tree size"
-    return why, size
-
-
-def find_reusable(
-    store_url: str, directory: Path, base_url: str, head: PublishedHead, claim: bool = False
-) -> Reusable | None:
-    """The newest whole snapshot in ``directory`` that the published checkpoint ``head``
-    covers and the store's log confirms, with the tree size it holds (at most the
-    published one: the caller overlays the entries since), or None. Each snapshot passed
-    over is logged with the reason (``state.mismatch``).
-
-    With ``claim`` (a gateway that will enforce it) each candidate is locked first and
-    one that another running process holds is passed over; the one found stays locked
-    (``Reusable.lease``), and those passed over are unlocked again, left for the sweep
-    that follows (``snapshotdir.sweep``: what no process holds is a leftover). Without
-    it nothing is locked.
-    """
-    tried = 0
-    for _size, _made, path in _whole_snapshots(directory):
-        if tried == 2:
-            break
-        lease = snapshotdir.try_claim(path) if claim else None
-        if claim and lease is None:
-            continue  # another gateway's, in use
-        try:
-            why, size = _why_not(store_url, path, base_url, head)
-        except FileNotFoundError:
-            why, size = "it was saved without a provenance", -1
-        except (OSError, ValueError, KeyError, TypeError, SnapshotError, sqlite3.Error) as exc:
-            why, size = f"unreadable ({exc})", -1
-        tried += 1
-        if why is None:
-            return Reusable(path, size, lease)
-        log.info("saved snapshot %s not reused: %s", path.name, why)
-        if lease is not None:
-            lease.keep()
-    return None
-
-
-def current_policy(
-    store: Store,
-    store_url: str,
-    base_url: str,
-    published: int,
-    directory: Path,
-    whole: bool = False,
-) -> PolicySnapshot | LayeredPolicy:
-    """The policy the log's first ``published`` entries commit (the caller published
-    them: nothing else is shown), for a command that asks it once (``clearwall check``,
-    ``export``): the snapshot a gateway saved in ``directory`` once the published
-    checkpoint covers it and the log confirms it, with the entries published since
-    compiled over it in memory (unless ``whole`` is asked: then those need a compile);
-    else the whole policy compiled, as before snapshots were kept."""
-    from clearwall.policy.layered import LayeredPolicy
-    from clearwall.policy.snapshot import PolicySnapshot
-    from clearwall.policy.snapshotfile import saved_jurisdictions
-    from clearwall.store.loader import build_overlay, build_snapshot
-
-    found = find_reusable(store_url, directory, base_url, PublishedHead(published))
-    if found is not None and (found.size == published or not whole):
-        try:
-            if found.size == published:
-                return PolicySnapshot.load(found.path)
-            overlay, masked = build_overlay(
-                store,
-                found.size,
-                base_url,
-                base_jurisdictions=saved_jurisdictions(found.path),
-                size=published,
-            )
-            return LayeredPolicy(PolicySnapshot.load(found.path, masked), overlay)
-        except (OSError, SnapshotError) as exc:  # removed meanwhile (a gateway pruned it)
-            log.info("saved snapshot %s not used: %s", found.path.name, exc)
-    return build_snapshot(store, base_url, size=published)
-
-
-def saved_tree_size(path: Path) -> int:
-    """The tree size a saved snapshot directory was compiled at."""
-    from clearwall.policy.snapshotfile import saved_meta
-
-    try:
-        return int(saved_meta(path)["tree_size"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise SnapshotError(f"{path}: no tree size in the snapshot metadata: {exc}") from exc
-
-
-def _compile_in_fork(
-    store_url: str,
-    base_url: str,
-    out: str,
-    base: str | None,
-    since: int,
-    ledger: LedgerConfig | None = None,
-    parallel: bool = False,
-) -> tuple[str, str]:
-    """Compile in a forked child that exits afterwards: the memory a big compile takes
-    goes back to the system at once instead of staying in the compiler process."""
-    read_end, write_end = os.pipe()
-    parent = os.getpid()
-    pid = os.fork()
-    if pid == 0:  # the child: compile, report, exit without running any cleanup
-        die_with_parent(parent)  # a killed compiler process takes its compile along
-        os.close(read_end)
-        status = 1
-        try:
-            base_path = None if base is None else Path(base)
-            compile_to(store_url, base_url, Path(out), base_path, since, ledger, parallel)
-            message, status = b"ok", 0
-        except BaseException as exc:
-            message = f"{type(exc).__name__}: {exc}".encode()[:4000]
-        try:
-            os.write(write_end, message)
-        finally:
-            os._exit(status)
-    os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 4096):
-        chunks.append(chunk)
-    os.close(read_end)
-    _pid, status = os.waitpid(pid, 0)
-    message = b"".join(chunks)
-    if status == 0 and message == b"ok":
-        return "ok", out
-    return "error", message.decode(errors="replace") or f"compiler exited with {status}"
-
-
-def _compiler_loop() -> int:
-    """The compiler process: imports done once, then one compile per JSON line on stdin
-    (answered by one JSON line on stdout) until stdin closes."""
-    import clearwall.policy.snapshot
-    import clearwall.store.loader  # noqa: F401
-
-    for line in sys.stdin:
-        store_url, base_url, out, base, since, ledger, parallel = json.loads(line)
-        result = _compile_in_fork(
-            store_url, base_url, out, base, since, _ledger_from_json(ledger), parallel
-        )
-        print(json.dumps(result), flush=True)
-    return 0
-
-
-class Compiler:
-    """A compiler process started when a compile is needed and kept only while changes
-    keep coming (``linger`` seconds after the last compile), then stopped.
-
-    Changes come in bursts (an operator edits several orders): the burst pays the
-    interpreter and SQLAlchemy start-up once (about 0.5-0.9 s here) and each later change
-    only its compile, within the 1 s enforcement target; a change after ``linger`` quiet
-    seconds pays the start-up again. In exchange an idle gateway holds no compiler (about
-    45 MiB), and a plain subprocess needs no multiprocessing resource tracker (~12 MiB).
-    """
-
-    def __init__(self, linger: float = 10.0) -> None:
-        self.linger = linger
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen[str] | None = None
-        self._last = 0.0
-
-    def _process(self) -> subprocess.Popen[str]:
-        proc = self._proc
-        if proc is None or proc.poll() is not None:
-            argv = [sys.executable, "-m", "clearwall.control.policy_source", "--serve"]
-            argv += ["--parent", str(os.getpid())]  # it dies with this process
-            proc = self._proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-            )
-        return proc
-
-    def start(self) -> None:
-        """Start the compiler process now, from the calling thread: its parent-death
-        signal follows the thread that started it, so a compile run on a short-lived
-        thread must find the process already started by a long-lived one."""
-        with self._lock:
-            self._process()
-
-    def compile(
-        self,
-        store_url: str,
-        base_url: str,
-        out: Path,
-        base: Path | None = None,
-        since: int = 0,
-        ledger: LedgerConfig | None = None,
-        parallel: bool = False,
-    ) -> Path:
-        """Publish the log and compile into ``out`` (blocking), whole or as an overlay
-        over ``base`` (see ``compile_to``); raise SnapshotError on failure."""
-        request = [
-            store_url,
-            base_url,
-            str(out),
-            None if base is None else str(base),
-            since,
-            _ledger_json(ledger),
-            parallel,
-        ]
-        with self._lock:
-            proc = self._process()
-            assert proc.stdin is not None and proc.stdout is not None
-            try:
-                proc.stdin.write(json.dumps(request) + "\n")
-                proc.stdin.flush()
-                line = proc.stdout.readline()
-            except OSError as exc:
-                raise SnapshotError(f"the policy compiler process failed: {exc}") from exc
-            self._last = time.monotonic()
-        if not line:
-            raise SnapshotError("the policy compiler process died")
-        status, value = json.loads(line)
-        if status != "ok":
-            raise SnapshotError(f"snapshot compile failed: {value}")
-        return out
-
-    def inherited_fds(self) -> tuple[int, ...]:
-        """Our ends of the compiler's pipes (a forked child must close them)."""
-        proc = self._proc
-        if proc is None or proc.stdin is None or proc.stdout is None:
-            return ()
-        return (proc.stdin.fileno(), proc.stdout.fileno())
-
-    def expire(self) -> None:
-        """Stop the compiler process when no compile asked for it for ``linger`` seconds."""
-        if self._proc is not None and time.monotonic() - self._last > self.linger:
-            self.close()
-
-    def close(self) -> None:
-        """Stop the compiler process (a later compile starts a new one)."""
-        with self._lock:
-            proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        with contextlib.suppress(OSError):
-            assert proc.stdin is not None
-            proc.stdin.close()
-        try:
-            proc.wait(2)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-
-
-def _sqlite_file(store_url: str) -> Path | None:
-    """The database file of a plain ``sqlite:///path`` store URL, else None."""
-    prefix = "sqlite:///"
-    if not store_url.startswith(prefix) or "?" in store_url:
-        return None
-    path = store_url[len(prefix) :]
-    return Path(path) if path and path != ":memory:" else None
-
-
-def _sqlite_log_size(store_url: str) -> int | None:
-    """The log size of a SQLite store read with the standard library, or None to ask
-    the store itself (other databases, or anything unexpected: it explains errors)."""
-    path = _sqlite_file(store_url)
-    if path is None or not path.is_file():
-        return None
-    try:
-        uri = f"{path.resolve().as_uri()}?mode=ro"  # the default store URL is relative
-        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
-            row = db.execute("SELECT size FROM log_head WHERE id = 1").fetchone()
-    except sqlite3.Error:
-        return None
-    return int(row[0]) if row else 0
 
 
 class PolicySource:
@@ -577,7 +130,7 @@ class PolicySource:
 
     def store_version(self) -> int:
         """The store's policy version (log size): one cheap query."""
-        size = _sqlite_log_size(self.store_url) if self._store is None else None
+        size = log_size(self.store_url) if self._store is None else None
         if size is not None:
             return size
         from clearwall.store.db import open_store
@@ -846,32 +399,3 @@ class PolicySource:
                 # A failure that persists (the log cannot be published, say) is retried
                 # ever less often, not a compile and an error line every poll.
                 wait = min(max(wait * 2, 1.0), RETRY_MAX)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Child-process entry point: compile one snapshot."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--serve", action="store_true", help="compile requests from stdin")
-    parser.add_argument("--parent", type=int, help="die when this process (the gateway) dies")
-    parser.add_argument("--db")
-    parser.add_argument("--base-url", default="")
-    parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
-    if args.parent is not None:
-        die_with_parent(args.parent)
-    if args.serve:
-        return _compiler_loop()
-    if args.db is None or args.out is None:
-        parser.error("--db and --out are required")  # the store's own ledger is published
-    try:
-        compile_to(args.db, args.base_url, args.out)
-    except ClearwallError as exc:
-        print(f"{exc}", file=sys.stderr)  # the parent reports the last line
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
