@@ -7,7 +7,8 @@ the built chain, and ``describe`` gives the built order for the start-up log.
 the UDP fast path, so cache hits and cached blocks skip the per-query context and the
 chain of calls while following the same declared order; disabled handlers contribute
 nothing to either. ``build_paths`` adds the standard chain's fused miss path
-(``dnsserver.forward``) for the listeners.
+(``dnsserver.forward``) for the listeners. What the C paths fuse is declared here too,
+beside the chain (``FUSED_PREFIX``, ``MISS_REST``), and matched by name.
 """
 
 from __future__ import annotations
