@@ -485,14 +485,14 @@ def serve(file: Path, store_url: str) -> dict[str, Any]:
                 if proc.poll() is not None:
                     raise AssertionError(f"serve exited: {proc.communicate()[0][-2000:]}") from None
                 assert time.monotonic() < deadline, "not serving after 60 s"
-        # The DNS workers are forked children; the policy compiler (the policy_source
-        # module) and the jobs (clearwall.jobs) are children too, and not workers.
+        # The DNS workers are forked children; the policy compiler (clearwall.control)
+        # and the jobs (clearwall.jobs) are children too, and not workers.
         workers = [
             pid
             for pid in children(proc.pid)
             if not any(
                 m in Path(f"/proc/{pid}/cmdline").read_bytes()
-                for m in (b"policy_source", b"clearwall.jobs")
+                for m in (b"clearwall.control", b"clearwall.jobs")
             )
         ]
         seen["workers"] = len(workers)

@@ -5,8 +5,10 @@ cosignatures, the entry model and the log's storage contract) imports no I/O lay
 store imports the core and nothing of the upper ledger; the upper ledger (tiles on disk,
 sync, readers, proving, audit, witnessing, HTTP) works on the core's ``LogStore``
 Protocol and imports nothing of the store; the jobs need no web app; the query log
-reaches neither the store, the ledger nor the web app. Only the entry model names entry
-types.
+reaches neither the store, the ledger nor the web app; the control plane (the policy
+compiler) imports nothing of the DNS data plane but its process lifeline, and the data
+plane reaches the control plane only through its client, ``control.policy_source``. Only
+the entry model names entry types.
 Every import counts, inside functions and ``TYPE_CHECKING`` blocks too.
 """
 
@@ -49,11 +51,20 @@ UPPER_LEDGER = frozenset(
 ABOVE = (
     "clearwall.web",
     "clearwall.cli",
+    "clearwall.control",
     "clearwall.dnsserver",
     "clearwall.jobs",
     "clearwall.querylog",
     "clearwall.xfr",
 )
+
+
+# What the DNS data plane may import of the control plane: the client that compiles, hands
+# over and keeps snapshots (``PolicySource``, ``load_snapshot``, ``saved_size``).
+CONTROL_CLIENT = "clearwall.control.policy_source"
+# What the control plane may import of the data plane's package: the parent-death signal
+# its compiler process sets (a process utility, no listener, no handler).
+DATA_PLANE_UTILITIES = frozenset({"clearwall.dnsserver.lifeline"})
 
 
 def module_name(path: Path) -> str:
@@ -101,6 +112,12 @@ def offences(prefixes: list[str], forbidden: frozenset[str] | tuple[str, ...]) -
     return found
 
 
+def package_modules(prefix: str) -> frozenset[str]:
+    """Every module below the package ``prefix`` (not its ``__init__``, which forbidden
+    would forbid the whole package)."""
+    return frozenset(module_name(p) for p in modules(prefix)) - {prefix}
+
+
 def test_every_ledger_module_is_in_a_layer() -> None:
     ledger = {module_name(p) for p in modules("clearwall.ledger")} - {"clearwall.ledger"}
     assert ledger - LEDGER_CORE - UPPER_LEDGER == set(), "put the new module in a layer here"
@@ -127,8 +144,26 @@ def test_every_ledger_module_is_in_a_layer() -> None:
                 "clearwall.jobs",
             ),
         ),
+        # The control plane compiles and publishes; it never serves DNS: it imports no
+        # listener, handler or worker (a listener's change never reaches it).
+        (
+            ["clearwall.control"],
+            (
+                *sorted(package_modules("clearwall.dnsserver") - DATA_PLANE_UTILITIES),
+                "clearwall.web",
+                "clearwall.cli",
+                "clearwall.xfr",
+                "clearwall.querylog",
+            ),
+        ),
+        # The data plane asks the control plane's client for snapshots and knows nothing
+        # of how they are made (the compiler process, reuse checks, log reads).
+        (
+            ["clearwall.dnsserver"],
+            tuple(sorted(package_modules("clearwall.control") - {CONTROL_CLIENT})),
+        ),
     ],
-    ids=["core", "store", "upper ledger", "jobs", "query log"],
+    ids=["core", "store", "upper ledger", "jobs", "query log", "control", "data plane"],
 )
 def test_layers_import_only_downwards(who: list[str], what: tuple[str, ...]) -> None:
     assert offences(who, what) == []

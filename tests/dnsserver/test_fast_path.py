@@ -280,7 +280,7 @@ def buckets(entry: Handler) -> dict[str, list[float]] | None:
     handler: object = entry
     while handler is not None:
         if isinstance(handler, RateLimiter):
-            return handler._buckets
+            return handler.fast_state.buckets
         handler = getattr(handler, "next", None)
     return None
 

@@ -292,7 +292,7 @@ def buckets(gw: Gateway) -> dict[str, list[float]] | None:
     handler: Any = gw.chain
     while handler is not None and not isinstance(handler, RateLimiter):
         handler = getattr(handler, "next", None)
-    return None if handler is None else handler._buckets
+    return None if handler is None else handler.fast_state.buckets
 
 
 LABELS = [

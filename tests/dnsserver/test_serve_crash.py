@@ -17,7 +17,7 @@ from pathlib import Path
 import dns.rcode
 import pytest
 
-from clearwall.dnsserver.snapshotdir import _owner
+from clearwall.control.snapshotdir import _owner
 from dnsserver.gateways import (
     Gateway,
     alive,

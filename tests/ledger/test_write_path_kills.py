@@ -138,7 +138,7 @@ def _saved_snapshot(store: Path) -> Path:
     """What a gateway leaves beside its store at a clean stop: its last whole snapshot,
     with its provenance (the commands reuse it once the log confirms it)."""
     from clearwall.config import LedgerConfig
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
     from clearwall.layout import snapshot_dir
 
     url = f"sqlite:///{store / 'cw.db'}"

@@ -562,7 +562,7 @@ def check(
     if client and jurisdiction:
         fail("give --client or --jurisdiction, not both")
     with errors():
-        from clearwall.dnsserver.policy_source import current_policy
+        from clearwall.control.reuse import current_policy
         from clearwall.layout import snapshot_dir
         from clearwall.policy.names import normalize_name
 
@@ -650,7 +650,7 @@ def export(
     if interval <= 0:
         fail("--interval must be positive")
     with errors():
-        from clearwall.dnsserver.policy_source import current_policy
+        from clearwall.control.reuse import current_policy
         from clearwall.formats import export_domains, export_hosts
         from clearwall.layout import snapshot_dir
         from clearwall.policy.snapshot import PolicySnapshot

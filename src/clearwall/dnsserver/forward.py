@@ -33,16 +33,14 @@ from clearwall.config import EncryptedUpstream
 from clearwall.dnsserver import wire
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
+from clearwall.dnsserver.handlers import FUSED_PREFIX, MISS_DECLINED, MISS_REST, fusable
 from clearwall.dnsserver.handlers.acl import ACL
 from clearwall.dnsserver.handlers.base import Handler, Services
 from clearwall.dnsserver.handlers.cache import Cache
-from clearwall.dnsserver.handlers.ddr import DDR
 from clearwall.dnsserver.handlers.ddr import NAME_TEXT as DDR_NAME
 from clearwall.dnsserver.handlers.jurisdiction import ClientJurisdiction
-from clearwall.dnsserver.handlers.minimal_any import MinimalAny
-from clearwall.dnsserver.handlers.query_policy import QueryPolicy
 from clearwall.dnsserver.handlers.querylog import QueryLog
-from clearwall.dnsserver.handlers.ratelimit import RateLimiter
+from clearwall.dnsserver.handlers.ratelimit import NO_LIMITER, RateLimiter
 from clearwall.dnsserver.handlers.responder import Responder
 from clearwall.dnsserver.handlers.response_policy import ResponsePolicy
 from clearwall.dnsserver.handlers.special_use import SpecialUse
@@ -54,19 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# The handlers of the standard chain, outermost first (ratelimit may be left out).
-_STANDARD = (
-    Responder,
-    ACL,
-    RateLimiter,
-    ClientJurisdiction,
-    Cache,
-    SpecialUse,
-    QueryPolicy,
-    MinimalAny,
-    ResponsePolicy,
-    Upstream,
-)
+# The chain the miss path takes over, outermost first (declared beside CHAIN).
+_STANDARD = FUSED_PREFIX + MISS_REST
 
 
 def available() -> bool:
@@ -215,24 +202,25 @@ def _plain_routes(upstream: Handler) -> tuple[PlainRoute, dict[str, PlainRoute]]
     return default, per
 
 
-def fuse_miss(handlers: list[Handler], services: Services) -> Miss | None:
-    """The fused miss path of ``handlers`` (outermost first), or None unless the chain is
-    the standard one (with the query log outside it, and DDR after the cache, or not) and
-    the transport offers an engine (``SocketTransport.engine``)."""
-    querylog = handlers[0] if handlers and isinstance(handlers[0], QueryLog) else None
+def fuse_miss(built: list[tuple[str, Handler]], services: Services) -> Miss | None:
+    """The fused miss path of the ``built`` handlers (name and handler, outermost first),
+    or None unless the chain is the standard one (``FUSED_PREFIX`` then ``MISS_REST``,
+    with the query log outside it, and DDR after the cache, or not) and the transport
+    offers an engine (``SocketTransport.engine``)."""
+    querylog = built[0][1] if built and isinstance(built[0][1], QueryLog) else None
     if querylog is not None:
-        handlers = handlers[1:]  # it records what the path answers (``record``)
+        built = built[1:]  # it records what the path answers (``record``)
     # With an encrypted listener DDR answers one name; the path declines it (``endings``:
     # its last label, arpa, is among special_use's too, but that is theirs to change).
-    ddr = [h for h in handlers if isinstance(h, DDR)]
-    handlers = [h for h in handlers if not isinstance(h, DDR)]
-    kinds = tuple(type(h) for h in handlers)
-    if kinds not in (_STANDARD, _STANDARD[:2] + _STANDARD[3:]):
+    ddr = [h for name, h in built if name in MISS_DECLINED]
+    found = fusable([b for b in built if b[0] not in MISS_DECLINED], _STANDARD, whole=True)
+    if isinstance(found, str):
+        log.warning("fused miss path off: %s; misses take the Python chain", found)
         return None
     make_engine = getattr(services.transport, "engine", None)
     if make_engine is None:
         return None
-    routes = _plain_routes(handlers[-1])
+    routes = _plain_routes(found["upstream"])
     if routes is None:
         return None
     default, per_jurisdiction = routes
@@ -241,26 +229,22 @@ def fuse_miss(handlers: list[Handler], services: Services) -> Miss | None:
         return None
     from clearwall.dnsserver._forward import MissPath
 
-    responder, acl = handlers[0], handlers[1]
-    limiter = handlers[2] if isinstance(handlers[2], RateLimiter) else None
-    rest = handlers[3:] if limiter is not None else handlers[2:]
-    jurisdiction, cache, special_use, _query_policy, _any, response_policy, upstream = rest
+    responder, acl, limiter = found["responder"], found["acl"], found.get("ratelimit")
+    jurisdiction, cache = found["jurisdiction"], found["cache"]
+    special_use, upstream = found["special_use"], found["upstream"]
+    response_policy = found["response_policy"]
     assert isinstance(responder, Responder) and isinstance(acl, ACL)
     assert isinstance(jurisdiction, ClientJurisdiction) and isinstance(cache, Cache)
     assert isinstance(special_use, SpecialUse) and isinstance(upstream, Upstream)
     assert isinstance(response_policy, ResponsePolicy)
+    assert limiter is None or isinstance(limiter, RateLimiter)
     continuation = Continuation(responder, cache, response_policy, upstream, engine, querylog)
     try:
         path = MissPath(
             engine=engine,
-            acl_memo=acl._memo,
-            exempt=None if limiter is None else limiter._exempt,
-            prefixes=None if limiter is None else limiter._prefix,
-            buckets=None if limiter is None else limiter._buckets,
-            limiter_clock=None if limiter is None else limiter.clock,
-            rate=0.0 if limiter is None else float(limiter.rate),
-            burst=0.0 if limiter is None else float(limiter.burst),
-            jurisdiction=jurisdiction._memo,
+            **acl.fast_state.c_fields(),
+            **(NO_LIMITER if limiter is None else limiter.fast_state.c_fields()),
+            **jurisdiction.fast_state.c_fields(),
             endings=special_use.endings + ((DDR_NAME,) if ddr else ()),
             cache=cache,
             clock=cache.clock,

@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING
 import uvloop
 
 from clearwall.config import Config, DNSConfig, HostPort, LoggingConfig, load_config
+from clearwall.control.policy_source import PolicySource, load_snapshot
 from clearwall.dnsserver.gateway import Gateway, build_gateway
 from clearwall.dnsserver.handlers import build_paths, describe
 from clearwall.dnsserver.handlers.base import Services
 from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
-from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
 from clearwall.dnsserver.policyholder import EMPTY_POLICY, PolicyHolder, PolicyView
 from clearwall.jobs.process import JobsProcess
 
@@ -58,7 +58,7 @@ class ServeOptions:
 
 def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | None]:
     if opts.snapshot is not None:
-        from clearwall.dnsserver.policy_source import saved_size
+        from clearwall.control.policy_source import saved_size
 
         log.info("serving the compiled snapshot %s: %s", opts.snapshot, saved_size(opts.snapshot))
         return opts.snapshot, None

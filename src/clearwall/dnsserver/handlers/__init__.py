@@ -7,7 +7,8 @@ the built chain, and ``describe`` gives the built order for the start-up log.
 the UDP fast path, so cache hits and cached blocks skip the per-query context and the
 chain of calls while following the same declared order; disabled handlers contribute
 nothing to either. ``build_paths`` adds the standard chain's fused miss path
-(``dnsserver.forward``) for the listeners.
+(``dnsserver.forward``) for the listeners. What the C paths fuse is declared here too,
+beside the chain (``FUSED_PREFIX``, ``MISS_REST``), and matched by name.
 """
 
 from __future__ import annotations
@@ -68,6 +69,48 @@ CHAIN: tuple[tuple[str, Factory], ...] = (
     ("upstream", upstream.build),
 )
 
+# The part of CHAIN that the fused C fast path runs as one call (``dnsserver.fused``),
+# outermost first: the built chain (the query log aside, which wraps the path from
+# outside) must start with exactly these, those in FUSED_OPTIONAL possibly left out by
+# config. Each offers a ``fast_state``, the objects its fast steps read, declared for the
+# C code (responder and cache: their public ``counts``, ``metrics``, ``clock``, ``table``).
+FUSED_PREFIX: tuple[str, ...] = ("responder", "acl", "ratelimit", "jurisdiction", "cache")
+FUSED_OPTIONAL = frozenset({"ratelimit"})
+# What the fused miss path (``dnsserver.forward``) runs after the prefix, in C or through
+# its continuation; the DDR handler, when built, answers the one name the path declines.
+MISS_REST: tuple[str, ...] = (
+    "special_use",
+    "query_policy",
+    "minimal_any",
+    "response_policy",
+    "upstream",
+)
+MISS_DECLINED = frozenset({"ddr"})
+
+
+def fusable(
+    built: list[tuple[str, Handler]],
+    declared: tuple[str, ...],
+    whole: bool = False,
+    optional: frozenset[str] = FUSED_OPTIONAL,
+) -> dict[str, Handler] | str:
+    """The handlers of ``built`` (name and handler, outermost first) by name when it
+    starts with the ``declared`` names in order (and has nothing more, with ``whole``),
+    those in ``optional`` possibly absent; else why not, naming the first handler that
+    does not fit (for the start-up warning)."""
+    found: dict[str, Handler] = {}
+    at = 0
+    for name in declared:
+        if at < len(built) and built[at][0] == name:
+            found[name] = built[at][1]
+            at += 1
+        elif name not in optional:
+            here = repr(built[at][0]) if at < len(built) else "the end of the chain"
+            return f"{here} stands where the fused path needs {name!r}"
+    if whole and at < len(built):
+        return f"{built[at][0]!r} follows {declared[-1]!r}, where the fused path ends"
+    return found
+
 
 @dataclass
 class Built:
@@ -110,12 +153,13 @@ def build_paths(
         raise ValueError("the DNS chain is empty")
     built.reverse()
     handlers.reverse()
-    fast = compose_fast(handlers, fuse)
+    pairs = list(zip(built, handlers, strict=True))
+    fast = compose_fast(pairs, fuse)
     fused_miss = None
     if fuse and miss:
         from clearwall.dnsserver.forward import fuse_miss
 
-        fused_miss = fuse_miss(handlers, services)
+        fused_miss = fuse_miss(pairs, services)
     return Built(next_handler, built, fast, fused_miss)
 
 
@@ -127,32 +171,33 @@ def build_chain(
     return entry, names
 
 
-def compose_fast(handlers: list[Handler], fuse: bool = True) -> FastPath | None:
-    """The fast path of built ``handlers`` (outermost first), or None when there is none.
+def compose_fast(built: list[tuple[str, Handler]], fuse: bool = True) -> FastPath | None:
+    """The fast path of the ``built`` handlers (name and handler, outermost first), or
+    None when there is none.
 
     Steps are composed innermost first: a handler without ``fast`` cuts the path there
     (queries reaching it need the general path); the outermost handler must offer
     ``fast_path`` to turn the answer of the steps below it into reply bytes. With
-    ``fuse`` the standard chain's composition runs as one C call (``dnsserver.fused``).
+    ``fuse`` a chain starting with ``FUSED_PREFIX`` runs its composition as one C call
+    (``dnsserver.fused``).
     """
+    handlers = [handler for _name, handler in built]
     wrap = getattr(handlers[0], "wrap_fast", None) if handlers else None
     if wrap is not None:
         # The query log stands outside the responder: it records what the fast path of
         # the handlers below it answers (fused or not), so that path stays as it is.
-        inner = compose_fast(handlers[1:], fuse)
+        inner = compose_fast(built[1:], fuse)
         return None if inner is None else wrap(inner, handlers[1:])
     step: FastStep | None = None
     for handler in reversed(handlers[1:]):
         make = getattr(handler, "fast", None)
         step = make(step) if make is not None else None
     outer = getattr(handlers[0], "fast_path", None) if handlers else None
-    if outer is None or step is None:
-        return None
-    path: FastPath = outer(step)
+    path: FastPath | None = None if outer is None or step is None else outer(step)
     if fuse:
         from clearwall.dnsserver.fused import fuse as fused
 
-        return fused(handlers, path)
+        return fused(built, path)  # says why when it cannot fuse
     return path
 
 

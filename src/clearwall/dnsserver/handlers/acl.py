@@ -10,6 +10,8 @@ emptied on every swap, so the hot path costs one lookup.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass, field
+from typing import TypedDict
 
 from clearwall.dnsserver.answer import Answer, AnswerKind
 from clearwall.dnsserver.context import Context
@@ -19,6 +21,26 @@ from clearwall.dnsserver.policyholder import PolicyHolder, PolicyView
 _MEMO_MAX = 65_536
 REFUSAL = Answer(AnswerKind.REFUSED, reason="client not in allowed networks")
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+class ACLFields(TypedDict):
+    """The fused C paths' ACL argument (``FusedPath``, ``MissPath``)."""
+
+    acl_memo: dict[str, bool]
+
+
+@dataclass(frozen=True)
+class ACLState:
+    """What the ACL's fast steps read, in Python (``ACL.fast``) and in the fused C paths
+    (``c_fields``): ``admitted`` maps a client host to whether it is admitted. The
+    general path (``ACL.allowed``) fills it; a swap empties it in place, never replacing
+    it (the C paths hold it). A host not in it takes the general path."""
+
+    admitted: dict[str, bool] = field(default_factory=dict)
+
+    def c_fields(self) -> ACLFields:
+        """The fused C paths' ACL argument (``FusedPath``, ``MissPath``)."""
+        return {"acl_memo": self.admitted}
 
 
 class ACL:
@@ -33,17 +55,17 @@ class ACL:
         self.networks = (*LOOPBACK, *networks)
         self.policy = policy
         self.next = next_handler
-        # Read by the fused C fast path too (``fused.py``): emptied in place, never replaced.
-        self._memo: dict[str, bool] = {}
+        self.fast_state = ACLState()
         policy.on_swap(self._forget)
 
     def _forget(self, _new: PolicyView) -> None:
         # A swap may add or remove a jurisdiction's networks.
-        self._memo.clear()
+        self.fast_state.admitted.clear()
 
     def allowed(self, host: str) -> bool:
         """True when ``host`` lies in loopback, a configured network or a jurisdiction's."""
-        verdict = self._memo.get(host)
+        memo = self.fast_state.admitted
+        verdict = memo.get(host)
         if verdict is None:
             try:
                 ip = ipaddress.ip_address(host.split("%", 1)[0])
@@ -54,14 +76,14 @@ class ACL:
             verdict = any(ip in net for net in self.networks)
             if not verdict:
                 verdict = self.policy.current.jurisdiction_of(str(ip)) is not None
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()
-            self._memo[host] = verdict
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[host] = verdict
         return verdict
 
     def __call__(self, ctx: Context) -> Result:
         """Refuse outsiders; pass the rest on."""
-        ok = self._memo.get(ctx.host)
+        ok = self.fast_state.admitted.get(ctx.host)
         if ok is None:
             ok = self.allowed(ctx.host)
         if ok:
@@ -72,7 +94,7 @@ class ACL:
         """Clients the memo already admits go on; anyone else takes the general path."""
         if next_step is None:
             return None
-        memo = self._memo
+        memo = self.fast_state.admitted
 
         def step(data: bytes, key: bytes, host: str, jurisdiction: str) -> Answer | None:
             if memo.get(host):

@@ -6,12 +6,35 @@ clients get ``[dns] default_jurisdiction``. Memoized per address and snapshot.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import TypedDict
+
 from clearwall.dnsserver.answer import Answer
 from clearwall.dnsserver.context import Context
 from clearwall.dnsserver.handlers.base import FastStep, Handler, Result, Services
 from clearwall.dnsserver.policyholder import PolicyHolder, PolicyView
 
 _MEMO_MAX = 65_536
+
+
+class JurisdictionFields(TypedDict):
+    """The fused C paths' jurisdiction argument (``FusedPath``, ``MissPath``)."""
+
+    jurisdiction: dict[str, str]
+
+
+@dataclass(frozen=True)
+class JurisdictionState:
+    """What the jurisdiction handler's fast steps read, in Python (``fast``) and in the
+    fused C paths (``c_fields``): ``codes`` maps a client host to its jurisdiction code.
+    The general path (``ClientJurisdiction.of``) fills it; a swap empties it in place,
+    never replacing it (the C paths hold it). A host not in it takes the general path."""
+
+    codes: dict[str, str] = field(default_factory=dict)
+
+    def c_fields(self) -> JurisdictionFields:
+        """The fused C paths' jurisdiction argument (``FusedPath``, ``MissPath``)."""
+        return {"jurisdiction": self.codes}
 
 
 class ClientJurisdiction:
@@ -21,15 +44,16 @@ class ClientJurisdiction:
         self.policy = policy
         self.default = default
         self.next = next_handler
-        self._memo: dict[str, str] = {}
+        self.fast_state = JurisdictionState()
         policy.on_swap(self._forget)
 
     def _forget(self, _new: PolicyView) -> None:
-        self._memo.clear()
+        self.fast_state.codes.clear()
 
     def of(self, host: str) -> str:
         """The jurisdiction code of a client address."""
-        code = self._memo.get(host)
+        memo = self.fast_state.codes
+        code = memo.get(host)
         if code is None:
             try:
                 code = self.policy.current.jurisdiction_of(host.split("%", 1)[0])
@@ -37,14 +61,14 @@ class ClientJurisdiction:
                 code = None
             if code is None:
                 code = self.default
-            if len(self._memo) >= _MEMO_MAX:
-                self._memo.clear()
-            self._memo[host] = code
+            if len(memo) >= _MEMO_MAX:
+                memo.clear()
+            memo[host] = code
         return code
 
     def __call__(self, ctx: Context) -> Result:
         """Tag the query with its jurisdiction."""
-        code = self._memo.get(ctx.host)
+        code = self.fast_state.codes.get(ctx.host)
         ctx.jurisdiction = self.of(ctx.host) if code is None else code
         return self.next(ctx)
 
@@ -52,7 +76,7 @@ class ClientJurisdiction:
         """Clients whose jurisdiction is memoized go on tagged; others take the general path."""
         if next_step is None:
             return None
-        memo = self._memo
+        memo = self.fast_state.codes
 
         def step(data: bytes, key: bytes, host: str, _jurisdiction: str) -> Answer | None:
             code = memo.get(host)

@@ -130,7 +130,7 @@ class QueryLog:
             log.warning("query log: no responder below it; the fast path is not used")
             return lambda _data, _host: None
         meta = self._meta(responder)
-        codes = jurisdiction._memo if jurisdiction is not None else {}
+        codes = jurisdiction.fast_state.codes if jurisdiction is not None else {}
         recorder = self.recorder
         groups = recorder.groups
 

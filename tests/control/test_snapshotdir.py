@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from clearwall.dnsserver.snapshotdir import claim, sweep
+from clearwall.control.snapshotdir import claim, sweep
 
 HOLDER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from clearwall.dnsserver.snapshotdir import claim
+    from clearwall.control.snapshotdir import claim
     lease = claim(Path(sys.argv[1]))
     Path(sys.argv[1]).mkdir()
     print("held", flush=True)
@@ -96,7 +96,7 @@ def test_a_kept_snapshot_is_reused_whole_or_swept_never_both(tmp_path: Path) -> 
     """A clean stop keeps its base unlocked (``Lease.keep``); the next start locks it
     (``try_claim``) before its sweep, which then leaves it whole; one it does not claim
     is swept like any leftover. A snapshot a live process holds cannot be claimed."""
-    from clearwall.dnsserver.snapshotdir import try_claim
+    from clearwall.control.snapshotdir import try_claim
 
     kept = tmp_path / "policy-5-1"
     lease = claim(kept)
@@ -116,7 +116,7 @@ def test_a_kept_snapshot_is_reused_whole_or_swept_never_both(tmp_path: Path) -> 
 
 
 def test_a_held_snapshot_cannot_be_claimed_by_another_process(tmp_path: Path) -> None:
-    from clearwall.dnsserver.snapshotdir import try_claim
+    from clearwall.control.snapshotdir import try_claim
 
     held = tmp_path / "policy-9-1"
     holder = _hold(held)

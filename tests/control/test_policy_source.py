@@ -1,4 +1,4 @@
-"""The control plane's light parts: the SQLite version poll and the on-demand compiler."""
+"""The policy source: overlays, consolidation, restart reuse of saved snapshots."""
 
 from __future__ import annotations
 
@@ -8,53 +8,8 @@ from pathlib import Path
 import pytest
 
 from clearwall.config import LedgerConfig
-from clearwall.dnsserver.policy_source import Compiler, _sqlite_log_size
 from clearwall.layout import resolve_ledger
-from clearwall.ledger.signing import create_key_file
-from clearwall.policy.snapshot import PolicySnapshot
 from clearwall.store.db import open_store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> str:
-    """A store with its ledger key beside it, as ``clearwall init`` makes it (a gateway
-    publishes the log before it enforces a policy)."""
-    url = f"sqlite:///{tmp_path / 'cw.db'}"
-    open_store(url, migrate=True).engine.dispose()
-    key = resolve_ledger(LedgerConfig(), url).key_path()
-    create_key_file(key, LedgerConfig().origin)
-    return url
-
-
-def test_sqlite_version_poll_matches_the_store(store: str) -> None:
-    assert _sqlite_log_size(store) == open_store(store).log_size()
-
-
-def test_sqlite_version_poll_takes_relative_urls(
-    store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)  # the default store URL (sqlite:///var/clearwall.db) is relative
-    assert _sqlite_log_size("sqlite:///cw.db") == 0
-
-
-@pytest.mark.parametrize(
-    "url", ["sqlite:///nowhere/x.db", "postgresql://h/db", "sqlite://", "sqlite:///x.db?mode=ro"]
-)
-def test_anything_else_is_left_to_the_store(url: str) -> None:
-    assert _sqlite_log_size(url) is None  # the store opens it, or explains why it cannot
-
-
-def test_compiler_starts_on_demand_and_stops_when_idle(store: str, tmp_path: Path) -> None:
-    compiler = Compiler(linger=0.0)
-    out = compiler.compile(store, "", tmp_path / "snap")
-    assert PolicySnapshot.load(out).tree_size == 0
-    proc = compiler._proc
-    assert proc is not None and proc.poll() is None  # kept for the next change of a burst
-    compiler.expire()
-    assert compiler._proc is None and proc.poll() is not None
-    # A later change starts a new one.
-    assert compiler.compile(store, "", tmp_path / "snap2") == tmp_path / "snap2"
-    compiler.close()
 
 
 class Published:
@@ -92,7 +47,7 @@ def _add(service, authority: int, reference: str, *names: str):  # type: ignore[
 
 
 def test_a_change_is_an_overlay_then_a_consolidated_base(store: str, tmp_path: Path) -> None:
-    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.control.policy_source import PolicySource, load_snapshot
     from clearwall.policy.layered import LayeredPolicy, is_overlay
 
     service, court = _service(store)
@@ -141,7 +96,7 @@ def test_a_change_is_an_overlay_then_a_consolidated_base(store: str, tmp_path: P
 def test_a_consolidation_the_store_outran_is_a_base_not_published(
     store: str, tmp_path: Path
 ) -> None:
-    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.control.policy_source import PolicySource, load_snapshot
     from clearwall.policy.layered import LAYER_FILE, is_overlay
 
     service, court = _service(store)
@@ -176,7 +131,7 @@ def test_an_overlay_that_cannot_be_compiled_falls_back_to_the_whole_policy(
 ) -> None:
     import shutil
 
-    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.control.policy_source import PolicySource, load_snapshot
     from clearwall.policy.layered import is_overlay
 
     service, court = _service(store)
@@ -198,7 +153,7 @@ def test_jurisdiction_changes_are_picked_up_like_order_changes(store: str, tmp_p
     """A jurisdiction created or given a network while the gateway runs: its log entry
     changes the policy version, and the overlay maps its clients (read over the base's
     jurisdictions: only the new entries)."""
-    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.control.policy_source import PolicySource, load_snapshot
     from clearwall.policy.layered import is_overlay
 
     service, court = _service(store)
@@ -227,7 +182,7 @@ def test_jurisdiction_changes_are_picked_up_like_order_changes(store: str, tmp_p
 
 
 def _verdicts(path: Path) -> list[bool]:
-    from clearwall.dnsserver.policy_source import load_snapshot
+    from clearwall.control.policy_source import load_snapshot
 
     policy = load_snapshot(path)
     names = ("a.one.example", "two.example", "x.three.example", "free.example")
@@ -236,7 +191,7 @@ def _verdicts(path: Path) -> list[bool]:
 
 def _restart(store: str, snaps: Path, base_url: str = "") -> tuple[Path, bool]:
     """A new source's start: the policy it starts with, and whether it compiled."""
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
 
     source = PolicySource(store, base_url, snaps, 0.05, Published())
     try:
@@ -253,7 +208,7 @@ def _restart(store: str, snaps: Path, base_url: str = "") -> tuple[Path, bool]:
 
 
 def test_a_restart_reuses_the_saved_base_without_compiling(store: str, tmp_path: Path) -> None:
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
 
     service, court = _service(store)
     _add(service, court, "R1", "one.example")
@@ -327,7 +282,7 @@ def test_a_saved_snapshot_the_log_does_not_confirm_is_compiled_again(
     means a whole compile, and the reason in the log."""
     import logging
 
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
 
     service, court = _service(store)
     _add(service, court, "R1", "one.example")
@@ -338,7 +293,7 @@ def test_a_saved_snapshot_the_log_does_not_confirm_is_compiled_again(
     source.stop()
     service.store.dispose()
     _tamper(how, store, saved)
-    with caplog.at_level(logging.INFO, logger="clearwall.dnsserver.policy_source"):
+    with caplog.at_level(logging.INFO, logger="clearwall.control"):
         path, compiled = _restart(store, snaps, "http://elsewhere" if "URL" in how else "")
     assert compiled and path != saved
     if how != "no provenance":
@@ -355,7 +310,7 @@ def test_a_snapshot_compiled_while_the_store_disagreed_is_not_reused(
     compile; such a snapshot is never reused (the store may be mended since)."""
     import sqlite3
 
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
 
     service, court = _service(store)
     _add(service, court, "R1", "one.example")
@@ -378,7 +333,8 @@ def test_one_off_commands_use_the_saved_snapshot(store: str, tmp_path: Path) -> 
     """``clearwall check`` and ``export`` (current_policy): the snapshot a gateway saved
     beside the store once the log confirms it, the entries since compiled over it in
     memory; ``export`` (whole) compiles when the log moved on; same verdicts each way."""
-    from clearwall.dnsserver.policy_source import PolicySource, current_policy
+    from clearwall.control.policy_source import PolicySource
+    from clearwall.control.reuse import current_policy
     from clearwall.layout import snapshot_dir
     from clearwall.ledger.log import TransparencyLog
     from clearwall.policy.layered import LayeredPolicy
@@ -419,7 +375,7 @@ def test_one_off_commands_use_the_saved_snapshot(store: str, tmp_path: Path) -> 
 
 def _published(store: str) -> int:
     """The size of the store's published signed checkpoint."""
-    from clearwall.dnsserver.policy_source import published_head
+    from clearwall.control.reuse import published_head
 
     head = published_head(store, None)
     assert head is not None
@@ -436,7 +392,7 @@ def test_a_restart_reuses_only_what_the_published_checkpoint_covers(
     import logging
     import shutil
 
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
 
     service, court = _service(store)
     _add(service, court, "R1", "one.example")
@@ -455,7 +411,7 @@ def test_a_restart_reuses_only_what_the_published_checkpoint_covers(
         assert _published(store) == 2
     else:
         shutil.rmtree(tiles)
-    with caplog.at_level(logging.INFO, logger="clearwall.dnsserver.policy_source"):
+    with caplog.at_level(logging.INFO, logger="clearwall.control"):
         path, compiled = _restart(store, snaps)
     assert compiled and path != saved
     if how == "rolled back":
@@ -470,7 +426,7 @@ def test_a_restart_publishes_what_was_committed_since_before_enforcing_it(
     """A change committed while the gateway was stopped, by a writer that never published
     it: the start reuses the saved snapshot (the published checkpoint covers it) and
     compiles the change as an overlay, whose compile publishes it first."""
-    from clearwall.dnsserver.policy_source import PolicySource
+    from clearwall.control.policy_source import PolicySource
     from clearwall.policy.layered import is_overlay
 
     service, court = _service(store)
@@ -494,7 +450,7 @@ def test_a_reused_snapshot_carries_its_jurisdictions_and_the_overlay_the_new_one
     """Jurisdictions are on the log: the reused snapshot holds those in force when it was
     compiled, and the overlay over it the jurisdiction entries committed since (a new
     jurisdiction, a network moved), without reading the whole log again."""
-    from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+    from clearwall.control.policy_source import PolicySource, load_snapshot
     from clearwall.policy.layered import is_overlay
     from clearwall.policy.snapshot import PolicySnapshot
 

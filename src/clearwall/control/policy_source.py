@@ -1,0 +1,401 @@
+"""The control plane: poll the store's policy version, compile off the data path, swap.
+
+A new snapshot is compiled in a child process (``compiler.Compiler``, started on
+demand and stopped when changes stop coming) that writes it to a fresh directory; the data plane
+then mmap-loads that directory (cheap) and swaps it in with one assignment, so queries
+never wait for a compile and in-flight queries finish on the snapshot they started
+with. A SQLite store's version is polled with the standard library (``logread``), so
+the gateway never imports SQLAlchemy.
+
+Nothing is enforced that the public log does not show: before each compile, the child
+signs and publishes every committed log entry (``TransparencyLog.publish``: tiles, rule
+files, then the checkpoint), so a policy change whose writer was killed before it
+published is published here, at the latest, and the snapshot is compiled at the size of
+the published checkpoint. When the log cannot be published (no key, an unwritable
+directory), the compile fails: nothing new is enforced, and the gateway says why.
+
+Compiling a large policy whole takes seconds (about 15 s for a million rules), while a
+change touches a few orders. So once a whole snapshot (the *base*) exists, a change is
+enforced as an overlay (``policy.layered``): only the orders the new log entries name
+are read, checked and compiled, over the base with those orders masked. When changes
+have stopped for ``consolidate_after`` seconds, the whole policy is compiled again in
+the background and swapped in as the new base; it gives the same verdicts as the
+overlay it replaces, so the data plane keeps its cached answers across that swap. Old
+snapshot directories are removed once newer ones exist, but never a base that a kept
+overlay still names. Each directory is locked by the process that compiles it
+(``snapshotdir``), so the next start removes what a killed gateway left behind and
+nothing a running one uses.
+
+A whole snapshot is saved with its provenance (``ledger.state``), and a clean stop keeps
+the last one. A start (``start_policy``) reuses the newest saved snapshot that the
+published checkpoint covers and the log confirms (``reuse``), never trusted blindly. It
+is locked before the sweep, so it is reused whole or swept, never both; the entries
+committed since are compiled as an overlay over it, which publishes them first, as
+every compile does.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clearwall.config import LedgerConfig
+from clearwall.control import snapshotdir
+from clearwall.control.compiler import Compiler
+from clearwall.control.logread import log_size
+from clearwall.control.reuse import find_reusable, published_head, saved_size, saved_tree_size
+from clearwall.errors import SnapshotError
+
+if TYPE_CHECKING:
+    from clearwall.policy.layered import LayeredPolicy
+    from clearwall.policy.snapshot import PolicySnapshot
+    from clearwall.store.db import Store
+
+# The data plane's client interface (tests/test_layers.py: ``dnsserver`` imports nothing
+# else of the control plane).
+__all__ = ["PolicySource", "load_snapshot", "saved_size"]
+
+log = logging.getLogger(__name__)
+
+KEEP_SNAPSHOTS = 2
+RETRY_MAX = 10.0  # seconds between attempts while a policy change cannot be compiled
+
+
+def load_snapshot(path: Path) -> PolicySnapshot | LayeredPolicy:
+    """mmap-load a compiled snapshot directory (a whole snapshot, or an overlay and its
+    base)."""
+    from clearwall.policy import layered
+
+    return layered.load(path)
+
+
+class PolicySource:
+    """Watches the store and publishes new snapshot directories to
+    ``publish(path, equivalent)``: ``equivalent`` is True when the snapshot gives the
+    same verdicts as the one published before it (a consolidation), so caches may stay.
+
+    ``publish`` is called from the watcher thread; the data plane hops to its own loop.
+    """
+
+    def __init__(
+        self,
+        store_url: str,
+        base_url: str,
+        directory: Path,
+        interval: float,
+        publish: Callable[[Path, bool], object],
+        consolidate_after: float = 5.0,
+        ledger: LedgerConfig | None = None,
+    ) -> None:
+        """Watch ``store_url``; ``ledger`` is where its log is published before each
+        compile (default: the store's own, ``clearwall.layout``)."""
+        self.store_url = store_url
+        self.ledger = ledger
+        self.base_url = base_url
+        self.directory = directory
+        self.interval = interval
+        self.publish = publish
+        self.consolidate_after = consolidate_after
+        self.version: int | None = None  # the tree size of what was last published
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Every directory this source made, oldest first, with the base it layers over.
+        self._made: list[tuple[Path, Path | None]] = []
+        self._base: tuple[Path, int] | None = None  # the newest whole snapshot, its size
+        self._layered = False  # whether the last one published is an overlay
+        self._changed_at = 0.0
+        self._compiler: Compiler | None = None
+        self._consolidator: Compiler | None = None
+        self._consolidation: threading.Thread | None = None
+        self._consolidated: tuple[Path, int] | BaseException | None = None
+        self._store: Store | None = None
+        # The lock on each directory this source made, held until it is removed.
+        self._leases: dict[Path, snapshotdir.Lease] = {}
+        self._leases_lock = threading.Lock()  # the consolidation thread compiles too
+        self._swept = False
+
+    def inherited_fds(self) -> tuple[int, ...]:
+        """File descriptors a process forked from this one must close (compiler pipes)."""
+        return tuple(
+            fd
+            for c in (self._compiler, self._consolidator)
+            if c is not None
+            for fd in c.inherited_fds()
+        )
+
+    def store_version(self) -> int:
+        """The store's policy version (log size): one cheap query."""
+        size = log_size(self.store_url) if self._store is None else None
+        if size is not None:
+            return size
+        from clearwall.store.db import open_store
+        from clearwall.store.loader import policy_version
+
+        if self._store is None:
+            self._store = open_store(self.store_url)
+        return policy_version(self._store)
+
+    def _compile(
+        self,
+        compiler: Compiler,
+        kind: str,
+        base: tuple[Path, int] | None = None,
+        parallel: bool = False,
+    ) -> tuple[Path, int, float]:
+        """Compile into a fresh ``kind-<version>-<ns>`` directory, whole or as an overlay
+        over ``base`` (its directory and tree size); (directory, tree size, seconds).
+        ``parallel``: see ``compile_to``."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        out = self.directory / f"{kind}-{self.store_version()}-{time.time_ns()}"
+        lease = snapshotdir.claim(out)  # before the compiler writes anything there
+        with self._leases_lock:
+            self._leases[out] = lease
+        started = time.monotonic()
+        try:
+            if base is None:
+                compiler.compile(
+                    self.store_url, self.base_url, out, ledger=self.ledger, parallel=parallel
+                )
+            else:
+                compiler.compile(self.store_url, self.base_url, out, *base, ledger=self.ledger)
+            size = saved_tree_size(out)
+        except BaseException:
+            self._remove(out)  # with whatever a failed compiler left half-written
+            raise
+        return out, size, time.monotonic() - started
+
+    def _remove(self, path: Path) -> None:
+        """Remove a directory this source made, and give up its lock."""
+        with self._leases_lock:
+            lease = self._leases.pop(path, None)
+        if lease is not None:
+            lease.release()
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+    def _keep(self, path: Path) -> None:
+        """Leave a directory this source made in place for the next start, unlocked."""
+        with self._leases_lock:
+            lease = self._leases.pop(path, None)
+        if lease is not None:
+            lease.keep()
+
+    def _overlay_compiler(self) -> Compiler:
+        if self._compiler is None:
+            self._compiler = Compiler()
+        return self._compiler
+
+    def _published(self, out: Path, size: int, base: Path | None) -> None:
+        """Record ``out`` (tree size ``size``; an overlay over ``base`` if given) as what
+        the data plane enforces from now on."""
+        self._made.append((out, base))
+        self.version = size
+        self._layered = base is not None
+        self._prune()
+
+    def compile_now(self) -> Path:
+        """Compile the whole current policy (blocking), make it the base, and return its
+        directory. The gateway waits for it (a start, or a change whose overlay could not
+        be made), so the rules digests are checked on a second core meanwhile. The first
+        call first removes the snapshots killed gateways left."""
+        self._sweep_once()
+        out, size, seconds = self._compile(self._overlay_compiler(), "policy", parallel=True)
+        log.info("policy version %d compiled in %.2fs: %s", size, seconds, saved_size(out))
+        self._base = (out, size)
+        self._published(out, size, None)
+        return out
+
+    def _sweep_once(self) -> None:
+        """Remove, once, the snapshots no running process holds (``snapshotdir.sweep``):
+        what killed gateways left, and saved snapshots a start did not reuse."""
+        if not self._swept:
+            self._swept = True
+            snapshotdir.sweep(self.directory)
+
+    def start_policy(self) -> Path:
+        """The policy to start with (blocking): the newest saved whole snapshot that the
+        published checkpoint covers and the log confirms (``find_reusable``, which locks
+        it before the sweep of the rest), with an overlay for the entries committed since
+        (its compile publishes them first); else the whole policy compiled."""
+        started = time.monotonic()
+        head = published_head(self.store_url, self.ledger)
+        found = None
+        if head is not None:
+            found = find_reusable(self.store_url, self.directory, self.base_url, head, claim=True)
+        if found is None:
+            return self.compile_now()
+        assert found.lease is not None
+        with self._leases_lock:
+            self._leases[found.path] = found.lease
+        self._sweep_once()  # after the claim: what is reused is held, so not swept
+        path, size = found.path, found.size
+        log.info(
+            "policy version %d: reusing the saved snapshot %s, checked against the "
+            "published checkpoint (size %d) and the log in %.2fs: %s",
+            size,
+            path.name,
+            head.size if head is not None else -1,
+            time.monotonic() - started,
+            saved_size(path),
+        )
+        self._base = (path, size)
+        self._published(path, size, None)
+        if self.store_version() != size:
+            try:
+                return self.compile_overlay()
+            except SnapshotError as exc:
+                log.warning("overlay compile failed (%s); compiling the whole policy", exc)
+                return self.compile_now()
+        return path
+
+    def compile_overlay(self) -> Path:
+        """Compile the orders changed since the base as an overlay over it (blocking) and
+        return its directory; the whole policy when there is no base yet."""
+        if self._base is None:
+            return self.compile_now()
+        base = self._base
+        out, size, seconds = self._compile(self._overlay_compiler(), "overlay", base)
+        log.info(
+            "policy version %d compiled in %.2fs as an overlay over version %d",
+            size,
+            seconds,
+            base[1],
+        )
+        self._changed_at = time.monotonic()
+        self._published(out, size, base[0])
+        return out
+
+    def poll(self) -> None:
+        """One round of the watcher: publish a change as an overlay, a finished
+        consolidation as the new base, or start a consolidation once changes stopped."""
+        self._collect_consolidation()
+        if self.store_version() != self.version:
+            try:
+                path = self.compile_overlay()
+            except SnapshotError as exc:
+                log.warning("overlay compile failed (%s); compiling the whole policy", exc)
+                path = self.compile_now()
+            self.publish(path, False)
+        elif (
+            self._layered
+            and self._consolidation is None
+            and time.monotonic() - self._changed_at >= self.consolidate_after
+        ):
+            self._start_consolidation()
+
+    def _start_consolidation(self) -> None:
+        if self._consolidator is None:
+            self._consolidator = Compiler()
+        consolidator = self._consolidator
+        consolidator.start()  # here, not on the consolidation thread (see Compiler.start)
+
+        def run() -> None:
+            try:
+                out, size, seconds = self._compile(consolidator, "policy")
+                log.info(
+                    "policy version %d consolidated in %.2fs: %s", size, seconds, saved_size(out)
+                )
+                self._consolidated = (out, size)
+            except BaseException as exc:
+                self._consolidated = exc
+
+        self._consolidated = None
+        self._consolidation = threading.Thread(target=run, name="policy-consolidate", daemon=True)
+        self._consolidation.start()
+
+    def _collect_consolidation(self) -> None:
+        thread = self._consolidation
+        if thread is None or thread.is_alive():
+            return
+        self._consolidation = None
+        result, self._consolidated = self._consolidated, None
+        if not isinstance(result, tuple):
+            log.error("policy consolidation failed, keeping the overlay: %s", result)
+            self._changed_at = time.monotonic()  # try again after another quiet spell
+            return
+        out, size = result
+        self._base = (out, size)
+        if size == self.version:
+            self._published(out, size, None)
+            self.publish(out, True)
+            return
+        # Else the store moved on meanwhile: the overlay in force stays, the next change
+        # is compiled over this newer base, and the next quiet spell consolidates again.
+        self._made.append((out, None))
+        self._prune()
+
+    def wait_consolidated(self, timeout: float) -> bool:
+        """Wait until a running consolidation has finished (for tests and tools)."""
+        thread = self._consolidation
+        if thread is not None:
+            thread.join(timeout)
+        return self._consolidation is None or not self._consolidation.is_alive()
+
+    def _prune(self) -> None:
+        """Remove directories no longer needed: all but the last few published, their
+        bases and the current base."""
+        keep: set[Path] = set()
+        for path, base in self._made[-(KEEP_SNAPSHOTS + 1) :]:
+            keep.add(path)
+            if base is not None:
+                keep.add(base)
+        if self._base is not None:
+            keep.add(self._base[0])
+        for entry in list(self._made):
+            if entry[0] not in keep:
+                self._made.remove(entry)
+                self._remove(entry[0])
+
+    def start(self) -> None:
+        """Start polling in a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name="policy-source", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop polling and remove the snapshots this source compiled or reused, but for
+        the last whole base saved with its provenance: the next start may reuse it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        for compiler in (self._compiler, self._consolidator):
+            if compiler is not None:
+                compiler.close()
+        if self._consolidation is not None:
+            self._consolidation.join(5)
+        if self._store is not None:
+            self._store.engine.dispose()
+        from clearwall.ledger.state import PROVENANCE_FILE
+
+        keep = self._base[0] if self._base is not None else None
+        if keep is not None and not (keep / PROVENANCE_FILE).is_file():
+            keep = None
+        for path, _base in self._made:
+            if path == keep:
+                self._keep(path)
+            else:
+                self._remove(path)
+        self._made.clear()
+        with self._leases_lock:
+            left = list(self._leases)
+        for path in left:  # a consolidation that finished after it was waited for
+            self._remove(path)
+
+    def _run(self) -> None:
+        wait = self.interval
+        while not self._stop.wait(wait):
+            for compiler in (self._compiler, self._consolidator):
+                if compiler is not None and self._consolidation is None:
+                    compiler.expire()
+            try:
+                self.poll()
+                wait = self.interval
+            except Exception as exc:  # keep enforcing the last good policy
+                log.error("policy reload failed, keeping version %s: %s", self.version, exc)
+                # A failure that persists (the log cannot be published, say) is retried
+                # ever less often, not a compile and an error line every poll.
+                wait = min(max(wait * 2, 1.0), RETRY_MAX)
