@@ -41,6 +41,15 @@ class OrderState:
         return self.version is not None and self.ended is None
 
 
+@dataclass(slots=True)
+class RequestState:
+    """What the log says of one cross-border request: its filing and, once closed, the
+    decision (acceptance, refusal or withdrawal), each with its entry index."""
+
+    filed: tuple[int, entries.RequestFiled] | None = None
+    decided: tuple[int, entries.RequestDecided] | None = None
+
+
 class Finding(enum.Enum):
     """Why a stored order is not enforceable as the log stands (``LogState.check_order``)."""
 
@@ -90,6 +99,7 @@ class LogState:
         self.size = since
         self.orders: dict[int, OrderState] = {}
         self.jurisdictions: dict[str, tuple[int, Jurisdiction]] = {}
+        self.requests: dict[int, RequestState] = {}
 
     # -- folding ---------------------------------------------------------------------
 
@@ -107,6 +117,12 @@ class LogState:
                     state.ended = index
             case entries.JurisdictionSet():
                 self.jurisdictions[event.jurisdiction.code] = (index, event.jurisdiction)
+            case entries.RequestFiled():
+                self.requests.setdefault(event.request_id, RequestState()).filed = (index, event)
+            case entries.RequestDecided():
+                request = self.requests.setdefault(event.request_id, RequestState())
+                if request.decided is None:  # a request is closed once, for good
+                    request.decided = (index, event)
             case _:
                 pass  # appeals and unknown types change no order or jurisdiction
 
