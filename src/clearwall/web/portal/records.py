@@ -73,6 +73,7 @@ def order(request: Request, order_id: PathId) -> Response:
             "sample": sample,
             "history": order_history(ctx, order_id),
             "appeals": ctx.reader.appeals(order_id),
+            "answers": ctx.reader.requests(order_id=order_id),
             "revoked_reason": ctx.reader.order_revoked_reason(order_id),
             "inclusion_url": proof(f.order.log_index) if f.order.log_index is not None else "",
         },
