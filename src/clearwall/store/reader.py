@@ -107,6 +107,11 @@ class PolicyReader:
         """One cross-border request; NotFound if absent."""
         return self._read(repo.get_request, request_id)
 
+    def feed_exceptions(self, feed_id: int) -> list[tuple[int, str, int]]:
+        """The single-jurisdiction orders excepting names of an all-jurisdiction order for
+        their clients: (order id, jurisdiction, names), by order id."""
+        return self._read(repo.feed_exceptions, feed_id)
+
     def subscriptions(self, order_id: int | None = None) -> list[Subscription]:
         """Subscriptions by id, optionally of one order."""
         return self._read(repo.list_subscriptions, order_id)

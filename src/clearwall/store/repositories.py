@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, select
+from sqlalchemy import Connection, Row, Table, and_, func, select
 
 from clearwall.errors import NotFound
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
@@ -274,6 +274,41 @@ def list_requests(
     if order_id is not None:
         query = query.where(t.c.order_id == order_id)
     return [request_from_row(r) for r in conn.execute(query)]
+
+
+def feed_exceptions(conn: Connection, feed_id: int) -> list[tuple[int, str, int]]:
+    """The active orders of single jurisdictions that except names of an all-jurisdiction
+    order (``feed_id``) for their clients: (order id, jurisdiction, names excepted), by
+    order id. An exception is an allow rule for exactly a name the feed blocks (an
+    ``allow-subtree x`` for its ``subtree x``); driven from the allow rules, which are few,
+    through the rules' (order, kind, value) index, however large the feed."""
+    e, f, o, a = schema.rules.alias("e"), schema.rules.alias("f"), schema.orders, schema.authorities
+    blocked = (
+        select(f.c.id)
+        .where(
+            and_(
+                f.c.order_id == feed_id,
+                f.c.kind == func.substr(e.c.kind, len("allow-") + 1),
+                f.c.value == e.c.value,
+            )
+        )
+        .exists()
+    )
+    query = (
+        select(o.c.id, a.c.jurisdiction, func.count())
+        .select_from(e.join(o, o.c.id == e.c.order_id).join(a, a.c.id == o.c.authority_id))
+        .where(
+            and_(
+                e.c.kind.like("allow-%"),
+                o.c.status == OrderStatus.ACTIVE.value,
+                o.c.all_jurisdictions.is_(False),
+                blocked,
+            )
+        )
+        .group_by(o.c.id, a.c.jurisdiction)
+        .order_by(o.c.id)
+    )
+    return [(int(i), str(j), int(n)) for i, j, n in conn.execute(query)]
 
 
 def subscription_from_row(row: Row[Any]) -> Subscription:

@@ -361,11 +361,10 @@ class PolicyService:
         """Insert an order, its rules and its ``order-published`` entry inside the caller's
         logged write (the caller has checked who may publish it)."""
         o = schema.orders
-        if all_jurisdictions and authority.kind is not AuthorityKind.OPERATOR:
-            raise ScopeError(
-                f"only operator authorities may issue all-jurisdiction orders "
-                f"({authority.name!r} is a {authority.kind.value})"
-            )
+        if all_jurisdictions:
+            why = all_jurisdictions_refusal(authority, category)
+            if why:
+                raise ScopeError(why)
         clash = conn.execute(
             select(o.c.id).where(
                 and_(
@@ -963,6 +962,29 @@ class PolicyService:
             )
             if result.rowcount == 0:
                 raise NotFound(f"no subscription {subscription_id}")
+
+
+SECURITY_CATEGORIES = frozenset(
+    {Category.MALWARE, Category.PHISHING, Category.BOTNET, Category.SPAM}
+)
+"""The categories of a security feed: what a CERT may order for all jurisdictions."""
+
+
+def all_jurisdictions_refusal(authority: Authority, category: Category) -> str:
+    """Why ``authority`` may not issue an all-jurisdiction order of ``category`` ('' when
+    it may): the operator's own security team may, and a CERT may for a security feed
+    (malware, phishing, botnet, spam), which each jurisdiction can opt out of by an
+    exception order of its own. Courts and regulators never bind other jurisdictions."""
+    if authority.kind is AuthorityKind.OPERATOR:
+        return ""
+    if authority.kind is AuthorityKind.CERT and category in SECURITY_CATEGORIES:
+        return ""
+    allowed = ", ".join(sorted(c.value for c in SECURITY_CATEGORIES))
+    return (
+        f"only operator authorities, and CERTs for security categories ({allowed}), may "
+        f"issue all-jurisdiction orders ({authority.name!r} is a {authority.kind.value}, "
+        f"the category {category.value})"
+    )
 
 
 _ALLOW_OF = {
