@@ -3,13 +3,17 @@ the link from the accepting order, the statistics matrix, the log page and the f
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from xml.etree import ElementTree as ET
 
 import httpx
+import pytest
 
 from clearwall.model import RuleKind
 from clearwall.policy.model import RuleSpec
+from clearwall.store.records import CrossBorderRequest, RequestStatus
+from clearwall.web.portal.requests import took
 from web.seeding import Seeded
 
 NAMES = [RuleSpec(RuleKind.SUBTREE, "phish-bank.example")]
@@ -76,3 +80,17 @@ async def test_stats_show_the_matrix_and_log_and_feed_carry_requests(
     assert "AA asks BB to block 1 name(s): A-1" in titles
     links = [e.find("a:link", ns).get("href") for e in root.findall("a:entry", ns)]  # type: ignore[union-attr]
     assert f"http://portal.test/requests/{accepted}" in links
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(12, "12 s"), (150, "2 min"), (5400, "1.5 h"), (3 * 86400, "3.0 days")],
+)
+def test_time_to_decision_reads_as_a_person_says_it(seconds: int, shown: str) -> None:
+    filed = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    r = CrossBorderRequest(
+        1, 1, "aa", "bb", "block", "phishing", "b", "r", (), "0" * 64,
+        RequestStatus.REFUSED, "no", filed,
+        decided_at=filed + dt.timedelta(seconds=seconds),
+    )  # fmt: skip
+    assert took(r) == shown

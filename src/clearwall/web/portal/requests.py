@@ -50,9 +50,12 @@ def took(r: CrossBorderRequest) -> str:
     delta = r.time_to_decision
     if delta is None:
         return ""
-    hours = delta.total_seconds() / 3600
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        return f"{int(seconds)} s"
+    hours = seconds / 3600
     if hours < 1:
-        return f"{max(1, round(delta.total_seconds() / 60))} min"
+        return f"{round(seconds / 60)} min"
     return f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
 
 
