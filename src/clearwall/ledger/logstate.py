@@ -5,7 +5,8 @@ One fold for every reader: the gateway's loader (what to enforce), ``ledger veri
 jurisdiction), the portal's history and statistics. ``LogState`` takes entries in index
 order, parses them with ``entries.parse`` and keeps, per order, its latest version
 (published or amended) and whether an entry ended it (revoked or expired: for good), and
-per jurisdiction code its latest record. A fold may start at a later index (``since``):
+per jurisdiction code its latest record, and per cross-border request its filing and
+its decision (which change no order by themselves). A fold may start at a later index (``since``):
 it then says what the entries from there on changed.
 
 ``LogState.check_order`` is the one statement of when a stored order is enforceable:

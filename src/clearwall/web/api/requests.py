@@ -37,7 +37,8 @@ def list_requests(
     _: Principal = Depends(require_reader),
 ) -> list[RequestOut]:
     """Requests by id: those sent by or to ``jurisdiction``, optionally of one status."""
-    found = ctx.reader.requests(jurisdiction=jurisdiction)
+    code = jurisdiction.strip().lower() if jurisdiction else None
+    found = ctx.reader.requests(jurisdiction=code)
     return [RequestOut.of(r) for r in found if status is None or r.status is status]
 
 
