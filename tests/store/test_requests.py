@@ -11,14 +11,16 @@ import datetime as dt
 from typing import Any
 
 import pytest
+from sqlalchemy import delete, update
 
 from clearwall.errors import Conflict, ScopeError, StoreError
 from clearwall.ledger import entries
 from clearwall.ledger.logstate import fold
 from clearwall.model import Decision, RuleKind
 from clearwall.policy.model import RuleSpec
-from clearwall.store import PolicyService, Store
+from clearwall.store import PolicyService, Store, schema
 from clearwall.store.loader import build_snapshot
+from clearwall.store.logmatch import match_log
 from clearwall.store.reader import PolicyReader
 from clearwall.store.records import RequestStatus
 
@@ -206,3 +208,29 @@ def test_accepting_a_lift_request_is_an_exception_order(
     assert now[("xa", "c2.example")] is Decision.BLOCK
     assert now[("xb", "www.phish.example")] is Decision.BLOCK
     assert security.all_jurisdictions
+
+
+@pytest.mark.parametrize(
+    ("refused", "tamper", "problem"),
+    [
+        (False, update(schema.requests).values(status="refused"), "no decision is on the log"),
+        (False, update(schema.requests).values(legal_basis="Other Act"), "stored filing differs"),
+        (False, update(schema.requests).values(rules="exact x.example"), "stored filing differs"),
+        (True, update(schema.requests).values(status="open"), "stored decision differs"),
+        (True, update(schema.requests).values(decision="other"), "stored decision differs"),
+        (False, delete(schema.requests), "on the log (entry"),
+    ],
+    ids=["decided-behind", "basis-edited", "names-edited", "reopened", "reason-edited", "deleted"],
+)
+def test_ledger_verify_catches_a_request_edited_behind_the_logs_back(
+    service: PolicyService, store: Store, refused: bool, tamper: Any, problem: str
+) -> None:
+    request = file(service)
+    if refused:
+        service.refuse_request(request.id, REGULATOR_B, "lawful here")
+    state = fold((e.index, e.data) for e in store.log_entries())
+    assert match_log(store, state).problems == [] and match_log(store, state).requests == 1
+    with store.write() as conn:
+        conn.execute(tamper)
+    problems = match_log(store, state).problems
+    assert len(problems) == 1 and problem in problems[0], problems

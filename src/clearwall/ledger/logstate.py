@@ -80,11 +80,12 @@ class OrderCheck:
 @dataclass
 class PolicyMatch:
     """A store's policy records held against the log (``ledger verify``'s checks 4 and
-    5): the problems, and how many orders and jurisdictions matched."""
+    5): the problems, and how many orders, jurisdictions and requests matched."""
 
     problems: list[str] = field(default_factory=list)
     orders: int = 0
     jurisdictions: int = 0
+    requests: int = 0  # cross-border requests stored as their entries state them
 
 
 PolicyCheck = Callable[["LogState"], PolicyMatch]
