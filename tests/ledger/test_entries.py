@@ -143,6 +143,27 @@ EVENTS: st.SearchStrategy[Event] = st.one_of(
     ),
     st.builds(entries.AppealFiled, TIMES, IDS, IDS, TEXT, TEXT),
     st.builds(entries.AppealDecided, TIMES, IDS, IDS, TEXT, TEXT),
+    st.builds(
+        entries.RequestFiled,
+        TIMES,
+        IDS,
+        AUTHORITIES,
+        TEXT,
+        st.sampled_from(entries.RequestAsk),
+        st.sampled_from(Category),
+        TEXT,
+        TEXT,
+        RULE_SETS,
+    ),
+    st.builds(
+        entries.RequestDecided,
+        TIMES,
+        IDS,
+        AUTHORITIES,
+        st.sampled_from(entries.RequestOutcome),
+        TEXT,
+        st.none() | IDS,
+    ),
 )
 
 
@@ -165,6 +186,9 @@ def test_the_family_of_an_entry_is_the_family_of_its_event(event: Event) -> None
         entries.JurisdictionSet: entries.Family.JURISDICTION,
         entries.AppealFiled: entries.Family.APPEAL,
         entries.AppealDecided: entries.Family.APPEAL,
+        # requests change no order: decoded only by those who read them
+        entries.RequestFiled: entries.Family.OTHER,
+        entries.RequestDecided: entries.Family.OTHER,
     }[type(event)]
     data = entries.encode(event)
     assert entries.family(data) is expected

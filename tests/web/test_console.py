@@ -32,6 +32,7 @@ PAGES = (
     "/console/orders",
     "/console/orders/new",
     "/console/appeals",
+    "/console/requests",
     "/console/subscriptions",
     "/console/jurisdictions",
     "/console/authorities",
@@ -163,6 +164,7 @@ async def test_signed_out_visitors_go_to_the_sign_in_form(
         ("/console/sign-in", {"token": "x"}),
         ("/console/orders/1/revoke", {"reason": "x"}),
         ("/console/appeals/1/decide", {"outcome": "upheld", "explanation": "x"}),
+        ("/console/requests/1/refuse", {"authority": "2", "reason": "x"}),
         ("/console/tokens", {"role": "operator"}),
     ],
 )

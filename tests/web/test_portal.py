@@ -32,6 +32,8 @@ PAGES = [
     "/log",
     "/appeals",
     "/api",
+    "/requests",
+    "/jurisdictions/aa/requests",
 ]
 
 

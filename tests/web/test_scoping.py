@@ -11,6 +11,8 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from clearwall.model import RuleKind
+from clearwall.policy.model import RuleSpec
 from clearwall.store import schema
 from web.seeding import Seeded, bearer
 
@@ -98,6 +100,44 @@ CASES: dict[str, Case] = {
         f"/api/v1/appeals/{x['appeal']}/decide",
         {"outcome": "upheld", "explanation": "e"},
     ),
+    # Cross-border requests: aa may ask bb, never decide for bb nor ask in bb's name.
+    "file request as bb": lambda s, x: (
+        "POST",
+        "/api/v1/requests",
+        {
+            "authority": s.authority_b,
+            "to": "aa",
+            "category": "phishing",
+            "legal_basis": "b",
+            "reference": "X-3",
+            "names": "evil.example\n",
+        },
+    ),
+    "accept request to bb": lambda s, x: (
+        "POST",
+        f"/api/v1/requests/{x['request_to_b']}/accept",
+        {"authority": s.authority_a, "legal_basis": "b", "reference": "X-4"},
+    ),
+    "accept request to bb for bb": lambda s, x: (
+        "POST",
+        f"/api/v1/requests/{x['request_to_b']}/accept",
+        {"authority": s.authority_b, "legal_basis": "b", "reference": "X-4"},
+    ),
+    "refuse request to bb": lambda s, x: (
+        "POST",
+        f"/api/v1/requests/{x['request_to_b']}/refuse",
+        {"reason": "r"},
+    ),
+    "refuse request to bb for bb": lambda s, x: (
+        "POST",
+        f"/api/v1/requests/{x['request_to_b']}/refuse",
+        {"authority": s.authority_b, "reason": "r"},
+    ),
+    "withdraw request of bb": lambda s, x: (
+        "POST",
+        f"/api/v1/requests/{x['request_from_b']}/withdraw",
+        {"reason": "r"},
+    ),
 }
 
 # Which route template each case exercises, so that a new write endpoint without a case
@@ -111,6 +151,10 @@ COVERS = {
     "subscribe bb order": "/api/v1/subscriptions",
     "refresh bb subscription": "/api/v1/subscriptions/{subscription_id}/refresh",
     "decide bb appeal": "/api/v1/appeals/{appeal_id}/decide",
+    "file request as bb": "/api/v1/requests",
+    "accept request to bb": "/api/v1/requests/{request_id}/accept",
+    "refuse request to bb": "/api/v1/requests/{request_id}/refuse",
+    "withdraw request of bb": "/api/v1/requests/{request_id}/withdraw",
 }
 
 
@@ -127,10 +171,23 @@ def fingerprint(seeded: Seeded) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def extras(seeded: Seeded) -> dict[str, int]:
-    """Records on jurisdiction bb that some cases need: a subscription and an appeal."""
+    """Records on jurisdiction bb that some cases need: a subscription, an appeal, and a
+    request each way between aa and bb."""
     sub = seeded.service.add_subscription(seeded.order_b, "https://lists.example/b.txt")
     appeal = seeded.service.file_appeal(seeded.order_b, "blocked-b.example", "me@x.example", "why")
-    return {"subscription": sub.id, "appeal": appeal.id}
+    names = [RuleSpec(RuleKind.SUBTREE, "phish.example")]
+    to_b = seeded.service.file_request(
+        seeded.authority_a, "bb", "block", "phishing", "Act A", "A-R-1", names
+    )
+    from_b = seeded.service.file_request(
+        seeded.authority_b, "aa", "block", "phishing", "Act B", "B-R-1", names
+    )
+    return {
+        "subscription": sub.id,
+        "appeal": appeal.id,
+        "request_to_b": to_b.id,
+        "request_from_b": from_b.id,
+    }
 
 
 def denied_count(app: FastAPI) -> float:
@@ -168,7 +225,13 @@ async def test_the_same_writes_work_inside_the_own_jurisdiction(
     """The control: authority bb may do to bb what aa may not (so the 403s are scope)."""
     more = extras(seeded)
     h = bearer(seeded.tokens["auth_b"])
-    for case in ("amend bb order", "decide bb appeal", "subscribe bb order", "revoke bb order"):
+    for case in (
+        "amend bb order",
+        "decide bb appeal",
+        "subscribe bb order",
+        "revoke bb order",
+        "accept request to bb for bb",
+    ):
         method, path, body = CASES[case](seeded, more)
         r = await client.request(method, path, json=body, headers=h)
         assert r.status_code in (200, 201), (case, r.text)

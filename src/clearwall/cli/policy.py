@@ -349,7 +349,8 @@ def orders_add(
     all_jurisdictions: Annotated[
         bool,
         typer.Option(
-            "--all-jurisdictions", help="Operator security orders only: apply everywhere."
+            "--all-jurisdictions",
+            help="Apply everywhere: operator security orders, and CERT security feeds.",
         ),
     ] = False,
     db: DbOption = None,
@@ -364,11 +365,12 @@ def orders_add(
         # Fail fast on what can be checked before parsing a large file (the service
         # checks all of it again inside the transaction).
         issuer = PolicyReader(service.store).authority(authority)
-        if all_jurisdictions and issuer.kind is not AuthorityKind.OPERATOR:
-            fail(
-                f"only operator authorities may issue all-jurisdiction orders ({issuer.name!r}"
-                f" is a {issuer.kind.value})"
-            )
+        if all_jurisdictions:
+            from clearwall.store.service import all_jurisdictions_refusal
+
+            why = all_jurisdictions_refusal(issuer, Category(category))
+            if why:
+                fail(why)
         check_dates(issued, effective_from, expires)
         specs = _parse_rules(rules, format)
         with count_progress("writing rules") as progress:

@@ -11,7 +11,8 @@ Checks, each problem naming the entry index or order id:
    metadata equal what its latest entry committed (a rule added behind the log's back);
 5. every jurisdiction in the store is on the log and its name and networks equal what
    its latest entry committed (a network moved behind the log's back), and every
-   jurisdiction on the log is in the store;
+   jurisdiction on the log is in the store, and every cross-border request in the store
+   (filing, names, decision) is as its entries state it and every logged one is stored;
 6. every published rule file hashes to the digest in its name;
 7. the public log is not behind the store: a signed, published checkpoint covers every
    committed entry, and each order version it covers has its rule file. A tail that no

@@ -241,6 +241,63 @@ class AppealDecided:
     explanation: str
 
 
+class RequestAsk(enum.StrEnum):
+    """What a cross-border request asks of the jurisdiction it is sent to."""
+
+    BLOCK = "block"  # block the names for the receiving jurisdiction's clients
+    LIFT = "lift"  # lift a block of the names there (accepted: an exception order)
+
+
+class RequestOutcome(enum.StrEnum):
+    """How a cross-border request was closed."""
+
+    ACCEPTED = "accepted"  # the receiving jurisdiction made an order of its own
+    REFUSED = "refused"  # the receiving jurisdiction said no, with a reason
+    WITHDRAWN = "withdrawn"  # the requesting authority took it back
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFiled:
+    """A request by an authority of one jurisdiction (``authority``) to another
+    (``to``): what it asks, on which legal basis of its own, and the names (their rule
+    set). It changes no policy: only an order of the receiving jurisdiction can."""
+
+    TYPE: ClassVar[str] = "request-filed"
+    time: dt.datetime
+    request_id: int
+    authority: Authority  # the requesting authority; its jurisdiction is the sender
+    to: str  # the receiving jurisdiction's code
+    ask: RequestAsk
+    category: Category
+    legal_basis: str  # in the sender's law
+    reference: str
+    rules: RuleSet
+
+    @property
+    def order_id(self) -> None:
+        """No order: a request is not one."""
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDecided:
+    """A request closed: accepted (``order`` is the receiving jurisdiction's own order
+    that answers it), refused, or withdrawn, by ``authority``, with a reason."""
+
+    TYPE: ClassVar[str] = "request-decided"
+    time: dt.datetime
+    request_id: int
+    authority: Authority  # the deciding (or withdrawing) authority
+    outcome: RequestOutcome
+    reason: str
+    order: int | None  # the order an acceptance created; None otherwise
+
+    @property
+    def order_id(self) -> int | None:
+        """The order an acceptance created (None for a refusal or withdrawal)."""
+        return self.order
+
+
 @dataclass(frozen=True, slots=True)
 class UnknownEntry:
     """A well-formed entry of a type this version does not know (a newer writer's): it is
@@ -266,6 +323,8 @@ Event: TypeAlias = (
     | JurisdictionSet
     | AppealFiled
     | AppealDecided
+    | RequestFiled
+    | RequestDecided
     | UnknownEntry
 )
 EVENT_TYPES: tuple[type[Event], ...] = (
@@ -276,6 +335,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     JurisdictionSet,
     AppealFiled,
     AppealDecided,
+    RequestFiled,
+    RequestDecided,
 )
 
 
@@ -286,16 +347,20 @@ def _when(value: dt.date | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def _authority_json(a: Authority) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "name": a.name,
+        "kind": a.kind.value,
+        "jurisdiction": a.jurisdiction,
+        "contacts": list(a.contacts),
+    }
+
+
 def _order_json(order: Order, a: Authority) -> dict[str, Any]:
     return {
         "id": order.id,
-        "authority": {
-            "id": a.id,
-            "name": a.name,
-            "kind": a.kind.value,
-            "jurisdiction": a.jurisdiction,
-            "contacts": list(a.contacts),
-        },
+        "authority": _authority_json(a),
         "title": order.title,
         "legal_basis": order.legal_basis,
         "reference": order.reference,
@@ -356,6 +421,27 @@ def to_json(event: Event) -> dict[str, Any]:
                 "order": event.order_id,
                 "outcome": event.outcome,
                 "explanation": event.explanation,
+            }
+        case RequestFiled():
+            body = {
+                "request": {
+                    "id": event.request_id,
+                    "authority": _authority_json(event.authority),
+                    "to": event.to,
+                    "ask": event.ask.value,
+                    "category": event.category.value,
+                    "legal_basis": event.legal_basis,
+                    "reference": event.reference,
+                },
+                "rules": {"count": event.rules.count, "digest": event.rules.digest},
+            }
+        case RequestDecided():
+            body = {
+                "request": event.request_id,
+                "authority": _authority_json(event.authority),
+                "outcome": event.outcome.value,
+                "reason": event.reason,
+                "resulting_order": event.order,
             }
         case UnknownEntry():
             raise EntryError(f"an entry of unknown type {event.type!r} cannot be written")
@@ -461,15 +547,18 @@ _ORDER_KEYS = (
 )
 
 
-def _order(o: _Object) -> tuple[Order, Authority]:
-    a = o.object("authority", _AUTHORITY_KEYS)
-    authority = Authority(
+def _authority(a: _Object) -> Authority:
+    return Authority(
         a.integer("id"),
         a.text("name"),
         a.enum("kind", AuthorityKind),
         a.text("jurisdiction"),
         a.strings("contacts"),
     )
+
+
+def _order(o: _Object) -> tuple[Order, Authority]:
+    authority = _authority(o.object("authority", _AUTHORITY_KEYS))
     order = Order(
         id=o.integer("id"),
         authority_id=authority.id,
@@ -551,6 +640,38 @@ def _event(kind: str, value: dict[str, Any]) -> Event:
             e.integer("order"),
             e.text("outcome"),
             e.text("explanation"),
+        )
+    if kind == RequestFiled.TYPE:
+        e = _Object(value, "entry", (*_BASE, "request", "rules"))
+        r = e.object(
+            "request",
+            ("id", "authority", "to", "ask", "category", "legal_basis", "reference"),
+        )
+        return RequestFiled(
+            e.time("time"),
+            r.integer("id"),
+            _authority(r.object("authority", _AUTHORITY_KEYS)),
+            r.text("to"),
+            r.enum("ask", RequestAsk),
+            r.enum("category", Category),
+            r.text("legal_basis"),
+            r.text("reference"),
+            _rule_set(e.object("rules", ("count", "digest"))),
+        )
+    if kind == RequestDecided.TYPE:
+        e = _Object(
+            value,
+            "entry",
+            (*_BASE, "request", "authority", "outcome", "reason", "resulting_order"),
+        )
+        resulting = None if e.value["resulting_order"] is None else e.integer("resulting_order")
+        return RequestDecided(
+            e.time("time"),
+            e.integer("request"),
+            _authority(e.object("authority", _AUTHORITY_KEYS)),
+            e.enum("outcome", RequestOutcome),
+            e.text("reason"),
+            resulting,
         )
     return UnknownEntry(kind)
 

@@ -5,7 +5,8 @@ One fold for every reader: the gateway's loader (what to enforce), ``ledger veri
 jurisdiction), the portal's history and statistics. ``LogState`` takes entries in index
 order, parses them with ``entries.parse`` and keeps, per order, its latest version
 (published or amended) and whether an entry ended it (revoked or expired: for good), and
-per jurisdiction code its latest record. A fold may start at a later index (``since``):
+per jurisdiction code its latest record, and per cross-border request its filing and
+its decision (which change no order by themselves). A fold may start at a later index (``since``):
 it then says what the entries from there on changed.
 
 ``LogState.check_order`` is the one statement of when a stored order is enforceable:
@@ -41,6 +42,15 @@ class OrderState:
         return self.version is not None and self.ended is None
 
 
+@dataclass(slots=True)
+class RequestState:
+    """What the log says of one cross-border request: its filing and, once closed, the
+    decision (acceptance, refusal or withdrawal), each with its entry index."""
+
+    filed: tuple[int, entries.RequestFiled] | None = None
+    decided: tuple[int, entries.RequestDecided] | None = None
+
+
 class Finding(enum.Enum):
     """Why a stored order is not enforceable as the log stands (``LogState.check_order``)."""
 
@@ -70,11 +80,12 @@ class OrderCheck:
 @dataclass
 class PolicyMatch:
     """A store's policy records held against the log (``ledger verify``'s checks 4 and
-    5): the problems, and how many orders and jurisdictions matched."""
+    5): the problems, and how many orders, jurisdictions and requests matched."""
 
     problems: list[str] = field(default_factory=list)
     orders: int = 0
     jurisdictions: int = 0
+    requests: int = 0  # cross-border requests stored as their entries state them
 
 
 PolicyCheck = Callable[["LogState"], PolicyMatch]
@@ -90,6 +101,7 @@ class LogState:
         self.size = since
         self.orders: dict[int, OrderState] = {}
         self.jurisdictions: dict[str, tuple[int, Jurisdiction]] = {}
+        self.requests: dict[int, RequestState] = {}
 
     # -- folding ---------------------------------------------------------------------
 
@@ -107,6 +119,12 @@ class LogState:
                     state.ended = index
             case entries.JurisdictionSet():
                 self.jurisdictions[event.jurisdiction.code] = (index, event.jurisdiction)
+            case entries.RequestFiled():
+                self.requests.setdefault(event.request_id, RequestState()).filed = (index, event)
+            case entries.RequestDecided():
+                request = self.requests.setdefault(event.request_id, RequestState())
+                if request.decided is None:  # a request is closed once, for good
+                    request.decided = (index, event)
             case _:
                 pass  # appeals and unknown types change no order or jurisdiction
 

@@ -1,11 +1,13 @@
-"""The store held against its log: every order and jurisdiction it holds, as the log states them.
+"""The store held against its log: every order, jurisdiction and request it holds, as the log
+states them.
 
 ``ledger verify`` folds the whole log (``ledger.logstate``) and asks the store, through
 ``match_log``, whether what it holds is what the log commits: every order on the log,
 each active one stored exactly as its latest version (metadata and rule digest, the
 same test the loader applies before it enforces an order), no rules of an order that
 does not exist, every jurisdiction on the log as its latest entry states it and every
-logged one still stored.
+logged one still stored, and every cross-border request (its filing, its names, its
+decision) as its entries state it.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ from sqlalchemy import select
 
 from clearwall.ledger.entries import RuleSet
 from clearwall.ledger.logstate import Finding, LogState, PolicyCheck, PolicyMatch
+from clearwall.ledger.merkle import merkle_root
 from clearwall.model import OrderStatus
 from clearwall.policy.model import Authority, Order
 from clearwall.store import repositories as repo
 from clearwall.store import schema
 from clearwall.store.db import Store
+from clearwall.store.records import RequestStatus
 
 
 def match_log(store: Store, state: LogState) -> PolicyMatch:
@@ -29,6 +33,7 @@ def match_log(store: Store, state: LogState) -> PolicyMatch:
     match = PolicyMatch()
     with store.read() as conn:
         _match_orders(conn, state, match)
+        _match_requests(conn, state, match)
         stored = repo.list_jurisdictions(conn)
     for jurisdiction in stored:
         finding, index = state.check_jurisdiction(jurisdiction)
@@ -107,3 +112,53 @@ def _order_problem(
             )
         case _:
             return str(check.finding.value)
+
+
+def _match_requests(conn: Any, state: LogState, match: PolicyMatch) -> None:
+    """Each stored request as its ``request-filed`` and ``request-decided`` entries state
+    it (the portal shows the rows: an edit behind the log's back is a problem), and every
+    logged request still stored."""
+    stored = repo.list_requests(conn)
+    for r in stored:
+        logged = state.requests.get(r.id)
+        if logged is None or logged.filed is None:
+            match.problems.append(f"request {r.id}: not on the log")
+            continue
+        index, filed = logged.filed
+        lines = sorted(line.encode("ascii") for line in r.rules)
+        as_stored = (
+            r.authority_id, r.from_jurisdiction, r.to_jurisdiction, r.ask, r.category,
+            r.legal_basis, r.reference, r.rules_digest, len(lines),
+        )  # fmt: skip
+        as_logged = (
+            filed.authority.id, filed.authority.jurisdiction, filed.to, filed.ask.value,
+            filed.category.value, filed.legal_basis, filed.reference, filed.rules.digest,
+            filed.rules.count,
+        )  # fmt: skip
+        if as_stored != as_logged or merkle_root(lines).hex() != filed.rules.digest:
+            match.problems.append(f"request {r.id}: stored filing differs from log entry {index}")
+            continue
+        decided = logged.decided
+        if decided is None:
+            if r.status is not RequestStatus.OPEN:
+                match.problems.append(
+                    f"request {r.id}: stored as {r.status.value} but no decision is on the log"
+                )
+                continue
+        else:
+            d_index, d = decided
+            if (r.status.value, r.order_id, r.decision, r.decided_by) != (
+                d.outcome.value,
+                d.order,
+                d.reason,
+                d.authority.id,
+            ):
+                match.problems.append(
+                    f"request {r.id}: stored decision differs from log entry {d_index}"
+                )
+                continue
+        match.requests += 1
+    for rid in sorted(set(state.requests) - {r.id for r in stored}):
+        filed_at = state.requests[rid].filed
+        where = f" (entry {filed_at[0]})" if filed_at else ""
+        match.problems.append(f"request {rid}: on the log{where} but not in the store")

@@ -18,7 +18,7 @@ from clearwall.policy.model import Authority, CompiledOrder, Jurisdiction, Order
 from clearwall.store import repositories as repo
 from clearwall.store import schema
 from clearwall.store.db import Store
-from clearwall.store.records import Appeal, Subscription
+from clearwall.store.records import Appeal, CrossBorderRequest, Subscription
 
 T = TypeVar("T")
 
@@ -94,6 +94,23 @@ class PolicyReader:
     def appeal(self, appeal_id: int) -> Appeal:
         """One appeal; NotFound if absent."""
         return self._read(repo.get_appeal, appeal_id)
+
+    def requests(
+        self, *, jurisdiction: str | None = None, order_id: int | None = None
+    ) -> list[CrossBorderRequest]:
+        """Cross-border requests by id: sent by or to a jurisdiction, or answered by an
+        order."""
+        with self.store.read() as conn:
+            return repo.list_requests(conn, jurisdiction=jurisdiction, order_id=order_id)
+
+    def request(self, request_id: int) -> CrossBorderRequest:
+        """One cross-border request; NotFound if absent."""
+        return self._read(repo.get_request, request_id)
+
+    def feed_exceptions(self, feed_id: int) -> list[tuple[int, str, int]]:
+        """The single-jurisdiction orders excepting names of an all-jurisdiction order for
+        their clients: (order id, jurisdiction, names), by order id."""
+        return self._read(repo.feed_exceptions, feed_id)
 
     def subscriptions(self, order_id: int | None = None) -> list[Subscription]:
         """Subscriptions by id, optionally of one order."""

@@ -1,4 +1,5 @@
-"""Immutable values the store returns beyond the policy model: appeals, subscriptions, tokens."""
+"""Immutable values the store returns beyond the policy model: appeals, requests, subscriptions,
+tokens."""
 
 from __future__ import annotations
 
@@ -68,3 +69,45 @@ class ApiToken:
     def active(self) -> bool:
         """True until the token is revoked."""
         return self.revoked_at is None
+
+
+class RequestStatus(enum.StrEnum):
+    """Where a cross-border request stands: open until decided or withdrawn."""
+
+    OPEN = "open"
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+    WITHDRAWN = "withdrawn"
+
+
+@dataclass(frozen=True, slots=True)
+class CrossBorderRequest:
+    """A request by an authority of ``from_jurisdiction`` to ``to_jurisdiction`` to block
+    (or lift a block of) ``rules``; everything in it is public. ``order_id`` is the
+    receiving jurisdiction's own order when it was accepted."""
+
+    id: int
+    authority_id: int
+    from_jurisdiction: str
+    to_jurisdiction: str
+    ask: str  # block | lift (ledger.entries.RequestAsk)
+    category: str
+    legal_basis: str
+    reference: str
+    rules: tuple[str, ...]  # canonical rule lines, sorted
+    rules_digest: str
+    status: RequestStatus
+    decision: str
+    filed_at: dt.datetime
+    decided_by: int | None = None
+    order_id: int | None = None
+    decided_at: dt.datetime | None = None
+    filed_log_index: int | None = None
+    decided_log_index: int | None = None
+
+    @property
+    def time_to_decision(self) -> dt.timedelta | None:
+        """How long the receiving side took to decide (None while open or withdrawn)."""
+        if self.decided_at is None or self.status is RequestStatus.WITHDRAWN:
+            return None
+        return self.decided_at - self.filed_at

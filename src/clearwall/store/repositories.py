@@ -7,7 +7,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, select
+from sqlalchemy import Connection, Row, Table, and_, func, select
 
 from clearwall.errors import NotFound
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus, RuleKind
@@ -20,7 +20,15 @@ from clearwall.policy.model import (
     RuleSpec,
 )
 from clearwall.store import schema
-from clearwall.store.records import ApiToken, Appeal, AppealStatus, Subscription, TokenRole
+from clearwall.store.records import (
+    ApiToken,
+    Appeal,
+    AppealStatus,
+    CrossBorderRequest,
+    RequestStatus,
+    Subscription,
+    TokenRole,
+)
 
 RULE_FETCH_BATCH = 50_000
 
@@ -218,6 +226,89 @@ def list_appeals(conn: Connection, order_id: int | None = None) -> list[Appeal]:
     if order_id is not None:
         query = query.where(t.c.order_id == order_id)
     return [appeal_from_row(r) for r in conn.execute(query)]
+
+
+def request_from_row(row: Row[Any]) -> CrossBorderRequest:
+    """Map a ``requests`` row to a CrossBorderRequest value."""
+    return CrossBorderRequest(
+        id=int(row.id),
+        authority_id=int(row.authority_id),
+        from_jurisdiction=row.from_jurisdiction,
+        to_jurisdiction=row.to_jurisdiction,
+        ask=row.ask,
+        category=row.category,
+        legal_basis=row.legal_basis,
+        reference=row.reference,
+        rules=tuple(line for line in row.rules.split("\n") if line),
+        rules_digest=row.rules_digest,
+        status=RequestStatus(row.status),
+        decision=row.decision or "",
+        filed_at=row.filed_at,
+        decided_by=None if row.decided_by is None else int(row.decided_by),
+        order_id=None if row.order_id is None else int(row.order_id),
+        decided_at=row.decided_at,
+        filed_log_index=None if row.filed_log_index is None else int(row.filed_log_index),
+        decided_log_index=None if row.decided_log_index is None else int(row.decided_log_index),
+    )
+
+
+def get_request(conn: Connection, request_id: int) -> CrossBorderRequest:
+    """The request ``request_id``; NotFound when it does not exist."""
+    return request_from_row(_row_by_id(conn, schema.requests, request_id, "request"))
+
+
+def list_requests(
+    conn: Connection,
+    *,
+    jurisdiction: str | None = None,
+    order_id: int | None = None,
+) -> list[CrossBorderRequest]:
+    """Requests ordered by id: those sent by or to ``jurisdiction``, or the one an
+    order answers (``order_id``)."""
+    t = schema.requests
+    query = select(t).order_by(t.c.id)
+    if jurisdiction is not None:
+        query = query.where(
+            (t.c.from_jurisdiction == jurisdiction) | (t.c.to_jurisdiction == jurisdiction)
+        )
+    if order_id is not None:
+        query = query.where(t.c.order_id == order_id)
+    return [request_from_row(r) for r in conn.execute(query)]
+
+
+def feed_exceptions(conn: Connection, feed_id: int) -> list[tuple[int, str, int]]:
+    """The active orders of single jurisdictions that except names of an all-jurisdiction
+    order (``feed_id``) for their clients: (order id, jurisdiction, names excepted), by
+    order id. An exception is an allow rule for exactly a name the feed blocks (an
+    ``allow-subtree x`` for its ``subtree x``); driven from the allow rules, which are few,
+    through the rules' (order, kind, value) index, however large the feed."""
+    e, f, o, a = schema.rules.alias("e"), schema.rules.alias("f"), schema.orders, schema.authorities
+    blocked = (
+        select(f.c.id)
+        .where(
+            and_(
+                f.c.order_id == feed_id,
+                f.c.kind == func.substr(e.c.kind, len("allow-") + 1),
+                f.c.value == e.c.value,
+            )
+        )
+        .exists()
+    )
+    query = (
+        select(o.c.id, a.c.jurisdiction, func.count())
+        .select_from(e.join(o, o.c.id == e.c.order_id).join(a, a.c.id == o.c.authority_id))
+        .where(
+            and_(
+                e.c.kind.like("allow-%"),
+                o.c.status == OrderStatus.ACTIVE.value,
+                o.c.all_jurisdictions.is_(False),
+                blocked,
+            )
+        )
+        .group_by(o.c.id, a.c.jurisdiction)
+        .order_by(o.c.id)
+    )
+    return [(int(i), str(j), int(n)) for i, j, n in conn.execute(query)]
 
 
 def subscription_from_row(row: Row[Any]) -> Subscription:

@@ -200,3 +200,30 @@ subscriptions = Table(
     Column("last_refresh", UTCDateTime, nullable=True),
     Column("last_status", Text, nullable=False, default=""),
 )
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("authority_id", Integer, ForeignKey("authorities.id"), nullable=False),
+    Column("from_jurisdiction", String(32), nullable=False),  # the requesting authority's
+    Column("to_jurisdiction", String(32), ForeignKey("jurisdictions.code"), nullable=False),
+    Column("ask", String(16), nullable=False),  # block | lift
+    Column("category", String(32), nullable=False),
+    Column("legal_basis", Text, nullable=False),  # in the sender's law
+    Column("reference", String(300), nullable=False),
+    Column("rules", Text, nullable=False),  # the canonical rule lines, one a line, sorted
+    Column("rule_count", Integer, nullable=False),
+    Column("rules_digest", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # open | accepted | refused | withdrawn
+    Column("decision", Text, nullable=False, default=""),  # the reason given on closing
+    Column("decided_by", Integer, ForeignKey("authorities.id"), nullable=True),
+    Column("order_id", Integer, ForeignKey("orders.id"), nullable=True),  # accepted: Y's order
+    Column("filed_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("filed_log_index", BigInteger, nullable=True),
+    Column("decided_log_index", BigInteger, nullable=True),
+    Index("ix_requests_to_jurisdiction", "to_jurisdiction"),
+    Index("ix_requests_from_jurisdiction", "from_jurisdiction"),
+    Index("ix_requests_order_id", "order_id"),
+)

@@ -28,7 +28,13 @@ from clearwall.policy.names import normalize_name
 from clearwall.store import repositories as repo
 from clearwall.store import schema
 from clearwall.store.db import Store, utcnow
-from clearwall.store.records import Appeal, AppealStatus, Subscription
+from clearwall.store.records import (
+    Appeal,
+    AppealStatus,
+    CrossBorderRequest,
+    RequestStatus,
+    Subscription,
+)
 from clearwall.store.validate import (
     CONTACT_SCHEMES,
     as_date,
@@ -308,61 +314,101 @@ class PolicyService:
         rule_list = unique_rules(rules)
         # The digest is pure CPU: computed before the write lock is taken.
         rule_set = entries.RuleSet.of(rule_list)
-        o = schema.orders
         with self._logged_write() as conn:
             authority = repo.get_authority(conn, authority_id)
             self._check_scope(authority, actor_jurisdiction, "publish orders for")
-            if all_jurisdictions and authority.kind is not AuthorityKind.OPERATOR:
-                raise ScopeError(
-                    f"only operator authorities may issue all-jurisdiction orders "
-                    f"({authority.name!r} is a {authority.kind.value})"
-                )
-            clash = conn.execute(
-                select(o.c.id).where(
-                    and_(
-                        o.c.authority_id == authority.id,
-                        o.c.reference == reference.strip(),
-                        o.c.status == OrderStatus.ACTIVE.value,
-                    )
-                )
-            ).first()
-            if clash is not None:
-                raise Conflict(
-                    f"authority {authority.id} already has active order {clash.id} with "
-                    f"reference {reference.strip()!r} (amend it instead)"
-                )
-            result = conn.execute(
-                o.insert().values(
-                    authority_id=authority.id,
-                    title=title.strip(),
-                    legal_basis=legal_basis.strip(),
-                    reference=reference.strip(),
-                    category=category_value.value,
-                    action=action_value.value,
-                    issued=issued_date,
-                    effective_from=start,
-                    expires=end,
-                    document_url=document_url.strip(),
-                    status=OrderStatus.ACTIVE.value,
-                    all_jurisdictions=all_jurisdictions,
-                    created_at=now,
-                    log_index=None,
-                    rules_digest=rule_set.digest,
-                    rule_count=rule_set.count,
-                    revoked_reason=None,
-                )
+            order = self._publish_order(
+                conn,
+                authority,
+                title=title,
+                legal_basis=legal_basis,
+                reference=reference,
+                category=category_value,
+                action=action_value,
+                rules=rule_list,
+                rule_set=rule_set,
+                issued=issued_date,
+                start=start,
+                end=end,
+                document_url=document_url,
+                all_jurisdictions=all_jurisdictions,
+                now=now,
+                progress=progress,
             )
-            pk = result.inserted_primary_key
-            assert pk is not None
-            order_id = int(pk[0])
-            self._insert_rules(conn, order_id, rule_list, progress)
-            order = repo.get_order(conn, order_id)
-            data = entries.encode(entries.OrderPublished(now, order, authority, rule_set))
-            index = append_entry(conn, data, now)
-            conn.execute(update(o).where(o.c.id == order_id).values(log_index=index))
-            order = repo.get_order(conn, order_id)
         self._committed()
         return order
+
+    def _publish_order(
+        self,
+        conn: Connection,
+        authority: Authority,
+        *,
+        title: str,
+        legal_basis: str,
+        reference: str,
+        category: Category,
+        action: Action,
+        rules: Sequence[RuleSpec],
+        rule_set: entries.RuleSet,
+        issued: dt.date,
+        start: dt.datetime,
+        end: dt.datetime | None,
+        document_url: str,
+        all_jurisdictions: bool,
+        now: dt.datetime,
+        progress: ProgressCallback | None,
+    ) -> Order:
+        """Insert an order, its rules and its ``order-published`` entry inside the caller's
+        logged write (the caller has checked who may publish it)."""
+        o = schema.orders
+        if all_jurisdictions:
+            why = all_jurisdictions_refusal(authority, category)
+            if why:
+                raise ScopeError(why)
+        clash = conn.execute(
+            select(o.c.id).where(
+                and_(
+                    o.c.authority_id == authority.id,
+                    o.c.reference == reference.strip(),
+                    o.c.status == OrderStatus.ACTIVE.value,
+                )
+            )
+        ).first()
+        if clash is not None:
+            raise Conflict(
+                f"authority {authority.id} already has active order {clash.id} with "
+                f"reference {reference.strip()!r} (amend it instead)"
+            )
+        result = conn.execute(
+            o.insert().values(
+                authority_id=authority.id,
+                title=title.strip(),
+                legal_basis=legal_basis.strip(),
+                reference=reference.strip(),
+                category=category.value,
+                action=action.value,
+                issued=issued,
+                effective_from=start,
+                expires=end,
+                document_url=document_url.strip(),
+                status=OrderStatus.ACTIVE.value,
+                all_jurisdictions=all_jurisdictions,
+                created_at=now,
+                log_index=None,
+                rules_digest=rule_set.digest,
+                rule_count=rule_set.count,
+                revoked_reason=None,
+            )
+        )
+        pk = result.inserted_primary_key
+        assert pk is not None
+        order_id = int(pk[0])
+        self._insert_rules(conn, order_id, rules, progress)
+        order = repo.get_order(conn, order_id)
+        data = entries.encode(entries.OrderPublished(now, order, authority, rule_set))
+        index = append_entry(conn, data, now)
+        conn.execute(update(o).where(o.c.id == order_id).values(log_index=index))
+        return repo.get_order(conn, order_id)
 
     @staticmethod
     def _insert_rules(
@@ -622,6 +668,254 @@ class PolicyService:
         self._committed()
         return appeal
 
+    # -- cross-border requests ---------------------------------------------------------
+
+    def file_request(
+        self,
+        authority_id: int,
+        to_jurisdiction: str,
+        ask: entries.RequestAsk | str,
+        category: Category | str,
+        legal_basis: str,
+        reference: str,
+        rules: Iterable[RuleSpec],
+        actor_jurisdiction: str | None = None,
+    ) -> CrossBorderRequest:
+        """File a request by an authority to another jurisdiction, with its
+        ``request-filed`` entry, in one transaction. It changes no policy anywhere: only
+        the receiving jurisdiction's own order (``accept_request``) can."""
+        ask_value: entries.RequestAsk = parse_enum(entries.RequestAsk, ask, "request ask")
+        category_value: Category = parse_enum(Category, category, "category")
+        for what, text in (("legal basis", legal_basis), ("reference", reference)):
+            if not text.strip():
+                raise StoreError(f"a request needs a {what}")
+        rule_list = unique_rules(rules)
+        if not rule_list:
+            raise StoreError("a request needs at least one name")
+        if any(r.kind.is_allow for r in rule_list):
+            raise StoreError("a request names what to block or unblock; it holds no allow rules")
+        to_code = normalize_code(to_jurisdiction)
+        lines = entries.sorted_rule_lines(rule_list)
+        rule_set = entries.RuleSet.of(rule_list)
+        t = schema.requests
+        with self._logged_write() as conn:
+            authority = repo.get_authority(conn, authority_id)
+            self._check_scope(authority, actor_jurisdiction, "file requests for")
+            repo.get_jurisdiction(conn, to_code)
+            if to_code == authority.jurisdiction:
+                raise StoreError(
+                    f"a request goes to another jurisdiction; {authority.name!r} publishes "
+                    f"orders in {to_code!r} itself"
+                )
+            now = self.clock()
+            result = conn.execute(
+                t.insert().values(
+                    authority_id=authority.id,
+                    from_jurisdiction=authority.jurisdiction,
+                    to_jurisdiction=to_code,
+                    ask=ask_value.value,
+                    category=category_value.value,
+                    legal_basis=legal_basis.strip(),
+                    reference=reference.strip(),
+                    rules="\n".join(line.decode("ascii") for line in lines),
+                    rule_count=rule_set.count,
+                    rules_digest=rule_set.digest,
+                    status=RequestStatus.OPEN.value,
+                    decision="",
+                    filed_at=now,
+                )
+            )
+            pk = result.inserted_primary_key
+            assert pk is not None
+            request_id = int(pk[0])
+            filed = entries.RequestFiled(
+                now,
+                request_id,
+                authority,
+                to_code,
+                ask_value,
+                category_value,
+                legal_basis.strip(),
+                reference.strip(),
+                rule_set,
+            )
+            index = append_entry(conn, entries.encode(filed), now)
+            conn.execute(update(t).where(t.c.id == request_id).values(filed_log_index=index))
+            request = repo.get_request(conn, request_id)
+        self._committed()
+        return request
+
+    def accept_request(
+        self,
+        request_id: int,
+        authority_id: int,
+        legal_basis: str,
+        reference: str,
+        *,
+        title: str = "",
+        action: Action | str = Action.NXDOMAIN,
+        expires: dt.date | dt.datetime | str | None = None,
+        document_url: str = "",
+        reason: str = "",
+        actor_jurisdiction: str | None = None,
+    ) -> tuple[CrossBorderRequest, Order]:
+        """Accept an open request: an order of the receiving jurisdiction, by its own
+        ``authority_id`` on its own ``legal_basis``, with the request's names (blocked,
+        or for a lift request excepted by allow rules), and the ``request-decided`` entry
+        that names it, in one transaction. ScopeError unless the authority (and the
+        caller) belongs to the receiving jurisdiction."""
+        action_value: Action = parse_enum(Action, action, "action")
+        for what, text in (("legal basis", legal_basis), ("reference", reference)):
+            if not text.strip():
+                raise StoreError(f"accepting a request needs the order's {what}")
+        with self._logged_write() as conn:
+            request, authority = self._deciding(
+                conn, request_id, authority_id, actor_jurisdiction, "accept"
+            )
+            lift = request.ask == entries.RequestAsk.LIFT.value
+            rules = [_allow(rule) if lift else rule for rule in _rule_specs(request.rules)]
+            now = self.clock()
+            end = as_utc(expires, "expiry date")
+            if end is not None and end <= now:
+                raise StoreError(f"order expires ({end.isoformat()}) before it takes effect")
+            order = self._publish_order(
+                conn,
+                authority,
+                title=title.strip()
+                or f"Request {request.id} of {request.from_jurisdiction}: {request.reference}",
+                legal_basis=legal_basis,
+                reference=reference,
+                category=Category(request.category),
+                action=action_value,
+                rules=rules,
+                rule_set=entries.RuleSet.of(rules),
+                issued=now.date(),
+                start=now,
+                end=end,
+                document_url=document_url,
+                all_jurisdictions=False,
+                now=now,
+                progress=None,
+            )
+            request = self._close(
+                conn, request, authority, entries.RequestOutcome.ACCEPTED, reason, order.id, now
+            )
+        self._committed()
+        return request, order
+
+    def refuse_request(
+        self,
+        request_id: int,
+        authority_id: int,
+        reason: str,
+        actor_jurisdiction: str | None = None,
+    ) -> CrossBorderRequest:
+        """Refuse an open request with a reason, by an authority of the receiving
+        jurisdiction; the refusal is a log entry and changes no policy."""
+        if not reason.strip():
+            raise StoreError("refusing a request needs a reason")
+        with self._logged_write() as conn:
+            request, authority = self._deciding(
+                conn, request_id, authority_id, actor_jurisdiction, "refuse"
+            )
+            request = self._close(
+                conn,
+                request,
+                authority,
+                entries.RequestOutcome.REFUSED,
+                reason,
+                None,
+                self.clock(),
+            )
+        self._committed()
+        return request
+
+    def withdraw_request(
+        self,
+        request_id: int,
+        reason: str,
+        authority_id: int | None = None,
+        actor_jurisdiction: str | None = None,
+    ) -> CrossBorderRequest:
+        """Withdraw an open request, by an authority of the requesting jurisdiction (the
+        filing one when ``authority_id`` is None); the withdrawal is a log entry."""
+        if not reason.strip():
+            raise StoreError("withdrawing a request needs a reason")
+        with self._logged_write() as conn:
+            request = repo.get_request(conn, request_id)
+            authority = repo.get_authority(conn, authority_id or request.authority_id)
+            if authority.jurisdiction != request.from_jurisdiction:
+                raise ScopeError(
+                    f"only an authority of {request.from_jurisdiction!r} may withdraw "
+                    f"request {request_id}"
+                )
+            self._check_scope(authority, actor_jurisdiction, "withdraw requests of")
+            if request.status is not RequestStatus.OPEN:
+                raise Conflict(f"request {request_id} is already {request.status.value}")
+            request = self._close(
+                conn,
+                request,
+                authority,
+                entries.RequestOutcome.WITHDRAWN,
+                reason,
+                None,
+                self.clock(),
+            )
+        self._committed()
+        return request
+
+    def _deciding(
+        self,
+        conn: Connection,
+        request_id: int,
+        authority_id: int,
+        actor_jurisdiction: str | None,
+        verb: str,
+    ) -> tuple[CrossBorderRequest, Authority]:
+        """The open request and the deciding authority, after checking that both the
+        authority and the caller belong to the receiving jurisdiction."""
+        request = repo.get_request(conn, request_id)
+        authority = repo.get_authority(conn, authority_id)
+        if authority.jurisdiction != request.to_jurisdiction:
+            raise ScopeError(
+                f"only an authority of {request.to_jurisdiction!r} may {verb} request "
+                f"{request_id} ({authority.name!r} is of {authority.jurisdiction!r})"
+            )
+        self._check_scope(authority, actor_jurisdiction, f"{verb} requests to")
+        if request.status is not RequestStatus.OPEN:
+            raise Conflict(f"request {request_id} is already {request.status.value}")
+        return request, authority
+
+    @staticmethod
+    def _close(
+        conn: Connection,
+        request: CrossBorderRequest,
+        authority: Authority,
+        outcome: entries.RequestOutcome,
+        reason: str,
+        order_id: int | None,
+        now: dt.datetime,
+    ) -> CrossBorderRequest:
+        """Append the ``request-decided`` entry and record the outcome on the row."""
+        t = schema.requests
+        decided = entries.RequestDecided(
+            now, request.id, authority, outcome, reason.strip(), order_id
+        )
+        index = append_entry(conn, entries.encode(decided), now)
+        conn.execute(
+            update(t)
+            .where(t.c.id == request.id)
+            .values(
+                status=RequestStatus(outcome.value).value,
+                decision=reason.strip(),
+                decided_by=authority.id,
+                order_id=order_id,
+                decided_at=now,
+                decided_log_index=index,
+            )
+        )
+        return repo.get_request(conn, request.id)
+
     # -- subscriptions (not policy changes: no log entry) -------------------------------
 
     def add_subscription(
@@ -668,3 +962,49 @@ class PolicyService:
             )
             if result.rowcount == 0:
                 raise NotFound(f"no subscription {subscription_id}")
+
+
+SECURITY_CATEGORIES = frozenset(
+    {Category.MALWARE, Category.PHISHING, Category.BOTNET, Category.SPAM}
+)
+"""The categories of a security feed: what a CERT may order for all jurisdictions."""
+
+
+def all_jurisdictions_refusal(authority: Authority, category: Category) -> str:
+    """Why ``authority`` may not issue an all-jurisdiction order of ``category`` ('' when
+    it may): the operator's own security team may, and a CERT may for a security feed
+    (malware, phishing, botnet, spam), which each jurisdiction can opt out of by an
+    exception order of its own. Courts and regulators never bind other jurisdictions."""
+    if authority.kind is AuthorityKind.OPERATOR:
+        return ""
+    if authority.kind is AuthorityKind.CERT and category in SECURITY_CATEGORIES:
+        return ""
+    allowed = ", ".join(sorted(c.value for c in SECURITY_CATEGORIES))
+    return (
+        f"only operator authorities, and CERTs for security categories ({allowed}), may "
+        f"issue all-jurisdiction orders ({authority.name!r} is a {authority.kind.value}, "
+        f"the category {category.value})"
+    )
+
+
+_ALLOW_OF = {
+    RuleKind.EXACT: RuleKind.ALLOW_EXACT,
+    RuleKind.SUBTREE: RuleKind.ALLOW_SUBTREE,
+    RuleKind.WILDCARD: RuleKind.ALLOW_WILDCARD,
+    RuleKind.RESPONSE_IP: RuleKind.ALLOW_RESPONSE_IP,
+}
+
+
+def _allow(rule: RuleSpec) -> RuleSpec:
+    """The exception for what a block rule selects: an allow rule of the jurisdiction's
+    own order outranks any block of the same name, a foreign feed's included."""
+    return RuleSpec(_ALLOW_OF.get(rule.kind, rule.kind), rule.value)
+
+
+def _rule_specs(lines: Iterable[str]) -> list[RuleSpec]:
+    """Rules from their canonical lines (``entries.rule_line``)."""
+    specs = []
+    for line in lines:
+        kind, value, *action = line.split(" ")
+        specs.append(RuleSpec(RuleKind(kind), value, Action(action[0]) if action else None))
+    return specs

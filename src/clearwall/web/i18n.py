@@ -18,6 +18,7 @@ ENGLISH: dict[str, str] = {
     "nav.stats": "Statistics",
     "nav.log": "Public log",
     "nav.appeals": "Appeals",
+    "nav.requests": "Requests",
     "nav.api": "API",
     "block.451.title": "Unavailable for legal reasons",
     "block.451.headline": "{name} is blocked by order of {authority}",
@@ -59,6 +60,7 @@ FRENCH: dict[str, str] = {
     "nav.stats": "Statistiques",
     "nav.log": "Journal public",
     "nav.appeals": "Recours",
+    "nav.requests": "Demandes",
     "block.451.title": "Indisponible pour raisons légales",
     "block.451.headline": "{name} est bloqué sur décision de {authority}",
     "block.451.lead": (

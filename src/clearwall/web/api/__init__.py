@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from clearwall.web.api import appeals, authorities, jurisdictions, orders, stats, subscriptions
+from clearwall.web.api import (
+    appeals,
+    authorities,
+    jurisdictions,
+    orders,
+    requests,
+    stats,
+    subscriptions,
+)
 from clearwall.web.api.schemas import Error
 
 ERRORS: dict[int | str, dict[str, object]] = {
@@ -20,6 +28,6 @@ ERRORS: dict[int | str, dict[str, object]] = {
 def api_router() -> APIRouter:
     """All admin API routes under ``/api/v1``."""
     router = APIRouter(prefix="/api/v1")
-    for module in (jurisdictions, authorities, orders, subscriptions, appeals, stats):
+    for module in (jurisdictions, authorities, orders, subscriptions, appeals, stats, requests):
         router.include_router(module.router, responses=ERRORS)
     return router

@@ -8,9 +8,16 @@ from typing import Annotated
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from clearwall.ledger.entries import RequestAsk
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus
 from clearwall.policy.model import Authority, Jurisdiction, Order
-from clearwall.store.records import Appeal, AppealStatus, Subscription
+from clearwall.store.records import (
+    Appeal,
+    AppealStatus,
+    CrossBorderRequest,
+    RequestStatus,
+    Subscription,
+)
 
 MAX_ID = 2**31 - 1  # ids are 32-bit in the schema; larger numbers cannot name a record
 
@@ -315,3 +322,96 @@ class LookupOut(BaseModel):
     unicode: str
     log_size: int
     verdicts: list[JurisdictionVerdictOut]
+
+
+class RequestIn(Body):
+    """A cross-border request: an authority of one jurisdiction asks another to block (or
+    lift a block of) names; it blocks nothing by itself."""
+
+    authority: int = Field(ge=1, le=MAX_ID, description="id of the requesting authority")
+    to: str = Field(pattern=CODE_PATTERN, description="the receiving jurisdiction")
+    ask: RequestAsk = RequestAsk.BLOCK
+    category: Category
+    legal_basis: str = Field(min_length=1, max_length=4000, description="in the sender's law")
+    reference: str = Field(min_length=1, max_length=300)
+    names: str = Field(min_length=1, max_length=50_000_000, description="the list text")
+    format: str = Field(default="auto", pattern="^(" + "|".join(FORMATS) + ")$")
+
+
+class AcceptIn(Body):
+    """Acceptance of a request: the receiving jurisdiction's own order that answers it."""
+
+    authority: int = Field(ge=1, le=MAX_ID, description="the receiving side's authority")
+    legal_basis: str = Field(min_length=1, max_length=4000, description="in the receiver's law")
+    reference: str = Field(min_length=1, max_length=300)
+    title: str = Field(default="", max_length=2000)
+    action: Action = Action.NXDOMAIN
+    expires: dt.datetime | None = None
+    document_url: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=4000)
+
+
+class CloseIn(Body):
+    """A refusal (by the receiving side) or a withdrawal (by the requesting side)."""
+
+    authority: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="deciding authority (withdraw: the filer)"
+    )
+    reason: str = Field(min_length=1, max_length=4000)
+
+
+class RequestOut(BaseModel):
+    """A cross-border request as the public sees it (nothing in it is private)."""
+
+    id: int
+    authority_id: int
+    from_jurisdiction: str
+    to_jurisdiction: str
+    ask: RequestAsk
+    category: Category
+    legal_basis: str
+    reference: str
+    names: list[str] = Field(description="canonical rule lines, e.g. 'subtree a.example'")
+    rules_digest: str
+    status: RequestStatus
+    decision: str
+    decided_by: int | None
+    order_id: int | None
+    filed_at: dt.datetime
+    decided_at: dt.datetime | None
+    time_to_decision_seconds: float | None
+    filed_log_index: int | None
+    decided_log_index: int | None
+
+    @classmethod
+    def of(cls, r: CrossBorderRequest) -> RequestOut:
+        """Build from the store record."""
+        took = r.time_to_decision
+        return cls(
+            id=r.id,
+            authority_id=r.authority_id,
+            from_jurisdiction=r.from_jurisdiction,
+            to_jurisdiction=r.to_jurisdiction,
+            ask=RequestAsk(r.ask),
+            category=Category(r.category),
+            legal_basis=r.legal_basis,
+            reference=r.reference,
+            names=list(r.rules),
+            rules_digest=r.rules_digest,
+            status=r.status,
+            decision=r.decision,
+            decided_by=r.decided_by,
+            order_id=r.order_id,
+            filed_at=r.filed_at,
+            decided_at=r.decided_at,
+            time_to_decision_seconds=None if took is None else took.total_seconds(),
+            filed_log_index=r.filed_log_index,
+            decided_log_index=r.decided_log_index,
+        )
+
+
+class AcceptOut(BaseModel):
+    """An accepted request and the order it became."""
+
+    request: RequestOut
+    order: OrderOut

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from clearwall.web.console import admin, appeals, dashboard, orders, queries, session
+from clearwall.web.console import admin, appeals, dashboard, orders, queries, requests, session
 
 
 def install(app: FastAPI) -> None:
     """Add the console's routes, its session store and its sign-in redirect to ``app``."""
     session.install(app)
-    for module in (session, dashboard, orders, appeals, admin, queries):
+    for module in (session, dashboard, orders, appeals, admin, queries, requests):
         app.include_router(module.router, prefix="/console", include_in_schema=False)

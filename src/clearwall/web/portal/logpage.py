@@ -22,6 +22,8 @@ from clearwall.ledger.entries import (
     OrderExpired,
     OrderPublished,
     OrderRevoked,
+    RequestDecided,
+    RequestFiled,
     UnknownEntry,
 )
 from clearwall.web.context import WebContext
@@ -48,6 +50,7 @@ class EntrySummary:
     jurisdiction: str | None = None
     title: str = ""
     reason: str = ""
+    request: int | None = None  # the cross-border request the entry is about
 
 
 def describe(index: int, data: bytes) -> EntrySummary:
@@ -73,6 +76,23 @@ def describe(index: int, data: bytes) -> EntrySummary:
             return replace(summary, appeal=event.appeal_id, reason=event.reason)
         case AppealDecided():
             return replace(summary, appeal=event.appeal_id, reason=event.outcome)
+        case RequestFiled():
+            sender = event.authority.jurisdiction
+            title = (
+                f"{sender.upper()} asks {event.to.upper()} to {event.ask.value} "
+                f"{event.rules.count} name(s): {event.reference}"
+            )
+            return replace(summary, request=event.request_id, jurisdiction=event.to, title=title)
+        case RequestDecided():
+            by = event.authority
+            title = f"Request #{event.request_id} {event.outcome.value} by {by.name}"
+            return replace(
+                summary,
+                request=event.request_id,
+                jurisdiction=by.jurisdiction,
+                title=title,
+                reason=event.reason,
+            )
     return summary
 
 
@@ -152,10 +172,25 @@ def log_page(request: Request) -> Response:
 
 @router.get("/feed.atom")
 def feed(request: Request) -> Response:
-    """Atom feed of new, amended, revoked and expired orders, newest first."""
+    """Atom feed of new, amended, revoked and expired orders, and of cross-border requests
+    filed and decided, newest first."""
     ctx: WebContext = request.app.state.ctx
     items: list[FeedItem] = []
     for e in recent_entries(ctx, FEED_SIZE * 4):
+        if isinstance(e.event, RequestFiled | RequestDecided) and e.time is not None:
+            items.append(
+                FeedItem(
+                    log_index=e.index,
+                    kind=e.type,
+                    title=e.title,
+                    summary=e.reason or e.title,
+                    link=f"{ctx.base_url}/requests/{e.request}",
+                    updated=e.time,
+                )
+            )
+            if len(items) >= FEED_SIZE:
+                break
+            continue
         if not isinstance(e.event, FEED_EVENTS) or e.order is None or e.time is None:
             continue
         verb = e.type.removeprefix("order-")
@@ -176,7 +211,7 @@ def feed(request: Request) -> Response:
         items,
         base_url=ctx.base_url + "/",
         feed_url=ctx.base_url + "/feed.atom",
-        title="clearwall: new and revoked orders",
+        title="clearwall: new and revoked orders, and requests between jurisdictions",
         origin=ctx.config.ledger.origin.split("/")[0],
     )
     return Response(body, media_type="application/atom+xml; charset=utf-8")

@@ -11,6 +11,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from clearwall.errors import NotFound
 from clearwall.ledger.entries import rule_line
+from clearwall.model import OrderStatus
 from clearwall.store import repositories
 from clearwall.web.api.schemas import PathId
 from clearwall.web.context import WebContext
@@ -64,6 +65,20 @@ def order(request: Request, order_id: PathId) -> Response:
             for r in islice(repositories.iter_rules(conn, order_id), SAMPLE_RULES)
         ]
     proof = getattr(request.app.state, "inclusion_url", lambda i: "")
+    # An all-jurisdiction order lists the jurisdictions that opted out of names of it;
+    # a single jurisdiction's order lists the feeds it opts its clients out of.
+    if f.order.all_jurisdictions:
+        exceptions = ctx.reader.feed_exceptions(order_id)
+        excepts: list[tuple[int, int]] = []
+    else:
+        exceptions = []
+        excepts = [
+            (feed.id, n)
+            for feed in ctx.reader.orders(status=OrderStatus.ACTIVE)
+            if feed.all_jurisdictions
+            for oid, _, n in ctx.reader.feed_exceptions(feed.id)
+            if oid == order_id
+        ]
     return page(
         request,
         "order.html",
@@ -73,6 +88,9 @@ def order(request: Request, order_id: PathId) -> Response:
             "sample": sample,
             "history": order_history(ctx, order_id),
             "appeals": ctx.reader.appeals(order_id),
+            "answers": ctx.reader.requests(order_id=order_id),
+            "exceptions": exceptions,
+            "excepts": excepts,
             "revoked_reason": ctx.reader.order_revoked_reason(order_id),
             "inclusion_url": proof(f.order.log_index) if f.order.log_index is not None else "",
         },

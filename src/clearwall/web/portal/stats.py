@@ -9,6 +9,7 @@ from fastapi.responses import Response
 from clearwall.web import charts
 from clearwall.web.context import WebContext
 from clearwall.web.portal.render import page
+from clearwall.web.portal.requests import RequestMatrix
 
 router = APIRouter()
 
@@ -52,5 +53,6 @@ def stats(request: Request) -> Response:
             "charts": rendered,
             "blocked_total": sum(s.blocked_queries.values()),
             "gateway": ctx.gateway_metrics,
+            "matrix": RequestMatrix.of(ctx.reader.requests()),
         },
     )
