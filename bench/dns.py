@@ -1265,9 +1265,7 @@ def print_tables(results: list[ServerResult], report: dict[str, Any]) -> None:
     )
     for col in (
         "server",
-        "hit",
-        "blocked",
-        "miss",
+        *WORKLOADS,  # one column per workload, as the rows below give them
         "lost",
         "ready s",
         "RSS MiB",
