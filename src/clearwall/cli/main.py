@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "clearwall.cli.probe",  # probe, probe-helper
     "clearwall.cli.configcmd",  # config validate/show
     "clearwall.cli.doctor",  # doctor: checks a deployment
+    "clearwall.cli.mirror",  # mirror add/list/remove/sync (follow a registry's log)
 )
 
 # The top-level name each module registers: what a command line needs to load.
@@ -48,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "probe-helper": "clearwall.cli.probe",
     "config": "clearwall.cli.configcmd",
     "doctor": "clearwall.cli.doctor",
+    "mirror": "clearwall.cli.mirror",
 }
 
 

@@ -107,6 +107,15 @@ class LogState:
                     state.ended = index
             case entries.JurisdictionSet():
                 self.jurisdictions[event.jurisdiction.code] = (index, event.jurisdiction)
+            case entries.OrderAdopted():
+                # A mirror's adoption is a version of its local order like any other:
+                # the source it cites is checked against the registry by ``ledger verify``.
+                state = self.orders.setdefault(event.order.id, OrderState())
+                state.version = (index, event)
+            case entries.AdoptionWithdrawn():
+                state = self.orders.setdefault(event.order_id, OrderState())
+                if state.ended is None:
+                    state.ended = index
             case _:
                 pass  # appeals and unknown types change no order or jurisdiction
 

@@ -32,7 +32,14 @@ router = APIRouter()
 
 RECENT = 30
 FEED_SIZE = 50
-FEED_EVENTS = (OrderPublished, OrderAmended, OrderRevoked, OrderExpired)
+FEED_EVENTS = (
+    OrderPublished,
+    OrderAmended,
+    OrderRevoked,
+    OrderExpired,
+    entries.OrderAdopted,
+    entries.AdoptionWithdrawn,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +80,13 @@ def describe(index: int, data: bytes) -> EntrySummary:
             return replace(summary, appeal=event.appeal_id, reason=event.reason)
         case AppealDecided():
             return replace(summary, appeal=event.appeal_id, reason=event.outcome)
+        case entries.OrderAdopted():
+            s = event.source
+            cited = f"adopted from {s.origin}, entry {s.index} (its order {s.order_id})"
+            return replace(summary, title=event.order.title, reason=cited)
+        case entries.AdoptionWithdrawn():
+            s = event.source
+            return replace(summary, reason=f"{event.reason} ({s.origin}, entry {s.index})")
     return summary
 
 
