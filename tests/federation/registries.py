@@ -7,7 +7,7 @@ import functools
 import http.server
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,15 @@ from clearwall.store import PolicyService, Store, open_store
 ORIGIN = "registry.tt.example/log"
 
 
+def publisher(tlog: TransparencyLog) -> Callable[[], None]:
+    """The after-commit hook publishing each write (tiles, checkpoint), as the CLI's."""
+
+    def publish() -> None:
+        tlog.sync()
+
+    return publish
+
+
 def make_store(db: Path, origin: str, jurisdictions: dict[str, list[str]]) -> tuple[str, str]:
     """A SQLite store at ``db`` with its ledger key (named ``origin``) and the given
     jurisdictions (code -> networks); its URL and its verifier key."""
@@ -32,7 +41,7 @@ def make_store(db: Path, origin: str, jurisdictions: dict[str, list[str]]) -> tu
         create_key_file(ledger.key_path(), origin)
     store = open_store(url, migrate=True)
     try:
-        service = PolicyService(store, after_commit=TransparencyLog(store, ledger).sync)
+        service = PolicyService(store, after_commit=publisher(TransparencyLog(store, ledger)))
         for code, nets in jurisdictions.items():
             service.add_jurisdiction(code, code.upper() + "land", nets)
     finally:
@@ -45,7 +54,7 @@ class _Files(http.server.SimpleHTTPRequestHandler):
 
     overrides: dict[str, bytes]
 
-    def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+    def do_GET(self) -> None:
         body = self.overrides.get(self.path)
         if body is None:
             super().do_GET()
@@ -74,7 +83,7 @@ class Registry:
         self.ledger = resolve_ledger(LedgerConfig(origin=self.origin), self.url_db)
         self.store = open_store(self.url_db)
         self.tlog = TransparencyLog(self.store, self.ledger)
-        self.service = PolicyService(self.store, after_commit=self.tlog.sync)
+        self.service = PolicyService(self.store, after_commit=publisher(self.tlog))
         self.court = self.service.add_authority("Testland Court", "court", "tt", ["mailto:c@tt"])
         self.other = self.service.add_authority("Uland Court", "court", "uu")
         www = self.root / "www"
@@ -123,7 +132,7 @@ def mirror_store(
     url, _ = make_store(root / "isp.db", "isp.example/log", codes or {"tt": ["0.0.0.0/0"]})
     store = open_store(url)
     tlog = TransparencyLog(store, resolve_ledger(LedgerConfig(origin="isp.example/log"), url))
-    return PolicyService(store, after_commit=tlog.sync), store
+    return PolicyService(store, after_commit=publisher(tlog)), store
 
 
 def copy_tree(src: Path, dst: Path) -> None:
