@@ -129,9 +129,9 @@ def mirror_store(
 ) -> tuple[PolicyService, Store]:
     """An ISP installation's store (jurisdiction ``tt`` for every client by default) and
     its write path publishing to its own log."""
-    url, _ = make_store(root / "isp.db", "isp.example/log", codes or {"tt": ["0.0.0.0/0"]})
+    url, _ = make_store(root / "isp.db", LedgerConfig().origin, codes or {"tt": ["0.0.0.0/0"]})
     store = open_store(url)
-    tlog = TransparencyLog(store, resolve_ledger(LedgerConfig(origin="isp.example/log"), url))
+    tlog = TransparencyLog(store, resolve_ledger(LedgerConfig(), url))
     return PolicyService(store, after_commit=publisher(tlog)), store
 
 

@@ -157,7 +157,7 @@ def test_an_order_propagates_registry_to_mirrors_to_gateways_and_unbound(
         for name in ("isp-a", "isp-b"):
             root = tmp_path / name
             root.mkdir()
-            db, _ = make_store(root / "isp.db", f"{name}.example/log", {"tt": ["127.0.0.0/8"]})
+            db, _ = make_store(root / "isp.db", "clearwall.example/log", {"tt": ["127.0.0.0/8"]})
             clearwall(root, "mirror", "add", registry_url, "--key", registry.vkey,
                       "--jurisdiction", "tt", "--db", db)  # fmt: skip
             toml = "[federation]\ninterval = 0.5\n"
