@@ -53,6 +53,7 @@ ABOVE = (
     "clearwall.jobs",
     "clearwall.querylog",
     "clearwall.xfr",
+    "clearwall.federation",
 )
 
 

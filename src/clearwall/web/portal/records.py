@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.exc import SQLAlchemyError
 
-from clearwall.errors import NotFound
+from clearwall.errors import ClearwallError, NotFound
+from clearwall.federation import records
+from clearwall.ledger import entries
 from clearwall.ledger.entries import rule_line
 from clearwall.store import repositories
 from clearwall.web.api.schemas import PathId
@@ -39,6 +44,36 @@ def order_history(ctx: WebContext, order_id: int) -> list[EntrySummary]:
     return [s for s in summaries if s.order == order_id]
 
 
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """Where an adopted order comes from: the registry's log entry its latest adoption or
+    withdrawal cites, and the registry's address when this installation still mirrors it."""
+
+    origin: str
+    index: int
+    leaf_hash: str
+    order: int  # the registry's id of the order
+    url: str  # the registry's base URL ("" when no mirror of it is kept)
+
+
+def adoption_of(ctx: WebContext, history: list[EntrySummary]) -> Adoption | None:
+    """The source of an order adopted from a registry (None: an order of this installation)."""
+    cited = [
+        s.event
+        for s in history
+        if isinstance(s.event, entries.OrderAdopted | entries.AdoptionWithdrawn)
+    ]
+    if not cited:
+        return None
+    source = cited[-1].source
+    url = ""
+    with contextlib.suppress(ClearwallError, SQLAlchemyError):
+        found = records.source_of(ctx.store, cited[-1].order_id)
+        if found is not None and found[0].origin == source.origin:
+            url = found[0].url
+    return Adoption(source.origin, source.index, source.leaf_hash, source.order_id, url)
+
+
 @router.get("/orders")
 def orders(request: Request, state: str = Query("", max_length=20)) -> Response:
     """Every order, newest first, optionally only those in one state."""
@@ -64,6 +99,7 @@ def order(request: Request, order_id: PathId) -> Response:
             for r in islice(repositories.iter_rules(conn, order_id), SAMPLE_RULES)
         ]
     proof = getattr(request.app.state, "inclusion_url", lambda i: "")
+    history = order_history(ctx, order_id)
     return page(
         request,
         "order.html",
@@ -71,7 +107,8 @@ def order(request: Request, order_id: PathId) -> Response:
             "nav": "orders",
             "f": f,
             "sample": sample,
-            "history": order_history(ctx, order_id),
+            "history": history,
+            "adoption": adoption_of(ctx, history),
             "appeals": ctx.reader.appeals(order_id),
             "revoked_reason": ctx.reader.order_revoked_reason(order_id),
             "inclusion_url": proof(f.order.log_index) if f.order.log_index is not None else "",
