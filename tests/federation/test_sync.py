@@ -9,9 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from clearwall.errors import MirrorError
 from clearwall.federation import records
+from clearwall.federation.metrics import register as register_metrics
 from clearwall.federation.sync import sync
 from clearwall.ledger import entries, tiles
 from clearwall.ledger.merkle import leaf_hash
@@ -48,6 +50,18 @@ def enforced(store: Store) -> dict[str, set[str]]:
     return {c.order.title: {r.value for r in c.rules} for c in compiled}
 
 
+def metrics(store: Store) -> dict[str, float]:
+    """What a Prometheus scrape of the web app's registry says of the mirrors."""
+    registry = CollectorRegistry()
+    register_metrics(registry, store)
+    out: dict[str, float] = {}
+    for line in generate_latest(registry).decode().splitlines():
+        if line.startswith("clearwall_mirror_"):
+            name, value = line.rsplit(" ", 1)
+            out[name] = float(value)
+    return out
+
+
 def resync(service: PolicyService, mirror_id: int) -> tuple[int, int]:
     with service.store.read() as conn:
         mirror = records.get(conn, mirror_id)
@@ -73,6 +87,11 @@ def test_orders_are_adopted_amended_and_withdrawn_citing_the_registry(
     assert adopted.order.reference == "TT-1"
     assert enforced(store) == {"Order TT-1": {"blocked.example"}}
     assert resync(service, m.id) == (0, 0)  # nothing new: nothing written
+    scraped = metrics(store)
+    assert scraped[f'clearwall_mirror_status{{registry="{registry.url}",status="ok"}}'] == 1
+    assert scraped[f'clearwall_mirror_size{{registry="{registry.url}"}}'] == (
+        registry.store.log_size()
+    )
 
     registry.service.amend_order(ordered.id, add=[RuleSpec(RuleKind.EXACT, "more.example")])
     assert resync(service, m.id) == (1, 0)
@@ -171,6 +190,10 @@ def test_a_bad_registry_changes_nothing_and_says_why(
     assert (after.status, after.size, after.failures) == (status, synced.size, 1)
     assert after.last_error == str(raised.value)
     kept = records.evidence(store, m.id)
+    scraped = metrics(store)
+    assert scraped[f'clearwall_mirror_status{{registry="{registry.url}",status="{status}"}}'] == 1
+    assert scraped[f'clearwall_mirror_failures_total{{registry="{registry.url}"}}'] == 1
+    assert scraped[f'clearwall_mirror_evidence{{registry="{registry.url}"}}'] == len(kept)
     if status == "refused":
         assert "rewritten" in after.last_error
         assert len(kept) == 1 and kept[0].held == synced.checkpoint and kept[0].offered
