@@ -212,3 +212,27 @@ def test_a_registry_signed_with_another_key_is_refused(
     with pytest.raises(MirrorError, match="checkpoint rejected"):
         resync(service, m.id)
     assert store.log_size() == size and enforced(store) == {}
+
+
+def test_two_passes_at_once_adopt_once(
+    registry: Registry, isp: tuple[PolicyService, Store]
+) -> None:
+    # Two gateways' jobs on one store fetch the same registry state; the second to write
+    # finds the mirror moved on and writes nothing (no second adoption entry).
+    from clearwall.federation import sync as federation
+    from clearwall.federation.registry import Held, RegistryClient
+
+    service, store = isp
+    registry.order(["blocked.example"])
+    m = records.add(store, registry.url, registry.vkey, {"tt": "tt"})
+    held = Held(m.origin, records.leaves(store, m.id))
+    client = RegistryClient(m.url, m.verifier())
+    fetched = client.update(held)
+    with store.read() as conn:
+        work = federation.plan(m, fetched, records.adopted(conn, m.id), client)
+    client.close()
+    assert resync(service, m.id) == (1, 0)  # the other pass
+    size = store.log_size()
+    late = federation._write(service, m, held, fetched, work, {})
+    assert (late.adopted, late.withdrawn) == (0, 0)
+    assert store.log_size() == size
