@@ -195,6 +195,9 @@ def test_a_bad_registry_changes_nothing_and_says_why(
     assert scraped[f'clearwall_mirror_failures_total{{registry="{registry.url}"}}'] == 1
     assert scraped[f'clearwall_mirror_evidence{{registry="{registry.url}"}}'] == len(kept)
     if status == "refused":
+        with pytest.raises(MirrorError):  # met again next interval: still refused, kept once
+            resync(service, m.id)
+        assert len(records.evidence(store, m.id)) == 1
         assert "rewritten" in after.last_error
         assert len(kept) == 1 and kept[0].held == synced.checkpoint and kept[0].offered
     else:

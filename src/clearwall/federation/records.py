@@ -205,8 +205,8 @@ def source_of(store: Store, order_id: int) -> tuple[Mirror, int, int] | None:
 def record_failure(
     store: Store, mirror_id: int, status: str, why: str, held: str = "", offered: str = ""
 ) -> None:
-    """Record a failed attempt (and, for a refusal, keep both checkpoints as evidence);
-    nothing else changes."""
+    """Record a failed attempt (and, for a refusal, keep both checkpoints as evidence,
+    once per pair); nothing else changes."""
     now = utcnow()
     m = schema.mirrors
     with store.write() as conn:
@@ -215,7 +215,14 @@ def record_failure(
             .where(m.c.id == mirror_id)
             .values(status=status, last_error=why, attempted_at=now, failures=m.c.failures + 1)
         )
-        if offered:
+        t = schema.mirror_evidence
+        kept = conn.execute(
+            select(t.c.id).where(
+                (t.c.mirror_id == mirror_id) & (t.c.held == held) & (t.c.offered == offered)
+            )
+        ).first()
+        # The same contradiction met again each interval is one piece of evidence.
+        if offered and kept is None:
             conn.execute(
                 schema.mirror_evidence.insert().values(
                     mirror_id=mirror_id,
