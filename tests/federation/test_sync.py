@@ -239,3 +239,19 @@ def test_two_passes_at_once_adopt_once(
     late = federation._write(service, m, held, fetched, work, {})
     assert (late.adopted, late.withdrawn) == (0, 0)
     assert store.log_size() == size
+
+
+def test_a_checkpoint_without_the_witness_quorum_changes_nothing(
+    registry: Registry, isp: tuple[PolicyService, Store]
+) -> None:
+    from clearwall.ledger.cosignature import generate_cosigner
+
+    service, store = isp
+    registry.order(["first.example"])
+    witness = generate_cosigner("witness.example/w", b"\x05" * 32).verifier.vkey
+    m = records.add(store, registry.url, registry.vkey, {"tt": "tt"}, [witness], 1)
+    size = store.log_size()
+    with pytest.raises(MirrorError, match="checkpoint rejected") as raised:
+        resync(service, m.id)
+    assert raised.value.status == "invalid"
+    assert store.log_size() == size and enforced(store) == {}
