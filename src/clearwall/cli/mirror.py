@@ -137,10 +137,14 @@ def sync(
 ) -> None:
     """Sync now: verify each registry's new checkpoint and entries and adopt its orders.
     Exits 1 when any registry could not be followed (the reason is recorded)."""
+    import logging
+
     from clearwall.errors import MirrorError
     from clearwall.federation import records
     from clearwall.federation import sync as federation
 
+    # The command prints each outcome itself; the job's log line would say it twice.
+    logging.getLogger("clearwall.federation").addHandler(logging.NullHandler())
     failed = False
     with errors():
         service, _ = open_service(db, config, migrate=True)
