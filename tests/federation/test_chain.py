@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import dns.query
 import dns.rcode
 import pytest
 
+from clearwall.federation import records
 from clearwall.ledger import entries
 from clearwall.store import Store
 from dnsserver.gateways import descendants
@@ -231,12 +233,47 @@ def test_an_order_propagates_registry_to_mirrors_to_gateways_and_unbound(
             lambda: verdict(unbound_query(unbound, "www.bad.example")) == "allowed",
             *outputs,
         )
+
+        # The registry's address now serves another history signed with the same key.
+        running[0].stop()
+        (tmp_path / "forged").mkdir()
+        shutil.copy(registry.ledger.key_path(), tmp_path / "forged" / "registry.ledger.key")
+        forged = Registry(tmp_path / "forged")
+        for n in range(6):
+            forged.order([f"forged{n}.example"], f"TT-F{n}")
+        forged.close()
+        (forged.root / "clearwall.toml").write_text(f'[ledger]\norigin = "{forged.origin}"\n')
+        running.append(
+            Serve(forged.root, forged.url_db, "--web", f"127.0.0.1:{web}",
+                  "--config", str(forged.root / "clearwall.toml"),
+                  "--upstream", f"127.0.0.1:{nsd.port}")
+        )  # fmt: skip
+        outputs.append(lambda: running[-1].output)
+        for _root, db, serve in isps:
+            wait_for("the rewrite refused", lambda db=db: mirror_status(db) == "refused", *outputs)
+            assert verdict(serve.query("forged0.example")) == "allowed"
+            store = Store(db)
+            try:
+                assert len(records.evidence(store)) == 1
+            finally:
+                store.dispose()
+        assert verdict(unbound_query(unbound, "forged0.example")) == "allowed"
     finally:
         for s in running:
             s.stop()
         if unbound is not None:
             unbound.stop()
         registry.close()
+
+
+def mirror_status(db: str) -> str:
+    """The status of the one mirror of the store at ``db``."""
+    store = Store(db)
+    try:
+        [mirror] = records.list_all(store)
+        return mirror.status
+    finally:
+        store.dispose()
 
 
 def unbound_query(unbound: Unbound, name: str) -> dns.message.Message | None:
