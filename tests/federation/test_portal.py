@@ -37,3 +37,24 @@ async def test_an_adopted_order_page_names_its_registry_and_links_the_source(
     finally:
         registry.close()
         store.dispose()
+
+
+def test_the_statistics_count_an_adopted_order_from_when_it_takes_effect(
+    tmp_path: Path,
+) -> None:
+    import datetime as dt
+
+    from clearwall.web.queries import _replay_log
+
+    registry = Registry(tmp_path / "registry")
+    (tmp_path / "isp").mkdir()
+    service, store = mirror_store(tmp_path / "isp")
+    try:
+        registry.order(["blocked.example"])  # in force from 2020-01-01
+        sync(service, records.add(store, registry.url, registry.vkey, {"tt": "tt"}))
+        per_jurisdiction, rules = _replay_log(store)
+        assert per_jurisdiction == {"tt": [(dt.date(2020, 1, 1), 1.0)]}
+        assert rules == [(dt.date(2020, 1, 1), 1.0)]
+    finally:
+        registry.close()
+        store.dispose()

@@ -201,7 +201,7 @@ def _replay_log(
             version = after.version[1]
             if was is None:
                 # an order counts from the day it takes effect, not the day it was filed
-                published = isinstance(event, OrderPublished)
+                published = isinstance(event, OrderPublished | entries.OrderAdopted)
                 start = version.order.effective_from.date() if published else day
                 per_jurisdiction.setdefault(version.scope, []).append((start, 1.0))
                 rules.append((start, float(version.rules.count)))
