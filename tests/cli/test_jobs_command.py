@@ -29,6 +29,7 @@ def test_jobs_run_all_expires_and_publishes(cli: Run, tmp_path: Path) -> None:
         f"expire: expired 1 order(s): {order}",
         "refresh: refreshed 0 subscription(s)",
         "witnesses: no witnesses configured",
+        "mirrors: no mirrors",
     ]
     assert cli("jobs", "run", "expire").stdout == "expire: expired 0 order(s)\n"
     assert "\texpired\t" in cli("orders", "list").stdout
