@@ -42,5 +42,5 @@ def test_an_unknown_job_is_refused_and_nothing_runs(
 ) -> None:
     _expired_order(cli, tmp_path)
     err = cli("jobs", "run", *names, ok=False).stderr
-    assert "unknown job" in err and "choose expire, refresh, witnesses or all" in err
+    assert "unknown job" in err and "choose expire, refresh, witnesses, mirrors or all" in err
     assert "\tactive\t" in cli("orders", "list").stdout  # nothing expired it
