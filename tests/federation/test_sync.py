@@ -255,3 +255,25 @@ def test_a_checkpoint_without_the_witness_quorum_changes_nothing(
         resync(service, m.id)
     assert raised.value.status == "invalid"
     assert store.log_size() == size and enforced(store) == {}
+
+
+def test_a_pass_that_finds_nothing_new_reads_no_held_leaf(
+    registry: Registry, isp: tuple[PolicyService, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The pass every interval costs one checkpoint fetch, not a read of every leaf hash
+    # held (a registry of millions of entries would make it seconds of CPU each time).
+    service, store = isp
+    registry.order(["first.example"])
+    m = records.add(store, registry.url, registry.vkey, {"tt": "tt"})
+    assert resync(service, m.id) == (1, 0)
+
+    def no_leaves(*_: object) -> bytes:
+        raise AssertionError("the held leaf hashes were read")
+
+    monkeypatch.setattr(records, "leaves", no_leaves)
+    assert resync(service, m.id) == (0, 0)
+    [after] = records.list_all(store)
+    assert after.status == "ok" and after.synced_at is not None
+    registry.order(["second.example"], "TT-2")  # something new: the full check again
+    with pytest.raises(AssertionError, match="leaf hashes were read"):
+        resync(service, m.id)

@@ -32,6 +32,7 @@ class Mirror:
     quorum: int
     origin: str | None
     size: int
+    root: bytes | None  # the root of the tree verified last (None: nothing yet)
     checkpoint: str | None
     synced_at: dt.datetime | None
     status: str  # new | ok | unreachable | invalid | refused
@@ -85,6 +86,7 @@ def _mirror(row: Row[Any]) -> Mirror:
         quorum=int(row.quorum),
         origin=row.origin,
         size=int(row.size),
+        root=None if row.root_hash is None else bytes(row.root_hash),
         checkpoint=row.checkpoint,
         synced_at=row.synced_at,
         status=row.status,
@@ -200,6 +202,18 @@ def source_of(store: Store, order_id: int) -> tuple[Mirror, int, int] | None:
         if row is None:
             return None
         return get(conn, int(row[0])), int(row[1]), int(row[2])
+
+
+def record_ok(store: Store, mirror_id: int) -> None:
+    """Record a pass that found the held tree signed again: nothing new, all well."""
+    now = utcnow()
+    m = schema.mirrors
+    with store.write() as conn:
+        conn.execute(
+            update(m)
+            .where(m.c.id == mirror_id)
+            .values(status="ok", last_error="", attempted_at=now, synced_at=now)
+        )
 
 
 def record_failure(

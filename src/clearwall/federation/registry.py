@@ -151,13 +151,18 @@ class RegistryClient:
         except ClearwallError as exc:
             raise MirrorError(UNREACHABLE, str(exc)) from exc
 
-    def update(self, held: Held) -> Update:
-        """The registry's new verified state past ``held`` (see ``check_update``)."""
+    def checkpoint(self, origin: str | None) -> tuple[str, Checkpoint]:
+        """The registry's latest checkpoint note, verified (signature, origin, quorum)."""
         raw = self._get("checkpoint")
         if len(raw) > MAX_CHECKPOINT:
             raise MirrorError(INVALID, f"checkpoint of {len(raw)} bytes is garbage")
         note = raw.decode("utf-8", "replace")
-        cp = open_note(note, self.verifier, held, self.policy)
+        return note, open_note(note, self.verifier, Held(origin), self.policy)
+
+    def update(self, held: Held, fetched: tuple[str, Checkpoint] | None = None) -> Update:
+        """The registry's new verified state past ``held`` (see ``check_update``), from
+        the checkpoint ``fetched`` already (default: fetched now)."""
+        note, cp = fetched if fetched is not None else self.checkpoint(held.origin)
         new: list[bytes] = []
         if cp.size > held.size:
             new = self.entries(held.size, cp.size)
