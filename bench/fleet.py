@@ -14,7 +14,11 @@ Measured (``docs/xfr.md`` says what each resolver does with NOTIFY and refresh):
    then polled every 10 ms until it answers NXDOMAIN for the name: its enforcement time
    is from t0 to that answer. Reported per member kind: median and max over all
    changes and members. Also the IXFR (octets, messages) each one-name change costs.
-2. **A million rules.** A fresh store with ``--big-rules`` names in one order; the
+2. **Registry -> mirror -> gateway and Unbound** (``chain_phase``): ``--chain-changes``
+   amendments of a registry's order, each timed from its commit at the registry to
+   NXDOMAIN at the mirroring ISP's gateway and at an Unbound fed by the ISP's ``serve
+   --xfr``; the ISP syncs every ``--mirror-interval`` seconds.
+3. **A million rules.** A fresh store with ``--big-rules`` names in one order; the
    primary's time to its first serial (reading and computing the zones), the AXFR of
    the zone (octets, seconds, read by a plain TCP client), the same zone as a file
    (``clearwall export rpz --basis blocked``: octets, seconds), and each resolver's time
@@ -383,6 +387,165 @@ def fleet_phase(
     return result
 
 
+def start_serve(work: Path, name: str, toml: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``clearwall serve --config work/name.toml`` logging to ``work/name.log``."""
+    config = work / f"{name}.toml"
+    config.write_text(toml)
+    log_file = open(work / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [*bd.clearwall_cmd(), "serve", "--config", str(config)],
+        cwd=work,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def chain_phase(
+    args: argparse.Namespace, work: Path, nsd: Any, env: dict[str, str]
+) -> dict[str, Any]:
+    """Registry -> mirror -> gateway, and -> an Unbound secondary of the mirror.
+
+    A registry (``clearwall serve`` with its web app serving ``/log/``) and an ISP
+    installation (its own store, ``clearwall mirror add`` of the registry, ``serve``
+    with ``[federation] interval = --mirror-interval`` and ``--xfr`` NOTIFYing one
+    Unbound configured by ``fleet config``). Each change amends the registry's court
+    order with one new name through the registry's write path; t0 is its commit. The
+    ISP's gateway and its Unbound are polled every 10 ms until they answer NXDOMAIN.
+    """
+    from clearwall.config import LedgerConfig
+    from clearwall.layout import resolve_ledger
+    from clearwall.ledger.log import TransparencyLog
+    from clearwall.ledger.signing import create_key_file, load_signer
+    from clearwall.model import RuleKind
+    from clearwall.policy.model import RuleSpec
+    from clearwall.store import PolicyService, open_store
+
+    origin = "registry.bench.example/log"
+    reg_db = work / "registry.db"
+    reg_url = f"sqlite:///{reg_db}"
+    ledger = resolve_ledger(LedgerConfig(origin=origin), reg_url)
+    create_key_file(ledger.key_path(), origin)
+    vkey = load_signer(ledger.key_path()).verifier.vkey
+    store = open_store(reg_url, migrate=True)
+    registry = PolicyService(store, after_commit=TransparencyLog(store, ledger).sync)
+    registry.add_jurisdiction("xa", "Fleet Republic", ["10.0.0.0/8"])
+    registry.add_authority("Court", "court", "xa", ["mailto:court@xa.example"])
+    court = registry.add_order(
+        1, "court", "law", "court-1", "court-order", "nxdomain",
+        [RuleSpec(RuleKind.SUBTREE, "court.example")],
+    )  # fmt: skip
+    isp_db = work / "isp.db"
+    isp_url = f"sqlite:///{isp_db}"
+    clearwall("init", "--db", isp_url, cwd=work, env=env)
+    clearwall("jurisdictions", "add", "xa", "--name", "Fleet Republic", "--network", "127.0.0.0/8",
+              "--db", isp_url, cwd=work, env=env)  # fmt: skip
+    web, reg_dns, isp_dns, xfr = (sec.free_port() for _ in range(4))
+    clearwall("mirror", "add", f"http://127.0.0.1:{web}", "--key", vkey, "--jurisdiction", "xa",
+              "--db", isp_url, cwd=work, env=env)  # fmt: skip
+    fragment = clearwall(
+        "fleet", "config", "unbound", "--jurisdiction", "xa", "--primary",
+        f"127.0.0.1:{xfr}", "--db", isp_url, cwd=work, env=env,
+    )  # fmt: skip
+    unbound = sec.Unbound(work / "chain-unbound", nsd.port, fragment)
+    for n in range(args.chain_orders):  # the registry's other orders, adopted at first sync
+        registry.add_order(
+            1, f"court {n}", "law", f"court-x{n}", "court-order", "nxdomain",
+            [RuleSpec(RuleKind.EXACT, f"x{n}.other.example")],
+        )  # fmt: skip
+    procs = [
+        start_serve(work, "registry", f"""[store]
+url = "{reg_url}"
+[ledger]
+origin = "{origin}"
+[dns]
+listen = ["127.0.0.1:{reg_dns}"]
+[dns.upstream]
+servers = ["127.0.0.1:{nsd.port}"]
+[web]
+listen = "127.0.0.1:{web}"
+""", env)
+    ]  # fmt: skip
+    result: dict[str, Any] = {"mirror_interval_s": args.mirror_interval}
+    try:
+        started = time.monotonic()
+        while True:  # the registry's web app serving its log
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", web), 1):
+                break
+            if time.monotonic() - started > 120:
+                raise RuntimeError("the registry's web app did not start")
+            time.sleep(0.1)
+        entries_n = store.log_size()
+        t_sync = time.monotonic()
+        clearwall("mirror", "sync", "--db", isp_url, cwd=work, env=env)
+        result["first_sync"] = {
+            "registry_entries": entries_n,
+            "orders_adopted": args.chain_orders + 1,
+            "seconds": round(time.monotonic() - t_sync, 2),
+        }
+        t_sync = time.monotonic()
+        clearwall("mirror", "sync", "--db", isp_url, cwd=work, env=env)
+        result["noop_sync_cli_s"] = round(time.monotonic() - t_sync, 2)
+        log(f"chain: first sync {result['first_sync']}, no-op sync {result['noop_sync_cli_s']} s")
+        procs.append(
+            start_serve(work, "isp", f"""[store]
+url = "{isp_url}"
+[dns]
+listen = ["127.0.0.1:{isp_dns}"]
+[dns.upstream]
+servers = ["127.0.0.1:{nsd.port}"]
+[web]
+listen = ""
+[xfr]
+listen = ["127.0.0.1:{xfr}"]
+secondaries = ["127.0.0.1:{unbound.port}"]
+refresh = 1
+reload_interval = 0.05
+keys_file = "{work}/isp.xfr.keys"
+[federation]
+interval = {args.mirror_interval}
+""", env)
+        )  # fmt: skip
+        unbound.start(probe="probe.example.")
+        for what, port in (("gateway", isp_dns), ("unbound", unbound.port)):
+            if wait_enforced(port, "www.court.example", 300) is None:
+                raise RuntimeError(f"the ISP's {what} never enforced the adopted order")
+        log("chain: the ISP's gateway and Unbound enforce the registry's order")
+        times: dict[str, list[float]] = {"gateway": [], "unbound": []}
+        timeouts = 0
+        rng = random.Random(args.seed)
+        for change in range(args.chain_changes):
+            name = f"chain{change}-{os.getpid()}.fleet.example"
+            registry.amend_order(court.id, add=[RuleSpec(RuleKind.EXACT, name)])
+            t0 = time.monotonic()
+            results: dict[int, float | None] = {}
+            ports = (isp_dns, unbound.port)
+            threads = [
+                threading.Thread(target=poll, args=(results, i, port, name, t0))
+                for i, port in enumerate(ports)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for i, kind in enumerate(times):
+                took = results.get(i)
+                if took is None:
+                    timeouts += 1
+                else:
+                    times[kind].append(took)
+            log(f"chain: change {change + 1}/{args.chain_changes}: {results}")
+            time.sleep(args.pause * (0.5 + rng.random()))
+        result["propagation"] = {kind: summary(vs) for kind, vs in times.items()}
+        result["timeouts"] = timeouts
+    finally:
+        unbound.stop()
+        for proc in procs:
+            stop(proc)
+        store.dispose()
+    return result
+
+
 def big_phase(
     args: argparse.Namespace, work: Path, nsd: Any, env: dict[str, str]
 ) -> dict[str, Any]:
@@ -470,6 +633,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.changes:
                 report["fleet"] = fleet_phase(args, work, nsd, env)
+            if args.chain_changes:
+                report["chain"] = chain_phase(args, work, nsd, env)
             if args.big_rules:
                 report["big"] = big_phase(args, work, nsd, env)
         finally:
@@ -504,6 +669,19 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{slow['median_s']} / {slow['max_s']} | {e['timeouts']} |"
             )
         lines.append(f"\nIXFR of a one-name change: {fleet['ixfr_one_name']} ")
+    chain = report.get("chain")
+    if chain and "propagation" in chain:
+        lines += [
+            "",
+            f"registry -> mirror ([federation] interval {chain['mirror_interval_s']} s): "
+            f"first sync {chain['first_sync']}, no-op `mirror sync` (CLI, process start "
+            f"included) {chain['noop_sync_cli_s']} s",
+            "",
+            "| enforced at | changes | median s | max s |",
+            "|---|---|---|---|",
+        ]
+        for kind, s in chain["propagation"].items():
+            lines.append(f"| mirror's {kind} | {s['n']} | {s['median_s']} | {s['max_s']} |")
     big = report.get("big")
     if big:
         lines += [
@@ -529,12 +707,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--pause", type=float, default=0.5, help="mean seconds between changes, ±50%% (0.5)"
     )
     p.add_argument("--seed", type=int, default=1, help="of the random pauses (1)")
+    p.add_argument(
+        "--chain-changes", type=int, default=20,
+        help="changes through registry -> mirror -> gateway/Unbound (20; 0 skips)",
+    )  # fmt: skip
+    p.add_argument(
+        "--chain-orders", type=int, default=1000,
+        help="other registry orders the mirror adopts at its first, timed, sync (1000)",
+    )  # fmt: skip
+    p.add_argument(
+        "--mirror-interval", type=float, default=1.0,
+        help="the mirror's [federation] interval in the chain phase (1.0 s)",
+    )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="4 resolvers, 3 changes, 10k/100k rules")
     p.add_argument("--output", type=Path, default=RESULTS, help="JSON result file")
     bd.add_run_options(p)
     args = p.parse_args(argv)
     if args.quick:
         args.resolvers, args.changes, args.base_rules, args.big_rules = 4, 3, 10_000, 100_000
+        args.chain_changes, args.chain_orders = min(args.chain_changes, 3), 50
     if args.resolvers < 2:
         p.error("--resolvers needs at least 2 (one of each kind)")
     args.command_line = args.command_line or " ".join(["bench/fleet.py", *argv])

@@ -600,6 +600,38 @@ def background_refresh(config: Config, store_url: str) -> str:
         service.store.dispose()
 
 
+# -- federation -------------------------------------------------------------------------
+
+
+def mirror_passes(config: Config, file: Path) -> int:
+    """How many times ``serve``'s jobs try a mirrored registry in 100 s (a fake clock;
+    the registry is unreachable, so each pass is counted on the mirror as a failure)."""
+    from clearwall.federation import records
+    from clearwall.jobs.runner import Jobs, run_forever
+    from clearwall.ledger.signing import generate_signer
+    from clearwall.store import PolicyService, open_store
+
+    url = f"sqlite:///{file.parent / 'mirror.db'}"
+    cli(["init", "--db", url], file.parent)
+    service = PolicyService(open_store(url))
+    service.add_jurisdiction("xa", "A", [])
+    vkey = generate_signer("registry.example/log").verifier.vkey
+    records.add(service.store, "http://127.0.0.1:9", vkey, {"xa": "xa"})
+    now = [0.0]
+
+    class Until100(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            now[0] += timeout or 0.0
+            if now[0] >= 100:
+                self.set()
+            return self.is_set()
+
+    run_forever(Jobs.open(config, url), Until100(), upkeep_every=3600, clock=lambda: now[0])
+    [mirror] = records.list_all(service.store)
+    service.store.dispose()
+    return mirror.failures
+
+
 # -- the log's witnesses -----------------------------------------------------------------
 
 WITNESSES: dict[str, Any] = {}  # url -> the real `clearwall witness serve` behind it
@@ -1190,6 +1222,7 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
         NO_WEB,
     ),
     "web.subscriptions_fetch_internal": (True, lambda c, f, s: background_refresh(c, s), {}),
+    "federation.interval": (30.0, lambda c, f, s: mirror_passes(c, f), {}),
     "logging.level": ("WARNING", lambda c, f, s: serve(f, s)["info"], NO_WEB),
     "logging.query_log": (
         True,

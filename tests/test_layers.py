@@ -56,6 +56,7 @@ ABOVE = (
     "clearwall.jobs",
     "clearwall.querylog",
     "clearwall.xfr",
+    "clearwall.federation",
 )
 
 

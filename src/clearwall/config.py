@@ -473,6 +473,20 @@ class XfrConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FederationConfig:
+    """Following registries (``clearwall mirror``): how often ``serve``'s jobs sync them."""
+
+    # Seconds between two passes over every mirrored registry: the longest a registry's
+    # order waits before this installation adopts it (each pass fetches a checkpoint).
+    interval: float = 60.0
+
+    def __post_init__(self) -> None:
+        """Refuse an interval that would spin (or never run)."""
+        if not 0.1 <= self.interval <= 86400:
+            raise ConfigError(f"[federation] interval: {self.interval} is not 0.1..86400 s")
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; each component receives only its own section."""
 
@@ -482,6 +496,7 @@ class Config:
     web: WebConfig = field(default_factory=WebConfig)
     xfr: XfrConfig = field(default_factory=XfrConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
 
 
 _DEFAULT_PORTS = {"dot": 853, "doh": 443, "doq": 853}  # listeners whose default is empty

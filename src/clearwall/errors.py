@@ -11,7 +11,9 @@
      ├── LedgerError            the log is inconsistent
      │    ├── VerificationError a proof, signature or recomputed hash does not match
      │    ├── TileError         a tile or entry bundle is corrupt or truncated
-     │    └── WitnessRefusal    a witness refuses a checkpoint (carries the HTTP status)
+     │    ├── WitnessRefusal    a witness refuses a checkpoint (carries the HTTP status)
+     │    └── MirrorError       a registry's log cannot be followed (unreachable,
+     │                          invalid, or refused as forked or rewritten)
      ├── SnapshotError          a compiled policy snapshot cannot be built or loaded
      ├── DNSWireError           a DNS message cannot be parsed (server answers FORMERR)
      ├── UpstreamError          no upstream gave a usable answer
@@ -90,3 +92,16 @@ class UpstreamError(ClearwallError):
 
 class ProbeError(ClearwallError):
     """A probe input, control or log is unusable."""
+
+
+class MirrorError(LedgerError):
+    """A registry's log cannot be followed now; ``status`` says how it failed:
+    ``unreachable`` (no answer), ``invalid`` (garbage, a bad signature, entries that do
+    not hash to the signed root) or ``refused`` (a signed checkpoint inconsistent with
+    one verified before: the registry forked or rewrote its log; evidence is kept)."""
+
+    def __init__(self, status: str, message: str, offered: str = "") -> None:
+        """``offered`` is the signed checkpoint that contradicts the held one, if any."""
+        super().__init__(message)
+        self.status = status
+        self.offered = offered

@@ -29,6 +29,7 @@ def test_jobs_run_all_expires_and_publishes(cli: Run, tmp_path: Path) -> None:
         f"expire: expired 1 order(s): {order}",
         "refresh: refreshed 0 subscription(s)",
         "witnesses: no witnesses configured",
+        "mirrors: no mirrors",
     ]
     assert cli("jobs", "run", "expire").stdout == "expire: expired 0 order(s)\n"
     assert "\texpired\t" in cli("orders", "list").stdout
@@ -41,5 +42,5 @@ def test_an_unknown_job_is_refused_and_nothing_runs(
 ) -> None:
     _expired_order(cli, tmp_path)
     err = cli("jobs", "run", *names, ok=False).stderr
-    assert "unknown job" in err and "choose expire, refresh, witnesses or all" in err
+    assert "unknown job" in err and "choose expire, refresh, witnesses, mirrors or all" in err
     assert "\tactive\t" in cli("orders", "list").stdout  # nothing expired it

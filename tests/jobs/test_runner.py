@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from clearwall.config import Config, LedgerConfig, WitnessEndpoint
+from clearwall.config import Config, FederationConfig, LedgerConfig, WitnessEndpoint
 from clearwall.jobs import runner
 from clearwall.jobs.runner import Jobs, run_forever, run_once
 from clearwall.ledger.signing import create_key_file
@@ -57,16 +57,31 @@ def jobs(sqlite_url: str, tmp_path: Path) -> Jobs:
 @pytest.mark.parametrize(
     ("witnesses", "retry", "ran"),
     [
-        ((), 30.0, [(0, "expire"), (0, "refresh"), (60, "expire"), (60, "refresh")]),
+        (
+            (),
+            30.0,
+            [
+                (0, "expire"),
+                (0, "refresh"),
+                (0, "mirrors"),
+                (40, "mirrors"),
+                (60, "expire"),
+                (60, "refresh"),
+                (80, "mirrors"),
+            ],
+        ),
         (
             (WITNESS,),
             45.0,
             [
                 (0, "expire"),
                 (0, "refresh"),
+                (0, "mirrors"),
+                (40, "mirrors"),
                 (45, "witnesses"),
                 (60, "expire"),
                 (60, "refresh"),
+                (80, "mirrors"),
                 (90, "witnesses"),
             ],
         ),
@@ -89,7 +104,11 @@ def test_the_schedule(
     ledger = dataclasses.replace(
         jobs.config.ledger, witnesses=witnesses, witness_quorum=len(witnesses), witness_retry=retry
     )
-    jobs = dataclasses.replace(jobs, config=dataclasses.replace(jobs.config, ledger=ledger))
+    # [federation] interval 40 s: registries are synced on their own schedule
+    config = dataclasses.replace(
+        jobs.config, ledger=ledger, federation=FederationConfig(interval=40.0)
+    )
+    jobs = dataclasses.replace(jobs, config=config)
     run_forever(jobs, Steps(clock, len({t for t, _ in ran})), upkeep_every=60.0, clock=clock)
     assert seen == ran
 
@@ -131,5 +150,6 @@ def test_each_job_says_what_it_did(jobs: Jobs) -> None:
         ("expire", f"expired 1 order(s): {old.id}"),
         ("refresh", "refreshed 0 subscription(s)"),
         ("witnesses", "no witnesses configured"),
+        ("mirrors", "no mirrors"),
     ]
     assert jobs.tlog.publish() == jobs.service.store.log_size()  # each write was published

@@ -103,6 +103,18 @@ def test_http_checkpoint_and_tiles(world: World, client: TestClient) -> None:
         assert client.get(bad).status_code == 404, bad
 
 
+def test_http_rule_files_as_published(world: World, client: TestClient) -> None:
+    # What a mirror adopts: the rule file of each order version, byte for byte as written.
+    published = sorted((world.tlog.dir.root / "rules").iterdir())
+    assert published
+    for path in published:
+        r = client.get(f"/log/rules/{path.name}")
+        assert r.status_code == 200 and r.content == path.read_bytes(), path.name
+        assert "immutable" in r.headers["cache-control"]
+    for bad in ("/log/rules/1-00.txt", "/log/rules/..%2Fcheckpoint", f"/log/rules/9{path.name}"):
+        assert client.get(bad).status_code == 404, bad
+
+
 def test_http_proofs(world: World, client: TestClient) -> None:
     r = client.get("/log/proof/inclusion", params={"index": 1, "size": 3}).json()
     proofs.verify_inclusion(

@@ -49,6 +49,8 @@ _META = (
 )
 _DIGEST = "f860c9abc40f30487d68fc0325364d7d3718328396dbf3ae9fc7ea496823856a"
 _TIME = '"time":"2026-03-01T12:30:05.123456+00:00"'
+SOURCE = entries.Source("registry.example/log", 12, "ab" * 32, 5)
+_SOURCE = f'{{"index":12,"leaf_hash":"{"ab" * 32}","order":5,"origin":"registry.example/log"}}'
 
 # What the encoder wrote before the entry model (commit b873473), byte for byte.
 GOLDEN: list[tuple[Event, str]] = [
@@ -80,6 +82,17 @@ GOLDEN: list[tuple[Event, str]] = [
         entries.AppealDecided(AT, 2, 7, "upheld", "right"),
         f'{{"appeal":2,"explanation":"right","order":7,"outcome":"upheld",{_TIME},'
         '"type":"appeal-decided"}',
+    ),
+    # Adoptions by a mirror (issue 18), as first written: a version citing its source.
+    (
+        entries.OrderAdopted(AT, ORDER, AUTHORITY, RULES, SOURCE),
+        f'{{"order":{_META},"rules":{{"count":2,"digest":"{_DIGEST}"}},"source":{_SOURCE},'
+        f'{_TIME},"type":"order-adopted"}}',
+    ),
+    (
+        entries.AdoptionWithdrawn(AT, 7, "revoked at the registry: gone", SOURCE),
+        f'{{"order":7,"reason":"revoked at the registry: gone","source":{_SOURCE},{_TIME},'
+        '"type":"adoption-withdrawn"}',
     ),
 ]
 
@@ -131,6 +144,13 @@ ORDERS = st.builds(
     log_index=st.none() | IDS,  # likewise
 )
 RULE_SETS = st.builds(entries.RuleSet, count=IDS, digest=DIGESTS)
+SOURCES = st.builds(
+    entries.Source,
+    origin=TEXT.filter(lambda t: bool(t) and "\n" not in t),
+    index=IDS,
+    leaf_hash=DIGESTS,
+    order_id=IDS,
+)
 EVENTS: st.SearchStrategy[Event] = st.one_of(
     st.builds(entries.OrderPublished, TIMES, ORDERS, AUTHORITIES, RULE_SETS),
     st.builds(entries.OrderAmended, TIMES, ORDERS, AUTHORITIES, RULE_SETS, IDS, IDS, TEXT),
@@ -164,6 +184,8 @@ EVENTS: st.SearchStrategy[Event] = st.one_of(
         TEXT,
         st.none() | IDS,
     ),
+    st.builds(entries.OrderAdopted, TIMES, ORDERS, AUTHORITIES, RULE_SETS, SOURCES),
+    st.builds(entries.AdoptionWithdrawn, TIMES, IDS, TEXT, SOURCES),
 )
 
 
@@ -189,6 +211,8 @@ def test_the_family_of_an_entry_is_the_family_of_its_event(event: Event) -> None
         # requests change no order: decoded only by those who read them
         entries.RequestFiled: entries.Family.OTHER,
         entries.RequestDecided: entries.Family.OTHER,
+        entries.OrderAdopted: entries.Family.ORDER_VERSION,
+        entries.AdoptionWithdrawn: entries.Family.ORDER_END,
     }[type(event)]
     data = entries.encode(event)
     assert entries.family(data) is expected
@@ -235,6 +259,11 @@ def _with(golden: int, **change: object) -> bytes:
         (_with(2, order={"id": 7}), "order is not a non-negative integer"),
         (_with(4, jurisdiction__networks=["10.0.0.1/8"]), "has host bits set"),
         (_with(4, jurisdiction__networks="10.0.0.0/8"), "networks is not a list of strings"),
+        (_with(7, source__leaf_hash="ab"), "leaf_hash is not 64 lowercase hex"),
+        (_with(7, source__origin=""), "origin is not a one-line log origin"),
+        (_with(7, source__origin="a\nb"), "origin is not a one-line log origin"),
+        (_with(7, source__index=-1), "source.index is not a non-negative integer"),
+        (_with(8, source=KeyError), "unexpected/missing"),
     ],
 )
 def test_bytes_that_are_no_entry_are_refused_with_a_reason(data: bytes, why: str) -> None:

@@ -16,7 +16,7 @@ def test_migrations_match_metadata(store: Store) -> None:
     with store.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(ctx, schema.metadata) == []
-        assert ctx.get_current_revision() == "0003_h_requests"
+        assert ctx.get_current_revision() == "0004_mirrors"
 
 
 def test_upgrade_logs_jurisdictions_stored_before_they_were_logged(store_url: str) -> None:

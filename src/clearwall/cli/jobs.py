@@ -10,7 +10,9 @@ from clearwall.cli.common import ConfigOption, DbOption, errors, fail, open_serv
 
 JobNames = Annotated[
     list[str],
-    typer.Argument(metavar="JOB...", help="expire, refresh, witnesses, or all (in that order)."),
+    typer.Argument(
+        metavar="JOB...", help="expire, refresh, witnesses, mirrors, or all (in that order)."
+    ),
 ]
 
 

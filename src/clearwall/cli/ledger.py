@@ -134,18 +134,32 @@ def register(app: typer.Typer) -> None:
             cp = remote.checkpoint
             typer.echo(f"ok: {cp.size} entries, root {cp.root.hex()}, tiles match")
             return
+        from clearwall.federation.verify import check_adoptions
+
         with errors():
             tlog, store = open_log(db, config)
             verifier = parse_vkey(vkey) if vkey else tlog.verifier
             report = audit(store, tlog, verifier, checker(store))
+            # Every adoption against the registry's own log, when it can be reached.
+            adoptions = check_adoptions(store)
         for problem in report.problems:
             typer.echo(f"TAMPERED: {problem}", err=True)
         for lag in report.unpublished:
             typer.echo(f"UNPUBLISHED: {lag}", err=True)
-        if not report.ok:
-            count = len(report.problems) + len(report.unpublished)
+        for problem in adoptions.problems:
+            typer.echo(f"ADOPTION NOT BORNE OUT: {problem}", err=True)
+        for note in adoptions.unchecked:
+            typer.echo(f"UNCHECKED: {note}", err=True)
+        if not report.ok or adoptions.problems:
+            count = len(report.problems) + len(report.unpublished) + len(adoptions.problems)
             fail(f"ledger verification failed: {count} problem(s)")
-        typer.echo(f"ok: {report.summary()}")
+        summary = report.summary()
+        if adoptions.checked:
+            summary += (
+                f"; {adoptions.checked} adoption entr(ies) borne out by "
+                f"{adoptions.registries} registry log(s)"
+            )
+        typer.echo(f"ok: {summary}")
 
     @ledger.command("prove")
     def prove(

@@ -29,6 +29,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "clearwall.cli.configcmd",  # config validate/show
     "clearwall.cli.doctor",  # doctor: checks a deployment
     "clearwall.cli.requests",  # requests file/list/show/accept/refuse/withdraw
+    "clearwall.cli.mirror",  # mirror add/list/remove/sync (follow a registry's log)
 )
 
 # The top-level name each module registers: what a command line needs to load.
@@ -50,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "config": "clearwall.cli.configcmd",
     "doctor": "clearwall.cli.doctor",
     "requests": "clearwall.cli.requests",
+    "mirror": "clearwall.cli.mirror",
 }
 
 

@@ -8,7 +8,9 @@ saying what it did:
   order at its ``expires`` time; the log must say so too);
 - ``refresh``: subscriptions whose interval has passed are fetched and their orders'
   rules made equal to the list (one amendment entry when anything changed);
-- ``witnesses``: witnesses missing from the published checkpoint are asked again.
+- ``witnesses``: witnesses missing from the published checkpoint are asked again;
+- ``mirrors``: every mirrored registry is synced (``clearwall.federation``), every
+  ``[federation] interval`` seconds.
 
 ``clearwall serve`` runs them in a child process (``process``) as long as it serves a
 store, with or without the web app; ``clearwall jobs run`` runs them once.

@@ -71,10 +71,31 @@ def witnesses(jobs: Jobs) -> str:
     return f"{added} late cosignature(s) attached"
 
 
+def mirrors(jobs: Jobs) -> str:
+    """Sync every mirrored registry once (``clearwall.federation.sync``): verify its new
+    checkpoint and entries, adopt and withdraw its orders. A registry that cannot be
+    followed is reported (and recorded on the mirror); the others still sync."""
+    from sqlalchemy import inspect
+
+    from clearwall.federation.sync import sync_all
+
+    if not inspect(jobs.service.store.engine).has_table("mirrors"):
+        return "no mirrors (the store predates them: `clearwall init` upgrades it)"
+    results = sync_all(jobs.service)
+    if not results:
+        return "no mirrors"
+    lines = [r.line() if not isinstance(r, Exception) else f"{r.status}: {r}" for r in results]
+    if any(isinstance(r, Exception) for r in results):
+        return "FAILED: " + "; ".join(lines)
+    changes = sum(r.adopted + r.withdrawn for r in results if not isinstance(r, Exception))
+    return f"{changes} change(s): " + "; ".join(lines)
+
+
 JOBS: dict[str, Callable[[Jobs], str]] = {
     "expire": expire,
     "refresh": refresh,
     "witnesses": witnesses,
+    "mirrors": mirrors,
 }
 """Every job by name, in the order ``all`` runs them."""
 
@@ -109,9 +130,11 @@ def run_forever(
     job every ``[ledger] witness_retry`` seconds (the first after that long) when
     witnesses are configured, until ``stop`` is set."""
     witness_every = jobs.config.ledger.witness_retry if jobs.config.ledger.witnesses else None
+    mirror_every = jobs.config.federation.interval
     next_upkeep = clock()
     # Every sync asks the witnesses itself: a retry is for the late ones, after a while.
     next_witness = next_upkeep + (witness_every or 0.0)
+    next_mirror = next_upkeep  # a registry's orders are adopted from the start
     while not stop.is_set():
         now = clock()
         if now >= next_upkeep:
@@ -121,5 +144,10 @@ def run_forever(
         if witness_every is not None and now >= next_witness:
             _guarded(jobs, "witnesses")
             next_witness = now + witness_every
-        due = next_upkeep if witness_every is None else min(next_upkeep, next_witness)
+        if now >= next_mirror:
+            _guarded(jobs, "mirrors")
+            next_mirror = clock() + mirror_every
+        due = min(next_upkeep, next_mirror)
+        if witness_every is not None:
+            due = min(due, next_witness)
         stop.wait(max(0.0, due - clock()))

@@ -311,9 +311,47 @@ class UnknownEntry:
         return None
 
 
-OrderVersion: TypeAlias = OrderPublished | OrderAmended
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an adopted order comes from: an entry of another installation's log (a
+    registry), named by the log's origin line, the entry's index and its RFC 6962 leaf
+    hash, and the registry's own id of the order. Anyone holding the registry's log can
+    check that its entry ``index`` hashes to ``leaf_hash`` and states that order."""
+
+    origin: str
+    index: int
+    leaf_hash: str  # lowercase hex of the registry entry's leaf hash
+    order_id: int  # the registry's id of the order
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAdopted(_Version):
+    """A mirror adopts (or re-adopts, amended) a registry's order: the local order as it
+    now stands, with the registry's rule set, citing the registry entry it follows."""
+
+    TYPE: ClassVar[str] = "order-adopted"
+    time: dt.datetime
+    order: Order
+    authority: Authority
+    rules: RuleSet
+    source: Source
+
+
+@dataclass(frozen=True, slots=True)
+class AdoptionWithdrawn:
+    """A mirror withdraws an adopted order because the registry's log ended it (revoked
+    or expired), citing the registry entry that did."""
+
+    TYPE: ClassVar[str] = "adoption-withdrawn"
+    time: dt.datetime
+    order_id: int
+    reason: str
+    source: Source
+
+
+OrderVersion: TypeAlias = OrderPublished | OrderAmended | OrderAdopted
 """An entry that commits an order version (metadata and rule set)."""
-OrderEnd: TypeAlias = OrderRevoked | OrderExpired
+OrderEnd: TypeAlias = OrderRevoked | OrderExpired | AdoptionWithdrawn
 """An entry after which an order is no longer in force."""
 Event: TypeAlias = (
     OrderPublished
@@ -326,6 +364,8 @@ Event: TypeAlias = (
     | RequestFiled
     | RequestDecided
     | UnknownEntry
+    | OrderAdopted
+    | AdoptionWithdrawn
 )
 EVENT_TYPES: tuple[type[Event], ...] = (
     OrderPublished,
@@ -337,6 +377,8 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     AppealDecided,
     RequestFiled,
     RequestDecided,
+    OrderAdopted,
+    AdoptionWithdrawn,
 )
 
 
@@ -379,6 +421,15 @@ def _jurisdiction_json(jurisdiction: Jurisdiction) -> dict[str, Any]:
         "code": jurisdiction.code,
         "name": jurisdiction.name,
         "networks": [str(n) for n in canonical_jurisdiction(jurisdiction).networks],
+    }
+
+
+def _source_json(source: Source) -> dict[str, Any]:
+    return {
+        "origin": source.origin,
+        "index": source.index,
+        "leaf_hash": source.leaf_hash,
+        "order": source.order_id,
     }
 
 
@@ -445,6 +496,18 @@ def to_json(event: Event) -> dict[str, Any]:
             }
         case UnknownEntry():
             raise EntryError(f"an entry of unknown type {event.type!r} cannot be written")
+        case OrderAdopted():
+            body = {
+                "order": _order_json(event.order, event.authority),
+                "rules": {"count": event.rules.count, "digest": event.rules.digest},
+                "source": _source_json(event.source),
+            }
+        case AdoptionWithdrawn():
+            body = {
+                "order": event.order_id,
+                "reason": event.reason,
+                "source": _source_json(event.source),
+            }
     return {"type": event.TYPE, "time": event.time.isoformat(), **body}
 
 
@@ -592,6 +655,17 @@ def _jurisdiction(j: _Object) -> Jurisdiction:
 
 
 _BASE = ("type", "time")
+_SOURCE_KEYS = ("origin", "index", "leaf_hash", "order")
+
+
+def _source(s: _Object) -> Source:
+    digest = s.text("leaf_hash")
+    if len(digest) != DIGEST_HEX or digest.strip("0123456789abcdef"):
+        raise EntryError(f"{s.where}.leaf_hash is not {DIGEST_HEX} lowercase hex digits")
+    origin = s.text("origin")
+    if not origin or "\n" in origin:
+        raise EntryError(f"{s.where}.origin is not a one-line log origin")
+    return Source(origin, s.integer("index"), digest, s.integer("order"))
 
 
 def _event(kind: str, value: dict[str, Any]) -> Event:
@@ -673,6 +747,22 @@ def _event(kind: str, value: dict[str, Any]) -> Event:
             e.text("reason"),
             resulting,
         )
+    if kind == OrderAdopted.TYPE:
+        e = _Object(value, "entry", (*_BASE, "order", "rules", "source"))
+        return OrderAdopted(
+            e.time("time"),
+            *_order(e.object("order", _ORDER_KEYS)),
+            _rule_set(e.object("rules", ("count", "digest"))),
+            _source(e.object("source", _SOURCE_KEYS)),
+        )
+    if kind == AdoptionWithdrawn.TYPE:
+        e = _Object(value, "entry", (*_BASE, "order", "reason", "source"))
+        return AdoptionWithdrawn(
+            e.time("time"),
+            e.integer("order"),
+            e.text("reason"),
+            _source(e.object("source", _SOURCE_KEYS)),
+        )
     return UnknownEntry(kind)
 
 
@@ -736,4 +826,4 @@ def order_version(data: bytes) -> OrderVersion | None:
         event = parse(data)
     except EntryError:
         return None
-    return event if isinstance(event, OrderPublished | OrderAmended) else None
+    return event if isinstance(event, OrderPublished | OrderAmended | OrderAdopted) else None

@@ -1,7 +1,8 @@
 """The log over HTTP: C2SP tlog-tiles endpoints under ``/log/`` and a JSON proof API.
 
 ``/log/checkpoint``, ``/log/tile/<L>/<N>[.p/<W>]`` and ``/log/tile/entries/<N>[.p/<W>]``
-are served exactly as the files the log writes (C2SP tlog-tiles, "Endpoints"): full tiles
+and ``/log/rules/<order>-<digest>.txt`` are served exactly as the files the log writes
+(C2SP tlog-tiles, "Endpoints"; rule files are clearwall's own): full tiles
 never change, so they are cacheable forever; the checkpoint changes and must be revalidated.
 The JSON API serves RFC 9162 proofs and per-name bundles (schema in docs/ledger.md).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import re
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 IMMUTABLE = "public, max-age=31536000, immutable"
 CHECKPOINT_CACHE = "no-cache"  # revalidate: the checkpoint moves with every write
+_RULE_FILE = re.compile(r"([0-9]{1,18})-([0-9a-f]{64})\.txt")
 
 
 def _b64(h: bytes) -> str:
@@ -86,6 +89,22 @@ def log_router(tlog: TransparencyLog, prefix: str = "/log") -> APIRouter:
         if not 0 < size <= published:
             raise HTTPException(400, f"size must be in 1..{published} (the published size)")
         return size
+
+    @router.get("/rules/{name}")
+    def rule_file(name: str) -> Response:
+        """An order version's published rule file (``<order>-<digest>.txt``): what a
+        mirror adopts and a verifier hashes; immutable, as its name holds its digest."""
+        match = _RULE_FILE.fullmatch(name)
+        if match is None:
+            raise HTTPException(404, f"no rule file {name!r}")
+        file = tlog.rule_file(int(match[1]), match[2])
+        try:
+            data = file.read_bytes()
+        except (FileNotFoundError, IsADirectoryError) as exc:
+            raise HTTPException(404, f"no rule file {name}") from exc
+        return Response(
+            data, media_type="text/plain; charset=utf-8", headers={"Cache-Control": IMMUTABLE}
+        )
 
     @router.get("/proof/inclusion")
     def inclusion(

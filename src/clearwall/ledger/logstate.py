@@ -125,6 +125,15 @@ class LogState:
                 request = self.requests.setdefault(event.request_id, RequestState())
                 if request.decided is None:  # a request is closed once, for good
                     request.decided = (index, event)
+            case entries.OrderAdopted():
+                # A mirror's adoption is a version of its local order like any other:
+                # the source it cites is checked against the registry by ``ledger verify``.
+                state = self.orders.setdefault(event.order.id, OrderState())
+                state.version = (index, event)
+            case entries.AdoptionWithdrawn():
+                state = self.orders.setdefault(event.order_id, OrderState())
+                if state.ended is None:
+                    state.ended = index
             case _:
                 pass  # appeals and unknown types change no order or jurisdiction
 

@@ -27,7 +27,7 @@ from typing import Any
 from clearwall.errors import InvalidName, VerificationError
 from clearwall.ledger import entries, proofs
 from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
-from clearwall.ledger.entries import EntryError, OrderAmended, OrderPublished
+from clearwall.ledger.entries import EntryError
 from clearwall.ledger.logstate import LogState
 from clearwall.ledger.merkle import MemoryTree, leaf_hash
 from clearwall.ledger.proofs import HashReader
@@ -338,7 +338,7 @@ def verify_bundle(
                 event = entries.parse(data)
             except EntryError as exc:
                 raise VerificationError(f"{what}: log entry {index}: {exc}") from exc
-            if not isinstance(event, OrderPublished | OrderAmended):
+            if not isinstance(event, entries.OrderVersion):
                 raise VerificationError(f"{what}: log entry {index} does not publish an order")
             if event.order.id != order_id:
                 raise VerificationError(f"{what}: log entry {index} is about another order")

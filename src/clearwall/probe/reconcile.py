@@ -18,7 +18,7 @@ from typing import Any
 from clearwall.errors import VerificationError
 from clearwall.ledger import entries
 from clearwall.ledger.checkpoint import parse_checkpoint
-from clearwall.ledger.entries import EntryError, OrderAmended, OrderPublished
+from clearwall.ledger.entries import EntryError
 from clearwall.ledger.nameproof import verify_bundle
 from clearwall.ledger.note import split_note
 from clearwall.ledger.signing import Verifier
@@ -218,7 +218,7 @@ def name_proof_from_bundle(
             if int(item["order"]) not in blocking:
                 continue
             version = entries.parse(str(item["entry"]["data"]).encode("utf-8"))
-            if not isinstance(version, OrderPublished | OrderAmended):
+            if not isinstance(version, entries.OrderVersion):
                 raise VerificationError(f"entry {item['entry']['index']} publishes no order")
             meta = version.order
             orders.append(

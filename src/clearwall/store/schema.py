@@ -227,3 +227,66 @@ requests = Table(
     Index("ix_requests_from_jurisdiction", "from_jurisdiction"),
     Index("ix_requests_order_id", "order_id"),
 )
+
+# -- federation: the registries this installation mirrors (clearwall.federation) ----------
+
+mirrors = Table(
+    "mirrors",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False, unique=True),  # the registry's base URL (before /log)
+    Column("vkey", Text, nullable=False),  # the registry's checkpoint verifier key
+    Column("jurisdictions", Text, nullable=False),  # JSON object: registry code -> local code
+    Column("witnesses", Text, nullable=False, default="[]"),  # JSON array of witness vkeys
+    Column("quorum", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    # the last checkpoint verified consistent with everything seen before
+    Column("origin", Text, nullable=True),
+    Column("size", BigInteger, nullable=False, default=0),
+    Column("root_hash", LargeBinary(32), nullable=True),
+    Column("checkpoint", Text, nullable=True),
+    Column("synced_at", UTCDateTime, nullable=True),
+    # the last attempt: ok | unreachable | invalid | refused, and why
+    Column("status", String(16), nullable=False, default="new"),
+    Column("last_error", Text, nullable=False, default=""),
+    Column("attempted_at", UTCDateTime, nullable=True),
+    Column("failures", Integer, nullable=False, default=0),
+)
+
+mirror_leaves = Table(
+    "mirror_leaves",
+    metadata,
+    Column("mirror_id", Integer, ForeignKey("mirrors.id", ondelete="CASCADE"), primary_key=True),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("leaf_hash", LargeBinary(32), nullable=False),
+)
+
+mirror_authorities = Table(
+    "mirror_authorities",
+    metadata,
+    Column("mirror_id", Integer, ForeignKey("mirrors.id", ondelete="CASCADE"), primary_key=True),
+    Column("remote_id", Integer, primary_key=True, autoincrement=False),
+    Column("local_code", String(32), primary_key=True),
+    Column("authority_id", Integer, ForeignKey("authorities.id"), nullable=False),
+)
+
+mirror_orders = Table(
+    "mirror_orders",
+    metadata,
+    Column("mirror_id", Integer, ForeignKey("mirrors.id", ondelete="CASCADE"), primary_key=True),
+    Column("remote_id", Integer, primary_key=True, autoincrement=False),
+    Column("order_id", Integer, ForeignKey("orders.id"), nullable=False, unique=True),
+    Column("remote_index", BigInteger, nullable=False),  # the registry entry last followed
+)
+
+mirror_evidence = Table(
+    "mirror_evidence",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("mirror_id", Integer, ForeignKey("mirrors.id", ondelete="CASCADE"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),  # rewritten | rollback | ...
+    Column("detail", Text, nullable=False),
+    Column("held", Text, nullable=False),  # the checkpoint verified before
+    Column("offered", Text, nullable=False),  # the signed checkpoint that contradicts it
+)

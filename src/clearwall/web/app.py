@@ -44,6 +44,7 @@ from clearwall.errors import (
     ScopeError,
     StoreError,
 )
+from clearwall.federation import metrics as mirror_metrics
 from clearwall.ledger.log import TransparencyLog
 from clearwall.store.db import Store
 from clearwall.store.reader import PolicyReader
@@ -236,6 +237,7 @@ def create_app(
     app.include_router(portal_router())
     console.install(app)  # /console: the operator and authority console
     health.register(ctx.registry, ctx.store, ctx.tlog)  # log size for the ops alerts
+    mirror_metrics.register(ctx.registry, ctx.store)  # the registries followed, and refusals
     _mount_ledger(app, ctx)
 
     @app.get("/metrics", include_in_schema=False)

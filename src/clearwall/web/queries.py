@@ -15,10 +15,7 @@ from clearwall.ledger import entries
 from clearwall.ledger.entries import (
     EntryError,
     Family,
-    OrderAmended,
-    OrderExpired,
     OrderPublished,
-    OrderRevoked,
 )
 from clearwall.ledger.logstate import LogState
 from clearwall.model import Action, Citation, OrderStatus, Verdict
@@ -192,7 +189,7 @@ def _replay_log(
             event = entries.parse(entry.data)
         except EntryError:
             continue
-        if not isinstance(event, OrderPublished | OrderAmended | OrderRevoked | OrderExpired):
+        if not isinstance(event, entries.OrderVersion | entries.OrderEnd):
             continue
         before = state.order(event.order_id)
         was = before.version if before is not None and before.in_force else None
@@ -204,7 +201,7 @@ def _replay_log(
             version = after.version[1]
             if was is None:
                 # an order counts from the day it takes effect, not the day it was filed
-                published = isinstance(event, OrderPublished)
+                published = isinstance(event, OrderPublished | entries.OrderAdopted)
                 start = version.order.effective_from.date() if published else day
                 per_jurisdiction.setdefault(version.scope, []).append((start, 1.0))
                 rules.append((start, float(version.rules.count)))

@@ -34,7 +34,14 @@ router = APIRouter()
 
 RECENT = 30
 FEED_SIZE = 50
-FEED_EVENTS = (OrderPublished, OrderAmended, OrderRevoked, OrderExpired)
+FEED_EVENTS = (
+    OrderPublished,
+    OrderAmended,
+    OrderRevoked,
+    OrderExpired,
+    entries.OrderAdopted,
+    entries.AdoptionWithdrawn,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +100,13 @@ def describe(index: int, data: bytes) -> EntrySummary:
                 title=title,
                 reason=event.reason,
             )
+        case entries.OrderAdopted():
+            s = event.source
+            cited = f"adopted from {s.origin}, entry {s.index} (its order {s.order_id})"
+            return replace(summary, title=event.order.title, reason=cited)
+        case entries.AdoptionWithdrawn():
+            s = event.source
+            return replace(summary, reason=f"{event.reason} ({s.origin}, entry {s.index})")
     return summary
 
 

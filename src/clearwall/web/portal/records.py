@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from itertools import islice
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.exc import SQLAlchemyError
 
-from clearwall.errors import NotFound
+from clearwall.errors import ClearwallError, NotFound
+from clearwall.federation import records
+from clearwall.ledger import entries
 from clearwall.ledger.entries import rule_line
 from clearwall.model import OrderStatus
 from clearwall.store import repositories
@@ -38,6 +43,36 @@ def order_history(ctx: WebContext, order_id: int) -> list[EntrySummary]:
     first: its public history."""
     summaries = (describe(e.index, e.data) for e in ctx.store.log_entries())
     return [s for s in summaries if s.order == order_id]
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """Where an adopted order comes from: the registry's log entry its latest adoption or
+    withdrawal cites, and the registry's address when this installation still mirrors it."""
+
+    origin: str
+    index: int
+    leaf_hash: str
+    order: int  # the registry's id of the order
+    url: str  # the registry's base URL ("" when no mirror of it is kept)
+
+
+def adoption_of(ctx: WebContext, history: list[EntrySummary]) -> Adoption | None:
+    """The source of an order adopted from a registry (None: an order of this installation)."""
+    cited = [
+        s.event
+        for s in history
+        if isinstance(s.event, entries.OrderAdopted | entries.AdoptionWithdrawn)
+    ]
+    if not cited:
+        return None
+    source = cited[-1].source
+    url = ""
+    with contextlib.suppress(ClearwallError, SQLAlchemyError):
+        found = records.source_of(ctx.store, cited[-1].order_id)
+        if found is not None and found[0].origin == source.origin:
+            url = found[0].url
+    return Adoption(source.origin, source.index, source.leaf_hash, source.order_id, url)
 
 
 @router.get("/orders")
@@ -79,6 +114,7 @@ def order(request: Request, order_id: PathId) -> Response:
             for oid, _, n in ctx.reader.feed_exceptions(feed.id)
             if oid == order_id
         ]
+    history = order_history(ctx, order_id)
     return page(
         request,
         "order.html",
@@ -86,7 +122,8 @@ def order(request: Request, order_id: PathId) -> Response:
             "nav": "orders",
             "f": f,
             "sample": sample,
-            "history": order_history(ctx, order_id),
+            "history": history,
+            "adoption": adoption_of(ctx, history),
             "appeals": ctx.reader.appeals(order_id),
             "answers": ctx.reader.requests(order_id=order_id),
             "exceptions": exceptions,

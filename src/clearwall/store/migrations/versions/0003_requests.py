@@ -1,6 +1,6 @@
 """Cross-border requests between jurisdictions (issue 20 section 2): the ``requests`` table.
 
-Revision ID: 0003_h_requests
+Revision ID: 0003_requests
 Revises: 0002_log_jurisdictions
 Create Date: 2026-12-04
 """
@@ -12,7 +12,7 @@ from alembic import op
 
 from clearwall.store.schema import UTCDateTime
 
-revision = "0003_h_requests"
+revision = "0003_requests"
 down_revision = "0002_log_jurisdictions"
 branch_labels = None
 depends_on = None
