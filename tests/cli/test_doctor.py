@@ -242,6 +242,35 @@ def test_a_skewed_clock(site: Site, skewed_clock: str) -> None:
     assert "behind" in failed[0]["detail"]
 
 
+@pytest.mark.parametrize(
+    "status, why, expected",
+    [
+        (None, "", "warn"),  # added, never synced
+        ("unreachable", "connection refused", "FAIL"),  # and never verified
+        ("refused", "its log was rewritten", "FAIL"),
+        ("ok", "", "ok"),
+    ],
+)
+def test_a_followed_registry(site: Site, status: str | None, why: str, expected: str) -> None:
+    from clearwall.federation import records
+    from clearwall.store import open_store
+
+    store = open_store(f"sqlite:///{site.values['db']}")
+    vkey = create_key_file(site.root / "registry.key", "registry.example/log")
+    mirror = records.add(store, "http://127.0.0.1:9/", vkey, {"xa": "xa"})
+    if status == "ok":
+        records.record_ok(store, mirror.id)
+    elif status is not None:
+        records.record_failure(store, mirror.id, status, why, "held", "offered" if why else "")
+    store.dispose()
+    rc, found, _ = site.doctor()
+    mine = [f for f in found if f["check"] == "mirrors"]
+    assert [f["status"] for f in mine] == [expected], found
+    assert "http://127.0.0.1:9" in mine[0]["detail"] and why in mine[0]["detail"]
+    assert rc == (1 if expected == "FAIL" else 0), found
+    assert expected == "ok" or mine[0]["fix"]
+
+
 def test_the_docs_table_lists_every_check() -> None:
     from clearwall.cli.doctor import CHECKS
 

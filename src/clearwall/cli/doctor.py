@@ -15,6 +15,7 @@ import datetime as dt
 import email.utils
 import errno
 import json
+import math
 import shutil
 import socket
 import time
@@ -485,6 +486,78 @@ def check_disk(d: Deployment) -> list[Finding]:
     return out
 
 
+def _ago(when: dt.datetime | None) -> float:
+    """Seconds since ``when`` (infinite when never)."""
+    if when is None:
+        return math.inf
+    moment = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return (dt.datetime.now(dt.UTC) - moment).total_seconds()
+
+
+def check_mirrors(d: Deployment) -> list[Finding]:
+    """Each registry this installation follows was verified and synced lately."""
+    from clearwall.errors import ClearwallError
+    from clearwall.federation import records
+    from clearwall.store.db import Store
+
+    try:
+        mirrors = records.list_all(Store(d.db_url))
+    except (ClearwallError, Exception) as exc:  # the store check names the cause
+        return [Finding("mirrors", WARN, f"cannot list the registries followed: {exc}")]
+    if not mirrors:
+        return [Finding("mirrors", OK, "no registry followed")]
+    stale = 10 * d.config.federation.interval  # ten passes missed
+    found = []
+    for m in mirrors:
+        since = _ago(m.synced_at)
+        if m.status == "refused":
+            found.append(
+                Finding(
+                    "mirrors",
+                    FAIL,
+                    f"{m.url}: refused: {m.last_error}",
+                    "its log contradicts what was verified before (a fork or a rewrite: the "
+                    "evidence is kept, `clearwall mirror list`); nothing new is adopted from "
+                    "it; ask the registry and its witnesses which log is the real one",
+                )
+            )
+        elif m.status in ("unreachable", "invalid"):
+            found.append(
+                Finding(
+                    "mirrors",
+                    WARN if since < stale else FAIL,
+                    f"{m.url}: {m.status} ({m.last_error}); last verified "
+                    + ("never" if m.synced_at is None else f"{since:.0f} s ago"),
+                    "check the registry's URL and key (`clearwall mirror list`), that it "
+                    "answers from here, then `clearwall mirror sync`",
+                )
+            )
+        elif m.status == "new" or m.synced_at is None:
+            found.append(
+                Finding(
+                    "mirrors",
+                    WARN,
+                    f"{m.url}: not synced yet",
+                    "run `clearwall mirror sync`, or `clearwall serve` (its jobs follow it)",
+                )
+            )
+        elif since >= stale:
+            found.append(
+                Finding(
+                    "mirrors",
+                    WARN,
+                    f"{m.url}: last verified {since:.0f} s ago (every "
+                    f"{d.config.federation.interval:g} s expected)",
+                    "check that `clearwall serve` runs (its jobs follow registries)",
+                )
+            )
+        else:
+            found.append(
+                Finding("mirrors", OK, f"{m.url}: {m.size} entries verified {since:.0f} s ago")
+            )
+    return found
+
+
 CHECKS: tuple[tuple[str, Callable[[Deployment], list[Finding]]], ...] = (
     ("store", check_store),
     ("ledger key", check_ledger_key),
@@ -494,6 +567,7 @@ CHECKS: tuple[tuple[str, Callable[[Deployment], list[Finding]]], ...] = (
     ("certificates", check_certificates),
     ("clock", check_clock),
     ("disk", check_disk),
+    ("mirrors", check_mirrors),
 )
 
 

@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     die_with_parent(int(args[1]))
     spec = json.loads(args[2])
     logging.basicConfig(level=int(spec["log_level"]), format=LOG_FORMAT)
+    # httpx says each request at INFO: a mirror's checkpoint fetch every interval would
+    # fill the jobs' log; the jobs say what matters (a refusal, a failure) themselves.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, int(spec["log_level"])))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when to stop
