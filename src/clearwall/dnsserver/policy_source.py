@@ -56,12 +56,13 @@ from clearwall.config import LedgerConfig
 from clearwall.dnsserver import snapshotdir
 from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.policyholder import PolicyView
-from clearwall.errors import ClearwallError, SnapshotError
+from clearwall.errors import ClearwallError, SnapshotError, StoreError
 
 if TYPE_CHECKING:
     from clearwall.policy.layered import LayeredPolicy
     from clearwall.policy.snapshot import PolicySnapshot
     from clearwall.store.db import Store
+    from clearwall.store.notify import Listener
 
 log = logging.getLogger(__name__)
 
@@ -565,6 +566,12 @@ class PolicySource:
         self._leases: dict[Path, snapshotdir.Lease] = {}
         self._leases_lock = threading.Lock()  # the consolidation thread compiles too
         self._swept = False
+        # Set by a store notification (``store.notify``) or a stop: the watcher wakes at
+        # once instead of at its next poll.
+        self._wake = threading.Event()
+        self._listener: Listener | None = None
+        self.store_reachable = True  # whether the last poll could read the store
+        self.unreachable_since: float | None = None  # time.time() of the first failure
 
     def inherited_fds(self) -> tuple[int, ...]:
         """File descriptors a process forked from this one must close (compiler pipes)."""
@@ -798,8 +805,19 @@ class PolicySource:
                 self._made.remove(entry)
                 self._remove(entry[0])
 
+    def wake(self) -> None:
+        """Look at the store now rather than at the next poll (a notification came)."""
+        self._wake.set()
+
     def start(self) -> None:
-        """Start polling in a daemon thread."""
+        """Start polling in a daemon thread, woken at once by the store's notifications
+        when it is PostgreSQL (``store.notify``; polling stays the fallback)."""
+        from clearwall.store.notify import Listener, libpq_url
+
+        conninfo = libpq_url(self.store_url)
+        if conninfo is not None:
+            self._listener = Listener(conninfo, self.wake)
+            self._listener.start()
         self._thread = threading.Thread(target=self._run, name="policy-source", daemon=True)
         self._thread.start()
 
@@ -807,6 +825,9 @@ class PolicySource:
         """Stop polling and remove the snapshots this source compiled or reused, but for
         the last whole base saved with its provenance: the next start may reuse it."""
         self._stop.set()
+        self._wake.set()
+        if self._listener is not None:
+            self._listener.stop()
         if self._thread is not None:
             self._thread.join(5)
         for compiler in (self._compiler, self._consolidator):
@@ -834,18 +855,57 @@ class PolicySource:
 
     def _run(self) -> None:
         wait = self.interval
-        while not self._stop.wait(wait):
+        while True:
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             for compiler in (self._compiler, self._consolidator):
                 if compiler is not None and self._consolidation is None:
                     compiler.expire()
             try:
                 self.poll()
                 wait = self.interval
+                self._reachable(None)
             except Exception as exc:  # keep enforcing the last good policy
-                log.error("policy reload failed, keeping version %s: %s", self.version, exc)
+                if isinstance(exc, StoreError) or not self._store_answers():
+                    self._reachable(exc)
+                else:
+                    log.error("policy reload failed, keeping version %s: %s", self.version, exc)
                 # A failure that persists (the log cannot be published, say) is retried
                 # ever less often, not a compile and an error line every poll.
                 wait = min(max(wait * 2, 1.0), RETRY_MAX)
+
+    def _store_answers(self) -> bool:
+        """Whether the store answers a read now (a failed compile may be the database
+        gone away, seen by the compiler child first)."""
+        try:
+            self.store_version()
+        except Exception:
+            return False
+        return True
+
+    def _reachable(self, exc: BaseException | None) -> None:
+        """Record whether the store could be read (``exc`` None: it could), logging each
+        change once: a node that loses its database keeps enforcing what it has."""
+        if exc is None:
+            if not self.store_reachable:
+                since = self.unreachable_since or time.time()
+                log.warning(
+                    "the store is reachable again after %.0fs; policy version %s in force",
+                    time.time() - since,
+                    self.version,
+                )
+            self.store_reachable, self.unreachable_since = True, None
+            return
+        if self.store_reachable:
+            log.error(
+                "the store is unreachable (%s): keeping policy version %s in force until "
+                "it returns",
+                exc,
+                self.version,
+            )
+            self.store_reachable, self.unreachable_since = False, time.time()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,6 +18,7 @@ from clearwall.errors import NotFound, StoreError
 from clearwall.ledger.entries import sorted_rule_lines
 from clearwall.ledger.logstore import LogEntry, LogRow, StoredCheckpoint
 from clearwall.store import schema
+from clearwall.store.notify import notify_commit
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -242,6 +243,8 @@ class Store:
                         tree_size=tree_size, root_hash=root_hash, note=note, created_at=utcnow()
                     )
                 )
+                # Nodes that enforce only what the signer signed wake on it (``store.notify``).
+                notify_commit(conn, tree_size)
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""

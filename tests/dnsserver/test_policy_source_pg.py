@@ -1,0 +1,146 @@
+"""The control plane on a shared PostgreSQL store: woken by NOTIFY, and a store that
+goes away (the database refuses this store's connections) under a running source."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+from tests.conftest import PostgresCluster
+
+from clearwall.config import LedgerConfig
+from clearwall.dnsserver.policy_source import PolicySource, load_snapshot
+from clearwall.ledger.signing import create_key_file
+from clearwall.model import RuleKind
+from clearwall.policy.model import RuleSpec
+from clearwall.store import PolicyService
+from clearwall.store.db import open_store
+
+# A poll far longer than any wait below: only a notification can wake the source in time.
+SLOW_POLL = 600.0
+WAIT = 60.0  # generous: the machine is shared; the bench measures the real figure
+
+
+class Published:
+    """What a PolicySource published, signalled to a waiting test."""
+
+    def __init__(self) -> None:
+        self.items: list[Path] = []
+        self.changed = threading.Condition()
+
+    def __call__(self, path: Path, _equivalent: bool) -> None:
+        with self.changed:
+            self.items.append(path)
+            self.changed.notify_all()
+
+    def wait_for(self, check: object, timeout: float = WAIT) -> bool:
+        """Wait until ``check()`` holds."""
+        with self.changed:
+            return self.changed.wait_for(check, timeout)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> LedgerConfig:
+    """The ledger paths a PostgreSQL store needs, with a key made."""
+    cfg = LedgerConfig(key_file=tmp_path / "ledger.key", tiles_dir=tmp_path / "log")
+    create_key_file(cfg.key_path(), cfg.origin)
+    return cfg
+
+
+@pytest.fixture
+def service(pg_url: str) -> Iterator[PolicyService]:
+    """The write path over a fresh PostgreSQL store, with a jurisdiction and a court."""
+    svc = PolicyService(open_store(pg_url, migrate=True))
+    svc.add_jurisdiction("xa", "A", ["127.0.0.0/8"])
+    svc.add_authority("Court A", "court", "xa")
+    try:
+        yield svc
+    finally:
+        svc.store.dispose()
+
+
+def _order(service: PolicyService, reference: str, name: str) -> None:
+    service.add_order(
+        1, "Order", "Act s.1", reference, "court-order", "nxdomain",
+        [RuleSpec(RuleKind.SUBTREE, name)],
+    )  # fmt: skip
+
+
+def _blocked(published: Published, name: str) -> bool:
+    return bool(published.items) and load_snapshot(published.items[-1]).match(name, "xa").blocked
+
+
+def test_a_commit_wakes_every_source_at_once(
+    service: PolicyService, pg_url: str, ledger: LedgerConfig, tmp_path: Path
+) -> None:
+    # Two nodes, each with its own snapshot directory, polling only every ten minutes.
+    nodes = [(Published(), tmp_path / f"node{i}") for i in range(2)]
+    sources = [
+        PolicySource(pg_url, "", snaps, SLOW_POLL, published, ledger=ledger)
+        for published, snaps in nodes
+    ]
+    try:
+        for source in sources:
+            source.start_policy()
+            source.start()
+        for i in range(3):
+            name = f"n{i}.example"
+            _order(service, f"R{i}", name)
+            for published, _snaps in nodes:
+                assert published.wait_for(lambda p=published, n=name: _blocked(p, n)), name
+    finally:
+        for source in sources:
+            source.stop()
+
+
+def _refuse(cluster: PostgresCluster, database: str, refuse: bool) -> None:
+    """Make ``database`` refuse (or accept again) every connection, dropping live ones."""
+    allow = "false" if refuse else "true"
+    cluster.admin(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {allow}')
+    if refuse:
+        cluster.admin(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+        )
+
+
+def test_a_source_that_loses_the_store_keeps_its_policy_and_says_so(
+    service: PolicyService,
+    pg_url: str,
+    pg_cluster: PostgresCluster,
+    ledger: LedgerConfig,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    database = make_url(pg_url).database
+    assert database is not None
+    _order(service, "R0", "before.example")
+    published = Published()
+    source = PolicySource(pg_url, "", tmp_path / "snaps", 0.2, published, ledger=ledger)
+    caplog.set_level(logging.WARNING, logger="clearwall.dnsserver.policy_source")
+    try:
+        start = source.start_policy()
+        assert load_snapshot(start).match("before.example", "xa").blocked
+        source.start()
+        _refuse(pg_cluster, database, True)
+        deadline = time.monotonic() + WAIT
+        while source.store_reachable and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not source.store_reachable
+        assert "the store is unreachable" in caplog.text
+        assert source.version == 2 and published.items == []  # the last policy stays
+
+        _refuse(pg_cluster, database, False)
+        service.store.dispose()  # the writer's pooled connections were dropped too
+        _order(service, "R1", "after.example")
+        assert published.wait_for(lambda: _blocked(published, "after.example"))
+        assert source.store_reachable
+        assert "the store is reachable again" in caplog.text
+    finally:
+        _refuse(pg_cluster, database, False)
+        source.stop()
