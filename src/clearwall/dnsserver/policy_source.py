@@ -68,6 +68,7 @@ log = logging.getLogger(__name__)
 
 KEEP_SNAPSHOTS = 2
 RETRY_MAX = 10.0  # seconds between attempts while a policy change cannot be compiled
+SIGNER_PATIENCE = 10.0  # seconds unsigned entries wait before a node that follows warns
 
 
 def load_snapshot(path: Path) -> PolicyView:
@@ -147,17 +148,23 @@ def _ledger_json(ledger: LedgerConfig | None) -> list[str | None] | None:
     if ledger is None:
         return None
     key, tiles = ledger.key_file, ledger.tiles_dir
-    return [None if key is None else str(key), None if tiles is None else str(tiles), ledger.origin]
+    return [
+        None if key is None else str(key),
+        None if tiles is None else str(tiles),
+        ledger.origin,
+        ledger.vkey,
+    ]
 
 
 def _ledger_from_json(value: list[str | None] | None) -> LedgerConfig | None:
     if value is None:
         return None
-    key, tiles, origin = value
+    key, tiles, origin, vkey = value
     return LedgerConfig(
         key_file=None if key is None else Path(key),
         tiles_dir=None if tiles is None else Path(tiles),
         origin=origin or LedgerConfig().origin,
+        vkey=vkey or "",
     )
 
 
@@ -572,6 +579,8 @@ class PolicySource:
         self._listener: Listener | None = None
         self.store_reachable = True  # whether the last poll could read the store
         self.unreachable_since: float | None = None  # time.time() of the first failure
+        # (signed size, since when, warned): committed entries waiting for the signer.
+        self._waiting: tuple[int, float, bool] | None = None
 
     def inherited_fds(self) -> tuple[int, ...]:
         """File descriptors a process forked from this one must close (compiler pipes)."""
@@ -583,8 +592,10 @@ class PolicySource:
         )
 
     def store_version(self) -> int:
-        """The store's policy version (log size): one cheap query."""
-        size = _sqlite_log_size(self.store_url) if self._store is None else None
+        """The store's policy version (log size): one cheap query. On a node that does
+        not sign, the size the signer last signed: it enforces nothing past that."""
+        follows = self._follows()
+        size = _sqlite_log_size(self.store_url) if self._store is None and not follows else None
         if size is not None:
             return size
         from clearwall.store.db import open_store
@@ -592,7 +603,46 @@ class PolicySource:
 
         if self._store is None:
             self._store = open_store(self.store_url)
-        return policy_version(self._store)
+        if not follows:
+            return policy_version(self._store)
+        signed = self._store.latest_checkpoint()
+        size = 0 if signed is None else signed.tree_size
+        self._waiting_for_signer(self._store.log_size(), size)
+        return size
+
+    def _follows(self) -> bool:
+        """Whether this node does not sign (no key file, ``[ledger] vkey`` set)."""
+        if self.ledger is None or not self.ledger.vkey:
+            return False
+        from clearwall.layout import resolve_ledger
+
+        return not resolve_ledger(self.ledger, self.store_url).signs()
+
+    def _waiting_for_signer(self, committed: int, signed: int) -> None:
+        """Say when committed entries wait for the signer, once per signed size, and
+        again as a warning once they have waited ``SIGNER_PATIENCE`` seconds."""
+        if committed <= signed:
+            self._waiting = None
+            return
+        now = time.monotonic()
+        if self._waiting is None or self._waiting[0] != signed:
+            self._waiting = (signed, now, False)
+            log.info(
+                "%d entries committed, the signer has signed %d: waiting for the signer "
+                "(this node holds no ledger key and enforces only what was signed)",
+                committed,
+                signed,
+            )
+        elif not self._waiting[2] and now - self._waiting[1] >= SIGNER_PATIENCE:
+            self._waiting = (signed, self._waiting[1], True)
+            log.warning(
+                "the signer has not signed entries %d..%d for %.0fs: is the node holding "
+                "the ledger key running? (policy version %s stays in force)",
+                signed,
+                committed - 1,
+                now - self._waiting[1],
+                self.version,
+            )
 
     def _compile(
         self,

@@ -58,6 +58,10 @@ class LogStore(Protocol):
         """Every stored checkpoint, oldest first."""
         ...
 
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The stored checkpoint of the largest size (what the signer last signed)."""
+        ...
+
     def order_rule_lines(self, order_id: int) -> list[bytes] | None:
         """The sorted canonical rule lines an order holds now (``entries.rule_line``),
         or None when there is no such order."""

@@ -48,6 +48,10 @@ class MemoryLogStore:
         """Stored checkpoints, oldest first."""
         return [self.stored[k] for k in sorted(self.stored)]
 
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The stored checkpoint of the largest size, if any."""
+        return self.stored[max(self.stored)] if self.stored else None
+
     def order_rule_lines(self, order_id: int) -> list[bytes] | None:
         """The rule lines set for ``order_id``, if any."""
         return self.rule_lines.get(order_id)
