@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
-from tests.conftest import PostgresCluster
+from tests.pgserver import PostgresCluster
 
 from clearwall.config import LedgerConfig
 from clearwall.dnsserver.policy_source import PolicySource, load_snapshot

@@ -593,7 +593,13 @@ class PolicySource:
 
     def store_version(self) -> int:
         """The store's policy version (log size): one cheap query. On a node that does
-        not sign, the size the signer last signed: it enforces nothing past that."""
+        not sign, the size the signer last signed: it enforces nothing past that. An
+        answer marks the store reachable."""
+        version = self._store_version()
+        self._reachable(None)
+        return version
+
+    def _store_version(self) -> int:
         follows = self._follows()
         size = _sqlite_log_size(self.store_url) if self._store is None and not follows else None
         if size is not None:
@@ -916,7 +922,6 @@ class PolicySource:
             try:
                 self.poll()
                 wait = self.interval
-                self._reachable(None)
             except Exception as exc:  # keep enforcing the last good policy
                 if isinstance(exc, StoreError) or not self._store_answers():
                     self._reachable(exc)
@@ -930,7 +935,7 @@ class PolicySource:
         """Whether the store answers a read now (a failed compile may be the database
         gone away, seen by the compiler child first)."""
         try:
-            self.store_version()
+            self._store_version()
         except Exception:
             return False
         return True
