@@ -213,6 +213,9 @@ def test_every_node_enforces_every_writer_and_serves_the_same_log(
     for node in cluster[1:]:
         assert not (node.home / "ledger.key").exists()  # only the signer ever held a key
     for node in cluster:
+        metrics = httpx.get(f"{node.web}/metrics", timeout=5).text
+        assert "clearwall_store_reachable 1.0" in metrics
+    for node in cluster:
         assert node.cli("ledger", "verify").startswith("ok")
         assert (
             json.loads(node.cli("check", "api.example", "--client", "127.0.0.1", "--json"))[

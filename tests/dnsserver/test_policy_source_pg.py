@@ -98,6 +98,17 @@ def test_a_commit_wakes_every_source_at_once(
             source.stop()
 
 
+def _metrics(source: PolicySource) -> bytes:
+    """The gateway's Prometheus exposition, with the source's store state."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics
+
+    registry = CollectorRegistry()
+    registry.register(DNSCollector(lambda: [DNSMetrics()], lambda: source.store_reachable))
+    return bytes(generate_latest(registry))
+
+
 def _refuse(cluster: PostgresCluster, database: str, refuse: bool) -> None:
     """Make ``database`` refuse (or accept again) every connection, dropping live ones."""
     allow = "false" if refuse else "true"
@@ -133,6 +144,7 @@ def test_a_source_that_loses_the_store_keeps_its_policy_and_says_so(
             time.sleep(0.1)
         assert not source.store_reachable
         assert "the store is unreachable" in caplog.text
+        assert b"clearwall_store_reachable 0.0" in _metrics(source)
         assert source.version == 2 and published.items == []  # the last policy stays
 
         _refuse(pg_cluster, database, False)
@@ -141,6 +153,7 @@ def test_a_source_that_loses_the_store_keeps_its_policy_and_says_so(
         assert published.wait_for(lambda: _blocked(published, "after.example"))
         assert source.store_reachable
         assert "the store is reachable again" in caplog.text
+        assert b"clearwall_store_reachable 1.0" in _metrics(source)
     finally:
         _refuse(pg_cluster, database, False)
         source.stop()
