@@ -67,6 +67,9 @@ def witnesses(jobs: Jobs) -> str:
     """Ask the witnesses missing from the published checkpoint again."""
     if not jobs.config.ledger.witnesses:
         return "no witnesses configured"
+    if not jobs.tlog.signs:
+        # Its checkpoint is the signer's note from the database, byte for byte.
+        return "this node holds no ledger key: the signer asks the witnesses"
     added = witnessing.retry(jobs.tlog)
     return f"{added} late cosignature(s) attached"
 
