@@ -12,7 +12,16 @@ signs and publishes every committed log entry (``TransparencyLog.publish``: tile
 files, then the checkpoint), so a policy change whose writer was killed before it
 published is published here, at the latest, and the snapshot is compiled at the size of
 the published checkpoint. When the log cannot be published (no key, an unwritable
-directory), the compile fails: nothing new is enforced, and the gateway says why.
+directory), the compile fails: nothing new is enforced, and the gateway says why. A
+node without the key (``[ledger] vkey``, one of several on one PostgreSQL store) never
+signs: its publish takes the signer's newest checkpoint from the store, and its version
+is that checkpoint's size, so it enforces nothing the signer has not signed and says when
+committed entries wait for the signer (``docs/cluster.md``).
+
+On a PostgreSQL store the watcher LISTENs (``store.notify``): every commit, and every
+checkpoint the signer records, wakes it at once; polling every ``interval`` stays the
+fallback. A poll that cannot read the store keeps the policy in force, logs it once, and
+sets ``store_reachable`` (``clearwall_store_reachable``) until the store answers again.
 
 Compiling a large policy whole takes seconds (about 15 s for a million rules), while a
 change touches a few orders. So once a whole snapshot (the *base*) exists, a change is
