@@ -9,8 +9,10 @@ import pytest
 
 from clearwall.config import LedgerConfig
 from clearwall.errors import ConfigError, LedgerError, VerificationError
+from clearwall.ledger.checkpoint import Checkpoint
 from clearwall.ledger.log import TransparencyLog, published_checkpoint
 from clearwall.ledger.memorystore import MemoryLogStore
+from clearwall.ledger.note import split_note, with_signatures
 from clearwall.ledger.signing import create_key_file, generate_signer
 
 ORIGIN = "clearwall.example/log"
@@ -105,3 +107,18 @@ def test_a_key_that_is_not_the_named_vkey_is_refused(tmp_path: Path) -> None:
 def test_a_bad_vkey_is_a_config_error(vkey: str, why: str) -> None:
     with pytest.raises(ConfigError, match=why):
         LedgerConfig(origin=ORIGIN, vkey=vkey)
+
+
+def test_a_follower_takes_the_late_cosignatures_the_signer_recorded(tmp_path: Path) -> None:
+    store, signer, follower = _nodes(tmp_path)
+    store.append(b'{"i":0}')
+    signer.sync()
+    follower.sync()
+    cp = signer.published()
+    assert cp is not None
+    witness = generate_signer("w.example/witness")
+    late = split_note(Checkpoint(ORIGIN, cp.size, cp.root).sign(witness))[1][0]
+    cosigned = with_signatures(signer.checkpoint_note(), [late])
+    store.replace_checkpoint_note(cp.size, cp.root, cosigned)  # what a witness retry does
+    follower.sync()
+    assert follower.checkpoint_note() == cosigned

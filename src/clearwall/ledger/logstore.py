@@ -54,6 +54,11 @@ class LogStore(Protocol):
         """Record a signed checkpoint (idempotent per size)."""
         ...
 
+    def replace_checkpoint_note(self, tree_size: int, root_hash: bytes, note: str) -> None:
+        """Store ``note`` for the recorded checkpoint (``tree_size``, ``root_hash``): the
+        same checkpoint with late witness cosignatures attached."""
+        ...
+
     def checkpoints(self) -> Sequence[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""
         ...

@@ -44,6 +44,12 @@ class MemoryLogStore:
         """Record a checkpoint once per size."""
         self.stored.setdefault(tree_size, StoredCheckpoint(tree_size, root_hash, note))
 
+    def replace_checkpoint_note(self, tree_size: int, root_hash: bytes, note: str) -> None:
+        """Replace the note of the recorded checkpoint (size, root), if any."""
+        stored = self.stored.get(tree_size)
+        if stored is not None and stored.root_hash == root_hash:
+            self.stored[tree_size] = StoredCheckpoint(tree_size, root_hash, note)
+
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Stored checkpoints, oldest first."""
         return [self.stored[k] for k in sorted(self.stored)]
