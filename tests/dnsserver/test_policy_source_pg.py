@@ -157,3 +157,47 @@ def test_a_source_that_loses_the_store_keeps_its_policy_and_says_so(
     finally:
         _refuse(pg_cluster, database, False)
         source.stop()
+
+
+def test_a_node_without_the_key_waits_for_the_signer_and_says_so(
+    service: PolicyService,
+    pg_url: str,
+    ledger: LedgerConfig,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from clearwall.dnsserver import policy_source
+    from clearwall.ledger.log import TransparencyLog
+    from clearwall.ledger.signing import load_signer
+
+    monkeypatch.setattr(policy_source, "SIGNER_PATIENCE", 0.5)
+    signer = TransparencyLog(service.store, ledger)
+    signer.sync()  # what the signer's gateway did at its start
+    follower = LedgerConfig(
+        key_file=tmp_path / "f" / "ledger.key",
+        tiles_dir=tmp_path / "f" / "log",
+        vkey=load_signer(ledger.key_path()).verifier.vkey,
+    )
+    published = Published()
+    source = PolicySource(pg_url, "", tmp_path / "snaps", 0.1, published, ledger=follower)
+    caplog.set_level(logging.INFO, logger="clearwall.dnsserver.policy_source")
+    try:
+        source.start_policy()
+        source.start()
+        _order(service, "R0", "unsigned.example")  # committed; the signer is not running
+        deadline = time.monotonic() + WAIT
+        while "is the node holding the ledger key running?" not in caplog.text:
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.1)
+        assert "2 entries committed, the signer has signed 1: waiting for the signer" in (
+            caplog.text
+        )
+        assert published.items == [] and source.version == 1  # nothing past the signature
+        assert not (tmp_path / "f" / "ledger.key").exists()  # and it never made a key
+
+        signer.sync()  # the signer signs: the follower wakes (NOTIFY) and enforces it
+        assert published.wait_for(lambda: _blocked(published, "unsigned.example"))
+        assert source.version == 2
+    finally:
+        source.stop()
