@@ -62,7 +62,6 @@ class Listener:
         self.connected = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._conn: object | None = None
 
     def start(self) -> None:
         """Start listening on a daemon thread."""
