@@ -223,3 +223,25 @@ def test_every_node_enforces_every_writer_and_serves_the_same_log(
             ]
             == "block"
         )
+
+
+def test_the_configs_in_docs_cluster_md_load_as_the_page_says(tmp_path: Path) -> None:
+    """docs/cluster.md's two configs: node A signs (it holds the key), node B does not."""
+    import re
+
+    from clearwall.config import load_config
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "cluster.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", page, re.S)
+    assert len(blocks) == 2
+    configs = []
+    for i, block in enumerate(blocks):
+        path = tmp_path / f"{i}.toml"
+        # The same files, in a directory this test owns.
+        path.write_text(block.replace("/var/lib/clearwall/", f"{tmp_path}/n{i}/"))
+        configs.append(load_config(path).ledger)
+    a, b = configs
+    a.key_path().parent.mkdir(parents=True)
+    a.key_path().write_text("")  # node A holds a key file
+    assert a.signs() and not a.vkey
+    assert not b.key_path().exists() and not b.signs()
