@@ -452,7 +452,7 @@ def big_phase(
     return out
 
 
-def pg_config(url: str, home: Path, dns_port: int, vkey: str) -> str:
+def pg_config(url: str, home: Path, dns_port: int, vkey: str, reload_interval: float) -> str:
     """A gateway's config on the shared PostgreSQL store (``vkey``: it holds no key)."""
     lines = [
         "[store]",
@@ -463,6 +463,7 @@ def pg_config(url: str, home: Path, dns_port: int, vkey: str) -> str:
         *([f'vkey = "{vkey}"'] if vkey else []),
         "[dns]",
         f'listen = ["127.0.0.1:{dns_port}"]',
+        f"reload_interval = {reload_interval}",  # the fallback poll
         "[dns.upstream]",
         'servers = ["127.0.0.1:9"]',  # only blocked names are asked
         "[web]",
@@ -502,7 +503,8 @@ def pg_phase(args: argparse.Namespace, work: Path, nsd: Any, env: dict[str, str]
         vkey = create_key_file(homes[0] / "ledger.key", LedgerConfig().origin)
         ledgers = []
         for i, home in enumerate(homes):
-            (home / "cw.toml").write_text(pg_config(url, home, ports[i], "" if i == 0 else vkey))
+            config = pg_config(url, home, ports[i], "" if i == 0 else vkey, args.pg_reload_interval)
+            (home / "cw.toml").write_text(config)
             ledgers.append(
                 LedgerConfig(home / "ledger.key", home / "log", vkey="" if i == 0 else vkey)
             )
@@ -570,6 +572,7 @@ def pg_phase(args: argparse.Namespace, work: Path, nsd: Any, env: dict[str, str]
     return {
         "gateways": n,
         "changes": args.pg_changes,
+        "reload_interval_s": args.pg_reload_interval,
         "writers": "round robin over the gateways (the signer and the followers)",
         "enforcement": {
             "signer": summary(per_node["signer"]),
@@ -688,6 +691,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--pg-gateways", type=int, default=3, help="gateways on one PostgreSQL (3; 0 skips)"
     )
     p.add_argument("--pg-changes", type=int, default=20, help="their one-name changes (20)")
+    p.add_argument(
+        "--pg-reload-interval",
+        type=float,
+        default=0.25,
+        help="their [dns] reload_interval, the poll behind NOTIFY (0.25, the default)",
+    )
     p.add_argument("--quick", action="store_true", help="4 resolvers, 3 changes, 10k/100k rules")
     p.add_argument("--output", type=Path, default=RESULTS, help="JSON result file")
     bd.add_run_options(p)
