@@ -201,3 +201,28 @@ def test_a_node_without_the_key_waits_for_the_signer_and_says_so(
         assert source.version == 2
     finally:
         source.stop()
+
+
+def test_a_sqlite_gateway_still_loads_no_sqlalchemy(tmp_path: Path) -> None:
+    """The listener is for PostgreSQL only: starting the source of a SQLite store (as a
+    gateway does) must not import SQLAlchemy, which delayed the start past a SIGTERM."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    open_store(url, migrate=True).dispose()
+    create_key_file(tmp_path / "cw.ledger.key", LedgerConfig().origin)
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from clearwall.dnsserver.policy_source import PolicySource\n"
+        f"snaps = Path({str(tmp_path / 'snaps')!r})\n"
+        f"s = PolicySource({url!r}, '', snaps, 0.1, lambda p, e: None)\n"
+        "s.start_policy(); s.start(); s.poll(); s.stop()\n"
+        "print('sqlalchemy' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -877,12 +877,13 @@ class PolicySource:
     def start(self) -> None:
         """Start polling in a daemon thread, woken at once by the store's notifications
         when it is PostgreSQL (``store.notify``; polling stays the fallback)."""
-        from clearwall.store.notify import Listener, libpq_url
+        if self.store_url.startswith("postgres"):  # a SQLite gateway loads no SQLAlchemy
+            from clearwall.store.notify import Listener, libpq_url
 
-        conninfo = libpq_url(self.store_url)
-        if conninfo is not None:
-            self._listener = Listener(conninfo, self.wake)
-            self._listener.start()
+            conninfo = libpq_url(self.store_url)
+            if conninfo is not None:
+                self._listener = Listener(conninfo, self.wake)
+                self._listener.start()
         self._thread = threading.Thread(target=self._run, name="policy-source", daemon=True)
         self._thread.start()
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, text
-from sqlalchemy.engine import make_url
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ def notify_commit(conn: Connection, size: int) -> None:
     """Queue a notification of log size ``size`` inside the caller's write transaction
     (delivered at commit; nothing on SQLite)."""
     if conn.dialect.name == "postgresql":
+        from sqlalchemy import text
+
         conn.execute(
             text("SELECT pg_notify(:channel, :size)"), {"channel": CHANNEL, "size": str(size)}
         )
@@ -40,7 +43,12 @@ def notify_commit(conn: Connection, size: int) -> None:
 
 def libpq_url(store_url: str) -> str | None:
     """The libpq connection URI of a PostgreSQL store URL (SQLAlchemy's driver suffix
-    dropped), or None for any other store."""
+    dropped), or None for any other store. SQLAlchemy is imported only for such a URL:
+    a SQLite gateway never loads it."""
+    if not store_url.startswith("postgres"):
+        return None
+    from sqlalchemy.engine import make_url
+
     try:
         url = make_url(store_url)
     except Exception:  # an unparsable URL: opening the store says why
