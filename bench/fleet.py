@@ -24,6 +24,11 @@ Measured (``docs/xfr.md`` says what each resolver does with NOTIFY and refresh):
    (``clearwall export rpz --basis blocked``: octets, seconds), and each resolver's time
    from start to enforcing the zone: Unbound, PowerDNS Recursor and BIND by transfer,
    Knot Resolver from the file.
+4. **Gateways on one PostgreSQL** (``pg_phase``): ``--pg-gateways`` ``clearwall serve``
+   nodes on one PostgreSQL store (only the first holds the ledger key); each of
+   ``--pg-changes`` one-name changes is committed through each node in turn, and every
+   node is polled until it answers NXDOMAIN (LISTEN/NOTIFY wakes them; polling every
+   ``--pg-reload-interval`` seconds stays the fallback).
 
 The resolvers are started by ``tests/xfr/secondaries.py`` (the test suite's launchers,
 loaded by path). As ``bench/dns.py`` the run re-executes itself in fresh network and
@@ -615,6 +620,149 @@ def big_phase(
     return out
 
 
+def pg_config(url: str, home: Path, dns_port: int, vkey: str, reload_interval: float) -> str:
+    """A gateway's config on the shared PostgreSQL store (``vkey``: it holds no key)."""
+    lines = [
+        "[store]",
+        f'url = "{url}"',
+        "[ledger]",
+        f'key_file = "{home / "ledger.key"}"',
+        f'tiles_dir = "{home / "log"}"',
+        *([f'vkey = "{vkey}"'] if vkey else []),
+        "[dns]",
+        f'listen = ["127.0.0.1:{dns_port}"]',
+        f"reload_interval = {reload_interval}",  # the fallback poll
+        "[dns.upstream]",
+        'servers = ["127.0.0.1:9"]',  # only blocked names are asked
+        "[web]",
+        'listen = ""',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def pg_phase(args: argparse.Namespace, work: Path, nsd: Any, env: dict[str, str]) -> dict[str, Any]:
+    """Commit-to-enforcement on ``args.pg_gateways`` gateways sharing one PostgreSQL
+    (docs/cluster.md): the first holds the ledger key, the others follow its checkpoints.
+    Each change is an order of one new name committed through the write path of one of
+    them in turn (with its ledger sync, as its CLI writes); t0 is the commit (the first
+    thing the after-commit hook does); each gateway is polled every 10 ms until it
+    answers NXDOMAIN."""
+    from clearwall.config import LedgerConfig
+    from clearwall.ledger.log import TransparencyLog
+    from clearwall.ledger.signing import create_key_file
+    from clearwall.model import RuleKind
+    from clearwall.policy.model import RuleSpec
+    from clearwall.store import PolicyService, open_store
+
+    pgserver = _load("pgserver", ROOT / "tests" / "pgserver.py")
+    rng = random.Random(args.seed)
+    n = args.pg_gateways
+    homes = [work / f"pg-node{i}" for i in range(n)]
+    ports = []
+    for _ in range(n):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    with pgserver.postgres_cluster() as pg:
+        pg.admin("CREATE DATABASE fleet")
+        url = pg.url("fleet")
+        for home in homes:
+            home.mkdir()
+        vkey = create_key_file(homes[0] / "ledger.key", LedgerConfig().origin)
+        ledgers = []
+        for i, home in enumerate(homes):
+            config = pg_config(url, home, ports[i], "" if i == 0 else vkey, args.pg_reload_interval)
+            (home / "cw.toml").write_text(config)
+            ledgers.append(
+                LedgerConfig(home / "ledger.key", home / "log", vkey="" if i == 0 else vkey)
+            )
+        store = open_store(url, migrate=True)
+        TransparencyLog(store, ledgers[0]).sync()  # as `clearwall init` does
+        setup = PolicyService(store, after_commit=TransparencyLog(store, ledgers[0]).sync)
+        setup.add_jurisdiction("xa", "Fleet Republic", ["127.0.0.0/8"])
+        setup.add_authority("Court", "court", "xa", ["mailto:court@xa.example"])
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for home in homes:
+                log_file = open(home / "serve.log", "wb")  # noqa: SIM115 - closed with the process
+                procs.append(
+                    subprocess.Popen(
+                        [*bd.clearwall_cmd(), "serve", "--config", str(home / "cw.toml")],
+                        cwd=home,
+                        env=env,
+                        stdout=log_file,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            for port in ports:
+                if wait_enforced_any(port, 60) is None:
+                    raise RuntimeError(f"a gateway on port {port} did not start")
+            per_node: dict[str, list[float]] = {"signer": [], "follower": []}
+            slowest: list[float] = []
+            timeouts = 0
+            for change in range(args.pg_changes):
+                writer = change % n
+                name = f"pg{change}-{rng.randrange(1 << 30)}.example"
+                t0 = [0.0]
+
+                def committed(w: int = writer, t0: list[float] = t0) -> None:
+                    t0[0] = time.monotonic()
+                    if ledgers[w].signs():
+                        TransparencyLog(store, ledgers[w]).sync()
+
+                service = PolicyService(store, after_commit=committed)
+                service.add_order(
+                    1, "court", "law", f"pg-{change}", "court-order", "nxdomain",
+                    [RuleSpec(RuleKind.EXACT, name)],
+                )  # fmt: skip
+                results: dict[int, float | None] = {}
+                threads = [
+                    threading.Thread(target=poll, args=(results, i, port, name, t0[0]))
+                    for i, port in enumerate(ports)
+                ]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                found = [v for v in results.values() if v is not None]
+                timeouts += len(results) - len(found)
+                for i, v in results.items():
+                    if v is not None:
+                        per_node["signer" if i == 0 else "follower"].append(v)
+                if found:
+                    slowest.append(max(found))
+                log(f"pg change {change} (writer node{writer}): {results}")
+                time.sleep(args.pause * rng.uniform(0.5, 1.5))
+        finally:
+            for proc in procs:
+                stop(proc)  # type: ignore[arg-type]
+            store.dispose()
+    return {
+        "gateways": n,
+        "changes": args.pg_changes,
+        "reload_interval_s": args.pg_reload_interval,
+        "writers": "round robin over the gateways (the signer and the followers)",
+        "enforcement": {
+            "signer": summary(per_node["signer"]),
+            "followers": summary(per_node["follower"]),
+            "all": summary(per_node["signer"] + per_node["follower"]),
+            "slowest_gateway_per_change": summary(slowest),
+            "timeouts": timeouts,
+        },
+    }
+
+
+def wait_enforced_any(port: int, timeout: float) -> float | None:
+    """Seconds until 127.0.0.1:port answers at all (a gateway serving), None on timeout."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(Exception):
+            sec.query(port, "probe.example", timeout=0.5)
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     """Start nsd, run both phases, write the report."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARWALL_")}
@@ -637,6 +785,8 @@ def run(args: argparse.Namespace) -> int:
                 report["chain"] = chain_phase(args, work, nsd, env)
             if args.big_rules:
                 report["big"] = big_phase(args, work, nsd, env)
+            if args.pg_gateways:
+                report["postgresql"] = pg_phase(args, work, nsd, env)
         finally:
             nsd.stop()
     report["loadavg_end"] = os.getloadavg()
@@ -682,6 +832,19 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         for kind, s in chain["propagation"].items():
             lines.append(f"| mirror's {kind} | {s['n']} | {s['median_s']} | {s['max_s']} |")
+    pg = report.get("postgresql")
+    if pg:
+        e = pg["enforcement"]
+        lines += [
+            "",
+            "| PostgreSQL gateways | changes | median s | max s | timeouts |",
+            "|---|---|---|---|---|",
+        ]
+        for kind in ("signer", "followers", "all", "slowest_gateway_per_change"):
+            lines.append(
+                f"| {kind} | {e[kind]['n']} | {e[kind]['median_s']} | {e[kind]['max_s']} | "
+                f"{e['timeouts']} |"
+            )
     big = report.get("big")
     if big:
         lines += [
@@ -719,6 +882,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--mirror-interval", type=float, default=1.0,
         help="the mirror's [federation] interval in the chain phase (1.0 s)",
     )  # fmt: skip
+    p.add_argument(
+        "--pg-gateways", type=int, default=3, help="gateways on one PostgreSQL (3; 0 skips)"
+    )
+    p.add_argument("--pg-changes", type=int, default=20, help="their one-name changes (20)")
+    p.add_argument(
+        "--pg-reload-interval",
+        type=float,
+        default=0.25,
+        help="their [dns] reload_interval, the poll behind NOTIFY (0.25, the default)",
+    )
     p.add_argument("--quick", action="store_true", help="4 resolvers, 3 changes, 10k/100k rules")
     p.add_argument("--output", type=Path, default=RESULTS, help="JSON result file")
     bd.add_run_options(p)

@@ -443,6 +443,27 @@ def init_and_key(file: Path) -> tuple[list[str], str]:
     return [f for f in files if not f.endswith(("-wal", "-shm"))], key
 
 
+def signer_vkey(tmp: Path) -> str:
+    """Make a signer key at ``tmp/signer.key`` (for the example's origin); its vkey."""
+    from clearwall.ledger.signing import create_key_file
+
+    return create_key_file(tmp / "signer.key", "clearwall.example/log")
+
+
+def sync_without_key(config: Config, file: Path) -> bool:
+    """`clearwall init`, then `clearwall ledger sync` on a node whose key file is gone
+    (one of several gateways sharing a store): whether it fails."""
+    where = file.parent
+    cli(["init", "--config", file.name], where)
+    key = config.ledger.key_path()
+    key.rename(key.with_name("signer.key.away"))
+    try:
+        out = cli(["ledger", "sync", "--config", file.name], where)
+    finally:
+        key.with_name("signer.key.away").rename(key)
+    return "error" in out
+
+
 def children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -1072,6 +1093,11 @@ EFFECTS: dict[str, tuple[Any, Observe, dict[str, Any]]] = {
         1.0,
         lambda c, f, s: published(f, late=True, wait=6)[0],
         lambda tmp: {"ledger": {"witnesses": [witness(tmp, "r1")], "witness_quorum": 1}},
+    ),
+    "ledger.vkey": (
+        signer_vkey,
+        lambda c, f, s: sync_without_key(c, f),
+        lambda tmp: {"ledger": {"key_file": str(tmp / "signer.key")}},
     ),
     "dns.listen": (
         ["127.0.0.2:0"],

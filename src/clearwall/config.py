@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clearwall.errors import ConfigError
+from clearwall.errors import ClearwallError, ConfigError
 
 DEFAULT_VAR = Path("var")
 
@@ -147,6 +147,9 @@ class LedgerConfig:
     witness_quorum: int = 0  # cosignatures that make a checkpoint witnessed
     witness_timeout: float = 5.0  # seconds per request to a witness
     witness_retry: float = 30.0  # seconds between the jobs' retries of lagging witnesses
+    # The signer's verifier key: a node without the key file (one of several gateways on
+    # one PostgreSQL store) serves and enforces only what that key signed.
+    vkey: str = ""
 
     def __post_init__(self) -> None:
         """A quorum the configured witnesses can meet; with witnesses, a chosen one."""
@@ -163,6 +166,22 @@ class LedgerConfig:
             )
         if self.witness_timeout <= 0 or self.witness_retry <= 0:
             raise ConfigError("[ledger] witness_timeout and witness_retry must be positive")
+        if self.vkey:
+            from clearwall.ledger.signing import parse_vkey
+
+            try:
+                verifier = parse_vkey(self.vkey)
+            except ClearwallError as exc:
+                raise ConfigError(f"[ledger] vkey: {exc}") from exc
+            if verifier.name != self.origin:
+                raise ConfigError(
+                    f"[ledger] vkey names the log {verifier.name!r} but origin is {self.origin!r}"
+                )
+
+    def signs(self) -> bool:
+        """Whether this node signs the log: it holds the key file, or names no ``vkey``
+        (then a missing key file is an error where the key is needed, as before)."""
+        return not self.vkey or self.key_path().exists()
 
     def key_path(self) -> Path:
         """The signer key file; ConfigError when it was not resolved for a store."""

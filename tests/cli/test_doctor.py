@@ -58,7 +58,8 @@ class Site:
         path.write_text(
             f'[store]\nurl = "sqlite:///{v["db"]}"\n'
             f'[ledger]\nkey_file = "{v["key"]}"\ntiles_dir = "{v["tiles"]}"\n'
-            f'[dns]\nlisten = ["127.0.0.1:{v["dns"]}"]\n'
+            + (f'vkey = "{v["vkey"]}"\n' if v.get("vkey") else "")
+            + f'[dns]\nlisten = ["127.0.0.1:{v["dns"]}"]\n'
             f'[dns.upstream]\nservers = ["127.0.0.1:{v["upstream"]}"]\ntimeout = 0.5\n'
             f'[web]\nlisten = "127.0.0.1:{v["web"]}"\n'
             f"[logging]\n{v['logging']}\n"
@@ -278,3 +279,16 @@ def test_the_docs_table_lists_every_check() -> None:
     section = doc.split("## Doctor", 1)[1]
     table = re.findall(r"^\| ([a-z ]+) \|", section, re.M)
     assert [name for name, _ in CHECKS] == [t for t in table if t != "check"]
+
+
+def test_a_node_without_the_key_follows_the_signer(site: Site) -> None:
+    """One of several gateways on one store: no key file, ``[ledger] vkey`` names the
+    signer's key (docs/cluster.md); nothing is wrong."""
+    key = Path(site.values["key"])
+    vkey = site.cli("ledger", "key").stdout.strip()
+    key.unlink()
+    site.values["vkey"] = vkey
+    rc, found, err = site.doctor()
+    assert rc == 0, (found, err)
+    [ledger] = [f for f in found if f["check"] == "ledger key"]
+    assert ledger["status"] == "ok" and vkey in ledger["detail"], ledger

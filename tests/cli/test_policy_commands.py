@@ -279,3 +279,25 @@ def test_jurisdictions_update(sqlite_cli: Run) -> None:
     assert bad.stderr == "clearwall: error: jurisdiction 'xc' has no network 10.9.0.0/16\n"
     verify = sqlite_cli("ledger", "verify")  # every change is on the log, as stored
     assert "0 orders and 1 jurisdictions match the log" in verify.stdout
+
+
+def test_init_on_a_node_without_the_key_makes_no_key(tmp_path: Path, store_url: str) -> None:
+    """A second gateway on the same store (docs/cluster.md): `init` there must not make a
+    second signer."""
+    signer = tmp_path / "signer"
+    signer.mkdir()
+    first = make_runner(signer, store_url)
+    first("init")
+    vkey = first("ledger", "key").stdout.strip()
+    node = tmp_path / "node"
+    node.mkdir()
+    config = node / "cw.toml"
+    config.write_text(f'[ledger]\nkey_file = "ledger.key"\ntiles_dir = "log"\nvkey = "{vkey}"\n')
+    second = make_runner(node, store_url, env={"CLEARWALL_CONFIG": str(config)})
+    done = second("init")
+    assert f"no ledger key made: this node serves what [ledger] vkey {vkey} signs" in done.stderr
+    assert not (node / "ledger.key").exists()
+    second("ledger", "sync")
+    # The signer's log: beside a SQLite store's file, else where its config names it.
+    theirs = tmp_path / "clearwall-log" if store_url.startswith("sqlite") else signer / "log"
+    assert (node / "log" / "checkpoint").read_bytes() == (theirs / "checkpoint").read_bytes()

@@ -60,7 +60,7 @@ def test_promtool_accepts_the_rules() -> None:
         pytest.skip("promtool is not installed (Debian package prometheus)")
     done = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 9 rules found" in done.stdout
+    assert "SUCCESS: 10 rules found" in done.stdout
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +200,9 @@ def test_prometheus_evaluates_the_rules_and_the_right_alerts_fire(
     assert all(alerts[a] in ("pending", "firing") for a in want), alerts
     # the policy in force is the log's: that alert stays quiet; the scrape is up
     assert "ClearwallPolicyNotSwapped" not in alerts and "ClearwallDown" not in alerts
+    assert "ClearwallStoreUnreachable" not in alerts  # the store answers
     rules = httpx.get(prometheus + "/api/v1/rules", timeout=5).json()["data"]["groups"][0]
-    assert len(rules["rules"]) == 9
+    assert len(rules["rules"]) == 10
     assert all(r["health"] == "ok" for r in rules["rules"]), [
         (r["name"], r.get("lastError")) for r in rules["rules"]
     ]

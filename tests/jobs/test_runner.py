@@ -153,3 +153,26 @@ def test_each_job_says_what_it_did(jobs: Jobs) -> None:
         ("mirrors", "no mirrors"),
     ]
     assert jobs.tlog.publish() == jobs.service.store.log_size()  # each write was published
+
+
+def test_a_node_without_the_key_leaves_the_witnesses_to_the_signer(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Its checkpoint is the signer's note from the store; cosignatures it attached
+    locally would make its public log differ from every other node's."""
+    signer = LedgerConfig(key_file=tmp_path / "k", tiles_dir=tmp_path / "log")
+    vkey = create_key_file(signer.key_path(), signer.origin)
+    open_store(sqlite_url, migrate=True).dispose()
+    Jobs.open(Config(ledger=signer), sqlite_url).tlog.sync()
+    follower = LedgerConfig(
+        key_file=tmp_path / "none.key",
+        tiles_dir=tmp_path / "log2",
+        vkey=vkey,
+        witnesses=(WITNESS,),
+        witness_quorum=1,
+    )
+    jobs = Jobs.open(Config(ledger=follower), sqlite_url)
+    jobs.tlog.sync()
+    before = jobs.tlog.dir.read_checkpoint()
+    assert runner.witnesses(jobs) == "this node holds no ledger key: the signer asks the witnesses"
+    assert jobs.tlog.dir.read_checkpoint() == before

@@ -171,6 +171,9 @@ def test_three_witnesses_quorum_two_one_down(tmp_path: Path, trio: list[WitnessP
     # The witness comes back: the retry attaches its cosignature to the published note.
     trio[2].start()
     assert witnessing.retry(log.tlog) == 1
+    # ... and to the store's copy, which nodes without the key serve (docs/cluster.md).
+    stored = log.store.latest_checkpoint()
+    assert stored is not None and stored.note == log.tlog.checkpoint_note()
     st = witnessing.status(log.tlog)
     assert st.cosignatures == 3 and not st.lagging and st.witnesses[2].error == ""
     note = log.tlog.checkpoint_note()

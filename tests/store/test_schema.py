@@ -73,6 +73,10 @@ def test_checkpoints(store: Store) -> None:
     assert latest is not None and latest.tree_size == 5 and latest.root_hash == b"\x02" * 32
     assert latest.note == "note 5\n"
     assert [c.tree_size for c in store.checkpoints()] == [2, 5]
+    # Late cosignatures replace the note of that checkpoint only (same size and root).
+    store.replace_checkpoint_note(5, b"\x03" * 32, "another root\n")
+    store.replace_checkpoint_note(5, b"\x02" * 32, "note 5\ncosigned\n")
+    assert [c.note for c in store.checkpoints()] == ["note 2\n", "note 5\ncosigned\n"]
 
 
 def test_postgres_url_short_form_is_accepted() -> None:

@@ -114,6 +114,8 @@ def check_ledger_key(d: Deployment) -> list[Finding]:
     from clearwall.ledger.signing import load_signer
 
     path = d.config.ledger.key_file
+    if path is not None and not d.config.ledger.signs():
+        return _check_follower(d)
     try:
         path = d.config.ledger.key_path()
         signer = load_signer(path)
@@ -162,19 +164,55 @@ def check_ledger_key(d: Deployment) -> list[Finding]:
     ]
 
 
+def _check_follower(d: Deployment) -> list[Finding]:
+    """A node without the key (``[ledger] vkey``): the published checkpoint is the
+    signer's (``docs/cluster.md``)."""
+    from clearwall.errors import ClearwallError
+
+    vkey = d.config.ledger.vkey
+    try:
+        published = _tlog(d).published()
+    except ClearwallError as exc:
+        return [
+            Finding(
+                "ledger key",
+                FAIL,
+                f"the published checkpoint does not verify with [ledger] vkey {vkey}: {exc}",
+                "set [ledger] vkey to what `clearwall ledger key` prints on the node holding "
+                "the key, then run `clearwall ledger sync`",
+            )
+        ]
+    if published is None:
+        return [
+            Finding(
+                "ledger key",
+                WARN,
+                f"no key here (the signer is {vkey}) and no checkpoint published yet",
+                "start the node holding the key, then `clearwall serve` here",
+            )
+        ]
+    return [
+        Finding(
+            "ledger key",
+            OK,
+            f"no key here: this node serves what {vkey} signed (checkpoint of size "
+            f"{published.size})",
+        )
+    ]
+
+
 def check_tiles(d: Deployment) -> list[Finding]:
     """The published tiles and checkpoints equal what the store's entries imply."""
     from clearwall.errors import ClearwallError
     from clearwall.ledger.audit import audit
-    from clearwall.ledger.log import TransparencyLog
-    from clearwall.ledger.signing import load_signer
+    from clearwall.ledger.log import TransparencyLog, ledger_verifier
     from clearwall.store.db import Store
     from clearwall.store.logmatch import checker
 
     try:
         store = Store(d.db_url)
         tlog = TransparencyLog(store, d.config.ledger)
-        verifier = load_signer(d.config.ledger.key_path()).verifier
+        verifier = ledger_verifier(d.config.ledger)
         report = audit(store, tlog, verifier, checker(store))
     except (ClearwallError, OSError) as exc:
         return [Finding("tiles", FAIL, f"cannot audit the log: {exc}", "fix the findings above")]

@@ -145,7 +145,13 @@ def init(
         ledger = s.config.ledger
         ledger.tiles_path().mkdir(parents=True, exist_ok=True)
         key_file = ledger.key_path()
-        if not key_file.exists():
+        follows = not ledger.signs()  # one of several nodes: the signer holds the key
+        if follows:
+            typer.echo(
+                f"no ledger key made: this node serves what [ledger] vkey {ledger.vkey} signs",
+                err=True,
+            )
+        if not key_file.exists() and not follows:
             from clearwall.ledger.signing import create_key_file
 
             key_file.parent.mkdir(parents=True, exist_ok=True)

@@ -81,17 +81,23 @@ def _ledger_json(ledger: LedgerConfig | None) -> list[str | None] | None:
     if ledger is None:
         return None
     key, tiles = ledger.key_file, ledger.tiles_dir
-    return [None if key is None else str(key), None if tiles is None else str(tiles), ledger.origin]
+    return [
+        None if key is None else str(key),
+        None if tiles is None else str(tiles),
+        ledger.origin,
+        ledger.vkey,
+    ]
 
 
 def _ledger_from_json(value: list[str | None] | None) -> LedgerConfig | None:
     if value is None:
         return None
-    key, tiles, origin = value
+    key, tiles, origin, vkey = value
     return LedgerConfig(
         key_file=None if key is None else Path(key),
         tiles_dir=None if tiles is None else Path(tiles),
         origin=origin or LedgerConfig().origin,
+        vkey=vkey or "",
     )
 
 

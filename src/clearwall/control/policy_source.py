@@ -12,7 +12,16 @@ signs and publishes every committed log entry (``TransparencyLog.publish``: tile
 files, then the checkpoint), so a policy change whose writer was killed before it
 published is published here, at the latest, and the snapshot is compiled at the size of
 the published checkpoint. When the log cannot be published (no key, an unwritable
-directory), the compile fails: nothing new is enforced, and the gateway says why.
+directory), the compile fails: nothing new is enforced, and the gateway says why. A
+node without the key (``[ledger] vkey``, one of several on one PostgreSQL store) never
+signs: its publish takes the signer's newest checkpoint from the store, and its version
+is that checkpoint's size, so it enforces nothing the signer has not signed and says when
+committed entries wait for the signer (``docs/cluster.md``).
+
+On a PostgreSQL store the watcher LISTENs (``store.notify``): every commit, and every
+checkpoint the signer records, wakes it at once; polling every ``interval`` stays the
+fallback. A poll that cannot read the store keeps the policy in force, logs it once, and
+sets ``store_reachable`` (``clearwall_store_reachable``) until the store answers again.
 
 Compiling a large policy whole takes seconds (about 15 s for a million rules), while a
 change touches a few orders. So once a whole snapshot (the *base*) exists, a change is
@@ -49,12 +58,13 @@ from clearwall.control import snapshotdir
 from clearwall.control.compiler import Compiler
 from clearwall.control.logread import log_size
 from clearwall.control.reuse import find_reusable, published_head, saved_size, saved_tree_size
-from clearwall.errors import SnapshotError
+from clearwall.errors import SnapshotError, StoreError
 
 if TYPE_CHECKING:
     from clearwall.policy.layered import LayeredPolicy
     from clearwall.policy.snapshot import PolicySnapshot
     from clearwall.store.db import Store
+    from clearwall.store.notify import Listener
 
 # The data plane's client interface (tests/test_layers.py: ``dnsserver`` imports nothing
 # else of the control plane).
@@ -64,6 +74,7 @@ log = logging.getLogger(__name__)
 
 KEEP_SNAPSHOTS = 2
 RETRY_MAX = 10.0  # seconds between attempts while a policy change cannot be compiled
+SIGNER_PATIENCE = 10.0  # seconds unsigned entries wait before a node that follows warns
 
 
 def load_snapshot(path: Path) -> PolicySnapshot | LayeredPolicy:
@@ -118,6 +129,14 @@ class PolicySource:
         self._leases: dict[Path, snapshotdir.Lease] = {}
         self._leases_lock = threading.Lock()  # the consolidation thread compiles too
         self._swept = False
+        # Set by a store notification (``store.notify``) or a stop: the watcher wakes at
+        # once instead of at its next poll.
+        self._wake = threading.Event()
+        self._listener: Listener | None = None
+        self.store_reachable = True  # whether the last poll could read the store
+        self.unreachable_since: float | None = None  # time.time() of the first failure
+        # (signed size, since when, warned): committed entries waiting for the signer.
+        self._waiting: tuple[int, float, bool] | None = None
 
     def inherited_fds(self) -> tuple[int, ...]:
         """File descriptors a process forked from this one must close (compiler pipes)."""
@@ -129,8 +148,16 @@ class PolicySource:
         )
 
     def store_version(self) -> int:
-        """The store's policy version (log size): one cheap query."""
-        size = log_size(self.store_url) if self._store is None else None
+        """The store's policy version (log size): one cheap query. On a node that does
+        not sign, the size the signer last signed: it enforces nothing past that. An
+        answer marks the store reachable."""
+        version = self._store_version()
+        self._reachable(None)
+        return version
+
+    def _store_version(self) -> int:
+        follows = self._follows()
+        size = log_size(self.store_url) if self._store is None and not follows else None
         if size is not None:
             return size
         from clearwall.store.db import open_store
@@ -138,7 +165,46 @@ class PolicySource:
 
         if self._store is None:
             self._store = open_store(self.store_url)
-        return policy_version(self._store)
+        if not follows:
+            return policy_version(self._store)
+        signed = self._store.latest_checkpoint()
+        size = 0 if signed is None else signed.tree_size
+        self._waiting_for_signer(self._store.log_size(), size)
+        return size
+
+    def _follows(self) -> bool:
+        """Whether this node does not sign (no key file, ``[ledger] vkey`` set)."""
+        if self.ledger is None or not self.ledger.vkey:
+            return False
+        from clearwall.layout import resolve_ledger
+
+        return not resolve_ledger(self.ledger, self.store_url).signs()
+
+    def _waiting_for_signer(self, committed: int, signed: int) -> None:
+        """Say when committed entries wait for the signer, once per signed size, and
+        again as a warning once they have waited ``SIGNER_PATIENCE`` seconds."""
+        if committed <= signed:
+            self._waiting = None
+            return
+        now = time.monotonic()
+        if self._waiting is None or self._waiting[0] != signed:
+            self._waiting = (signed, now, False)
+            log.info(
+                "%d entries committed, the signer has signed %d: waiting for the signer "
+                "(this node holds no ledger key and enforces only what was signed)",
+                committed,
+                signed,
+            )
+        elif not self._waiting[2] and now - self._waiting[1] >= SIGNER_PATIENCE:
+            self._waiting = (signed, self._waiting[1], True)
+            log.warning(
+                "the signer has not signed entries %d..%d for %.0fs: is the node holding "
+                "the ledger key running? (policy version %s stays in force)",
+                signed,
+                committed - 1,
+                now - self._waiting[1],
+                self.version,
+            )
 
     def _compile(
         self,
@@ -351,8 +417,20 @@ class PolicySource:
                 self._made.remove(entry)
                 self._remove(entry[0])
 
+    def wake(self) -> None:
+        """Look at the store now rather than at the next poll (a notification came)."""
+        self._wake.set()
+
     def start(self) -> None:
-        """Start polling in a daemon thread."""
+        """Start polling in a daemon thread, woken at once by the store's notifications
+        when it is PostgreSQL (``store.notify``; polling stays the fallback)."""
+        if self.store_url.startswith("postgres"):  # a SQLite gateway loads no SQLAlchemy
+            from clearwall.store.notify import Listener, libpq_url
+
+            conninfo = libpq_url(self.store_url)
+            if conninfo is not None:
+                self._listener = Listener(conninfo, self.wake)
+                self._listener.start()
         self._thread = threading.Thread(target=self._run, name="policy-source", daemon=True)
         self._thread.start()
 
@@ -360,6 +438,9 @@ class PolicySource:
         """Stop polling and remove the snapshots this source compiled or reused, but for
         the last whole base saved with its provenance: the next start may reuse it."""
         self._stop.set()
+        self._wake.set()
+        if self._listener is not None:
+            self._listener.stop()
         if self._thread is not None:
             self._thread.join(5)
         for compiler in (self._compiler, self._consolidator):
@@ -387,7 +468,11 @@ class PolicySource:
 
     def _run(self) -> None:
         wait = self.interval
-        while not self._stop.wait(wait):
+        while True:
+            self._wake.wait(wait)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             for compiler in (self._compiler, self._consolidator):
                 if compiler is not None and self._consolidation is None:
                     compiler.expire()
@@ -395,7 +480,41 @@ class PolicySource:
                 self.poll()
                 wait = self.interval
             except Exception as exc:  # keep enforcing the last good policy
-                log.error("policy reload failed, keeping version %s: %s", self.version, exc)
+                if isinstance(exc, StoreError) or not self._store_answers():
+                    self._reachable(exc)
+                else:
+                    log.error("policy reload failed, keeping version %s: %s", self.version, exc)
                 # A failure that persists (the log cannot be published, say) is retried
                 # ever less often, not a compile and an error line every poll.
                 wait = min(max(wait * 2, 1.0), RETRY_MAX)
+
+    def _store_answers(self) -> bool:
+        """Whether the store answers a read now (a failed compile may be the database
+        gone away, seen by the compiler child first)."""
+        try:
+            self._store_version()
+        except Exception:
+            return False
+        return True
+
+    def _reachable(self, exc: BaseException | None) -> None:
+        """Record whether the store could be read (``exc`` None: it could), logging each
+        change once: a node that loses its database keeps enforcing what it has."""
+        if exc is None:
+            if not self.store_reachable:
+                since = self.unreachable_since or time.time()
+                log.warning(
+                    "the store is reachable again after %.0fs; policy version %s in force",
+                    time.time() - since,
+                    self.version,
+                )
+            self.store_reachable, self.unreachable_since = True, None
+            return
+        if self.store_reachable:
+            log.error(
+                "the store is unreachable (%s): keeping policy version %s in force until "
+                "it returns",
+                exc,
+                self.version,
+            )
+            self.store_reachable, self.unreachable_since = False, time.time()

@@ -112,8 +112,15 @@ class DNSCollector:
     ``CollectorRegistry``.
     """
 
-    def __init__(self, sources: Callable[[], list[DNSMetrics]]) -> None:
+    def __init__(
+        self,
+        sources: Callable[[], list[DNSMetrics]],
+        store_reachable: Callable[[], bool | None] | None = None,
+    ) -> None:
+        """Sum ``sources``; ``store_reachable`` says whether the policy store answered
+        the last poll (None or absent: no store is watched, no metric)."""
         self._sources = sources
+        self._store_reachable = store_reachable
 
     def collect(self) -> Iterator[Metric]:
         """Build every metric family from the current counters."""
@@ -197,6 +204,14 @@ class DNSCollector:
             "Policy version in force",
             value=max((m.policy_version for m in sources), default=0),
         )
+        reachable = None if self._store_reachable is None else self._store_reachable()
+        if reachable is not None:
+            yield GaugeMetricFamily(
+                "clearwall_store_reachable",
+                "1 when the policy store answered the last poll; 0 while it is away (the "
+                "policy in force stays)",
+                value=1 if reachable else 0,
+            )
         yield CounterMetricFamily(
             "clearwall_dns_policy_swaps",
             "Policy snapshot swaps",

@@ -78,6 +78,13 @@ def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | Non
     return source.start_policy(), source
 
 
+def _reachable(source: PolicySource | None) -> Callable[[], bool | None] | None:
+    """Whether the watched store answered its last poll, for ``clearwall_store_reachable``."""
+    if source is None:
+        return None
+    return lambda: source.store_reachable
+
+
 def _start_metrics(
     opts: ServeOptions, collector: DNSCollector, policy: Callable[[], PolicyView]
 ) -> None:
@@ -228,7 +235,9 @@ async def _serve_single(opts: ServeOptions, path: Path | None, source: PolicySou
     loop = asyncio.get_running_loop()
     gw = build_gateway(opts.config.dns, _load(path), logging_config=opts.config.logging)
     await gw.start()
-    _start_metrics(opts, DNSCollector(lambda: [gw.metrics]), lambda: gw.policy.current)
+    _start_metrics(
+        opts, DNSCollector(lambda: [gw.metrics], _reachable(source)), lambda: gw.policy.current
+    )
 
     def apply(new_path: Path, equivalent: bool) -> None:
         try:
@@ -422,7 +431,7 @@ async def _supervise(
 
         loop.add_reader(parent.fileno(), on_message)
     holder = PolicyHolder(_load(path) or EMPTY_POLICY)  # what the web app shows
-    _start_metrics(opts, DNSCollector(lambda: sinks), lambda: holder.current)
+    _start_metrics(opts, DNSCollector(lambda: sinks, _reachable(source)), lambda: holder.current)
 
     def broadcast(message: tuple[str, object]) -> None:
         for _proc, conn in workers:

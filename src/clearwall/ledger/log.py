@@ -32,7 +32,7 @@ from clearwall.ledger.merkle import (
     parent_row,
 )
 from clearwall.ledger.readers import TileHashReader
-from clearwall.ledger.signing import Signer, Verifier, load_signer
+from clearwall.ledger.signing import Signer, Verifier, load_signer, parse_vkey
 from clearwall.ledger.tiledir import RULES_DIR, TileDir
 from clearwall.ledger.tiles import TILE_HEIGHT, TILE_WIDTH, TileID
 
@@ -84,8 +84,21 @@ def published_checkpoint(config: LedgerConfig) -> Checkpoint | None:
     note = TileDir(config.tiles_path()).read_checkpoint()
     if note is None:
         return None
-    signer = load_signer(config.key_path())
-    return open_checkpoint(note, signer.verifier, config.origin)
+    return open_checkpoint(note, ledger_verifier(config), config.origin)
+
+
+def ledger_verifier(config: LedgerConfig) -> Verifier:
+    """The log's verifier: from ``[ledger] vkey`` on a node that does not sign, else
+    from the key file."""
+    if not config.signs():
+        return parse_vkey(config.vkey)
+    verifier = load_signer(config.key_path()).verifier
+    if config.vkey and verifier.vkey != config.vkey:
+        raise LedgerError(
+            f"[ledger] vkey is not the verifier key of {config.key_path()} "
+            f"({verifier.vkey}): one log has one signer"
+        )
+    return verifier
 
 
 class TransparencyLog:
@@ -121,8 +134,16 @@ class TransparencyLog:
 
     @property
     def verifier(self) -> Verifier:
-        """The log's public verifier key."""
+        """The log's public verifier key (``[ledger] vkey`` on a node that does not sign)."""
+        if self._signer is None and not self.config.signs():
+            return parse_vkey(self.config.vkey)
         return self.signer.verifier
+
+    @property
+    def signs(self) -> bool:
+        """Whether this node signs (it holds the key file); else it serves and enforces
+        only what the signer signed (``follow``)."""
+        return self._signer is not None or self.config.signs()
 
     # -- reading the published state -----------------------------------------------
 
@@ -224,7 +245,12 @@ class TransparencyLog:
         return 0 if cp is None else cp.size
 
     def sync(self) -> SyncResult:
-        """Publish every committed entry: tiles, bundles, rule files, then a checkpoint."""
+        """Publish every committed entry: tiles, bundles, rule files, then a checkpoint;
+        on a node that does not sign, what the signer signed (``follow``)."""
+        if not self.signs:
+            return self.follow()
+        if self.config.vkey:
+            ledger_verifier(self.config)  # the key file is the one [ledger] vkey names
         with self.lock():
             self.dir.clear_tmp()
             old = self._recover_size()
@@ -244,6 +270,41 @@ class TransparencyLog:
             self.dir.write_checkpoint(note)
             self.store.add_checkpoint(size, root, note)
             return SyncResult(old, size, note, written)
+
+    def follow(self) -> SyncResult:
+        """Publish here what the signer signed: the newest checkpoint the store holds,
+        verified with ``[ledger] vkey``, and the tiles, bundles and rule files up to its
+        size, rebuilt from the store's entries (byte for byte what the signer wrote: the
+        tiles are a function of the entries). The checkpoint is written last, and only
+        once the entries hash to its root. Entries committed past it wait for the signer.
+        """
+        with self.lock():
+            self.dir.clear_tmp()
+            stored = self.store.latest_checkpoint()
+            if stored is None:
+                raise LedgerError(
+                    "the signer has not published a checkpoint yet: a node without the "
+                    "ledger key serves and enforces only what the signer signed"
+                )
+            signed = open_checkpoint(stored.note, self.verifier, self.config.origin)
+            old = self._recover_size()
+            if signed.size < old:
+                raise LedgerError(self._rollback_message(signed.size, old))
+            try:
+                frontier = self._load_frontier(old)
+                if frontier.root() != self._published_root(old):
+                    raise TileError("published tiles do not match the published checkpoint")
+            except (TileError, LedgerError):
+                old, frontier = 0, _Frontier(0, [bytearray()])
+            written = self._extend(frontier, signed.size)
+            if frontier.root() != signed.root:
+                raise VerificationError(
+                    f"the store's first {signed.size} entries do not hash to the root the "
+                    "signer signed: nothing is published or enforced past the last checkpoint"
+                )
+            if self.dir.read_checkpoint() != stored.note:
+                self.dir.write_checkpoint(stored.note)
+            return SyncResult(old, signed.size, stored.note, written)
 
     def _rollback_message(self, size: int, published: int) -> str:
         """Why the store is behind its public log, saying whose files are whose.

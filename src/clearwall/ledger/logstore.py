@@ -54,8 +54,17 @@ class LogStore(Protocol):
         """Record a signed checkpoint (idempotent per size)."""
         ...
 
+    def replace_checkpoint_note(self, tree_size: int, root_hash: bytes, note: str) -> None:
+        """Store ``note`` for the recorded checkpoint (``tree_size``, ``root_hash``): the
+        same checkpoint with late witness cosignatures attached."""
+        ...
+
     def checkpoints(self) -> Sequence[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""
+        ...
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The stored checkpoint of the largest size (what the signer last signed)."""
         ...
 
     def order_rule_lines(self, order_id: int) -> list[bytes] | None:

@@ -44,9 +44,19 @@ class MemoryLogStore:
         """Record a checkpoint once per size."""
         self.stored.setdefault(tree_size, StoredCheckpoint(tree_size, root_hash, note))
 
+    def replace_checkpoint_note(self, tree_size: int, root_hash: bytes, note: str) -> None:
+        """Replace the note of the recorded checkpoint (size, root), if any."""
+        stored = self.stored.get(tree_size)
+        if stored is not None and stored.root_hash == root_hash:
+            self.stored[tree_size] = StoredCheckpoint(tree_size, root_hash, note)
+
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Stored checkpoints, oldest first."""
         return [self.stored[k] for k in sorted(self.stored)]
+
+    def latest_checkpoint(self) -> StoredCheckpoint | None:
+        """The stored checkpoint of the largest size, if any."""
+        return self.stored[max(self.stored)] if self.stored else None
 
     def order_rule_lines(self, order_id: int) -> list[bytes] | None:
         """The rule lines set for ``order_id``, if any."""

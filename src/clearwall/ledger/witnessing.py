@@ -45,6 +45,7 @@ from clearwall.ledger.cosignature import (
     parse_cosigner_vkey,
     split_signature,
 )
+from clearwall.ledger.logstore import LogStore
 from clearwall.ledger.note import NoteSignature, split_note, with_signatures
 from clearwall.ledger.signing import Verifier
 
@@ -91,6 +92,11 @@ class PublishingLog(Protocol):
 
     def lock(self) -> contextlib.AbstractContextManager[None]:
         """The log's writer lock (the one ``sync`` holds)."""
+        ...
+
+    @property
+    def store(self) -> LogStore:
+        """The log's store (a late cosignature is recorded there too)."""
         ...
 
 
@@ -327,7 +333,10 @@ def retry(tlog: PublishingLog) -> int:
         current = tlog.dir.read_checkpoint()
         if not got or current is None or split_note(current)[0] != text:
             return 0
-        tlog.dir.write_checkpoint(with_signatures(current, got))
+        cosigned = with_signatures(current, got)
+        tlog.dir.write_checkpoint(cosigned)
+        # The store's copy too: nodes without the key serve the note from there.
+        tlog.store.replace_checkpoint_note(cp.size, cp.root, cosigned)
     if got:
         log.info("attached %d late witness cosignature(s) to checkpoint %d", len(got), cp.size)
     return len(got)

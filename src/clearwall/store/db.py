@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool, StaticPool
@@ -18,6 +18,7 @@ from clearwall.errors import NotFound, StoreError
 from clearwall.ledger.entries import sorted_rule_lines
 from clearwall.ledger.logstore import LogEntry, LogRow, StoredCheckpoint
 from clearwall.store import schema
+from clearwall.store.notify import notify_commit
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -242,6 +243,21 @@ class Store:
                         tree_size=tree_size, root_hash=root_hash, note=note, created_at=utcnow()
                     )
                 )
+                # Nodes that enforce only what the signer signed wake on it (``store.notify``).
+                notify_commit(conn, tree_size)
+
+    def replace_checkpoint_note(self, tree_size: int, root_hash: bytes, note: str) -> None:
+        """Store ``note`` for the recorded checkpoint (size, root): late witness
+        cosignatures reach the nodes that serve the signer's note (``docs/cluster.md``)."""
+        t = schema.checkpoints
+        with self.write() as conn:
+            done = conn.execute(
+                update(t)
+                .where(t.c.tree_size == tree_size, t.c.root_hash == root_hash)
+                .values(note=note)
+            )
+            if done.rowcount:
+                notify_commit(conn, tree_size)
 
     def checkpoints(self) -> list[StoredCheckpoint]:
         """Every stored checkpoint, oldest first."""

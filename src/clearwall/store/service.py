@@ -28,6 +28,7 @@ from clearwall.policy.names import normalize_name
 from clearwall.store import repositories as repo
 from clearwall.store import schema
 from clearwall.store.db import Store, utcnow
+from clearwall.store.notify import notify_commit
 from clearwall.store.records import (
     Appeal,
     AppealStatus,
@@ -83,6 +84,8 @@ def append_entries(conn: Connection, datas: Sequence[bytes], at: dt.datetime) ->
     )
     head = schema.log_head
     conn.execute(update(head).where(head.c.id == 1).values(size=first + len(datas)))
+    # Delivered at commit, so every gateway LISTENing wakes at once (``store.notify``).
+    notify_commit(conn, first + len(datas))
     return first
 
 

@@ -247,8 +247,12 @@ def create_app(
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> PlainTextResponse:
-        """Liveness: the store answers."""
-        return PlainTextResponse(f"ok {ctx.store.log_size()}\n")
+        """Liveness: the store answers (``ok SIZE``); 503 with the reason when it does
+        not (a gateway beside this app keeps enforcing the policy it has)."""
+        try:
+            return PlainTextResponse(f"ok {ctx.store.log_size()}\n")
+        except StoreError as exc:
+            return PlainTextResponse(f"store unreachable: {exc}\n", status_code=503)
 
     return app
 
