@@ -642,7 +642,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Check the deployment: store, ledger key, tiles, upstream, listeners, certificates,
-        clock, disk. Prints what is wrong and how to fix it; exit status 1 on a failure."""
+        clock, disk, mirrors. Prints what is wrong and how to fix it; exit status 1 on a failure."""
         with errors():
             s = settings(db, config)
         found = run_checks(Deployment(s.config, s.db_url, tuple(cert or ()), time_url))

@@ -36,7 +36,7 @@ def run(names: JobNames, db: DbOption = None, config: ConfigOption = None) -> No
 def register(app: typer.Typer) -> None:
     """Add the ``jobs`` command group to the root app."""
     group = typer.Typer(
-        help="Scheduled upkeep: order expiry, subscription refresh, witness retries.",
+        help="Scheduled upkeep: order expiry, subscription refresh, witness retries, mirrors.",
         no_args_is_help=True,
     )
     group.command("run")(run)
