@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from clearwall.model import AuthorityKind
 from clearwall.store.tokens import TokenStore
 from web.seeding import BASE_URL, Seeded, bearer
 
@@ -259,3 +260,39 @@ async def test_openapi_documents_every_route_with_bearer_auth(client: httpx.Asyn
     assert "/api/v1/orders" in spec["paths"]
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert not any(p.startswith("/orders") for p in spec["paths"])  # portal pages stay out
+
+
+async def test_a_cert_publishes_and_amends_its_feed_for_every_jurisdiction(
+    client: httpx.AsyncClient, seeded: Seeded
+) -> None:
+    """A CERT's own token may issue a security feed that binds every jurisdiction (each
+    opts out by an exception order of its own), and only a security feed; a court's may not."""
+    cert = seeded.service.add_authority("Alphaland CERT", AuthorityKind.CERT, "aa")
+    token = TokenStore(seeded.store).create("authority", cert.id, "cert")[0]
+    feed = {
+        "authority": cert.id,
+        "title": "Phishing kits",
+        "legal_basis": "CERT mandate s.2",
+        "reference": "CERT-1",
+        "category": "phishing",
+        "all_jurisdictions": True,
+        "rules": "kit.example\n",
+    }
+    r = await client.post("/api/v1/orders", json=feed, headers=bearer(token))
+    assert r.status_code == 201, r.text
+    order = r.json()
+    assert order["all_jurisdictions"] and order["jurisdiction"] == "*"
+    r = await client.post(
+        f"/api/v1/orders/{order['id']}/amend",
+        json={"add": "kit2.example\n", "reason": "more kits"},
+        headers=bearer(token),
+    )
+    assert r.status_code == 200, r.text
+    size = seeded.store.log_size()
+    not_security = {**feed, "reference": "CERT-2", "category": "regulatory"}
+    r = await client.post("/api/v1/orders", json=not_security, headers=bearer(token))
+    assert r.status_code in (400, 403, 422), r.text
+    court = {**feed, "authority": seeded.authority_a, "reference": "HC-9"}
+    r = await client.post("/api/v1/orders", json=court, headers=bearer(seeded.tokens["auth_a"]))
+    assert r.status_code == 403, r.text
+    assert seeded.store.log_size() == size

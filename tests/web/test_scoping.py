@@ -65,6 +65,20 @@ CASES: dict[str, Case] = {
             "rules": "evil.example\n",
         },
     ),
+    # Inside its own jurisdiction an authority still acts only as itself: the log names
+    # who ordered what.
+    "publish order as another authority of aa": lambda s, x: (
+        "POST",
+        "/api/v1/orders",
+        {
+            "authority": s.operator_authority,
+            "title": "t",
+            "legal_basis": "b",
+            "reference": "X-5",
+            "category": "malware",
+            "rules": "evil.example\n",
+        },
+    ),
     "amend bb order": lambda s, x: (
         "POST",
         f"/api/v1/orders/{s.order_b}/amend",

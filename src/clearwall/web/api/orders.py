@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 
 from clearwall.formats.load import parse_rules
-from clearwall.model import OrderStatus
+from clearwall.model import AuthorityKind, OrderStatus
 from clearwall.policy.model import Authority, Order
 from clearwall.web.api.common import issues_of
 from clearwall.web.api.schemas import (
@@ -42,9 +42,30 @@ def _owned(request: Request, ctx: WebContext, principal: Principal, order_id: in
     order = ctx.reader.order(order_id)
     authority = ctx.reader.authority(order.authority_id)
     check_jurisdiction(request, principal, authority.jurisdiction)
-    if order.all_jurisdictions and principal.authority is not None:
-        raise deny(request, "jurisdiction", "only operators may change all-jurisdiction orders")
+    _as_itself(request, principal, authority)
+    if order.all_jurisdictions and principal.authority is not None and not _is_cert(principal):
+        raise deny(
+            request,
+            "jurisdiction",
+            "only operators and the CERT that issued it may change an all-jurisdiction order",
+        )
     return authority
+
+
+def _is_cert(principal: Principal) -> bool:
+    return principal.authority is not None and principal.authority.kind is AuthorityKind.CERT
+
+
+def _as_itself(request: Request, principal: Principal, authority: Authority) -> None:
+    """Refuse (403, counted) an authority token acting as another authority of its
+    jurisdiction: the log names who ordered what, so an order is published, amended or
+    revoked by its own authority (or an operator), never in another one's name."""
+    if principal.authority is not None and principal.authority.id != authority.id:
+        raise deny(
+            request,
+            "authority",
+            f"this token acts as {principal.authority.name!r} only, not as {authority.name!r}",
+        )
 
 
 @router.get("/orders", response_model=list[OrderOut])
@@ -102,8 +123,13 @@ def create_order(
     """
     authority = ctx.reader.authority(body.authority)
     check_jurisdiction(request, principal, authority.jurisdiction)
-    if body.all_jurisdictions and principal.authority is not None:
-        raise deny(request, "jurisdiction", "only operators may issue all-jurisdiction orders")
+    _as_itself(request, principal, authority)
+    # A CERT's security feed may bind every jurisdiction (each may opt out by an exception
+    # order of its own); the write path refuses any other category or kind.
+    if body.all_jurisdictions and principal.authority is not None and not _is_cert(principal):
+        raise deny(
+            request, "jurisdiction", "only operators and CERTs may issue all-jurisdiction orders"
+        )
     parsed = parse_rules(body.rules, body.format, f"order {body.reference}")
     order = ctx.service.add_order(
         authority.id,
