@@ -233,6 +233,34 @@ def _add_rows(
     return len(rules.rows)
 
 
+def group_keys(
+    trie: marisa_trie.Trie, blob: bytearray, codes: array[int]
+) -> tuple[array[int], list[tuple[int, ...]]]:
+    """The key-group array (key id -> group id, narrowest type) and the groups of the
+    keys in ``blob`` (newline-ended, in the order of their rule ``codes``).
+
+    When every rule has the same code (one order whose rules share their kind and
+    action: the common big list), every key's group is that one code, so group 1 for
+    every key id and no key is looked up: a million ``key_id`` calls (about 0.7 s) saved.
+    ``group_keys_general`` is the reference it equals."""
+    if codes and codes.count(codes[0]) == len(codes):
+        return array("B", b"\x01") * len(trie), [(), (codes[0],)]
+    return group_keys_general(trie, blob, codes)
+
+
+def group_keys_general(
+    trie: marisa_trie.Trie, blob: bytearray, codes: array[int]
+) -> tuple[array[int], list[tuple[int, ...]]]:
+    """``group_keys`` for any codes: each key looked up, its rule codes merged."""
+    table = _GroupTable()
+    key_groups = array("I", bytes(4 * len(trie)))
+    add = table.add
+    # map() rather than a call per loop turn: a third less over a million keys.
+    for kid, code in zip(map(trie.key_id, _iter_blob(blob)), codes, strict=True):
+        key_groups[kid] = add(key_groups[kid], code)
+    return narrowest(key_groups, len(table.groups)), table.groups
+
+
 def build(
     orders: Iterable[CompiledOrder],
     jurisdictions: Iterable[Jurisdiction],
@@ -291,14 +319,8 @@ def build(
     # every name that is not listed, the trie is read only for listed names the memo has
     # not seen, and its pages count in every data-plane process's memory.
     trie = marisa_trie.Trie(_iter_blob(blob))
-    table = _GroupTable()
-    key_groups = array("I", bytes(4 * len(trie)))
-    add = table.add
-    # map() rather than a call per loop turn: a third less over a million keys.
-    for kid, code in zip(map(trie.key_id, _iter_blob(blob)), codes, strict=True):
-        key_groups[kid] = add(key_groups[kid], code)
+    key_groups, groups = group_keys(trie, blob, codes)
     del codes
-    key_groups = narrowest(key_groups, len(table.groups))
     # A fresh random key per compile: nobody can pick names whose fingerprints collide
     # or crowd one part of the index. The key is policy-independent, so it is left out
     # of the content hash (as is the index, which follows from the names).
@@ -310,7 +332,7 @@ def build(
     tables = Tables(
         trie=trie,
         key_groups=key_groups,
-        groups=table.groups,
+        groups=groups,
         orders=entries,
         jurisdictions=list(jurisdictions),
         ip_rules=sorted(ip_rules),
