@@ -1,10 +1,12 @@
 """The compiler's fast paths against their references: ``group_keys`` (one rule code for
-every key: no key looked up) against ``group_keys_general``, and whole snapshots of
-single-code policies against the same policy compiled through the general path."""
+every key: no key looked up) against ``group_keys_general``, whole snapshots of
+single-code policies against the same policy compiled through the general path, and
+``_add_rows`` (names turned into keys as one string) against ``_add_rows_reference``."""
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
 
 import marisa_trie
 import pytest
@@ -12,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matcher_builders import JURISDICTIONS, order
 
+from clearwall.errors import SnapshotError
 from clearwall.model import Action, RuleKind
 from clearwall.policy import compiler
 from clearwall.policy.compiler import (
@@ -21,6 +24,7 @@ from clearwall.policy.compiler import (
     group_keys_general,
     name_key,
 )
+from clearwall.policy.model import RuleRows
 from clearwall.policy.snapshot import PolicySnapshot
 
 LABELS = st.text(alphabet="abcx-", min_size=1, max_size=4)
@@ -82,3 +86,46 @@ def test_single_code_snapshot_equals_the_general_compile(
     monkeypatch.setattr(compiler, "group_keys", group_keys_general)
     slow = PolicySnapshot.compile(orders, JURISDICTIONS)
     assert fast.version == slow.version
+
+
+ROW_NAMES = st.one_of(
+    NAMES,
+    st.sampled_from(["", "a.", "a\nb", "\n", ".", "ä.example", "b.example."]),
+    st.text(max_size=6),
+)
+ROW_KINDS = st.sampled_from(["subtree", "exact", "wildcard", "allow-exact"])
+ROW_ACTIONS = st.sampled_from([None, "nxdomain", "refused"])
+
+
+def _outcome(add: Callable[..., int], rows: list[tuple[str, str, str | None]]) -> object:
+    blob, codes, ips = bytearray(), array("Q"), list[tuple[str, int]]()
+    try:
+        count = add(RuleRows(rows), 2, 9, blob, codes, ips)
+    except SnapshotError as exc:
+        return str(exc)
+    return count, bytes(blob), codes.tolist(), ips
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(ROW_KINDS, ROW_NAMES, ROW_ACTIONS), max_size=12), st.booleans())
+def test_add_rows_equals_the_reference(
+    rows: list[tuple[str, str, str | None]], one_code: bool
+) -> None:
+    """Keys, codes and the error (naming the first bad name) are the reference's, with
+    one rule code or several, for canonical names and every kind of bad one."""
+    if one_code:
+        rows = [("subtree", name, None) for _kind, name, _action in rows]
+    assert _outcome(compiler._add_rows, rows) == _outcome(compiler._add_rows_reference, rows)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [("subtree", "a.example", None), ("response-ip", "192.0.2.0/24", None)],
+        [("allow-response-ip", "2001:db8::/32", "refused")],
+        [("response-ip", "not a cidr", None)],
+    ],
+)
+def test_add_rows_with_cidr_rules_is_the_reference(rows: list[tuple[str, str, str | None]]) -> None:
+    """Orders with response-IP rules take the reference path itself."""
+    assert _outcome(compiler._add_rows, rows) == _outcome(compiler._add_rows_reference, rows)
