@@ -46,9 +46,10 @@ def merkle_root(entries: Iterable[bytes]) -> bytes:
     if _c_merkle_root is None:
         return merkle_root_reference(entries)
     items = entries if isinstance(entries, list | tuple) else list(entries)
-    if not all(type(e) is bytes for e in items):  # bytearray, memoryview: same hash
-        items = [bytes(e) for e in items]
-    return _c_merkle_root(items)
+    try:
+        return _c_merkle_root(items)
+    except TypeError:  # bytearray, memoryview entries: the same hash as their bytes
+        return _c_merkle_root([bytes(e) for e in items])
 
 
 def merkle_root_reference(entries: Iterable[bytes]) -> bytes:

@@ -215,7 +215,11 @@ def _add_rows(
     time. ``_add_rows_reference`` is the per-name form it equals."""
     rows = rules.rows
     code_of: dict[tuple[str, str | None], int] = {}
-    for kind, action in {(row[0], row[2]) for row in rows}:
+    if len(rules.actions) == 1:  # every (kind, action) pair there is, without a pass
+        pairs = {(kind, action) for kind in rules.kinds for action in rules.actions}
+    else:
+        pairs = {(row[0], row[2]) for row in rows}
+    for kind, action in pairs:
         code_of[(kind, action)] = encode_rule(
             index, RuleKind(kind), Action(action) if action else None
         )
