@@ -19,3 +19,27 @@ def test_compiler_starts_on_demand_and_stops_when_idle(store: str, tmp_path: Pat
     # A later change starts a new one.
     assert compiler.compile(store, "", tmp_path / "snap2") == tmp_path / "snap2"
     compiler.close()
+
+
+def test_a_compile_without_witnesses_never_imports_httpx(store: str, tmp_path: Path) -> None:
+    """The compiler publishes the log before each compile; with no witnesses configured
+    that publish asks nobody, so the compiler process does not pay httpx's import (about
+    45 ms of every gateway's first start)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "import clearwall.control.compiler as c\n"
+        "c._compiler_loop  # the imports the compiler process makes before its first compile\n"
+        "import clearwall.policy.snapshot, clearwall.store.loader\n"
+        f"c.compile_to({store!r}, '', Path({str(tmp_path / 'snap')!r}))\n"
+        "print('httpx' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+    assert PolicySnapshot.load(tmp_path / "snap").tree_size >= 0
