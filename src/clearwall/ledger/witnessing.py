@@ -30,9 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol
 
 from clearwall.config import LedgerConfig, WitnessEndpoint
 from clearwall.errors import ClearwallError, VerificationError
@@ -48,6 +46,9 @@ from clearwall.ledger.cosignature import (
 from clearwall.ledger.logstore import LogStore
 from clearwall.ledger.note import NoteSignature, split_note, with_signatures
 from clearwall.ledger.signing import Verifier
+
+if TYPE_CHECKING:  # httpx is imported when a witness is asked: every publish of a log
+    import httpx  # without witnesses (a gateway's first compile) skips its 45 ms import
 
 log = logging.getLogger("clearwall.witnessing")
 
@@ -157,6 +158,8 @@ def _ask(
     tlog: PublishingLog,
 ) -> _Outcome:
     """Ask one witness to cosign ``note`` (C2SP tlog-witness add-checkpoint)."""
+    import httpx
+
     verifier = parse_cosigner_vkey(witness.vkey)
     old = known if known <= cp.size else 0
     for _ in range(3):  # at most two 409 corrections of the old size
@@ -225,6 +228,8 @@ def _ask_all(
     """Ask ``witnesses`` in parallel; each within the configured timeout."""
     if not witnesses:
         return []
+    import httpx
+
     timeout = httpx.Timeout(tlog.config.witness_timeout)
     with (
         httpx.Client(timeout=timeout, trust_env=False) as client,

@@ -51,12 +51,14 @@ class RuleRows(Sequence[RuleSpec]):
     (``policy.compiler.build``) read the rows as they are. Anything else sees RuleSpecs.
     Kinds and actions are checked when the rows are taken (ValueError, as the enums)."""
 
-    __slots__ = ("rows",)
+    __slots__ = ("actions", "kinds", "rows")
 
     def __init__(self, rows: list[tuple[str, str, str | None]]) -> None:
-        for kind in {row[0] for row in rows}:
+        self.kinds = frozenset({row[0] for row in rows})  # the distinct kinds, checked
+        self.actions = frozenset({row[2] for row in rows})  # the distinct actions, checked
+        for kind in self.kinds:
             RuleKind(kind)
-        for action in {row[2] for row in rows}:
+        for action in self.actions:
             if action is not None:
                 Action(action)
         self.rows = rows
