@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml setup.py src/clearwall/policy/_nameindex.c src/clearwal
 run: $(STAMP)
 	@mkdir -p var
 	@test -f $(DB) || $(PY) -m clearwall init --demo --db sqlite:///$(DB)
-	@test -f var/tls/cert.pem || $(PY) -m clearwall init --db sqlite:///$(DB)
+	@# init again: applies the migrations of a newer checkout, makes a missing TLS pair
+	@$(PY) -m clearwall init --db sqlite:///$(DB) > /dev/null
 	$(PY) -m clearwall serve --config examples/clearwall.toml --db sqlite:///$(DB) \
 		--dot $(DOT) --doh $(DOH) --tls-cert var/tls/cert.pem --tls-key var/tls/key.pem $(ARGS)
 

@@ -19,6 +19,29 @@ def test_migrations_match_metadata(store: Store) -> None:
         assert ctx.get_current_revision() == "0004_mirrors"
 
 
+def test_the_code_names_the_newest_migration() -> None:
+    from alembic.script import ScriptDirectory
+
+    from clearwall.store.db import MIGRATIONS, SCHEMA_REVISION
+
+    assert ScriptDirectory(str(MIGRATIONS)).get_current_head() == SCHEMA_REVISION
+
+
+def test_a_store_of_an_older_schema_is_refused_until_migrated(store_url: str) -> None:
+    """A store an older clearwall made (here: at the jurisdictions migration) is refused
+    with the fix, not served until a read of a newer table fails; `init` migrates it."""
+    import pytest
+
+    from clearwall.errors import StoreError
+
+    old = Store(store_url)
+    old.migrate("0002_log_jurisdictions")
+    with pytest.raises(StoreError, match=r"0002_log_jurisdictions.*run `clearwall init`"):
+        open_store(store_url)
+    open_store(store_url, migrate=True).dispose()  # what `clearwall init` does
+    open_store(store_url).dispose()
+
+
 def test_upgrade_logs_jurisdictions_stored_before_they_were_logged(store_url: str) -> None:
     """A store from before jurisdiction-set entries: the upgrade logs each jurisdiction
     once, as stored, so the loader keeps enforcing its networks; re-running adds nothing."""

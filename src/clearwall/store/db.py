@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool, StaticPool
@@ -176,12 +176,28 @@ class Store:
             raise StoreError(f"cannot open database: {_short(exc)}") from exc
 
     def require_initialized(self) -> None:
-        """Raise StoreError with the fix when the store has no schema yet."""
+        """Raise StoreError with the fix when the store has no schema yet, or one of
+        another version (a store made by an older clearwall, not migrated yet: without
+        this, the first read of a newer table fails in the middle of serving)."""
+        where = self.engine.url.render_as_string(hide_password=True)
         if not self.is_initialized():
+            raise StoreError(f"no clearwall store at {where} (run `clearwall init` first)")
+        revision = self.schema_revision()
+        if revision != SCHEMA_REVISION:
             raise StoreError(
-                f"no clearwall store at {self.engine.url.render_as_string(hide_password=True)}"
-                " (run `clearwall init` first)"
+                f"the store at {where} has schema revision {revision or 'none'}, this "
+                f"clearwall needs {SCHEMA_REVISION}: run `clearwall init` on it (it applies "
+                "pending migrations; back the store up first)"
             )
+
+    def schema_revision(self) -> str | None:
+        """The Alembic revision the schema is at (None: not recorded)."""
+        try:
+            with self.engine.connect() as conn:
+                found = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        except SQLAlchemyError:
+            return None
+        return None if found is None else str(found)
 
     # -- the log tables (``ledger.logstore.LogStore``) -------------------------------
 
@@ -294,6 +310,11 @@ def _short(exc: SQLAlchemyError) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+SCHEMA_REVISION = "0004_mirrors"
+"""The newest migration, which this code's schema is (tests/store/test_schema.py checks it
+is Alembic's head): a store at another revision is refused until migrated."""
 
 
 def open_store(url: str | None = None, *, migrate: bool = False) -> Store:
