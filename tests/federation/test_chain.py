@@ -31,15 +31,15 @@ from clearwall.ledger import entries
 from clearwall.store import Store
 from dnsserver.gateways import descendants
 from federation.registries import Registry, make_store
-from xfr.secondaries import ALLOWED_ADDRESS, Authoritative, Unbound, binary, free_port
+from xfr.secondaries import ALLOWED_ADDRESS, Authoritative, Unbound, free_port, require
 
-pytestmark = [
-    pytest.mark.timeout(400),
-    pytest.mark.skipif(
-        binary("unbound") is None or binary("nsd") is None,
-        reason="unbound or nsd not installed (scripts/install-system-deps.sh installs them)",
-    ),
-]
+pytestmark = pytest.mark.timeout(400)
+
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    require("unbound", "nsd")
+
 
 WAIT = 90.0  # seconds: start-up compiles and sync passes on a loaded 2-core machine
 

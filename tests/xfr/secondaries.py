@@ -46,6 +46,18 @@ def binary(name: str) -> str | None:
     return None
 
 
+def require(*names: str) -> None:
+    """Fail (never skip) when a server the test needs is missing: each is a Debian package
+    that scripts/install-system-deps.sh installs, so it can always exist here."""
+    import pytest  # bench/fleet.py loads this module too, without pytest's help
+
+    missing = [name for name in names if binary(name) is None]
+    if missing:
+        pytest.fail(
+            f"{', '.join(missing)} not installed: run scripts/install-system-deps.sh as root"
+        )
+
+
 def query(port: int, name: str, rdtype: str = "A", timeout: float = 2.0) -> dns.message.Message:
     """One UDP query to 127.0.0.1:port."""
     return dns.query.udp(

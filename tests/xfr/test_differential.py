@@ -30,12 +30,13 @@ from clearwall.store.loader import build_snapshot
 from clearwall.store.reader import PolicyReader
 
 from .conftest import COURT, OPERATOR, RunningPrimary, fleet_config
-from .secondaries import Authoritative, Unbound, binary, free_port
+from .secondaries import Authoritative, Unbound, free_port, require
 
-pytestmark = pytest.mark.skipif(
-    binary("unbound") is None or binary("nsd") is None,
-    reason="unbound or nsd not installed (scripts/install-system-deps.sh installs them)",
-)
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    require("unbound", "nsd")
+
 
 SINKHOLE = "127.0.0.1"  # [dns.block] sinkhole_ipv4, the default the zones are written with
 WORDS = [f"w{i}" for i in range(12)]

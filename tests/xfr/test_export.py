@@ -21,7 +21,7 @@ from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, Store
 
 from .conftest import COURT, OPERATOR, fleet_config, publish
-from .secondaries import ALLOWED_ADDRESS, Authoritative, Kresd, Unbound, binary, query
+from .secondaries import ALLOWED_ADDRESS, Authoritative, Kresd, Unbound, query, require
 
 
 def clearwall(cwd: Path, db: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -49,8 +49,7 @@ def blocked(port: int, name: str) -> bool:
 
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[Authoritative]:
-    if binary("nsd") is None:
-        pytest.skip("nsd not installed (scripts/install-system-deps.sh installs it)")
+    require("nsd")
     nsd = Authoritative(tmp_path / "nsd")
     nsd.start(probe="x.example.")
     yield nsd
@@ -85,10 +84,10 @@ def test_export_files_are_the_zones_the_primary_serves(
     assert only == censored
 
 
-@pytest.mark.skipif(binary("unbound") is None, reason="unbound not installed")
 def test_exported_rpz_blocks_below_a_listed_name_in_unbound(
     service: PolicyService, sqlite_url: str, tmp_path: Path, upstream: Authoritative
 ) -> None:
+    require("unbound")
     # A subtree and an exact name below it, from one order. Unbound stops at the closest
     # owner, so the exact name's owner alone would hide the subtree's wildcard from the
     # names below it: they were allowed. The export now states their verdict too.
@@ -110,10 +109,10 @@ def test_exported_rpz_blocks_below_a_listed_name_in_unbound(
         unbound.stop()
 
 
-@pytest.mark.skipif(binary("kresd") is None, reason="knot-resolver not installed")
 def test_knot_resolver_follows_export_watch(
     service: PolicyService, sqlite_url: str, tmp_path: Path, upstream: Authoritative
 ) -> None:
+    require("kresd")
     publish(service, COURT, "court-1", ["subtree bad.example"])
     publish(service, OPERATOR, "sec-1", ["exact malware.example"])
     zones = tmp_path / "zones"

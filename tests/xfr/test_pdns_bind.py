@@ -24,9 +24,9 @@ from .secondaries import (
     Authoritative,
     Bind,
     PdnsRecursor,
-    binary,
     free_port,
     query,
+    require,
 )
 
 
@@ -47,8 +47,7 @@ def wait_for(what: Callable[[], bool], timeout: float, message: Callable[[], str
 
 @pytest.fixture
 def upstream(tmp_path: Path) -> Iterator[Authoritative]:
-    if binary("nsd") is None:
-        pytest.skip("nsd not installed (scripts/install-system-deps.sh installs it)")
+    require("nsd")
     nsd = Authoritative(tmp_path / "nsd")
     nsd.start(probe="x.example.")
     yield nsd
@@ -82,13 +81,13 @@ def keyed(
     return start, config, port
 
 
-@pytest.mark.skipif(binary("pdns_recursor") is None, reason="pdns-recursor not installed")
 def test_pdns_recursor_signals_ede_16_for_a_court_order(
     keyed: Keyed,
     service: PolicyService,
     tmp_path: Path,
     upstream: Authoritative,
 ) -> None:
+    require("pdns_recursor")
     start, config, port = keyed
     running = start()  # PowerDNS Recursor 4.8 polls at the SOA refresh: no NOTIFY
     lua = fleet_config(
@@ -121,13 +120,13 @@ def test_pdns_recursor_signals_ede_16_for_a_court_order(
         recursor.stop()
 
 
-@pytest.mark.skipif(binary("named") is None, reason="bind9 not installed")
 def test_bind_loads_the_zones_as_secondaries(
     keyed: Keyed,
     service: PolicyService,
     tmp_path: Path,
     upstream: Authoritative,
 ) -> None:
+    require("named")
     start, config, port = keyed
     args = ("bind", "--jurisdiction", "xa", "--primary", f"127.0.0.1:{port}", "--tsig", "sec1")
     zones = fleet_config(tmp_path, *args, "--config", str(config))

@@ -17,12 +17,12 @@ from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, Store
 
 from .conftest import COURT, OPERATOR, RunningPrimary, fleet_config, publish
-from .secondaries import ALLOWED_ADDRESS, Authoritative, Unbound, binary, free_port, query
+from .secondaries import ALLOWED_ADDRESS, Authoritative, Unbound, free_port, query, require
 
-pytestmark = pytest.mark.skipif(
-    binary("unbound") is None or binary("nsd") is None,
-    reason="unbound or nsd not installed (scripts/install-system-deps.sh installs them)",
-)
+
+@pytest.fixture(autouse=True)
+def _installed() -> None:
+    require("unbound", "nsd")
 
 
 def verdict(port: int, name: str) -> str:
