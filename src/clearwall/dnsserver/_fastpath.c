@@ -308,10 +308,9 @@ static int
 FusedPath_traverse(FusedPath *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->acl_memo);
-    Py_VISIT(self->lim.exempt);
-    Py_VISIT(self->lim.prefixes);
-    Py_VISIT(self->lim.buckets);
-    Py_VISIT(self->lim.clock);
+    int vret = limiter_traverse(&self->lim, visit, arg);
+    if (vret)
+        return vret;
     Py_VISIT(self->jurisdiction);
     Py_VISIT(self->table);
     Py_VISIT(self->clock);
@@ -325,10 +324,7 @@ static int
 FusedPath_clear(FusedPath *self)
 {
     Py_CLEAR(self->acl_memo);
-    Py_CLEAR(self->lim.exempt);
-    Py_CLEAR(self->lim.prefixes);
-    Py_CLEAR(self->lim.buckets);
-    Py_CLEAR(self->lim.clock);
+    limiter_clear(&self->lim);
     Py_CLEAR(self->jurisdiction);
     Py_CLEAR(self->table);
     Py_CLEAR(self->clock);

@@ -1934,10 +1934,9 @@ MissPath_traverse(MissPath *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->engine);
     Py_VISIT(self->acl_memo);
-    Py_VISIT(self->lim.exempt);
-    Py_VISIT(self->lim.prefixes);
-    Py_VISIT(self->lim.buckets);
-    Py_VISIT(self->lim.clock);
+    int vret = limiter_traverse(&self->lim, visit, arg);
+    if (vret)
+        return vret;
     Py_VISIT(self->jurisdiction);
     Py_VISIT(self->endings);
     Py_VISIT(self->cache);
@@ -1962,10 +1961,7 @@ MissPath_clear(MissPath *self)
 {
     Py_CLEAR(self->engine);
     Py_CLEAR(self->acl_memo);
-    Py_CLEAR(self->lim.exempt);
-    Py_CLEAR(self->lim.prefixes);
-    Py_CLEAR(self->lim.buckets);
-    Py_CLEAR(self->lim.clock);
+    limiter_clear(&self->lim);
     Py_CLEAR(self->jurisdiction);
     Py_CLEAR(self->endings);
     Py_CLEAR(self->cache);

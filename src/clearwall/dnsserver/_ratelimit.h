@@ -19,6 +19,26 @@ typedef struct {
     double rate, burst;
 } Limiter;
 
+/* The owning object's tp_traverse and tp_clear for the limiter's references. */
+static int
+limiter_traverse(Limiter *lim, visitproc visit, void *arg)
+{
+    Py_VISIT(lim->exempt);
+    Py_VISIT(lim->prefixes);
+    Py_VISIT(lim->buckets);
+    Py_VISIT(lim->clock);
+    return 0;
+}
+
+static void
+limiter_clear(Limiter *lim)
+{
+    Py_CLEAR(lim->exempt);
+    Py_CLEAR(lim->prefixes);
+    Py_CLEAR(lim->buckets);
+    Py_CLEAR(lim->clock);
+}
+
 static int
 limiter_set_float(PyObject *list, Py_ssize_t i, double value)
 {
