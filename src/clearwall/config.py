@@ -21,6 +21,11 @@ from clearwall.errors import ClearwallError, ConfigError
 DEFAULT_VAR = Path("var")
 
 
+FILE = {"file": True}
+"""Field metadata of an option typed ``str`` ("" meaning none) that names a file: a
+relative one in a config file counts from the file, as every ``Path`` option."""
+
+
 @dataclass(frozen=True, slots=True)
 class HostPort:
     """An address to listen on or send to; ``host`` is an IP literal."""
@@ -216,7 +221,7 @@ class UpstreamConfig:
     minimal_responses: bool = True
     # PEM file of the CAs that encrypted upstreams' certificates must chain to; "" = the
     # system's trust store. A certificate that does not verify is refused.
-    ca_file: str = ""
+    ca_file: str = field(default="", metadata=FILE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,8 +317,8 @@ class DNSConfig:
     dot: tuple[HostPort, ...] = ()
     doh: tuple[HostPort, ...] = ()
     doq: tuple[HostPort, ...] = ()
-    tls_cert: str = ""  # PEM certificate chain of the encrypted listeners
-    tls_key: str = ""  # its PEM private key
+    tls_cert: str = field(default="", metadata=FILE)  # PEM chain of the encrypted listeners
+    tls_key: str = field(default="", metadata=FILE)  # its PEM private key
     # RFC 8467 block-length padding of replies to EDNS queries on encrypted transports
     # (never on plain UDP/TCP): every such reply is a multiple of this many octets; 0 = none.
     padding_block: int = 468
@@ -653,10 +658,6 @@ def load_config(path: Path | None = None, overrides: Mapping[str, Any] | None = 
     return _build(Config, "config", data)  # type: ignore[no-any-return]
 
 
-# Options typed ``str`` (an empty string means "none") that name files.
-_FILE_OPTIONS = frozenset({"tls_cert", "tls_key", "ca_file"})
-
-
 def _anchor_store_url(data: dict[str, Any], base: Path) -> None:
     """Make a relative SQLite file in ``[store] url`` relative to ``base`` (the config
     file's directory): ``sqlite:///var/cw.db`` in /etc/clearwall/x.toml is
@@ -685,7 +686,7 @@ def _anchor_paths(cls: type[Any], data: dict[str, Any], base: Path) -> None:
             if isinstance(value, dict):
                 _anchor_paths(type(default), value, base)
         elif (
-            ("Path" in str(f.type) or f.name in _FILE_OPTIONS)
+            ("Path" in str(f.type) or f.metadata.get("file", False))
             and isinstance(value, str)
             and value
             and not Path(value).is_absolute()
