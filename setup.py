@@ -1,7 +1,8 @@
 """Builds the C extensions; everything else about the package is in pyproject.toml.
 
 Each is a hand-written fast path that a benchmark showed was needed, tested against the
-Python or library code it stands in for: the policy name index (``bench/matcher.py``),
+Python or library code it stands in for: the policy name index (``bench/matcher.py``), the key table a whole compile serves from
+first (``clearwall serve``'s first start, ``bench/dns.py``),
 the batched UDP I/O of the DNS listener, the chain's fused UDP fast path and its fused
 cache-miss path with the upstream sockets (``bench/dns.py``), the answer cache's
 one-record-per-entry LRU store (memory per entry, ``bench/cache_memory.py``), and the DoH
@@ -24,7 +25,14 @@ setup(
         Extension(
             "clearwall.policy._nameindex",
             ["src/clearwall/policy/_nameindex.c"],
+            depends=["src/clearwall/policy/_siphash.h"],
             extra_compile_args=CFLAGS,
+        ),
+        Extension(
+            "clearwall.policy._keytable",
+            ["src/clearwall/policy/_keytable.c"],
+            depends=["src/clearwall/policy/_siphash.h"],
+            extra_compile_args=[*CFLAGS, *TABLE_FLAGS],
         ),
         Extension(
             "clearwall.dnsserver._udpbatch",

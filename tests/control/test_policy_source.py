@@ -479,3 +479,59 @@ def test_a_reused_snapshot_carries_its_jurisdictions_and_the_overlay_the_new_one
         assert policy.match("www.one.example", "xa").blocked
     finally:
         service.store.dispose()
+
+
+def test_a_start_serves_a_key_table_then_swaps_in_the_trie(store: str, tmp_path: Path) -> None:
+    """A whole compile the gateway waits for keeps its names in a key table (quick to
+    build); the next quiet poll compiles the trie in the background, in a compiler of
+    lower priority, and publishes it as equivalent; a clean stop keeps the trie's."""
+    from clearwall.control.policy_source import CONSOLIDATION_NICE, PolicySource, load_snapshot
+    from clearwall.policy.keytable import KIND
+    from clearwall.policy.snapshotfile import saved_meta
+
+    service, court = _service(store)
+    _add(service, court, "R1", "one.example", "two.example")
+    published = Published()
+    source = PolicySource(store, "", tmp_path / "snaps", 0.05, published, consolidate_after=0.0)
+    source.keytable_from = 1  # the default is for large policies: any size here
+    try:
+        first = source.compile_now()
+        assert saved_meta(first)["names"] == KIND
+        fast = load_snapshot(first)
+        source.poll()  # no change: the trie is compiled in the background
+        consolidator = source._consolidator
+        assert consolidator is not None and consolidator.nice == CONSOLIDATION_NICE
+        assert source.wait_consolidated(60)
+        source.poll()
+        [(compact, equivalent)] = published.items
+        assert equivalent and saved_meta(compact)["names"] == "marisa"
+        policy = load_snapshot(compact)
+        for name in ("a.one.example", "two.example", "three.example"):
+            assert policy.match(name, "xa") == fast.match(name, "xa")
+        source.poll()
+        source.poll()
+        assert len(published.items) == 1  # compacted once, not again
+    finally:
+        source.stop()
+        service.store.dispose()
+    assert sorted(p.name for p in (tmp_path / "snaps").iterdir()) == [
+        compact.name,
+        f"{compact.name}.lock",
+    ]
+
+
+def test_a_small_policy_is_compiled_into_the_trie_at_once(store: str, tmp_path: Path) -> None:
+    from clearwall.control.policy_source import PolicySource
+    from clearwall.policy.snapshotfile import saved_meta
+
+    service, court = _service(store)
+    _add(service, court, "R1", "one.example")
+    published = Published()
+    source = PolicySource(store, "", tmp_path / "snaps", 0.05, published, consolidate_after=0.0)
+    try:
+        assert saved_meta(source.compile_now())["names"] == "marisa"
+        source.poll()
+        assert source._consolidation is None and published.items == []
+    finally:
+        source.stop()
+        service.store.dispose()

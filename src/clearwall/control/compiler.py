@@ -9,7 +9,7 @@ the public log does not show: each compile first publishes every committed log e
 (``TransparencyLog.publish``) and compiles at the size of the published checkpoint.
 
 The protocol, one JSON line each way: the request ``[store_url, base_url, out, base,
-since, ledger, parallel]`` (``base``: the whole snapshot an overlay masks, or null;
+since, ledger, parallel, keytable_from]`` (``base``: the whole snapshot an overlay masks, or null;
 ``ledger``: ``[key_file, tiles_dir, origin]`` or null for the store's own), the answer
 ``["ok", out]`` or ``["error", message]``.
 """
@@ -39,6 +39,7 @@ def compile_to(
     since: int = 0,
     ledger: LedgerConfig | None = None,
     parallel: bool = False,
+    keytable_from: int | None = None,
 ) -> None:
     """Publish the store's log, then compile its enforceable policy as the published
     checkpoint states it and save it at ``out`` (runs in the child); with ``base``, only
@@ -46,7 +47,7 @@ def compile_to(
     at ``base``. ``ledger`` defaults to the store's own (``clearwall.layout``). A whole
     snapshot is saved with its provenance (``loader.save_proven``: a later start may
     reuse it); with ``parallel`` its rules digests are checked in a second process
-    (``loader.build_snapshot_proven``)."""
+    (``loader.build_snapshot_proven``); ``keytable_from``: see ``policy.compiler.build``."""
     from clearwall.layout import resolve_ledger
     from clearwall.ledger.log import TransparencyLog
     from clearwall.store.db import open_store
@@ -62,7 +63,9 @@ def compile_to(
                 f"the log cannot be published, so nothing it does not show is enforced: {exc}"
             ) from exc
         if base is None:
-            proven = build_snapshot_proven(store, base_url, parallel=parallel, size=size)
+            proven = build_snapshot_proven(
+                store, base_url, parallel=parallel, size=size, keytable_from=keytable_from
+            )
             save_proven(*proven, out)
         else:
             from clearwall.policy.layered import save_overlay
@@ -110,6 +113,7 @@ def _compile_in_fork(
     since: int,
     ledger: LedgerConfig | None = None,
     parallel: bool = False,
+    keytable_from: int | None = None,
 ) -> tuple[str, str]:
     """Compile in a forked child that exits afterwards: the memory a big compile takes
     goes back to the system at once instead of staying in the compiler process."""
@@ -126,7 +130,9 @@ def _compile_in_fork(
         status = 1
         try:
             base_path = None if base is None else Path(base)
-            compile_to(store_url, base_url, Path(out), base_path, since, ledger, parallel)
+            compile_to(
+                store_url, base_url, Path(out), base_path, since, ledger, parallel, keytable_from
+            )
             message, status = b"ok", 0
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}".encode()[:4000]
@@ -153,9 +159,9 @@ def _compiler_loop() -> int:
     import clearwall.store.loader  # noqa: F401
 
     for line in sys.stdin:
-        store_url, base_url, out, base, since, ledger, parallel = json.loads(line)
+        store_url, base_url, out, base, since, ledger, parallel, table = json.loads(line)
         result = _compile_in_fork(
-            store_url, base_url, out, base, since, _ledger_from_json(ledger), parallel
+            store_url, base_url, out, base, since, _ledger_from_json(ledger), parallel, table
         )
         print(json.dumps(result), flush=True)
     return 0
@@ -172,8 +178,10 @@ class Compiler:
     45 MiB), and a plain subprocess needs no multiprocessing resource tracker (~12 MiB).
     """
 
-    def __init__(self, linger: float = 10.0) -> None:
+    def __init__(self, linger: float = 10.0, nice: int = 0) -> None:
+        """``nice``: added to the compiler process's niceness (a background compile)."""
         self.linger = linger
+        self.nice = nice
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[str] | None = None
         self._last = 0.0
@@ -183,6 +191,8 @@ class Compiler:
         if proc is None or proc.poll() is not None:
             argv = [sys.executable, "-m", "clearwall.control.compiler"]
             argv += ["--parent", str(os.getpid())]  # it dies with this process
+            if self.nice:
+                argv += ["--nice", str(self.nice)]
             proc = self._proc = subprocess.Popen(
                 argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
             )
@@ -204,6 +214,7 @@ class Compiler:
         since: int = 0,
         ledger: LedgerConfig | None = None,
         parallel: bool = False,
+        keytable_from: int | None = None,
     ) -> Path:
         """Publish the log and compile into ``out`` (blocking), whole or as an overlay
         over ``base`` (see ``compile_to``); raise SnapshotError on failure."""
@@ -215,6 +226,7 @@ class Compiler:
             since,
             _ledger_json(ledger),
             parallel,
+            keytable_from,
         ]
         with self._lock:
             proc = self._process()
@@ -269,7 +281,10 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--parent", type=int, help="die when this process (the gateway) dies")
+    parser.add_argument("--nice", type=int, default=0, help="lower this process's priority")
     args = parser.parse_args(argv)
+    if args.nice:
+        os.nice(args.nice)
     if args.parent is not None:
         die_with_parent(args.parent)
     return _compiler_loop()

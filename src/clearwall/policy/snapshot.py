@@ -140,8 +140,8 @@ def _citations(hits: list[Hit], orders: list[OrderEntry]) -> tuple[Citation, ...
 
 
 class PolicySnapshot(NameMatcher):
-    """An immutable compiled policy: names in a marisa trie (with a fingerprint index in
-    front of it), addresses in prefix trees.
+    """An immutable compiled policy: names in a marisa trie or a key table (with a
+    fingerprint index in front of either), addresses in prefix trees.
 
     Build one with ``compile`` or ``load``; ask it with ``match``/``match_ip``. The only
     mutable state is a verdict memo per jurisdiction, which never changes an answer.
@@ -209,13 +209,16 @@ class PolicySnapshot(NameMatcher):
         tree_size: int = 0,
         base_url: str = "",
         progress: Callable[[int], None] | None = None,
+        keytable_from: int | None = None,
     ) -> PolicySnapshot:
         """Compile orders (only active ones are kept) and jurisdictions into a snapshot.
 
         Each order's ``rules`` is read once and may be a generator; ``progress`` receives
-        the running count of rules read.
+        the running count of rules read. ``keytable_from``: see ``compiler.build``.
         """
-        return cls(build(orders, jurisdictions, tree_size, base_url, progress))
+        return cls(
+            build(orders, jurisdictions, tree_size, base_url, progress, keytable_from=keytable_from)
+        )
 
     def save(self, path: Path, extra: dict[str, bytes] | None = None) -> None:
         """Write the snapshot as a directory at ``path``, atomically, with the ``extra``
@@ -459,7 +462,7 @@ class PolicySnapshot(NameMatcher):
 
         This is the jurisdiction's effective policy for export (RPZ, domains, hosts): its
         own orders and the all-jurisdiction ones, allow rules included. Names come in trie
-        order, then response-IP rules by CIDR.
+        order (a key table's: key order), then response-IP rules by CIDR.
         """
         moment = time.time() if now is None else now
         applies = [

@@ -19,14 +19,19 @@ from clearwall.errors import SnapshotError
 from clearwall.policy.compiler import (
     FORMAT_VERSION,
     GROUP_TYPECODES,
+    MARISA,
+    Names,
     OrderEntry,
     Tables,
     metadata,
     ref_from_json,
 )
+from clearwall.policy.keytable import KIND as KEYTABLE
+from clearwall.policy.keytable import KeyTableNames
 from clearwall.policy.model import Jurisdiction
 
 TRIE_FILE = "names.marisa"
+KEYTABLE_FILE = "names.keys"
 GROUPS_FILE = "groups.bin"
 INDEX_FILE = "names.fp32"
 META_FILE = "meta.json"
@@ -78,8 +83,9 @@ def _write(tables: Tables, directory: Path, extra: dict[str, bytes]) -> None:
             out.write(content)
             out.flush()
             os.fsync(out.fileno())
-    tables.trie.save(str(directory / TRIE_FILE))
     meta = metadata(tables)
+    names_file = directory / _names_file(meta["names"])
+    tables.trie.save(str(names_file))
     meta["byteorder"] = _byteorder()
     with open(directory / GROUPS_FILE, "wb") as out:
         out.write(memoryview(tables.key_groups).cast("B"))
@@ -93,7 +99,7 @@ def _write(tables: Tables, directory: Path, extra: dict[str, bytes]) -> None:
         json.dump(meta, out, separators=(",", ":"))
         out.flush()
         os.fsync(out.fileno())
-    fd = os.open(directory / TRIE_FILE, os.O_RDONLY)
+    fd = os.open(names_file, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -113,10 +119,13 @@ def load_tables(path: Path) -> Tables:
             raise SnapshotError(f"{path}: snapshot format {meta.get('format')!r} unsupported")
         if meta.get("byteorder") != _byteorder():
             raise SnapshotError(f"{path}: snapshot written on a machine of other byte order")
-        trie = marisa_trie.Trie([])
-        if meta["keys"]:
+        kind = meta.get("names", MARISA)
+        trie: Names = marisa_trie.Trie([])
+        if meta["keys"] and kind == KEYTABLE:
+            trie = KeyTableNames.mmap(path / KEYTABLE_FILE)
+        elif meta["keys"]:
             trie = marisa_trie.Trie()
-            trie.mmap(str(path / TRIE_FILE))
+            trie.mmap(str(path / _names_file(kind)))
         keepalive: list[Any] = []
         typecode = GROUP_TYPECODES.get(meta.get("group_width", 0))
         if typecode is None:
@@ -159,6 +168,15 @@ def load_tables(path: Path) -> Tables:
         return tables
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SnapshotError(f"cannot load policy snapshot {path}: {exc}") from exc
+
+
+def _names_file(kind: str) -> str:
+    """The file a snapshot keeps its names in, by the metadata's ``names`` value."""
+    if kind == KEYTABLE:
+        return KEYTABLE_FILE
+    if kind == MARISA:
+        return TRIE_FILE
+    raise SnapshotError(f"names kept as {kind!r}: unknown to this version")
 
 
 def saved_meta(path: Path) -> dict[str, Any]:

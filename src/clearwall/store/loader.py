@@ -314,6 +314,7 @@ def build_snapshot_proven(
     parallel: bool = False,
     *,
     size: int | None = None,
+    keytable_from: int | None = None,
 ) -> tuple[PolicySnapshot, Provenance]:
     """``build_snapshot`` (at most ``size`` log entries of it) and the provenance of what
     it compiled (``save_proven`` writes both, so that a later start can reuse the
@@ -325,6 +326,8 @@ def build_snapshot_proven(
     entry, else it is built again from the orders that match. Same result, about the
     digests' time less (a few seconds with a million rules) when a second core is free;
     on a process pinned to one core the digests are computed in-process (``_cores``).
+    ``keytable_from``: the names in a key table from that many name rules
+    (``policy.compiler.build``), for a compile the gateway waits for.
     """
     from clearwall.policy.snapshot import PolicySnapshot
 
@@ -332,7 +335,11 @@ def build_snapshot_proven(
 
     def compile_(orders: list[CompiledOrder]) -> PolicySnapshot:
         return PolicySnapshot.compile(
-            orders, read.jurisdictions, tree_size=read.size, base_url=base_url
+            orders,
+            read.jurisdictions,
+            tree_size=read.size,
+            base_url=base_url,
+            keytable_from=keytable_from,
         )
 
     everything = [c for c, _check in read.candidates]
