@@ -553,7 +553,8 @@ def _add_order(store_url: str, reference: str) -> None:
 
 
 def source(config: Config, store_url: str, directory: Path) -> Any:
-    from clearwall.dnsserver.workers import ServeOptions, _initial_policy
+    from clearwall.dnsserver.options import ServeOptions
+    from clearwall.dnsserver.workers import _initial_policy
 
     opts = ServeOptions(config=config, store_url=store_url, snapshot_dir=directory / "snaps")
     _path, src = _initial_policy(opts)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import os
+import re
 import signal
 import threading
 import time
@@ -15,6 +17,7 @@ import dns.rcode
 import pytest
 
 from clearwall.config import LedgerConfig
+from clearwall.jobs.process import NICE
 from clearwall.layout import resolve_ledger
 from clearwall.ledger import entries
 from clearwall.ledger.entries import OrderAmended, OrderExpired
@@ -87,6 +90,12 @@ def test_an_order_past_its_sunset_is_logged_with_the_web_app_off(
     gw = launch(url, tmp_path, web="off")
     gw.wait_serving()
     wait_for("the expiry entry", lambda: len(logged(url, OrderExpired)) == 1, gw)
+    # The jobs run at a lower priority than the gateway (they never take its CPU).
+    [pid] = re.findall(
+        r"jobs \(order expiry, subscription refresh, witnesses\) in process (\d+)", gw.output
+    )
+    own = os.getpriority(os.PRIO_PROCESS, gw.proc.pid)
+    assert os.getpriority(os.PRIO_PROCESS, int(pid)) == min(19, own + NICE)
     [expired] = logged(url, OrderExpired)
     assert expired.order_id == sunset.id
     out = stop(gw)

@@ -202,8 +202,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the DNS gateway (and the web app) until SIGTERM/SIGINT; SIGHUP reloads config."""
         from clearwall.cli.common import config_path
-        from clearwall.dnsserver.workers import ServeOptions
-        from clearwall.dnsserver.workers import serve as run
+        from clearwall.dnsserver.options import ServeOptions
         from clearwall.layout import resolve
         from clearwall.layout import snapshot_dir as default_snapshot_dir
 
@@ -283,4 +282,6 @@ def register(app: typer.Typer) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
             os.execv(argv[0], argv)  # same pid: signals and supervisors see no change
+        from clearwall.dnsserver.workers import serve as run
+
         run(opts)

@@ -18,7 +18,7 @@ from clearwall.config import HostPort, load_config
 from clearwall.errors import ClearwallError
 
 if TYPE_CHECKING:  # imported by main() only when the gateway runs
-    from clearwall.dnsserver.workers import ServeOptions
+    from clearwall.dnsserver.options import ServeOptions
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(args[0])
     logging.basicConfig(level=spec["log_level"], format=LOG_FORMAT)
     try:
-        from clearwall.dnsserver.workers import ServeOptions, serve
+        from clearwall.dnsserver.options import ServeOptions
+        from clearwall.dnsserver.workers import serve
 
         config_path = Path(spec["config_path"]) if spec["config_path"] else None
         listen = spec["metrics_listen"]

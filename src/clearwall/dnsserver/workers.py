@@ -19,41 +19,25 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvloop
 
-from clearwall.config import Config, DNSConfig, HostPort, LoggingConfig, load_config
+from clearwall.config import Config, DNSConfig, LoggingConfig, load_config
 from clearwall.control.policy_source import PolicySource, load_snapshot
 from clearwall.dnsserver.gateway import Gateway, build_gateway
 from clearwall.dnsserver.handlers import build_paths, describe
 from clearwall.dnsserver.handlers.base import Services
 from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
+from clearwall.dnsserver.options import ServeOptions
 from clearwall.dnsserver.policyholder import EMPTY_POLICY, PolicyHolder, PolicyView
 from clearwall.jobs.process import JobsProcess
 
 log = logging.getLogger(__name__)
 
 METRICS_PUSH_INTERVAL = 1.0
-
-
-@dataclass
-class ServeOptions:
-    """What ``clearwall serve`` decided beyond the config file."""
-
-    config: Config
-    config_path: Path | None = None
-    overrides: dict[str, object] = field(default_factory=dict)
-    store_url: str | None = None  # compile and hot-swap from this store
-    snapshot: Path | None = None  # or serve this compiled snapshot as is
-    snapshot_dir: Path | None = None  # None: the store's default (``clearwall.layout``)
-    metrics_listen: HostPort | None = None
-    # Starts the web app beside DNS (given the metrics collector and a function returning
-    # the policy in force); None = serve only /metrics on ``metrics_listen``.
-    web_app: Callable[[DNSCollector, Callable[[], PolicyView]], None] | None = None
 
 
 def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | None]:
