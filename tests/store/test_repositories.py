@@ -89,3 +89,34 @@ def test_values_that_are_not_plain_ascii_read_as_rows(service: PolicyService, va
         conn.execute(update(r).where(r.c.value == "z.example").values(value=value))
     found = read(service, order.id)
     assert found.text is None and value in {rule.value for rule in found}
+
+
+def test_a_policy_read_as_texts_compiles_to_the_tables_of_its_rulespecs(
+    service: PolicyService,
+) -> None:
+    """Orders read as one text beside orders read as rows (mixed actions, mixed kinds,
+    CIDRs, an amended one), names listed by several of them: the loader's tables are
+    the tables of the same orders' RuleSpecs, to the content hash."""
+    from clearwall.policy.compiler import build, content_hash
+    from clearwall.policy.model import CompiledOrder
+    from clearwall.store.loader import load_policy
+
+    shared = uniform()[:4]
+    add(service, reference="TEXT", rules=uniform())
+    add(service, reference="REFUSED", rules=uniform(RuleKind.EXACT, Action.REFUSED)[3:])
+    add(service, reference="MIXED", rules=shared[:2] + uniform(action=Action.SINKHOLE)[2:6])
+    add(service, reference="KINDS", rules=shared[:2] + uniform(RuleKind.EXACT)[5:])
+    cidr = [RuleSpec(RuleKind.RESPONSE_IP, "192.0.2.0/24", Action.REFUSED)]
+    add(service, reference="CIDR", rules=cidr + uniform(RuleKind.WILDCARD)[:3])
+    amended = add(service, authority=REGULATOR, reference="AMENDED", rules=shared)
+    service.amend_order(amended.id, add=uniform()[6:], remove=shared[:1], reason="r")
+
+    orders, jurisdictions, size = load_policy(service.store)
+    assert sum(c.rules.text is not None for c in orders) == 3  # type: ignore[attr-defined]
+    with service.store.read() as conn:
+        as_specs = [
+            CompiledOrder(c.order, c.authority, repo.order_rules(conn, c.order.id)) for c in orders
+        ]
+    a = build(orders, jurisdictions, size, now=1.0)
+    b = build(as_specs, jurisdictions, size, now=1.0)
+    assert len(a.groups) > 2 and content_hash(a) == content_hash(b) and a.version == b.version
