@@ -4,7 +4,7 @@ one action comes as one text, anything else as rows, and either is the same rule
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from clearwall.ledger.entries import rules_digest
 from clearwall.model import Action, RuleKind
@@ -120,3 +120,31 @@ def test_a_policy_read_as_texts_compiles_to_the_tables_of_its_rulespecs(
     a = build(orders, jurisdictions, size, now=1.0)
     b = build(as_specs, jurisdictions, size, now=1.0)
     assert len(a.groups) > 2 and content_hash(a) == content_hash(b) and a.version == b.version
+
+
+def test_postgresql_joins_the_values_in_bytewise_order_whatever_the_collation(
+    service: PolicyService,
+) -> None:
+    """A column in a linguistic collation (ICU's English puts ``_`` before ``-``, bytes
+    the other way round): the text comes in bytewise order all the same, so its digest
+    is computed from the text and equals the rules'."""
+    if service.store.dialect != "postgresql":
+        pytest.skip("a PostgreSQL collation")
+    from sqlalchemy import text
+
+    with service.store.write() as conn:
+        if not conn.execute(text("SELECT 1 FROM pg_collation WHERE collname = 'en-x-icu'")).first():
+            pytest.skip("PostgreSQL built without ICU")
+        conn.execute(
+            text('ALTER TABLE rules ALTER COLUMN value TYPE varchar(255) COLLATE "en-x-icu"')
+        )
+    names = ["a_b.example", "a-b.example", "a.example", "a0.example"]
+    order = add(service, authority=REGULATOR, rules=[RuleSpec(RuleKind.EXACT, n) for n in names])
+    with service.store.read() as conn:
+        linguistic = list(
+            conn.execute(select(schema.rules.c.value).order_by(schema.rules.c.value)).scalars()
+        )
+    assert linguistic != sorted(names)  # the column's own order is not the bytes'
+    found = read(service, order.id)
+    assert found.text is not None and found.text.split("\n") == sorted(names)
+    assert rules_digest(found) == rules_digest([RuleSpec(RuleKind.EXACT, n) for n in names])
