@@ -148,7 +148,7 @@ def test_text_form_compiles_to_the_tables_of_its_rulespecs(
 ) -> None:
     """Alone or beside an order read as rows (mixed kinds and actions, CIDRs, names in
     common), in either position and with its values in any order: the same tables, to
-    the content hash, as from RuleSpecs."""
+    the content hash, as from the same rules as RuleSpecs and as rows."""
     vals = [v for v in vals if " " not in v]  # not a name the compiler takes, either way
     if not vals:
         vals = ["a.example"]
@@ -158,10 +158,12 @@ def test_text_form_compiles_to_the_tables_of_its_rulespecs(
     specs_ = (1, tuple(RuleSpec(kind, v, action) for v in vals))
     rows_ = (2, RuleRows(other))
     other_specs = (2, tuple(specs(other)))
+    as_rows = (1, RuleRows([(kind.value, v, action and action.value) for v in vals]))
     a = tables(text, rows_) if text_first else tables(rows_, text)
     b = tables(specs_, other_specs) if text_first else tables(other_specs, specs_)
+    c = tables(as_rows, rows_) if text_first else tables(rows_, as_rows)
     assert (a.version, a.ip_rules, a.groups) == (b.version, b.ip_rules, b.groups)
-    assert content_hash(a) == content_hash(b)
+    assert content_hash(a) == content_hash(b) == content_hash(c) and a.version == c.version
 
 
 @pytest.mark.parametrize(
