@@ -3,6 +3,8 @@ same compiled tables, RuleSpecs to anyone else."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -11,7 +13,7 @@ from matcher_builders import order
 from clearwall.errors import SnapshotError
 from clearwall.ledger.entries import rules_digest, sorted_rule_lines
 from clearwall.model import Action, RuleKind
-from clearwall.policy.compiler import build
+from clearwall.policy.compiler import Tables, build, content_hash
 from clearwall.policy.model import RuleRows, RuleSpec
 
 NAME_KINDS = [k for k in RuleKind if not k.is_ip]
@@ -84,3 +86,114 @@ def test_bad_values_are_compile_errors(raw: list[tuple[str, str, str | None]]) -
     base = order(1, "xa")
     with pytest.raises(SnapshotError):
         build([CompiledOrder(base.order, base.authority, RuleRows(raw))], [], 3)
+
+
+# -- the text form: one kind, one action, the values one a line ------------------------
+
+plain_values = st.lists(
+    st.one_of(names, names, st.sampled_from(["a b", "a", "ab", "a.b", "0-a", "~x", "A.example"])),
+    min_size=1,
+    max_size=40,
+)
+
+
+def text_form(kind: RuleKind, action: Action | None, vals: list[str]) -> RuleRows:
+    """``vals`` as the store's text form (which must apply to them)."""
+    found = RuleRows.of_text(kind.value, action and action.value, "\n".join(vals), len(vals))
+    assert found is not None and found.text is not None
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(NAME_KINDS), actions, plain_values, st.booleans())
+def test_text_form_reads_as_its_rulespecs_and_has_their_digest(
+    kind: RuleKind, action: Action | None, vals: list[str], sort: bool
+) -> None:
+    """In the store's order or any other, duplicates and values with a space included
+    (whose lines do not sort as the values do): the digest of the text form is the
+    digest of the same rules as RuleSpecs, computed in C when the lines ascend; its rows,
+    made when asked for, are the rules in (kind, value) order."""
+    if sort:
+        vals = sorted(vals)
+    rules = text_form(kind, action, vals)
+    as_specs = [RuleSpec(kind, v, action) for v in vals]
+    assert rules_digest(rules) == rules_digest(as_specs)
+    assert len(rules) == len(vals) and rules.kinds == {kind.value}
+    assert list(rules) == sorted(as_specs, key=lambda r: r.value)
+    assert rules == RuleRows([(kind.value, v, action and action.value) for v in sorted(vals)])
+
+
+def tables(*orders: tuple[int, Sequence[RuleSpec]]) -> Tables:
+    """The tables of orders (id, rules), all of one jurisdiction."""
+    from clearwall.policy.model import CompiledOrder
+
+    made = [order(oid, "xa") for oid, _rules in orders]
+    return build(
+        [CompiledOrder(o.order, o.authority, r) for o, (_oid, r) in zip(made, orders, strict=True)],
+        [],
+        3,
+        now=1.0,
+    )
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from(NAME_KINDS), actions, plain_values, rows, st.booleans(), st.booleans())
+def test_text_form_compiles_to_the_tables_of_its_rulespecs(
+    kind: RuleKind,
+    action: Action | None,
+    vals: list[str],
+    other: list[tuple[str, str, str | None]],
+    sort: bool,
+    text_first: bool,
+) -> None:
+    """Alone or beside an order read as rows (mixed kinds and actions, CIDRs, names in
+    common), in either position and with its values in any order: the same tables, to
+    the content hash, as from the same rules as RuleSpecs and as rows."""
+    vals = [v for v in vals if " " not in v]  # not a name the compiler takes, either way
+    if not vals:
+        vals = ["a.example"]
+    if sort:
+        vals = sorted(vals)
+    text = (1, text_form(kind, action, vals))
+    specs_ = (1, tuple(RuleSpec(kind, v, action) for v in vals))
+    rows_ = (2, RuleRows(other))
+    other_specs = (2, tuple(specs(other)))
+    as_rows = (1, RuleRows([(kind.value, v, action and action.value) for v in vals]))
+    a = tables(text, rows_) if text_first else tables(rows_, text)
+    b = tables(specs_, other_specs) if text_first else tables(other_specs, specs_)
+    c = tables(as_rows, rows_) if text_first else tables(rows_, as_rows)
+    assert (a.version, a.ip_rules, a.groups) == (b.version, b.ip_rules, b.groups)
+    assert content_hash(a) == content_hash(b) == content_hash(c) and a.version == c.version
+
+
+@pytest.mark.parametrize(
+    "kind, text, count",
+    [
+        ("response-ip", "192.0.2.0/24", 1),  # an IP kind: its CIDRs are parsed per rule
+        ("exact", "a.example\nb\nc", 2),  # a newline inside a value
+        ("exact", "a.exa\tmple", 1),  # a control character
+        ("exact", "a.exa\x7fmple", 1),
+        ("exact", "bücher.example", 1),  # not ASCII
+        ("exact", "", 0),  # no rules
+    ],
+)
+def test_text_form_is_refused_for_what_it_cannot_stand_for(
+    kind: str, text: str, count: int
+) -> None:
+    """None: the store then reads rows, as for any order."""
+    assert RuleRows.of_text(kind, None, text, count) is None
+
+
+@pytest.mark.parametrize("kind, action", [("nonsense", None), ("exact", "explode")])
+def test_text_form_refuses_unknown_kinds_and_actions(kind: str, action: str | None) -> None:
+    with pytest.raises(ValueError):
+        RuleRows.of_text(kind, action, "a.example", 1)
+
+
+@pytest.mark.parametrize("text", ["a.example.", "a\n\nb", "\na", "a\n", "a.\nb", ""])
+def test_text_form_bad_names_are_compile_errors(text: str) -> None:
+    """An empty name or one with a trailing dot, as the rows path says."""
+    rules = RuleRows.of_text("exact", None, text, text.count("\n") + 1)
+    assert rules is not None
+    with pytest.raises(SnapshotError, match="not canonical"):
+        tables((1, rules))

@@ -6,6 +6,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import insert, update
@@ -188,11 +189,14 @@ def test_logged_jurisdiction_changes_are_enforced(service: PolicyService, tmp_pa
         assert snapshot.jurisdiction_of("127.0.0.1") == "xa"
 
 
-@pytest.mark.parametrize("tampered", [False, True])
+# A rule added behind the log's back; the second cannot even compile (a newline in a
+# name): the forked compile, which builds the tables before the digests are known, must
+# withhold its order as the sequential one does, not fail.
+@pytest.mark.parametrize("added", [None, "x.example", "x.example\ny.example"])
 def test_the_parallel_compile_is_the_sequential_one(
     service: PolicyService,
     caplog: pytest.LogCaptureFixture,
-    tampered: bool,
+    added: str | None,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The gateway's start-up compile checks the rules digests in a forked process while
@@ -203,14 +207,13 @@ def test_the_parallel_compile_is_the_sequential_one(
 
     monkeypatch.setattr(loader, "_cores", lambda: 2)  # the fork, even on a pinned runner
 
+    tampered = added is not None
     ip_rules = [RuleSpec(RuleKind.RESPONSE_IP, "192.0.2.0/24", Action.REFUSED)]
     good = add(service, reference="GOOD", rules=[*rules("good.example", "b.example"), *ip_rules])
     bad = add(service, reference="BAD", rules=rules("bad.example", kind=RuleKind.EXACT))
-    if tampered:
+    if added is not None:
         with service.store.write() as conn:
-            conn.execute(
-                insert(schema.rules).values(order_id=bad.id, kind="subtree", value="x.example")
-            )
+            conn.execute(insert(schema.rules).values(order_id=bad.id, kind="subtree", value=added))
     with caplog.at_level(logging.WARNING, logger="clearwall.store.loader"):
         one, one_proven = build_snapshot_proven(service.store, "http://x", parallel=False)
         two, two_proven = build_snapshot_proven(service.store, "http://x", parallel=True)
@@ -244,3 +247,74 @@ def test_the_digests_fork_only_with_a_second_core(
     snapshot, proven = loader.build_snapshot_proven(service.store, parallel=True)
     assert len(forks) == (cores - 1)
     assert snapshot.match("one.example", "xa").blocked and len(proven.orders) == 1
+
+
+def _one_rule(column: str, value: object) -> Callable[[Any, int], object]:
+    """A raw UPDATE of one rule (``b.example``'s) of the order."""
+
+    def tamper(conn: Any, oid: int) -> object:
+        r = schema.rules
+        return conn.execute(
+            update(r).where(r.c.order_id == oid, r.c.value == "b.example").values({column: value})
+        )
+
+    return tamper
+
+
+@pytest.mark.parametrize("amended", [False, True])
+@pytest.mark.parametrize(
+    ("action", "tamper"),
+    [
+        (None, _one_rule("action", "refused")),  # one action: no longer one text
+        (None, _one_rule("kind", "exact")),  # one kind likewise
+        (None, _one_rule("value", "c.example")),  # one value: one text, another digest
+        (None, _one_rule("value", "b.example\nsecret.example")),  # a newline: not one text
+        # Rules that state their action (RPZ): one of them with none, or another one,
+        # would give the very same text, prefix and suffix if only some actions counted.
+        (Action.REFUSED, _one_rule("action", None)),
+        (Action.REFUSED, _one_rule("action", "sinkhole")),
+        (Action.REFUSED, _one_rule("action", "nxdomain")),
+        (
+            None,
+            lambda conn, oid: conn.execute(  # every action: one text, another digest
+                update(schema.rules).where(schema.rules.c.order_id == oid).values(action="refused")
+            ),
+        ),
+        (
+            None,
+            lambda conn, oid: conn.execute(  # a rule more, of the same kind and action
+                insert(schema.rules).values(order_id=oid, kind="subtree", value="secret.example")
+            ),
+        ),
+    ],
+)
+def test_tampering_with_an_order_read_as_one_text_is_not_enforced(
+    service: PolicyService,
+    caplog: pytest.LogCaptureFixture,
+    action: Action | None,
+    tamper: Callable[[Any, int], object],
+    amended: bool,
+) -> None:
+    """An order whose rules share one kind and one action is read as one text (``amended``:
+    its rows are not one run of ids, read otherwise); any rule changed behind the log's
+    back still withholds it with a warning, on the sequential and the forked compile."""
+    from clearwall.store import repositories as repo
+    from clearwall.store.loader import build_snapshot_proven
+
+    names = [RuleSpec(RuleKind.SUBTREE, f"{c}.example", action) for c in "abdefgh"]
+    good = add(service, reference="GOOD", rules=rules("good.example"))
+    bad = add(service, reference="BAD", rules=names[:4])
+    if amended:
+        add(service, reference="BETWEEN")
+        service.amend_order(bad.id, add=names[4:], reason="more")
+    with service.store.read() as conn:
+        assert repo.rule_rows(conn, bad.id).text is not None  # the text path, untampered
+    assert bad.id in loaded_ids(service)
+    with service.store.write() as conn:
+        tamper(conn, bad.id)
+    with caplog.at_level(logging.WARNING, logger="clearwall.store.loader"):
+        assert bad.id not in loaded_ids(service) and good.id in loaded_ids(service)
+        for parallel in (False, True):
+            _snapshot, provenance = build_snapshot_proven(service.store, parallel=parallel)
+            assert bad.id in provenance.withheld and good.id in provenance.orders
+    assert f"order {bad.id}" in caplog.text and "do not match the digest" in caplog.text

@@ -24,7 +24,7 @@ from itertools import islice
 from typing import Any, ClassVar, TypeAlias
 
 from clearwall.errors import LedgerError
-from clearwall.ledger.merkle import merkle_root
+from clearwall.ledger.merkle import merkle_root, text_root
 from clearwall.model import Action, AuthorityKind, Category, OrderStatus
 from clearwall.policy.model import (
     ALL_JURISDICTIONS,
@@ -84,7 +84,18 @@ def sorted_rule_lines(rules: Iterable[RuleSpec]) -> list[bytes]:
 
 
 def rules_digest(rules: Iterable[RuleSpec]) -> tuple[str, int]:
-    """Hex Merkle root over the sorted canonical rule lines, and how many there are."""
+    """Hex Merkle root over the sorted canonical rule lines, and how many there are.
+
+    An order read as one text (``RuleRows.of_text``: one kind, one action) is hashed in C
+    from that text, every line being ``<kind> <value>[ <action>]``: a million rules in
+    about a third of the time, without a bytes object per line. When its lines are not
+    in strictly ascending order (another collation's order, a duplicate) the text gives
+    no root and the lines are sorted and de-duplicated here as for any rules."""
+    if isinstance(rules, RuleRows) and rules.text is not None:
+        suffix = b"" if rules.action is None else f" {rules.action}".encode("ascii")
+        root = text_root(rules.text, f"{rules.kind} ".encode("ascii"), suffix)
+        if root is not None:
+            return root.hex(), len(rules)
     lines = sorted_rule_lines(rules)
     return merkle_root(lines).hex(), len(lines)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 HASH_SIZE = 32
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # MTH({}) = SHA-256() (section 2.1.1)
@@ -35,8 +36,10 @@ def root_from_leaf_hashes(hashes: Sequence[bytes]) -> bytes:
 
 try:  # built where OpenSSL's headers are (setup.py); else the Python reference alone
     from clearwall.ledger._merkle import merkle_root as _c_merkle_root
+    from clearwall.ledger._merkle import text_root as _c_text_root
 except ImportError:  # pragma: no cover - a build without libssl-dev
     _c_merkle_root = None  # type: ignore[assignment]
+    _c_text_root = None  # type: ignore[assignment]
 
 
 def merkle_root(entries: Iterable[bytes]) -> bytes:
@@ -50,6 +53,27 @@ def merkle_root(entries: Iterable[bytes]) -> bytes:
         return _c_merkle_root(items)
     except TypeError:  # bytearray, memoryview entries: the same hash as their bytes
         return _c_merkle_root([bytes(e) for e in items])
+
+
+def text_root(text: str, prefix: bytes, suffix: bytes) -> bytes | None:
+    """The Merkle Tree Hash over the lines ``prefix + value + suffix``, one per
+    newline-separated value of ``text`` (section 2.1.1), or None when ``text`` is not
+    ASCII or those lines are not in strictly ascending bytewise order (the caller sorts
+    and de-duplicates them itself). In C when it is built (``_merkle.text_root``: no
+    bytes object per line), else ``text_root_reference``."""
+    if _c_text_root is None:
+        return text_root_reference(text, prefix, suffix)
+    return _c_text_root(text, prefix, suffix)
+
+
+def text_root_reference(text: str, prefix: bytes, suffix: bytes) -> bytes | None:
+    """``text_root`` in Python: the lines made, checked and hashed one by one."""
+    if not text.isascii():
+        return None
+    lines = [prefix + value.encode("ascii") + suffix for value in text.split("\n")]
+    if any(a >= b for a, b in pairwise(lines)):
+        return None
+    return merkle_root_reference(lines)
 
 
 def merkle_root_reference(entries: Iterable[bytes]) -> bytes:

@@ -227,7 +227,11 @@ def _add_rows(
     The names are checked and turned into keys as one string (the names reversed in
     order, joined, the whole reversed back: each key is ``name_key``'s, in the rows'
     order) rather than a Python step per name: a million rules in about a third of the
-    time. ``_add_rows_reference`` is the per-name form it equals."""
+    time. ``_add_rows_reference`` is the per-name form it equals.
+
+    An order read as one text (``RuleRows.of_text``) goes to ``_add_text``."""
+    if rules.text is not None:
+        return _add_text(rules, index, order_id, blob, codes)
     rows = rules.rows
     code_of: dict[tuple[str, str | None], int] = {}
     if len(rules.actions) == 1:  # every (kind, action) pair there is, without a pass
@@ -265,6 +269,36 @@ def _add_rows(
     else:
         codes.extend(code_of[(k, a)] for k, _v, a in rows)
     return len(rows)
+
+
+def _add_text(
+    rules: RuleRows, index: int, order_id: int, blob: bytearray, codes: array[int]
+) -> int:
+    """``_add_rows`` for an order read as one text: every rule has the same kind (a name
+    kind) and action, so one code, and the keys are the text's lines made into keys at
+    once (``_add_rows``' string operations over the lines in reverse, split once).
+
+    The keys keep the text's order, which is the rows' order: the trie does not depend on
+    it, but ``group_keys_general`` numbers the groups in the order it meets them, so an
+    order whose names other orders list too would otherwise give other group ids (the
+    same policy under another content hash)."""
+    text = rules.text
+    assert text is not None
+    code = encode_rule(
+        index, RuleKind(rules.kind), None if rules.action is None else Action(rules.action)
+    )
+    # A name is canonical here when it is not empty and has no trailing dot (the text
+    # form holds no newline within a value): no empty line, no dot before a newline or
+    # at the end.
+    if not text or text[0] == "\n" or text[-1] in "\n." or "\n\n" in text or ".\n" in text:
+        bad = next(v for v in text.split("\n") if not v or v.endswith("."))
+        raise SnapshotError(f"order {order_id}: name not canonical: {bad!r}")
+    lines = text.split("\n")
+    lines.reverse()
+    blob += ("." + "\n.".join(lines))[::-1].encode("ascii")
+    blob += b"\n"
+    codes.extend(array("Q", [code]) * rules.size)
+    return rules.size
 
 
 def _add_rows_reference(

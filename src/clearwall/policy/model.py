@@ -43,15 +43,24 @@ _KIND_OF = {kind.value: kind for kind in RuleKind}
 _ACTION_OF = {action.value: action for action in Action}
 
 
+# What the text form takes: printable ASCII values (a space to a tilde), one a line.
+_PLAIN_TEXT = bytes(range(0x20, 0x7F)) + b"\n"
+
+
 class RuleRows(Sequence[RuleSpec]):
     """An order's rules as the store holds them: (kind, value, action or None) text rows.
 
     Making a million ``RuleSpec`` objects takes about 1.4 s, which a whole compile does
     not need: the rules digest (``ledger.entries.rules_digest``) and the compiler
     (``policy.compiler.build``) read the rows as they are. Anything else sees RuleSpecs.
-    Kinds and actions are checked when the rows are taken (ValueError, as the enums)."""
+    Kinds and actions are checked when the rows are taken (ValueError, as the enums).
 
-    __slots__ = ("actions", "kinds", "rows")
+    An order whose rules all share one kind and one action can come as *one text* instead
+    (``of_text``: the values, one a line, as the database joins them): no tuple per rule
+    is made unless someone asks for ``rows``, and the digest and the compiler read
+    ``text`` with string operations in C. ``kind``/``action`` then name the pair."""
+
+    __slots__ = ("_rows", "action", "actions", "kind", "kinds", "size", "text")
 
     def __init__(self, rows: list[tuple[str, str, str | None]]) -> None:
         self.kinds = frozenset({row[0] for row in rows})  # the distinct kinds, checked
@@ -61,10 +70,50 @@ class RuleRows(Sequence[RuleSpec]):
         for action in self.actions:
             if action is not None:
                 Action(action)
-        self.rows = rows
+        self._rows: list[tuple[str, str, str | None]] | None = rows
+        self.size = len(rows)
+        self.text: str | None = None
+        self.kind = ""
+        self.action: str | None = None
+
+    @classmethod
+    def of_text(cls, kind: str, action: str | None, text: str, count: int) -> RuleRows | None:
+        """The ``count`` rules of kind ``kind`` and action ``action`` (None: the order's)
+        whose values are the lines of ``text``, in any order; None when the text form does
+        not apply (an IP kind; a value that is not printable ASCII, so that a newline or
+        another control character could blur where values end): the caller reads rows.
+        Unknown kinds and actions raise ValueError, as the enums do."""
+        kind_of, action_of = RuleKind(kind), None if action is None else Action(action)
+        if count < 1 or kind_of.is_ip:
+            return None
+        if text.count("\n") != count - 1 or not text.isascii():
+            return None
+        # bytes.translate deletes the plain bytes in C: anything left is an odd one
+        # (a regular expression takes five times as long over a million names).
+        if text.encode("ascii").translate(None, _PLAIN_TEXT):
+            return None
+        self = cls.__new__(cls)
+        self.kinds = frozenset({kind})
+        self.actions = frozenset({action})
+        self._rows = None
+        self.size = count
+        self.text = text
+        self.kind = kind_of.value
+        self.action = None if action_of is None else action_of.value
+        return self
+
+    @property
+    def rows(self) -> list[tuple[str, str, str | None]]:
+        """The (kind, value, action) rows; made from ``text`` at the first call (in
+        (kind, value) order, as the store reads rows: bytewise, the text being ASCII)."""
+        if self._rows is None:
+            assert self.text is not None
+            kind, action = self.kind, self.action
+            self._rows = [(kind, value, action) for value in sorted(self.text.split("\n"))]
+        return self._rows
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.size
 
     @staticmethod
     def _spec(row: tuple[str, str, str | None]) -> RuleSpec:
@@ -96,7 +145,7 @@ class RuleRows(Sequence[RuleSpec]):
         return hash(tuple(self.rows))
 
     def __repr__(self) -> str:
-        return f"RuleRows({len(self.rows)} rules)"
+        return f"RuleRows({self.size} rules)"
 
 
 @dataclass(frozen=True, slots=True)

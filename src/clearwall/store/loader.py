@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from clearwall.errors import SnapshotError
 from clearwall.ledger import entries
 from clearwall.ledger.entries import EntryError, RuleSet
 from clearwall.ledger.logstate import Finding, LogState, OrderCheck
@@ -347,7 +348,13 @@ def build_snapshot_proven(
     digests: dict[int, tuple[str, int]] | None = None
     if parallel and everything and _cores() > 1:
         collect = _digests_forked(everything)
-        snapshot = compile_(everything)
+        try:
+            snapshot = compile_(everything)
+        except SnapshotError:
+            # A rule that cannot compile (a value with a newline, written behind the
+            # log's back) in an order whose digest is not checked yet: compiled again
+            # below from the orders that match, as the sequential compile would.
+            snapshot = None
         digests = collect()
     if digests is None:
         digests = {c.order.id: entries.rules_digest(c.rules) for c in everything}

@@ -165,13 +165,26 @@ _ACTIONS = {action.value: action for action in Action}
 
 def rule_rows(conn: Connection, order_id: int) -> RuleRows:
     """All rules of one order as text rows, read with the database driver's own cursor:
-    what a whole compile reads (a million rules: 0.6 s, against 2.4 s as RuleSpecs)."""
+    what a whole compile reads (a million rules: 0.6 s, against 2.4 s as RuleSpecs).
+
+    An order whose rules share one kind and one action (the common big list) is read as
+    one text instead (``RuleRows.of_text``: the database joins the values, and no tuple
+    per rule is made; a million rules: 0.35 s against 0.59 s as rows). Any other order,
+    or one whose values are not printable ASCII, comes as rows."""
     raw = conn.connection.dbapi_connection
     assert raw is not None
     mark = {"qmark": "?", "numeric": ":1", "named": ":id"}.get(conn.dialect.paramstyle, "%s")
     params: Any = {"id": order_id} if mark == ":id" else (order_id,)
     cursor = raw.cursor()
     try:
+        if conn.dialect.name == "sqlite":
+            found = _rule_text_sqlite(cursor, order_id)
+        elif conn.dialect.name == "postgresql":
+            found = _rule_text_postgresql(cursor, order_id)
+        else:
+            found = None
+        if found is not None:
+            return found
         # In iter_rules' order, so that a compile builds the very same tables.
         cursor.execute(
             f"SELECT kind, value, action FROM rules WHERE order_id = {mark} ORDER BY kind, value",
@@ -182,6 +195,72 @@ def rule_rows(conn: Connection, order_id: int) -> RuleRows:
         cursor.close()
     # Both drivers (sqlite3, psycopg) give tuples of str and None: taken as they are.
     return RuleRows(rows if isinstance(rows, list) else list(rows))
+
+
+# What tells whether an order's rules share one kind and one action: every action NULL
+# (count(action) = 0) or every one the same (count(action) = count(*), min = max).
+_UNIFORM = "count(*), min(kind), max(kind), count(action), min(action), max(action)"
+
+
+def _uniform(count: int, agg: tuple[Any, ...]) -> tuple[str, str | None] | None:
+    """The (kind, action) every rule has, from a ``_UNIFORM`` row over ``count`` rules,
+    or None when they do not all share one."""
+    total, low_kind, high_kind, actions, low_action, high_action = agg
+    if total != count or low_kind != high_kind:
+        return None
+    if actions == 0:
+        return str(low_kind), None
+    if actions == total and low_action == high_action:
+        return str(low_kind), str(low_action)
+    return None
+
+
+def _rule_text_sqlite(cursor: Any, order_id: int) -> RuleRows | None:
+    """``rule_rows``' text form on SQLite, or None (rows must be read).
+
+    Measured on a million rules: the values joined in (kind, value) order come from the
+    (order_id, kind, value) index alone (0.22 s, with the ids' range); the actions are not
+    in it, but an order's rows usually are one run of ids (inserted in one go), which is
+    read in table order (0.11 s: ``+order_id`` keeps SQLite off the index, whose order
+    would cost a page lookup per row, 0.21 s, as any other order pays).
+
+    group_concat takes the subquery's rows in their order (SQLite documents no order
+    before 3.44's ``ORDER BY`` inside the call; every version does so): were it ever
+    otherwise, the digest would find the lines out of order and sort them itself."""
+    cursor.execute(
+        "SELECT count(*), min(id), max(id), group_concat(value, char(10)) FROM "
+        "(SELECT id, value FROM rules WHERE order_id = ? ORDER BY kind, value)",
+        (order_id,),
+    )
+    count, low, high, text = cursor.fetchone()
+    if not count:
+        return None
+    if high - low + 1 == count:
+        cursor.execute(
+            f"SELECT {_UNIFORM} FROM rules WHERE id BETWEEN ? AND ? AND +order_id = ?",
+            (low, high, order_id),
+        )
+    else:
+        cursor.execute(f"SELECT {_UNIFORM} FROM rules WHERE order_id = ?", (order_id,))
+    pair = _uniform(count, cursor.fetchone())
+    return None if pair is None else RuleRows.of_text(pair[0], pair[1], text, count)
+
+
+def _rule_text_postgresql(cursor: Any, order_id: int) -> RuleRows | None:
+    """``rule_rows``' text form on PostgreSQL, or None (rows must be read): one query,
+    the values joined in bytewise order (``COLLATE "C"``, the order the digest needs,
+    whatever the database's collation)."""
+    cursor.execute(
+        f"SELECT {_UNIFORM}, string_agg(value, E'\\n' ORDER BY value COLLATE \"C\") "
+        "FROM rules WHERE order_id = %s",
+        (order_id,),
+    )
+    row = cursor.fetchone()
+    count = int(row[0])
+    if not count:
+        return None
+    pair = _uniform(count, tuple(row[:6]))
+    return None if pair is None else RuleRows.of_text(pair[0], pair[1], row[6], count)
 
 
 def order_rules(conn: Connection, order_id: int) -> tuple[RuleSpec, ...]:
