@@ -123,8 +123,9 @@ def test_text_form_reads_as_its_rulespecs_and_has_their_digest(
     assert rules == RuleRows([(kind.value, v, action and action.value) for v in sorted(vals)])
 
 
-def tables(*orders: tuple[int, Sequence[RuleSpec]]) -> Tables:
-    """The tables of orders (id, rules), all of one jurisdiction."""
+def tables(*orders: tuple[int, Sequence[RuleSpec]], keytable: bool = False) -> Tables:
+    """The tables of orders (id, rules), all of one jurisdiction; with ``keytable``,
+    the names in a key table (as a compile the gateway waits for)."""
     from clearwall.policy.model import CompiledOrder
 
     made = [order(oid, "xa") for oid, _rules in orders]
@@ -133,11 +134,20 @@ def tables(*orders: tuple[int, Sequence[RuleSpec]]) -> Tables:
         [],
         3,
         now=1.0,
+        keytable_from=0 if keytable else None,
     )
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.sampled_from(NAME_KINDS), actions, plain_values, rows, st.booleans(), st.booleans())
+@given(
+    st.sampled_from(NAME_KINDS),
+    actions,
+    plain_values,
+    rows,
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+)
 def test_text_form_compiles_to_the_tables_of_its_rulespecs(
     kind: RuleKind,
     action: Action | None,
@@ -145,10 +155,12 @@ def test_text_form_compiles_to_the_tables_of_its_rulespecs(
     other: list[tuple[str, str, str | None]],
     sort: bool,
     text_first: bool,
+    keytable: bool,
 ) -> None:
     """Alone or beside an order read as rows (mixed kinds and actions, CIDRs, names in
-    common), in either position and with its values in any order: the same tables, to
-    the content hash, as from the same rules as RuleSpecs and as rows."""
+    common), in either position and with its values in any order, its names in a trie
+    or a key table: the same tables, to the content hash, as from the same rules as
+    RuleSpecs and as rows."""
     vals = [v for v in vals if " " not in v]  # not a name the compiler takes, either way
     if not vals:
         vals = ["a.example"]
@@ -159,9 +171,10 @@ def test_text_form_compiles_to_the_tables_of_its_rulespecs(
     rows_ = (2, RuleRows(other))
     other_specs = (2, tuple(specs(other)))
     as_rows = (1, RuleRows([(kind.value, v, action and action.value) for v in vals]))
-    a = tables(text, rows_) if text_first else tables(rows_, text)
-    b = tables(specs_, other_specs) if text_first else tables(other_specs, specs_)
-    c = tables(as_rows, rows_) if text_first else tables(rows_, as_rows)
+    kt = {"keytable": keytable}
+    a = tables(text, rows_, **kt) if text_first else tables(rows_, text, **kt)
+    b = tables(specs_, other_specs, **kt) if text_first else tables(other_specs, specs_, **kt)
+    c = tables(as_rows, rows_, **kt) if text_first else tables(rows_, as_rows, **kt)
     assert (a.version, a.ip_rules, a.groups) == (b.version, b.ip_rules, b.groups)
     assert content_hash(a) == content_hash(b) == content_hash(c) and a.version == c.version
 

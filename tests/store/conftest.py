@@ -20,7 +20,28 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 @pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:
+    """A freshly migrated store on PostgreSQL only (what only PostgreSQL has)."""
+    s = open_store(pg_url, migrate=True)
+    try:
+        yield s
+    finally:
+        s.dispose()
+
+
+@pytest.fixture
+def pg_service(pg_store: Store) -> PolicyService:
+    """``service`` on PostgreSQL only."""
+    return populated(pg_store)
+
+
+@pytest.fixture
 def service(store: Store) -> PolicyService:
+    """The write path over ``store``, with two jurisdictions and three authorities."""
+    return populated(store)
+
+
+def populated(store: Store) -> PolicyService:
     """The write path over ``store``, with two jurisdictions and three authorities."""
     svc = PolicyService(store)
     svc.add_jurisdiction("xa", "Demo Republic A", ["127.0.0.0/8", "::1/128"])
