@@ -96,6 +96,11 @@ def test_an_order_past_its_sunset_is_logged_with_the_web_app_off(
     )
     own = os.getpriority(os.PRIO_PROCESS, gw.proc.pid)
     assert os.getpriority(os.PRIO_PROCESS, int(pid)) == min(19, own + NICE)
+    # Between runs it holds no database layer: each batch ran in a child that exited.
+    maps = Path(f"/proc/{pid}/maps").read_text()
+    assert "sqlalchemy" not in maps and "httpx" not in maps
+    rss_kib = int(re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())[1])
+    assert rss_kib < 30 * 1024, rss_kib
     [expired] = logged(url, OrderExpired)
     assert expired.order_id == sunset.id
     out = stop(gw)

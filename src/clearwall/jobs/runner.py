@@ -6,18 +6,17 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from clearwall.config import Config
+from clearwall.jobs.schedule import UPKEEP_INTERVAL, run_schedule
 from clearwall.ledger import witnessing
 from clearwall.ledger.log import TransparencyLog
 from clearwall.store.db import Store
 from clearwall.store.service import PolicyService
 
 log = logging.getLogger("clearwall.jobs")
-
-UPKEEP_INTERVAL = 60.0  # seconds between runs of the upkeep jobs (expire, refresh)
 
 
 @dataclass
@@ -104,8 +103,6 @@ JOBS: dict[str, Callable[[Jobs], str]] = {
 }
 """Every job by name, in the order ``all`` runs them."""
 
-UPKEEP = ("expire", "refresh")
-
 
 def run_once(jobs: Jobs, names: Iterable[str]) -> list[tuple[str, str]]:
     """Run the named jobs in turn; (name, what it did) for each. A job's ClearwallError
@@ -113,7 +110,7 @@ def run_once(jobs: Jobs, names: Iterable[str]) -> list[tuple[str, str]]:
     return [(name, JOBS[name](jobs)) for name in names]
 
 
-def _guarded(jobs: Jobs, name: str) -> None:
+def run_logged(jobs: Jobs, name: str) -> None:
     """Run one job, logging what it did (or why it failed: the schedule goes on)."""
     try:
         done = JOBS[name](jobs)
@@ -131,28 +128,11 @@ def run_forever(
     upkeep_every: float = UPKEEP_INTERVAL,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Run the upkeep jobs at once and every ``upkeep_every`` seconds, and the witness
-    job every ``[ledger] witness_retry`` seconds (the first after that long) when
-    witnesses are configured, until ``stop`` is set."""
-    witness_every = jobs.config.ledger.witness_retry if jobs.config.ledger.witnesses else None
-    mirror_every = jobs.config.federation.interval
-    next_upkeep = clock()
-    # Every sync asks the witnesses itself: a retry is for the late ones, after a while.
-    next_witness = next_upkeep + (witness_every or 0.0)
-    next_mirror = next_upkeep  # a registry's orders are adopted from the start
-    while not stop.is_set():
-        now = clock()
-        if now >= next_upkeep:
-            for name in UPKEEP:
-                _guarded(jobs, name)
-            next_upkeep = now + upkeep_every
-        if witness_every is not None and now >= next_witness:
-            _guarded(jobs, "witnesses")
-            next_witness = now + witness_every
-        if now >= next_mirror:
-            _guarded(jobs, "mirrors")
-            next_mirror = clock() + mirror_every
-        due = min(next_upkeep, next_mirror)
-        if witness_every is not None:
-            due = min(due, next_witness)
-        stop.wait(max(0.0, due - clock()))
+    """Run the jobs in this process on their schedule (``schedule.run_schedule``) until
+    ``stop`` is set; a failing job is logged and the others run."""
+
+    def run(names: Sequence[str]) -> None:
+        for name in names:
+            run_logged(jobs, name)
+
+    run_schedule(jobs.config, run, stop, upkeep_every, clock)
