@@ -1,10 +1,10 @@
 """Builds the C extensions; everything else about the package is in pyproject.toml.
 
 Each is a hand-written fast path that a benchmark showed was needed, tested against the
-Python or library code it stands in for: the policy name index (``bench/matcher.py``), the key table a whole compile serves from
-first (``clearwall serve``'s first start, ``bench/dns.py``),
-the batched UDP I/O of the DNS listener, the chain's fused UDP fast path and its fused
-cache-miss path with the upstream sockets (``bench/dns.py``), the answer cache's
+Python or library code it stands in for: the policy name index (``bench/matcher.py``),
+the key table a whole compile serves from first (``clearwall serve``'s first start,
+``bench/dns.py``), the batched UDP I/O of the DNS listener, the chain's fused UDP fast
+path and its fused cache-miss path with the upstream sockets (``bench/dns.py``), the answer cache's
 one-record-per-entry LRU store (memory per entry, ``bench/cache_memory.py``), and the DoH
 listener's HTTP/2 over libnghttp2 (``bench/dns.py``'s DoH rows; built only where
 libnghttp2's headers are installed, ``scripts/install-system-deps.sh``; without it the

@@ -6,20 +6,20 @@ from pathlib import Path
 
 import pytest
 
-from clearwall.control.compiler import Compiler
+from clearwall.control.compiler import Compiler, CompileRequest
 from clearwall.policy.snapshot import PolicySnapshot
 
 
 def test_compiler_starts_on_demand_and_stops_when_idle(store: str, tmp_path: Path) -> None:
     compiler = Compiler(linger=0.0)
-    out = compiler.compile(store, "", tmp_path / "snap")
+    out = compiler.compile(CompileRequest(store, "", tmp_path / "snap"))
     assert PolicySnapshot.load(out).tree_size == 0
     proc = compiler._proc
     assert proc is not None and proc.poll() is None  # kept for the next change of a burst
     compiler.expire()
     assert compiler._proc is None and proc.poll() is not None
     # A later change starts a new one.
-    assert compiler.compile(store, "", tmp_path / "snap2") == tmp_path / "snap2"
+    assert compiler.compile(CompileRequest(store, "", tmp_path / "snap2")) == tmp_path / "snap2"
     compiler.close()
 
 
@@ -36,7 +36,7 @@ def test_a_compile_without_witnesses_never_imports_httpx(store: str, tmp_path: P
         "import clearwall.control.compiler as c\n"
         "c._compiler_loop  # the imports the compiler process makes before its first compile\n"
         "import clearwall.policy.snapshot, clearwall.store.loader\n"
-        f"c.compile_to({store!r}, '', Path({str(tmp_path / 'snap')!r}))\n"
+        f"c.compile_to(c.CompileRequest({store!r}, '', Path({str(tmp_path / 'snap')!r})))\n"
         "print('httpx' in sys.modules)\n"
     )
     done = subprocess.run(
@@ -61,6 +61,7 @@ def test_the_compile_child_runs_without_the_cyclic_collector(
         raise RuntimeError(f"gc enabled: {gc.isenabled()}")
 
     monkeypatch.setattr(compiler, "compile_to", compile_to)
-    status, message = compiler._compile_in_fork(store, "", str(tmp_path / "snap"), None, 0)
+    request = compiler.CompileRequest(store, "", tmp_path / "snap")
+    status, message = compiler._compile_in_fork(request)
     assert (status, message) == ("error", "RuntimeError: gc enabled: False")
     assert gc.isenabled()

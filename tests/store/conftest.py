@@ -9,24 +9,25 @@ import pytest
 from clearwall.store import PolicyService, Store, open_store
 
 
-@pytest.fixture
-def store(store_url: str) -> Iterator[Store]:
-    """A freshly migrated store on SQLite and on PostgreSQL."""
-    s = open_store(store_url, migrate=True)
+def migrated(url: str) -> Iterator[Store]:
+    """A freshly migrated store at ``url``, disposed of afterwards."""
+    s = open_store(url, migrate=True)
     try:
         yield s
     finally:
         s.dispose()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    """A freshly migrated store on SQLite and on PostgreSQL."""
+    yield from migrated(store_url)
 
 
 @pytest.fixture
 def pg_store(pg_url: str) -> Iterator[Store]:
     """A freshly migrated store on PostgreSQL only (what only PostgreSQL has)."""
-    s = open_store(pg_url, migrate=True)
-    try:
-        yield s
-    finally:
-        s.dispose()
+    yield from migrated(pg_url)
 
 
 @pytest.fixture

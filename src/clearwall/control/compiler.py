@@ -8,9 +8,7 @@ memory a big compile takes goes back to the system at once. Nothing is enforced 
 the public log does not show: each compile first publishes every committed log entry
 (``TransparencyLog.publish``) and compiles at the size of the published checkpoint.
 
-The protocol, one JSON line each way: the request ``[store_url, base_url, out, base,
-since, ledger, parallel, keytable_from]`` (``base``: the whole snapshot an overlay masks, or null;
-``ledger``: ``[key_file, tiles_dir, origin]`` or null for the store's own), the answer
+The protocol, one JSON line each way: a ``CompileRequest`` (``to_json``), the answer
 ``["ok", out]`` or ``["error", message]``.
 """
 
@@ -24,39 +22,98 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clearwall.config import LedgerConfig
 from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.errors import ClearwallError, SnapshotError
 
 
-def compile_to(
-    store_url: str,
-    base_url: str,
-    out: Path,
-    base: Path | None = None,
-    since: int = 0,
-    ledger: LedgerConfig | None = None,
-    parallel: bool = False,
-    keytable_from: int | None = None,
-) -> None:
+@dataclass(frozen=True)
+class CompileRequest:
+    """One compile: the store's policy, whole or as an overlay, saved at ``out``.
+
+    ``base``/``since``: compile only the orders changed since tree size ``since``, as an
+    overlay over the whole snapshot saved at ``base``. ``ledger``: where the log is
+    published first (default: the store's own, ``clearwall.layout``). ``parallel``: the
+    rules digests of a whole compile are checked in a second process
+    (``loader.build_snapshot_proven``). ``keytable_from``: see ``policy.compiler.build``.
+    """
+
+    store_url: str
+    base_url: str
+    out: Path
+    base: Path | None = None
+    since: int = 0
+    ledger: LedgerConfig | None = None
+    parallel: bool = False
+    keytable_from: int | None = None
+
+    def to_json(self) -> str:
+        """The request as the compiler process reads it: one JSON object, one line."""
+        ledger = self.ledger
+        return json.dumps(
+            {
+                "store_url": self.store_url,
+                "base_url": self.base_url,
+                "out": str(self.out),
+                "base": None if self.base is None else str(self.base),
+                "since": self.since,
+                "ledger": None
+                if ledger is None
+                else {
+                    "key_file": None if ledger.key_file is None else str(ledger.key_file),
+                    "tiles_dir": None if ledger.tiles_dir is None else str(ledger.tiles_dir),
+                    "origin": ledger.origin,
+                    "vkey": ledger.vkey,
+                },
+                "parallel": self.parallel,
+                "keytable_from": self.keytable_from,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, line: str) -> CompileRequest:
+        """The request ``to_json`` wrote."""
+        data: dict[str, Any] = json.loads(line)
+        ledger = data["ledger"]
+        return cls(
+            store_url=data["store_url"],
+            base_url=data["base_url"],
+            out=Path(data["out"]),
+            base=None if data["base"] is None else Path(data["base"]),
+            since=int(data["since"]),
+            ledger=None
+            if ledger is None
+            else LedgerConfig(
+                key_file=None if ledger["key_file"] is None else Path(ledger["key_file"]),
+                tiles_dir=None if ledger["tiles_dir"] is None else Path(ledger["tiles_dir"]),
+                origin=ledger["origin"] or LedgerConfig().origin,
+                vkey=ledger["vkey"] or "",
+            ),
+            parallel=bool(data["parallel"]),
+            keytable_from=data["keytable_from"],
+        )
+
+
+def compile_to(request: CompileRequest) -> None:
     """Publish the store's log, then compile its enforceable policy as the published
-    checkpoint states it and save it at ``out`` (runs in the child); with ``base``, only
-    the orders changed since tree size ``since``, as an overlay over the snapshot saved
-    at ``base``. ``ledger`` defaults to the store's own (``clearwall.layout``). A whole
+    checkpoint states it and save it at ``request.out`` (runs in the child). A whole
     snapshot is saved with its provenance (``loader.save_proven``: a later start may
-    reuse it); with ``parallel`` its rules digests are checked in a second process
-    (``loader.build_snapshot_proven``); ``keytable_from``: see ``policy.compiler.build``."""
+    reuse it)."""
     from clearwall.layout import resolve_ledger
     from clearwall.ledger.log import TransparencyLog
     from clearwall.store.db import open_store
     from clearwall.store.loader import build_overlay, build_snapshot_proven, save_proven
 
+    store_url, base_url, out, base = request.store_url, request.base_url, request.out, request.base
     store = open_store(store_url)
     try:
         try:
-            tlog = TransparencyLog(store, resolve_ledger(ledger or LedgerConfig(), store_url))
+            ledger = resolve_ledger(request.ledger or LedgerConfig(), store_url)
+            tlog = TransparencyLog(store, ledger)
             size = tlog.publish()
         except ClearwallError as exc:
             raise SnapshotError(
@@ -64,7 +121,11 @@ def compile_to(
             ) from exc
         if base is None:
             proven = build_snapshot_proven(
-                store, base_url, parallel=parallel, size=size, keytable_from=keytable_from
+                store,
+                base_url,
+                parallel=request.parallel,
+                size=size,
+                keytable_from=request.keytable_from,
             )
             save_proven(*proven, out)
         else:
@@ -73,48 +134,18 @@ def compile_to(
 
             # The jurisdictions in force at the base, so only the new entries are read.
             overlay, masked = build_overlay(
-                store, since, base_url, base_jurisdictions=saved_jurisdictions(base), size=size
+                store,
+                request.since,
+                base_url,
+                base_jurisdictions=saved_jurisdictions(base),
+                size=size,
             )
             save_overlay(overlay, out, base, masked)
     finally:
         store.engine.dispose()
 
 
-def _ledger_json(ledger: LedgerConfig | None) -> list[str | None] | None:
-    """A ledger config as the compiler's JSON requests carry it."""
-    if ledger is None:
-        return None
-    key, tiles = ledger.key_file, ledger.tiles_dir
-    return [
-        None if key is None else str(key),
-        None if tiles is None else str(tiles),
-        ledger.origin,
-        ledger.vkey,
-    ]
-
-
-def _ledger_from_json(value: list[str | None] | None) -> LedgerConfig | None:
-    if value is None:
-        return None
-    key, tiles, origin, vkey = value
-    return LedgerConfig(
-        key_file=None if key is None else Path(key),
-        tiles_dir=None if tiles is None else Path(tiles),
-        origin=origin or LedgerConfig().origin,
-        vkey=vkey or "",
-    )
-
-
-def _compile_in_fork(
-    store_url: str,
-    base_url: str,
-    out: str,
-    base: str | None,
-    since: int,
-    ledger: LedgerConfig | None = None,
-    parallel: bool = False,
-    keytable_from: int | None = None,
-) -> tuple[str, str]:
+def _compile_in_fork(request: CompileRequest) -> tuple[str, str]:
     """Compile in a forked child that exits afterwards: the memory a big compile takes
     goes back to the system at once instead of staying in the compiler process."""
     read_end, write_end = os.pipe()
@@ -129,10 +160,7 @@ def _compile_in_fork(
         os.close(read_end)
         status = 1
         try:
-            base_path = None if base is None else Path(base)
-            compile_to(
-                store_url, base_url, Path(out), base_path, since, ledger, parallel, keytable_from
-            )
+            compile_to(request)
             message, status = b"ok", 0
         except BaseException as exc:
             message = f"{type(exc).__name__}: {exc}".encode()[:4000]
@@ -148,7 +176,7 @@ def _compile_in_fork(
     _pid, status = os.waitpid(pid, 0)
     message = b"".join(chunks)
     if status == 0 and message == b"ok":
-        return "ok", out
+        return "ok", str(request.out)
     return "error", message.decode(errors="replace") or f"compiler exited with {status}"
 
 
@@ -159,10 +187,7 @@ def _compiler_loop() -> int:
     import clearwall.store.loader  # noqa: F401
 
     for line in sys.stdin:
-        store_url, base_url, out, base, since, ledger, parallel, table = json.loads(line)
-        result = _compile_in_fork(
-            store_url, base_url, out, base, since, _ledger_from_json(ledger), parallel, table
-        )
+        result = _compile_in_fork(CompileRequest.from_json(line))
         print(json.dumps(result), flush=True)
     return 0
 
@@ -205,34 +230,14 @@ class Compiler:
         with self._lock:
             self._process()
 
-    def compile(
-        self,
-        store_url: str,
-        base_url: str,
-        out: Path,
-        base: Path | None = None,
-        since: int = 0,
-        ledger: LedgerConfig | None = None,
-        parallel: bool = False,
-        keytable_from: int | None = None,
-    ) -> Path:
-        """Publish the log and compile into ``out`` (blocking), whole or as an overlay
-        over ``base`` (see ``compile_to``); raise SnapshotError on failure."""
-        request = [
-            store_url,
-            base_url,
-            str(out),
-            None if base is None else str(base),
-            since,
-            _ledger_json(ledger),
-            parallel,
-            keytable_from,
-        ]
+    def compile(self, request: CompileRequest) -> Path:
+        """Publish the log and compile as ``request`` says (blocking; see
+        ``compile_to``); ``request.out`` once done, SnapshotError on failure."""
         with self._lock:
             proc = self._process()
             assert proc.stdin is not None and proc.stdout is not None
             try:
-                proc.stdin.write(json.dumps(request) + "\n")
+                proc.stdin.write(request.to_json() + "\n")
                 proc.stdin.flush()
                 line = proc.stdout.readline()
             except OSError as exc:
@@ -243,7 +248,7 @@ class Compiler:
         status, value = json.loads(line)
         if status != "ok":
             raise SnapshotError(f"snapshot compile failed: {value}")
-        return out
+        return request.out
 
     def inherited_fds(self) -> tuple[int, ...]:
         """Our ends of the compiler's pipes (a forked child must close them)."""

@@ -62,7 +62,7 @@ from typing import TYPE_CHECKING
 
 from clearwall.config import LedgerConfig
 from clearwall.control import snapshotdir
-from clearwall.control.compiler import Compiler
+from clearwall.control.compiler import Compiler, CompileRequest
 from clearwall.control.logread import log_size
 from clearwall.control.reuse import find_reusable, published_head, saved_size, saved_tree_size
 from clearwall.errors import SnapshotError, StoreError
@@ -246,17 +246,19 @@ class PolicySource:
             self._leases[out] = lease
         started = time.monotonic()
         try:
-            if base is None:
-                compiler.compile(
+            base_path, since = base if base is not None else (None, 0)
+            compiler.compile(
+                CompileRequest(
                     self.store_url,
                     self.base_url,
                     out,
-                    ledger=self.ledger,
-                    parallel=parallel,
-                    keytable_from=keytable_from,
+                    base_path,
+                    since,
+                    self.ledger,
+                    parallel,
+                    keytable_from,
                 )
-            else:
-                compiler.compile(self.store_url, self.base_url, out, *base, ledger=self.ledger)
+            )
             size = saved_tree_size(out)
         except BaseException:
             self._remove(out)  # with whatever a failed compiler left half-written

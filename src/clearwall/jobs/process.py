@@ -23,6 +23,10 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from clearwall.config import Config
 
 log = logging.getLogger("clearwall.jobs")
 
@@ -68,26 +72,30 @@ class JobsProcess:
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the child to stop (SIGTERM) and wait for it; kill it if it will not."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc is not None:
+            stop_process(proc, timeout)
 
 
-def _run_once(names: list[str], spec: dict[str, object]) -> int:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM ``proc`` and wait for it; kill it if it has not exited after ``timeout``."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _run_once(names: list[str], config: Config, store_url: str) -> int:
     """``--once``: open the store, run the named jobs (each failure logged, the others
     run), exit."""
-    from clearwall.config import load_config
     from clearwall.errors import ClearwallError
     from clearwall.jobs.runner import Jobs, run_logged
 
-    path = Path(str(spec["config_path"])) if spec["config_path"] else None
     try:
-        jobs = Jobs.open(load_config(path, spec["overrides"]), str(spec["store_url"]))  # type: ignore[arg-type]
+        jobs = Jobs.open(config, store_url)
     except ClearwallError as exc:
         print(f"clearwall jobs: error: {exc}", file=sys.stderr)
         return 1
@@ -108,12 +116,7 @@ def _spawner(spec_json: str, stop: threading.Event) -> Callable[[Sequence[str]],
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
         while proc.poll() is None:
             if stop.wait(0.1):
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                stop_process(proc)
                 return
         if proc.returncode != 0:
             log.warning("jobs %s: the run exited with status %d", ",".join(names), proc.returncode)
@@ -145,17 +148,18 @@ def main(argv: list[str] | None = None) -> int:
     # httpx says each request at INFO: a mirror's checkpoint fetch every interval would
     # fill the jobs' log; the jobs say what matters (a refusal, a failure) themselves.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, int(spec["log_level"])))
-    if args[0] == "--once":
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides when to stop
-        return _run_once(args[1].split(","), spec)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when to stop
+    # SIGINT reaches the whole process group: the gateway (or, for a run, the scheduler)
+    # decides when to stop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         path = Path(spec["config_path"]) if spec["config_path"] else None
         config = load_config(path, spec["overrides"])
     except ClearwallError as exc:
         print(f"clearwall jobs: error: {exc}", file=sys.stderr)
         return 1
+    if args[0] == "--once":
+        return _run_once(args[1].split(","), config, spec["store_url"])
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     run_schedule(config, _spawner(args[2], stop), stop)
     return 0

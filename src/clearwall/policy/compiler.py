@@ -247,23 +247,7 @@ def _add_rows(
     names = [row[1] for row in rows]
     if not names:
         return 0
-    text = "\n".join(names)
-    # A name is canonical here when it is not empty, holds no newline and has no
-    # trailing dot: the joined text then has exactly one newline between names, no empty
-    # line, and no dot before a newline or at its end.
-    if (
-        text.count("\n") != len(names) - 1
-        or not names[0]
-        or not names[-1]
-        or "\n\n" in text
-        or ".\n" in text
-        or text.endswith(".")
-    ):
-        bad = next(v for v in names if not v or "\n" in v or v.endswith("."))
-        raise SnapshotError(f"order {order_id}: name not canonical: {bad!r}")
-    names.reverse()
-    blob += ("." + "\n.".join(names))[::-1].encode()
-    blob += b"\n"
+    _append_keys(names, "\n".join(names), order_id, blob)
     if len(code_of) == 1:
         codes.extend(array("Q", [next(iter(code_of.values()))]) * len(names))
     else:
@@ -287,18 +271,33 @@ def _add_text(
     code = encode_rule(
         index, RuleKind(rules.kind), None if rules.action is None else Action(rules.action)
     )
-    # A name is canonical here when it is not empty and has no trailing dot (the text
-    # form holds no newline within a value): no empty line, no dot before a newline or
-    # at the end.
-    if not text or text[0] == "\n" or text[-1] in "\n." or "\n\n" in text or ".\n" in text:
-        bad = next(v for v in text.split("\n") if not v or v.endswith("."))
-        raise SnapshotError(f"order {order_id}: name not canonical: {bad!r}")
-    lines = text.split("\n")
-    lines.reverse()
-    blob += ("." + "\n.".join(lines))[::-1].encode("ascii")
-    blob += b"\n"
+    _append_keys(text.split("\n"), text, order_id, blob)
     codes.extend(array("Q", [code]) * rules.size)
     return rules.size
+
+
+def _append_keys(names: list[str], text: str, order_id: int, blob: bytearray) -> None:
+    """Check that ``names`` (joined by newlines: ``text``) are canonical and append
+    their trie keys to ``blob`` in their order, with string operations over the whole
+    text rather than a Python step per name (``names`` is reversed in place).
+
+    A name is canonical here when it is not empty, holds no newline and has no trailing
+    dot: the joined text then has exactly one newline between names, no empty line,
+    and no dot before a newline or at its end."""
+    if (
+        not text
+        or text.count("\n") != len(names) - 1
+        or not names[0]
+        or not names[-1]
+        or "\n\n" in text
+        or ".\n" in text
+        or text.endswith(".")
+    ):
+        bad = next(v for v in names if not v or "\n" in v or v.endswith("."))
+        raise SnapshotError(f"order {order_id}: name not canonical: {bad!r}")
+    names.reverse()
+    blob += ("." + "\n.".join(names))[::-1].encode()
+    blob += b"\n"
 
 
 def _add_rows_reference(
