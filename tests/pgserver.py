@@ -8,12 +8,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.ports import free_port
 
 
 class PostgresUnavailable(Exception):
@@ -62,12 +63,6 @@ def _pg_bindir() -> Path | None:
     return Path(initdb).parent if initdb else None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def postgres_cluster() -> Iterator[PostgresCluster]:
     """Start a private PostgreSQL cluster, stopped and removed on exit.
@@ -113,7 +108,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
         check=True,
         capture_output=True,
     )
-    port = _free_port()
+    port = free_port()
     log = base / "server.log"
     options = (
         f"-p {port} -k {socket_dir} -c listen_addresses='' -c fsync=off -c full_page_writes=off"

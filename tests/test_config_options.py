@@ -41,6 +41,7 @@ import dns.rrset
 import httpx
 import pytest
 import tomli_w
+from tests.ports import free_port
 
 from clearwall.config import Config, EncryptedUpstream, HostPort, load_config
 from clearwall.dnsserver.answer import Answer
@@ -82,15 +83,6 @@ POLICY = StaticPolicy(
     networks={"10.77.1.0/24": "xa", "2001:db8:77::/48": "xa"},
 )
 XA_CLIENT = "10.77.1.20"  # served as a client of xa (its network)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-        u.bind(("127.0.0.1", 0))
-        port = int(u.getsockname()[1])
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-        t.bind(("127.0.0.1", port))
-    return port
 
 
 # -- the in-process DNS chain, on a clock the test moves ----------------------------------

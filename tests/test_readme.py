@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -18,6 +17,7 @@ import dns.query
 import dns.rcode
 import httpx
 import pytest
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,12 +44,6 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert lines[-1].removeprefix("exec ").strip() == _readme_commands()[1]
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_make_run_on_a_fresh_clone(tmp_path: Path, data_dir: Path) -> None:
@@ -58,10 +52,10 @@ def test_make_run_on_a_fresh_clone(tmp_path: Path, data_dir: Path) -> None:
         pytest.skip("make or git is not installed on this machine")
     clone = tmp_path / "clearwall"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-    dns_port = _free_port(socket.SOCK_DGRAM)
-    web_port = _free_port(socket.SOCK_STREAM)
-    dot_port = _free_port(socket.SOCK_STREAM)
-    doh_port = _free_port(socket.SOCK_STREAM)
+    dns_port = free_port()
+    web_port = free_port()
+    dot_port = free_port()
+    doh_port = free_port()
     env = {**os.environ, "CLEARWALL_DATA": str(data_dir)}
     env.pop("VIRTUAL_ENV", None)
     log = (tmp_path / "make-run.log").open("w")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import typer.main
+from tests.ports import free_port
 
 from clearwall.cli.main import build_app
 from clearwall.ledger.checkpoint import open_checkpoint
@@ -160,12 +160,6 @@ def test_every_command_works_from_another_directory(tmp_path: Path) -> None:
     assert list(cwd.iterdir()) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _get(url: str, deadline: float, proc: subprocess.Popen[str]) -> bytes:
     while True:
         try:
@@ -189,11 +183,11 @@ def test_serve_from_another_directory_serves_the_full_public_log(tmp_path: Path)
     add_order(run, rules)
     add_order(run, rules, ref="R-2")
     vkey = run("ledger", "key").stdout.strip()
-    web = _free_port()
+    web = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARWALL_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "clearwall", "serve", "--db", f"sqlite:///{store / 'cw.db'}",
-         "--dns", f"127.0.0.1:{_free_port()}", "--web", f"127.0.0.1:{web}",
+         "--dns", f"127.0.0.1:{free_port()}", "--web", f"127.0.0.1:{web}",
          "--upstream", "127.0.0.1:9"],
         cwd=cwd,
         env=env,

@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.ports import free_port
 
 from clearwall.ledger.cosignature import generate_cosigner
-from dnsserver.upstreams import free_port
 from web.gateway import Running, running_gateway
 from web.seeding import seed
 

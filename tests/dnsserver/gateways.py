@@ -18,6 +18,7 @@ import dns.exception
 import dns.message
 import dns.query
 import pytest
+from tests.ports import free_port
 
 from clearwall.config import LedgerConfig
 from clearwall.layout import resolve_ledger
@@ -26,7 +27,6 @@ from clearwall.ledger.signing import create_key_file
 from clearwall.model import RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, open_store
-from dnsserver.upstreams import free_port
 
 
 def make_store(db: Path, names: list[str], *, publish: bool = True) -> str:

@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.ports import free_port
 
 from dnsserver.upstreams import NSD
 
@@ -204,9 +204,7 @@ def test_jurisdiction_clients_are_served_and_new_networks_without_restart(
         db,
         cwd=tmp_path,
     )
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind((ns.gateway, 0))
-        port = probe.getsockname()[1]
+    port = free_port(ns.gateway)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLEARWALL_")}
     gateway = subprocess.Popen(
         [

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import dns.query
 import dns.rcode
 import httpx
 import pytest
+from tests.ports import free_port
 
 from clearwall.ledger import tiles
 from clearwall.ledger.checkpoint import open_checkpoint
@@ -29,12 +29,6 @@ from clearwall.ledger.signing import load_signer, parse_vkey
 pytestmark = pytest.mark.timeout(600)
 ORIGIN = "clearwall.example/log"
 WAIT = 60.0  # generous: a shared 2-core machine; bench/fleet.py measures the real figure
-
-
-def _port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -92,10 +86,7 @@ def _config(pg_url: str, node: Path, vkey: str) -> str:
 @pytest.fixture
 def cluster(pg_url: str, tmp_path: Path) -> Iterator[list[Node]]:
     """Three running nodes; the first holds the ledger key, made by ``clearwall init``."""
-    nodes = [
-        Node(tmp_path / f"node{i}", _port(socket.SOCK_DGRAM), _port(socket.SOCK_STREAM))
-        for i in range(3)
-    ]
+    nodes = [Node(tmp_path / f"node{i}", free_port(), free_port()) for i in range(3)]
     for node in nodes:
         node.home.mkdir()
     signer = nodes[0]

@@ -12,6 +12,7 @@ import dns.message
 import dns.rcode
 import httpx2
 import pytest
+from tests.ports import free_port
 
 from clearwall.dnsserver.gateway import Gateway
 from dnsserver.encrypted import (
@@ -29,7 +30,7 @@ from dnsserver.encrypted import (
     tls_socket,
 )
 from dnsserver.helpers import ede, sde
-from dnsserver.upstreams import NSD, free_port
+from dnsserver.upstreams import NSD
 
 
 @pytest.fixture(params=["nghttp2", "h2"], autouse=True)

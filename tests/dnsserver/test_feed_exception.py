@@ -18,6 +18,7 @@ import dns.query
 import dns.rcode
 import pytest
 from fastapi.testclient import TestClient
+from tests.ports import free_port
 
 from clearwall.config import LedgerConfig, load_config
 from clearwall.errors import ScopeError
@@ -28,7 +29,7 @@ from clearwall.model import RuleKind
 from clearwall.policy.model import RuleSpec
 from clearwall.store import PolicyService, open_store
 from clearwall.web.app import create_app
-from dnsserver.upstreams import NSD, free_port
+from dnsserver.upstreams import NSD
 
 
 def rules(*specs: tuple[RuleKind, str]) -> list[RuleSpec]:

@@ -38,13 +38,13 @@ import dns.rrset
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from tests.ports import free_port
 
 from clearwall.config import CacheConfig, DNSConfig, HostPort, RateLimitConfig, UpstreamConfig
 from clearwall.dnsserver.forward import available
 from clearwall.dnsserver.gateway import Gateway, build_gateway
 from clearwall.dnsserver.policyholder import StaticPolicy
 from dnsserver.conftest import order
-from dnsserver.upstreams import free_port
 
 pytestmark = pytest.mark.skipif(not available(), reason="the C miss path needs Linux")
 

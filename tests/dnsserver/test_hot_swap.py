@@ -15,11 +15,12 @@ import dns.asyncquery
 import dns.message
 import dns.query
 import dns.rcode
+from tests.ports import free_port
 
 from clearwall.dnsserver.policyholder import StaticPolicy
 from dnsserver.conftest import dns_config, order
 from dnsserver.helpers import ede
-from dnsserver.upstreams import NSD, free_port
+from dnsserver.upstreams import NSD
 
 
 async def test_swap_under_load_drops_nothing(nsd: NSD, gateway_factory) -> None:

@@ -183,8 +183,7 @@ def test_serve_with_workers_logs_from_each_and_stops_cleanly(nsd: NSD, tmp_path:
 
     import dns.exception
     import dns.query
-
-    from dnsserver.upstreams import free_port
+    from tests.ports import free_port
 
     port = free_port()
     qlog = tmp_path / "ql"

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.ports import free_port
+
 
 def _serve(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
@@ -17,6 +19,28 @@ def _serve(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def _wait_serving(proc: subprocess.Popen[str], port: int, seconds: float = 30) -> None:
+    """Wait until the gateway on 127.0.0.1:port answers anything; if it exits or never
+    answers, fail with what it printed (its one-line error says why)."""
+    import time
+
+    import dns.exception
+    import dns.message
+    import dns.query
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            query = dns.message.make_query("x.test", "A")
+            dns.query.udp(query, "127.0.0.1", timeout=0.5, port=port)
+            return
+        except (dns.exception.Timeout, OSError):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                out, _ = proc.communicate(timeout=15)
+                raise AssertionError(f"not serving (exit {proc.returncode}):\n{out}") from None
 
 
 def test_missing_store_is_a_one_line_error(tmp_path: Path) -> None:
@@ -48,10 +72,6 @@ def test_bad_listen_flag(tmp_path: Path) -> None:
 
 def test_snapshots_live_beside_the_store_and_go_with_the_gateway(tmp_path: Path) -> None:
     import signal
-    import time
-
-    import dns.message
-    import dns.query
 
     store = tmp_path / "store"
     store.mkdir()
@@ -62,9 +82,7 @@ def test_snapshots_live_beside_the_store_and_go_with_the_gateway(tmp_path: Path)
         check=True,
         capture_output=True,
     )
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     elsewhere = tmp_path / "cwd"
     elsewhere.mkdir()
     argv = ["serve", "--web", "off", "--db", db, "--dns", f"127.0.0.1:{port}"]
@@ -76,15 +94,7 @@ def test_snapshots_live_beside_the_store_and_go_with_the_gateway(tmp_path: Path)
         text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:  # any reply (SERVFAIL: no upstream) means the gateway is serving
-            try:
-                dns.query.udp(
-                    dns.message.make_query("x.test", "A"), "127.0.0.1", timeout=0.5, port=port
-                )
-                break
-            except (dns.exception.Timeout, OSError):
-                assert time.monotonic() < deadline and proc.poll() is None, "not serving"
+        _wait_serving(proc, port)  # any reply (SERVFAIL: no upstream) means serving
         # Each snapshot directory with the lock file its gateway holds beside it.
         running = sorted(p.name for p in (store / "snapshots").iterdir() if p.is_dir())
         assert running and all(name.startswith("policy-") for name in running)
@@ -115,9 +125,7 @@ def test_start_log_names_upstreams_compile_time_and_policy_size(tmp_path: Path) 
     (tmp_path / "resolv.conf").write_text("nameserver 192.0.2.53\nnameserver 127.0.0.1\n")
     config = '[dns]\nlisten = ["127.0.0.1:53"]\n[dns.upstream]\n'
     (tmp_path / "cw.toml").write_text(config + f'resolv_conf = "{tmp_path}/resolv.conf"\n')
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "clearwall", "serve", "--web", "off", "--config", "cw.toml"),
@@ -200,9 +208,7 @@ def test_a_reload_that_finds_no_upstream_keeps_the_running_chain(tmp_path: Path)
     (tmp_path / "cw.toml").write_text(
         f'[dns.upstream]\nresolv_conf = "{resolv}"\ntimeout = 0.2\nattempts = 1\n'
     )
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     argv = ["serve", "--web", "off", "--config", "cw.toml", "--snapshot", str(snap)]
     proc = subprocess.Popen(
         [sys.executable, "-m", "clearwall", *argv, "--dns", f"127.0.0.1:{port}"],
@@ -220,9 +226,7 @@ def test_a_reload_that_finds_no_upstream_keeps_the_running_chain(tmp_path: Path)
             return None
 
     try:
-        deadline = time.monotonic() + 30
-        while rcode() is None:
-            assert time.monotonic() < deadline and proc.poll() is None, "not serving"
+        _wait_serving(proc, port)
         resolv.write_text("")
         proc.send_signal(signal.SIGHUP)
         time.sleep(0.5)

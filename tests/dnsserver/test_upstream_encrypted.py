@@ -14,6 +14,7 @@ from pathlib import Path
 import dns.message
 import dns.rcode
 import pytest
+from tests.ports import free_port
 
 from clearwall.config import EncryptedUpstream, HostPort, UpstreamConfig, load_config
 from clearwall.dnsserver.gateway import Gateway
@@ -21,7 +22,7 @@ from clearwall.errors import ConfigError
 from dnsserver.conftest import dns_config
 from dnsserver.encrypted import NAME, TLSFiles, encrypted_config, policy, port, tls_files
 from dnsserver.helpers import ask, ede
-from dnsserver.upstreams import NSD, UNBOUND_BINARY, free_port
+from dnsserver.upstreams import NSD, UNBOUND_BINARY
 
 
 @pytest.fixture(scope="module")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dns.message
 import dns.query
+from tests.ports import free_port
 
 ZONE = """$ORIGIN example.test.
 $TTL 300
@@ -106,21 +107,6 @@ def signed_zone() -> tuple[str, str]:
         txn.replace("bogus.signed.test.", 300, bogus)
     anchor = f"signed.test. DNSKEY {dnskey.to_text()}"
     return zone.to_text(relativize=False), anchor
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return int(port)
-    raise RuntimeError("no free port")
 
 
 class NSD:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
+from tests.ports import free_port
 
 from clearwall.formats import export_rpz, parse_file
 from clearwall.model import Action, RuleKind
@@ -37,13 +37,6 @@ RULES = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def unbound(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[int]:
     """An Unbound on a loopback port with our export of RULES + a real list as its RPZ."""
@@ -52,7 +45,7 @@ def unbound(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterato
     (tmp / "rpz.zone").write_text(
         export_rpz(RULES + [(rule, Action.NXDOMAIN) for rule in real], serial=3)
     )
-    port = _free_port()
+    port = free_port()
     conf = tmp / "unbound.conf"
     conf.write_text(
         f"""server:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from tests.ports import free_port
 
 from clearwall.ledger import proofs, tiles
 from clearwall.ledger.http import log_router
@@ -156,7 +157,6 @@ def test_http_name_proof_at_a_past_time(client: TestClient, world: World) -> Non
 
 def test_remote_verification_over_real_http(world: World) -> None:
     """fetch_and_verify against a real uvicorn server on loopback, then a tampered tile."""
-    import socket
     import threading
     import time
 
@@ -166,9 +166,7 @@ def test_remote_verification_over_real_http(world: World) -> None:
 
     app = FastAPI()
     app.include_router(log_router(world.tlog))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import dns.rcode
 import pytest
+from tests.ports import free_port
 
 from clearwall.ledger.checkpoint import open_checkpoint
 from clearwall.ledger.signing import parse_vkey
 from cli.conftest import Run, make_runner
 from dnsserver.gateways import Gateway, launch, wait_for
-from dnsserver.upstreams import free_port
 from ledger.crashpoint import STEPS
 
 CRASHPOINT = Path(__file__).with_name("crashpoint.py")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tests.ports import free_port
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,14 +22,8 @@ def clearwall(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_silent_resolver_is_a_clear_error() -> None:
-    port = free_udp_port()
+    port = free_port()
     result = clearwall(
         "probe", "--url", "http://a.test/", "--resolver", f"127.0.0.1:{port}", "--timeout", "0.5"
     )
@@ -57,9 +51,7 @@ def test_log_needs_key_and_jurisdiction() -> None:
 
 
 def test_unreachable_helper_is_a_clear_error() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     result = clearwall(
         "probe", "http://127.0.0.1:9/", "--control-helper", f"http://127.0.0.1:{port}",
         "--timeout", "0.5",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.ports import free_port
 
 from clearwall.errors import ProbeError
 from clearwall.ledger.signing import generate_signer
@@ -126,9 +127,7 @@ def test_bad_key_text() -> None:
 
 
 def test_log_client_against_ledger_serve(published: dict[str, Any]) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     work = published["work"]
     server = subprocess.Popen(
         [sys.executable, "-m", "clearwall", "ledger", "serve", "--web", f"127.0.0.1:{port}"],
@@ -171,9 +170,7 @@ def test_log_client_against_ledger_serve(published: dict[str, Any]) -> None:
 
 
 async def test_unreachable_log_is_a_clear_error() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     client = LogProofs(
         f"http://127.0.0.1:{port}", generate_signer("x.example/log").verifier, "xa", timeout=1
     )

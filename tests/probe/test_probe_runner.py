@@ -16,6 +16,7 @@ import dns.rrset
 import pytest
 from netbox_servers import page_for, serve_dns, serve_http
 from rich.console import Console
+from tests.ports import free_port
 
 from clearwall.probe.dnsmeasure import DNSServer, measure_dns
 from clearwall.probe.helper import HelperClient, HelperServer, HelperSettings
@@ -25,14 +26,6 @@ from clearwall.probe.report import html_report, print_summary, to_record, write_
 from clearwall.probe.runner import ProbeSettings, run_probe
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def free_port() -> int:
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = int(server.sockets[0].getsockname()[1])
-    server.close()
-    await server.wait_closed()
-    return port
 
 
 class Twin:
@@ -50,7 +43,7 @@ class Twin:
 @pytest.fixture
 async def loopback() -> Any:
     """DNS (names -> 127.0.0.1, one with EDE 16) and HTTP on loopback ports, plus a hung port."""
-    dns_port, web_port, hung_port = await free_port(), await free_port(), await free_port()
+    dns_port, web_port, hung_port = free_port(), free_port(), free_port()
 
     async def answer(wire: bytes) -> bytes | None:
         query = dns.message.from_wire(wire)
@@ -82,7 +75,7 @@ async def test_dns_measurement_records_ede_and_sde(loopback: dict[str, Any]) -> 
 
 
 async def test_dns_timeout_is_recorded_not_raised() -> None:
-    port = await free_port()  # nothing listens: UDP gets refused or times out
+    port = free_port()  # nothing listens: UDP gets refused or times out
     result = await measure_dns("x.test", DNSServer("127.0.0.1", port), timeout=0.3)
     assert result.failure in ("generic_timeout_error", "connection_refused")
 
@@ -144,7 +137,7 @@ async def test_run_with_helper_log_twin_and_a_hung_target(loopback: dict[str, An
 async def test_unreachable_helper_marks_results_instead_of_crashing(
     loopback: dict[str, Any],
 ) -> None:
-    port = await free_port()
+    port = free_port()
     client = HelperClient(f"http://127.0.0.1:{port}", timeout=0.5)
     control = await client.measure("http://ok.test/", [])
     await client.aclose()
@@ -178,7 +171,7 @@ async def test_a_refusing_helper_gives_undetermined_not_down(loopback: dict[str,
     helper's refusal is the evidence, and nothing is said about what the helper saw."""
     helper = HelperServer(HelperSettings(loopback["dns"], timeout=0.5))
     host, port = await helper.start("127.0.0.1", 0)
-    closed = await free_port()
+    closed = free_port()
     settings = ProbeSettings(
         resolver=loopback["dns"], helper_url=f"http://{host}:{port}", timeout=0.5
     )

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.ports import free_port
 
 from clearwall.errors import ProbeError
 from clearwall.ledger.cosignature import generate_cosigner, policy_from_args
 from clearwall.probe.logclient import LogProofs, load_vkey
-from witness.processes import WitnessProcess, free_port
+from witness.processes import WitnessProcess
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -21,8 +21,9 @@ import dns.exception
 import dns.message
 import dns.query
 import httpx
+from tests.ports import free_port
 
-from dnsserver.upstreams import NSD, free_port
+from dnsserver.upstreams import NSD
 from web.seeding import Seeded
 
 

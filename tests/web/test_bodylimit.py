@@ -18,6 +18,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from tests.ports import free_port
 
 from clearwall.web.app import create_app
 from clearwall.web.bodylimit import BODY_LIMIT, UPLOAD_LIMIT, size_text
@@ -175,9 +176,7 @@ def test_sizes_are_written_for_people() -> None:
 @pytest.fixture
 def live(app: FastAPI) -> Iterator[int]:
     """The app on a real uvicorn listener on loopback (as ``clearwall serve`` runs it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import uvicorn
+from tests.ports import free_port
 
 from clearwall.config import BlockConfig
 from clearwall.web.app import create_app
@@ -36,12 +36,6 @@ CHROMIUM_ARGS = [
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(seeded_sqlite: Seeded) -> Iterator[str]:
     """The app on a real uvicorn listener on loopback; yields its base URL.
@@ -49,7 +43,7 @@ def server(seeded_sqlite: Seeded) -> Iterator[str]:
     Loopback clients are in no jurisdiction, so the default jurisdiction is ``aa``: the
     browser sees what a client in Alphaland sees.
     """
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     s = seeded_sqlite
     config = dataclasses.replace(

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from witness.processes import free_port
+from tests.ports import free_port
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "witness.md"
 

@@ -11,7 +11,6 @@ Each waits until it answers, and ``stop`` terminates it (SIGTERM, then SIGKILL).
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -19,23 +18,9 @@ from pathlib import Path
 import dns.exception
 import dns.message
 import dns.query
+from tests.ports import free_port
 
 ALLOWED_ADDRESS = "192.0.2.1"
-
-
-def free_port() -> int:
-    """A port free for both UDP and TCP on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = int(u.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def binary(name: str) -> str | None:

@@ -21,6 +21,7 @@ import dns.message
 import dns.query
 import dns.rcode
 import pytest
+from tests.ports import free_port
 
 from clearwall.config import load_config
 from clearwall.ledger.checkpoint import open_checkpoint
@@ -28,7 +29,6 @@ from clearwall.ledger.signing import parse_vkey
 from clearwall.store import open_store
 from clearwall.xfr.entry import launch_args
 from cli.conftest import Run, make_runner
-from dnsserver.upstreams import free_port
 
 from .conftest import RunningPrimary
 

@@ -21,6 +21,7 @@ import dns.tsigkeyring
 import dns.xfr
 import dns.zone
 import pytest
+from tests.ports import free_port
 
 from clearwall.errors import ConfigError
 from clearwall.model import RuleKind
@@ -352,9 +353,7 @@ def test_metrics_are_served_while_the_primary_runs_and_the_port_is_freed_after(
 ) -> None:
     import httpx
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     running = primary_factory(metrics_listen=f"127.0.0.1:{port}")
     dns.query.udp(dns.message.make_query(CENSORED, "SOA"), "127.0.0.1", port=running.port)
     body = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
