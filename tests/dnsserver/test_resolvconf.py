@@ -12,10 +12,12 @@ import dns.message
 import dns.rcode
 import dns.rrset
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clearwall.config import DNSConfig, HostPort, UpstreamConfig
 from clearwall.dnsserver.gateway import build_gateway
-from clearwall.dnsserver.resolvconf import default_upstreams
+from clearwall.dnsserver.resolvconf import default_upstreams, nameservers
 from clearwall.errors import ConfigError
 
 # A loopback address of our own (all of 127/8 is local on Linux), so port 53 is free.
@@ -49,7 +51,7 @@ def hp(text: str) -> HostPort:
         # nothing usable: a clear error naming the option
         ("", ["127.0.0.1:8053"], [], "gives no resolver"),
         ("nameserver 127.0.0.1\n", ["127.0.0.1:53"], [], "but this gateway itself (127.0.0.1:53)"),
-        (None, ["127.0.0.1:8053"], [], "cannot open"),
+        (None, ["127.0.0.1:8053"], [], "cannot be read (No such file or directory)"),
     ],
 )
 def test_default_upstreams(
@@ -74,6 +76,66 @@ def test_default_upstreams(
     upstreams = default_upstreams(config)
     assert [str(s) for s in upstreams.servers] == expected
     assert upstreams.source == ("[dns.upstream] servers" if servers else str(path))
+
+
+_ADDRESS = st.one_of(
+    st.ip_addresses().map(str),
+    st.sampled_from(["fe80::1%eth0", "https://dns.example/dns-query", "not-an-address"]),
+)
+_LINE = st.one_of(
+    st.builds(
+        lambda a, pad: f"{pad}nameserver{pad or ' '}{a}", _ADDRESS, st.sampled_from(["", " ", "\t"])
+    ),
+    st.builds(lambda a: f"nameserver {a} # trailing words", _ADDRESS),
+    st.builds(lambda a, c: f"{c}nameserver {a}", _ADDRESS, st.sampled_from(["#", ";"])),
+    st.sampled_from(
+        [
+            "",
+            "nameserver",
+            "  ",
+            "search example.test corp.test",
+            "domain example.test",
+            "options edns0 rotate timeout:2 ndots:3",
+            "NAMESERVER 192.0.2.1",
+            "nameservers 192.0.2.2",
+        ]
+    ),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"]), max_size=30).filter(
+        lambda t: "\n" not in t and "\r" not in t
+    ),
+)
+
+
+@given(lines=st.lists(_LINE, max_size=8))
+def test_nameserver_lines_are_read_as_dnspython_reads_them(lines: list[str]) -> None:
+    """The gateway reads resolv.conf without importing dns.resolver (13 MiB of memory):
+    the addresses it takes are the ones dnspython's parser takes, in the same order, and
+    a file dnspython finds no nameserver in is one it finds none in."""
+    import io
+
+    import dns.resolver
+
+    text = "\n".join(lines) + "\n"
+    resolver = dns.resolver.Resolver(configure=False)
+    try:
+        resolver.read_resolv_conf(io.StringIO(text))
+    except dns.resolver.NoResolverConfiguration:
+        assert not nameservers(text)
+        return
+    except ValueError:  # dnspython refuses the whole file for one address it cannot use
+        assert any(not _usable(a) for a in nameservers(text))
+        return
+    except Exception:  # a domain or search name dnspython cannot parse: not ours to judge
+        return
+    assert nameservers(text) == [str(ns) for ns in resolver.nameservers]
+
+
+def _usable(address: str) -> bool:
+    try:
+        hp(address)
+    except ValueError:
+        return address.startswith("https://")
+    return True
 
 
 async def _serve_names(host: str) -> asyncio.DatagramTransport:

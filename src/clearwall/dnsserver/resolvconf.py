@@ -5,8 +5,13 @@ nameservers ``/etc/resolv.conf`` (``[dns.upstream] resolv_conf``) lists, as the 
 the machine does, instead of a fixed ``127.0.0.1:53`` that most machines do not run
 (systemd's stub listens on 127.0.0.53). A nameserver that is the gateway itself (one of
 its listen addresses on port 53, or any local address when it listens on a wildcard
-address on port 53) is left out: forwarding to it would loop. The file is read with
-dnspython's resolver configuration parser, imported only when it is needed.
+address on port 53) is left out: forwarding to it would loop.
+
+The file's ``nameserver`` lines are read here, by the rules of dnspython's resolver
+configuration parser (``tests/dnsserver/test_resolvconf.py`` holds the two to the same
+lists): importing ``dns.resolver`` for them would load its DoH, DoQ and DDR clients
+(aioquic, an HTTP client, the x509 stack), 13 MiB of every gateway process's memory
+for a dozen lines of text.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 from clearwall.config import DNSConfig, HostPort, UpstreamServer
 from clearwall.errors import ConfigError
@@ -63,24 +69,44 @@ def is_self(server: HostPort, listen: tuple[HostPort, ...]) -> bool:
     return False
 
 
+def nameservers(text: str) -> list[str]:
+    """The addresses of the ``nameserver`` lines of resolv.conf ``text``, in order: a
+    line's first token is the keyword and its second the address (the rest of the line
+    is ignored, as are lines starting with ``#`` or ``;`` and lines of fewer than two
+    tokens), as dnspython and the C library read the file."""
+    found = []
+    for line in text.splitlines():
+        if line[:1] in ("#", ";"):
+            continue
+        tokens = line.split()
+        if len(tokens) >= 2 and tokens[0] == "nameserver":
+            found.append(tokens[1])
+    return found
+
+
 def system_resolvers(path: str) -> tuple[HostPort, ...]:
     """The nameservers ``path`` (resolv.conf syntax) lists; ConfigError when it cannot
     be read or lists none."""
-    import dns.resolver
-
     try:
-        resolver = dns.resolver.Resolver(filename=path, configure=True)
-    except dns.resolver.NoResolverConfiguration as exc:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
         raise ConfigError(
-            f"[dns.upstream] servers is empty and {path} gives no resolver ({exc}): "
+            f"[dns.upstream] servers is empty and {path} cannot be read ({reason}): "
             "set [dns.upstream] servers or pass --upstream"
         ) from exc
+    listed = nameservers(text)
+    if not listed:
+        raise ConfigError(
+            f"[dns.upstream] servers is empty and {path} gives no resolver (no nameservers): "
+            "set [dns.upstream] servers or pass --upstream"
+        )
     servers = []
-    for nameserver in resolver.nameservers:
+    for nameserver in listed:
         try:
-            servers.append(HostPort.parse(str(nameserver), NAMESERVER_PORT))
+            servers.append(HostPort.parse(nameserver, NAMESERVER_PORT))
         except ValueError:
-            continue  # not a plain address (dnspython also knows DoH URLs): not ours
+            continue  # not a plain address (dnspython also takes DoH URLs): not ours
     return tuple(servers)
 
 
