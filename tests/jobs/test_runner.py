@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from clearwall.config import Config, FederationConfig, LedgerConfig, WitnessEndpoint
 from clearwall.jobs import runner
 from clearwall.jobs.runner import Jobs, run_forever, run_once
+from clearwall.jobs.schedule import run_schedule
 from clearwall.ledger.signing import create_key_file
 from clearwall.store import PolicyService, open_store
 
@@ -176,3 +178,37 @@ def test_a_node_without_the_key_leaves_the_witnesses_to_the_signer(
     before = jobs.tlog.dir.read_checkpoint()
     assert runner.witnesses(jobs) == "this node holds no ledger key: the signer asks the witnesses"
     assert jobs.tlog.dir.read_checkpoint() == before
+
+
+def test_upkeep_and_mirrors_stay_one_batch_when_runs_take_time(
+    jobs: Jobs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With equal intervals (60 s each by default) the upkeep and the mirrors are due
+    together every time, so ``serve`` starts one run a minute, not two: each interval
+    counts from the batch's start, not from the end of a run that took a while."""
+    clock = Clock()
+    batches: list[tuple[int, list[str]]] = []
+
+    def run(names: Sequence[str]) -> None:
+        batches.append((int(clock.now), list(names)))
+        clock.now += 1.5  # a run's start-up and work
+
+    config = dataclasses.replace(jobs.config, federation=FederationConfig(interval=60.0))
+    run_schedule(config, run, Steps(clock, 4), upkeep_every=60.0, clock=clock)
+    assert batches == [(t, ["expire", "refresh", "mirrors"]) for t in (0, 60, 120, 180)]
+
+
+def test_a_sync_longer_than_its_interval_is_not_followed_by_another_at_once(
+    jobs: Jobs,
+) -> None:
+    clock = Clock()
+    started: list[int] = []
+
+    def run(names: Sequence[str]) -> None:
+        if "mirrors" in names:
+            started.append(int(clock.now))
+            clock.now += 50.0  # a slow registry
+
+    config = dataclasses.replace(jobs.config, federation=FederationConfig(interval=40.0))
+    run_schedule(config, run, Steps(clock, 6), upkeep_every=600.0, clock=clock)
+    assert started[:3] == [0, 90, 180]  # each 40 s after the previous one ended

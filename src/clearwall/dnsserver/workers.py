@@ -33,7 +33,7 @@ from clearwall.dnsserver.lifeline import die_with_parent
 from clearwall.dnsserver.metrics import DNSCollector, DNSMetrics, absorb, export
 from clearwall.dnsserver.options import ServeOptions
 from clearwall.dnsserver.policyholder import EMPTY_POLICY, PolicyHolder, PolicyView
-from clearwall.jobs.process import JobsProcess
+from clearwall.jobs.process import JobsSchedule
 
 log = logging.getLogger(__name__)
 
@@ -110,15 +110,20 @@ def prepare_tls(dns: DNSConfig) -> None:
 
 def serve(opts: ServeOptions) -> None:
     """Run until SIGTERM/SIGINT: one process when workers == 1, else a supervisor; with
-    a store, its jobs (``clearwall.jobs``) run beside in a child process."""
+    a store, its jobs (``clearwall.jobs``) are kept on their schedule by this process,
+    each batch run in a child process."""
     prepare_tls(opts.config.dns)
     started_path, source = _initial_policy(opts)
-    jobs = _start_jobs(opts)
+    jobs = _jobs(opts)
     try:
         if opts.config.dns.workers <= 1:
+            if jobs is not None:
+                jobs.start()
             uvloop.run(_serve_single(opts, started_path, source))
         else:
             workers = _fork_workers(opts.config.dns, started_path, source, opts.config.logging)
+            if jobs is not None:
+                jobs.start()  # its thread after the fork: workers are forked thread-free
             uvloop.run(_supervise(opts, started_path, source, workers))
     finally:
         if jobs is not None:
@@ -126,13 +131,12 @@ def serve(opts: ServeOptions) -> None:
     log.info("clearwall DNS stopped")
 
 
-def _start_jobs(opts: ServeOptions) -> JobsProcess | None:
-    """The jobs process of the store served (none for a compiled snapshot)."""
+def _jobs(opts: ServeOptions) -> JobsSchedule | None:
+    """The jobs of the store served (none for a compiled snapshot)."""
     if opts.store_url is None:
         return None
-    jobs = JobsProcess(opts.store_url, opts.config_path, opts.overrides, logging.getLogger().level)
-    jobs.start()
-    return jobs
+    level = logging.getLogger().level
+    return JobsSchedule(opts.config, opts.store_url, opts.config_path, opts.overrides, level)
 
 
 def _stop_signals(stop: asyncio.Event, reload: Callable[[], None]) -> None:

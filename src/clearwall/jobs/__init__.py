@@ -12,8 +12,9 @@ saying what it did:
 - ``mirrors``: every mirrored registry is synced (``clearwall.federation``), every
   ``[federation] interval`` seconds.
 
-``clearwall serve`` runs them in a child process (``process``) as long as it serves a
-store, with or without the web app; ``clearwall jobs run`` runs them once.
+``clearwall serve`` keeps their schedule as long as it serves a store, with or without
+the web app, and runs each batch due in a short-lived child process (``process``);
+``clearwall jobs run`` runs them once.
 """
 
 from __future__ import annotations

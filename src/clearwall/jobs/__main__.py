@@ -1,4 +1,4 @@
-"""``python -m clearwall.jobs``: the jobs process ``clearwall serve`` starts (``process.main``)."""
+"""``python -m clearwall.jobs --once``: one run of the jobs due, started by ``serve``."""
 
 from __future__ import annotations
 

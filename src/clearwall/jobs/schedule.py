@@ -1,8 +1,8 @@
-"""When each job is due: the one schedule, run in process (``runner.run_forever``) or by
-the lean jobs process that starts a short-lived run for each batch (``process``).
+"""When each job is due: the one schedule, run in process (``runner.run_forever``) or kept
+by a thread of the gateway that starts a short-lived run for each batch (``process``).
 
-This module imports only the standard library and the config, so the process that keeps
-time beside a gateway holds no database layer between runs.
+This module imports only the standard library and the config, so the gateway keeping
+the jobs' time holds no database layer.
 """
 
 from __future__ import annotations
@@ -49,7 +49,13 @@ def run_schedule(
         if due:
             run(due)
         if mirrors:
-            next_mirror = clock() + mirror_every
+            # From the batch's start, as the upkeep's: with equal intervals (60 s each by
+            # default) both stay one batch, so one run; from its end when a sync took
+            # longer than its interval, so syncs never run back to back.
+            ended = clock()
+            next_mirror = now + mirror_every
+            if ended >= next_mirror:
+                next_mirror = ended + mirror_every
         wake = min(next_upkeep, next_mirror)
         if witness_every is not None:
             wake = min(wake, next_witness)
