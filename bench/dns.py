@@ -86,13 +86,16 @@ MIXED_QUERIES = 200_000
 MIXED = ((0.80, "hot"), (0.15, "first"), (0.05, "blocked"))
 MIXED_BLOCKED_NAMES = 2_000
 FIRST_NAMES = 30_000  # = 15% of MIXED_QUERIES
+# ``miss`` and ``mixed`` run up to this many rounds (``--repeat``), each with first-time
+# names of its own (a repeat of the same names would be cache hits), median kept.
+FRESH_ROUNDS = 3
 # Latency: first-time names at a fixed rate, to each server and to nsd directly.
 LATENCY_NAMES = 60_000
 LATENCY_QPS = 10_000
 LATENCY_SECONDS = 5.0
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
-DATA_VERSION = "v4"  # bump when the generated data changes shape
+DATA_VERSION = "v5"  # bump when the generated data changes shape
 NSD_PORT = 25300
 SERVER_PORT = 25353
 READY_TIMEOUT_S = 900.0  # 1M rules: some servers take minutes to load them
@@ -179,14 +182,23 @@ def hit_name(i: int) -> str:
     return f"h{i:04d}.hit.{ZONE}"
 
 
-def miss_name(i: int) -> str:
-    """The i-th allowed name of the cache-miss workload."""
-    return f"m{i:06d}.miss.{ZONE}"
+def _round(round_: int) -> str:
+    return f"r{round_}." if round_ else ""
 
 
-def first_name(i: int) -> str:
-    """The i-th first-time name of the mixed workload."""
-    return f"f{i:06d}.first.{ZONE}"
+def miss_name(i: int, round_: int = 0) -> str:
+    """The i-th allowed name of the cache-miss workload of round ``round_``."""
+    return f"m{i:06d}.{_round(round_)}miss.{ZONE}"
+
+
+def first_name(i: int, round_: int = 0) -> str:
+    """The i-th first-time name of the mixed workload of round ``round_``."""
+    return f"f{i:06d}.{_round(round_)}first.{ZONE}"
+
+
+def fresh_workload(workload: str, round_: int) -> str:
+    """The query file's name of ``miss`` or ``mixed`` in round ``round_``."""
+    return f"{workload}-r{round_}" if round_ else workload
 
 
 def latency_name(i: int) -> str:
@@ -265,9 +277,11 @@ def write_zone(path: Path) -> None:
         "ns IN A 127.0.0.1",
     ]
     hits = (f"{hit_name(i)} IN A 198.18.{i // 256}.{i % 256}" for i in range(HIT_NAMES))
-    misses = (f"{miss_name(i)} IN A 198.19.{i // 256 % 256}.{i % 256}" for i in range(MISS_NAMES))
-    firsts = (f"{first_name(i)} IN A 198.18.{100 + i // 256 % 100}.{i % 256}"
-              for i in range(FIRST_NAMES))  # fmt: skip
+    rounds = range(FRESH_ROUNDS)
+    misses = (f"{miss_name(i, r)} IN A 198.19.{i // 256 % 256}.{i % 256}"
+              for r in rounds for i in range(MISS_NAMES))  # fmt: skip
+    firsts = (f"{first_name(i, r)} IN A 198.18.{100 + i // 256 % 100}.{i % 256}"
+              for r in rounds for i in range(FIRST_NAMES))  # fmt: skip
     lat = (
         f"{latency_name(i)} IN A 198.19.{i // 256 % 256}.{i % 256}" for i in range(LATENCY_NAMES)
     )
@@ -293,21 +307,25 @@ def write_queries(ds: Dataset, names: list[str]) -> None:
     write_lines(ds.queries("hit"), (f"{hit_name(i)} A" for i in range(HIT_NAMES)))
     sample = random.Random(20261123).sample(names, min(BLOCKED_SAMPLE, len(names)))
     write_lines(ds.queries("blocked"), (f"{n}. A" for n in sample))
-    write_lines(ds.queries("miss"), (f"{miss_name(i)} A" for i in range(MISS_NAMES)))
+    for r in range(FRESH_ROUNDS):
+        misses = (f"{miss_name(i, r)} A" for i in range(MISS_NAMES))
+        write_lines(ds.queries(fresh_workload("miss", r)), misses)
     rng = random.Random(20261204)
     taken = set(sample)
     others = [n for n in rng.sample(names, min(len(names), 3 * MIXED_BLOCKED_NAMES))
               if n not in taken][:MIXED_BLOCKED_NAMES]  # fmt: skip
-    write_lines(ds.queries("mixed"), mixed_pass(others, rng))
+    for r in range(FRESH_ROUNDS):  # round 0 is the pass earlier runs measured
+        write_lines(ds.queries(fresh_workload("mixed", r)), mixed_pass(others, rng, r))
     write_lines(ds.queries("latency"), (f"{latency_name(i)} A" for i in range(LATENCY_NAMES)))
 
 
-def mixed_pass(blocked: list[str], rng: random.Random) -> list[str]:
-    """The mixed workload's queries, shuffled: MIXED shares of MIXED_QUERIES."""
+def mixed_pass(blocked: list[str], rng: random.Random, round_: int = 0) -> list[str]:
+    """The mixed workload's queries of round ``round_``, shuffled: MIXED shares of
+    MIXED_QUERIES."""
     counts = {what: round(share * MIXED_QUERIES) for share, what in MIXED}
     assert counts["first"] == FIRST_NAMES
     lines = [f"{hit_name(rng.randrange(HIT_NAMES))} A" for _ in range(counts["hot"])]
-    lines += [f"{first_name(i)} A" for i in range(counts["first"])]
+    lines += [f"{first_name(i, round_)} A" for i in range(counts["first"])]
     lines += [f"{rng.choice(blocked)}. A" for _ in range(counts["blocked"])]
     rng.shuffle(lines)
     return lines
@@ -668,7 +686,7 @@ def measure(proc: Proc, port: int, ds: Dataset, workload: str, load: Load) -> Wo
     mode, base, per_conn = split_workload(workload)
     port = port + TLS_PORT_OFFSET.get(mode, 0)
     try:
-        once = workload in ("miss", "mixed")
+        once = base.split("-")[0] in ("miss", "mixed")
         out = dnsperf(
             port, ds.queries(base), load.duration, once, load.edns, mode=mode, per_conn=per_conn
         )
@@ -1020,12 +1038,15 @@ def fail(run: Running, exc: BaseException) -> None:
         run.proc = None
 
 
-def run_workload(run: Running, ds: Dataset, workload: str, load: Load) -> None:
-    """One dnsperf run of ``workload`` against a started server, logged and kept."""
+def run_workload(
+    run: Running, ds: Dataset, workload: str, load: Load, key: str | None = None
+) -> None:
+    """One dnsperf run of ``workload`` against a started server, logged and kept (under
+    ``key``, the workload whose median it counts towards, when that is another name)."""
     if run.proc is None:
         return
     res = measure(run.proc, run.port, ds, workload, load)
-    run.runs.setdefault(workload, []).append(res)
+    run.runs.setdefault(key or workload, []).append(res)
     log(
         f"{run.result.label}: {workload}: {res.completed:,} answered, {res.lost} lost, "
         f"{res.qps_per_cpu:,.0f} q/CPU-s {res.rcodes} {res.error or ''}"
@@ -1050,12 +1071,14 @@ def bench_servers(
     starting one server later each round, so that every server is measured across the
     same stretch of time: on a shared machine the capacity left to us drifts by tens of
     percent over minutes, and sequential runs would charge that drift to whichever
-    server ran in the slow minutes. Each server keeps its median run. ``miss`` runs once
-    per server (repeated, its names would be cached), then its memory is read (after the
-    three workloads every earlier run had); then ``mixed`` and the latency measurement,
-    once each too, the memory again (``rss_end_mib``), the memory per idle TLS
-    connection (``idle_cost``), and it is stopped; clearwall (one worker) is then
-    started again on the same store and its time to answer again is its ``restart_s``.
+    server ran in the slow minutes. Each server keeps its median run. ``miss`` and then
+    ``mixed`` run the same way, interleaved, in up to FRESH_ROUNDS rounds, each round
+    with first-time names of its own (the same names again would be cache hits); each
+    server's memory is read after its first ``miss`` (after the three workloads every
+    earlier run had). Then, server by server, the latency measurement, the memory again
+    (``rss_end_mib``), the memory per idle TLS connection (``idle_cost``), and it is
+    stopped; clearwall (one worker) is then started again on the same store and its time
+    to answer again is its ``restart_s``.
     """
     runs = [
         start_server(server, workers, ds, run_dir, SERVER_PORT + i, upstream, load)
@@ -1068,15 +1091,19 @@ def bench_servers(
                 for run in order:
                     if "-" not in workload or run.result.server in TLS_SERVERS:
                         run_workload(run, ds, workload, load)
+        for round_ in range(fresh_rounds(load)):
+            order = runs[round_ % len(runs) :] + runs[: round_ % len(runs)]
+            for run in order:
+                run_workload(run, ds, fresh_workload("miss", round_), load, key="miss")
+                if round_ == 0 and run.proc is not None:
+                    # RSS after hit, blocked and miss, as every earlier run measured it.
+                    mem = tree_memory(run.proc.pid)
+                    result = run.result
+                    result.rss_mib, result.pss_mib = mem.rss, mem.pss
+                    result.rss_anon_mib, result.rss_file_mib = mem.anon, mem.file
+            for run in order:
+                run_workload(run, ds, fresh_workload("mixed", round_), load, key="mixed")
         for run in runs:
-            run_workload(run, ds, "miss", load)
-            if run.proc is not None:
-                # RSS after hit, blocked and miss, as every earlier run measured it.
-                mem = tree_memory(run.proc.pid)
-                result = run.result
-                result.rss_mib, result.pss_mib = mem.rss, mem.pss
-                result.rss_anon_mib, result.rss_file_mib = mem.anon, mem.file
-            run_workload(run, ds, "mixed", load)
             if run.proc is not None:
                 run.result.latency = added_over(measure_latency(run.port, ds, run.proc), direct)
                 lat = run.result.latency
@@ -1135,6 +1162,12 @@ def measure_first_starts(
             shutil.rmtree(work, ignore_errors=True)
             samples = sorted(result.ready_samples)
             result.ready_s = samples[(len(samples) - 1) // 2]
+
+
+def fresh_rounds(load: Load) -> int:
+    """How many rounds ``miss`` and ``mixed`` run: ``--repeat``, at most FRESH_ROUNDS
+    (each round needs first-time names of its own)."""
+    return min(max(1, load.repeat), FRESH_ROUNDS)
 
 
 def repeatable(load: Load) -> list[str]:
