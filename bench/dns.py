@@ -1119,7 +1119,9 @@ def bench_servers(
                                 run.proc, run.port + TLS_PORT_OFFSET[mode], mode
                             )
             for workload, done in run.runs.items():
-                run.result.workloads[workload] = median_run(done)
+                chosen = median_run(done)
+                chosen.workload = workload  # a later round's run reports as its workload
+                run.result.workloads[workload] = chosen
             if run.proc is not None:
                 run.proc.stop()
                 run.proc = None
