@@ -102,12 +102,14 @@ class TransparencyLog:
     def signer(self) -> Signer:
         """The log's signer, loaded from the key file on first use."""
         if self._signer is None:
-            self._signer = load_signer(self.config.key_path())
-            if self._signer.name != self.config.origin:
+            signer = load_signer(self.config.key_path())
+            if signer.name != self.config.origin:
+                # Not kept: the next use must be refused as well, not sign with it.
                 raise LedgerError(
-                    f"ledger key is named {self._signer.name!r} but the log origin is "
+                    f"ledger key is named {signer.name!r} but the log origin is "
                     f"{self.config.origin!r}"
                 )
+            self._signer = signer
         return self._signer
 
     @property
