@@ -14,6 +14,7 @@ import pytest
 from tests.control.test_policy_source import Published, _add, _service
 
 from clearwall.config import LedgerConfig
+from clearwall.control import headcheck
 from clearwall.control.headcheck import HeadCheck, read_head
 from clearwall.errors import SnapshotError
 from clearwall.layout import resolve_ledger
@@ -199,7 +200,7 @@ def test_the_child_speaks_one_json_line_each_way(store: str, tmp_path: Path) -> 
     """The protocol, run as the gateway runs it; and a child whose gateway is already
     gone (``--parent`` another pid) exits at once without an answer."""
     _saved(store, tmp_path / "snaps")
-    request = json.dumps({"store_url": store, "ledger": LedgerConfig().to_request()}) + "\n"
+    request = json.dumps(headcheck.request(store, None)) + "\n"
     argv = [sys.executable, "-m", "clearwall.control.headcheck"]
     done = subprocess.run(argv, input=request, capture_output=True, text=True, timeout=60)
     head = read_head(store, None)

@@ -6,11 +6,12 @@ A start reuses a saved snapshot only up to the log's published signed checkpoint
 Rust and cffi extensions: 7-8 MiB of a 44 MiB gateway, for the life of the process) and,
 on the node that signs, reading the signer's private key file: neither belongs in the
 process that answers DNS. So a child (``python -m clearwall.control.headcheck``) reads the
-checkpoint from the tiles directory, verifies it exactly as the log does
+checkpoint from the tiles directory, verifies it exactly as the log's readers do
 (``ledger.published``: ``[ledger] vkey`` on a node that does not sign, the key file's
-verifier otherwise, a mismatch an error) and answers its size and root. The gateway
-starts it as early as it can (``dnsserver.entry``, before its own imports, which the
-child's start-up overlaps where there are two cores) and reads the answer when it picks
+verifier otherwise, a ``vkey`` naming another key an error, the origin checked) and
+answers its size and root. The gateway starts it as early as it can
+(``dnsserver.entry``, right after reading its config, so that where there are two cores
+the child runs while the gateway imports the rest) and reads the answer when it picks
 the policy to start with (``PolicySource.start_policy``).
 
 Whatever goes wrong with the child (it cannot start, exits non-zero, answers nothing or
@@ -18,11 +19,13 @@ garbage, or takes longer than ``HEAD_TIMEOUT``) counts as an unverifiable checkp
 does: it is logged, nothing is reused, and the policy is compiled (which publishes the
 log first). The child dies with the gateway (``dnsserver.lifeline``).
 
-The protocol, one JSON line each way: the request ``{"store_url": ..., "ledger": ...}``
-(``LedgerConfig.to_request``, or null for the store's own log); the answer
-``["head", size, root hex]``, ``["none"]`` when nothing was published yet, or
-``["unverifiable", reason]``. It imports only what that takes (``ledger.published``, not
-the log writer), so it costs a restart a few hundredths of a second.
+The protocol, one JSON line each way: the request names the log as the gateway resolved
+it for its store (``clearwall.layout``): ``{"tiles_dir", "key_file", "origin", "vkey",
+"signs"}`` (``signs``: ``LedgerConfig.signs``); the answer is ``["head", size, root
+hex]``, ``["none"]`` when nothing was published yet, or ``["unverifiable", reason]``.
+The child imports only what that takes (``ledger.published``: not the log writer, not
+even the config module), which is about what the gateway no longer imports: a restart
+pays next to nothing for it.
 """
 
 from __future__ import annotations
@@ -34,13 +37,16 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clearwall.config import LedgerConfig
 from clearwall.errors import ClearwallError
 
 if TYPE_CHECKING:
     import subprocess
+
+    from clearwall.config import LedgerConfig
+    from clearwall.ledger.signing import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,10 @@ log = logging.getLogger(__name__)
 # compiled): it reads one small file and checks one signature, in well under a second
 # even on a busy machine; a compile of a large policy takes longer than this anyway.
 HEAD_TIMEOUT = 10.0
+# What the gateway logs when nothing is reused: a checkpoint that is forged or cannot be
+# read, or a child that failed.
+_CANNOT_BE_READ = "the published checkpoint cannot be read (%s): no saved snapshot is reused"
+_NOT_CHECKED = "the published checkpoint could not be checked (%s): no saved snapshot is reused"
 
 
 @dataclass(frozen=True)
@@ -60,27 +70,56 @@ class PublishedHead:
     root: str | None = None
 
 
+def _resolved(store_url: str, ledger: LedgerConfig | None) -> LedgerConfig:
+    """``ledger`` (default: the store's own log) with its paths for the store."""
+    from clearwall.config import LedgerConfig
+    from clearwall.layout import resolve_ledger
+
+    return resolve_ledger(ledger or LedgerConfig(), store_url)
+
+
 def read_head(store_url: str, ledger: LedgerConfig | None) -> PublishedHead | None:
     """The log's published checkpoint, read from its tiles directory and verified with
-    its key (no database access, nothing written), or None when none was published.
-    Raises ClearwallError, OSError or ValueError when it cannot be verified. What the
-    child runs (and a test, in its own process)."""
-    from clearwall.layout import resolve_ledger
+    its key (no database access, nothing written), in this process; None when none was
+    published. Raises ClearwallError, OSError or ValueError when it cannot be verified.
+    What the child answers, for a caller that may hold ``cryptography`` (tests, tools)."""
     from clearwall.ledger.published import published_checkpoint
 
-    checkpoint = published_checkpoint(resolve_ledger(ledger or LedgerConfig(), store_url))
+    checkpoint = published_checkpoint(_resolved(store_url, ledger))
     if checkpoint is None:
         return None
     return PublishedHead(checkpoint.size, checkpoint.root.hex())
 
 
-def answer(store_url: str, ledger: LedgerConfig | None) -> list[Any]:
-    """The child's answer for the store at ``store_url`` (see the protocol above)."""
+def request(store_url: str, ledger: LedgerConfig | None) -> dict[str, Any]:
+    """The child's request for the store at ``store_url`` (its log where ``ledger`` says;
+    None: the store's own), the log's paths resolved here. Raises what resolving does
+    (ClearwallError: a store whose ledger has no place of its own)."""
+    resolved = _resolved(store_url, ledger)
+    return {
+        "tiles_dir": str(resolved.tiles_path()),
+        "key_file": str(resolved.key_path()),
+        "origin": resolved.origin,
+        "vkey": resolved.vkey,
+        "signs": resolved.signs(),
+    }
+
+
+def answer(request: dict[str, Any]) -> list[Any]:
+    """The child's answer to ``request`` (see the protocol above), verified by the same
+    functions as ``ledger.published.published_checkpoint``."""
+    from clearwall.ledger.published import checkpoint_in, key_verifier
+
+    def verifier() -> Verifier:
+        return key_verifier(Path(request["key_file"]), request["vkey"], bool(request["signs"]))
+
     try:
-        head = read_head(store_url, ledger)
+        checkpoint = checkpoint_in(Path(request["tiles_dir"]), request["origin"], verifier)
     except (ClearwallError, OSError, ValueError) as exc:
         return ["unverifiable", str(exc) or type(exc).__name__]
-    return ["none"] if head is None else ["head", head.size, head.root]
+    if checkpoint is None:
+        return ["none"]
+    return ["head", checkpoint.size, checkpoint.root.hex()]
 
 
 def parse_answer(line: bytes) -> tuple[PublishedHead | None, str | None]:
@@ -103,12 +142,18 @@ class HeadCheck:
     its answer read when the start policy is picked (``result``), once."""
 
     def __init__(
-        self, proc: subprocess.Popen[bytes] | None, failure: str | None, timeout: float
+        self,
+        proc: subprocess.Popen[bytes] | None,
+        timeout: float,
+        failure: str | None = None,
+        why: str | None = None,
     ) -> None:
-        """Wrap a started child (``proc``), or the reason it could not be started; its
-        answer is waited for until ``timeout`` seconds after now."""
+        """Wrap a started child (``proc``), whose answer is waited for until ``timeout``
+        seconds after now; or, without one, why it could not be started (``failure``) or
+        why the checkpoint cannot be verified without asking it (``why``)."""
         self._proc = proc
         self._failure = failure
+        self._why = why
         self.timeout = timeout
         self._started = time.monotonic()
 
@@ -126,10 +171,12 @@ class HeadCheck:
         that cannot be started is an answer ``result`` gives."""
         import subprocess
 
+        try:
+            line = json.dumps(request(store_url, ledger)).encode() + b"\n"
+        except (ClearwallError, OSError, ValueError) as exc:
+            return cls(None, timeout, why=str(exc))
         if argv is None:
             argv = [sys.executable, "-m", __name__, "--parent", str(os.getpid())]
-        to_json = None if ledger is None else ledger.to_request()
-        request = {"store_url": store_url, "ledger": to_json}
         proc = None
         try:
             proc = subprocess.Popen(
@@ -137,14 +184,14 @@ class HeadCheck:
             )
             assert proc.stdin is not None
             # A few hundred bytes: the pipe takes them whole, the child reads when ready.
-            proc.stdin.write(json.dumps(request).encode() + b"\n")
+            proc.stdin.write(line)
             proc.stdin.close()
             proc.stdin = None  # written: ``communicate`` (3.11) would flush it, closed
         except OSError as exc:
-            check = cls(proc, f"the checker could not be started: {exc}", timeout)
+            check = cls(proc, timeout, failure=f"the checker could not be started: {exc}")
             check.close()
             return check
-        return cls(proc, None, timeout)
+        return cls(proc, timeout)
 
     def result(self) -> PublishedHead | None:
         """The verified published head, or None when none was published, or it cannot be
@@ -154,12 +201,10 @@ class HeadCheck:
 
         proc, self._proc = self._proc, None
         if proc is None:
+            if self._why is not None:
+                log.info(_CANNOT_BE_READ, self._why)
             if self._failure is not None:
-                log.warning(
-                    "the published checkpoint could not be checked (%s): no saved snapshot "
-                    "is reused",
-                    self._failure,
-                )
+                log.warning(_NOT_CHECKED, self._failure)
             return None
         left = max(self.timeout - (time.monotonic() - self._started), 0.1)
         failure: str | None = None
@@ -186,15 +231,9 @@ class HeadCheck:
                     failure = f"the checker answered {out[:200]!r}, not a checkpoint"
             if failure is None:
                 if why is not None:
-                    log.info(
-                        "the published checkpoint cannot be read (%s): no saved snapshot is reused",
-                        why,
-                    )
+                    log.info(_CANNOT_BE_READ, why)
                 return head
-        log.warning(
-            "the published checkpoint could not be checked (%s): no saved snapshot is reused",
-            failure,
-        )
+        log.warning(_NOT_CHECKED, failure)
         return None
 
     def close(self) -> None:
@@ -215,10 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args:
         print("usage: python -m clearwall.control.headcheck [--parent PID]", file=sys.stderr)
         return 2
-    request = json.loads(sys.stdin.readline())
-    ledger = request["ledger"]
-    config = None if ledger is None else LedgerConfig.from_request(ledger)
-    print(json.dumps(answer(request["store_url"], config)), flush=True)
+    print(json.dumps(answer(json.loads(sys.stdin.readline()))), flush=True)
     return 0
 
 
