@@ -184,9 +184,9 @@ class LedgerConfig:
                 )
 
     def to_request(self) -> dict[str, str | None]:
-        """Where the log lives and which key verifies it, as JSON values: what a child
-        that publishes or verifies it is sent (``control.compiler``,
-        ``control.headcheck``). The witnesses are not: those children ask none."""
+        """Where the log lives and which key verifies it, as JSON values: what the
+        compiler process, which publishes the log, is sent with each request
+        (``control.compiler``). The witnesses are not: it asks none."""
         return {
             "key_file": None if self.key_file is None else str(self.key_file),
             "tiles_dir": None if self.tiles_dir is None else str(self.tiles_dir),

@@ -4,10 +4,9 @@ anything wrong with it, or with the child, means nothing saved is reused."""
 from __future__ import annotations
 
 import base64
-import json
 import logging
-import subprocess
-import sys
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -153,24 +152,23 @@ def test_a_node_that_does_not_sign_verifies_with_its_vkey(store: str, tmp_path: 
     assert path == saved and not compiled
 
 
+def _raise(_request: object) -> object:
+    raise RuntimeError("it broke")
+
+
+def _sleep(_request: object) -> object:
+    time.sleep(60)
+    return ["none"]
+
+
 CHILDREN = {
-    "exits non-zero": (
-        "import sys; sys.stderr.write('Traceback: it broke\\n'); sys.exit(3)",
-        "the checker exited with status 3: Traceback: it broke",
-    ),
-    "is killed": ("import os; os.kill(os.getpid(), 9)", "the checker was killed by signal 9"),
-    "prints garbage": ("print('hello')", "the checker answered b'hello\\n', not a checkpoint"),
-    "prints nothing": ("pass", "the checker answered b'', not a checkpoint"),
-    "answers a bad head": (
-        'print(\'["head", -1, "00"]\')',
-        'the checker answered b\'["head", -1, "00"]\\n\', not a checkpoint',
-    ),
-    "answers a bad root": (
-        f'print(\'["head", 2, "{"z" * 64}"]\')',
-        "not a checkpoint",
-    ),
-    "hangs": ("import time; time.sleep(60)", "the checker gave no answer in 1s"),
-    "cannot start": (None, "the checker could not be started: [Errno 2]"),
+    "raises": (_raise, "the checker exited with status 1: RuntimeError: it broke"),
+    "exits non-zero": (lambda r: os._exit(3), "the checker exited with status 3"),
+    "is killed": (lambda r: os.kill(os.getpid(), 9), "the checker was killed by signal 9"),
+    "answers garbage": (lambda r: "hello", "the checker answered b'\"hello\"\\n', not a"),
+    "answers a bad head": (lambda r: ["head", -1, "00"], "not a checkpoint"),
+    "answers a bad root": (lambda r: ["head", 2, "z" * 64], "not a checkpoint"),
+    "hangs": (_sleep, "the checker gave no answer in 1s"),
 }
 
 
@@ -179,14 +177,14 @@ def test_a_failing_child_means_a_compile_logged(
     what: str, store: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Whatever goes wrong with the child is an unverifiable checkpoint: a warning saying
-    what, nothing reused, the policy compiled."""
-    code, message = CHILDREN[what]
-    argv = [str(tmp_path / "no-such-python")] if code is None else [sys.executable, "-c", code]
+    what, nothing reused, the policy compiled, and no child left behind."""
+    run, message = CHILDREN[what]
     snaps = tmp_path / "snaps"
     saved = _saved(store, snaps)
     # One second for its answer, not the default ten: a test's time (none of the others
     # comes near it).
-    check = HeadCheck.start(store, None, argv=argv, timeout=1.0)
+    check = HeadCheck.start(store, None, timeout=1.0, run=run)
+    [(pid, _fd)] = [check._child] if check._child else []
     with caplog.at_level(logging.INFO, logger="clearwall.control"):
         path, compiled = _start(store, snaps, check)
     assert compiled and path != saved
@@ -194,19 +192,20 @@ def test_a_failing_child_means_a_compile_logged(
     assert "the published checkpoint could not be checked (" in caplog.text
     assert message in caplog.text and "no saved snapshot is reused" in caplog.text
     assert any(r.levelname == "WARNING" for r in caplog.records)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped
 
 
-def test_the_child_speaks_one_json_line_each_way(store: str, tmp_path: Path) -> None:
-    """The protocol, run as the gateway runs it; and a child whose gateway is already
-    gone (``--parent`` another pid) exits at once without an answer."""
+def test_the_child_answers_as_the_logs_reader_and_is_reaped(store: str, tmp_path: Path) -> None:
+    """The answer is what ``ledger.published`` reads in this process; a check whose
+    answer is never asked for is stopped by ``close``."""
     _saved(store, tmp_path / "snaps")
-    request = json.dumps(headcheck.request(store, None)) + "\n"
-    argv = [sys.executable, "-m", "clearwall.control.headcheck"]
-    done = subprocess.run(argv, input=request, capture_output=True, text=True, timeout=60)
     head = read_head(store, None)
     assert head is not None
-    assert done.returncode == 0 and json.loads(done.stdout) == ["head", 2, head.root]
-    orphan = subprocess.run(
-        [*argv, "--parent", "1"], input=request, capture_output=True, text=True, timeout=60
-    )
-    assert orphan.returncode == 1 and orphan.stdout == ""
+    assert headcheck.answer(headcheck.request(store, None)) == ["head", 2, head.root]
+    check = HeadCheck.start(store, None, run=_sleep)
+    assert check._child is not None
+    pid = check._child[0]
+    check.close()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
