@@ -46,10 +46,9 @@ A whole snapshot is saved with its provenance (``ledger.state``), and a clean st
 the last one. A start (``start_policy``) reuses the newest saved snapshot that the
 published checkpoint covers and the log confirms (``reuse``), never trusted blindly; the
 checkpoint's signature is verified in a short-lived child (``headcheck``), so the gateway
-never loads the log's key nor ``cryptography``. It
-is locked before the sweep, so it is reused whole or swept, never both; the entries
-committed since are compiled as an overlay over it, which publishes them first, as
-every compile does.
+never loads the log's key nor ``cryptography``. It is locked before the sweep, so it is
+reused whole or swept, never both; the entries committed since are compiled as an
+overlay over it, which publishes them first, as every compile does.
 """
 
 from __future__ import annotations
