@@ -152,6 +152,35 @@ def test_witnesses_are_parsed_at_load() -> None:
     assert ledger.witness_quorum == 1
 
 
+def test_keys_in_the_config_are_checked_without_cryptography(tmp_path: Path) -> None:
+    """A gateway loads the config: ``[ledger] vkey`` and the witnesses' keys are parsed
+    and checked (base64, key id) without loading ``cryptography`` (7-8 MiB of every DNS
+    process), which only signing and verifying need."""
+    import subprocess
+    import sys
+
+    from clearwall.ledger.signing import generate_signer
+
+    vkey = generate_signer("clearwall.example/log").verifier.vkey
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'[ledger]\nvkey = "{vkey}"\nwitness_quorum = 1\n'
+        f'witnesses = [{{ url = "http://127.0.0.1:7380/", vkey = "{W1}" }}]\n'
+    )
+    script = (
+        "import sys\n"
+        "from clearwall.config import load_config\n"
+        f"ledger = load_config({str(path)!r}).ledger\n"
+        f"assert ledger.vkey == {vkey!r} and ledger.witnesses[0].vkey == {W1!r}\n"
+        "loaded = ('cryptography', '_cffi_backend')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in loaded))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 @pytest.mark.parametrize(
     ("ledger", "message"),
     [

@@ -45,7 +45,17 @@ LEDGER_CORE = frozenset(
 )
 UPPER_LEDGER = frozenset(
     f"clearwall.ledger.{m}"
-    for m in ("audit", "http", "log", "prover", "readers", "remote", "tiledir", "witnessing")
+    for m in (
+        "audit",
+        "http",
+        "log",
+        "prover",
+        "published",
+        "readers",
+        "remote",
+        "tiledir",
+        "witnessing",
+    )
 )
 # What sits above the store and the ledger: none of it may be imported from below.
 ABOVE = (

@@ -183,6 +183,28 @@ class LedgerConfig:
                     f"[ledger] vkey names the log {verifier.name!r} but origin is {self.origin!r}"
                 )
 
+    def to_request(self) -> dict[str, str | None]:
+        """Where the log lives and which key verifies it, as JSON values: what the
+        compiler process, which publishes the log, is sent with each request
+        (``control.compiler``). The witnesses are not: it asks none."""
+        return {
+            "key_file": None if self.key_file is None else str(self.key_file),
+            "tiles_dir": None if self.tiles_dir is None else str(self.tiles_dir),
+            "origin": self.origin,
+            "vkey": self.vkey,
+        }
+
+    @classmethod
+    def from_request(cls, data: Mapping[str, Any]) -> LedgerConfig:
+        """The ledger config ``to_request`` described."""
+        key_file, tiles_dir = data["key_file"], data["tiles_dir"]
+        return cls(
+            key_file=None if key_file is None else Path(key_file),
+            tiles_dir=None if tiles_dir is None else Path(tiles_dir),
+            origin=data["origin"] or cls().origin,
+            vkey=data["vkey"] or "",
+        )
+
     def signs(self) -> bool:
         """Whether this node signs the log: it holds the key file, or names no ``vkey``
         (then a missing key file is an error where the key is needed, as before)."""

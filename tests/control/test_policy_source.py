@@ -375,9 +375,9 @@ def test_one_off_commands_use_the_saved_snapshot(store: str, tmp_path: Path) -> 
 
 def _published(store: str) -> int:
     """The size of the store's published signed checkpoint."""
-    from clearwall.control.reuse import published_head
+    from clearwall.control.headcheck import read_head
 
-    head = published_head(store, None)
+    head = read_head(store, None)
     assert head is not None
     return head.size
 

@@ -10,9 +10,10 @@ import pytest
 from clearwall.config import LedgerConfig
 from clearwall.errors import ConfigError, LedgerError, VerificationError
 from clearwall.ledger.checkpoint import Checkpoint
-from clearwall.ledger.log import TransparencyLog, published_checkpoint
+from clearwall.ledger.log import TransparencyLog
 from clearwall.ledger.memorystore import MemoryLogStore
 from clearwall.ledger.note import split_note, with_signatures
+from clearwall.ledger.published import published_checkpoint
 from clearwall.ledger.signing import create_key_file, generate_signer
 
 ORIGIN = "clearwall.example/log"

@@ -176,6 +176,23 @@ def test_wrong_key_is_rejected(tmp_path: Path) -> None:
         open_checkpoint(log.checkpoint_note(), other)
 
 
+def test_a_key_named_for_another_log_never_signs(tmp_path: Path) -> None:
+    """A key file whose name is not the configured origin is refused each time it is
+    needed, not only the first: a second publish must not sign a checkpoint of one
+    origin with a key named for another."""
+    from clearwall.ledger.signing import create_key_file
+
+    create_key_file(tmp_path / "k", ORIGIN)
+    store = MemoryLogStore()
+    store.append(b'{"i":0}')
+    cfg = LedgerConfig(key_file=tmp_path / "k", tiles_dir=tmp_path / "log", origin="other/log")
+    log = TransparencyLog(store, cfg)
+    for _ in range(2):
+        with pytest.raises(LedgerError, match="ledger key is named"):
+            log.publish()
+    assert not (tmp_path / "log" / "checkpoint").exists()
+
+
 def test_proofs_at_sizes_never_checkpointed(tmp_path: Path) -> None:
     """Hashes never change once written: a wider tile serves a narrower, older request."""
     store, log = make_log(tmp_path, 300)

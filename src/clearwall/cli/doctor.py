@@ -205,7 +205,8 @@ def check_tiles(d: Deployment) -> list[Finding]:
     """The published tiles and checkpoints equal what the store's entries imply."""
     from clearwall.errors import ClearwallError
     from clearwall.ledger.audit import audit
-    from clearwall.ledger.log import TransparencyLog, ledger_verifier
+    from clearwall.ledger.log import TransparencyLog
+    from clearwall.ledger.published import ledger_verifier
     from clearwall.store.db import Store
     from clearwall.store.logmatch import checker
 

@@ -61,14 +61,7 @@ class CompileRequest:
                 "out": str(self.out),
                 "base": None if self.base is None else str(self.base),
                 "since": self.since,
-                "ledger": None
-                if ledger is None
-                else {
-                    "key_file": None if ledger.key_file is None else str(ledger.key_file),
-                    "tiles_dir": None if ledger.tiles_dir is None else str(ledger.tiles_dir),
-                    "origin": ledger.origin,
-                    "vkey": ledger.vkey,
-                },
+                "ledger": None if ledger is None else ledger.to_request(),
                 "parallel": self.parallel,
                 "keytable_from": self.keytable_from,
             }
@@ -85,14 +78,7 @@ class CompileRequest:
             out=Path(data["out"]),
             base=None if data["base"] is None else Path(data["base"]),
             since=int(data["since"]),
-            ledger=None
-            if ledger is None
-            else LedgerConfig(
-                key_file=None if ledger["key_file"] is None else Path(ledger["key_file"]),
-                tiles_dir=None if ledger["tiles_dir"] is None else Path(ledger["tiles_dir"]),
-                origin=ledger["origin"] or LedgerConfig().origin,
-                vkey=ledger["vkey"] or "",
-            ),
+            ledger=None if ledger is None else LedgerConfig.from_request(ledger),
             parallel=bool(data["parallel"]),
             keytable_from=data["keytable_from"],
         )

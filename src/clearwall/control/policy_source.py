@@ -44,10 +44,11 @@ nothing a running one uses.
 
 A whole snapshot is saved with its provenance (``ledger.state``), and a clean stop keeps
 the last one. A start (``start_policy``) reuses the newest saved snapshot that the
-published checkpoint covers and the log confirms (``reuse``), never trusted blindly. It
-is locked before the sweep, so it is reused whole or swept, never both; the entries
-committed since are compiled as an overlay over it, which publishes them first, as
-every compile does.
+published checkpoint covers and the log confirms (``reuse``), never trusted blindly; the
+checkpoint's signature is verified in a short-lived child (``headcheck``), so the gateway
+never loads the log's key nor ``cryptography``. It is locked before the sweep, so it is
+reused whole or swept, never both; the entries committed since are compiled as an
+overlay over it, which publishes them first, as every compile does.
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ from typing import TYPE_CHECKING
 from clearwall.config import LedgerConfig
 from clearwall.control import snapshotdir
 from clearwall.control.compiler import Compiler, CompileRequest
+from clearwall.control.headcheck import HeadCheck
 from clearwall.control.logread import log_size
-from clearwall.control.reuse import find_reusable, published_head, saved_size, saved_tree_size
+from clearwall.control.reuse import find_reusable, saved_size, saved_tree_size
 from clearwall.errors import SnapshotError, StoreError
 
 if TYPE_CHECKING:
@@ -74,8 +76,9 @@ if TYPE_CHECKING:
     from clearwall.store.notify import Listener
 
 # The data plane's client interface (tests/test_layers.py: ``dnsserver`` imports nothing
-# else of the control plane).
-__all__ = ["PolicySource", "load_snapshot", "saved_size"]
+# else of the control plane); ``HeadCheck`` so a gateway starts the published checkpoint's
+# check before its own imports.
+__all__ = ["HeadCheck", "PolicySource", "load_snapshot", "saved_size"]
 
 log = logging.getLogger(__name__)
 
@@ -317,13 +320,18 @@ class PolicySource:
             self._swept = True
             snapshotdir.sweep(self.directory)
 
-    def start_policy(self) -> Path:
+    def start_policy(self, check: HeadCheck | None = None) -> Path:
         """The policy to start with (blocking): the newest saved whole snapshot that the
         published checkpoint covers and the log confirms (``find_reusable``, which locks
         it before the sweep of the rest), with an overlay for the entries committed since
-        (its compile publishes them first); else the whole policy compiled."""
+        (its compile publishes them first); else the whole policy compiled.
+
+        The checkpoint is verified in a child (``headcheck``): ``check``, the one the
+        caller started earlier for this store and ledger, else one started here."""
         started = time.monotonic()
-        head = published_head(self.store_url, self.ledger)
+        if check is None:
+            check = HeadCheck.start(self.store_url, self.ledger)
+        head = check.result()
         found = None
         if head is not None:
             found = find_reusable(self.store_url, self.directory, self.base_url, head, claim=True)

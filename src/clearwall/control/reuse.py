@@ -2,12 +2,12 @@
 
 A whole snapshot is saved with its provenance (``ledger.state``), and a clean stop keeps
 the last one. A start reuses the newest saved snapshot, never trusted blindly: the log's
-published signed checkpoint must cover its tree size, and the log's entries up to that
-size, re-read and re-hashed, must be those it was compiled from (its orders, digests,
-jurisdiction entries and file digests). A gateway locks it before the sweep
-(``snapshotdir``), so it is reused whole or swept, never both. The log's entries are
-read with the standard library on a SQLite store (``logread``), so a restart does not
-wait for SQLAlchemy.
+published signed checkpoint (verified in a child, ``headcheck``) must cover its tree
+size, and the log's entries up to that size, re-read and re-hashed, must be those it was
+compiled from (its orders, digests, jurisdiction entries and file digests). A gateway
+locks it before the sweep (``snapshotdir``), so it is reused whole or swept, never both.
+The log's entries are read with the standard library on a SQLite store (``logread``),
+so a restart does not wait for SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clearwall.config import LedgerConfig
 from clearwall.control import snapshotdir
+from clearwall.control.headcheck import PublishedHead
 from clearwall.control.logread import log_rows
-from clearwall.errors import ClearwallError, SnapshotError
+from clearwall.errors import SnapshotError
 
 if TYPE_CHECKING:
     from clearwall.policy.layered import LayeredPolicy
@@ -48,34 +48,6 @@ def saved_size(path: Path) -> str:
         )
     except (OSError, KeyError, TypeError, ValueError, SnapshotError) as exc:
         return f"size unknown: {exc}"
-
-
-@dataclass(frozen=True)
-class PublishedHead:
-    """The size of the log's published signed checkpoint, and its root hash (hex) when
-    known: what a saved snapshot may be reused up to (nothing the public log does not
-    show is enforced)."""
-
-    size: int
-    root: str | None = None
-
-
-def published_head(store_url: str, ledger: LedgerConfig | None) -> PublishedHead | None:
-    """The log's published checkpoint, read from its tiles directory and verified with
-    its key (no database access, nothing written), or None when there is none or it
-    cannot be verified (the caller then compiles, which publishes first)."""
-    from clearwall.layout import resolve_ledger
-    from clearwall.ledger.log import published_checkpoint
-
-    try:
-        resolved = resolve_ledger(ledger or LedgerConfig(), store_url)
-        checkpoint = published_checkpoint(resolved)
-    except (ClearwallError, OSError, ValueError) as exc:
-        log.info("the published checkpoint cannot be read (%s): no saved snapshot is reused", exc)
-        return None
-    if checkpoint is None:
-        return None
-    return PublishedHead(checkpoint.size, checkpoint.root.hex())
 
 
 def _whole_snapshots(directory: Path) -> list[tuple[int, int, Path]]:

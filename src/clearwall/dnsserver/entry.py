@@ -45,20 +45,30 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(args[0])
     logging.basicConfig(level=spec["log_level"], format=LOG_FORMAT)
     try:
+        config_path = Path(spec["config_path"]) if spec["config_path"] else None
+        config = load_config(config_path, spec["overrides"])
+        check = None
+        if spec["store_url"] and not spec["snapshot"]:
+            # The published checkpoint is verified in a child (no signing key, no
+            # ``cryptography`` here), started now so that it runs while the imports
+            # below do.
+            from clearwall.control.policy_source import HeadCheck
+
+            check = HeadCheck.start(spec["store_url"], config.ledger)
         from clearwall.dnsserver.options import ServeOptions
         from clearwall.dnsserver.workers import serve
 
-        config_path = Path(spec["config_path"]) if spec["config_path"] else None
         listen = spec["metrics_listen"]
         serve(
             ServeOptions(
-                config=load_config(config_path, spec["overrides"]),
+                config=config,
                 config_path=config_path,
                 overrides=spec["overrides"],
                 store_url=spec["store_url"],
                 snapshot=Path(spec["snapshot"]) if spec["snapshot"] else None,
                 snapshot_dir=Path(spec["snapshot_dir"]) if spec["snapshot_dir"] else None,
                 metrics_listen=HostPort.parse(listen, 0) if listen else None,
+                head_check=check,
             )
         )
     except ClearwallError as exc:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from clearwall.config import Config, HostPort
 
 if TYPE_CHECKING:
+    from clearwall.control.policy_source import HeadCheck
     from clearwall.dnsserver.metrics import DNSCollector
     from clearwall.dnsserver.policyholder import PolicyView
 
@@ -27,6 +28,9 @@ class ServeOptions:
     snapshot: Path | None = None  # or serve this compiled snapshot as is
     snapshot_dir: Path | None = None  # None: the store's default (``clearwall.layout``)
     metrics_listen: HostPort | None = None
+    # The published checkpoint's check, started before the gateway's own imports
+    # (``dnsserver.entry``); None: the start starts its own.
+    head_check: HeadCheck | None = None
     # Starts the web app beside DNS (given the metrics collector and a function returning
     # the policy in force); None = serve only /metrics on ``metrics_listen``.
     web_app: Callable[[DNSCollector, Callable[[], PolicyView]], None] | None = None

@@ -59,7 +59,7 @@ def _initial_policy(opts: ServeOptions) -> tuple[Path | None, PolicySource | Non
         consolidate_after=opts.config.dns.consolidate_after,
         ledger=opts.config.ledger,
     )
-    return source.start_policy(), source
+    return source.start_policy(opts.head_check), source
 
 
 def _reachable(source: PolicySource | None) -> Callable[[], bool | None] | None:

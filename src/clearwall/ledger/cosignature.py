@@ -8,7 +8,8 @@ Ed25519 signature covers ``cosignature/v1\\ntime <timestamp>\\n`` followed by th
 checkpoint's whole note text ("Ed25519 signed message"). A v1 cosignature states that,
 at that time, this was the largest consistent tree the cosigner had seen for the origin.
 
-Pure: no I/O, and no clock unless a caller passes the time.
+Pure: no I/O, and no clock unless a caller passes the time. Parsing a witness's key (the
+config does) imports no ``cryptography``: only signing and verifying do (``signing``).
 """
 
 from __future__ import annotations
@@ -19,13 +20,6 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from clearwall.errors import LedgerError, VerificationError
 from clearwall.ledger.checkpoint import Checkpoint, open_checkpoint
 from clearwall.ledger.note import NoteSignature, split_note
@@ -33,6 +27,9 @@ from clearwall.ledger.signing import (
     Verifier,
     check_key_name,
     decode_key_bytes,
+    ed25519_public,
+    ed25519_sign,
+    ed25519_verify,
     key_id,
     split_vkey,
 )
@@ -83,11 +80,7 @@ class CosignatureVerifier:
             signed = signed_message(message.decode("utf-8"), timestamp)
         except (VerificationError, UnicodeDecodeError):
             return False
-        try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(sig, signed)
-        except InvalidSignature:
-            return False
-        return True
+        return ed25519_verify(self.public_key, sig, signed)
 
     @property
     def vkey(self) -> str:
@@ -110,13 +103,13 @@ class Cosigner:
             # tlog-witness: "The cosignature MUST NOT omit the timestamp".
             raise LedgerError("a witness cosignature needs a non-zero timestamp")
         message = signed_message(text, timestamp)
-        sig = Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
+        sig = ed25519_sign(self.seed, message)
         return NoteSignature(self.name, self.key_id, struct.pack(">Q", timestamp) + sig)
 
     @property
     def verifier(self) -> CosignatureVerifier:
         """The matching public key."""
-        return CosignatureVerifier(self.name, self.key_id, _public(self.seed))
+        return CosignatureVerifier(self.name, self.key_id, ed25519_public(self.seed))
 
     @property
     def skey(self) -> str:
@@ -128,14 +121,6 @@ class Cosigner:
         return f"Cosigner(name={self.name!r}, key_id={self.key_id:08x})"
 
 
-def _public(seed: bytes) -> bytes:
-    return (
-        Ed25519PrivateKey.from_private_bytes(seed)
-        .public_key()
-        .public_bytes(Encoding.Raw, PublicFormat.Raw)
-    )
-
-
 def generate_cosigner(name: str, seed: bytes | None = None) -> Cosigner:
     """A new cosigner key named ``name`` (random unless ``seed`` is given, for tests)."""
     check_key_name(name)
@@ -143,7 +128,7 @@ def generate_cosigner(name: str, seed: bytes | None = None) -> Cosigner:
         seed = os.urandom(32)
     if len(seed) != 32:
         raise LedgerError("an Ed25519 seed is 32 bytes")
-    return Cosigner(name, cosigner_key_id(name, _public(seed)), seed)
+    return Cosigner(name, cosigner_key_id(name, ed25519_public(seed)), seed)
 
 
 def parse_cosigner_vkey(text: str) -> CosignatureVerifier:

@@ -31,6 +31,7 @@ from clearwall.ledger.merkle import (
     merkle_root,
     parent_row,
 )
+from clearwall.ledger.published import ledger_verifier
 from clearwall.ledger.readers import TileHashReader
 from clearwall.ledger.signing import Signer, Verifier, load_signer, parse_vkey
 from clearwall.ledger.tiledir import RULES_DIR, TileDir
@@ -78,29 +79,6 @@ class SyncResult:
     tiles_written: int
 
 
-def published_checkpoint(config: LedgerConfig) -> Checkpoint | None:
-    """The verified checkpoint in ``config``'s tiles directory, or None when there is
-    none: read with the key file alone, without the store (a gateway's start-up check)."""
-    note = TileDir(config.tiles_path()).read_checkpoint()
-    if note is None:
-        return None
-    return open_checkpoint(note, ledger_verifier(config), config.origin)
-
-
-def ledger_verifier(config: LedgerConfig) -> Verifier:
-    """The log's verifier: from ``[ledger] vkey`` on a node that does not sign, else
-    from the key file."""
-    if not config.signs():
-        return parse_vkey(config.vkey)
-    verifier = load_signer(config.key_path()).verifier
-    if config.vkey and verifier.vkey != config.vkey:
-        raise LedgerError(
-            f"[ledger] vkey is not the verifier key of {config.key_path()} "
-            f"({verifier.vkey}): one log has one signer"
-        )
-    return verifier
-
-
 class TransparencyLog:
     """The log of a store: sync tiles and checkpoints, serve proofs, recover after a crash.
 
@@ -124,12 +102,14 @@ class TransparencyLog:
     def signer(self) -> Signer:
         """The log's signer, loaded from the key file on first use."""
         if self._signer is None:
-            self._signer = load_signer(self.config.key_path())
-            if self._signer.name != self.config.origin:
+            signer = load_signer(self.config.key_path())
+            if signer.name != self.config.origin:
+                # Not kept: the next use must be refused as well, not sign with it.
                 raise LedgerError(
-                    f"ledger key is named {self._signer.name!r} but the log origin is "
+                    f"ledger key is named {signer.name!r} but the log origin is "
                     f"{self.config.origin!r}"
                 )
+            self._signer = signer
         return self._signer
 
     @property

@@ -5,6 +5,11 @@ Signer key (``skey``, the key file): ``PRIVATE+KEY+<name>+<key id>+<base64(0x01 
 The key id is the first four bytes of SHA-256(name || 0x0A || 0x01 || public key)
 (C2SP signed-note, "Signatures" and "Ed25519"). Only ``create_key_file``/``load_signer``
 touch the file system; the private key is never printed or logged.
+
+``cryptography`` is imported only by the three Ed25519 operations below, when one is
+first used: parsing a key (``[ledger] vkey``, a witness's key in the config) needs only
+base64 and SHA-256, and a DNS gateway, which verifies nothing itself
+(``control.headcheck``), never holds its 7-8 MiB.
 """
 
 from __future__ import annotations
@@ -16,16 +21,38 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey,
-    Ed25519PublicKey,
-)
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
 from clearwall.errors import LedgerError, VerificationError
 
 ALG_ED25519 = 0x01  # signed-note signature type byte for Ed25519
+
+
+def ed25519_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """True when ``signature`` is the Ed25519 signature of ``message`` by ``public_key``
+    (RFC 8032, as ``cryptography`` checks it)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def ed25519_sign(seed: bytes, message: bytes) -> bytes:
+    """The 64-byte Ed25519 signature of ``message`` by the key of ``seed``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.from_private_bytes(seed).sign(message)
+
+
+def ed25519_public(seed: bytes) -> bytes:
+    """The 32-byte Ed25519 public key of the private key ``seed``."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    key = Ed25519PrivateKey.from_private_bytes(seed).public_key()
+    return key.public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def check_key_name(name: str) -> None:
@@ -54,11 +81,7 @@ class Verifier:
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         """True when ``signature`` is this key's Ed25519 signature of ``message``."""
-        try:
-            Ed25519PublicKey.from_public_bytes(self.public_key).verify(signature, message)
-        except InvalidSignature:
-            return False
-        return True
+        return ed25519_verify(self.public_key, signature, message)
 
     @property
     def vkey(self) -> str:
@@ -77,17 +100,12 @@ class Signer:
 
     def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message``."""
-        return Ed25519PrivateKey.from_private_bytes(self.seed).sign(message)
+        return ed25519_sign(self.seed, message)
 
     @property
     def verifier(self) -> Verifier:
         """The matching verifier."""
-        public = (
-            Ed25519PrivateKey.from_private_bytes(self.seed)
-            .public_key()
-            .public_bytes(Encoding.Raw, PublicFormat.Raw)
-        )
-        return Verifier(self.name, self.key_id, public)
+        return Verifier(self.name, self.key_id, ed25519_public(self.seed))
 
     @property
     def skey(self) -> str:
@@ -106,11 +124,7 @@ def generate_signer(name: str, seed: bytes | None = None) -> Signer:
         seed = os.urandom(32)
     if len(seed) != 32:
         raise LedgerError("an Ed25519 seed is 32 bytes")
-    public = (
-        Ed25519PrivateKey.from_private_bytes(seed)
-        .public_key()
-        .public_bytes(Encoding.Raw, PublicFormat.Raw)
-    )
+    public = ed25519_public(seed)
     return Signer(name, key_id(name, public), seed)
 
 
