@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.control.test_policy_source import Published, _add, _service
+from tests.control.test_policy_source import Published, _add, _restart, _service
 
 from clearwall.config import LedgerConfig
 from clearwall.control import headcheck
@@ -38,17 +38,7 @@ def _start(
     store: str, snaps: Path, check: HeadCheck | None, ledger: LedgerConfig | None = None
 ) -> tuple[Path, bool]:
     """A new source's start with ``check``: the policy it starts with, whether it compiled."""
-    from clearwall.control.policy_source import PolicySource
-
-    source = PolicySource(store, "", snaps, 0.05, Published(), ledger=ledger)
-    try:
-        return source.start_policy(check), source._compiler is not None
-    finally:
-        for lease in source._leases.values():
-            lease.keep()
-        source._leases.clear()
-        source._made.clear()
-        source.stop()
+    return _restart(store, snaps, "", check, ledger)
 
 
 def test_a_verified_checkpoint_is_reused_through_the_child(

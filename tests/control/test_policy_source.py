@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from clearwall.config import LedgerConfig
+from clearwall.control.headcheck import HeadCheck
 from clearwall.layout import resolve_ledger
 from clearwall.store.db import open_store
 
@@ -189,13 +190,20 @@ def _verdicts(path: Path) -> list[bool]:
     return [policy.match(n, "xa").blocked for n in names]
 
 
-def _restart(store: str, snaps: Path, base_url: str = "") -> tuple[Path, bool]:
-    """A new source's start: the policy it starts with, and whether it compiled."""
+def _restart(
+    store: str,
+    snaps: Path,
+    base_url: str = "",
+    check: HeadCheck | None = None,
+    ledger: LedgerConfig | None = None,
+) -> tuple[Path, bool]:
+    """A new source's start (with ``check``, the published checkpoint's checker, when
+    given): the policy it starts with, and whether it compiled."""
     from clearwall.control.policy_source import PolicySource
 
-    source = PolicySource(store, base_url, snaps, 0.05, Published())
+    source = PolicySource(store, base_url, snaps, 0.05, Published(), ledger=ledger)
     try:
-        path = source.start_policy()
+        path = source.start_policy(check)
         return path, source._compiler is not None
     finally:
         # Keep what it started with for the test to look at, unlocked as a stop keeps
