@@ -97,9 +97,9 @@ def test_the_dns_processes_never_load_cryptography(
     try:  # committed, not published: the gateway's compile publishes it first
         service = PolicyService(store)
         [court] = PolicyReader(store).authorities()
-        service.add_order(court.id, "Order 2", "Act s.2", "TT-2", "court-order", "nxdomain",
-                          [RuleSpec(RuleKind.EXACT, "new.example")],
-                          effective_from="2020-01-01")  # fmt: skip
+        rules = [RuleSpec(RuleKind.EXACT, "new.example")]
+        order = ("Order 2", "Act s.2", "TT-2", "court-order", "nxdomain")
+        service.add_order(court.id, *order, rules, effective_from="2020-01-01")
     finally:
         store.dispose()
     gw.wait_log("as an overlay over version 2")

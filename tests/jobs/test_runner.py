@@ -180,9 +180,7 @@ def test_a_node_without_the_key_leaves_the_witnesses_to_the_signer(
     assert jobs.tlog.dir.read_checkpoint() == before
 
 
-def test_upkeep_and_mirrors_stay_one_batch_when_runs_take_time(
-    jobs: Jobs, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_upkeep_and_mirrors_stay_one_batch_when_runs_take_time(jobs: Jobs) -> None:
     """With equal intervals (60 s each by default) the upkeep and the mirrors are due
     together every time, so ``serve`` starts one run a minute, not two: each interval
     counts from the batch's start, not from the end of a run that took a while."""
